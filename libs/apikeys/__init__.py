@@ -1,0 +1,185 @@
+"""API keys: stored as sha256 hashes, each bound to a tenant prefix and optional webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+KEY_PREFIX = "tgw_"
+BOOTSTRAP_NAME = "bootstrap"
+
+SELECT_ACTIVE_BY_HASH = """
+SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+FROM media_pipeline.api_keys WHERE key_hash = $1 AND revoked_at IS NULL
+"""
+SELECT_BY_ID = """
+SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+FROM media_pipeline.api_keys WHERE id = $1
+"""
+LIST_KEYS = """
+SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+FROM media_pipeline.api_keys ORDER BY created_at
+"""
+INSERT_KEY = """
+INSERT INTO media_pipeline.api_keys
+    (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
+     rate_limit_per_minute)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+UPSERT_BOOTSTRAP = """
+INSERT INTO media_pipeline.api_keys
+    (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret)
+VALUES ($1, 'bootstrap', $2, $3, $4, true, $5, $6)
+ON CONFLICT (key_hash) DO UPDATE SET
+    tenant_prefix = EXCLUDED.tenant_prefix, is_bootstrap = true, revoked_at = NULL,
+    webhook_url = EXCLUDED.webhook_url,
+    webhook_secret_previous = CASE
+        WHEN media_pipeline.api_keys.webhook_secret IS DISTINCT FROM EXCLUDED.webhook_secret
+        THEN media_pipeline.api_keys.webhook_secret
+        ELSE media_pipeline.api_keys.webhook_secret_previous END,
+    webhook_secret = EXCLUDED.webhook_secret
+RETURNING id
+"""
+# A changed API_KEY retires the previous bootstrap key instead of leaving it valid for ever.
+RETIRE_OLD_BOOTSTRAP = """
+UPDATE media_pipeline.api_keys SET revoked_at = now()
+WHERE is_bootstrap AND key_hash <> $1 AND revoked_at IS NULL
+"""
+REVOKE_KEY = """
+UPDATE media_pipeline.api_keys SET revoked_at = now()
+WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL RETURNING id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    tenant_prefix: str
+    is_bootstrap: bool
+    webhook_url: str | None
+    webhook_secret: str | None
+    webhook_secret_previous: str | None
+    webhook_disabled_at: datetime | None
+    rate_limit_per_minute: int | None
+    created_at: datetime
+    revoked_at: datetime | None
+    key_hint: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ApiKey:
+        return cls(
+            id=str(row["id"]),
+            name=row["name"],
+            tenant_prefix=row["tenant_prefix"],
+            is_bootstrap=row["is_bootstrap"],
+            webhook_url=row["webhook_url"],
+            webhook_secret=row["webhook_secret"],
+            webhook_secret_previous=row["webhook_secret_previous"],
+            webhook_disabled_at=row["webhook_disabled_at"],
+            rate_limit_per_minute=row["rate_limit_per_minute"],
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+            key_hint=row["key_hint"],
+        )
+
+    @property
+    def signing_secrets(self) -> list[str]:
+        return [s for s in (self.webhook_secret, self.webhook_secret_previous) if s]
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def hint(raw: str) -> str:
+    return raw[:8]
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def generate_webhook_secret() -> str:
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, raw: str) -> ApiKey | None:
+    row = await conn.fetchrow(SELECT_ACTIVE_BY_HASH, hash_key(raw))
+    return ApiKey.from_row(row) if row else None
+
+
+async def get(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> ApiKey | None:
+    row = await conn.fetchrow(SELECT_BY_ID, uuid.UUID(key_id))
+    return ApiKey.from_row(row) if row else None
+
+
+async def ensure_bootstrap(
+    conn: asyncpg.Connection,
+    raw: str,
+    *,
+    tenant_prefix: str,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+) -> str:
+    """Register `API_KEY` from the environment (hashed) so it works like any other key."""
+    digest = hash_key(raw)
+    async with conn.transaction():
+        key_id = await conn.fetchval(
+            UPSERT_BOOTSTRAP,
+            uuid.uuid4(),
+            digest,
+            hint(raw),
+            tenant_prefix,
+            webhook_url,
+            webhook_secret,
+        )
+        await conn.execute(RETIRE_OLD_BOOTSTRAP, digest)
+    return str(key_id)
+
+
+async def create(
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    tenant_prefix: str = "",
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[str, ApiKey]:
+    """Create a key; returns the raw key (shown once, never stored) and its record."""
+    raw = generate_key()
+    key_id = uuid.uuid4()
+    await conn.execute(
+        INSERT_KEY,
+        key_id,
+        name,
+        hash_key(raw),
+        hint(raw),
+        tenant_prefix,
+        False,
+        webhook_url,
+        webhook_secret,
+        rate_limit_per_minute,
+    )
+    record = await get(conn, str(key_id))
+    assert record is not None
+    return raw, record
+
+
+async def list_keys(conn: asyncpg.Connection) -> list[ApiKey]:
+    return [ApiKey.from_row(r) for r in await conn.fetch(LIST_KEYS)]
+
+
+async def revoke(conn: asyncpg.Connection, key_id_or_hint: str) -> bool:
+    return await conn.fetchval(REVOKE_KEY, key_id_or_hint) is not None

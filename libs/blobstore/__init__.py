@@ -1,0 +1,12 @@
+from libs.blobstore.memory import MemoryBlobStore
+from libs.blobstore.s3 import S3BlobStore
+from libs.blobstore.store import BlobNotFound, BlobStore, BlobStoreUnavailable, StoredObject
+
+__all__ = [
+    "BlobNotFound",
+    "BlobStore",
+    "BlobStoreUnavailable",
+    "MemoryBlobStore",
+    "S3BlobStore",
+    "StoredObject",
+]

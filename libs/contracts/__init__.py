@@ -1,0 +1,31 @@
+"""The wire contract: events, subjects, stream and consumer definitions."""
+
+from libs.contracts.events import (
+    AnyEvent,
+    AudioStored,
+    Event,
+    TranscriptionFailed,
+    TranscriptKeys,
+    TranscriptReady,
+    any_event_decoder,
+    audio_stored_decoder,
+    encode,
+    new_event_id,
+    transcript_result_decoder,
+    utcnow,
+)
+
+__all__ = [
+    "AnyEvent",
+    "AudioStored",
+    "Event",
+    "TranscriptKeys",
+    "TranscriptReady",
+    "TranscriptionFailed",
+    "any_event_decoder",
+    "audio_stored_decoder",
+    "encode",
+    "new_event_id",
+    "transcript_result_decoder",
+    "utcnow",
+]

@@ -1,0 +1,94 @@
+"""Events on the wire: JSON, tagged by `type`, versioned; new fields always get defaults.
+
+Consumers must ignore unknown fields, so decoders never use `forbid_unknown_fields`: an older
+transcriber keeps working while a newer ingest adds fields.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+
+Timestamps = str  # "none" | "segment" | "word"; a plain str so old consumers accept new values
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    event_id: str
+    occurred_at: datetime
+    version: int = 1
+    # Carried from the HTTP request through every event to the webhook, for log correlation.
+    trace_id: str | None = None
+
+
+class AudioStored(Event, frozen=True, kw_only=True, tag="audio.stored"):
+    audio_file_id: str
+    tenant: str
+    campaign: str
+    storage_key: str
+    content_type: str
+    size: int
+    sha256: str
+    phone: str | None = None
+    recording_id: str | None = None
+    model: str | None = None
+    language: str | None = None
+    timestamps: Timestamps = "segment"
+    callback_url: str | None = None
+    # A replay with force=True re-transcribes even a completed job.
+    force: bool = False
+
+
+class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):
+    json: str
+    txt: str
+    srt: str | None = None
+    vtt: str | None = None
+
+
+class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
+    audio_file_id: str
+    tenant: str
+    model: str
+    engine: str
+    language: str | None
+    duration: float
+    keys: TranscriptKeys
+    word_count: int
+    recording_id: str | None = None
+
+
+class TranscriptionFailed(Event, frozen=True, kw_only=True, tag="transcript.failed"):
+    audio_file_id: str
+    tenant: str
+    error_code: str
+    detail: str
+    attempts: int
+    permanent: bool
+    recording_id: str | None = None
+
+
+AnyEvent = AudioStored | TranscriptReady | TranscriptionFailed
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+# One decoder per subject family; each accepts only the event types that family carries.
+audio_stored_decoder: msgspec.json.Decoder[AudioStored] = msgspec.json.Decoder(AudioStored)
+transcript_result_decoder: msgspec.json.Decoder[TranscriptReady | TranscriptionFailed] = (
+    msgspec.json.Decoder(TranscriptReady | TranscriptionFailed)
+)
+any_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)

@@ -1,0 +1,79 @@
+"""The asyncpg pool: JSON codecs registered once, driver connection errors translated here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from libs.db.errors import DatabaseUnavailable
+
+# Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    TimeoutError,
+)
+# Everything that means "Postgres is not there", translated or not.
+UNAVAILABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, *CONNECTION_ERRORS)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            command_timeout=30,
+            timeout=10,
+        )
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot connect to Postgres: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction; connection loss surfaces as DatabaseUnavailable."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+
+
+async def fetchrow(pool: asyncpg.Pool, query: str, *args: Any) -> asyncpg.Record | None:
+    try:
+        return await pool.fetchrow(query, *args)
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+
+
+async def fetch(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
+    try:
+        return list(await pool.fetch(query, *args))
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+
+
+async def execute(pool: asyncpg.Pool, query: str, *args: Any) -> str:
+    try:
+        return str(await pool.execute(query, *args))
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc

@@ -1,0 +1,74 @@
+"""Object keys, exactly as the reference system lays them out (existing readers depend on them).
+
+- audio:       [<prefix>/]<campaign>/audio/<phone>/<uuid>.<ext>
+- transcripts: <campaign>/transcriptions/<fmt>/<rest>.<fmt>, where <rest> is the audio key after
+  "<campaign>/audio/" without its extension: transcripts mirror the audio path under the
+  campaign, without the gateway prefix.
+"""
+
+from __future__ import annotations
+
+import re
+
+from libs.contracts import TranscriptKeys
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+UNKNOWN_PHONE = "unknown"
+UNKNOWN_CAMPAIGN = "unassigned"
+
+
+class InvalidPrefix(ValueError):
+    pass
+
+
+def segment(value: str | None, fallback: str) -> str:
+    """One path segment: no slashes, no dot-only names, nothing a shell or URL would trip on."""
+    cleaned = _UNSAFE.sub("_", (value or "").strip()).strip("._")
+    return cleaned or fallback
+
+
+def validate_prefix(prefix: str) -> str:
+    """A tenant prefix: safe characters, no '..', no leading '/'; a trailing '/' is tolerated
+    because the reference worker was configured with `--b2-prefix gateway/`."""
+    if prefix.startswith("/"):
+        raise InvalidPrefix("b2_prefix must not start with '/'")
+    prefix = prefix.rstrip("/")
+    if not prefix:
+        return ""
+    if len(prefix) > 200 or ".." in prefix or not PREFIX_PATTERN.fullmatch(prefix):
+        raise InvalidPrefix(
+            "b2_prefix may contain letters, digits, '.', '_', '-' and '/' between segments"
+        )
+    return prefix
+
+
+def audio_key(*, prefix: str, campaign: str, phone: str | None, file_id: str, ext: str) -> str:
+    parts = [p for p in (prefix.strip("/"),) if p]
+    parts += [
+        segment(campaign, UNKNOWN_CAMPAIGN),
+        "audio",
+        segment((phone or "").lstrip("+"), UNKNOWN_PHONE),
+        f"{file_id}.{segment(ext, 'bin')}",
+    ]
+    return "/".join(parts)
+
+
+def transcript_key(audio_object_key: str, fmt: str, *, campaign: str) -> str:
+    camp = segment(campaign, UNKNOWN_CAMPAIGN)
+    marker = f"{camp}/audio/"
+    idx = audio_object_key.find(marker)
+    rest = (
+        audio_object_key[idx + len(marker) :] if idx >= 0 else audio_object_key.rsplit("/", 1)[-1]
+    )
+    stem = rest.rsplit(".", 1)[0] if "." in rest.rsplit("/", 1)[-1] else rest
+    return f"{camp}/transcriptions/{fmt}/{stem}.{fmt}"
+
+
+def transcript_keys(audio_object_key: str, *, campaign: str) -> TranscriptKeys:
+    return TranscriptKeys(
+        json=transcript_key(audio_object_key, "json", campaign=campaign),
+        txt=transcript_key(audio_object_key, "txt", campaign=campaign),
+        srt=transcript_key(audio_object_key, "srt", campaign=campaign),
+        vtt=transcript_key(audio_object_key, "vtt", campaign=campaign),
+    )

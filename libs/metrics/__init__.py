@@ -1,0 +1,38 @@
+"""Prometheus metrics shared by the services (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "transcribe_http_requests_total",
+    "HTTP requests by route and status",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "transcribe_http_request_seconds", "HTTP request latency", ["route", "method"]
+)
+JOBS_SUBMITTED = Counter(
+    "transcribe_jobs_submitted_total", "Jobs accepted by the ingest API", ["source", "outcome"]
+)
+JOBS_FINISHED = Counter(
+    "transcribe_jobs_finished_total", "Jobs finished by the transcriber", ["engine", "outcome"]
+)
+ENGINE_LATENCY = Histogram(
+    "transcribe_engine_seconds",
+    "Engine transcription latency",
+    ["engine", "model"],
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 1800),
+)
+ENGINE_PAUSED = Gauge(
+    "transcribe_engine_paused", "1 while consumption is paused because credentials were rejected"
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "transcribe_webhook_attempts_total", "Webhook delivery attempts by outcome", ["outcome"]
+)
+WEBHOOK_LATENCY = Histogram(
+    "transcribe_webhook_seconds",
+    "Webhook POST latency",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
+)
+OUTBOX_PUBLISHED = Counter("transcribe_outbox_published_total", "Outbox events published")

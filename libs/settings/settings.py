@@ -1,0 +1,223 @@
+"""Settings: one typed object, built once from the environment and passed down.
+
+The names are the operator contract (see DESIGN.md); they never change meaning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+EngineName = Literal["openai", "offline"]
+
+
+class SettingsError(ValueError):
+    """A setting is present but unusable; raised at start-up, never mid-request."""
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Infrastructure. None means "not configured": `transcribe up` starts an embedded one.
+    database_url: str | None = None
+    nats_url: str | None = None
+    s3: S3Settings | None = None
+
+    # HTTP API
+    api_key: str | None = None
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8000
+    # Where clients reach the API (used for links in webhooks); defaults to http://host:port.
+    public_base_url_override: str | None = None
+    gateway_prefix: str = ""
+    max_upload_bytes: int = 500 * 1024 * 1024
+    ssrf_allowlist: str = ""
+    download_connect_timeout: float = 10.0
+    download_read_timeout: float = 60.0
+    default_phone_region: str = "US"
+
+    # Transcription
+    engine: EngineName = "offline"
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "whisper-1"
+    openai_timeout: float = 600.0
+    transcriber_concurrency: int = 4
+    transcriber_scope: tuple[str, ...] = ()
+
+    # Webhooks
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout: float = 15.0
+
+    # Embedded stack
+    home: Path = field(default_factory=lambda: Path(".transcribe"))
+
+    # Event retention: how far back operators can replay.
+    stream_max_age_days: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def get_int(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+
+        def get_float(name: str, default: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return float(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+        s3 = None
+        endpoint = get("BACKBLAZE_B2_S3_ENDPOINT")
+        if endpoint:
+            missing = [
+                n
+                for n in (
+                    "BACKBLAZE_B2_BUCKET",
+                    "BACKBLAZE_B2_KEY_ID",
+                    "BACKBLAZE_B2_APPLICATION_KEY",
+                )
+                if not get(n)
+            ]
+            if missing:
+                raise SettingsError(f"BACKBLAZE_B2_S3_ENDPOINT is set but {', '.join(missing)} not")
+            s3 = S3Settings(
+                endpoint=endpoint,
+                bucket=get("BACKBLAZE_B2_BUCKET") or "",
+                access_key=get("BACKBLAZE_B2_KEY_ID") or "",
+                secret_key=get("BACKBLAZE_B2_APPLICATION_KEY") or "",
+                region=get("BACKBLAZE_B2_REGION") or _region_from_endpoint(endpoint),
+            )
+
+        openai_key = get("OPENAI_API_KEY")
+        engine_raw = (get("TRANSCRIBE_ENGINE") or ("openai" if openai_key else "offline")).lower()
+        if engine_raw in ("pocketsphinx", "local"):
+            engine_raw = "offline"
+        if engine_raw not in ("openai", "offline"):
+            raise SettingsError(
+                f"TRANSCRIBE_ENGINE must be 'openai' or 'offline', got {engine_raw!r}"
+            )
+        engine: EngineName = "openai" if engine_raw == "openai" else "offline"
+        if engine == "openai" and not openai_key and not get("OPENAI_BASE_URL"):
+            raise SettingsError(
+                "TRANSCRIBE_ENGINE=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)"
+            )
+
+        scope_raw = get("TRANSCRIBER_SCOPE") or ""
+        return cls(
+            database_url=normalise_dsn(get("DATABASE_URL")),
+            nats_url=get("NATS_URL"),
+            s3=s3,
+            api_key=get("API_KEY"),
+            ingest_host=get("INGEST_HOST") or "127.0.0.1",
+            ingest_port=get_int("INGEST_PORT", 8000),
+            public_base_url_override=get("PUBLIC_BASE_URL"),
+            gateway_prefix=(get("GATEWAY_B2_PREFIX") or "").strip("/"),
+            max_upload_bytes=get_int("MAX_UPLOAD_BYTES", 500 * 1024 * 1024),
+            ssrf_allowlist=get("SSRF_ALLOWLIST") or "",
+            download_connect_timeout=get_float("DOWNLOAD_CONNECT_TIMEOUT", 10.0),
+            download_read_timeout=get_float("DOWNLOAD_READ_TIMEOUT", 60.0),
+            default_phone_region=get("DEFAULT_PHONE_REGION") or "US",
+            engine=engine,
+            openai_api_key=openai_key,
+            openai_base_url=get("OPENAI_BASE_URL"),
+            openai_model=get("OPENAI_MODEL") or "whisper-1",
+            openai_timeout=get_float("OPENAI_TIMEOUT", 600.0),
+            transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 4),
+            transcriber_scope=tuple(
+                p.strip().strip("/") for p in scope_raw.split(",") if p.strip()
+            ),
+            webhook_url=get("WEBHOOK_URL"),
+            webhook_secret=get("WEBHOOK_SECRET"),
+            webhook_timeout=get_float("WEBHOOK_TIMEOUT", 15.0),
+            home=Path(get("TRANSCRIBE_HOME") or ".transcribe"),
+            stream_max_age_days=get_int("STREAM_MAX_AGE_DAYS", 30),
+        )
+
+    def with_infrastructure(
+        self,
+        *,
+        database_url: str | None = None,
+        nats_url: str | None = None,
+        s3: S3Settings | None = None,
+    ) -> Settings:
+        """Fill in what the embedded stack started; configured values always win."""
+        return replace(
+            self,
+            database_url=self.database_url or database_url,
+            nats_url=self.nats_url or nats_url,
+            s3=self.s3 or s3,
+        )
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SettingsError("DATABASE_URL is not set")
+        return self.database_url
+
+    def require_nats_url(self) -> str:
+        if not self.nats_url:
+            raise SettingsError("NATS_URL is not set")
+        return self.nats_url
+
+    def require_s3(self) -> S3Settings:
+        if self.s3 is None:
+            raise SettingsError("BACKBLAZE_B2_S3_ENDPOINT is not set")
+        return self.s3
+
+    @property
+    def public_base_url(self) -> str:
+        return self.public_base_url_override or f"http://{self.ingest_host}:{self.ingest_port}"
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [u.strip() for u in self.require_nats_url().split(",") if u.strip()]
+
+
+def normalise_dsn(dsn: str | None) -> str | None:
+    """Accept the reference `.env` form `postgresql+asyncpg://` and drop `sslmode=disable`,
+    which asyncpg rejects (a known trap in the reference troubleshooting notes)."""
+    if dsn is None:
+        return None
+    for prefix in ("postgresql+asyncpg://", "postgres+asyncpg://"):
+        if dsn.startswith(prefix):
+            dsn = "postgresql://" + dsn[len(prefix) :]
+    if "sslmode=disable" in dsn:
+        base, _, query = dsn.partition("?")
+        kept = [p for p in query.split("&") if p and p != "sslmode=disable"]
+        dsn = base + ("?" + "&".join(kept) if kept else "")
+    return dsn
+
+
+def _region_from_endpoint(endpoint: str) -> str:
+    # B2 endpoints look like https://s3.eu-central-003.backblazeb2.com; the SDK signs with that region.
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    parts = host.split(".")
+    if len(parts) > 2 and parts[0] == "s3" and "backblazeb2" in host:
+        return parts[1]
+    return "us-east-1"

@@ -1,0 +1,3 @@
+from libs.transcript.model import Segment, Transcript, Word
+
+__all__ = ["Segment", "Transcript", "Word"]

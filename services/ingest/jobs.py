@@ -1,0 +1,163 @@
+"""The job catalog (`media_pipeline.audio_files`) as seen by the ingest API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from libs import outbox
+from libs.contracts import AudioStored, new_event_id, subjects, utcnow
+
+INSERT_JOB = """
+INSERT INTO media_pipeline.audio_files (
+    id, api_key_id, tenant_prefix, phone, campaign_name, campaign_id, company, recording_id,
+    url, url_sha1, idempotency_key, started, stopped, bucket, b2_object_key, content_type,
+    size_bytes, sha256, source_table, source_row_id, callback_url, model, language, timestamps,
+    trace_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, $21, $22, $23, $24, $25)
+"""
+FIND_BY_URL = """
+SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
+       a.recording_id, a.url, a.url_sha1, a.bucket, a.b2_object_key, a.content_type, a.size_bytes,
+       a.sha256, a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts,
+       a.last_error, a.trace_id, a.created_at, a.updated_at
+FROM media_pipeline.audio_files a
+WHERE a.api_key_id = $1 AND a.tenant_prefix = $2 AND a.url_sha1 = $3
+"""
+FIND_BY_IDEMPOTENCY_KEY = """
+SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
+       a.recording_id, a.url, a.url_sha1, a.bucket, a.b2_object_key, a.content_type, a.size_bytes,
+       a.sha256, a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts,
+       a.last_error, a.trace_id, a.created_at, a.updated_at
+FROM media_pipeline.audio_files a
+WHERE a.api_key_id = $1 AND a.idempotency_key = $2
+"""
+FIND_FOR_KEY = """
+SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
+       a.recording_id, a.url, a.url_sha1, a.bucket, a.b2_object_key, a.content_type, a.size_bytes,
+       a.sha256, a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts,
+       a.last_error, a.trace_id, a.created_at, a.updated_at
+FROM media_pipeline.audio_files a WHERE a.id = $1 AND a.api_key_id = $2
+"""
+STATUS = """
+SELECT a.id, a.status, a.recording_id, a.phone, a.campaign_name, a.company, a.tenant_prefix,
+       a.b2_object_key, a.url, a.created_at, a.updated_at, a.attempts, a.last_error,
+       t.text, t.model, t.engine, t.language, t.duration_seconds, t.word_count,
+       t.b2_transcript_json_key, t.b2_transcript_txt_key, t.b2_transcript_srt_key,
+       t.b2_transcript_vtt_key, t.created_at AS completed_at,
+       f.status AS failure_status, f.error_code, f.error AS failure_error, f.attempts AS failure_attempts
+FROM media_pipeline.audio_files a
+LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
+LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
+WHERE a.id = $1 AND a.api_key_id = $2
+"""
+REQUEUE = """
+UPDATE media_pipeline.audio_files SET status = 'queued', last_error = NULL, updated_at = now()
+WHERE id = $1
+"""
+CLEAR_FAILURE = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: uuid.UUID
+    api_key_id: str
+    tenant_prefix: str
+    phone: str | None
+    campaign_name: str
+    campaign_id: str | None
+    company: str | None
+    recording_id: str | None
+    url: str | None
+    url_sha1: str | None
+    idempotency_key: str | None
+    started: datetime | None
+    stopped: datetime | None
+    bucket: str
+    object_key: str
+    content_type: str
+    size: int
+    sha256: str
+    source_table: str | None
+    source_row_id: int | None
+    callback_url: str | None
+    model: str | None
+    language: str | None
+    timestamps: str
+    trace_id: str | None
+
+
+def audio_stored_event(
+    job: NewJob | asyncpg.Record, *, force: bool = False, trace_id: str | None = None
+) -> AudioStored:
+    get: Any = (lambda k: getattr(job, k)) if isinstance(job, NewJob) else (lambda k: job[k])
+    key = "object_key" if isinstance(job, NewJob) else "b2_object_key"
+    size_key = "size" if isinstance(job, NewJob) else "size_bytes"
+    return AudioStored(
+        event_id=new_event_id(),
+        occurred_at=utcnow(),
+        trace_id=trace_id or get("trace_id"),
+        audio_file_id=str(get("id")),
+        tenant=get("tenant_prefix"),
+        campaign=get("campaign_name"),
+        storage_key=get(key),
+        content_type=get("content_type"),
+        size=int(get(size_key)),
+        sha256=get("sha256"),
+        phone=get("phone"),
+        recording_id=get("recording_id"),
+        model=get("model"),
+        language=get("language"),
+        timestamps=get("timestamps"),
+        callback_url=get("callback_url"),
+        force=force,
+    )
+
+
+async def insert_job(conn: asyncpg.Connection, job: NewJob) -> None:
+    """The job row and its AudioStored event, in one transaction (the outbox guarantee)."""
+    async with conn.transaction():
+        await conn.execute(
+            INSERT_JOB,
+            job.id,
+            uuid.UUID(job.api_key_id),
+            job.tenant_prefix,
+            job.phone,
+            job.campaign_name,
+            job.campaign_id,
+            job.company,
+            job.recording_id,
+            job.url,
+            job.url_sha1,
+            job.idempotency_key,
+            job.started,
+            job.stopped,
+            job.bucket,
+            job.object_key,
+            job.content_type,
+            job.size,
+            job.sha256,
+            job.source_table,
+            job.source_row_id,
+            job.callback_url,
+            job.model,
+            job.language,
+            job.timestamps,
+            job.trace_id,
+        )
+        await outbox.enqueue(
+            conn, audio_stored_event(job), subjects.audio_stored(job.tenant_prefix)
+        )
+
+
+async def requeue(conn: asyncpg.Connection, job: asyncpg.Record, *, trace_id: str | None) -> None:
+    async with conn.transaction():
+        await conn.execute(REQUEUE, job["id"])
+        await conn.execute(CLEAR_FAILURE, job["id"])
+        event = audio_stored_event(job, force=True, trace_id=trace_id)
+        await outbox.enqueue(conn, event, subjects.audio_stored(job["tenant_prefix"]))

@@ -1,0 +1,345 @@
+"""Accepting a job: resolve the recording, store the audio, then the row + event in one transaction.
+
+Order matters for "nothing half-written": the object is stored first (invisible until a row
+points at it); the row and its AudioStored outbox event commit together; if that commit fails or
+loses a duplicate race, the object is deleted again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+from libs.apikeys import ApiKey
+from libs.audio.sniff import SNIFF_BYTES as HEAD_BYTES
+from libs.audio.sniff import AudioFormat, sniff
+from libs.blobstore import BlobStore
+from libs.db import CONNECTION_ERRORS, UNAVAILABLE, DatabaseUnavailable
+from libs.layout import InvalidPrefix, audio_key, validate_prefix
+from libs.metrics import JOBS_SUBMITTED
+from services.ingest import jobs
+from services.ingest.errors import ApiError, bad_request
+from services.ingest.form import SubmitForm
+from services.ingest.lookup import (
+    AmbiguousRecording,
+    LookupQueries,
+    RecordingNotFound,
+    campaign_name,
+    find_recording,
+)
+from services.ingest.phone import to_e164
+
+log = structlog.get_logger()
+
+MODELS = frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"})
+TIMESTAMPS = frozenset({"none", "segment", "word"})
+
+
+class AudioFetcher(Protocol):
+    """Streams a remote URL's body (SSRF-checked, size-limited). Errors are ApiErrors."""
+
+    def open(self, url: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    audio_file_id: str
+    b2_key: str
+    b2_url: str
+    existing: bool
+
+    def body(self) -> dict[str, str]:
+        return {
+            "audio_file_id": self.audio_file_id,
+            "status": "QUEUED",
+            "b2_key": self.b2_key,
+            "b2_url": self.b2_url,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitContext:
+    pool: asyncpg.Pool
+    store: BlobStore
+    fetcher: AudioFetcher
+    queries: LookupQueries
+    default_phone_region: str
+    validate_callback: CallbackValidator
+
+
+class CallbackValidator(Protocol):
+    def __call__(self, url: str) -> None: ...
+
+
+def _choose_prefix(form: SubmitForm, key: ApiKey) -> str:
+    requested = form.get("b2_prefix")
+    try:
+        prefix = validate_prefix(requested if requested is not None else key.tenant_prefix)
+    except InvalidPrefix as exc:
+        raise bad_request("invalid_b2_prefix", str(exc)) from exc
+    bound = key.tenant_prefix.strip("/")
+    # A tenant key may write only inside its own area.
+    outside = prefix != bound and not prefix.startswith(bound + "/")
+    if requested is not None and bound and not key.is_bootstrap and outside:
+        raise ApiError(403, "prefix_not_allowed", f"this key may only use b2_prefix {bound!r}")
+    return prefix
+
+
+def _options(form: SubmitForm) -> tuple[str | None, str | None, str]:
+    model = form.get("model")
+    if model is not None and model not in MODELS:
+        raise bad_request("invalid_model", f"model must be one of {sorted(MODELS)}")
+    language = form.get("language")
+    if language is not None and not (
+        2 <= len(language) <= 8 and language.replace("-", "").isalpha()
+    ):
+        raise bad_request("invalid_language", "language must be an ISO-639 code such as 'en'")
+    timestamps = form.get("timestamps") or "segment"
+    if timestamps not in TIMESTAMPS:
+        raise bad_request("invalid_timestamps", f"timestamps must be one of {sorted(TIMESTAMPS)}")
+    return model, language, timestamps
+
+
+async def submit(
+    ctx: SubmitContext,
+    key: ApiKey,
+    form: SubmitForm,
+    *,
+    idempotency_key: str | None,
+    trace_id: str | None,
+) -> Accepted:
+    sources = [n for n in ("recording_id", "url") if form.get(n) is not None]
+    if form.upload is not None:
+        sources.append("file")
+    if "recording_id" in form.fields and form.get("recording_id") is None and not sources:
+        raise bad_request("empty_recording_id", "recording_id is empty")
+    if len(sources) != 1:
+        raise bad_request("exactly_one_source", "provide exactly one of recording_id, url or file")
+    source = sources[0]
+    prefix = _choose_prefix(form, key)
+    model, language, timestamps = _options(form)
+    callback_url = form.get("callback_url")
+    if callback_url is not None:
+        ctx.validate_callback(callback_url)
+    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 200):
+        raise bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-200 characters")
+
+    phone_raw = form.get("phone")
+    campaign = form.get("campaign")
+    campaign_id = form.get("campaign_id")
+    recording_id: str | None = None
+    url: str | None = None
+    started = stopped = None
+    source_row_id: int | None = None
+    source_table: str | None = None
+
+    try:
+        if source == "recording_id":
+            rid = form.get("recording_id") or ""
+            try:
+                rec = await find_recording(ctx.pool, rid, ctx.queries)
+            except RecordingNotFound as exc:
+                raise ApiError(404, "recording_not_found", str(exc)) from exc
+            except AmbiguousRecording as exc:
+                raise ApiError(409, "ambiguous_recording", str(exc)) from exc
+            except asyncpg.exceptions.UndefinedTableError as exc:
+                raise ApiError(
+                    422, "lookup_unavailable", "the recordings source tables do not exist here"
+                ) from exc
+            recording_id, url = rec.recording_id, rec.url
+            # The database is the source of truth; form values are fallbacks only.
+            phone_raw = rec.phone or phone_raw
+            campaign = rec.campaign_name or campaign
+            campaign_id = rec.campaign_id or campaign_id
+            started, stopped = rec.started, rec.stopped
+            source_row_id = rec.source_row_id
+            source_table = "public.recordings"
+        elif source == "url":
+            url = form.get("url")
+        if campaign is None and campaign_id is not None:
+            campaign = await campaign_name(ctx.pool, campaign_id, ctx.queries)
+
+        url_sha1 = hashlib.sha1(url.encode()).hexdigest() if url else None  # noqa: S324 - reference key, not security
+        existing = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    if existing is not None:
+        if form.upload:
+            form.upload.discard()
+        JOBS_SUBMITTED.labels(source=source, outcome="existing").inc()
+        return Accepted(
+            audio_file_id=str(existing["id"]),
+            b2_key=existing["b2_object_key"],
+            b2_url=ctx.store.url_for(existing["b2_object_key"]),
+            existing=True,
+        )
+
+    file_id = uuid.uuid4()
+    phone = to_e164(phone_raw, ctx.default_phone_region)
+    campaign_final = campaign or "unassigned"
+    if source == "file":
+        assert form.upload is not None
+        try:
+            fmt, stored = await _store_upload(
+                ctx, form.upload.path, prefix, campaign_final, phone, file_id
+            )
+        finally:
+            form.upload.discard()
+    else:
+        assert url is not None
+        fmt, stored = await _store_url(ctx, url, prefix, campaign_final, phone, file_id)
+
+    job = jobs.NewJob(
+        id=file_id,
+        api_key_id=key.id,
+        tenant_prefix=prefix,
+        phone=phone,
+        campaign_name=campaign_final,
+        campaign_id=campaign_id,
+        company=form.get("company"),
+        recording_id=recording_id,
+        url=url,
+        url_sha1=url_sha1,
+        idempotency_key=idempotency_key,
+        started=started,
+        stopped=stopped,
+        bucket=ctx.store.bucket,
+        object_key=stored[0],
+        content_type=fmt.content_type,
+        size=stored[1],
+        sha256=stored[2],
+        source_table=source_table,
+        source_row_id=source_row_id,
+        callback_url=callback_url,
+        model=model,
+        language=language,
+        timestamps=timestamps,
+        trace_id=trace_id,
+    )
+    try:
+        async with ctx.pool.acquire() as conn:
+            await jobs.insert_job(conn, job)
+    except asyncpg.exceptions.UniqueViolationError:
+        # Lost a race with an identical concurrent submit: keep theirs, drop our copy.
+        await _discard(ctx, job.object_key)
+        winner = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
+        if winner is None:
+            raise
+        JOBS_SUBMITTED.labels(source=source, outcome="existing").inc()
+        return Accepted(
+            audio_file_id=str(winner["id"]),
+            b2_key=winner["b2_object_key"],
+            b2_url=ctx.store.url_for(winner["b2_object_key"]),
+            existing=True,
+        )
+    except UNAVAILABLE as exc:
+        await _discard(ctx, job.object_key)
+        raise DatabaseUnavailable(str(exc)) from exc
+    except BaseException:
+        await _discard(ctx, job.object_key)
+        raise
+    JOBS_SUBMITTED.labels(source=source, outcome="accepted").inc()
+    log.info(
+        "job_accepted", audio_file_id=str(file_id), key=job.object_key, size=job.size, source=source
+    )
+    return Accepted(
+        audio_file_id=str(file_id),
+        b2_key=job.object_key,
+        b2_url=ctx.store.url_for(job.object_key),
+        existing=False,
+    )
+
+
+async def _find_existing(
+    ctx: SubmitContext, key: ApiKey, prefix: str, url_sha1: str | None, idempotency_key: str | None
+) -> asyncpg.Record | None:
+    if idempotency_key is not None:
+        row = await ctx.pool.fetchrow(
+            jobs.FIND_BY_IDEMPOTENCY_KEY, uuid.UUID(key.id), idempotency_key
+        )
+        if row is not None:
+            return row
+    if url_sha1 is not None:
+        return await ctx.pool.fetchrow(jobs.FIND_BY_URL, uuid.UUID(key.id), prefix, url_sha1)
+    return None
+
+
+async def _discard(ctx: SubmitContext, object_key: str) -> None:
+    try:
+        await ctx.store.delete(object_key)
+    except Exception:
+        log.exception("orphan_object_delete_failed", key=object_key)
+
+
+def _require_audio(head: bytes) -> AudioFormat:
+    fmt = sniff(head)
+    if fmt is None:
+        raise ApiError(
+            415,
+            "unsupported_media",
+            "the content is not a recognised audio format (wav, mp3, m4a/mp4, ogg/opus, flac, webm, amr)",
+        )
+    return fmt
+
+
+async def _with_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator[bytes]]:
+    """Read enough bytes to sniff the format, then replay them ahead of the rest."""
+    head = b""
+    async for chunk in chunks:
+        head += chunk
+        if len(head) >= HEAD_BYTES:
+            break
+
+    async def replay() -> AsyncIterator[bytes]:
+        if head:
+            yield head
+        async for chunk in chunks:
+            yield chunk
+
+    return head, replay()
+
+
+async def _store_url(
+    ctx: SubmitContext, url: str, prefix: str, campaign: str, phone: str | None, file_id: uuid.UUID
+) -> tuple[AudioFormat, tuple[str, int, str]]:
+    async with ctx.fetcher.open(url) as chunks:
+        head, body = await _with_head(chunks)
+        if not head:
+            raise ApiError(422, "empty_download", "the URL returned an empty body")
+        fmt = _require_audio(head)
+        key = audio_key(
+            prefix=prefix, campaign=campaign, phone=phone, file_id=str(file_id), ext=fmt.ext
+        )
+        stored = await ctx.store.put_stream(key, body, fmt.content_type)
+    return fmt, (stored.key, stored.size, stored.sha256)
+
+
+async def _store_upload(
+    ctx: SubmitContext,
+    path: Path,
+    prefix: str,
+    campaign: str,
+    phone: str | None,
+    file_id: uuid.UUID,
+) -> tuple[AudioFormat, tuple[str, int, str]]:
+    with path.open("rb") as fh:
+        fmt = _require_audio(fh.read(HEAD_BYTES))
+        fh.seek(0)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := fh.read(1024 * 1024):
+                yield chunk
+
+        key = audio_key(
+            prefix=prefix, campaign=campaign, phone=phone, file_id=str(file_id), ext=fmt.ext
+        )
+        stored = await ctx.store.put_stream(key, chunks(), fmt.content_type)
+    return fmt, (stored.key, stored.size, stored.sha256)

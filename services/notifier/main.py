@@ -1,0 +1,43 @@
+"""Running the notifier as a service: event consumer (scheduling) plus the delivery loop."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import structlog
+
+from libs import bus, db
+from libs.contracts import streams
+from libs.safehttp import SafeHttpClient, parse_allowlist
+from libs.settings import Settings
+from services.notifier.worker import Deliverer, Scheduler
+
+log = structlog.get_logger()
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    async with AsyncExitStack() as stack:
+        pool = await db.create_pool(settings.require_database_url(), max_size=20)
+        stack.push_async_callback(pool.close)
+        nc = await bus.connect(settings.nats_servers, name="notifier")
+        stack.push_async_callback(nc.drain)
+        http = await stack.enter_async_context(
+            SafeHttpClient(parse_allowlist(settings.ssrf_allowlist))
+        )
+        js = nc.jetstream()
+        spec = streams.notifier_consumer()
+        scheduler = Scheduler(pool, public_base_url=settings.public_base_url)
+        consumer = bus.PullConsumer(
+            js,
+            stream=streams.STREAM_NAME,
+            durable=spec.durable,
+            handler=scheduler.handle,
+            concurrency=32,
+            ack_wait=spec.ack_wait_seconds,
+            max_deliver=spec.max_deliver,
+            name="notifier",
+        )
+        deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout)
+        log.info("notifier_started")
+        await asyncio.gather(consumer.run(stop), deliverer.run(stop))

@@ -1,0 +1,65 @@
+"""Webhook bodies: `{type, timestamp, data}` as Standard Webhooks recommends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from libs.contracts import TranscriptionFailed, TranscriptReady
+
+# Beyond this the body carries a link instead of the whole transcript.
+TRANSCRIPT_CAP = 64 * 1024
+
+COMPLETED = "transcription.completed"
+FAILED = "transcription.failed"
+
+
+def completed_body(
+    event: TranscriptReady, job: asyncpg.Record, text: str, *, transcript_url: str
+) -> bytes:
+    encoded = text.encode()
+    truncated = len(encoded) > TRANSCRIPT_CAP
+    data: dict[str, Any] = {
+        "audio_file_id": event.audio_file_id,
+        "recording_id": event.recording_id,
+        "status": "completed",
+        "b2_prefix": event.tenant,
+        "campaign": job["campaign_name"],
+        "phone": job["phone"],
+        "transcript": None if truncated else text,
+        "transcript_truncated": truncated,
+        "transcript_url": transcript_url,
+        "language": event.language,
+        "duration": event.duration,
+        "model": event.model,
+        "engine": event.engine,
+        "word_count": event.word_count,
+        "b2_audio_key": job["b2_object_key"],
+        "b2_transcript_json_key": event.keys.json,
+        "b2_transcript_txt_key": event.keys.txt,
+        "b2_transcript_srt_key": event.keys.srt,
+        "b2_transcript_vtt_key": event.keys.vtt,
+        "trace_id": event.trace_id,
+    }
+    return msgspec.json.encode({"type": COMPLETED, "timestamp": event.occurred_at, "data": data})
+
+
+def failed_body(event: TranscriptionFailed, job: asyncpg.Record) -> bytes:
+    data: dict[str, Any] = {
+        "audio_file_id": event.audio_file_id,
+        "recording_id": event.recording_id,
+        "status": "failed",
+        "b2_prefix": event.tenant,
+        "campaign": job["campaign_name"],
+        "phone": job["phone"],
+        "error": {
+            "code": event.error_code,
+            "detail": event.detail,
+            "permanent": event.permanent,
+            "attempts": event.attempts,
+        },
+        "trace_id": event.trace_id,
+    }
+    return msgspec.json.encode({"type": FAILED, "timestamp": event.occurred_at, "data": data})

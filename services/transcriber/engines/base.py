@@ -1,0 +1,60 @@
+"""The one interface every transcription engine implements, and how engines report failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+import msgspec
+
+from libs.transcript import Transcript
+
+Timestamps = Literal["none", "segment", "word"]
+
+
+class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
+    model: str | None = None
+    language: str | None = None
+    timestamps: Timestamps = "segment"
+
+
+class EngineError(Exception):
+    """Base for engine failures; subclasses say what the consumer should do about them."""
+
+    code: str = "engine_error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class TransientEngineError(EngineError):
+    """Worth retrying later (429, 5xx, timeouts, connection errors)."""
+
+    code = "engine_unavailable"
+
+    def __init__(
+        self, detail: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentEngineError(EngineError):
+    """Retrying cannot help (invalid or undecodable media, unsupported model)."""
+
+    code = "invalid_media"
+
+
+class EngineAuthError(EngineError):
+    """Credentials rejected: pause consumption instead of failing every job."""
+
+    code = "engine_auth"
+
+
+class Engine(Protocol):
+    name: str
+
+    async def transcribe(self, audio: Path, options: EngineOptions) -> Transcript: ...

@@ -1,0 +1,207 @@
+"""What the transcriber reads and writes in Postgres; each state change commits with its event."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from libs import outbox
+from libs.contracts import (
+    TranscriptionFailed,
+    TranscriptKeys,
+    TranscriptReady,
+    new_event_id,
+    subjects,
+    utcnow,
+)
+from libs.transcript import Transcript
+
+LOAD_JOB = """
+SELECT a.id, a.tenant_prefix, a.campaign_name, a.recording_id, a.b2_object_key, a.status,
+       a.attempts, a.trace_id,
+       (t.audio_file_id IS NOT NULL) AS has_transcript,
+       f.status AS failure_status, f.cooldown_until
+FROM media_pipeline.audio_files a
+LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
+LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
+WHERE a.id = $1
+"""
+MARK_PROCESSING = """
+UPDATE media_pipeline.audio_files
+SET status = 'processing', attempts = attempts + 1, updated_at = now()
+WHERE id = $1 AND (status <> 'completed' OR $2)
+"""
+# Guarded so that two racing workers (or a redelivery) complete a job, and announce it, once.
+MARK_COMPLETED = """
+UPDATE media_pipeline.audio_files
+SET status = 'completed', last_error = NULL, updated_at = now()
+WHERE id = $1 AND (status <> 'completed' OR $2)
+"""
+UPSERT_TRANSCRIPTION = """
+INSERT INTO media_pipeline.transcriptions (
+    audio_file_id, status, model, engine, language, duration_seconds, text, word_count,
+    b2_transcript_json_key, b2_transcript_txt_key, b2_transcript_srt_key, b2_transcript_vtt_key,
+    metadata, raw_response)
+VALUES ($1, 'completed', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (audio_file_id) DO UPDATE SET
+    status = 'completed', model = EXCLUDED.model, engine = EXCLUDED.engine,
+    language = EXCLUDED.language, duration_seconds = EXCLUDED.duration_seconds,
+    text = EXCLUDED.text, word_count = EXCLUDED.word_count,
+    b2_transcript_json_key = EXCLUDED.b2_transcript_json_key,
+    b2_transcript_txt_key = EXCLUDED.b2_transcript_txt_key,
+    b2_transcript_srt_key = EXCLUDED.b2_transcript_srt_key,
+    b2_transcript_vtt_key = EXCLUDED.b2_transcript_vtt_key,
+    metadata = EXCLUDED.metadata, raw_response = EXCLUDED.raw_response, updated_at = now()
+"""
+CLEAR_FAILURE = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
+RECORD_FAILURE = """
+INSERT INTO media_pipeline.transcription_failures
+    (audio_file_id, status, error_code, error, attempts, cooldown_until)
+VALUES ($1, $2, $3, left($4, 2000), 1, now() + make_interval(secs => $5))
+ON CONFLICT (audio_file_id) DO UPDATE SET
+    status = EXCLUDED.status, error_code = EXCLUDED.error_code, error = EXCLUDED.error,
+    attempts = media_pipeline.transcription_failures.attempts + 1,
+    last_failed_at = now(), cooldown_until = EXCLUDED.cooldown_until
+RETURNING attempts
+"""
+MARK_FAILED = """
+UPDATE media_pipeline.audio_files SET status = 'failed', last_error = left($2, 2000), updated_at = now()
+WHERE id = $1 AND status <> 'completed'
+"""
+MARK_QUEUED_AFTER_ERROR = """
+UPDATE media_pipeline.audio_files SET status = 'queued', last_error = left($2, 2000), updated_at = now()
+WHERE id = $1 AND status = 'processing'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: uuid.UUID
+    tenant_prefix: str
+    campaign_name: str
+    recording_id: str | None
+    object_key: str
+    status: str
+    has_transcript: bool
+    failure_status: str | None
+    trace_id: str | None
+
+
+async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> Job | None:
+    try:
+        job_id = uuid.UUID(audio_file_id)
+    except ValueError:
+        return None
+    row = await pool.fetchrow(LOAD_JOB, job_id)
+    if row is None:
+        return None
+    return Job(
+        id=row["id"],
+        tenant_prefix=row["tenant_prefix"],
+        campaign_name=row["campaign_name"],
+        recording_id=row["recording_id"],
+        object_key=row["b2_object_key"],
+        status=row["status"],
+        has_transcript=row["has_transcript"],
+        failure_status=row["failure_status"],
+        trace_id=row["trace_id"],
+    )
+
+
+async def mark_processing(pool: asyncpg.Pool, job: Job, *, force: bool) -> bool:
+    result = await pool.execute(MARK_PROCESSING, job.id, force)
+    return bool(result.endswith(" 1"))
+
+
+async def complete(
+    pool: asyncpg.Pool,
+    job: Job,
+    transcript: Transcript,
+    keys: TranscriptKeys,
+    *,
+    force: bool,
+    trace_id: str | None,
+    store_raw_response: bool = True,
+) -> TranscriptReady | None:
+    """Upsert the transcription and announce it; None when another worker already completed it."""
+    metadata: dict[str, Any] = msgspec.to_builtins(transcript.engine_metadata)
+    raw = metadata.pop("raw_response", None) if store_raw_response else None
+    metadata.pop("raw_response", None)
+    metadata.update(segments=len(transcript.segments), has_words=transcript.words is not None)
+    event = TranscriptReady(
+        event_id=new_event_id(),
+        occurred_at=utcnow(),
+        trace_id=trace_id,
+        audio_file_id=str(job.id),
+        tenant=job.tenant_prefix,
+        model=transcript.model,
+        engine=transcript.engine,
+        language=transcript.language,
+        duration=transcript.duration,
+        keys=keys,
+        word_count=transcript.word_count,
+        recording_id=job.recording_id,
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        updated = await conn.execute(MARK_COMPLETED, job.id, force)
+        if not updated.endswith(" 1"):
+            return None
+        await conn.execute(
+            UPSERT_TRANSCRIPTION,
+            job.id,
+            transcript.model,
+            transcript.engine,
+            transcript.language,
+            transcript.duration,
+            transcript.text,
+            transcript.word_count,
+            keys.json,
+            keys.txt,
+            keys.srt,
+            keys.vtt,
+            metadata,
+            raw,
+        )
+        await conn.execute(CLEAR_FAILURE, job.id)
+        await outbox.enqueue(conn, event, subjects.transcript_ready(job.tenant_prefix))
+    return event
+
+
+async def record_transient(
+    pool: asyncpg.Pool, job: Job, *, code: str, detail: str, cooldown_seconds: float
+) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        attempts = await conn.fetchval(
+            RECORD_FAILURE, job.id, "transient", code, detail, cooldown_seconds
+        )
+        await conn.execute(MARK_QUEUED_AFTER_ERROR, job.id, f"{code}: {detail}")
+    return int(attempts)
+
+
+async def fail(
+    pool: asyncpg.Pool, job: Job, *, code: str, detail: str, trace_id: str | None
+) -> TranscriptionFailed | None:
+    """Record a permanent failure and announce it (once)."""
+    async with pool.acquire() as conn, conn.transaction():
+        attempts = await conn.fetchval(RECORD_FAILURE, job.id, "permanent", code, detail, 0.0)
+        updated = await conn.execute(MARK_FAILED, job.id, f"{code}: {detail}")
+        if not updated.endswith(" 1"):
+            return None
+        event = TranscriptionFailed(
+            event_id=new_event_id(),
+            occurred_at=utcnow(),
+            trace_id=trace_id,
+            audio_file_id=str(job.id),
+            tenant=job.tenant_prefix,
+            error_code=code,
+            detail=detail[:2000],
+            attempts=int(attempts),
+            permanent=True,
+            recording_id=job.recording_id,
+        )
+        await outbox.enqueue(conn, event, subjects.transcript_failed(job.tenant_prefix))
+    return event

@@ -1,0 +1,44 @@
+"""Object keys exactly as the reference states them."""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.layout import InvalidPrefix, audio_key, transcript_keys, validate_prefix
+
+
+def test_audio_key_with_prefix() -> None:
+    key = audio_key(prefix="gateway", campaign="spring_renewals", phone="+442079460018", file_id="u1", ext="wav")
+    assert key == "gateway/spring_renewals/audio/442079460018/u1.wav"
+
+
+def test_audio_key_without_prefix() -> None:
+    key = audio_key(prefix="", campaign="winback", phone="+14155550132", file_id="u2", ext="mp3")
+    assert key == "winback/audio/14155550132/u2.mp3"
+
+
+def test_transcripts_mirror_the_audio_path_without_the_prefix() -> None:
+    key = "gateway/spring_renewals/audio/442079460018/u1.wav"
+    keys = transcript_keys(key, campaign="spring_renewals")
+    assert keys.json == "spring_renewals/transcriptions/json/442079460018/u1.json"
+    assert keys.txt == "spring_renewals/transcriptions/txt/442079460018/u1.txt"
+    assert keys.srt == "spring_renewals/transcriptions/srt/442079460018/u1.srt"
+    assert keys.vtt == "spring_renewals/transcriptions/vtt/442079460018/u1.vtt"
+
+
+def test_nested_prefix_and_unsafe_segments() -> None:
+    key = audio_key(prefix="acme/east", campaign="Spring / Renewals", phone=None, file_id="u3", ext="ogg")
+    assert key == "acme/east/Spring_Renewals/audio/unknown/u3.ogg"
+    keys = transcript_keys(key, campaign="Spring / Renewals")
+    assert keys.txt == "Spring_Renewals/transcriptions/txt/unknown/u3.txt"
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/../b", "/abs", "a//b", "a b", "a/./b", "é", "a?b"])
+def test_bad_prefixes_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidPrefix):
+        validate_prefix(bad)
+
+
+@pytest.mark.parametrize(("given", "expected"), [("gateway", "gateway"), ("gateway/", "gateway"), ("", ""), ("a/b-c.d", "a/b-c.d")])
+def test_good_prefixes(given: str, expected: str) -> None:
+    assert validate_prefix(given) == expected

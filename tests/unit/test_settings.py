@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from libs.settings import Settings, SettingsError, normalise_dsn
+
+
+def test_reference_env_is_accepted() -> None:
+    s = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql+asyncpg://postgres:pw@localhost:5432/db?sslmode=disable",
+            "BACKBLAZE_B2_S3_ENDPOINT": "https://s3.eu-central-003.backblazeb2.com",
+            "BACKBLAZE_B2_BUCKET": "campaign-analysis",
+            "BACKBLAZE_B2_KEY_ID": "kid",
+            "BACKBLAZE_B2_APPLICATION_KEY": "secret",
+            "API_KEY": "k",
+            "OPENAI_API_KEY": "sk-x",
+            "GOOGLE_API_KEY": "dummy-ok",
+        }
+    )
+    assert s.database_url == "postgresql://postgres:pw@localhost:5432/db"
+    assert s.s3 is not None and s.s3.region == "eu-central-003"
+    assert s.engine == "openai"
+
+
+def test_offline_engine_without_key() -> None:
+    assert Settings.from_env({}).engine == "offline"
+
+
+def test_openai_engine_needs_a_key() -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env({"TRANSCRIBE_ENGINE": "openai"})
+
+
+def test_incomplete_s3_settings_are_an_error() -> None:
+    with pytest.raises(SettingsError, match="BACKBLAZE_B2_BUCKET"):
+        Settings.from_env({"BACKBLAZE_B2_S3_ENDPOINT": "http://x"})
+
+
+def test_bad_numbers_are_reported_by_name() -> None:
+    with pytest.raises(SettingsError, match="INGEST_PORT"):
+        Settings.from_env({"INGEST_PORT": "eighty"})
+
+
+def test_dsn_keeps_other_query_parameters() -> None:
+    assert normalise_dsn("postgresql://h/db?sslmode=disable&application_name=x") == "postgresql://h/db?application_name=x"
+
+
+def test_configured_infrastructure_wins_over_embedded() -> None:
+    s = Settings.from_env({"NATS_URL": "nats://a:4222"}).with_infrastructure(
+        database_url="postgresql://embedded", nats_url="nats://embedded"
+    )
+    assert s.nats_url == "nats://a:4222"
+    assert s.database_url == "postgresql://embedded"
