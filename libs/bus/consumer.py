@@ -101,8 +101,6 @@ class PullConsumer:
         durable: str,
         handler: Handler,
         concurrency: int = 4,
-        ack_wait: float = 60.0,
-        max_deliver: int = 10,
         fetch_timeout: float = 2.0,
         shutdown_grace: float = 30.0,
         name: str = "consumer",
@@ -112,8 +110,10 @@ class PullConsumer:
         self._durable = durable
         self._handler = handler
         self._concurrency = max(1, concurrency)
-        self._heartbeat = max(ack_wait / 3.0, 0.5)
-        self._max_deliver = max_deliver
+        # Both come from the server's consumer config at start: the durable, not our defaults,
+        # decides when an unacknowledged message is redelivered.
+        self._heartbeat = 5.0
+        self._max_deliver = 0
         self._fetch_timeout = fetch_timeout
         self._shutdown_grace = shutdown_grace
         self._name = name
@@ -124,8 +124,14 @@ class PullConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle messages until `stop` is set, then finish or hand back in-flight work."""
-        sub = await self._js.pull_subscribe_bind(self._durable, self._stream)
-        log.info("consumer_started", consumer=self._durable, concurrency=self._concurrency)
+        sub = await self._bind()
+        log.info(
+            "consumer_started",
+            consumer=self._durable,
+            concurrency=self._concurrency,
+            heartbeat=self._heartbeat,
+            max_deliver=self._max_deliver,
+        )
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -148,7 +154,7 @@ class PullConsumer:
     async def run_until_idle(self) -> int:
         """Handle everything currently pending, then return how many were handled (for tests and
         burst runs: no sleeping, no background task)."""
-        sub = await self._js.pull_subscribe_bind(self._durable, self._stream)
+        sub = await self._bind()
         before = self.processed
         try:
             while True:
@@ -161,6 +167,15 @@ class PullConsumer:
         finally:
             await sub.unsubscribe()
         return self.processed - before
+
+    async def _bind(self) -> JetStreamContext.PullSubscription:
+        info = await self._js.consumer_info(self._stream, self._durable)
+        ack_wait = float(info.config.ack_wait or 30.0)
+        self._heartbeat = max(ack_wait / 3.0, 0.2)
+        self._max_deliver = int(info.config.max_deliver or 0)
+        if self._max_deliver < 0:
+            self._max_deliver = 0
+        return await self._js.pull_subscribe_bind(self._durable, self._stream)
 
     async def _wait_for_free_slots(self, stop: asyncio.Event) -> int:
         free = self._concurrency - len(self._tasks)

@@ -34,8 +34,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             durable=spec.durable,
             handler=scheduler.handle,
             concurrency=32,
-            ack_wait=spec.ack_wait_seconds,
-            max_deliver=spec.max_deliver,
             name="notifier",
         )
         deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout)

@@ -57,8 +57,6 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
             durable=spec.durable,
             handler=transcriber.handle,
             concurrency=settings.transcriber_concurrency,
-            ack_wait=spec.ack_wait_seconds,
-            max_deliver=spec.max_deliver,
             name="transcriber",
         )
         relay = OutboxRelay(pool, js)

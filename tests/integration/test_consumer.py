@@ -1,0 +1,147 @@
+"""PullConsumer against a real JetStream: ack, nak(delay), term, heartbeats, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from libs.bus import Delivery, PullConsumer, Reject, Retry, ensure_consumer, ensure_stream
+from libs.contracts.streams import ConsumerSpec, StreamSpec
+from tests.stack_fixtures import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def js_stream(nats_server: Any) -> AsyncIterator[tuple[JetStreamContext, str, str, str]]:
+    tag = uuid.uuid4().hex[:8]
+    stream, subject, durable = f"T_{tag}", f"test.{tag}", f"worker_{tag}"
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(
+        js, StreamSpec(name=stream, subjects=(f"{subject}.>",), max_age_seconds=3600)
+    )
+    await ensure_consumer(
+        js,
+        stream,
+        ConsumerSpec(
+            durable=durable,
+            filter_subjects=(f"{subject}.>",),
+            ack_wait_seconds=1.0,
+            max_deliver=3,
+            max_ack_pending=100,
+            description="test",
+        ),
+    )
+    yield js, stream, subject, durable
+    await js.delete_stream(stream)
+    await nc.close()
+
+
+async def _run(consumer: PullConsumer, until: Any, timeout: float = 20) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await eventually(until, timeout=timeout)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_outcomes_map_to_ack_nak_term(
+    js_stream: tuple[JetStreamContext, str, str, str],
+) -> None:
+    js, stream, subject, durable = js_stream
+    seen: Counter[str] = Counter()
+
+    async def handler(d: Delivery) -> None:
+        kind = d.data.decode()
+        seen[kind] += 1
+        if kind == "retry-once" and d.num_delivered == 1:
+            raise Retry("transient", delay=0.05)
+        if kind == "reject":
+            raise Reject("poison")
+        if kind == "crash":
+            raise ValueError("unexpected")
+
+    for kind in ("ok", "retry-once", "reject"):
+        await js.publish(f"{subject}.x", kind.encode())
+    consumer = PullConsumer(js, stream=stream, durable=durable, handler=handler)
+
+    async def settled() -> bool:
+        info = await js.consumer_info(stream, durable)
+        return info.num_ack_pending == 0 and info.num_pending == 0 and seen["retry-once"] == 2
+
+    await _run(consumer, settled)
+    assert seen == Counter({"ok": 1, "retry-once": 2, "reject": 1})
+
+
+async def test_heartbeats_keep_a_long_job_from_being_redelivered(
+    js_stream: tuple[JetStreamContext, str, str, str],
+) -> None:
+    js, stream, subject, durable = js_stream
+    deliveries: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(d: Delivery) -> None:
+        deliveries.append(d.num_delivered)
+        # Three AckWaits long: without in_progress() JetStream would hand it to someone else.
+        await asyncio.sleep(3.0)
+        done.set()
+
+    await js.publish(f"{subject}.long", b"long")
+    # Two consumers on one durable, as two worker processes would be.
+    a = PullConsumer(js, stream=stream, durable=durable, handler=handler)
+    b = PullConsumer(js, stream=stream, durable=durable, handler=handler)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
+
+    async def acked() -> bool:
+        info = await js.consumer_info(stream, durable)
+        return done.is_set() and info.num_ack_pending == 0
+
+    try:
+        await eventually(acked, timeout=15)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert deliveries == [1]
+
+
+async def test_shutdown_hands_in_flight_work_back(
+    js_stream: tuple[JetStreamContext, str, str, str],
+) -> None:
+    js, stream, subject, durable = js_stream
+    started = asyncio.Event()
+    attempts: list[int] = []
+
+    async def stuck(d: Delivery) -> None:
+        attempts.append(d.num_delivered)
+        started.set()
+        await asyncio.Event().wait()
+
+    await js.publish(f"{subject}.stuck", b"x")
+    consumer = PullConsumer(js, stream=stream, durable=durable, handler=stuck, shutdown_grace=0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await asyncio.wait_for(started.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+    # The nak(0) on shutdown makes it available again at once, long before AckWait (30 s).
+    got: list[int] = []
+
+    async def quick(d: Delivery) -> None:
+        got.append(d.num_delivered)
+
+    second = PullConsumer(js, stream=stream, durable=durable, handler=quick)
+    await second.run_until_idle()
+    assert attempts == [1], attempts
+    assert got == [2]

@@ -1,0 +1,225 @@
+"""Fixtures that build on the server fixtures: a migrated database, provisioned bus and bucket,
+a signature-verifying webhook receiver, and the three services running in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from libs.db import demo
+from libs.settings import S3Settings, Settings
+from services.stack import demo as demo_servers
+from services.stack.provision import provision
+
+FIXTURES = Path(__file__).parent / "fixtures"
+API_KEY = "test-bootstrap-key"
+WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtdGVzdC1zZWNyZXQtdGVzdC1zZWNyZXQ="
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, interval: float = 0.05
+) -> T:
+    """Poll `check` until it returns something truthy, or fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WebhookInbox:
+    """A receiver that verifies like a customer would, and lets tests await deliveries."""
+
+    secret: str
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    rejected: int = 0
+    status_script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def app(self) -> web.Application:
+        verifier = Webhook(self.secret)
+
+        async def handler(request: web.Request) -> web.Response:
+            body = await request.read()
+            if self.status_script:
+                status, headers = self.status_script.pop(0)
+                async with self._changed:
+                    self.received.append(
+                        {"status": status, "headers": dict(request.headers), "payload": None}
+                    )
+                    self._changed.notify_all()
+                return web.Response(status=status, headers=headers)
+            try:
+                payload = verifier.verify(body, dict(request.headers))
+            except WebhookVerificationError:
+                self.rejected += 1
+                return web.Response(status=400)
+            async with self._changed:
+                self.received.append(
+                    {"status": 200, "headers": dict(request.headers), "payload": payload}
+                )
+                self._changed.notify_all()
+            return web.json_response({"ok": True})
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handler)
+        return app
+
+    def accepted_for(self, audio_file_id: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.received
+            if r["payload"] is not None and r["payload"]["data"]["audio_file_id"] == audio_file_id
+        ]
+
+    async def wait_for(
+        self, audio_file_id: str, *, count: int = 1, timeout: float = 120.0
+    ) -> list[dict[str, Any]]:
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(self.accepted_for(audio_file_id)) >= count),
+                timeout,
+            )
+        return self.accepted_for(audio_file_id)
+
+
+@pytest.fixture(scope="session")
+async def samples_url() -> AsyncIterator[str]:
+    async with demo_servers.serve(demo_servers.samples_app(FIXTURES)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def webhook_inbox() -> AsyncIterator[WebhookInbox]:
+    inbox = WebhookInbox(secret=WEBHOOK_SECRET)
+    async with demo_servers.serve(inbox.app()) as url:
+        inbox.url = url + "/hooks"
+        yield inbox
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server: Any, samples_url: str) -> str:
+    """A fresh database for this test session, with the demo source tables seeded."""
+    name = f"gw_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(dsn)
+    try:
+        await demo.seed(conn, samples_url)
+    finally:
+        await conn.close()
+    return dsn
+
+
+@pytest.fixture(scope="session")
+async def settings(
+    database_url: str,
+    nats_server: Any,
+    s3_server: Any,
+    samples_url: str,
+    webhook_inbox: WebhookInbox,
+) -> Settings:
+    s = Settings.from_env({})
+    allow = ",".join(
+        u.split("://", 1)[1].split("/", 1)[0] for u in (samples_url, webhook_inbox.url)
+    )
+    s = replace(
+        s.with_infrastructure(
+            database_url=database_url,
+            nats_url=nats_server.url,
+            s3=S3Settings(
+                endpoint=s3_server.endpoint,
+                bucket="test-bucket",
+                access_key=s3_server.access_key,
+                secret_key=s3_server.secret_key,
+            ),
+        ),
+        api_key=API_KEY,
+        gateway_prefix="",
+        ingest_port=free_port(),
+        ssrf_allowlist=allow,
+        webhook_url=webhook_inbox.url,
+        webhook_secret=WEBHOOK_SECRET,
+        transcriber_concurrency=2,
+        default_phone_region="GB",
+    )
+    await provision(s)
+    return s
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    from libs.db import create_pool
+
+    p = await create_pool(settings.require_database_url())
+    yield p
+    await p.close()
+
+
+@dataclass
+class RunningStack:
+    settings: Settings
+    base_url: str
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[None]]
+
+
+@pytest.fixture(scope="session")
+async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
+    """ingest + transcriber + notifier as in `transcribe up`, against the fixture servers."""
+    import aiohttp
+
+    from services.ingest import main as ingest_main
+    from services.notifier import main as notifier_main
+    from services.transcriber import main as transcriber_main
+
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(ingest_main.run(settings, stop), name="ingest"),
+        asyncio.create_task(transcriber_main.run(settings, stop), name="transcriber"),
+        asyncio.create_task(notifier_main.run(settings, stop), name="notifier"),
+    ]
+    base = f"http://{settings.ingest_host}:{settings.ingest_port}"
+
+    async def ready() -> bool:
+        for t in tasks:
+            if t.done():
+                t.result()  # surface a crashed service immediately
+        try:
+            async with aiohttp.ClientSession() as s, s.get(base + "/readyz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await eventually(ready, timeout=60)
+    yield RunningStack(settings=settings, base_url=base, stop=stop, tasks=tasks)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
