@@ -12,7 +12,6 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import structlog
-from libs.transcript.render import FORMATS
 
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
@@ -21,6 +20,7 @@ from libs.db import CONNECTION_ERRORS, UNAVAILABLE
 from libs.layout import transcript_keys
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
 from libs.transcript import Transcript
+from libs.transcript.render import FORMATS
 from services.transcriber import repository as repo
 from services.transcriber.engines import (
     EngineAuthError,

@@ -82,10 +82,13 @@ async def test_rolled_back_transactions_publish_nothing(
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
+    async def write_then_fail() -> None:
         async with pool.acquire() as conn, conn.transaction():
             await outbox.enqueue(conn, event, subjects.transcript_failed(event.tenant))
             raise Boom
+
+    with pytest.raises(Boom):
+        await write_then_fail()
     assert (
         await pool.fetchval(
             "SELECT count(*) FROM media_pipeline.outbox WHERE event_id = $1",

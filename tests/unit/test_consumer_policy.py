@@ -13,7 +13,9 @@ from libs.bus.consumer import BACKOFF, backoff
 
 def _delivery(n: int = 1, max_deliver: int = 10) -> Delivery:
     msg: Any = object()
-    return Delivery(msg=msg, subject="s", data=b"", num_delivered=n, max_deliver=max_deliver, stream_seq=1)
+    return Delivery(
+        msg=msg, subject="s", data=b"", num_delivered=n, max_deliver=max_deliver, stream_seq=1
+    )
 
 
 def test_success_acks() -> None:
@@ -45,7 +47,7 @@ def test_unexpected_errors_nak_with_growing_backoff(n: int) -> None:
 
 
 def test_backoff_grows() -> None:
-    assert BACKOFF == tuple(sorted(BACKOFF))
+    assert tuple(sorted(BACKOFF)) == BACKOFF
     assert backoff(1) < backoff(4) * 2
 
 

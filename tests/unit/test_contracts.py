@@ -16,10 +16,11 @@ from libs.contracts import (
     audio_stored_decoder,
     encode,
     new_event_id,
+    streams,
+    subjects,
     transcript_result_decoder,
     utcnow,
 )
-from libs.contracts import subjects, streams
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 

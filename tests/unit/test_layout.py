@@ -8,7 +8,9 @@ from libs.layout import InvalidPrefix, audio_key, transcript_keys, validate_pref
 
 
 def test_audio_key_with_prefix() -> None:
-    key = audio_key(prefix="gateway", campaign="spring_renewals", phone="+442079460018", file_id="u1", ext="wav")
+    key = audio_key(
+        prefix="gateway", campaign="spring_renewals", phone="+442079460018", file_id="u1", ext="wav"
+    )
     assert key == "gateway/spring_renewals/audio/442079460018/u1.wav"
 
 
@@ -27,7 +29,9 @@ def test_transcripts_mirror_the_audio_path_without_the_prefix() -> None:
 
 
 def test_nested_prefix_and_unsafe_segments() -> None:
-    key = audio_key(prefix="acme/east", campaign="Spring / Renewals", phone=None, file_id="u3", ext="ogg")
+    key = audio_key(
+        prefix="acme/east", campaign="Spring / Renewals", phone=None, file_id="u3", ext="ogg"
+    )
     assert key == "acme/east/Spring_Renewals/audio/unknown/u3.ogg"
     keys = transcript_keys(key, campaign="Spring / Renewals")
     assert keys.txt == "Spring_Renewals/transcriptions/txt/unknown/u3.txt"
@@ -39,6 +43,9 @@ def test_bad_prefixes_are_refused(bad: str) -> None:
         validate_prefix(bad)
 
 
-@pytest.mark.parametrize(("given", "expected"), [("gateway", "gateway"), ("gateway/", "gateway"), ("", ""), ("a/b-c.d", "a/b-c.d")])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("gateway", "gateway"), ("gateway/", "gateway"), ("", ""), ("a/b-c.d", "a/b-c.d")],
+)
 def test_good_prefixes(given: str, expected: str) -> None:
     assert validate_prefix(given) == expected

@@ -8,14 +8,28 @@ from services.ingest.phone import to_e164
 
 @pytest.mark.parametrize(
     ("raw", "escaped"),
-    [("%", "\\%"), ("_", "\\_"), ("a%b_c", "a\\%b\\_c"), ("back\\slash", "back\\\\slash"), ("rec-1", "rec-1")],
+    [
+        ("%", "\\%"),
+        ("_", "\\_"),
+        ("a%b_c", "a\\%b\\_c"),
+        ("back\\slash", "back\\\\slash"),
+        ("rec-1", "rec-1"),
+    ],
 )
 def test_like_metacharacters_are_escaped(raw: str, escaped: str) -> None:
     assert escape_like(raw) == escaped
 
 
 def _rec(rid: str) -> Recording:
-    return Recording(recording_id=rid, url="u", phone=None, campaign_name=None, campaign_id=None, started=None, stopped=None)
+    return Recording(
+        recording_id=rid,
+        url="u",
+        phone=None,
+        campaign_name=None,
+        campaign_id=None,
+        started=None,
+        stopped=None,
+    )
 
 
 def test_source_row_id_only_for_numeric_ids() -> None:

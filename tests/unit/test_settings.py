@@ -43,7 +43,10 @@ def test_bad_numbers_are_reported_by_name() -> None:
 
 
 def test_dsn_keeps_other_query_parameters() -> None:
-    assert normalise_dsn("postgresql://h/db?sslmode=disable&application_name=x") == "postgresql://h/db?application_name=x"
+    assert (
+        normalise_dsn("postgresql://h/db?sslmode=disable&application_name=x")
+        == "postgresql://h/db?application_name=x"
+    )
 
 
 def test_configured_infrastructure_wins_over_embedded() -> None:

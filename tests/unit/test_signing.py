@@ -16,7 +16,10 @@ def test_signature_verifies_with_reference_package() -> None:
     secret = generate_webhook_secret()
     body = b'{"type":"transcription.completed","data":{"x":1}}'
     headers = signing.headers([secret], "msg_1", datetime.now(UTC), body)
-    assert Webhook(secret).verify(body, headers) == {"type": "transcription.completed", "data": {"x": 1}}
+    assert Webhook(secret).verify(body, headers) == {
+        "type": "transcription.completed",
+        "data": {"x": 1},
+    }
 
 
 def test_rotation_sends_both_signatures() -> None:
