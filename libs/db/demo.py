@@ -50,7 +50,7 @@ async def seed(conn: asyncpg.Connection, samples_base_url: str) -> None:
     async with conn.transaction():
         await conn.execute(CREATE_TABLES)
         await conn.executemany(UPSERT_CAMPAIGN, [("42", "spring_renewals"), ("7", "winback")])
-        await conn.executemany(UPSERT_CONTACT, [(1, "020 7946 0018"), (2, "+1 (415) 555-0132")])
+        await conn.executemany(UPSERT_CONTACT, [(1, "+44 20 7946 0018"), (2, "+1 (415) 555-0132")])
         await conn.executemany(
             UPSERT_RECORDING,
             [

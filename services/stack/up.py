@@ -36,6 +36,8 @@ BUCKET = "campaign-analysis"
 
 
 def _credentials(home: Path) -> dict[str, str]:
+    from services.stack.ports import free_port
+
     """Generated once per home and reused, so keys printed on the first start keep working."""
     path = home / "credentials.json"
     if path.exists():
@@ -47,6 +49,8 @@ def _credentials(home: Path) -> dict[str, str]:
         "webhook_secret": apikeys.generate_webhook_secret,
         "s3_access_key": lambda: "tgw" + secrets.token_hex(8),
         "s3_secret_key": lambda: secrets.token_urlsafe(24),
+        "samples_port": lambda: str(free_port()),
+        "inbox_port": lambda: str(free_port()),
     }
     changed = False
     for name, make in wanted.items():
@@ -57,6 +61,13 @@ def _credentials(home: Path) -> dict[str, str]:
         path.write_text(json.dumps(creds, indent=2))
         path.chmod(0o600)
     return creds
+
+
+def _demo_port(creds: dict[str, str], name: str) -> int:
+    from services.stack.ports import is_port_free
+
+    port = int(creds.get(name, "0"))
+    return port if port and is_port_free(port) else 0
 
 
 async def run_stack(
@@ -108,7 +119,10 @@ async def run_stack(
         if webhook_url is None:
             webhook_secret = webhook_secret or creds["webhook_secret"]
             inbox_url = await stack.enter_async_context(
-                demo_servers.serve(demo_servers.webhook_inbox_app(webhook_secret))
+                demo_servers.serve(
+                    demo_servers.webhook_inbox_app(webhook_secret),
+                    port=_demo_port(creds, "inbox_port"),
+                )
             )
             webhook_url = inbox_url + "/"
             allow.append(inbox_url.split("://", 1)[1])

@@ -18,10 +18,12 @@ from services.transcriber.worker import Transcriber
 log = structlog.get_logger()
 
 
-def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
+async def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
     from services.transcriber.engines.offline import PocketsphinxEngine
 
-    offline: Engine = PocketsphinxEngine()
+    offline = PocketsphinxEngine()
+    # Load the model now: a broken install fails at start, not on the first job.
+    await offline.warm_up()
     default: Engine = offline
     if settings.engine == "openai":
         from services.transcriber.engines.openai_engine import OpenAIEngine
@@ -46,7 +48,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
         nc = await bus.connect(settings.nats_servers, name="transcriber")
         stack.push_async_callback(nc.drain)
         store = await stack.enter_async_context(S3BlobStore.open(settings.require_s3()))
-        engines = build_engines(settings, stack)
+        engines = await build_engines(settings, stack)
         js = nc.jetstream()
         spec = streams.transcriber_consumer(scope)
         await bus.ensure_consumer(js, streams.STREAM_NAME, spec)
