@@ -1,0 +1,89 @@
+"""`transcribe keys ...`: API keys (printed once, stored hashed)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import asyncpg
+
+from libs import apikeys
+from libs.settings import Settings
+from services.cli.common import with_conn
+
+
+def _key_json(key: apikeys.ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "hint": key.key_hint,
+        "tenant_prefix": key.tenant_prefix,
+        "bootstrap": key.is_bootstrap,
+        "webhook_url": key.webhook_url,
+        "webhook_disabled": key.webhook_disabled_at is not None,
+        "rate_limit_per_minute": key.rate_limit_per_minute,
+        "created_at": key.created_at.isoformat(),
+        "revoked": key.revoked_at is not None,
+    }
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    secret = args.webhook_secret
+    if args.webhook_url and not secret:
+        secret = apikeys.generate_webhook_secret()
+
+    async def go(conn: asyncpg.Connection) -> tuple[str, apikeys.ApiKey]:
+        return await apikeys.create(
+            conn,
+            name=args.name,
+            tenant_prefix=args.prefix,
+            webhook_url=args.webhook_url,
+            webhook_secret=secret,
+            rate_limit_per_minute=args.rate_limit,
+        )
+
+    raw, key = asyncio.run(with_conn(settings, go))
+    out = _key_json(key) | {"api_key": raw}
+    if secret:
+        out["webhook_secret"] = secret
+    print(json.dumps(out, indent=2))
+    print("Store the api_key now: only its hash is kept.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    keys = asyncio.run(with_conn(settings, apikeys.list_keys))
+    print(json.dumps([_key_json(k) for k in keys], indent=2))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(conn: asyncpg.Connection) -> bool:
+        return await apikeys.revoke(conn, args.key)
+
+    if asyncio.run(with_conn(settings, go)):
+        print("revoked")
+        return 0
+    print("no active key with that id or hint", file=sys.stderr)
+    return 1
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    kp = sub.add_parser("keys", help="API keys")
+    ksub = kp.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key (printed once)")
+    kc.add_argument("--name", required=True)
+    kc.add_argument("--prefix", default="", help="tenant prefix this key writes under")
+    kc.add_argument("--webhook-url")
+    kc.add_argument("--webhook-secret", help="whsec_ secret; generated when a webhook URL is given")
+    kc.add_argument("--rate-limit", type=int, help="requests per minute")
+    kc.set_defaults(fn=cmd_keys_create)
+    ksub.add_parser("list", help="list keys (never the keys themselves)").set_defaults(
+        fn=cmd_keys_list
+    )
+    kr = ksub.add_parser("revoke", help="revoke a key by id or hint")
+    kr.add_argument("key")
+    kr.set_defaults(fn=cmd_keys_revoke)

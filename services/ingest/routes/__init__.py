@@ -1,0 +1,9 @@
+"""Route modules of the ingest API; each exposes `register(app)`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from services.ingest.routes import health, jobs
+
+ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health)
