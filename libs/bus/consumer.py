@@ -24,6 +24,13 @@ log = structlog.get_logger()
 
 # Growing delays for transient failures, indexed by delivery count (seconds).
 BACKOFF = (2.0, 10.0, 30.0, 60.0, 180.0, 300.0, 600.0)
+# Server-given waits (Retry-After) are honoured up to this: a misconfigured proxy answering
+# "Retry-After: 86400" must not park a job for a day, and MaxDeliver still bounds the retries.
+MAX_RETRY_DELAY = 900.0
+# A pause longer than this is re-checked by its probe anyway.
+MAX_PAUSE = 900.0
+
+Probe = Callable[[], Awaitable[bool]]
 
 
 class Retry(Exception):
@@ -40,11 +47,27 @@ class Reject(Exception):
 
 class Pause(Exception):
     """Nothing can succeed for a while (e.g. credentials rejected): redeliver this message
-    later and stop fetching for `seconds`, instead of failing every job."""
+    later and stop fetching for `seconds`, instead of failing every job.
 
-    def __init__(self, reason: str, *, seconds: float) -> None:
+    While paused the consumer fetches nothing, so no message's delivery count grows; when the
+    pause ends, `probe` (if given) is awaited first and the pause goes on while it answers
+    False. A key outage therefore costs each in-flight message one delivery, not MaxDeliver.
+    `requeued=True` says the handler already handed the work over (e.g. re-published it
+    because this was the last allowed delivery), so the message is acked, not nak'd.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        seconds: float,
+        probe: Probe | None = None,
+        requeued: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.seconds = seconds
+        self.probe = probe
+        self.requeued = requeued
 
 
 class Outcome(enum.Enum):
@@ -83,13 +106,22 @@ def decide(error: BaseException | None, delivery: Delivery) -> tuple[Outcome, fl
     if isinstance(error, Reject):
         return Outcome.TERM, None
     if isinstance(error, Pause):
-        return Outcome.NAK, error.seconds
+        if error.requeued:
+            return Outcome.ACK, None
+        return Outcome.NAK, clamp_delay(error.seconds, MAX_PAUSE)
     if isinstance(error, asyncio.CancelledError):
         # Shutdown: hand the message straight to another worker.
         return Outcome.NAK, 0.0
     if isinstance(error, Retry) and error.delay is not None:
-        return Outcome.NAK, max(error.delay, 0.0)
+        return Outcome.NAK, clamp_delay(error.delay, MAX_RETRY_DELAY)
     return Outcome.NAK, backoff(delivery.num_delivered)
+
+
+def clamp_delay(seconds: float, ceiling: float) -> float:
+    """A delay JetStream can use: finite, >= 0, <= ceiling (NaN counts as 'no wait')."""
+    if seconds != seconds or seconds <= 0:  # NaN or negative
+        return 0.0
+    return min(seconds, ceiling)
 
 
 class PullConsumer:
@@ -120,7 +152,13 @@ class PullConsumer:
         self._slots = asyncio.Semaphore(self._concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0
+        self._pause_seconds = 0.0
+        self._probe: Probe | None = None
         self.processed = 0
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_until > asyncio.get_running_loop().time()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle messages until `stop` is set, then finish or hand back in-flight work."""
@@ -140,6 +178,9 @@ class PullConsumer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=wait)
                     continue
+                if self._probe is not None and not stop.is_set():
+                    await self._check_probe(loop)
+                    continue
                 free = await self._wait_for_free_slots(stop)
                 if free == 0:
                     continue
@@ -150,6 +191,22 @@ class PullConsumer:
             await sub.unsubscribe()
             await self._drain()
             log.info("consumer_stopped", consumer=self._durable, processed=self.processed)
+
+    async def _check_probe(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End of a pause: resume only if the probe says the cause is gone."""
+        probe = self._probe
+        assert probe is not None
+        try:
+            ok = await probe()
+        except Exception:
+            log.exception("pause_probe_crashed", consumer=self._durable)
+            ok = False
+        if ok:
+            self._probe = None
+            log.warning("consumer_resumed", consumer=self._durable)
+            return
+        self._paused_until = loop.time() + self._pause_seconds
+        log.error("consumer_still_paused", consumer=self._durable, seconds=self._pause_seconds)
 
     async def run_until_idle(self) -> int:
         """Handle everything currently pending, then return how many were handled (for tests and
@@ -243,9 +300,17 @@ class PullConsumer:
         outcome, delay = decide(error, delivery)
         if isinstance(error, Pause):
             loop = asyncio.get_running_loop()
-            self._paused_until = max(self._paused_until, loop.time() + error.seconds)
+            seconds = clamp_delay(error.seconds, MAX_PAUSE)
+            self._paused_until = max(self._paused_until, loop.time() + seconds)
+            self._pause_seconds = seconds
+            if error.probe is not None:
+                self._probe = error.probe
             log.error(
-                "consumer_paused", consumer=self._durable, seconds=error.seconds, reason=str(error)
+                "consumer_paused",
+                consumer=self._durable,
+                seconds=seconds,
+                reason=str(error),
+                requeued=error.requeued,
             )
         try:
             if outcome is Outcome.ACK:

@@ -53,8 +53,13 @@ class Settings:
     openai_base_url: str | None = None
     openai_model: str = "whisper-1"
     openai_timeout: float = 600.0
-    transcriber_concurrency: int = 4
+    # Jobs in flight per transcriber process; 0 = automatic (64 with openai, 1 offline).
+    transcriber_concurrency: int = 0
+    # Tenant prefixes with dedicated transcriber pools (`transcribe transcriber --scope P`); the
+    # default pool acks their events without work.
     transcriber_scope: tuple[str, ...] = ()
+    # Seconds a stopping transcriber lets in-flight jobs finish before handing them back.
+    transcriber_shutdown_grace: float = 30.0
 
     # Webhooks
     webhook_url: str | None = None
@@ -149,7 +154,8 @@ class Settings:
             openai_base_url=get("OPENAI_BASE_URL"),
             openai_model=get("OPENAI_MODEL") or "whisper-1",
             openai_timeout=get_float("OPENAI_TIMEOUT", 600.0),
-            transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 4),
+            transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 0),
+            transcriber_shutdown_grace=get_float("TRANSCRIBER_SHUTDOWN_GRACE", 30.0),
             transcriber_scope=tuple(
                 p.strip().strip("/") for p in scope_raw.split(",") if p.strip()
             ),

@@ -11,7 +11,7 @@ from libs import bus, db
 from libs.blobstore import S3BlobStore
 from libs.contracts import streams
 from libs.outbox import OutboxRelay
-from libs.settings import Settings
+from libs.settings import Settings, SettingsError
 from services.transcriber.engines import Engine, Engines
 from services.transcriber.worker import Transcriber
 
@@ -39,10 +39,37 @@ async def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
     return Engines(default=default, offline=offline)
 
 
+# OpenAI jobs spend their time waiting on the network; the offline engine holds the GIL, so
+# one job at a time per process (scale it with processes).
+OPENAI_CONCURRENCY = 64
+OFFLINE_CONCURRENCY = 1
+
+
+def concurrency(settings: Settings) -> int:
+    if settings.transcriber_concurrency > 0:
+        return settings.transcriber_concurrency
+    return OPENAI_CONCURRENCY if settings.engine == "openai" else OFFLINE_CONCURRENCY
+
+
+def check_scope(settings: Settings, scope: str | None) -> None:
+    """A dedicated pool only works if the default pool knows to leave its tenant alone."""
+    if scope is None:
+        return
+    wanted = scope.strip().strip("/")
+    if wanted not in settings.transcriber_scope:
+        raise SettingsError(
+            f"--scope {scope!r} needs {wanted!r} in TRANSCRIBER_SCOPE (for every transcriber),"
+            " or the default pool would transcribe the same jobs"
+        )
+
+
 async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = None) -> None:
+    check_scope(settings, scope)
+    slots = concurrency(settings)
     async with AsyncExitStack() as stack:
+        # Jobs hold a connection only for short statements; a third of the slots is plenty.
         pool = await db.create_pool(
-            settings.require_database_url(), max_size=max(4, settings.transcriber_concurrency + 2)
+            settings.require_database_url(), max_size=max(4, min(slots // 3 + 2, 30))
         )
         stack.push_async_callback(pool.close)
         nc = await bus.connect(settings.nats_servers, name="transcriber")
@@ -52,15 +79,27 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
         js = nc.jetstream()
         spec = streams.transcriber_consumer(scope)
         await bus.ensure_consumer(js, streams.STREAM_NAME, spec)
-        transcriber = Transcriber(pool, store, engines)
+        transcriber = Transcriber(
+            pool,
+            store,
+            engines,
+            skip_tenants=settings.transcriber_scope if scope is None else (),
+        )
         consumer = bus.PullConsumer(
             js,
             stream=streams.STREAM_NAME,
             durable=spec.durable,
             handler=transcriber.handle,
-            concurrency=settings.transcriber_concurrency,
+            concurrency=slots,
+            shutdown_grace=settings.transcriber_shutdown_grace,
             name="transcriber",
         )
         relay = OutboxRelay(pool, js)
-        log.info("transcriber_started", engine=engines.default.name, scope=scope)
+        log.info(
+            "transcriber_started",
+            engine=engines.default.name,
+            scope=scope,
+            concurrency=slots,
+            skips=settings.transcriber_scope if scope is None else (),
+        )
         await asyncio.gather(consumer.run(stop), relay.run(stop))

@@ -11,6 +11,7 @@ import msgspec
 
 from libs import outbox
 from libs.contracts import (
+    AudioStored,
     TranscriptionFailed,
     TranscriptKeys,
     TranscriptReady,
@@ -24,7 +25,8 @@ LOAD_JOB = """
 SELECT a.id, a.tenant_prefix, a.campaign_name, a.recording_id, a.b2_object_key, a.status,
        a.attempts, a.trace_id,
        (t.audio_file_id IS NOT NULL) AS has_transcript,
-       f.status AS failure_status, f.cooldown_until
+       f.status AS failure_status,
+       GREATEST(EXTRACT(EPOCH FROM f.cooldown_until - now()), 0)::float8 AS cooldown_left
 FROM media_pipeline.audio_files a
 LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
 LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
@@ -72,6 +74,19 @@ MARK_FAILED = """
 UPDATE media_pipeline.audio_files SET status = 'failed', last_error = left($2, 2000), updated_at = now()
 WHERE id = $1 AND status <> 'completed'
 """
+LOAD_CHUNKS = """
+SELECT chunk_index, start_sample, end_sample, request_key, transcript
+FROM media_pipeline.transcription_chunks WHERE audio_file_id = $1
+"""
+SAVE_CHUNK = """
+INSERT INTO media_pipeline.transcription_chunks
+    (audio_file_id, chunk_index, start_sample, end_sample, request_key, transcript)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (audio_file_id, chunk_index) DO UPDATE SET
+    start_sample = EXCLUDED.start_sample, end_sample = EXCLUDED.end_sample,
+    request_key = EXCLUDED.request_key, transcript = EXCLUDED.transcript, created_at = now()
+"""
+DELETE_CHUNKS = "DELETE FROM media_pipeline.transcription_chunks WHERE audio_file_id = $1"
 MARK_QUEUED_AFTER_ERROR = """
 UPDATE media_pipeline.audio_files SET status = 'queued', last_error = left($2, 2000), updated_at = now()
 WHERE id = $1 AND status = 'processing'
@@ -89,6 +104,17 @@ class Job:
     has_transcript: bool
     failure_status: str | None
     trace_id: str | None
+    # Seconds until a transient failure's cooldown ends (0 when none is running).
+    cooldown_left: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    index: int
+    start_sample: int
+    end_sample: int
+    request_key: str
+    transcript: Transcript
 
 
 async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> Job | None:
@@ -109,7 +135,43 @@ async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> Job | None:
         has_transcript=row["has_transcript"],
         failure_status=row["failure_status"],
         trace_id=row["trace_id"],
+        cooldown_left=float(row["cooldown_left"] or 0.0),
     )
+
+
+async def load_chunks(pool: asyncpg.Pool, job_id: uuid.UUID) -> dict[int, StoredChunk]:
+    rows = await pool.fetch(LOAD_CHUNKS, job_id)
+    return {
+        row["chunk_index"]: StoredChunk(
+            index=row["chunk_index"],
+            start_sample=row["start_sample"],
+            end_sample=row["end_sample"],
+            request_key=row["request_key"],
+            transcript=msgspec.convert(row["transcript"], Transcript),
+        )
+        for row in rows
+    }
+
+
+async def save_chunk(pool: asyncpg.Pool, job_id: uuid.UUID, chunk: StoredChunk) -> None:
+    await pool.execute(
+        SAVE_CHUNK,
+        job_id,
+        chunk.index,
+        chunk.start_sample,
+        chunk.end_sample,
+        chunk.request_key,
+        msgspec.to_builtins(chunk.transcript),
+    )
+
+
+async def requeue(pool: asyncpg.Pool, job: Job, event: AudioStored) -> AudioStored:
+    """Publish a fresh copy of `event` (new event id, so JetStream counts deliveries from
+    zero) through the outbox; for work that must outlive its message's MaxDeliver."""
+    fresh = msgspec.structs.replace(event, event_id=new_event_id(), occurred_at=utcnow())
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, fresh, subjects.audio_stored(job.tenant_prefix))
+    return fresh
 
 
 async def mark_processing(pool: asyncpg.Pool, job: Job, *, force: bool) -> bool:
@@ -167,6 +229,7 @@ async def complete(
             raw,
         )
         await conn.execute(CLEAR_FAILURE, job.id)
+        await conn.execute(DELETE_CHUNKS, job.id)
         await outbox.enqueue(conn, event, subjects.transcript_ready(job.tenant_prefix))
     return event
 

@@ -5,9 +5,12 @@ Handlers only raise; `libs.bus.consumer.decide` maps how they ended to ack / nak
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 import msgspec
@@ -15,7 +18,8 @@ import structlog
 
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
-from libs.contracts import AudioStored, audio_stored_decoder
+from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
+from libs.contracts import AudioStored, audio_stored_decoder, subjects
 from libs.db import CONNECTION_ERRORS, UNAVAILABLE
 from libs.layout import transcript_keys
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
@@ -23,12 +27,15 @@ from libs.transcript import Transcript
 from libs.transcript.render import FORMATS
 from services.transcriber import repository as repo
 from services.transcriber.engines import (
+    Engine,
     EngineAuthError,
     EngineOptions,
     Engines,
     PermanentEngineError,
     TransientEngineError,
 )
+from services.transcriber.engines.openai_engine import response_format_for
+from services.transcriber.longaudio import LongAudio, SplitPolicy, needs_splitting
 
 log = structlog.get_logger()
 
@@ -36,11 +43,16 @@ log = structlog.get_logger()
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, *UNAVAILABLE)
 
 AUTH_PAUSE_SECONDS = 60.0
-# Transient failures without a server-given Retry-After wait this long before the next try.
-DEFAULT_COOLDOWN = 30.0
 
 
 class Transcriber:
+    """Handles AudioStored deliveries for one worker pool.
+
+    `skip_tenants` is for the default pool when some tenants have dedicated pools: NATS filters
+    cannot exclude a subject, so the default durable still receives their events and acks them
+    without work, leaving them to the pool whose durable filters on exactly that tenant.
+    """
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -48,11 +60,19 @@ class Transcriber:
         engines: Engines,
         *,
         work_dir: Path | None = None,
+        skip_tenants: Iterable[str] = (),
+        split_policy: SplitPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._store = store
         self._engines = engines
         self._work_dir = work_dir
+        self._skip_subjects = frozenset(subjects.audio_stored(t) for t in skip_tenants)
+        self._long_audio = LongAudio(
+            lambda job_id: repo.load_chunks(pool, job_id),
+            lambda job_id, chunk: repo.save_chunk(pool, job_id, chunk),
+            split_policy,
+        )
 
     async def handle(self, delivery: Delivery) -> None:
         try:
@@ -60,6 +80,9 @@ class Transcriber:
         except msgspec.DecodeError as exc:
             log.error("undecodable_event", subject=delivery.subject, error=str(exc))
             raise Reject(f"undecodable AudioStored: {exc}") from exc
+        if delivery.subject in self._skip_subjects:
+            # Another pool owns this tenant (see the class docstring).
+            return
         with structlog.contextvars.bound_contextvars(
             audio_file_id=event.audio_file_id,
             trace_id=event.trace_id,
@@ -88,7 +111,12 @@ class Transcriber:
         if job.has_transcript and job.status == "completed" and not event.force:
             return "already_completed"
         if job.failure_status == "permanent" and not event.force:
+            # The reference worker's --skip-failed: a permanent failure is final until a rerun.
             return "already_failed"
+        if job.failure_status == "transient" and job.cooldown_left > 1.0 and not event.force:
+            # Its --cooldown-minutes: a job that just failed is not retried early, whatever
+            # brought the event back (a replay, a second pool, a redelivery racing the nak).
+            raise Retry("cooling down", delay=job.cooldown_left)
         engine = self._engines.for_model(event.model)
         try:
             if not await repo.mark_processing(self._pool, job, force=event.force):
@@ -100,11 +128,7 @@ class Transcriber:
                 self._pool, job, transcript, keys, force=event.force, trace_id=event.trace_id
             )
         except EngineAuthError as exc:
-            ENGINE_PAUSED.set(1)
-            log.error("engine_credentials_rejected", engine=engine.name, detail=exc.detail)
-            raise Pause(
-                f"engine credentials rejected: {exc.detail}", seconds=AUTH_PAUSE_SECONDS
-            ) from exc
+            await self._pause(job, event, delivery, engine, exc)
         except PermanentEngineError as exc:
             await self._fail(job, event, exc.code, exc.detail)
             raise Reject(exc.detail) from exc
@@ -114,11 +138,15 @@ class Transcriber:
             )
             raise Reject("audio object missing") from exc
         except TransientEngineError as exc:
-            await self._transient(job, event, delivery, exc.code, exc.detail, exc.retry_after)
-            raise Retry(exc.detail, delay=exc.retry_after) from exc
+            delay = await self._transient(
+                job, event, delivery, exc.code, exc.detail, exc.retry_after
+            )
+            raise Retry(exc.detail, delay=delay) from exc
         except DEPENDENCY_ERRORS as exc:
-            await self._transient(job, event, delivery, "dependency_unavailable", str(exc), None)
-            raise Retry(str(exc)) from exc
+            delay = await self._transient(
+                job, event, delivery, "dependency_unavailable", str(exc), None
+            )
+            raise Retry(str(exc), delay=delay) from exc
         ENGINE_PAUSED.set(0)
         JOBS_FINISHED.labels(engine=transcript.engine, outcome="completed").inc()
         return "completed" if ready is not None else "completed_elsewhere"
@@ -139,17 +167,76 @@ class Transcriber:
             audio = Path(tmp) / f"audio{suffix}"
             await self._store.download_to(job.object_key, audio)
             started = time.perf_counter()
-            transcript = await engine.transcribe(audio, options)
+            limits = engine.limits
+            if limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
+                model = options.model or str(getattr(engine, "default_model", ""))
+                transcript = await self._long_audio.transcribe(
+                    engine,
+                    audio,
+                    options,
+                    job_id=job.id,
+                    model=model,
+                    timed=response_format_for(model) == "verbose_json",
+                )
+            else:
+                transcript = await engine.transcribe(audio, options)
             ENGINE_LATENCY.labels(engine=engine.name, model=transcript.model).observe(
                 time.perf_counter() - started
             )
         return transcript
 
     async def _upload(self, transcript: Transcript, keys: object) -> None:
+        uploads = []
         for fmt, (render, content_type, _ext) in FORMATS.items():
             key = getattr(keys, fmt, None)
             if key:
-                await self._store.put_bytes(key, render(transcript), content_type)
+                uploads.append(self._store.put_bytes(key, render(transcript), content_type))
+        # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
+        await asyncio.gather(*uploads)
+
+    async def _pause(
+        self,
+        job: repo.Job,
+        event: AudioStored,
+        delivery: Delivery,
+        engine: Engine,
+        exc: EngineAuthError,
+    ) -> NoReturn:
+        """Credentials rejected: no job can succeed, so stop consuming instead of failing them.
+
+        The consumer fetches nothing until `check_credentials` passes, so a long key outage
+        costs each in-flight message one delivery. Should that be its last, the job is handed
+        to a fresh copy of its event rather than dropped by MaxDeliver.
+        """
+        ENGINE_PAUSED.set(1)
+        log.error(
+            "engine_credentials_rejected",
+            engine=engine.name,
+            detail=exc.detail,
+            pause_seconds=AUTH_PAUSE_SECONDS,
+        )
+        requeued = False
+        try:
+            await repo.record_transient(
+                self._pool, job, code=exc.code, detail=exc.detail, cooldown_seconds=0.0
+            )
+            if delivery.last_attempt:
+                await repo.requeue(self._pool, job, event)
+                requeued = True
+        except CONNECTION_ERRORS as db_exc:
+            log.warning("pause_not_recorded", error=str(db_exc))
+
+        async def probe() -> bool:
+            ok = await engine.check_credentials()
+            ENGINE_PAUSED.set(0 if ok else 1)
+            return ok
+
+        raise Pause(
+            f"engine credentials rejected: {exc.detail}",
+            seconds=AUTH_PAUSE_SECONDS,
+            probe=probe,
+            requeued=requeued,
+        ) from exc
 
     async def _fail(self, job: repo.Job, event: AudioStored, code: str, detail: str) -> None:
         JOBS_FINISHED.labels(engine="-", outcome="failed").inc()
@@ -168,21 +255,26 @@ class Transcriber:
         code: str,
         detail: str,
         retry_after: float | None,
-    ) -> None:
+    ) -> float:
+        """Record a transient failure; the delay before the next attempt (also its cooldown)."""
         if delivery.last_attempt:
             # JetStream will not redeliver again: settle the job as failed, and tell the caller.
             await self._fail(
                 job, event, code, f"gave up after {delivery.num_delivered} attempts: {detail}"
             )
             raise Reject(detail)
-        log.warning("transcription_retry", code=code, detail=detail, retry_after=retry_after)
+        delay = (
+            backoff(delivery.num_delivered)
+            if retry_after is None
+            else clamp_delay(retry_after, MAX_RETRY_DELAY)
+        )
+        log.warning(
+            "transcription_retry", code=code, detail=detail, retry_after=retry_after, delay=delay
+        )
         try:
             await repo.record_transient(
-                self._pool,
-                job,
-                code=code,
-                detail=detail,
-                cooldown_seconds=retry_after or DEFAULT_COOLDOWN,
+                self._pool, job, code=code, detail=detail, cooldown_seconds=delay
             )
         except CONNECTION_ERRORS:
             log.warning("failure_not_recorded", code=code)
+        return delay

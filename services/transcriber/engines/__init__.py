@@ -11,6 +11,7 @@ from services.transcriber.engines.base import (
     EngineOptions,
     PermanentEngineError,
     TransientEngineError,
+    UploadLimits,
 )
 
 OFFLINE_MODEL = "offline"
@@ -38,4 +39,5 @@ __all__ = [
     "Engines",
     "PermanentEngineError",
     "TransientEngineError",
+    "UploadLimits",
 ]

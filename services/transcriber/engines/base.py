@@ -54,7 +54,22 @@ class EngineAuthError(EngineError):
     code = "engine_auth"
 
 
+class UploadLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What an engine accepts in one request; longer or bigger audio is split first."""
+
+    max_bytes: int
+    max_seconds: float
+    # File extensions (lower case, no dot) the engine decodes; others are transcoded.
+    extensions: frozenset[str]
+
+
 class Engine(Protocol):
     name: str
+    # None: the engine streams audio of any length and format itself (the offline engine).
+    limits: UploadLimits | None
 
     async def transcribe(self, audio: Path, options: EngineOptions) -> Transcript: ...
+
+    async def check_credentials(self) -> bool:
+        """False only when the engine's credentials are known to be rejected right now."""
+        ...

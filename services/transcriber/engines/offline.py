@@ -31,7 +31,7 @@ import structlog
 
 from libs.audio import SAMPLE_RATE, SAMPLE_WIDTH, UndecodableAudio, iter_pcm
 from libs.transcript import Segment, Transcript, Word
-from services.transcriber.engines.base import EngineOptions, PermanentEngineError
+from services.transcriber.engines.base import EngineOptions, PermanentEngineError, UploadLimits
 
 MODEL_NAME = "pocketsphinx-en-us"
 LANGUAGE = "en"
@@ -59,6 +59,8 @@ class PocketsphinxEngine:
     """`Engine` backed by PocketSphinx 5 and the en-us model shipped in its wheel."""
 
     name = "offline"
+    # Decodes any container itself and streams it in constant memory: never split.
+    limits: UploadLimits | None = None
 
     def __init__(self, *, max_concurrency: int = 1, max_utterance_seconds: float = 20.0) -> None:
         """`max_utterance_seconds` bounds both the decoder's per-utterance memory and the
@@ -83,6 +85,13 @@ class PocketsphinxEngine:
         at startup rather than on a customer's file."""
         decoder = await asyncio.to_thread(self._checkout)
         self._checkin(decoder)
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._max_concurrency
+
+    async def check_credentials(self) -> bool:
+        return True
 
     async def transcribe(self, audio: Path, options: EngineOptions) -> Transcript:
         if options.language is not None and not _ENGLISH.match(options.language):

@@ -30,6 +30,7 @@ from services.transcriber.engines.base import (
     EngineOptions,
     PermanentEngineError,
     TransientEngineError,
+    UploadLimits,
 )
 
 DEFAULT_MODEL = "whisper-1"
@@ -45,6 +46,16 @@ _DETAIL_LIMIT = 500
 log = structlog.get_logger(__name__)
 
 ResponseFormat = Literal["json", "verbose_json"]
+
+# OpenAI's documented limits: 25 MB per upload; the gpt-4o models also refuse audio longer
+# than 1400 s ("audio duration ... is longer than 1400 seconds"). Extensions it decodes.
+LIMITS = UploadLimits(
+    max_bytes=25 * 1024 * 1024,
+    max_seconds=1400.0,
+    extensions=frozenset(
+        {"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"}
+    ),
+)
 
 
 class _RawWord(msgspec.Struct):
@@ -93,13 +104,20 @@ class OpenAIEngine:
 
     name = "openai"
 
-    def __init__(self, client: AsyncOpenAI, *, default_model: str = DEFAULT_MODEL) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        *,
+        default_model: str = DEFAULT_MODEL,
+        limits: UploadLimits = LIMITS,
+    ) -> None:
         if client.max_retries != 0:
             # SDK retries would sleep inside our ack window and hide 429s from the consumer's
             # backoff; the consumer naks with a delay instead.
             raise ValueError("OpenAIEngine needs a client built with max_retries=0")
         self._client = client
         self.default_model = default_model
+        self.limits: UploadLimits | None = limits
 
     @classmethod
     def from_settings(
@@ -111,6 +129,21 @@ class OpenAIEngine:
         default_model: str = DEFAULT_MODEL,
     ) -> OpenAIEngine:
         return cls(build_client(api_key, base_url, timeout), default_model=default_model)
+
+    async def check_credentials(self) -> bool:
+        """Ask `GET /models`, the cheapest authenticated call: False only on 401/403.
+
+        Servers without that route (404) or unreachable ones say nothing about the key, so they
+        count as "not rejected"; the next job finds out for real.
+        """
+        try:
+            await self._client.models.list()
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            log.error("openai_credentials_still_rejected", status=exc.status_code)
+            return False
+        except openai.OpenAIError as exc:
+            log.warning("openai_credentials_unverified", error=type(exc).__name__)
+        return True
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -1,0 +1,137 @@
+"""Reassemble one transcript from the transcripts of overlapping chunks of a recording.
+
+Each chunk was cut at `cut` but heard `overlap` seconds further, so speech near a cut can come
+back twice. With timings (Whisper's verbose_json, the offline engine) a segment or word belongs
+to the chunk whose [start, cut) holds its start, and anything the next chunk reports that the
+previous one already covered is dropped. Without timings (the gpt-4o models answer text only)
+the longest run of words that ends one chunk's text and starts the next one's is kept once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from libs.transcript.model import Segment, Transcript, Word
+
+# Text-only de-duplication looks this many words back; the overlap is about a second of speech.
+_MAX_TEXT_OVERLAP = 20
+_NORMALISE = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkTranscript:
+    """A chunk's transcript, timed from the chunk's own start; `offset` and `cut` in seconds
+    of the whole recording (the last chunk's cut is the recording's end)."""
+
+    offset: float
+    cut: float
+    transcript: Transcript
+
+
+def merge(
+    chunks: Sequence[ChunkTranscript],
+    *,
+    duration: float,
+    timed: bool,
+    metadata: dict[str, Any] | None = None,
+) -> Transcript:
+    if not chunks:
+        raise ValueError("nothing to merge")
+    first = chunks[0].transcript
+    if timed:
+        segments = _merge_timed(chunks)
+        text = " ".join(s.text for s in segments if s.text)
+    else:
+        segments, text = _merge_text(chunks)
+    words: tuple[Word, ...] | None = None
+    if any(c.transcript.words is not None for c in chunks):
+        words = _merge_words(chunks)
+    return Transcript(
+        text=text,
+        language=next((c.transcript.language for c in chunks if c.transcript.language), None),
+        duration=round(duration, 3),
+        segments=tuple(segments),
+        words=words,
+        model=first.model,
+        engine=first.engine,
+        engine_metadata=metadata or {},
+    )
+
+
+def _merge_timed(chunks: Sequence[ChunkTranscript]) -> list[Segment]:
+    segments: list[Segment] = []
+    covered = float("-inf")
+    last = len(chunks) - 1
+    for i, chunk in enumerate(chunks):
+        for seg in chunk.transcript.segments:
+            start = round(seg.start + chunk.offset, 3)
+            end = round(seg.end + chunk.offset, 3)
+            if i < last and start >= chunk.cut:
+                continue  # heard in the overlap: the next chunk reports it
+            if (start + end) / 2 < covered:
+                continue  # the previous chunk heard this across its cut
+            start = max(start, covered) if covered > float("-inf") else start
+            segments.append(
+                Segment(id=len(segments), start=start, end=max(start, end), text=seg.text)
+            )
+            covered = max(covered, end)
+    return segments
+
+
+def _merge_words(chunks: Sequence[ChunkTranscript]) -> tuple[Word, ...]:
+    words: list[Word] = []
+    covered = float("-inf")
+    last = len(chunks) - 1
+    for i, chunk in enumerate(chunks):
+        for word in chunk.transcript.words or ():
+            start = round(word.start + chunk.offset, 3)
+            end = round(word.end + chunk.offset, 3)
+            if i < last and start >= chunk.cut:
+                continue
+            if (start + end) / 2 < covered:
+                continue
+            words.append(Word(start=start, end=end, word=word.word))
+            covered = max(covered, end)
+    return tuple(words)
+
+
+def _merge_text(chunks: Sequence[ChunkTranscript]) -> tuple[list[Segment], str]:
+    segments: list[Segment] = []
+    previous: list[str] = []
+    for chunk in chunks:
+        tokens = chunk.transcript.text.split()
+        tokens = tokens[overlap_length(previous, tokens) :]
+        text = " ".join(tokens)
+        if text:
+            segments.append(
+                Segment(
+                    id=len(segments),
+                    start=round(chunk.offset, 3),
+                    end=round(chunk.cut, 3),
+                    text=text,
+                )
+            )
+        previous = tokens or previous
+    return segments, " ".join(s.text for s in segments)
+
+
+def overlap_length(before: Sequence[str], after: Sequence[str]) -> int:
+    """How many leading words of `after` repeat the trailing words of `before`.
+
+    A single repeated word counts only if it is long: "the ... the" across a cut is more often
+    two words than one heard twice.
+    """
+    limit = min(len(before), len(after), _MAX_TEXT_OVERLAP)
+    tail = [_normalise(w) for w in before[-limit:]] if limit else []
+    head = [_normalise(w) for w in after[:limit]]
+    for k in range(limit, 0, -1):
+        if tail[-k:] == head[:k] and (k > 1 or len(head[0]) >= 5):
+            return k
+    return 0
+
+
+def _normalise(word: str) -> str:
+    return _NORMALISE.sub("", word.lower())

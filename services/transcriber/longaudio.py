@@ -1,0 +1,197 @@
+"""Long or awkward audio for engines with upload limits: transcode, split at silence, resume.
+
+A recording over the engine's size or duration limit (or in a container it does not decode) is
+planned into chunks cut at silence with a small overlap (libs.audio.split), each chunk is
+transcoded to Ogg/Opus and transcribed with bounded concurrency, and every finished chunk is
+saved in Postgres at once. A failed chunk fails the attempt (the consumer retries it later);
+the next attempt, in this process or another, loads the saved chunks and only sends the rest.
+The chunk transcripts are reassembled by libs.transcript.merge with timings offset by each
+chunk's exact sample position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from libs.audio import SAMPLE_RATE, UndecodableAudio, probe_duration
+from libs.audio.split import CHUNK_EXTENSION, encode_window, frame_energies, plan_chunks
+from libs.transcript import Transcript
+from libs.transcript.merge import ChunkTranscript, merge
+from services.transcriber.engines import (
+    Engine,
+    EngineAuthError,
+    EngineOptions,
+    PermanentEngineError,
+    UploadLimits,
+)
+from services.transcriber.repository import StoredChunk
+
+log = structlog.get_logger()
+
+LoadChunks = Callable[[uuid.UUID], Awaitable[dict[int, StoredChunk]]]
+SaveChunk = Callable[[uuid.UUID, StoredChunk], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPolicy:
+    # Chunks well under the gpt-4o models' 1400 s: shorter requests fail (and retry) cheaper.
+    chunk_seconds: float = 600.0
+    search_seconds: float = 60.0
+    overlap_seconds: float = 1.0
+    # Per job; with many jobs in flight the engine sees up to jobs x this many requests.
+    chunk_concurrency: int = 4
+
+
+def needs_splitting(audio: Path, limits: UploadLimits) -> bool:
+    """Blocking (probes the file): over the size or duration limit, or a container the engine
+    does not take. Undecodable files are left to the engine, whose answer is the verdict."""
+    ext = audio.suffix.lower().lstrip(".")
+    if ext not in limits.extensions:
+        return True
+    if audio.stat().st_size > limits.max_bytes:
+        return True
+    try:
+        return probe_duration(audio) > limits.max_seconds
+    except UndecodableAudio:
+        return False
+
+
+def request_key(options: EngineOptions, model: str) -> str:
+    return f"{model}|{options.timestamps}|{options.language or ''}"
+
+
+class LongAudio:
+    def __init__(
+        self,
+        load: LoadChunks,
+        save: SaveChunk,
+        policy: SplitPolicy | None = None,
+    ) -> None:
+        self._load = load
+        self._save = save
+        self.policy = policy or SplitPolicy()
+
+    async def transcribe(
+        self,
+        engine: Engine,
+        audio: Path,
+        options: EngineOptions,
+        *,
+        job_id: uuid.UUID,
+        model: str,
+        timed: bool,
+    ) -> Transcript:
+        policy = self.policy
+        started = time.perf_counter()
+        try:
+            energies, total = await asyncio.to_thread(frame_energies, audio)
+        except UndecodableAudio as exc:
+            raise PermanentEngineError(str(exc), code="invalid_media") from exc
+        plans = plan_chunks(
+            energies,
+            total,
+            target_seconds=policy.chunk_seconds,
+            search_seconds=policy.search_seconds,
+            overlap_seconds=policy.overlap_seconds,
+        )
+        del energies
+        key = request_key(options, model)
+        saved = await self._load(job_id)
+        results: dict[int, Transcript] = {
+            p.index: saved[p.index].transcript
+            for p in plans
+            if p.index in saved
+            and (saved[p.index].start_sample, saved[p.index].end_sample, saved[p.index].request_key)
+            == (p.start, p.end, key)
+        }
+        reused = len(results)
+        slots = asyncio.Semaphore(max(1, policy.chunk_concurrency))
+        errors: list[BaseException] = []
+
+        async def run(index: int) -> None:
+            plan = plans[index]
+            async with slots:
+                if errors:
+                    return  # the attempt is lost anyway; leave the rest for the retry
+                path = audio.with_name(f"chunk-{plan.index}.{CHUNK_EXTENSION}")
+                try:
+                    await asyncio.to_thread(
+                        encode_window, audio, path, start=plan.start, samples=plan.samples
+                    )
+                    transcript = await engine.transcribe(path, options)
+                    await self._save(
+                        job_id,
+                        StoredChunk(
+                            index=plan.index,
+                            start_sample=plan.start,
+                            end_sample=plan.end,
+                            request_key=key,
+                            transcript=transcript,
+                        ),
+                    )
+                    results[plan.index] = transcript
+                except Exception as exc:  # noqa: BLE001 - collected, the most severe re-raised
+                    errors.append(exc)
+                finally:
+                    path.unlink(missing_ok=True)
+
+        await asyncio.gather(*(run(p.index) for p in plans if p.index not in results))
+        if errors:
+            log.warning(
+                "long_audio_attempt_failed",
+                chunks=len(plans),
+                done=len(results),
+                reused=reused,
+                failed=len(errors),
+            )
+            raise _most_severe(errors)
+        parts = [
+            ChunkTranscript(
+                offset=p.start / SAMPLE_RATE,
+                cut=p.cut / SAMPLE_RATE,
+                transcript=results[p.index],
+            )
+            for p in plans
+        ]
+        metadata: dict[str, Any] = {
+            "chunks": [
+                {
+                    "index": p.index,
+                    "start": round(p.start / SAMPLE_RATE, 3),
+                    "cut": round(p.cut / SAMPLE_RATE, 3),
+                    "end": round(p.end / SAMPLE_RATE, 3),
+                    "request_id": results[p.index].engine_metadata.get("request_id"),
+                }
+                for p in plans
+            ],
+            "chunks_reused": reused,
+            "raw_response": {
+                "chunks": [results[p.index].engine_metadata.get("raw_response") for p in plans]
+            },
+        }
+        transcript = merge(parts, duration=total / SAMPLE_RATE, timed=timed, metadata=metadata)
+        log.info(
+            "long_audio_transcribed",
+            chunks=len(plans),
+            reused=reused,
+            audio_seconds=round(total / SAMPLE_RATE, 1),
+            seconds=round(time.perf_counter() - started, 2),
+        )
+        return transcript
+
+
+def _most_severe(errors: list[BaseException]) -> BaseException:
+    """Auth beats permanent beats anything else: what the consumer should act on."""
+    for kind in (EngineAuthError, PermanentEngineError):
+        for error in errors:
+            if isinstance(error, kind):
+                return error
+    return errors[0]
