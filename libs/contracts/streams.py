@@ -75,3 +75,35 @@ def notifier_consumer() -> ConsumerSpec:
         max_ack_pending=1000,
         description="Schedules webhook deliveries for transcript results",
     )
+
+
+# Dead letters: JetStream announces a message it gave up on (MAX_DELIVERIES) or one a consumer
+# terminated (MSG_TERMINATED) as a core-NATS advisory that nobody would see later; a stream on
+# those subjects keeps them so services/deadletters records them durably.
+DEADLETTER_STREAM_NAME = "TRANSCRIBE_DEADLETTERS"
+DEADLETTER_DURABLE = "deadletters"
+ADVISORY_MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+ADVISORY_MSG_TERMINATED = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
+
+
+def deadletter_stream_spec(max_age_days: int = 30, replicas: int = 1) -> StreamSpec:
+    return StreamSpec(
+        name=DEADLETTER_STREAM_NAME,
+        subjects=(
+            f"{ADVISORY_MAX_DELIVERIES}.{STREAM_NAME}.*",
+            f"{ADVISORY_MSG_TERMINATED}.{STREAM_NAME}.*",
+        ),
+        max_age_seconds=max_age_days * 86400.0,
+        replicas=replicas,
+    )
+
+
+def deadletter_consumer() -> ConsumerSpec:
+    return ConsumerSpec(
+        durable=DEADLETTER_DURABLE,
+        filter_subjects=(),
+        ack_wait_seconds=30.0,
+        max_deliver=-1,
+        max_ack_pending=1000,
+        description="Records dead-letter advisories in Postgres",
+    )

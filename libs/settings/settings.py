@@ -71,6 +71,10 @@ class Settings:
 
     # Event retention: how far back operators can replay.
     stream_max_age_days: int = 30
+    # JetStream replicas of the streams (3 on a 3-node cluster, as in compose/).
+    stream_replicas: int = 1
+    # Where a standalone service serves /metrics (0: not served; ingest has its own /metrics).
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +168,8 @@ class Settings:
             webhook_timeout=get_float("WEBHOOK_TIMEOUT", 15.0),
             home=Path(get("TRANSCRIBE_HOME") or ".transcribe"),
             stream_max_age_days=get_int("STREAM_MAX_AGE_DAYS", 30),
+            stream_replicas=get_int("STREAM_REPLICAS", 1),
+            metrics_port=get_int("METRICS_PORT", 0),
         )
 
     def with_infrastructure(

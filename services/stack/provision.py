@@ -49,6 +49,11 @@ async def ensure_bus(settings: Settings, *, replicas: int = 1) -> None:
         for scope in settings.transcriber_scope:
             await ensure_consumer(js, streams.STREAM_NAME, streams.transcriber_consumer(scope))
         await ensure_consumer(js, streams.STREAM_NAME, streams.notifier_consumer())
+        # Dead letters: the advisory stream must exist before the first advisory is published.
+        await ensure_stream(
+            js, streams.deadletter_stream_spec(settings.stream_max_age_days, replicas)
+        )
+        await ensure_consumer(js, streams.DEADLETTER_STREAM_NAME, streams.deadletter_consumer())
     finally:
         await nc.drain()
 
@@ -62,5 +67,5 @@ async def provision(settings: Settings) -> None:
     applied = await migrate_database(settings.require_database_url())
     await ensure_bootstrap_key(settings)
     await ensure_bucket(settings)
-    await ensure_bus(settings)
+    await ensure_bus(settings, replicas=settings.stream_replicas)
     log.info("provisioned", migrations_applied=applied)

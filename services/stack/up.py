@@ -24,6 +24,7 @@ import structlog
 from libs import apikeys
 from libs.db import demo
 from libs.settings import S3Settings, Settings
+from services.deadletters import main as deadletters_main
 from services.ingest import main as ingest_main
 from services.notifier import main as notifier_main
 from services.stack import demo as demo_servers
@@ -146,6 +147,8 @@ async def run_stack(
             asyncio.create_task(ingest_main.run(settings, stop), name="ingest"),
             asyncio.create_task(transcriber_main.run(settings, stop), name="transcriber"),
             asyncio.create_task(notifier_main.run(settings, stop), name="notifier"),
+            # Dead-letter capture plus the ops gauges (served by ingest's /metrics here).
+            asyncio.create_task(deadletters_main.run(settings, stop), name="deadletters"),
         ]
         if on_ready is not None and await _wait_ready(settings, services):
             on_ready(settings)

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import health, jobs
+from services.ingest.routes import health, jobs, ops
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health)
+ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health, ops)

@@ -1,0 +1,128 @@
+"""The `dead_letters` table: recorded once per advisory, listed per API key, marked on requeue."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+# audio_file_id is linked only when the job exists (a foreign or hand-made event has none).
+INSERT = """
+INSERT INTO media_pipeline.dead_letters (
+    kind, stream, consumer, stream_seq, deliveries, reason, subject, event_type, event_id,
+    audio_file_id, tenant_prefix, payload, advisory, occurred_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+        (SELECT id FROM media_pipeline.audio_files WHERE id = $10), $11, $12, $13,
+        coalesce($14, now()))
+ON CONFLICT (stream, consumer, stream_seq, kind, deliveries) DO NOTHING
+RETURNING id, audio_file_id
+"""
+# $1: the API key whose jobs to show, NULL for every dead letter (operators, bootstrap key).
+LIST = """
+SELECT d.id, d.kind, d.stream, d.consumer, d.stream_seq, d.deliveries, d.reason, d.subject,
+       d.event_type, d.event_id, d.audio_file_id, d.tenant_prefix, d.payload, d.occurred_at,
+       d.captured_at, d.requeued_at, d.requeue_count, a.api_key_id, a.status AS job_status
+FROM media_pipeline.dead_letters d
+LEFT JOIN media_pipeline.audio_files a ON a.id = d.audio_file_id
+WHERE ($1::uuid IS NULL OR a.api_key_id = $1)
+  AND ($2::timestamptz IS NULL OR d.captured_at >= $2)
+  AND (NOT $3 OR d.requeued_at IS NULL)
+  AND ($4::uuid IS NULL OR d.audio_file_id = $4)
+ORDER BY d.captured_at DESC, d.id DESC
+LIMIT $5
+"""
+GET = """
+SELECT d.id, d.kind, d.stream, d.consumer, d.stream_seq, d.deliveries, d.reason, d.subject,
+       d.event_type, d.event_id, d.audio_file_id, d.tenant_prefix, d.payload, d.occurred_at,
+       d.captured_at, d.requeued_at, d.requeue_count, a.api_key_id, a.status AS job_status
+FROM media_pipeline.dead_letters d
+LEFT JOIN media_pipeline.audio_files a ON a.id = d.audio_file_id
+WHERE d.id = $1 AND ($2::uuid IS NULL OR a.api_key_id = $2)
+"""
+MARK_REQUEUED = """
+UPDATE media_pipeline.dead_letters
+SET requeued_at = now(), requeue_count = requeue_count + 1
+WHERE id = $1
+"""
+# Every column services.ingest.jobs.audio_stored_event reads.
+JOB_FOR_REQUEUE = """
+SELECT a.id, a.tenant_prefix, a.phone, a.campaign_name, a.recording_id, a.b2_object_key,
+       a.content_type, a.size_bytes, a.sha256, a.callback_url, a.model, a.language,
+       a.timestamps, a.status, a.trace_id, a.api_key_id
+FROM media_pipeline.audio_files a WHERE a.id = $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewDeadLetter:
+    kind: str
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int
+    reason: str | None
+    subject: str | None
+    event_type: str | None
+    event_id: str | None
+    audio_file_id: uuid.UUID | None
+    tenant_prefix: str | None
+    payload: bytes | None
+    advisory: dict[str, Any]
+    occurred_at: datetime | None
+
+
+async def insert(conn: asyncpg.Connection | asyncpg.Pool, dl: NewDeadLetter) -> int | None:
+    """The new row's id, or None when this advisory was recorded already."""
+    row = await conn.fetchrow(
+        INSERT,
+        dl.kind,
+        dl.stream,
+        dl.consumer,
+        dl.stream_seq,
+        dl.deliveries,
+        dl.reason,
+        dl.subject,
+        dl.event_type,
+        dl.event_id,
+        dl.audio_file_id,
+        dl.tenant_prefix,
+        dl.payload,
+        dl.advisory,
+        dl.occurred_at,
+    )
+    return None if row is None else int(row["id"])
+
+
+def to_json(row: asyncpg.Record) -> dict[str, Any]:
+    """The API / CLI view of a dead letter (the original event inline when it is JSON)."""
+    import json
+
+    event: Any = None
+    if row["payload"] is not None:
+        try:
+            event = json.loads(bytes(row["payload"]))
+        except ValueError:
+            event = None
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "stream": row["stream"],
+        "consumer": row["consumer"],
+        "stream_seq": row["stream_seq"],
+        "deliveries": row["deliveries"],
+        "reason": row["reason"],
+        "subject": row["subject"],
+        "event_type": row["event_type"],
+        "event_id": row["event_id"],
+        "audio_file_id": str(row["audio_file_id"]) if row["audio_file_id"] else None,
+        "job_status": row["job_status"],
+        "tenant_prefix": row["tenant_prefix"],
+        "event": event,
+        "occurred_at": row["occurred_at"].isoformat(),
+        "captured_at": row["captured_at"].isoformat(),
+        "requeued_at": row["requeued_at"].isoformat() if row["requeued_at"] else None,
+        "requeue_count": row["requeue_count"],
+    }

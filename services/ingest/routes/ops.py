@@ -1,0 +1,100 @@
+"""Dead letters over HTTP: list, show, requeue.
+
+Who sees what: an API key sees the dead letters of its own jobs only (404 for others, like
+/status). The bootstrap key (API_KEY, the operator's key) sees every dead letter, including
+those with no job at all (a foreign or undecodable message), and may requeue any of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from aiohttp import web
+
+from libs import apikeys, db
+from services.deadletters import repository as repo
+from services.deadletters.requeue import NotRequeueable, requeue
+from services.ingest.context import NATS_CLIENT, POOL, TRACE_ID, authenticate
+from services.ingest.errors import ApiError, bad_request, not_found
+
+MAX_LIMIT = 500
+
+
+def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
+    return None if key.is_bootstrap else uuid.UUID(key.id)
+
+
+def _dead_letter_id(request: web.Request) -> int:
+    raw = request.match_info["dead_letter_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise not_found("no such dead letter")
+    return int(raw)
+
+
+def _since(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request("invalid_since", "since must be an ISO 8601 timestamp") from None
+    if value.tzinfo is None:
+        raise bad_request("invalid_since", "since needs a time zone, e.g. 2026-11-24T10:00:00Z")
+    return value
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    q = request.query
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError:
+        raise bad_request("invalid_limit", "limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad_request("invalid_limit", f"limit must be between 1 and {MAX_LIMIT}")
+    job: uuid.UUID | None = None
+    if q.get("audio_file_id"):
+        try:
+            job = uuid.UUID(q["audio_file_id"])
+        except ValueError:
+            raise bad_request("invalid_audio_file_id", "audio_file_id must be a UUID") from None
+    rows = await db.fetch(
+        request.app[POOL],
+        repo.LIST,
+        _scope(key),
+        _since(q.get("since")),
+        q.get("open", "false").lower() in ("1", "true", "yes"),
+        job,
+        limit,
+    )
+    return web.json_response({"dead_letters": [repo.to_json(r) for r in rows]})
+
+
+async def get_dead_letter(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    row = await db.fetchrow(request.app[POOL], repo.GET, _dead_letter_id(request), _scope(key))
+    if row is None:
+        raise not_found("no such dead letter")
+    return web.json_response(repo.to_json(row))
+
+
+async def post_requeue(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    pool = request.app[POOL]
+    row = await db.fetchrow(pool, repo.GET, _dead_letter_id(request), _scope(key))
+    if row is None:
+        raise not_found("no such dead letter")
+    try:
+        action = await requeue(
+            pool, request.app[NATS_CLIENT].jetstream(), row, trace_id=request[TRACE_ID]
+        )
+    except NotRequeueable as exc:
+        raise ApiError(409, "not_requeueable", str(exc)) from exc
+    return web.json_response({"id": row["id"], "action": action})
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/ops/dead-letters", list_dead_letters)
+    app.router.add_get("/api/ops/dead-letters/{dead_letter_id}", get_dead_letter)
+    app.router.add_post("/api/ops/dead-letters/{dead_letter_id}/requeue", post_requeue)
