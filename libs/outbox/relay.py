@@ -17,6 +17,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from libs.db import CONNECTION_ERRORS
+from libs.db.listen import Wakeup, sleep_until
 
 log = structlog.get_logger()
 
@@ -33,7 +34,7 @@ FOR UPDATE SKIP LOCKED
 MARK_PUBLISHED = "UPDATE media_pipeline.outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 RECORD_FAILURE = """
 UPDATE media_pipeline.outbox SET attempts = attempts + 1, last_error = left($2, 500)
-WHERE id = ANY($1::bigint[])
+WHERE id IN (SELECT id FROM media_pipeline.outbox WHERE published_at IS NULL ORDER BY id LIMIT $1)
 """
 PURGE_PUBLISHED = """
 DELETE FROM media_pipeline.outbox
@@ -67,7 +68,6 @@ class OutboxRelay:
         # NOTIFY is the fast path; polling covers notifications lost while LISTEN reconnects.
         self._poll_interval = poll_interval
         self._retention_days = retention_days
-        self._wake = asyncio.Event()
         self.published = 0
 
     async def publish_pending(self) -> int:
@@ -102,13 +102,11 @@ class OutboxRelay:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener = asyncio.create_task(self._listen(stop))
         failures = 0
         last_purge = 0.0
         loop = asyncio.get_running_loop()
-        try:
+        async with Wakeup(self._pool, CHANNEL).listening(stop) as wakeup:
             while not stop.is_set():
-                self._wake.clear()
                 try:
                     n = await self.publish_pending()
                     failures = 0
@@ -125,58 +123,13 @@ class OutboxRelay:
                     failures += 1
                     log.warning("outbox_db_unavailable", error=str(exc), failures=failures)
                 if failures:
-                    await self._sleep(stop, min(0.2 * 2**failures, 5.0))
+                    await sleep_until(stop, min(0.2 * 2**failures, 5.0))
                     continue
-                await self._sleep(stop, self._poll_interval, wake=True)
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+                await wakeup.wait(stop, self._poll_interval)
 
     async def _note_failure(self, error: str) -> None:
         with contextlib.suppress(*CONNECTION_ERRORS):
-            async with self._pool.acquire() as conn:
-                ids = [
-                    r["id"]
-                    for r in await conn.fetch(
-                        "SELECT id FROM media_pipeline.outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
-                        self._batch_size,
-                    )
-                ]
-                await conn.execute(RECORD_FAILURE, ids, error)
-
-    async def _sleep(self, stop: asyncio.Event, seconds: float, *, wake: bool = False) -> None:
-        waiters = [asyncio.ensure_future(stop.wait())]
-        if wake:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when="FIRST_COMPLETED")
-        finally:
-            for w in waiters:
-                w.cancel()
-
-    async def _listen(self, stop: asyncio.Event) -> None:
-        """Hold a LISTEN connection, re-opening it when Postgres restarts."""
-
-        def on_notify(*_: object) -> None:
-            self._wake.set()
-
-        while not stop.is_set():
-            try:
-                async with self._pool.acquire() as conn:
-                    await conn.add_listener(CHANNEL, on_notify)
-                    try:
-                        # Wake once after (re)connecting: rows may have arrived while deaf.
-                        self._wake.set()
-                        while not stop.is_set() and not conn.is_closed():
-                            await self._sleep(stop, 5.0)
-                            await conn.execute("SELECT 1")
-                    finally:
-                        with contextlib.suppress(*CONNECTION_ERRORS):
-                            await conn.remove_listener(CHANNEL, on_notify)
-            except CONNECTION_ERRORS as exc:
-                log.info("outbox_listen_reconnect", error=str(exc))
-                await self._sleep(stop, 1.0)
+            await self._pool.execute(RECORD_FAILURE, self._batch_size, error)
 
 
 async def lag(pool: asyncpg.Pool) -> tuple[int, float]:
