@@ -7,9 +7,9 @@ import sys
 
 from libs.logs import configure
 from libs.settings import Settings, SettingsError
-from services.cli import db, keys, run
+from services.cli import db, keys, run, webhooks
 
-MODULES = (run, db, keys)
+MODULES = (run, db, keys, webhooks)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,12 +11,15 @@ from libs import bus, db
 from libs.contracts import streams
 from libs.safehttp import SafeHttpClient, parse_allowlist
 from libs.settings import Settings
+from services.notifier.policy import DEFAULT_POLICY, DeliveryPolicy
 from services.notifier.worker import Deliverer, Scheduler
 
 log = structlog.get_logger()
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
+async def run(
+    settings: Settings, stop: asyncio.Event, *, policy: DeliveryPolicy = DEFAULT_POLICY
+) -> None:
     async with AsyncExitStack() as stack:
         pool = await db.create_pool(settings.require_database_url(), max_size=20)
         stack.push_async_callback(pool.close)
@@ -33,9 +36,15 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             stream=streams.STREAM_NAME,
             durable=spec.durable,
             handler=scheduler.handle,
-            concurrency=32,
+            # One message per fetch: nats-py's batch pull holds the first message until the
+            # batch fills or the pull expires (up to fetch_timeout), which would add seconds
+            # to every webhook at light load. Scheduling is a few ms of SQL, so one at a time
+            # still keeps far ahead of the transcribers.
+            concurrency=1,
+            # Short, so a stop is noticed quickly; an idle pull costs one tiny request.
+            fetch_timeout=0.5,
             name="notifier",
         )
-        deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout)
+        deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout, policy=policy)
         log.info("notifier_started")
         await asyncio.gather(consumer.run(stop), deliverer.run(stop))

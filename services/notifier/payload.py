@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -16,14 +17,22 @@ COMPLETED = "transcription.completed"
 FAILED = "transcription.failed"
 
 
+TEST = "webhook.test"
+
+
 def completed_body(
-    event: TranscriptReady, job: asyncpg.Record, text: str, *, transcript_url: str
+    event: TranscriptReady,
+    job: asyncpg.Record,
+    text: str,
+    *,
+    transcript_url: str,
+    cap: int = TRANSCRIPT_CAP,
 ) -> bytes:
     encoded = text.encode()
-    truncated = len(encoded) > TRANSCRIPT_CAP
+    truncated = len(encoded) > cap
     data: dict[str, Any] = {
         "audio_file_id": event.audio_file_id,
-        "recording_id": event.recording_id,
+        "recording_id": event.recording_id or job["recording_id"],
         "status": "completed",
         "b2_prefix": event.tenant,
         "campaign": job["campaign_name"],
@@ -49,8 +58,9 @@ def completed_body(
 def failed_body(event: TranscriptionFailed, job: asyncpg.Record) -> bytes:
     data: dict[str, Any] = {
         "audio_file_id": event.audio_file_id,
-        "recording_id": event.recording_id,
+        "recording_id": event.recording_id or job["recording_id"],
         "status": "failed",
+        "b2_audio_key": job["b2_object_key"],
         "b2_prefix": event.tenant,
         "campaign": job["campaign_name"],
         "phone": job["phone"],
@@ -63,3 +73,14 @@ def failed_body(event: TranscriptionFailed, job: asyncpg.Record) -> bytes:
         "trace_id": event.trace_id,
     }
     return msgspec.json.encode({"type": FAILED, "timestamp": event.occurred_at, "data": data})
+
+
+def test_body(*, event_id: str, occurred_at: datetime, key_hint: str) -> bytes:
+    """What "send a test event" delivers: signed like any event, and marked as a test."""
+    data = {
+        "test": True,
+        "message": "Test event from the transcription gateway; no job is attached.",
+        "webhook_id": event_id,
+        "api_key_hint": key_hint,
+    }
+    return msgspec.json.encode({"type": TEST, "timestamp": occurred_at, "data": data})

@@ -1,53 +1,67 @@
-"""The notifier's durable retry queue (`webhook_deliveries`) and its attempt log."""
+"""The notifier's durable retry queue (`webhook_deliveries`), its attempt log, and the health of
+each key's default endpoint."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
 JOB_FOR_EVENT = """
 SELECT a.id, a.api_key_id, a.campaign_name, a.phone, a.callback_url, a.b2_object_key,
-       t.text,
-       k.webhook_url AS key_webhook_url, k.webhook_disabled_at, k.webhook_secret,
-       k.webhook_secret_previous
+       a.recording_id, t.text,
+       k.webhook_url AS key_webhook_url, k.webhook_disabled_at
 FROM media_pipeline.audio_files a
 JOIN media_pipeline.api_keys k ON k.id = a.api_key_id
 LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
 WHERE a.id = $1
 """
-# A second copy of the same event (a replay or redelivery) re-sends with the same webhook-id.
+# A second copy of the same event (a replay or redelivery) re-sends with the same webhook-id:
+# the row is re-armed for a new round, its attempt history kept.
 SCHEDULE = """
 INSERT INTO media_pipeline.webhook_deliveries
     (event_id, event_type, audio_file_id, api_key_id, endpoint_url, payload)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (event_id, endpoint_url) DO UPDATE SET
-    status = 'pending', attempts = 0, next_attempt_at = now(), updated_at = now()
+    status = 'pending', schedule_step = 0, next_attempt_at = now(), updated_at = now()
 WHERE media_pipeline.webhook_deliveries.status <> 'pending'
 """
+# The key's endpoint is disabled: keep a cancelled row, so its owner can recover the event
+# after re-enabling the endpoint.
+SCHEDULE_SUPPRESSED = """
+INSERT INTO media_pipeline.webhook_deliveries
+    (event_id, event_type, audio_file_id, api_key_id, endpoint_url, payload, status, last_error)
+VALUES ($1, $2, $3, $4, $5, $6, 'cancelled', 'endpoint disabled')
+ON CONFLICT (event_id, endpoint_url) DO NOTHING
+"""
 # Claiming pushes next_attempt_at out by a lease: a notifier that dies mid-POST gives the row
-# back when the lease ends, and no two notifiers POST the same row at once.
+# back when the lease ends, and no two notifiers POST the same row at once. The signing secrets
+# are read at attempt time, so a rotation applies to queued retries too.
 CLAIM_DUE = """
-UPDATE media_pipeline.webhook_deliveries d
-SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
-WHERE d.id IN (
+WITH due AS (
     SELECT id FROM media_pipeline.webhook_deliveries
     WHERE status = 'pending' AND next_attempt_at <= now()
     ORDER BY next_attempt_at
     LIMIT $1
-    FOR UPDATE SKIP LOCKED)
-RETURNING d.id, d.event_id, d.event_type, d.endpoint_url, d.payload, d.attempts, d.api_key_id,
-          d.audio_file_id, d.created_at
+    FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE media_pipeline.webhook_deliveries d
+    SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.event_id, d.event_type, d.endpoint_url, d.payload, d.attempts,
+              d.schedule_step, d.api_key_id, d.audio_file_id)
+SELECT c.*, k.webhook_url AS key_webhook_url, k.webhook_secret, k.webhook_secret_previous
+FROM claimed c LEFT JOIN media_pipeline.api_keys k ON k.id = c.api_key_id
+"""
+# A notifier shutting down mid-POST hands its rows straight back instead of after the lease.
+RELEASE_LEASES = """
+UPDATE media_pipeline.webhook_deliveries SET next_attempt_at = now()
+WHERE id = ANY($1::bigint[]) AND status = 'pending'
 """
 NEXT_DUE = """
 SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM media_pipeline.webhook_deliveries
 WHERE status = 'pending'
-"""
-KEY_SECRETS = """
-SELECT webhook_url, webhook_secret, webhook_secret_previous, webhook_disabled_at
-FROM media_pipeline.api_keys WHERE id = $1
 """
 RECORD_ATTEMPT = """
 INSERT INTO media_pipeline.webhook_attempts (delivery_id, attempt, status_code, latency_ms, error)
@@ -55,15 +69,31 @@ VALUES ($1, $2, $3, $4, left($5, 500))
 """
 FINISH = """
 UPDATE media_pipeline.webhook_deliveries
-SET status = $2, attempts = attempts + 1, last_status_code = $3, last_error = left($4, 500),
-    last_latency_ms = $5, updated_at = now()
+SET status = $2, attempts = attempts + 1, schedule_step = schedule_step + 1,
+    last_status_code = $3, last_error = left($4, 500), last_latency_ms = $5, updated_at = now()
 WHERE id = $1
 """
 RESCHEDULE = """
 UPDATE media_pipeline.webhook_deliveries
-SET attempts = attempts + 1, last_status_code = $2, last_error = left($3, 500),
-    last_latency_ms = $4, next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
+SET attempts = attempts + 1, schedule_step = schedule_step + 1, last_status_code = $2,
+    last_error = left($3, 500), last_latency_ms = $4,
+    next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
 WHERE id = $1
+"""
+ENDPOINT_SUCCEEDED = """
+UPDATE media_pipeline.api_keys
+SET webhook_failing_since = NULL, webhook_consecutive_failures = 0
+WHERE id = $1 AND webhook_url = $2
+  AND (webhook_failing_since IS NOT NULL OR webhook_consecutive_failures <> 0)
+"""
+# Returns whether the streak now meets the auto-disable rule (both limits passed).
+ENDPOINT_FAILED = """
+UPDATE media_pipeline.api_keys
+SET webhook_failing_since = coalesce(webhook_failing_since, now()),
+    webhook_consecutive_failures = webhook_consecutive_failures + 1
+WHERE id = $1 AND webhook_url = $2 AND webhook_disabled_at IS NULL
+RETURNING webhook_failing_since <= now() - make_interval(secs => $3)
+      AND webhook_consecutive_failures >= $4
 """
 DISABLE_KEY_WEBHOOK = """
 UPDATE media_pipeline.api_keys SET webhook_disabled_at = now(), webhook_disabled_reason = $3
@@ -84,9 +114,16 @@ class Due:
     endpoint_url: str
     payload: bytes
     attempts: int
+    schedule_step: int
     api_key_id: uuid.UUID | None
-    audio_file_id: uuid.UUID
-    created_at: datetime
+    audio_file_id: uuid.UUID | None
+    # The key's default endpoint (health is tracked, and 410 disables, only for that one).
+    key_webhook_url: str | None
+    secrets: tuple[str, ...]
+
+    @property
+    def is_key_endpoint(self) -> bool:
+        return self.api_key_id is not None and self.endpoint_url == self.key_webhook_url
 
 
 async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> list[Due]:
@@ -99,9 +136,21 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> lis
             endpoint_url=r["endpoint_url"],
             payload=bytes(r["payload"]),
             attempts=r["attempts"],
+            schedule_step=r["schedule_step"],
             api_key_id=r["api_key_id"],
             audio_file_id=r["audio_file_id"],
-            created_at=r["created_at"],
+            key_webhook_url=r["key_webhook_url"],
+            # The current secret first; the previous one only during a rotation.
+            secrets=tuple(s for s in (r["webhook_secret"], r["webhook_secret_previous"]) if s),
         )
         for r in rows
     ]
+
+
+async def disable_endpoint(
+    conn: asyncpg.Connection, api_key_id: uuid.UUID, url: str, reason: str
+) -> None:
+    """Disable a key's default endpoint and cancel what is queued for it (recoverable later)."""
+    async with conn.transaction():
+        await conn.execute(DISABLE_KEY_WEBHOOK, api_key_id, url, reason)
+        await conn.execute(CANCEL_PENDING_FOR_ENDPOINT, api_key_id, url)

@@ -2,16 +2,18 @@
 
 Two halves. `Scheduler.handle` (a JetStream consumer handler) writes one `webhook_deliveries`
 row per endpoint and acks; the row is the durable retry queue, so a notifier restarted in the
-middle of a 5-hour backoff still delivers on time. `Deliverer` POSTs due rows.
+middle of a 5-hour backoff still delivers on time. `Deliverer` POSTs due rows, each attempt in
+its own task so one slow endpoint never holds up the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import asyncpg
 import msgspec
@@ -24,22 +26,31 @@ from libs.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from libs.safehttp import BlockedUrl, SafeHttpClient, UpstreamError
 from services.notifier import payload, signing
 from services.notifier import repository as repo
+from services.notifier.policy import DEFAULT_POLICY, RETRY_SCHEDULE, DeliveryPolicy
 
 log = structlog.get_logger()
 
-# Delay before attempt n+1 after n failed attempts: immediately, 5 s, 5 min, 30 min, 2 h, 5 h,
-# 10 h, 10 h (the schedule of the best webhook providers).
-RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
-LEASE_SECONDS = 120.0
 CHANNEL = "media_pipeline_webhooks"
-MAX_RETRY_AFTER = 36000.0
+MAX_ATTEMPTS = DEFAULT_POLICY.max_attempts
+__all__ = ["MAX_ATTEMPTS", "RETRY_SCHEDULE", "Deliverer", "Scheduler", "next_delay"]
+
+
+def next_delay(attempts_done: int, retry_after: float | None) -> float | None:
+    """The default policy's delay (kept for callers that do not inject a policy)."""
+    return DEFAULT_POLICY.next_delay(attempts_done, retry_after)
 
 
 class Scheduler:
-    def __init__(self, pool: asyncpg.Pool, *, public_base_url: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        public_base_url: str,
+        transcript_cap: int = payload.TRANSCRIPT_CAP,
+    ) -> None:
         self._pool = pool
         self._base = public_base_url.rstrip("/")
+        self._cap = transcript_cap
 
     async def handle(self, delivery: Delivery) -> None:
         try:
@@ -51,25 +62,27 @@ class Scheduler:
             audio_file_id=event.audio_file_id, trace_id=event.trace_id, event_id=event.event_id
         ):
             try:
-                n = await self._schedule(event)
+                n = await self.schedule(event)
             except CONNECTION_ERRORS as exc:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             log.info("webhooks_scheduled", endpoints=n, type=type(event).__name__)
 
-    async def _schedule(self, event: TranscriptReady | TranscriptionFailed) -> int:
+    async def schedule(self, event: TranscriptReady | TranscriptionFailed) -> int:
+        """Write the event's deliveries (idempotent per event and endpoint); returns how many."""
         try:
             job_id = uuid.UUID(event.audio_file_id)
+            event_id = uuid.UUID(event.event_id)
         except ValueError as exc:
-            raise Reject("bad audio_file_id") from exc
+            raise Reject("bad audio_file_id or event_id") from exc
         job = await self._pool.fetchrow(repo.JOB_FOR_EVENT, job_id)
         if job is None:
             raise Reject(f"no job {event.audio_file_id}")
-        endpoints: list[str] = []
+        # (url, live): the key's disabled endpoint still gets a cancelled row, recoverable later.
+        endpoints: dict[str, bool] = {}
         if job["callback_url"]:
-            endpoints.append(job["callback_url"])
-        if job["key_webhook_url"] and job["webhook_disabled_at"] is None:
-            endpoints.append(job["key_webhook_url"])
-        endpoints = list(dict.fromkeys(endpoints))
+            endpoints[job["callback_url"]] = True
+        if job["key_webhook_url"]:
+            endpoints.setdefault(job["key_webhook_url"], job["webhook_disabled_at"] is None)
         if not endpoints:
             return 0
         if isinstance(event, TranscriptReady):
@@ -78,44 +91,73 @@ class Scheduler:
                 job,
                 job["text"] or "",
                 transcript_url=f"{self._base}/api/media/transcript/{event.audio_file_id}.txt",
+                cap=self._cap,
             )
             event_type = payload.COMPLETED
         else:
             body = payload.failed_body(event, job)
             event_type = payload.FAILED
         async with self._pool.acquire() as conn, conn.transaction():
-            for url in endpoints:
+            for url, live in endpoints.items():
                 await conn.execute(
-                    repo.SCHEDULE,
-                    uuid.UUID(event.event_id),
+                    repo.SCHEDULE if live else repo.SCHEDULE_SUPPRESSED,
+                    event_id,
                     event_type,
                     job_id,
                     job["api_key_id"],
                     url,
                     body,
                 )
-        return len(endpoints)
+        return sum(endpoints.values())
 
 
-def next_delay(attempts_done: int, retry_after: float | None) -> float | None:
-    """Seconds until the next attempt, or None when the schedule is exhausted."""
-    if attempts_done >= MAX_ATTEMPTS:
-        return None
-    base = RETRY_SCHEDULE[attempts_done - 1]
-    jittered = base * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not cryptography
-    if retry_after is not None:
-        return max(jittered, min(retry_after, MAX_RETRY_AFTER))
-    return jittered
+Verdict = Literal["succeeded", "gone", "retry", "failed"]
 
 
-def _retry_after(headers: object) -> float | None:
-    value = getattr(headers, "get", lambda _k: None)("Retry-After")
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    delay: float | None = None
+
+
+def judge(
+    status: int | None,
+    *,
+    steps_done: int,
+    retry_after: float | None,
+    permanent: bool,
+    policy: DeliveryPolicy,
+) -> Outcome:
+    """What one attempt means for its delivery. Only 2xx counts; 410 stops for good; anything
+    else retries on the schedule (Retry-After may push the next attempt later)."""
+    if status is not None and 200 <= status < 300:
+        return Outcome("succeeded")
+    if status == 410:
+        return Outcome("gone")
+    if permanent:
+        return Outcome("failed")
+    delay = policy.next_delay(steps_done, retry_after if status in (429, 503) else None)
+    return Outcome("failed") if delay is None else Outcome("retry", delay)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP date; None when absent or unreadable."""
     if not value:
         return None
+    value = value.strip()
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class Deliverer:
@@ -127,17 +169,24 @@ class Deliverer:
         timeout: float = 15.0,
         concurrency: int = 16,
         poll_interval: float = 5.0,
+        policy: DeliveryPolicy = DEFAULT_POLICY,
+        shutdown_grace: float = 5.0,
     ) -> None:
         self._pool = pool
         self._http = http
         self._timeout = timeout
         self._concurrency = concurrency
+        # NOTIFY is the fast path; polling covers notifications lost while LISTEN reconnects.
         self._poll_interval = poll_interval
+        self._policy = policy
+        self._shutdown_grace = shutdown_grace
         self._wake = asyncio.Event()
+        self._inflight: dict[asyncio.Task[None], repo.Due] = {}
         self.delivered = 0
 
     async def deliver_due(self) -> int:
-        due = await repo.claim_due(self._pool, self._concurrency, LEASE_SECONDS)
+        """Claim one batch of due deliveries and attempt them all (tests and burst runs)."""
+        due = await repo.claim_due(self._pool, self._concurrency, self._policy.lease_seconds)
         if due:
             await asyncio.gather(*(self._attempt(d) for d in due))
         return len(due)
@@ -153,32 +202,67 @@ class Deliverer:
         try:
             while not stop.is_set():
                 self._wake.clear()
-                try:
-                    n = await self.deliver_due()
-                    if n:
-                        continue
-                    wait = await self._pool.fetchval(repo.NEXT_DUE)
-                except CONNECTION_ERRORS as exc:
-                    log.warning("notifier_db_unavailable", error=str(exc))
-                    wait = 1.0
-                timeout = (
-                    self._poll_interval
-                    if wait is None
-                    else min(max(float(wait), 0.01), self._poll_interval)
-                )
-                waiters = [
-                    asyncio.ensure_future(stop.wait()),
-                    asyncio.ensure_future(self._wake.wait()),
-                ]
-                try:
-                    await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-                finally:
-                    for w in waiters:
-                        w.cancel()
+                timeout = await self._dispatch()
+                await self._sleep(stop, timeout)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            await self._drain()
+
+    async def _dispatch(self) -> float:
+        """Start attempts for due rows in the free slots; returns how long to wait."""
+        free = self._concurrency - len(self._inflight)
+        if free <= 0:
+            # A finishing attempt sets the wake event.
+            return self._poll_interval
+        try:
+            due = await repo.claim_due(self._pool, free, self._policy.lease_seconds)
+            if len(due) == free:
+                self._start(due)
+                return 0.0
+            self._start(due)
+            wait = await self._pool.fetchval(repo.NEXT_DUE)
+        except CONNECTION_ERRORS as exc:
+            log.warning("notifier_db_unavailable", error=str(exc))
+            return 1.0
+        if wait is None:
+            return self._poll_interval
+        # Never 0: a due row locked by another notifier must not make this loop spin.
+        return min(max(float(wait), 0.01), self._poll_interval)
+
+    def _start(self, due: list[repo.Due]) -> None:
+        for d in due:
+            task = asyncio.create_task(self._attempt_logged(d))
+            self._inflight[task] = d
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._wake.set()
+
+    async def _sleep(self, stop: asyncio.Event, timeout: float) -> None:
+        if timeout <= 0:
+            return
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _drain(self) -> None:
+        """Let in-flight POSTs finish briefly; hand back the leases of those that do not."""
+        if not self._inflight:
+            return
+        _, pending = await asyncio.wait(set(self._inflight), timeout=self._shutdown_grace)
+        ids = [self._inflight[t].id for t in pending if t in self._inflight]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if ids:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self._pool.execute(repo.RELEASE_LEASES, ids)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         def on_notify(*_: object) -> None:
@@ -188,6 +272,7 @@ class Deliverer:
             try:
                 async with self._pool.acquire() as conn:
                     await conn.add_listener(CHANNEL, on_notify)
+                    # Rows may have arrived while deaf.
                     self._wake.set()
                     try:
                         while not stop.is_set() and not conn.is_closed():
@@ -202,22 +287,29 @@ class Deliverer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
 
+    async def _attempt_logged(self, due: repo.Due) -> None:
+        try:
+            await self._attempt(due)
+        except CONNECTION_ERRORS as exc:
+            # The row stays leased and comes back when the lease ends: at-least-once.
+            log.warning("webhook_outcome_not_recorded", delivery_id=due.id, error=str(exc))
+
     async def _attempt(self, due: repo.Due) -> None:
+        attempt_no = due.attempts + 1
         with structlog.contextvars.bound_contextvars(
-            webhook_id=due.event_id, audio_file_id=str(due.audio_file_id), attempt=due.attempts + 1
+            webhook_id=due.event_id,
+            delivery_id=due.id,
+            audio_file_id=str(due.audio_file_id),
+            attempt=attempt_no,
         ):
-            secrets: list[str] = []
-            if due.api_key_id is not None:
-                key = await self._pool.fetchrow(repo.KEY_SECRETS, due.api_key_id)
-                if key is not None:
-                    secrets = [
-                        s for s in (key["webhook_secret"], key["webhook_secret_previous"]) if s
-                    ]
             # Each attempt is signed with its own timestamp, so receivers' replay windows hold.
-            headers = signing.headers(secrets, due.event_id, datetime.now(UTC), due.payload)
+            headers = signing.headers(
+                list(due.secrets), due.event_id, datetime.now(UTC), due.payload
+            )
             status: int | None = None
             error: str | None = None
             retry_after: float | None = None
+            permanent = False
             latency_ms = 0
             try:
                 result = await self._http.post(
@@ -226,54 +318,74 @@ class Deliverer:
                 status = result.status
                 latency_ms = int(result.latency_s * 1000)
                 WEBHOOK_LATENCY.observe(result.latency_s)
-                retry_after = _retry_after(result.headers) if status in (429, 503) else None
+                retry_after = retry_after_seconds(result.headers.get("Retry-After"))
             except BlockedUrl as exc:
-                await self._finish(due, "failed", None, f"blocked: {exc.message}", 0)
-                WEBHOOK_ATTEMPTS.labels(outcome="blocked").inc()
-                log.warning("webhook_blocked", code=exc.code)
-                return
+                error = f"blocked: {exc.code}: {exc.message}"
+                # A name that does not resolve today may tomorrow; a private address will not.
+                permanent = exc.code != "unresolvable_host"
             except UpstreamError as exc:
                 error = f"{exc.code}: {exc.message}"
-            await self._pool.execute(
-                repo.RECORD_ATTEMPT, due.id, due.attempts + 1, status, latency_ms, error
+            outcome = judge(
+                status,
+                steps_done=due.schedule_step + 1,
+                retry_after=retry_after,
+                permanent=permanent,
+                policy=self._policy,
             )
-            if status is not None and 200 <= status < 300:
-                await self._finish(due, "succeeded", status, None, latency_ms)
-                self.delivered += 1
-                WEBHOOK_ATTEMPTS.labels(outcome="succeeded").inc()
-                log.info("webhook_delivered", status=status, ms=latency_ms)
-                return
-            if status == 410:
-                await self._gone(due, latency_ms)
-                WEBHOOK_ATTEMPTS.labels(outcome="gone").inc()
-                return
             reason = error or f"HTTP {status}"
-            delay = next_delay(due.attempts + 1, retry_after)
-            if delay is None:
-                await self._finish(due, "failed", status, reason, latency_ms)
-                WEBHOOK_ATTEMPTS.labels(outcome="failed").inc()
-                log.warning("webhook_gave_up", status=status, error=reason)
-                return
-            await self._pool.execute(repo.RESCHEDULE, due.id, status, reason, latency_ms, delay)
-            WEBHOOK_ATTEMPTS.labels(outcome="retry").inc()
-            log.info("webhook_retry_scheduled", status=status, error=reason, delay=round(delay, 1))
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    repo.RECORD_ATTEMPT, due.id, attempt_no, status, latency_ms, error
+                )
+                if outcome.verdict == "succeeded":
+                    await conn.execute(repo.FINISH, due.id, "succeeded", status, None, latency_ms)
+                    if due.is_key_endpoint:
+                        await conn.execute(
+                            repo.ENDPOINT_SUCCEEDED, due.api_key_id, due.endpoint_url
+                        )
+                    self.delivered += 1
+                    log.info("webhook_delivered", status=status, ms=latency_ms)
+                elif outcome.verdict == "gone":
+                    await self._gone(conn, due, latency_ms)
+                elif outcome.verdict == "retry":
+                    assert outcome.delay is not None
+                    await conn.execute(
+                        repo.RESCHEDULE, due.id, status, reason, latency_ms, outcome.delay
+                    )
+                    log.info(
+                        "webhook_retry_scheduled",
+                        status=status,
+                        error=reason,
+                        delay=round(outcome.delay, 1),
+                    )
+                else:
+                    await conn.execute(repo.FINISH, due.id, "failed", status, reason, latency_ms)
+                    log.warning("webhook_gave_up", status=status, error=reason)
+                if outcome.verdict in ("retry", "failed") and due.is_key_endpoint:
+                    await self._count_failure(conn, due)
+            WEBHOOK_ATTEMPTS.labels(outcome="blocked" if permanent else outcome.verdict).inc()
 
-    async def _finish(
-        self, due: repo.Due, state: str, status: int | None, error: str | None, latency_ms: int
-    ) -> None:
-        await self._pool.execute(repo.FINISH, due.id, state, status, error, latency_ms)
-
-    async def _gone(self, due: repo.Due, latency_ms: int) -> None:
-        # 410 Gone: the receiver asks us to stop; disable the endpoint for this key.
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                repo.FINISH, due.id, "cancelled", 410, "endpoint answered 410 Gone", latency_ms
+    async def _count_failure(self, conn: asyncpg.Connection, due: repo.Due) -> None:
+        assert due.api_key_id is not None
+        should_disable = await conn.fetchval(
+            repo.ENDPOINT_FAILED,
+            due.api_key_id,
+            due.endpoint_url,
+            self._policy.disable_after_seconds,
+            self._policy.disable_min_failures,
+        )
+        if should_disable:
+            await repo.disable_endpoint(
+                conn, due.api_key_id, due.endpoint_url, "every attempt failed for too long"
             )
-            if due.api_key_id is not None:
-                await conn.execute(
-                    repo.DISABLE_KEY_WEBHOOK, due.api_key_id, due.endpoint_url, "410 Gone"
-                )
-                await conn.execute(
-                    repo.CANCEL_PENDING_FOR_ENDPOINT, due.api_key_id, due.endpoint_url
-                )
+            log.warning("webhook_endpoint_auto_disabled", endpoint=due.endpoint_url)
+
+    async def _gone(self, conn: asyncpg.Connection, due: repo.Due, latency_ms: int) -> None:
+        # 410 Gone: the receiver asks us to stop. A job's own callback just ends; the key's
+        # default endpoint is disabled until its owner re-enables it.
+        await conn.execute(
+            repo.FINISH, due.id, "cancelled", 410, "endpoint answered 410 Gone", latency_ms
+        )
+        if due.is_key_endpoint and due.api_key_id is not None:
+            await repo.disable_endpoint(conn, due.api_key_id, due.endpoint_url, "410 Gone")
         log.warning("webhook_endpoint_gone", endpoint=due.endpoint_url)

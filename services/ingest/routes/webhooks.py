@@ -1,0 +1,181 @@
+"""Webhook delivery API: a key sees and acts on its own deliveries only (404 otherwise).
+
+    GET  /api/webhooks/deliveries?audio_file_id=<id>    deliveries of a job, with attempts
+    GET  /api/webhooks/deliveries/{delivery_id}          one delivery, with attempts
+    POST /api/webhooks/deliveries/{delivery_id}/resend   a new round now (same webhook-id)
+    POST /api/webhooks/recover   since=<ISO 8601>[&until=] every failed delivery since a time
+    POST /api/webhooks/test      [url=...][&wait=seconds] a signed `webhook.test` event
+    GET  /api/webhooks/endpoint                          the key's endpoint and its health
+    POST /api/webhooks/endpoint/enable                   re-enable after 410 / auto-disable
+
+Parameters of POST routes come from the query string, a form or a JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from libs import db
+from libs.db import DatabaseUnavailable
+from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
+from services.ingest.context import POOL, SETTINGS, authenticate
+from services.ingest.errors import ApiError, bad_request, not_found
+from services.notifier import admin
+
+T = TypeVar("T")
+
+# "Send a test event" waits this long by default for the first attempt's answer: longer than
+# the notifier's POST timeout, so a slow receiver still gets a verdict.
+TEST_WAIT_DEFAULT = 20.0
+TEST_WAIT_MAX = 30.0
+
+
+async def _db(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except admin.NotFound as exc:
+        raise not_found(str(exc)) from exc
+    except admin.EndpointDisabled as exc:
+        raise ApiError(409, "endpoint_disabled", str(exc)) from exc
+    except admin.NoEndpoint as exc:
+        raise ApiError(409, "no_endpoint", str(exc)) from exc
+    except db.CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+
+
+async def _params(request: web.Request) -> dict[str, str]:
+    params: dict[str, str] = dict(request.query)
+    if not request.can_read_body:
+        return params
+    if request.content_type == "application/json":
+        try:
+            body = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError as exc:
+            raise bad_request("invalid_json", f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise bad_request("invalid_json", "the body must be a JSON object")
+        params.update({str(k): str(v) for k, v in body.items() if v is not None})
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return params
+
+
+def parse_time(value: str | None, name: str, *, required: bool) -> datetime | None:
+    """ISO 8601; a time without a zone is UTC."""
+    if not value:
+        if required:
+            raise bad_request(f"missing_{name}", f"give {name} as an ISO 8601 time")
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"invalid_{name}", f"{name} must be an ISO 8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _delivery_id(request: web.Request) -> int:
+    raw = request.match_info["delivery_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise not_found("no such delivery")
+    return int(raw)
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    raw = request.query.get("audio_file_id", "")
+    try:
+        job = uuid.UUID(raw)
+    except ValueError:
+        raise bad_request("invalid_audio_file_id", "give the job as ?audio_file_id=<id>") from None
+    pool = request.app[POOL]
+    rows = await _db(lambda: admin.list_for_job(pool, admin.Scope.key(key.id), job))
+    return web.json_response({"audio_file_id": str(job), "deliveries": rows})
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    pool, delivery_id = request.app[POOL], _delivery_id(request)
+    return web.json_response(
+        await _db(lambda: admin.get(pool, admin.Scope.key(key.id), delivery_id))
+    )
+
+
+async def resend(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    pool, delivery_id = request.app[POOL], _delivery_id(request)
+    await _db(lambda: admin.resend(pool, admin.Scope.key(key.id), delivery_id))
+    return web.json_response({"id": delivery_id, "status": "pending"}, status=202)
+
+
+async def recover(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    params = await _params(request)
+    since = parse_time(params.get("since"), "since", required=True)
+    until = parse_time(params.get("until"), "until", required=False)
+    assert since is not None
+    if until is not None and until <= since:
+        raise bad_request("invalid_until", "until must be after since")
+    pool = request.app[POOL]
+    n = await _db(lambda: admin.recover(pool, admin.Scope.key(key.id), since, until))
+    return web.json_response({"recovered": n}, status=202)
+
+
+async def send_test(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    params = await _params(request)
+    url = params.get("url") or None
+    if url is not None:
+        try:
+            validate_url(url, parse_allowlist(request.app[SETTINGS].ssrf_allowlist))
+        except BlockedUrl as exc:
+            raise bad_request(f"url_{exc.code}", f"url refused: {exc.message}") from exc
+    try:
+        wait = float(params.get("wait", TEST_WAIT_DEFAULT))
+    except ValueError:
+        raise bad_request("invalid_wait", "wait must be a number of seconds") from None
+    if not 0 <= wait <= TEST_WAIT_MAX:
+        raise bad_request("invalid_wait", f"wait must be between 0 and {TEST_WAIT_MAX}")
+    pool = request.app[POOL]
+    key_id = uuid.UUID(key.id)
+    delivery_id = await _db(lambda: admin.send_test(pool, key_id, url))
+    scope = admin.Scope(key_id)
+    body = await _db(lambda: admin.get(pool, scope, delivery_id))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    # The notifier attempts it at once (NOTIFY); poll the row for its first verdict.
+    while not body["attempt_log"] and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        body = await _db(lambda: admin.get(pool, scope, delivery_id))
+    return web.json_response(body, status=200 if body["attempt_log"] else 202)
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    pool = request.app[POOL]
+    return web.json_response(await _db(lambda: admin.endpoint(pool, uuid.UUID(key.id))))
+
+
+async def enable_endpoint(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    pool, key_id = request.app[POOL], uuid.UUID(key.id)
+    await _db(lambda: admin.enable(pool, key_id))
+    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    return web.json_response(body)
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get("/api/webhooks/deliveries", list_deliveries)
+    app.router.add_get("/api/webhooks/deliveries/{delivery_id}", get_delivery)
+    app.router.add_post("/api/webhooks/deliveries/{delivery_id}/resend", resend)
+    app.router.add_post("/api/webhooks/recover", recover)
+    app.router.add_post("/api/webhooks/test", send_test)
+    app.router.add_get("/api/webhooks/endpoint", get_endpoint)
+    app.router.add_post("/api/webhooks/endpoint/enable", enable_endpoint)

@@ -1,0 +1,253 @@
+"""What API users and operators can do with deliveries: list them (with every attempt), resend
+one, recover every failed one since a time, send a test event, inspect and re-enable a key's
+endpoint. Shared by the HTTP routes (scoped to the caller's key) and the CLI (any key).
+
+Never exposed: response bodies (not even stored) and signing secrets.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from libs.contracts import new_event_id, utcnow
+from services.notifier import payload
+
+# Errors shown to API users are cut short: they are receivers' words, not ours.
+SHOWN_ERROR_CHARS = 200
+
+_DELIVERY_COLUMNS = """
+d.id, d.event_id, d.event_type, d.audio_file_id, d.api_key_id, d.endpoint_url, d.status,
+d.attempts, d.next_attempt_at, d.last_status_code, left(d.last_error, 200) AS last_error,
+d.last_latency_ms, d.created_at, d.updated_at
+"""
+JOB_OWNER = "SELECT api_key_id FROM media_pipeline.audio_files WHERE id = $1"
+LIST_FOR_JOB = (
+    "SELECT"
+    + _DELIVERY_COLUMNS
+    + """FROM media_pipeline.webhook_deliveries d
+WHERE d.audio_file_id = $1 AND ($2::uuid IS NULL OR d.api_key_id = $2)
+ORDER BY d.created_at, d.id
+"""
+)
+GET_DELIVERY = (
+    "SELECT"
+    + _DELIVERY_COLUMNS
+    + """, (k.webhook_url = d.endpoint_url AND k.webhook_disabled_at IS NOT NULL) AS endpoint_disabled
+FROM media_pipeline.webhook_deliveries d
+LEFT JOIN media_pipeline.api_keys k ON k.id = d.api_key_id
+WHERE d.id = $1 AND ($2::uuid IS NULL OR d.api_key_id = $2)
+"""
+)
+ATTEMPTS = """
+SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, left(error, 200) AS error
+FROM media_pipeline.webhook_attempts WHERE delivery_id = ANY($1::bigint[])
+ORDER BY delivery_id, attempt, id
+"""
+# A new round: the schedule starts again from "immediately"; the attempt log is kept.
+REARM = """
+UPDATE media_pipeline.webhook_deliveries
+SET status = 'pending', schedule_step = 0, next_attempt_at = now(), updated_at = now()
+WHERE id = $1
+"""
+# Every failed (or cancelled) delivery created in [since, until) whose endpoint is not disabled.
+# Test events are left out: they were a question asked once.
+RECOVER = """
+UPDATE media_pipeline.webhook_deliveries d
+SET status = 'pending', schedule_step = 0, next_attempt_at = now(), updated_at = now()
+WHERE d.status IN ('failed', 'cancelled')
+  AND d.created_at >= $1 AND d.created_at < coalesce($2::timestamptz, 'infinity')
+  AND ($3::uuid IS NULL OR d.api_key_id = $3)
+  AND d.event_type <> 'webhook.test'
+  AND NOT EXISTS (
+      SELECT 1 FROM media_pipeline.api_keys k
+      WHERE k.id = d.api_key_id AND k.webhook_url = d.endpoint_url
+        AND k.webhook_disabled_at IS NOT NULL)
+"""
+INSERT_TEST = """
+INSERT INTO media_pipeline.webhook_deliveries
+    (event_id, event_type, audio_file_id, api_key_id, endpoint_url, payload)
+VALUES ($1, 'webhook.test', NULL, $2, $3, $4)
+RETURNING id
+"""
+ENDPOINT = """
+SELECT id, key_hint, webhook_url, webhook_secret IS NOT NULL AS signed,
+       webhook_secret_previous IS NOT NULL AS rotating, webhook_disabled_at,
+       webhook_disabled_reason, webhook_failing_since, webhook_consecutive_failures
+FROM media_pipeline.api_keys WHERE id = $1
+"""
+ENABLE = """
+UPDATE media_pipeline.api_keys
+SET webhook_disabled_at = NULL, webhook_disabled_reason = NULL,
+    webhook_failing_since = NULL, webhook_consecutive_failures = 0
+WHERE id = $1 AND webhook_url IS NOT NULL
+RETURNING id
+"""
+FIND_KEY = """
+SELECT id FROM media_pipeline.api_keys
+WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL
+"""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class EndpointDisabled(RuntimeError):
+    """The key's default endpoint is disabled: re-enable it before resending to it."""
+
+
+class NoEndpoint(LookupError):
+    """The key has no default webhook URL (and none was given)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose deliveries an operation may touch: one key (API users) or every key (operators)."""
+
+    api_key_id: uuid.UUID | None
+
+    @classmethod
+    def key(cls, api_key_id: str | uuid.UUID) -> Scope:
+        return cls(uuid.UUID(str(api_key_id)))
+
+
+OPERATOR = Scope(None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _delivery_json(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "webhook_id": str(row["event_id"]),
+        "event_type": row["event_type"],
+        "audio_file_id": str(row["audio_file_id"]) if row["audio_file_id"] else None,
+        "endpoint_url": row["endpoint_url"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+        "last_status_code": row["last_status_code"],
+        "last_error": row["last_error"],
+        "last_latency_ms": row["last_latency_ms"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "attempt_log": [
+            {
+                "attempt": a["attempt"],
+                "at": _iso(a["attempted_at"]),
+                "status_code": a["status_code"],
+                "latency_ms": a["latency_ms"],
+                "error": a["error"],
+            }
+            for a in attempts
+        ],
+    }
+
+
+async def _with_attempts(
+    conn: asyncpg.Connection | asyncpg.Pool, rows: list[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    logs = await conn.fetch(ATTEMPTS, [r["id"] for r in rows])
+    by_delivery: dict[int, list[asyncpg.Record]] = {}
+    for a in logs:
+        by_delivery.setdefault(a["delivery_id"], []).append(a)
+    return [_delivery_json(r, by_delivery.get(r["id"], [])) for r in rows]
+
+
+async def list_for_job(
+    conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, audio_file_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """Every delivery of a job with its attempts; NotFound when the job is not the scope's."""
+    owner = await conn.fetchval(JOB_OWNER, audio_file_id)
+    if owner is None or (scope.api_key_id is not None and owner != scope.api_key_id):
+        raise NotFound("no such job")
+    rows = await conn.fetch(LIST_FOR_JOB, audio_file_id, scope.api_key_id)
+    return await _with_attempts(conn, rows)
+
+
+async def get(
+    conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, delivery_id: int
+) -> dict[str, Any]:
+    row = await conn.fetchrow(GET_DELIVERY, delivery_id, scope.api_key_id)
+    if row is None:
+        raise NotFound("no such delivery")
+    return (await _with_attempts(conn, [row]))[0]
+
+
+async def resend(conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, delivery_id: int) -> None:
+    """Start a new round for one delivery now (same webhook-id, same body)."""
+    row = await conn.fetchrow(GET_DELIVERY, delivery_id, scope.api_key_id)
+    if row is None:
+        raise NotFound("no such delivery")
+    if row["endpoint_disabled"]:
+        raise EndpointDisabled("the endpoint is disabled; re-enable it first")
+    await conn.execute(REARM, delivery_id)
+
+
+async def recover(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    scope: Scope,
+    since: datetime,
+    until: datetime | None = None,
+) -> int:
+    """Re-arm every failed or cancelled delivery created since `since`; returns how many."""
+    result = await conn.execute(RECOVER, since, until, scope.api_key_id)
+    return int(result.rsplit(" ", 1)[-1])
+
+
+async def send_test(
+    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, url: str | None
+) -> int:
+    """Queue a signed `webhook.test` event to `url` (default: the key's endpoint, even when
+    disabled, so its owner can check it before re-enabling). Returns the delivery id."""
+    key = await conn.fetchrow(ENDPOINT, api_key_id)
+    if key is None:
+        raise NotFound("no such key")
+    target = url or key["webhook_url"]
+    if not target:
+        raise NoEndpoint("this key has no webhook URL; give one")
+    event_id = new_event_id()
+    body = payload.test_body(event_id=event_id, occurred_at=utcnow(), key_hint=key["key_hint"])
+    delivery_id: int = await conn.fetchval(
+        INSERT_TEST, uuid.UUID(event_id), api_key_id, target, body
+    )
+    return delivery_id
+
+
+async def endpoint(
+    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID
+) -> dict[str, Any]:
+    row = await conn.fetchrow(ENDPOINT, api_key_id)
+    if row is None:
+        raise NotFound("no such key")
+    return {
+        "webhook_url": row["webhook_url"],
+        "signed": row["signed"],
+        "secret_rotation_in_progress": row["rotating"],
+        "enabled": row["webhook_url"] is not None and row["webhook_disabled_at"] is None,
+        "disabled_at": _iso(row["webhook_disabled_at"]),
+        "disabled_reason": row["webhook_disabled_reason"],
+        "failing_since": _iso(row["webhook_failing_since"]),
+        "consecutive_failures": row["webhook_consecutive_failures"],
+    }
+
+
+async def enable(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> None:
+    """Re-enable the key's endpoint (after 410 or auto-disable); the failure streak restarts."""
+    if await conn.fetchval(ENABLE, api_key_id) is None:
+        raise NoEndpoint("this key has no webhook URL")
+
+
+async def find_key(conn: asyncpg.Connection | asyncpg.Pool, id_or_hint: str) -> uuid.UUID:
+    rows = await conn.fetch(FIND_KEY, id_or_hint)
+    if len(rows) != 1:
+        raise NotFound("no single active key with that id or hint")
+    key_id: uuid.UUID = rows[0]["id"]
+    return key_id

@@ -1,0 +1,69 @@
+"""The notifier's own infrastructure: its own nats-server and database, so deliveries made here
+never meet the session stack's notifier (which runs the default, hours-long schedule)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+from nats.js import JetStreamContext
+
+from libs import bus, db
+from libs.settings import Settings
+from services.stack.provision import ensure_bus, migrate_database
+from services.stack.servers import NatsServer
+from tests.integration.notifier.harness import Notifier
+
+
+@pytest.fixture(scope="session")
+async def notifier_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
+    async with NatsServer(tmp_path_factory.mktemp("notifier-nats")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def notifier_settings(postgres_server: Any, notifier_nats: NatsServer) -> Settings:
+    name = f"nt_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    await migrate_database(dsn)
+    s = replace(
+        Settings.from_env({}),
+        database_url=dsn,
+        nats_url=notifier_nats.url,
+        # Short, so a test of a hanging receiver stays short.
+        webhook_timeout=3.0,
+        public_base_url_override="https://gateway.example",
+    )
+    await ensure_bus(s)
+    return s
+
+
+@pytest.fixture
+async def npool(notifier_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(notifier_settings.require_database_url())
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def js(notifier_settings: Settings) -> AsyncIterator[JetStreamContext]:
+    nc = await bus.connect(notifier_settings.nats_servers, name="notifier-tests")
+    yield nc.jetstream()
+    await nc.drain()
+
+
+@pytest.fixture
+async def notifier(notifier_settings: Settings) -> AsyncIterator[Notifier]:
+    """Not started: a test sets its allowlist and policy, then starts (and may restart) it."""
+    n = Notifier(notifier_settings)
+    yield n
+    await n.stop()

@@ -1,0 +1,343 @@
+"""Webhook delivery on real Postgres + NATS to a real receiver verifying with `standardwebhooks`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+from nats.js import JetStreamContext
+
+from services.notifier.policy import DeliveryPolicy
+from tests.integration.notifier.harness import (
+    FAST,
+    Notifier,
+    attempt_rows,
+    delivery_rows,
+    failed_event,
+    make_job,
+    make_key,
+    publish,
+    ready_event,
+    receiver,
+)
+from tests.stack_fixtures import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def test_completed_event_is_signed_and_carries_the_contract(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    async with receiver("") as r:
+        key = await make_key(npool, webhook_url=r.url)
+        r.secret = key.secret
+        notifier.configure(r.hostport).start()
+        job = await make_job(npool, key, text="hello this is a test")
+        event = ready_event(job)
+        await publish(js, event)
+        [hit] = await r.wait_accepted(event.event_id)
+
+    assert hit.headers["webhook-id"] == event.event_id
+    assert hit.headers["Content-Type"] == "application/json"
+    body = hit.payload
+    assert body is not None and body["type"] == "transcription.completed"
+    data = body["data"]
+    assert data["audio_file_id"] == str(job.id)
+    assert data["recording_id"] == job.recording_id
+    assert data["status"] == "completed"
+    assert data["transcript"] == "hello this is a test"
+    assert data["transcript_truncated"] is False
+    assert data["transcript_url"] == f"https://gateway.example/api/media/transcript/{job.id}.txt"
+    assert data["b2_transcript_json_key"] == job.json_key
+    assert data["b2_transcript_txt_key"] == job.txt_key
+    assert data["b2_audio_key"].endswith(f"{job.id}.wav")
+
+    async def recorded() -> list[asyncpg.Record] | None:
+        rows = await delivery_rows(npool, job)
+        return rows if rows and rows[0]["status"] == "succeeded" else None
+
+    [row] = await eventually(recorded, timeout=5)
+    [attempt] = await attempt_rows(npool, row["id"])
+    assert attempt["status_code"] == 200 and attempt["error"] is None
+    assert attempt["latency_ms"] >= 0
+
+
+async def test_failure_event_is_delivered_with_the_error(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        job = await make_job(npool, key, completed=False, callback_url=r.url)
+        notifier.configure(r.hostport).start()
+        event = failed_event(job)
+        await publish(js, event)
+        [hit] = await r.wait_accepted(event.event_id)
+    assert hit.payload is not None and hit.payload["type"] == "transcription.failed"
+    data = hit.payload["data"]
+    assert data["status"] == "failed"
+    assert data["audio_file_id"] == str(job.id)
+    assert data["error"] == {
+        "code": "undecodable_audio",
+        "detail": "the file is not audio",
+        "permanent": True,
+        "attempts": 1,
+    }
+    assert "transcript" not in data
+
+
+async def test_callback_and_key_endpoint_both_get_the_same_webhook_id(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    async with receiver("") as key_r:
+        key = await make_key(npool, webhook_url=key_r.url)
+        key_r.secret = key.secret
+        async with receiver(key.secret) as cb_r:
+            job = await make_job(npool, key, callback_url=cb_r.url)
+            notifier.configure(key_r.hostport, cb_r.hostport).start()
+            event = ready_event(job)
+            await publish(js, event)
+            await cb_r.wait_accepted(event.event_id)
+            await key_r.wait_accepted(event.event_id)
+
+
+async def test_receiver_down_then_up(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        await r.down()
+        job = await make_job(npool, key, callback_url=r.url)
+        notifier.configure(
+            r.hostport, policy=DeliveryPolicy(schedule=(0.3, 0.3, 0.3, 0.3, 0.3), jitter=0.0)
+        ).start()
+        await publish(js, ready_event(job))
+
+        async def failed_twice() -> bool:
+            rows = await delivery_rows(npool, job)
+            return bool(rows) and rows[0]["attempts"] >= 2
+
+        await eventually(failed_twice, timeout=10)
+        await r.up()
+        [hit] = await r.wait_hits(str(job.id), 1)
+        assert hit.verified
+    [row] = await delivery_rows(npool, job)
+
+    async def succeeded() -> bool:
+        [row] = await delivery_rows(npool, job)
+        return bool(row["status"] == "succeeded")
+
+    await eventually(succeeded, timeout=5)
+    attempts = await attempt_rows(npool, row["id"])
+    assert [a["status_code"] for a in attempts][-1] == 200
+    assert all(a["status_code"] is None for a in attempts[:-1])
+    assert "connect_failed" in attempts[0]["error"]
+
+
+async def test_only_2xx_counts_and_redirects_are_not_followed(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        r.script = [(302, {"Location": r.url + "/elsewhere"}), (500, {}), (204, {})]
+        job = await make_job(npool, key, callback_url=r.url)
+        notifier.configure(r.hostport).start()
+        await publish(js, ready_event(job))
+        hits = await r.wait_hits(str(job.id), 3)
+    assert [h.status for h in hits] == [302, 500, 204]
+    assert {h.path for h in hits} == {"/hooks"}  # the redirect target was never requested
+
+    async def succeeded() -> bool:
+        [row] = await delivery_rows(npool, job)
+        return bool(row["status"] == "succeeded")
+
+    await eventually(succeeded, timeout=5)
+
+
+async def test_429_retry_after_is_honoured(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        r.script = [(429, {"Retry-After": "1"}), (503, {"Retry-After": "1"})]
+        job = await make_job(npool, key, callback_url=r.url)
+        notifier.configure(r.hostport, policy=FAST).start()
+        await publish(js, ready_event(job))
+        hits = await r.wait_hits(str(job.id), 3)
+    assert [h.status for h in hits] == [429, 503, 200]
+    # The schedule alone says 0.2 s; the receiver asked for 1 s each time.
+    assert hits[1].at - hits[0].at >= 0.95
+    assert hits[2].at - hits[1].at >= 0.95
+
+
+async def test_410_disables_the_key_endpoint_until_its_owner_re_enables_it(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    async with receiver("") as r:
+        key = await make_key(npool, webhook_url=r.url)
+        r.secret = key.secret
+        r.script = [(410, {})]
+        notifier.configure(r.hostport).start()
+        first = await make_job(npool, key)
+        await publish(js, ready_event(first))
+        await r.wait_hits(str(first.id), 1)
+
+        async def disabled() -> asyncpg.Record | None:
+            return await npool.fetchrow(
+                "SELECT * FROM media_pipeline.api_keys WHERE id = $1"
+                " AND webhook_disabled_at IS NOT NULL",
+                key.id,
+            )
+
+        row = await eventually(disabled, timeout=5)
+        assert row["webhook_disabled_reason"] == "410 Gone"
+        [d] = await delivery_rows(npool, first)
+        assert d["status"] == "cancelled" and d["attempts"] == 1  # no retry after 410
+
+        # While disabled, a new event is kept (cancelled) but not sent.
+        second = await make_job(npool, key)
+        await publish(js, ready_event(second))
+
+        async def kept() -> list[asyncpg.Record] | None:
+            return await delivery_rows(npool, second) or None
+
+        [d2] = await eventually(kept, timeout=5)
+        assert d2["status"] == "cancelled" and d2["last_error"] == "endpoint disabled"
+        assert r.for_job(str(second.id)) == []
+
+
+async def test_restart_in_the_middle_of_a_backoff_still_delivers_on_time(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    """The 5-hour backoff, scaled down: 3 s. The notifier dies 0.3 s into it; a new one
+    delivers at the scheduled time, neither at once nor late."""
+    backoff = 3.0
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        r.script = [(500, {})]
+        job = await make_job(npool, key, callback_url=r.url)
+        notifier.configure(r.hostport, policy=DeliveryPolicy(schedule=(backoff,), jitter=0.0))
+        notifier.start()
+        await publish(js, ready_event(job))
+        [first] = await r.wait_hits(str(job.id), 1)
+        await asyncio.sleep(0.3)  # let the retry be written, as a crash mid-backoff would
+        await notifier.stop()
+        assert time.monotonic() - first.at < backoff
+        [row] = await delivery_rows(npool, job)
+        assert row["status"] == "pending" and row["attempts"] == 1
+        notifier.start()
+        hits = await r.wait_hits(str(job.id), 2, timeout=backoff + 10)
+    gap = hits[1].at - first.at
+    assert backoff - 0.05 <= gap <= backoff + 1.0, gap
+    assert hits[1].headers["webhook-id"] == first.headers["webhook-id"]
+
+
+async def test_replayed_transcript_ready_resends_with_the_same_webhook_id(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        job = await make_job(npool, key, callback_url=r.url)
+        notifier.configure(r.hostport).start()
+        event = ready_event(job)
+        await publish(js, event)
+        await r.wait_accepted(event.event_id)
+        await publish(js, event, msg_id=False)  # a replay, e.g. `nats pub` of the stored event
+        hits = await r.wait_accepted(event.event_id, count=2)
+    assert [h.headers["webhook-id"] for h in hits] == [event.event_id] * 2
+    assert hits[0].payload == hits[1].payload
+    [row] = await delivery_rows(npool, job)  # one delivery, two rounds
+
+    async def two_attempts() -> bool:
+        [row] = await delivery_rows(npool, job)
+        return bool(row["attempts"] == 2 and row["status"] == "succeeded")
+
+    await eventually(two_attempts, timeout=5)
+    assert [a["attempt"] for a in await attempt_rows(npool, row["id"])] == [1, 2]
+
+
+async def test_ssrf_blocked_targets_are_never_contacted(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        # Not on the allowlist: loopback is refused at delivery time (ingest checks at submit,
+        # but a row written by any other path, or a DNS answer that changed, must not pass).
+        job = await make_job(npool, key, callback_url=r.url)
+        metadata = await make_job(npool, key, callback_url="http://169.254.169.254/latest/")
+        notifier.configure().start()
+        await publish(js, ready_event(job))
+        await publish(js, ready_event(metadata))
+
+        async def both_failed() -> list[asyncpg.Record] | None:
+            rows = [*(await delivery_rows(npool, job)), *(await delivery_rows(npool, metadata))]
+            return rows if len(rows) == 2 and all(x["status"] == "failed" for x in rows) else None
+
+        rows = await eventually(both_failed, timeout=10)
+        assert r.hits == []
+    for row in rows:
+        assert row["attempts"] == 1  # permanent: no retries
+        assert row["last_error"].startswith("blocked: private_address")
+        [attempt] = await attempt_rows(npool, row["id"])
+        assert attempt["status_code"] is None
+
+
+async def test_sustained_failure_auto_disables_the_key_endpoint(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    async with receiver("") as r:
+        key = await make_key(npool, webhook_url=r.url)
+        r.script = [(500, {})] * 50
+        policy = DeliveryPolicy(
+            schedule=(0.1,) * 10, jitter=0.0, disable_after_seconds=0.5, disable_min_failures=4
+        )
+        notifier.configure(r.hostport, policy=policy).start()
+        job = await make_job(npool, key)
+        await publish(js, ready_event(job))
+
+        async def disabled() -> asyncpg.Record | None:
+            return await npool.fetchrow(
+                "SELECT * FROM media_pipeline.api_keys WHERE id = $1"
+                " AND webhook_disabled_at IS NOT NULL",
+                key.id,
+            )
+
+        row = await eventually(disabled, timeout=10)
+    assert row["webhook_consecutive_failures"] >= 4
+    assert row["webhook_disabled_reason"] == "every attempt failed for too long"
+    [d] = await delivery_rows(npool, job)
+    assert d["status"] == "cancelled"  # queued retries stop with the endpoint
+
+
+async def test_a_success_resets_the_failure_streak(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    async with receiver("") as r:
+        key = await make_key(npool, webhook_url=r.url)
+        r.secret = key.secret
+        r.script = [(500, {}), (500, {})]
+        notifier.configure(r.hostport, policy=DeliveryPolicy(schedule=(1.0, 1.0), jitter=0.0))
+        notifier.start()
+        job = await make_job(npool, key)
+        event = ready_event(job)
+        await publish(js, event)
+
+        async def streak() -> bool:
+            row = await npool.fetchrow(
+                "SELECT * FROM media_pipeline.api_keys WHERE id = $1", key.id
+            )
+            return bool(row["webhook_consecutive_failures"] == 2 and row["webhook_failing_since"])
+
+        await eventually(streak, timeout=5)
+        await r.wait_accepted(event.event_id)
+
+        async def reset() -> bool:
+            row = await npool.fetchrow(
+                "SELECT * FROM media_pipeline.api_keys WHERE id = $1", key.id
+            )
+            return bool(
+                row["webhook_consecutive_failures"] == 0 and row["webhook_failing_since"] is None
+            )
+
+        await eventually(reset, timeout=5)
