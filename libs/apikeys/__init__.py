@@ -10,6 +10,8 @@ from datetime import datetime
 
 import asyncpg
 
+from libs.layout import InvalidPrefix, validate_prefix
+
 KEY_PREFIX = "tgw_"
 BOOTSTRAP_NAME = "bootstrap"
 
@@ -57,6 +59,10 @@ REVOKE_KEY = """
 UPDATE media_pipeline.api_keys SET revoked_at = now()
 WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL RETURNING id
 """
+
+
+class InvalidKeySettings(ValueError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +163,20 @@ async def create(
     webhook_secret: str | None = None,
     rate_limit_per_minute: int | None = None,
 ) -> tuple[str, ApiKey]:
-    """Create a key; returns the raw key (shown once, never stored) and its record."""
+    """Create a key; returns the raw key (shown once, never stored) and its record.
+
+    Raises InvalidKeySettings for a prefix that is not a safe object-key prefix (no '..', no
+    leading '/', safe characters), a non-positive rate limit or a malformed webhook secret."""
+    try:
+        tenant_prefix = validate_prefix(tenant_prefix)
+    except InvalidPrefix as exc:
+        raise InvalidKeySettings(f"tenant prefix: {exc}") from exc
+    if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
+        raise InvalidKeySettings("the rate limit must be a positive number of requests a minute")
+    if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
+        raise InvalidKeySettings("webhook secrets have the form whsec_<base64>")
+    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+        raise InvalidKeySettings("the webhook URL must be http(s)")
     raw = generate_key()
     key_id = uuid.uuid4()
     await conn.execute(

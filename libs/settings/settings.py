@@ -45,7 +45,11 @@ class Settings:
     ssrf_allowlist: str = ""
     download_connect_timeout: float = 10.0
     download_read_timeout: float = 60.0
+    # Bounds a whole download, so a server trickling bytes cannot hold a submission forever.
+    download_total_timeout: float = 1800.0
     default_phone_region: str = "US"
+    # SQL file replacing the recording lookup queries (for source schemas that differ).
+    lookup_sql_file: Path | None = None
 
     # Transcription
     engine: EngineName = "offline"
@@ -152,7 +156,9 @@ class Settings:
             ssrf_allowlist=get("SSRF_ALLOWLIST") or "",
             download_connect_timeout=get_float("DOWNLOAD_CONNECT_TIMEOUT", 10.0),
             download_read_timeout=get_float("DOWNLOAD_READ_TIMEOUT", 60.0),
+            download_total_timeout=get_float("DOWNLOAD_TOTAL_TIMEOUT", 1800.0),
             default_phone_region=get("DEFAULT_PHONE_REGION") or "US",
+            lookup_sql_file=_optional_path(get("LOOKUP_SQL_FILE")),
             engine=engine,
             openai_api_key=openai_key,
             openai_base_url=get("OPENAI_BASE_URL"),
@@ -233,3 +239,7 @@ def _region_from_endpoint(endpoint: str) -> str:
     if len(parts) > 2 and parts[0] == "s3" and "backblazeb2" in host:
         return parts[1]
     return "us-east-1"
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)

@@ -45,7 +45,11 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             rate_limit_per_minute=args.rate_limit,
         )
 
-    raw, key = asyncio.run(with_conn(settings, go))
+    try:
+        raw, key = asyncio.run(with_conn(settings, go))
+    except apikeys.InvalidKeySettings as exc:
+        print(f"cannot create the key: {exc}", file=sys.stderr)
+        return 2
     out = _key_json(key) | {"api_key": raw}
     if secret:
         out["webhook_secret"] = secret

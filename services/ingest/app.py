@@ -19,11 +19,20 @@ from libs import bus, db
 from libs.blobstore import BlobStore, BlobStoreUnavailable, S3BlobStore
 from libs.bus import BusUnavailable
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
-from services.ingest.context import NATS_CLIENT, POOL, SETTINGS, STORE, SUBMIT_CTX, TRACE_ID
+from services.ingest.context import (
+    NATS_CLIENT,
+    POOL,
+    RATE_LIMITER,
+    SETTINGS,
+    STORE,
+    SUBMIT_CTX,
+    TRACE_ID,
+)
 from services.ingest.errors import ApiError
 from services.ingest.fetch import SafeAudioFetcher, callback_validator
-from services.ingest.lookup import LookupQueries
+from services.ingest.lookup import load_queries
 from services.ingest.routes import ROUTE_MODULES
 from services.ingest.submit import SubmitContext
 
@@ -127,14 +136,18 @@ def create_app(
                 app[NATS_CLIENT] = client
             else:
                 app[NATS_CLIENT] = nc
+            async with app[POOL].acquire() as conn:
+                queries = await load_queries(settings, conn)
             fetcher = await stack.enter_async_context(SafeAudioFetcher.open_client(settings))
+            app[RATE_LIMITER] = PostgresRateLimiter(app[POOL])
             app[SUBMIT_CTX] = SubmitContext(
                 pool=app[POOL],
                 store=app[STORE],
                 fetcher=fetcher,
-                queries=LookupQueries(),
+                queries=queries,
                 default_phone_region=settings.default_phone_region,
                 validate_callback=callback_validator(settings),
+                claim_ttl=settings.download_total_timeout + 300,
             )
             yield
 

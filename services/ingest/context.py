@@ -12,6 +12,7 @@ from nats.aio.client import Client as NATS
 from libs import apikeys, db
 from libs.blobstore import BlobStore
 from libs.db import DatabaseUnavailable
+from libs.ratelimit import RateLimiter
 from libs.settings import Settings
 from services.ingest.errors import ApiError, not_found
 from services.ingest.submit import SubmitContext
@@ -21,6 +22,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", BlobStore)
 NATS_CLIENT = web.AppKey("nats", NATS)
 SUBMIT_CTX = web.AppKey("submit_ctx", SubmitContext)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 API_KEY = web.RequestKey("api_key", apikeys.ApiKey)
 TRACE_ID = web.RequestKey("trace_id", str)
 
@@ -37,6 +39,15 @@ async def authenticate(request: web.Request) -> apikeys.ApiKey:
         raise ApiError(401, "invalid_api_key", "the API key is not valid")
     request[API_KEY] = key
     structlog.contextvars.bind_contextvars(api_key=key.key_hint)
+    if key.rate_limit_per_minute:
+        decision = await request.app[RATE_LIMITER].take(key.id, key.rate_limit_per_minute)
+        if not decision.allowed:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"this key allows {key.rate_limit_per_minute} requests per minute",
+                headers={"Retry-After": str(decision.retry_after)},
+            )
     return key
 
 

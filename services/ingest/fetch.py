@@ -30,7 +30,12 @@ class SafeAudioFetcher:
     @classmethod
     @asynccontextmanager
     async def open_client(cls, settings: Settings) -> AsyncIterator[SafeAudioFetcher]:
-        async with SafeHttpClient(parse_allowlist(settings.ssrf_allowlist)) as client:
+        # Many submissions may fetch from one recording server at once (a dialler's storage).
+        async with SafeHttpClient(
+            parse_allowlist(settings.ssrf_allowlist),
+            max_connections=256,
+            max_connections_per_host=64,
+        ) as client:
             yield cls(client, settings)
 
     @asynccontextmanager
@@ -41,6 +46,7 @@ class SafeAudioFetcher:
                 max_bytes=self._settings.max_upload_bytes,
                 connect_timeout=self._settings.download_connect_timeout,
                 read_timeout=self._settings.download_read_timeout,
+                total_timeout=self._settings.download_total_timeout,
             ) as resp:
                 yield resp.iter_chunks()
         except BlockedUrl as exc:

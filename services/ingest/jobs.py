@@ -11,6 +11,7 @@ import asyncpg
 
 from libs import outbox
 from libs.contracts import AudioStored, new_event_id, subjects, utcnow
+from services.ingest import claims
 
 INSERT_JOB = """
 INSERT INTO media_pipeline.audio_files (
@@ -56,9 +57,12 @@ LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
 LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
 WHERE a.id = $1 AND a.api_key_id = $2
 """
+# Guarded: only a finished job (completed or failed) is requeued, so two racing reruns (or a
+# rerun of a job that is still queued or running) never put a second event on the stream.
 REQUEUE = """
 UPDATE media_pipeline.audio_files SET status = 'queued', last_error = NULL, updated_at = now()
-WHERE id = $1
+WHERE id = $1 AND (status IN ('completed', 'failed') OR $2)
+RETURNING id
 """
 CLEAR_FAILURE = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
 
@@ -120,8 +124,10 @@ def audio_stored_event(
 
 
 async def insert_job(conn: asyncpg.Connection, job: NewJob) -> None:
-    """The job row and its AudioStored event, in one transaction (the outbox guarantee)."""
+    """The job row and its AudioStored event, in one transaction (the outbox guarantee); the
+    submission's claims go in the same transaction (ClaimLost if the sweep took them)."""
     async with conn.transaction():
+        await claims.release_for_commit(conn, job.id)
         await conn.execute(
             INSERT_JOB,
             job.id,
@@ -155,9 +161,19 @@ async def insert_job(conn: asyncpg.Connection, job: NewJob) -> None:
         )
 
 
-async def requeue(conn: asyncpg.Connection, job: asyncpg.Record, *, trace_id: str | None) -> None:
+async def requeue(
+    conn: asyncpg.Connection,
+    job: asyncpg.Record,
+    *,
+    trace_id: str | None,
+    even_if_active: bool = False,
+) -> bool:
+    """Requeue with `force` (a new transcription even if one exists). False when the job is
+    still queued or running and `even_if_active` is not set: nothing is written then."""
     async with conn.transaction():
-        await conn.execute(REQUEUE, job["id"])
+        if await conn.fetchval(REQUEUE, job["id"], even_if_active) is None:
+            return False
         await conn.execute(CLEAR_FAILURE, job["id"])
         event = audio_stored_event(job, force=True, trace_id=trace_id)
         await outbox.enqueue(conn, event, subjects.audio_stored(job["tenant_prefix"]))
+    return True

@@ -7,10 +7,14 @@ and several matches are an error instead of a silent pick.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
+
+from libs.settings import Settings, SettingsError
 
 # Both queries return: recording_id, url, phone, campaign_name, campaign_id, started, stopped.
 # $1 is the recording id; in the fallback it is the LIKE-escaped id (escape character '\').
@@ -66,23 +70,110 @@ class Recording:
 @dataclass(frozen=True, slots=True)
 class LookupQueries:
     by_id: str = BY_ID
-    by_location: str = BY_LOCATION
+    # None: no location fallback (a custom file may leave it out).
+    by_location: str | None = BY_LOCATION
     campaign_name: str = CAMPAIGN_NAME
+
+    @classmethod
+    def parse(cls, text: str, *, source: str = "lookup SQL") -> LookupQueries:
+        """Named queries, each introduced by a `-- name: <query>` line (by_id is required;
+        by_location and campaign_name are optional)."""
+        sections: dict[str, str] = {}
+        current: str | None = None
+        for line in text.splitlines():
+            marker = _NAME_MARKER.match(line)
+            if marker:
+                current = marker.group(1)
+                if current not in QUERY_NAMES:
+                    raise SettingsError(
+                        f"{source}: unknown query {current!r}; expected {', '.join(QUERY_NAMES)}"
+                    )
+                if current in sections:
+                    raise SettingsError(f"{source}: query {current!r} appears twice")
+                sections[current] = ""
+            elif current is not None:
+                sections[current] += line + "\n"
+            elif line.strip() and not line.strip().startswith("--"):
+                raise SettingsError(f"{source}: SQL before the first '-- name: <query>' line")
+        queries = {k: v.strip().rstrip(";").strip() for k, v in sections.items()}
+        empty = [k for k, v in queries.items() if not v]
+        if empty:
+            raise SettingsError(f"{source}: query {empty[0]!r} is empty")
+        if "by_id" not in queries:
+            raise SettingsError(f"{source}: the by_id query is required")
+        return cls(
+            by_id=queries["by_id"],
+            by_location=queries.get("by_location"),
+            campaign_name=queries.get("campaign_name", CAMPAIGN_NAME),
+        )
+
+    async def validate(self, conn: asyncpg.Connection, *, source: str) -> None:
+        """Prepare every query against the database: one `$1` parameter each, the columns the
+        code reads. Raises SettingsError, so a bad file stops the service at start."""
+        checks: list[tuple[str, str, frozenset[str]]] = [("by_id", self.by_id, RECORD_COLUMNS)]
+        if self.by_location is not None:
+            checks.append(("by_location", self.by_location, RECORD_COLUMNS))
+        checks.append(("campaign_name", self.campaign_name, frozenset()))
+        for name, sql, required in checks:
+            try:
+                stmt = await conn.prepare(sql)
+            except asyncpg.PostgresError as exc:
+                raise SettingsError(f"{source}: query {name!r} does not prepare: {exc}") from exc
+            params = len(stmt.get_parameters())
+            if params != 1:
+                raise SettingsError(
+                    f"{source}: query {name!r} must take exactly one parameter ($1), not {params}"
+                )
+            columns = {a.name for a in stmt.get_attributes()}
+            if name == "campaign_name" and len(columns) != 1:
+                raise SettingsError(f"{source}: query 'campaign_name' must return one column")
+            missing = sorted(required - columns)
+            if missing:
+                raise SettingsError(
+                    f"{source}: query {name!r} must return columns {', '.join(missing)}"
+                )
+
+
+QUERY_NAMES = ("by_id", "by_location", "campaign_name")
+# What a recording query must return; phone, campaign_name, campaign_id, started and stopped are
+# read when present.
+RECORD_COLUMNS = frozenset({"recording_id", "url"})
+_NAME_MARKER = re.compile(r"^\s*--\s*name:\s*([A-Za-z_]+)\s*$")
+
+
+async def load_queries(settings: Settings, conn: asyncpg.Connection) -> LookupQueries:
+    """The configured lookup (LOOKUP_SQL_FILE), validated; or the reference queries, which may
+    lack their tables on a database that only takes URLs and uploads."""
+    path: Path | None = settings.lookup_sql_file
+    if path is None:
+        return LookupQueries()
+    source = f"LOOKUP_SQL_FILE {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{source}: cannot read: {exc}") from exc
+    queries = LookupQueries.parse(text, source=source)
+    await queries.validate(conn, source=source)
+    return queries
 
 
 def escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _as_recording(row: asyncpg.Record) -> Recording:
-    started = row["started"]
-    stopped = row["stopped"]
+    started = row.get("started")
+    stopped = row.get("stopped")
     return Recording(
         recording_id=str(row["recording_id"]),
         url=str(row["url"]),
-        phone=None if row["phone"] is None else str(row["phone"]),
-        campaign_name=row["campaign_name"],
-        campaign_id=row["campaign_id"],
+        phone=_text(row.get("phone")),
+        campaign_name=_text(row.get("campaign_name")),
+        campaign_id=_text(row.get("campaign_id")),
         started=started if isinstance(started, datetime) else None,
         stopped=stopped if isinstance(stopped, datetime) else None,
     )
@@ -95,7 +186,9 @@ async def find_recording(
     if not rid:
         raise RecordingNotFound("recording_id is empty")
     rows = await conn.fetch(queries.by_id, rid)
-    if not rows:
+    # An id of only punctuation ('_', '%', '-', '/') would match, literally, a character that
+    # most locations contain: such ids never take the location fallback.
+    if not rows and queries.by_location is not None and any(c.isalnum() for c in rid):
         rows = await conn.fetch(queries.by_location, escape_like(rid))
     if not rows:
         raise RecordingNotFound(f"no recording matches recording_id {rid!r}")

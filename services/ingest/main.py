@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from aiohttp import web
@@ -11,6 +12,7 @@ from libs import bus, db
 from libs.blobstore import S3BlobStore
 from libs.outbox import OutboxRelay
 from libs.settings import Settings
+from services.ingest import claims
 from services.ingest.app import create_app
 
 log = structlog.get_logger()
@@ -28,9 +30,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await site.start()
             log.info("ingest_listening", host=settings.ingest_host, port=settings.ingest_port)
             relay = OutboxRelay(pool, nc.jetstream())
+            sweeper = asyncio.create_task(claims.run_sweeper(pool, store, stop))
             try:
                 await relay.run(stop)
             finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
                 await runner.cleanup()
     finally:
         await nc.drain()

@@ -7,6 +7,8 @@ loses a duplicate race, the object is deleted again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -25,7 +27,7 @@ from libs.blobstore import BlobStore
 from libs.db import CONNECTION_ERRORS, UNAVAILABLE, DatabaseUnavailable
 from libs.layout import InvalidPrefix, audio_key, validate_prefix
 from libs.metrics import JOBS_SUBMITTED
-from services.ingest import jobs
+from services.ingest import claims, jobs
 from services.ingest.errors import ApiError, bad_request
 from services.ingest.form import SubmitForm
 from services.ingest.lookup import (
@@ -73,6 +75,9 @@ class SubmitContext:
     queries: LookupQueries
     default_phone_region: str
     validate_callback: CallbackValidator
+    # A claim outlives the longest possible download; duplicates wait this long, then get 409.
+    claim_ttl: float = 3600.0
+    claim_wait: float = 30.0
 
 
 class CallbackValidator(Protocol):
@@ -172,30 +177,42 @@ async def submit(
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     if existing is not None:
-        if form.upload:
-            form.upload.discard()
-        JOBS_SUBMITTED.labels(source=source, outcome="existing").inc()
-        return Accepted(
-            audio_file_id=str(existing["id"]),
-            b2_key=existing["b2_object_key"],
-            b2_url=ctx.store.url_for(existing["b2_object_key"]),
-            existing=True,
-        )
+        return _existing(existing, ctx, source)
 
     file_id = uuid.uuid4()
     phone = to_e164(phone_raw, ctx.default_phone_region)
     campaign_final = campaign or "unassigned"
-    if source == "file":
-        assert form.upload is not None
-        try:
-            fmt, stored = await _store_upload(
-                ctx, form.upload.path, prefix, campaign_final, phone, file_id
-            )
-        finally:
-            form.upload.discard()
-    else:
-        assert url is not None
-        fmt, stored = await _store_url(ctx, url, prefix, campaign_final, phone, file_id)
+    stem = object_stem(prefix=prefix, campaign=campaign_final, phone=phone, file_id=file_id)
+    try:
+        existing = await _claim_or_wait(
+            ctx,
+            key,
+            file_id,
+            stem,
+            claims.dedup_keys(prefix=prefix, url_sha1=url_sha1, idempotency_key=idempotency_key),
+            prefix=prefix,
+            url_sha1=url_sha1,
+            idempotency_key=idempotency_key,
+        )
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    if existing is not None:
+        return _existing(existing, ctx, source)
+
+    written: list[str] = []
+    try:
+        if source == "file":
+            assert form.upload is not None
+            try:
+                fmt, stored = await _store_upload(ctx, form.upload.path, stem, written)
+            finally:
+                form.upload.discard()
+        else:
+            assert url is not None
+            fmt, stored = await _store_url(ctx, url, stem, written)
+    except BaseException:
+        await _abandon(ctx, file_id, written)
+        raise
 
     job = jobs.NewJob(
         id=file_id,
@@ -228,23 +245,26 @@ async def submit(
         async with ctx.pool.acquire() as conn:
             await jobs.insert_job(conn, job)
     except asyncpg.exceptions.UniqueViolationError:
-        # Lost a race with an identical concurrent submit: keep theirs, drop our copy.
-        await _discard(ctx, job.object_key)
+        # Only reachable when a duplicate bypassed the claims (e.g. a row written by an older
+        # version); keep theirs, drop our copy.
+        await _abandon(ctx, file_id, written)
         winner = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
         if winner is None:
             raise
-        JOBS_SUBMITTED.labels(source=source, outcome="existing").inc()
-        return Accepted(
-            audio_file_id=str(winner["id"]),
-            b2_key=winner["b2_object_key"],
-            b2_url=ctx.store.url_for(winner["b2_object_key"]),
-            existing=True,
-        )
+        return _existing(winner, ctx, source)
+    except claims.ClaimLost as exc:
+        await _abandon(ctx, file_id, written)
+        raise ApiError(
+            503,
+            "submission_expired",
+            "the submission took longer than its claim allows; retry",
+            headers={"Retry-After": "5"},
+        ) from exc
     except UNAVAILABLE as exc:
-        await _discard(ctx, job.object_key)
+        await _abandon(ctx, file_id, written)
         raise DatabaseUnavailable(str(exc)) from exc
     except BaseException:
-        await _discard(ctx, job.object_key)
+        await _abandon(ctx, file_id, written)
         raise
     JOBS_SUBMITTED.labels(source=source, outcome="accepted").inc()
     log.info(
@@ -256,6 +276,76 @@ async def submit(
         b2_url=ctx.store.url_for(job.object_key),
         existing=False,
     )
+
+
+def object_stem(*, prefix: str, campaign: str, phone: str | None, file_id: uuid.UUID) -> str:
+    """The audio key without its extension (known only once the content is sniffed)."""
+    return audio_key(
+        prefix=prefix, campaign=campaign, phone=phone, file_id=str(file_id), ext="bin"
+    ).removesuffix(".bin")
+
+
+def _existing(row: asyncpg.Record, ctx: SubmitContext, source: str) -> Accepted:
+    JOBS_SUBMITTED.labels(source=source, outcome="existing").inc()
+    return Accepted(
+        audio_file_id=str(row["id"]),
+        b2_key=row["b2_object_key"],
+        b2_url=ctx.store.url_for(row["b2_object_key"]),
+        existing=True,
+    )
+
+
+async def _claim_or_wait(
+    ctx: SubmitContext,
+    key: ApiKey,
+    file_id: uuid.UUID,
+    stem: str,
+    keys: list[str],
+    *,
+    prefix: str,
+    url_sha1: str | None,
+    idempotency_key: str | None,
+) -> asyncpg.Record | None:
+    """Claim the de-duplication keys, or wait for the submission holding them to finish and
+    return its job. None means: ours to download."""
+    key_id = uuid.UUID(key.id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.claim_wait
+    delay = 0.02
+    while True:
+        if await claims.claim(
+            ctx.pool,
+            api_key_id=key_id,
+            audio_file_id=file_id,
+            object_stem=stem,
+            keys=keys,
+            ttl_seconds=ctx.claim_ttl,
+        ):
+            if not keys:
+                return None
+            # The holder may have committed and released between our first look and our claim.
+            existing = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
+            if existing is not None:
+                await claims.release(ctx.pool, file_id)
+            return existing
+        existing = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
+        if existing is not None:
+            return existing
+        held = await claims.holders(ctx.pool, key_id, keys)
+        if any(h.expired for h in held):
+            # Its owner died mid-submit: clear what it left, then claim again.
+            await claims.sweep(ctx.pool, ctx.store)
+            continue
+        if held:
+            if loop.time() > deadline:
+                raise ApiError(
+                    409,
+                    "submission_in_progress",
+                    "an identical submission is still being stored; retry to get its job",
+                    headers={"Retry-After": "5"},
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 async def _find_existing(
@@ -272,11 +362,21 @@ async def _find_existing(
     return None
 
 
-async def _discard(ctx: SubmitContext, object_key: str) -> None:
+async def _abandon(ctx: SubmitContext, file_id: uuid.UUID, written: list[str]) -> None:
+    """Undo a submission that will not become a job: delete its object, then its claims. If
+    either step fails, the claims stay and expire, and the sweep finishes the job."""
     try:
-        await ctx.store.delete(object_key)
+        for object_key in written:
+            await ctx.store.delete(object_key)
     except Exception:
-        log.exception("orphan_object_delete_failed", key=object_key)
+        log.warning("orphan_object_delete_failed", keys=written, exc_info=True)
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await claims.expire_now(ctx.pool, file_id)
+        return
+    try:
+        await claims.release(ctx.pool, file_id)
+    except CONNECTION_ERRORS:
+        log.warning("claim_release_failed", audio_file_id=str(file_id), exc_info=True)
 
 
 def _require_audio(head: bytes) -> AudioFormat:
@@ -308,27 +408,22 @@ async def _with_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator
 
 
 async def _store_url(
-    ctx: SubmitContext, url: str, prefix: str, campaign: str, phone: str | None, file_id: uuid.UUID
+    ctx: SubmitContext, url: str, stem: str, written: list[str]
 ) -> tuple[AudioFormat, tuple[str, int, str]]:
     async with ctx.fetcher.open(url) as chunks:
         head, body = await _with_head(chunks)
         if not head:
             raise ApiError(422, "empty_download", "the URL returned an empty body")
         fmt = _require_audio(head)
-        key = audio_key(
-            prefix=prefix, campaign=campaign, phone=phone, file_id=str(file_id), ext=fmt.ext
-        )
+        key = f"{stem}.{fmt.ext}"
+        # Recorded before the upload: a PUT can succeed server-side and still fail here.
+        written.append(key)
         stored = await ctx.store.put_stream(key, body, fmt.content_type)
     return fmt, (stored.key, stored.size, stored.sha256)
 
 
 async def _store_upload(
-    ctx: SubmitContext,
-    path: Path,
-    prefix: str,
-    campaign: str,
-    phone: str | None,
-    file_id: uuid.UUID,
+    ctx: SubmitContext, path: Path, stem: str, written: list[str]
 ) -> tuple[AudioFormat, tuple[str, int, str]]:
     with path.open("rb") as fh:
         fmt = _require_audio(fh.read(HEAD_BYTES))
@@ -338,8 +433,7 @@ async def _store_upload(
             while chunk := fh.read(1024 * 1024):
                 yield chunk
 
-        key = audio_key(
-            prefix=prefix, campaign=campaign, phone=phone, file_id=str(file_id), ext=fmt.ext
-        )
+        key = f"{stem}.{fmt.ext}"
+        written.append(key)
         stored = await ctx.store.put_stream(key, chunks(), fmt.content_type)
     return fmt, (stored.key, stored.size, stored.sha256)

@@ -61,16 +61,28 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 async def post_rerun(request: web.Request) -> web.Response:
+    """Requeue a finished job for a new transcription. A job still queued or running is left
+    alone (409) unless `?force=true`: it is about to produce a result anyway, and a second event
+    would transcribe it twice."""
     key = await authenticate(request)
+    force = request.query.get("force", "").lower() in ("1", "true", "yes")
     pool = request.app[POOL]
     row = await db.fetchrow(pool, jobs.FIND_FOR_KEY, job_id(request), uuid.UUID(key.id))
     if row is None:
         raise not_found("no such job")
     try:
         async with pool.acquire() as conn:
-            await jobs.requeue(conn, row, trace_id=request[TRACE_ID])
+            requeued = await jobs.requeue(
+                conn, row, trace_id=request[TRACE_ID], even_if_active=force
+            )
     except db.CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(str(exc)) from exc
+    if not requeued:
+        raise ApiError(
+            409,
+            "job_active",
+            f"the job is {row['status']}; it will finish on its own (add ?force=true to requeue anyway)",
+        )
     return web.json_response({"audio_file_id": str(row["id"]), "status": "QUEUED"})
 
 
