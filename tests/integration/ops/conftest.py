@@ -121,3 +121,35 @@ async def insert_job(pool: asyncpg.Pool, job: jobs.NewJob, *, publish: bool) -> 
             await outbox.enqueue(
                 conn, jobs.audio_stored_event(job), subjects.audio_stored(job.tenant_prefix)
             )
+
+
+async def submit(base_url: str, samples_url: str, tenant: str, *, key: str | None = None) -> str:
+    """A real job through the API (unique URL, so never the idempotent twin of another)."""
+    import aiohttp
+
+    from tests.stack_fixtures import API_KEY
+
+    data = {"url": f"{samples_url}/{uuid.uuid4().hex}/hello_campaign.wav", "b2_prefix": tenant}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            base_url + "/api/media/transcribe", data=data, headers={"X-API-Key": key or API_KEY}
+        ) as r,
+    ):
+        body = await r.json()
+        assert r.status == 200, body
+        return str(body["audio_file_id"])
+
+
+async def wait_completed(pool: asyncpg.Pool, audio_file_id: str, timeout: float = 120) -> None:
+    from tests.stack_fixtures import eventually
+
+    async def done() -> bool:
+        return bool(
+            await pool.fetchval(
+                "SELECT status = 'completed' FROM media_pipeline.audio_files WHERE id = $1",
+                uuid.UUID(audio_file_id),
+            )
+        )
+
+    await eventually(done, timeout=timeout)

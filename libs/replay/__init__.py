@@ -1,0 +1,22 @@
+"""Replaying events from the TRANSCRIBE stream with nats-py: the operations of the README's
+`nats` CLI recipes, for operators without the nats CLI (`transcribe replay ...`) and for the
+tests that keep those recipes honest."""
+
+from libs.replay.operations import (
+    ReplayResult,
+    job_events,
+    replay_audio,
+    republish,
+    resend_webhooks,
+)
+from libs.replay.scan import StoredEvent, scan
+
+__all__ = [
+    "ReplayResult",
+    "StoredEvent",
+    "job_events",
+    "replay_audio",
+    "republish",
+    "resend_webhooks",
+    "scan",
+]

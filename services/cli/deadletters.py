@@ -1,0 +1,118 @@
+"""`transcribe deadletters ...`: run the capture service; list, show and requeue dead letters.
+
+The command line is the operator's: it sees every dead letter (the API shows a key only its
+own jobs' ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from libs import bus, db
+from libs.settings import Settings
+from services.cli.common import run_service
+from services.cli.replay import UsageError, parse_time
+from services.deadletters import repository as repo
+from services.deadletters.requeue import NotRequeueable, requeue
+
+T = TypeVar("T")
+
+
+async def _with_pool(settings: Settings, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    pool = await db.create_pool(settings.require_database_url(), max_size=2)
+    try:
+        return await fn(pool)
+    finally:
+        await pool.close()
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from services.deadletters.main import run
+
+    return run_service(run, settings)
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        since = parse_time(args.since) if args.since else None
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def go(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+        rows = await pool.fetch(repo.LIST, None, since, args.open, None, args.limit)
+        return [repo.to_json(r) for r in rows]
+
+    for item in asyncio.run(_with_pool(settings, go)):
+        item.pop("event", None)
+        print(json.dumps(item))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(pool: asyncpg.Pool) -> dict[str, Any] | None:
+        row = await pool.fetchrow(repo.GET, args.id, None)
+        return None if row is None else repo.to_json(row)
+
+    item = asyncio.run(_with_pool(settings, go))
+    if item is None:
+        print(f"no dead letter {args.id}", file=sys.stderr)
+        return 1
+    print(json.dumps(item, indent=2))
+    return 0
+
+
+async def requeue_many(settings: Settings, ids: list[int], *, all_open: bool) -> list[str]:
+    async def go(pool: asyncpg.Pool) -> list[str]:
+        nc = await bus.connect(settings.nats_servers, name="deadletters-cli")
+        try:
+            js = nc.jetstream()
+            if all_open:
+                rows = list(await pool.fetch(repo.LIST, None, None, True, None, 10000))
+            else:
+                rows = [r for i in ids if (r := await pool.fetchrow(repo.GET, i, None))]
+            out = []
+            for row in rows:
+                try:
+                    out.append(f"{row['id']}: {await requeue(pool, js, row)}")
+                except NotRequeueable as exc:
+                    out.append(f"{row['id']}: not requeueable: {exc}")
+            return out
+        finally:
+            await nc.drain()
+
+    return await _with_pool(settings, go)
+
+
+def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.ids and not args.all:
+        print("give dead-letter ids or --all", file=sys.stderr)
+        return 2
+    for line in asyncio.run(requeue_many(settings, args.ids, all_open=args.all)):
+        print(line)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("deadletters", help="dead letters: capture service, list, requeue")
+    dsub = p.add_subparsers(dest="deadletters_command", required=True)
+    dsub.add_parser("run", help="run the capture service (and ops gauges)").set_defaults(fn=cmd_run)
+    ls = dsub.add_parser("list", help="recent dead letters, newest first")
+    ls.add_argument("--since", help="2026-11-24T10:00:00Z or an age like 2h")
+    ls.add_argument("--open", action="store_true", help="only those not requeued yet")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.set_defaults(fn=cmd_list)
+    show = dsub.add_parser("show", help="one dead letter with its original event")
+    show.add_argument("id", type=int)
+    show.set_defaults(fn=cmd_show)
+    rq = dsub.add_parser("requeue", help="put dead letters' work back")
+    rq.add_argument("ids", nargs="*", type=int)
+    rq.add_argument("--all", action="store_true", help="every dead letter not requeued yet")
+    rq.set_defaults(fn=cmd_requeue)
