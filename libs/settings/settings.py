@@ -64,6 +64,9 @@ class Settings:
     transcriber_scope: tuple[str, ...] = ()
     # Seconds a stopping transcriber lets in-flight jobs finish before handing them back.
     transcriber_shutdown_grace: float = 30.0
+    # JetStream AckWait of the transcriber durables: how soon a dead worker's jobs come back
+    # (live workers extend it with heartbeats).
+    transcriber_ack_wait: float = 60.0
 
     # Webhooks
     webhook_url: str | None = None
@@ -79,6 +82,7 @@ class Settings:
     stream_replicas: int = 1
     # Where a standalone service serves /metrics (0: not served; ingest has its own /metrics).
     metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -166,6 +170,7 @@ class Settings:
             openai_timeout=get_float("OPENAI_TIMEOUT", 600.0),
             transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 0),
             transcriber_shutdown_grace=get_float("TRANSCRIBER_SHUTDOWN_GRACE", 30.0),
+            transcriber_ack_wait=get_float("TRANSCRIBER_ACK_WAIT", 60.0),
             transcriber_scope=tuple(
                 p.strip().strip("/") for p in scope_raw.split(",") if p.strip()
             ),
@@ -176,6 +181,7 @@ class Settings:
             stream_max_age_days=get_int("STREAM_MAX_AGE_DAYS", 30),
             stream_replicas=get_int("STREAM_REPLICAS", 1),
             metrics_port=get_int("METRICS_PORT", 0),
+            metrics_host=get("METRICS_HOST") or "127.0.0.1",
         )
 
     def with_infrastructure(

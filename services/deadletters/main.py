@@ -36,7 +36,9 @@ async def run(settings: Settings, stop: asyncio.Event, *, collect_interval: floa
         spec = streams.deadletter_consumer()
         await bus.ensure_consumer(js, streams.DEADLETTER_STREAM_NAME, spec)
         if settings.metrics_port:
-            port = await stack.enter_async_context(serve_metrics("0.0.0.0", settings.metrics_port))
+            port = await stack.enter_async_context(
+                serve_metrics(settings.metrics_host, settings.metrics_port)
+            )
             log.info("metrics_listening", port=port)
         capture = DeadLetterCapture(pool, js)
         consumer = bus.PullConsumer(
