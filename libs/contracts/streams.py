@@ -44,13 +44,16 @@ def stream_spec(max_age_days: int = 30, replicas: int = 1) -> StreamSpec:
     )
 
 
-def transcriber_consumer(scope: str | None = None) -> ConsumerSpec:
-    """The transcriber pool's consumer; a scoped pool gets its own durable on its tenant only."""
+def transcriber_consumer(scope: str | None = None, *, ack_wait: float = 60.0) -> ConsumerSpec:
+    """The transcriber pool's consumer; a scoped pool gets its own durable on its tenant only.
+
+    `ack_wait` only bounds how soon a dead worker's job is redelivered: live workers send
+    in_progress() heartbeats every third of it, however long the job runs."""
     if scope is None:
         return ConsumerSpec(
             durable=TRANSCRIBER_DURABLE,
             filter_subjects=(f"{subjects.AUDIO_STORED}.>",),
-            ack_wait_seconds=60.0,
+            ack_wait_seconds=ack_wait,
             max_deliver=10,
             max_ack_pending=1000,
             description="Transcribes stored audio",
@@ -59,7 +62,7 @@ def transcriber_consumer(scope: str | None = None) -> ConsumerSpec:
     return ConsumerSpec(
         durable=f"{TRANSCRIBER_DURABLE}-{token.replace('~', '_')}",
         filter_subjects=(subjects.audio_stored(scope),),
-        ack_wait_seconds=60.0,
+        ack_wait_seconds=ack_wait,
         max_deliver=10,
         max_ack_pending=1000,
         description=f"Transcribes stored audio of tenant {scope!r}",

@@ -77,7 +77,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
         store = await stack.enter_async_context(S3BlobStore.open(settings.require_s3()))
         engines = await build_engines(settings, stack)
         js = nc.jetstream()
-        spec = streams.transcriber_consumer(scope)
+        spec = streams.transcriber_consumer(scope, ack_wait=settings.transcriber_ack_wait)
         await bus.ensure_consumer(js, streams.STREAM_NAME, spec)
         transcriber = Transcriber(
             pool,
