@@ -38,6 +38,9 @@ from services.ingest.submit import SubmitContext
 
 log = structlog.get_logger()
 
+# Short, and extended by the owner's heartbeat: claims of a dead process expire within it.
+CLAIM_TTL = 90.0
+
 
 def _error(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
@@ -115,8 +118,13 @@ def create_app(
     pool: asyncpg.Pool | None = None,
     store: BlobStore | None = None,
     nc: NATS | None = None,
+    claim_wait: float = 30.0,
+    claim_ttl: float | None = None,
 ) -> web.Application:
-    """Build the app. Clients not passed in are opened on startup and closed on cleanup."""
+    """Build the app. Clients not passed in are opened on startup and closed on cleanup.
+
+    `claim_wait`: how long a duplicate submission waits for the one in progress before 409;
+    `claim_ttl`: how long a submission's claim lives between heartbeats' extensions."""
     app = web.Application(middlewares=[handle_errors], client_max_size=1024 * 1024)
     app[SETTINGS] = settings
 
@@ -147,7 +155,8 @@ def create_app(
                 queries=queries,
                 default_phone_region=settings.default_phone_region,
                 validate_callback=callback_validator(settings),
-                claim_ttl=settings.download_total_timeout + 300,
+                claim_ttl=CLAIM_TTL if claim_ttl is None else claim_ttl,
+                claim_wait=claim_wait,
             )
             yield
 

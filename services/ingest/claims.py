@@ -37,6 +37,12 @@ ON CONFLICT (api_key_id, dedup_key) DO NOTHING
 RETURNING dedup_key
 """
 RELEASE = "DELETE FROM media_pipeline.ingest_claims WHERE audio_file_id = $1"
+# The owner's heartbeat: a claim stays short-lived, so one left by a dead process (or by a
+# submission that could not reach Postgres to release it) stops blocking duplicates quickly.
+EXTEND = """
+UPDATE media_pipeline.ingest_claims SET expires_at = clock_timestamp() + make_interval(secs => $2)
+WHERE audio_file_id = $1
+"""
 # Hold on failure paths where the object could not be deleted: the sweep retries soon.
 EXPIRE_NOW = """
 UPDATE media_pipeline.ingest_claims SET expires_at = clock_timestamp() WHERE audio_file_id = $1
@@ -113,6 +119,17 @@ async def release_for_commit(conn: asyncpg.Connection, audio_file_id: uuid.UUID)
     """Inside the job-insert transaction: drop the claims, or fail if the sweep took them."""
     if await conn.execute(RELEASE, audio_file_id) == "DELETE 0":
         raise ClaimLost(f"claim of {audio_file_id} expired before the job was recorded")
+
+
+async def keep_alive(pool: asyncpg.Pool, audio_file_id: uuid.UUID, ttl_seconds: float) -> None:
+    """Extend the claims every third of their lifetime, until cancelled."""
+    while True:
+        await asyncio.sleep(max(ttl_seconds / 3, 0.1))
+        try:
+            await pool.execute(EXTEND, audio_file_id, float(ttl_seconds))
+        except CONNECTION_ERRORS as exc:
+            # If Postgres stays away past the expiry, the commit finds the claim gone (ClaimLost).
+            log.warning("ingest_claim_heartbeat_failed", error=str(exc))
 
 
 async def expire_now(pool: asyncpg.Pool, audio_file_id: uuid.UUID) -> None:

@@ -75,8 +75,9 @@ class SubmitContext:
     queries: LookupQueries
     default_phone_region: str
     validate_callback: CallbackValidator
-    # A claim outlives the longest possible download; duplicates wait this long, then get 409.
-    claim_ttl: float = 3600.0
+    # A claim lives this long unless its owner's heartbeat extends it (every third of it);
+    # duplicates wait up to claim_wait for the owner's job, then get 409 + Retry-After.
+    claim_ttl: float = 90.0
     claim_wait: float = 30.0
 
 
@@ -200,6 +201,7 @@ async def submit(
         return _existing(existing, ctx, source)
 
     written: list[str] = []
+    heartbeat = asyncio.create_task(claims.keep_alive(ctx.pool, file_id, ctx.claim_ttl))
     try:
         if source == "file":
             assert form.upload is not None
@@ -211,8 +213,10 @@ async def submit(
             assert url is not None
             fmt, stored = await _store_url(ctx, url, stem, written)
     except BaseException:
+        heartbeat.cancel()
         await _abandon(ctx, file_id, written)
         raise
+    heartbeat.cancel()
 
     job = jobs.NewJob(
         id=file_id,

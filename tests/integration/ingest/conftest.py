@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,14 +102,37 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 
 @pytest.fixture(scope="package")
-def ingest_settings(settings: Settings, upstream: Upstream) -> Settings:
+async def ingest_settings(
+    settings: Settings, upstream: Upstream, postgres_server: Any, samples_url: str
+) -> Settings:
+    """Settings with a database of its own: no relay or transcriber of the session's running
+    stack sees these jobs, so tests can put jobs in any state and count outbox events."""
+    from libs.db import demo
+    from services.stack.provision import ensure_bootstrap_key, migrate_database
+
+    name = f"ingest_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
     host = upstream.url.split("://", 1)[1]
-    return replace(
+    ours = replace(
         settings,
+        database_url=dsn,
         ssrf_allowlist=f"{settings.ssrf_allowlist},{host}",
         max_upload_bytes=MAX_BYTES,
         download_read_timeout=10.0,
     )
+    await migrate_database(dsn)
+    await ensure_bootstrap_key(ours)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await demo.seed(conn, samples_url)
+    finally:
+        await conn.close()
+    return ours
 
 
 @dataclass
@@ -172,11 +196,12 @@ class Api:
         return int(await self.pool.fetchval("SELECT count(*) FROM media_pipeline.ingest_claims"))
 
 
-@pytest.fixture(scope="package")
-async def api(ingest_settings: Settings) -> AsyncIterator[Api]:
+@asynccontextmanager
+async def serve_api(settings: Settings, **options: Any) -> AsyncIterator[Api]:
+    """The ingest app on a free loopback port; `options` go to create_app."""
     from libs.db import create_pool
 
-    app = create_app(ingest_settings)
+    app = create_app(settings, **options)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -184,13 +209,27 @@ async def api(ingest_settings: Settings) -> AsyncIterator[Api]:
     server = site._server
     assert server is not None
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    pool = await create_pool(ingest_settings.require_database_url())
+    pool = await create_pool(settings.require_database_url())
     try:
         async with aiohttp.ClientSession() as session:
-            yield Api(f"http://127.0.0.1:{port}", session, ingest_settings, pool)
+            yield Api(f"http://127.0.0.1:{port}", session, settings, pool)
     finally:
         await pool.close()
         await runner.cleanup()
+
+
+@pytest.fixture(scope="package")
+async def api(ingest_settings: Settings) -> AsyncIterator[Api]:
+    async with serve_api(ingest_settings) as served:
+        yield served
+
+
+async def bootstrap_key_id(api: Api) -> uuid.UUID:
+    key_id = await api.pool.fetchval(
+        "SELECT id FROM media_pipeline.api_keys WHERE key_hash = $1", apikeys.hash_key(API_KEY)
+    )
+    assert isinstance(key_id, uuid.UUID)
+    return key_id
 
 
 def unique_prefix() -> str:
