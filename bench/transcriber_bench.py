@@ -1,0 +1,292 @@
+"""Transcriber benchmarks (issue #4), on embedded servers started here.
+
+    python -m bench.transcriber_bench throughput [--jobs 640]   # 64 in flight, server answers in 1 s
+    python -m bench.transcriber_bench long [--hours 2]          # peak RSS while splitting 2 hours
+
+Both run ONE `transcribe transcriber` process against real nats-server, Postgres and SeaweedFS
+and the fake OpenAI server (its own process, `--latency`), with jobs created as ingest leaves
+them (row + audio in S3 + AudioStored on the stream). A job counts as done when its
+transcriptions row exists AND its TranscriptReady outbox row is published.
+Results: bench/results/transcriber_throughput.json, bench/results/transcriber_long_rss.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import wave
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import nats
+import psutil
+
+from libs.blobstore import S3BlobStore
+from libs.contracts import AudioStored, encode, new_event_id, subjects, utcnow
+from libs.settings import S3Settings, Settings
+from services.stack.provision import provision
+from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+FIXTURE = ROOT / "tests" / "fixtures" / "hello_campaign.wav"
+
+INSERT_JOB = """
+INSERT INTO media_pipeline.audio_files (id, api_key_id, tenant_prefix, campaign_name, bucket,
+    b2_object_key, content_type, size_bytes, sha256)
+SELECT $1, id, $2, 'bench', $3, $4, 'audio/wav', $5, $6
+FROM media_pipeline.api_keys WHERE is_bootstrap LIMIT 1
+"""
+DONE = """
+SELECT count(*) FROM media_pipeline.transcriptions t
+JOIN media_pipeline.outbox o ON o.subject LIKE 'transcribe.transcript.ready.%'
+  AND o.published_at IS NOT NULL
+  AND convert_from(o.payload, 'UTF8')::jsonb->>'audio_file_id' = t.audio_file_id::text
+WHERE t.audio_file_id = ANY($1::uuid[])
+"""
+
+
+async def start_fake(latency: float) -> tuple[asyncio.subprocess.Process, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(latency),
+        "--text", "hello this is a benchmark transcript",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = json.loads(await proc.stdout.readline())
+    return proc, line["listening"], line["api_key"]
+
+
+async def start_worker(settings: Settings, base_url: str, key: str, concurrency: int) -> Any:
+    s3 = settings.require_s3()
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.require_database_url(),
+        "NATS_URL": settings.require_nats_url(),
+        "BACKBLAZE_B2_S3_ENDPOINT": s3.endpoint,
+        "BACKBLAZE_B2_BUCKET": s3.bucket,
+        "BACKBLAZE_B2_KEY_ID": s3.access_key,
+        "BACKBLAZE_B2_APPLICATION_KEY": s3.secret_key,
+        "OPENAI_API_KEY": key,
+        "OPENAI_BASE_URL": base_url,
+        "TRANSCRIBE_ENGINE": "openai",
+        "TRANSCRIBER_CONCURRENCY": str(concurrency),
+        "LOG_LEVEL": "warning",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from services.cli import main; main()", "transcriber",
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def make_jobs(settings: Settings, audio: Path, count: int, tenant: str) -> list[str]:
+    data = audio.read_bytes() if audio.stat().st_size < 50_000_000 else None
+    size = audio.stat().st_size
+    pool = await asyncpg.create_pool(settings.require_database_url())
+    nc = await nats.connect(settings.require_nats_url())
+    js = nc.jetstream()
+    ids: list[str] = []
+    async with S3BlobStore.open(settings.require_s3()) as store:
+        sem = asyncio.Semaphore(16)
+
+        async def one() -> None:
+            job_id = str(uuid.uuid4())
+            key = f"{tenant}/bench/audio/15550001/{job_id}.wav"
+            async with sem:
+                if data is not None:
+                    await store.put_bytes(key, data, "audio/wav")
+                    sha = hashlib.sha256(data).hexdigest()
+                else:
+                    sha = await _put_file(store, key, audio)
+                await pool.execute(
+                    INSERT_JOB, uuid.UUID(job_id), tenant, store.bucket, key, size, sha
+                )
+            ids.append(job_id)
+            event = AudioStored(
+                event_id=new_event_id(), occurred_at=utcnow(), audio_file_id=job_id,
+                tenant=tenant, campaign="bench", storage_key=key, content_type="audio/wav",
+                size=size, sha256=sha,
+            )  # fmt: skip
+            await js.publish(subjects.audio_stored(tenant), encode(event))
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    await nc.close()
+    await pool.close()
+    return ids
+
+
+async def _put_file(store: S3BlobStore, key: str, path: Path) -> str:
+    async def chunks() -> Any:
+        with path.open("rb") as f:
+            while block := f.read(8 * 1024 * 1024):
+                yield block
+
+    stored = await store.put_stream(key, chunks(), "audio/wav")
+    return str(stored.sha256)
+
+
+@contextlib.asynccontextmanager
+async def infrastructure(tmp: Path) -> Any:
+    async with (
+        NatsServer(tmp / "nats") as nats_server,
+        PostgresServer(tmp / "pg") as pg,
+        SeaweedS3Server(tmp / "s3") as s3,
+    ):
+        settings = Settings.from_env({}).with_infrastructure(
+            database_url=pg.dsn,
+            nats_url=nats_server.url,
+            s3=S3Settings(
+                endpoint=s3.endpoint,
+                bucket="bench",
+                access_key=s3.access_key,
+                secret_key=s3.secret_key,
+            ),
+        )
+        settings = __import__("dataclasses").replace(settings, api_key="bench-key")
+        await provision(settings)
+        yield settings
+
+
+async def throughput(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-transcriber-") as tmp:
+        async with infrastructure(Path(tmp)) as settings:
+            fake, base_url, key = await start_fake(args.latency)
+            try:
+                ids = await make_jobs(settings, FIXTURE, args.jobs, "bench")
+                pool = await asyncpg.create_pool(settings.require_database_url())
+                worker = await start_worker(settings, base_url, key, args.concurrency)
+                proc = psutil.Process(worker.pid)
+                samples: list[tuple[float, int]] = []
+                peak_rss = 0
+                t0 = time.perf_counter()
+                while True:
+                    done = int(await pool.fetchval(DONE, ids))
+                    now = time.perf_counter() - t0
+                    samples.append((now, done))
+                    with contextlib.suppress(psutil.Error):
+                        peak_rss = max(peak_rss, proc.memory_info().rss)
+                    if done >= len(ids) or now > 600:
+                        break
+                    await asyncio.sleep(0.25)
+                worker.terminate()
+                await worker.wait()
+                await pool.close()
+            finally:
+                fake.terminate()
+                await fake.wait()
+    # Steady state: rates over 2-second windows between 10% and 90% of completions.
+    lo, hi = 0.1 * len(ids), 0.9 * len(ids)
+    steady = [(t, d) for t, d in samples if lo <= d <= hi]
+    rates = []
+    for t1, d1 in steady:
+        later = [(t2, d2) for t2, d2 in steady if t2 >= t1 + 2.0]
+        if later:
+            t2, d2 = later[0]
+            rates.append((d2 - d1) / (t2 - t1))
+    first_done = next(t for t, d in samples if d > 0)
+    total = samples[-1][0]
+    result = {
+        "jobs": len(ids),
+        "concurrency": args.concurrency,
+        "engine_latency_s": args.latency,
+        "median_jobs_per_s_steady": round(statistics.median(rates), 2) if rates else None,
+        "overall_jobs_per_s": round(len(ids) / total, 2),
+        "target_jobs_per_s": round(0.8 * args.concurrency / args.latency, 2),
+        "seconds_total": round(total, 2),
+        "seconds_to_first_completion": round(first_done, 2),
+        "worker_peak_rss_mb": round(peak_rss / 2**20, 1),
+        "completed": samples[-1][1],
+    }
+    return result
+
+
+def write_long_recording(path: Path, hours: float) -> None:
+    with wave.open(str(FIXTURE)) as w:
+        speech = w.readframes(w.getnframes())
+    silence = b"\0\0" * 16000 * 2
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        written = 0
+        while written < hours * 3600 * 16000:
+            out.writeframes(silence + speech)
+            written += (len(silence) + len(speech)) // 2
+
+
+async def long_rss(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-transcriber-") as tmp:
+        audio = Path(tmp) / "long.wav"
+        write_long_recording(audio, args.hours)
+        async with infrastructure(Path(tmp)) as settings:
+            fake, base_url, key = await start_fake(args.latency)
+            try:
+                ids = await make_jobs(settings, audio, 1, "bench-long")
+                pool = await asyncpg.create_pool(settings.require_database_url())
+                worker = await start_worker(settings, base_url, key, 4)
+                proc = psutil.Process(worker.pid)
+                rss: list[int] = []
+                t0 = time.perf_counter()
+                while True:
+                    with contextlib.suppress(psutil.Error):
+                        rss.append(proc.memory_info().rss)
+                    if int(await pool.fetchval(DONE, ids)) >= 1 or time.perf_counter() - t0 > 900:
+                        break
+                    await asyncio.sleep(0.2)
+                seconds = time.perf_counter() - t0
+                chunks = await pool.fetchval(
+                    "SELECT jsonb_array_length(metadata->'chunks') FROM"
+                    " media_pipeline.transcriptions WHERE audio_file_id = $1::uuid",
+                    ids[0],
+                )
+                worker.terminate()
+                await worker.wait()
+                await pool.close()
+            finally:
+                fake.terminate()
+                await fake.wait()
+        return {
+            "audio_hours": args.hours,
+            "audio_bytes": audio.stat().st_size,
+            "chunks": chunks,
+            "seconds": round(seconds, 1),
+            "peak_rss_mb": round(max(rss) / 2**20, 1),
+            "median_rss_mb": round(statistics.median(rss) / 2**20, 1),
+            "limit_mb": 300,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--jobs", type=int, default=640)
+    t.add_argument("--concurrency", type=int, default=64)
+    t.add_argument("--latency", type=float, default=1.0)
+    long = sub.add_parser("long")
+    long.add_argument("--hours", type=float, default=2.0)
+    long.add_argument("--latency", type=float, default=1.0)
+    args = parser.parse_args()
+    if args.what == "throughput":
+        result = asyncio.run(throughput(args))
+        name = "transcriber_throughput"
+    else:
+        result = asyncio.run(long_rss(args))
+        name = "transcriber_long_rss"
+    print(json.dumps(result, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
