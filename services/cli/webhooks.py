@@ -39,7 +39,12 @@ def _time(value: str) -> datetime:
 def _run(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> int:
     try:
         result = asyncio.run(with_conn(settings, fn))
-    except (admin.NotFound, admin.EndpointDisabled, admin.NoEndpoint) as exc:
+    except (
+        admin.NotFound,
+        admin.EndpointDisabled,
+        admin.NoEndpoint,
+        admin.ManagedByEnvironment,
+    ) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
@@ -80,12 +85,8 @@ def cmd_recover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
-    if args.url:
-        try:
-            validate_url(args.url, parse_allowlist(settings.ssrf_allowlist))
-        except BlockedUrl as exc:
-            print(f"url refused: {exc.message}", file=sys.stderr)
-            return 2
+    if args.url and _refused(args.url, settings):
+        return 2
 
     async def go(conn: asyncpg.Connection) -> dict[str, Any]:
         key_id = await _key(conn, args.key)
@@ -114,6 +115,46 @@ def cmd_enable(args: argparse.Namespace, settings: Settings) -> int:
     async def go(conn: asyncpg.Connection) -> dict[str, Any]:
         key_id = await _key(conn, args.key)
         await admin.enable(conn, key_id)
+        return await admin.endpoint(conn, key_id)
+
+    return _run(settings, go)
+
+
+def _refused(url: str, settings: Settings) -> bool:
+    try:
+        validate_url(url, parse_allowlist(settings.ssrf_allowlist))
+    except BlockedUrl as exc:
+        print(f"url refused: {exc.message}", file=sys.stderr)
+        return True
+    return False
+
+
+def cmd_set_url(args: argparse.Namespace, settings: Settings) -> int:
+    if _refused(args.url, settings):
+        return 2
+
+    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+        key_id = await _key(conn, args.key)
+        secret = await admin.set_url(conn, key_id, args.url)
+        out = await admin.endpoint(conn, key_id)
+        return out | {"webhook_secret": secret} if secret else out
+
+    return _run(settings, go)
+
+
+def cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+        key_id = await _key(conn, args.key)
+        secret = await admin.rotate_secret(conn, key_id)
+        return await admin.endpoint(conn, key_id) | {"webhook_secret": secret}
+
+    return _run(settings, go)
+
+
+def cmd_finish_rotation(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+        key_id = await _key(conn, args.key)
+        await admin.finish_rotation(conn, key_id)
         return await admin.endpoint(conn, key_id)
 
     return _run(settings, go)
@@ -154,3 +195,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = wsub.add_parser("enable", help="re-enable a key's disabled webhook endpoint")
     p.add_argument("--key", required=True)
     p.set_defaults(fn=cmd_enable)
+
+    p = wsub.add_parser("set-url", help="set a key's default webhook URL (re-enabled)")
+    p.add_argument("--key", required=True)
+    p.add_argument("--url", required=True)
+    p.set_defaults(fn=cmd_set_url)
+
+    p = wsub.add_parser("rotate-secret", help="new signing secret; the old one keeps signing")
+    p.add_argument("--key", required=True)
+    p.set_defaults(fn=cmd_rotate)
+
+    p = wsub.add_parser("finish-rotation", help="stop signing with the previous secret")
+    p.add_argument("--key", required=True)
+    p.set_defaults(fn=cmd_finish_rotation)

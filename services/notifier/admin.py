@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from libs import apikeys
 from libs.contracts import new_event_id, utcnow
 from services.notifier import payload
 
@@ -87,6 +88,29 @@ SET webhook_disabled_at = NULL, webhook_disabled_reason = NULL,
 WHERE id = $1 AND webhook_url IS NOT NULL
 RETURNING id
 """
+# Rotation: the new secret signs alongside the old one until the owner finishes the rotation,
+# so receivers can switch at their own pace (Standard Webhooks: several signatures).
+ROTATE_SQL = """
+UPDATE media_pipeline.api_keys
+SET webhook_secret_previous = webhook_secret, webhook_secret = $2
+WHERE id = $1 AND NOT is_bootstrap
+RETURNING id
+"""
+FINISH_ROTATION = """
+UPDATE media_pipeline.api_keys SET webhook_secret_previous = NULL
+WHERE id = $1 AND NOT is_bootstrap
+RETURNING id
+"""
+# A new URL is a new endpoint: whatever disabled the old one does not apply to it.
+SET_URL = """
+UPDATE media_pipeline.api_keys
+SET webhook_url = $2, webhook_secret = coalesce(webhook_secret, $3),
+    webhook_disabled_at = NULL, webhook_disabled_reason = NULL,
+    webhook_failing_since = NULL, webhook_consecutive_failures = 0
+WHERE id = $1 AND NOT is_bootstrap
+RETURNING id
+"""
+SIGNED_SQL = "SELECT webhook_secret IS NOT NULL FROM media_pipeline.api_keys WHERE id = $1"
 FIND_KEY = """
 SELECT id FROM media_pipeline.api_keys
 WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL
@@ -103,6 +127,10 @@ class EndpointDisabled(RuntimeError):
 
 class NoEndpoint(LookupError):
     """The key has no default webhook URL (and none was given)."""
+
+
+class ManagedByEnvironment(RuntimeError):
+    """The bootstrap key's endpoint and secret come from WEBHOOK_URL / WEBHOOK_SECRET."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +279,29 @@ async def find_key(conn: asyncpg.Connection | asyncpg.Pool, id_or_hint: str) -> 
         raise NotFound("no single active key with that id or hint")
     key_id: uuid.UUID = rows[0]["id"]
     return key_id
+
+
+async def rotate_secret(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> str:
+    """Start a rotation: returns the new `whsec_` secret; the old one keeps signing too."""
+    secret = apikeys.generate_webhook_secret()
+    if await conn.fetchval(ROTATE_SQL, api_key_id, secret) is None:
+        raise ManagedByEnvironment("the bootstrap key's secret is WEBHOOK_SECRET; change it there")
+    return secret
+
+
+async def finish_rotation(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> None:
+    """Stop signing with the previous secret."""
+    if await conn.fetchval(FINISH_ROTATION, api_key_id) is None:
+        raise ManagedByEnvironment("the bootstrap key's secret is WEBHOOK_SECRET; change it there")
+
+
+async def set_url(
+    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, url: str
+) -> str | None:
+    """Point the key's default webhook at `url` (enabled, streak reset). Returns a newly
+    generated secret when the key had none, else None (the secret is unchanged)."""
+    had = await conn.fetchval(SIGNED_SQL, api_key_id)
+    fresh = None if had else apikeys.generate_webhook_secret()
+    if await conn.fetchval(SET_URL, api_key_id, url, fresh) is None:
+        raise ManagedByEnvironment("the bootstrap key's endpoint is WEBHOOK_URL; change it there")
+    return fresh

@@ -7,6 +7,9 @@
     POST /api/webhooks/test      [url=...][&wait=seconds] a signed `webhook.test` event
     GET  /api/webhooks/endpoint                          the key's endpoint and its health
     POST /api/webhooks/endpoint/enable                   re-enable after 410 / auto-disable
+    PUT  /api/webhooks/endpoint  url=...                 set the key's default webhook URL
+    POST /api/webhooks/endpoint/rotate-secret            new secret; both sign until finished
+    POST /api/webhooks/endpoint/finish-rotation          stop signing with the old secret
 
 Parameters of POST routes come from the query string, a form or a JSON object.
 """
@@ -46,6 +49,8 @@ async def _db(call: Callable[[], Awaitable[T]]) -> T:
         raise ApiError(409, "endpoint_disabled", str(exc)) from exc
     except admin.NoEndpoint as exc:
         raise ApiError(409, "no_endpoint", str(exc)) from exc
+    except admin.ManagedByEnvironment as exc:
+        raise ApiError(409, "managed_by_environment", str(exc)) from exc
     except db.CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(str(exc)) from exc
 
@@ -131,12 +136,7 @@ async def recover(request: web.Request) -> web.Response:
 async def send_test(request: web.Request) -> web.Response:
     key = await authenticate(request)
     params = await _params(request)
-    url = params.get("url") or None
-    if url is not None:
-        try:
-            validate_url(url, parse_allowlist(request.app[SETTINGS].ssrf_allowlist))
-        except BlockedUrl as exc:
-            raise bad_request(f"url_{exc.code}", f"url refused: {exc.message}") from exc
+    url = _checked_url(request, params["url"]) if params.get("url") else None
     try:
         wait = float(params.get("wait", TEST_WAIT_DEFAULT))
     except ValueError:
@@ -171,6 +171,43 @@ async def enable_endpoint(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _checked_url(request: web.Request, url: str | None) -> str:
+    if not url:
+        raise bad_request("missing_url", "give the webhook URL as url")
+    try:
+        validate_url(url, parse_allowlist(request.app[SETTINGS].ssrf_allowlist))
+    except BlockedUrl as exc:
+        raise bad_request(f"url_{exc.code}", f"url refused: {exc.message}") from exc
+    return url
+
+
+async def put_endpoint(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    url = _checked_url(request, (await _params(request)).get("url"))
+    pool, key_id = request.app[POOL], uuid.UUID(key.id)
+    secret = await _db(lambda: admin.set_url(pool, key_id, url))
+    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    if secret:
+        body["webhook_secret"] = secret  # generated now: shown this once
+    return web.json_response(body)
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    pool, key_id = request.app[POOL], uuid.UUID(key.id)
+    secret = await _db(lambda: admin.rotate_secret(pool, key_id))
+    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    return web.json_response(body | {"webhook_secret": secret})
+
+
+async def finish_rotation(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    pool, key_id = request.app[POOL], uuid.UUID(key.id)
+    await _db(lambda: admin.finish_rotation(pool, key_id))
+    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    return web.json_response(body)
+
+
 def register(app: web.Application) -> None:
     app.router.add_get("/api/webhooks/deliveries", list_deliveries)
     app.router.add_get("/api/webhooks/deliveries/{delivery_id}", get_delivery)
@@ -179,3 +216,6 @@ def register(app: web.Application) -> None:
     app.router.add_post("/api/webhooks/test", send_test)
     app.router.add_get("/api/webhooks/endpoint", get_endpoint)
     app.router.add_post("/api/webhooks/endpoint/enable", enable_endpoint)
+    app.router.add_put("/api/webhooks/endpoint", put_endpoint)
+    app.router.add_post("/api/webhooks/endpoint/rotate-secret", rotate_secret)
+    app.router.add_post("/api/webhooks/endpoint/finish-rotation", finish_rotation)

@@ -44,6 +44,7 @@ class Hit:
     headers: dict[str, str]
     payload: dict[str, Any] | None
     verified: bool
+    body: bytes
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Receiver:
                 status, extra = (200 if verified else 400), {}
             async with self._changed:
                 self.hits.append(
-                    Hit(time.monotonic(), request.path, status, headers, payload, verified)
+                    Hit(time.monotonic(), request.path, status, headers, payload, verified, body)
                 )
                 self._changed.notify_all()
             return web.Response(status=status, headers=extra)

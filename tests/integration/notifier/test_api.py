@@ -10,8 +10,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from nats.js import JetStreamContext
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from libs import bus
+from libs import apikeys, bus
 from libs.blobstore import MemoryBlobStore
 from libs.settings import Settings
 from services.ingest.app import create_app
@@ -187,3 +188,86 @@ async def test_resend_recover_test_event_and_re_enable(
         resp = await api.post(f"/api/webhooks/deliveries/{d1['id']}/resend", headers=h)
         assert resp.status == 202
         await r.wait_accepted(e1.event_id, count=2)
+
+
+async def test_secret_rotation_signs_with_both_until_finished(
+    api: TestClient, npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    async with receiver("") as r:
+        key = await make_key(npool, webhook_url=r.url)
+        old = key.secret
+        r.secret = old  # the customer has not switched yet
+        h = {"X-API-Key": key.raw}
+        notifier.configure(r.hostport).start()
+
+        resp = await api.post("/api/webhooks/endpoint/rotate-secret", headers=h)
+        assert resp.status == 200
+        state = await resp.json()
+        new = state["webhook_secret"]
+        assert new.startswith("whsec_") and new != old
+        assert state["secret_rotation_in_progress"] is True
+
+        job = await make_job(npool, key)
+        event = ready_event(job)
+        await publish(js, event)
+        [hit] = await r.wait_accepted(event.event_id)  # verified with the OLD secret
+        assert len(hit.headers["webhook-signature"].split(" ")) == 2
+        Webhook(new).verify(hit.body, hit.headers)  # and with the new one
+
+        resp = await api.post("/api/webhooks/endpoint/finish-rotation", headers=h)
+        assert resp.status == 200
+        assert (await resp.json())["secret_rotation_in_progress"] is False
+        r.secret = new
+        job2 = await make_job(npool, key)
+        event2 = ready_event(job2)
+        await publish(js, event2)
+        [hit2] = await r.wait_accepted(event2.event_id)
+        assert len(hit2.headers["webhook-signature"].split(" ")) == 1
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(hit2.body, hit2.headers)
+
+
+async def test_setting_the_endpoint_url(
+    api: TestClient, npool: asyncpg.Pool, notifier_settings: Settings
+) -> None:
+    key = await make_key(npool, webhook_url=None, secret=None)
+    await npool.execute(
+        "UPDATE media_pipeline.api_keys SET webhook_secret = NULL WHERE id = $1", key.id
+    )
+    h = {"X-API-Key": key.raw}
+    for bad in ({}, {"url": "http://169.254.169.254/"}, {"url": "ftp://hooks.example/"}):
+        resp = await api.put("/api/webhooks/endpoint", json=bad, headers=h)
+        assert resp.status == 400, bad
+    resp = await api.put(
+        "/api/webhooks/endpoint", json={"url": "https://hooks.example/in"}, headers=h
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["webhook_url"] == "https://hooks.example/in" and body["enabled"] is True
+    assert body["webhook_secret"].startswith("whsec_")  # generated, shown once
+    resp = await api.put(
+        "/api/webhooks/endpoint", json={"url": "https://hooks.example/v2"}, headers=h
+    )
+    assert "webhook_secret" not in await resp.json()  # kept
+
+    # The bootstrap key's endpoint and secret belong to WEBHOOK_URL / WEBHOOK_SECRET.
+    raw = f"bootstrap-{uuid.uuid4().hex}"
+    async with npool.acquire() as conn:
+        await apikeys.ensure_bootstrap(
+            conn, raw, tenant_prefix="", webhook_url="https://hooks.example/b", webhook_secret=None
+        )
+    try:
+        for method, path in (
+            ("PUT", "/api/webhooks/endpoint"),
+            ("POST", "/api/webhooks/endpoint/rotate-secret"),
+            ("POST", "/api/webhooks/endpoint/finish-rotation"),
+        ):
+            resp = await api.request(
+                method, path, json={"url": "https://hooks.example/x"}, headers={"X-API-Key": raw}
+            )
+            assert resp.status == 409, path
+            assert (await resp.json())["error"] == "managed_by_environment"
+    finally:
+        await npool.execute(
+            "UPDATE media_pipeline.api_keys SET revoked_at = now() WHERE key_hint = $1", raw[:8]
+        )

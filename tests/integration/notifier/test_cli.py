@@ -106,3 +106,21 @@ def test_unknown_things_exit_non_zero(
     assert main(["webhooks", "test", "--key", "nope", "--url", "http://127.0.0.1:1/x"]) == 2
     with pytest.raises(SystemExit):
         main(["webhooks", "recover", "--since", "yesterday"])
+
+
+def test_operator_rotates_and_repoints_an_endpoint(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", seeded.dsn)
+    key = str(seeded.key.id)
+    code, state = run(capsys, "rotate-secret", "--key", key)
+    assert code == 0 and isinstance(state, dict)
+    assert state["webhook_secret"] != seeded.key.secret
+    assert state["secret_rotation_in_progress"] is True
+    code, state = run(capsys, "finish-rotation", "--key", key)
+    assert code == 0 and isinstance(state, dict) and state["secret_rotation_in_progress"] is False
+    # A new URL is a new endpoint: enabled, whatever disabled the old one.
+    code, state = run(capsys, "set-url", "--key", key, "--url", "https://hooks.example/v2")
+    assert code == 0 and isinstance(state, dict)
+    assert state["webhook_url"] == "https://hooks.example/v2" and state["enabled"] is True
+    assert main(["webhooks", "set-url", "--key", key, "--url", "http://10.1.2.3/"]) == 2
