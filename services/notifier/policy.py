@@ -20,6 +20,10 @@ class DeliveryPolicy:
     # A receiver's Retry-After may push an attempt later than the schedule, never sooner, and
     # never beyond this.
     max_retry_after: float = 36000.0
+    # Attempts in flight at once, and at most this many to one endpoint URL, so a receiver
+    # that hangs until the timeout delays only its own deliveries.
+    concurrency: int = 32
+    per_endpoint: int = 4
     # How long a claimed delivery stays invisible to other notifiers: longer than any POST.
     lease_seconds: float = 120.0
     # Auto-disable of a key's default endpoint: every attempt to it failed for this long AND at

@@ -36,12 +36,15 @@ VALUES ($1, $2, $3, $4, $5, $6, 'cancelled', 'endpoint disabled')
 ON CONFLICT (event_id, endpoint_url) DO NOTHING
 """
 # Claiming pushes next_attempt_at out by a lease: a notifier that dies mid-POST gives the row
-# back when the lease ends, and no two notifiers POST the same row at once. The signing secrets
-# are read at attempt time, so a rotation applies to queued retries too.
+# back when the lease ends, and no two notifiers POST the same row at once. Endpoints that
+# already have their share of attempts in flight ($3) wait, so one slow receiver cannot take
+# every slot. The signing secrets are read at attempt time, so a rotation applies to queued
+# retries too.
 CLAIM_DUE = """
 WITH due AS (
     SELECT id FROM media_pipeline.webhook_deliveries
     WHERE status = 'pending' AND next_attempt_at <= now()
+      AND NOT (endpoint_url = ANY($3::text[]))
     ORDER BY next_attempt_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED),
@@ -61,7 +64,7 @@ WHERE id = ANY($1::bigint[]) AND status = 'pending'
 """
 NEXT_DUE = """
 SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM media_pipeline.webhook_deliveries
-WHERE status = 'pending'
+WHERE status = 'pending' AND NOT (endpoint_url = ANY($1::text[]))
 """
 RECORD_ATTEMPT = """
 INSERT INTO media_pipeline.webhook_attempts (delivery_id, attempt, status_code, latency_ms, error)
@@ -126,8 +129,10 @@ class Due:
         return self.api_key_id is not None and self.endpoint_url == self.key_webhook_url
 
 
-async def claim_due(pool: asyncpg.Pool, limit: int, lease_seconds: float) -> list[Due]:
-    rows = await pool.fetch(CLAIM_DUE, limit, lease_seconds)
+async def claim_due(
+    pool: asyncpg.Pool, limit: int, lease_seconds: float, busy: list[str] | None = None
+) -> list[Due]:
+    rows = await pool.fetch(CLAIM_DUE, limit, lease_seconds, busy or [])
     return [
         Due(
             id=r["id"],

@@ -167,7 +167,7 @@ class Deliverer:
         http: SafeHttpClient,
         *,
         timeout: float = 15.0,
-        concurrency: int = 16,
+        concurrency: int | None = None,
         poll_interval: float = 5.0,
         policy: DeliveryPolicy = DEFAULT_POLICY,
         shutdown_grace: float = 5.0,
@@ -175,7 +175,9 @@ class Deliverer:
         self._pool = pool
         self._http = http
         self._timeout = timeout
-        self._concurrency = concurrency
+        self._concurrency = concurrency or policy.concurrency
+        self._per_endpoint_limit = max(1, policy.per_endpoint)
+        self._per_endpoint: dict[str, int] = {}
         # NOTIFY is the fast path; polling covers notifications lost while LISTEN reconnects.
         self._poll_interval = poll_interval
         self._policy = policy
@@ -216,13 +218,17 @@ class Deliverer:
         if free <= 0:
             # A finishing attempt sets the wake event.
             return self._poll_interval
+        busy = [u for u, n in self._per_endpoint.items() if n >= self._per_endpoint_limit]
         try:
-            due = await repo.claim_due(self._pool, free, self._policy.lease_seconds)
-            if len(due) == free:
-                self._start(due)
+            due = await repo.claim_due(self._pool, free, self._policy.lease_seconds, busy)
+            extra = self._start(due)
+            if extra:
+                # Over this endpoint's share: straight back to the queue, still due.
+                await self._pool.execute(repo.RELEASE_LEASES, extra)
+            if len(due) == free or extra:
                 return 0.0
-            self._start(due)
-            wait = await self._pool.fetchval(repo.NEXT_DUE)
+            busy = [u for u, n in self._per_endpoint.items() if n >= self._per_endpoint_limit]
+            wait = await self._pool.fetchval(repo.NEXT_DUE, busy)
         except CONNECTION_ERRORS as exc:
             log.warning("notifier_db_unavailable", error=str(exc))
             return 1.0
@@ -231,14 +237,27 @@ class Deliverer:
         # Never 0: a due row locked by another notifier must not make this loop spin.
         return min(max(float(wait), 0.01), self._poll_interval)
 
-    def _start(self, due: list[repo.Due]) -> None:
+    def _start(self, due: list[repo.Due]) -> list[int]:
+        """Start what the per-endpoint limit allows; returns the ids left over."""
+        extra: list[int] = []
         for d in due:
+            if self._per_endpoint.get(d.endpoint_url, 0) >= self._per_endpoint_limit:
+                extra.append(d.id)
+                continue
+            self._per_endpoint[d.endpoint_url] = self._per_endpoint.get(d.endpoint_url, 0) + 1
             task = asyncio.create_task(self._attempt_logged(d))
             self._inflight[task] = d
             task.add_done_callback(self._finished)
+        return extra
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
+        due = self._inflight.pop(task, None)
+        if due is not None:
+            left = self._per_endpoint.get(due.endpoint_url, 1) - 1
+            if left > 0:
+                self._per_endpoint[due.endpoint_url] = left
+            else:
+                self._per_endpoint.pop(due.endpoint_url, None)
         self._wake.set()
 
     async def _sleep(self, stop: asyncio.Event, timeout: float) -> None:

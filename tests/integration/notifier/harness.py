@@ -56,6 +56,8 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     # Answers to give before the default (verify, then 200): (status, headers).
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    # While set and closed, every request waits for it: a receiver that hangs.
+    gate: asyncio.Event | None = None
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -70,6 +72,8 @@ class Receiver:
     def _app(self) -> web.Application:
         async def handler(request: web.Request) -> web.Response:
             body = await request.read()
+            if self.gate is not None:
+                await self.gate.wait()
             headers = dict(request.headers)
             try:
                 # The secret is read per request: tests learn it after the receiver is up.

@@ -341,3 +341,36 @@ async def test_a_success_resets_the_failure_streak(
             )
 
         await eventually(reset, timeout=5)
+
+
+async def test_a_hanging_receiver_does_not_hold_up_other_endpoints(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as slow, receiver(key.secret) as fast:
+        slow.gate = asyncio.Event()
+        policy = DeliveryPolicy(schedule=(0.2,), jitter=0.0, concurrency=4, per_endpoint=2)
+        notifier.configure(slow.hostport, fast.hostport, policy=policy).start()
+        stuck = [await make_job(npool, key, callback_url=slow.url) for _ in range(6)]
+        for job in stuck:
+            await publish(js, ready_event(job))
+
+        async def slow_busy() -> bool:
+            rows = await npool.fetch(
+                "SELECT count(*) AS n FROM media_pipeline.webhook_deliveries"
+                " WHERE audio_file_id = ANY($1::uuid[])",
+                [j.id for j in stuck],
+            )
+            return bool(rows[0]["n"] == 6)
+
+        await eventually(slow_busy, timeout=5)
+        job = await make_job(npool, key, callback_url=fast.url)
+        event = ready_event(job)
+        await publish(js, event)
+        try:
+            # Well inside the 3 s POST timeout that would otherwise free the slots.
+            await fast.wait_accepted(event.event_id, timeout=2.0)
+            assert len(slow.hits) == 0  # the slow ones are all still hanging
+        finally:
+            slow.gate.set()  # also lets the receiver shut down promptly if this failed
+        await slow.wait_any(6, timeout=10)
