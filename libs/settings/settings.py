@@ -67,9 +67,6 @@ class Settings:
     # JetStream AckWait of the transcriber durables: how soon a dead worker's jobs come back
     # (live workers extend it with heartbeats).
     transcriber_ack_wait: float = 60.0
-    # JetStream AckWait of the transcriber durables: how soon a dead worker's jobs come back
-    # (live workers extend it with heartbeats).
-    transcriber_ack_wait: float = 60.0
 
     # Webhooks
     webhook_url: str | None = None
@@ -173,7 +170,6 @@ class Settings:
             openai_timeout=get_float("OPENAI_TIMEOUT", 600.0),
             transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 0),
             transcriber_shutdown_grace=get_float("TRANSCRIBER_SHUTDOWN_GRACE", 30.0),
-            transcriber_ack_wait=get_float("TRANSCRIBER_ACK_WAIT", 60.0),
             transcriber_ack_wait=get_float("TRANSCRIBER_ACK_WAIT", 60.0),
             transcriber_scope=tuple(
                 p.strip().strip("/") for p in scope_raw.split(",") if p.strip()
