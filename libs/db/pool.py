@@ -32,13 +32,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def _no_reset_query(conn: asyncpg.Connection) -> None:
+    """asyncpg still rolls back an open transaction and drops listeners before calling this."""
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, reset_session: bool = True
+) -> asyncpg.Pool:
+    """`reset_session=False` skips asyncpg's reset query (RESET ALL, UNLISTEN *, ...) on every
+    release, a round trip per pooled query, for callers that never change session state."""
     try:
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=None if reset_session else _no_reset_query,
             command_timeout=30,
             timeout=10,
         )

@@ -115,12 +115,6 @@ async def release(conn: asyncpg.Connection | asyncpg.Pool, audio_file_id: uuid.U
     await conn.execute(RELEASE, audio_file_id)
 
 
-async def release_for_commit(conn: asyncpg.Connection, audio_file_id: uuid.UUID) -> None:
-    """Inside the job-insert transaction: drop the claims, or fail if the sweep took them."""
-    if await conn.execute(RELEASE, audio_file_id) == "DELETE 0":
-        raise ClaimLost(f"claim of {audio_file_id} expired before the job was recorded")
-
-
 async def keep_alive(pool: asyncpg.Pool, audio_file_id: uuid.UUID, ttl_seconds: float) -> None:
     """Extend the claims every third of their lifetime, until cancelled."""
     while True:

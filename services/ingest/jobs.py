@@ -10,17 +10,30 @@ from typing import Any
 import asyncpg
 
 from libs import outbox
-from libs.contracts import AudioStored, new_event_id, subjects, utcnow
+from libs.contracts import AudioStored, encode, new_event_id, subjects, utcnow
 from services.ingest import claims
 
-INSERT_JOB = """
-INSERT INTO media_pipeline.audio_files (
-    id, api_key_id, tenant_prefix, phone, campaign_name, campaign_id, company, recording_id,
-    url, url_sha1, idempotency_key, started, stopped, bucket, b2_object_key, content_type,
-    size_bytes, sha256, source_table, source_row_id, callback_url, model, language, timestamps,
-    trace_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22, $23, $24, $25)
+# The job row and the AudioStored event (the row outbox.enqueue writes), written by one statement together with
+# the release of the submission's claims; no row at all if the claims are gone (swept).
+INSERT_JOB_WITH_EVENT = """
+WITH released AS (
+    DELETE FROM media_pipeline.ingest_claims WHERE audio_file_id = $1 RETURNING 1
+), job AS (
+    INSERT INTO media_pipeline.audio_files (
+        id, api_key_id, tenant_prefix, phone, campaign_name, campaign_id, company, recording_id,
+        url, url_sha1, idempotency_key, started, stopped, bucket, b2_object_key, content_type,
+        size_bytes, sha256, source_table, source_row_id, callback_url, model, language,
+        timestamps, trace_id)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+           $19, $20, $21, $22, $23, $24, $25
+    WHERE EXISTS (SELECT 1 FROM released)
+    RETURNING id
+), event AS (
+    INSERT INTO media_pipeline.outbox (event_id, subject, payload, headers)
+    SELECT $26, $27, $28, $29 FROM job
+    RETURNING 1
+)
+SELECT count(*) FROM event
 """
 FIND_BY_URL = """
 SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
@@ -123,42 +136,49 @@ def audio_stored_event(
     )
 
 
-async def insert_job(conn: asyncpg.Connection, job: NewJob) -> None:
-    """The job row and its AudioStored event, in one transaction (the outbox guarantee); the
-    submission's claims go in the same transaction (ClaimLost if the sweep took them)."""
-    async with conn.transaction():
-        await claims.release_for_commit(conn, job.id)
-        await conn.execute(
-            INSERT_JOB,
-            job.id,
-            uuid.UUID(job.api_key_id),
-            job.tenant_prefix,
-            job.phone,
-            job.campaign_name,
-            job.campaign_id,
-            job.company,
-            job.recording_id,
-            job.url,
-            job.url_sha1,
-            job.idempotency_key,
-            job.started,
-            job.stopped,
-            job.bucket,
-            job.object_key,
-            job.content_type,
-            job.size,
-            job.sha256,
-            job.source_table,
-            job.source_row_id,
-            job.callback_url,
-            job.model,
-            job.language,
-            job.timestamps,
-            job.trace_id,
-        )
-        await outbox.enqueue(
-            conn, audio_stored_event(job), subjects.audio_stored(job.tenant_prefix)
-        )
+async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
+    """The job row, its AudioStored outbox event and the release of the submission's claims, in
+    ONE statement, so in one transaction (the outbox guarantee) and one round trip: with the
+    object already stored, this commit is what makes a submission a job. Raises ClaimLost if the
+    sweep took the claims (nothing is written then), UniqueViolationError on a duplicate."""
+    event = audio_stored_event(job)
+    headers = {"Nats-Msg-Id": event.event_id}
+    if event.trace_id:
+        headers["Trace-Id"] = event.trace_id
+    inserted = await conn.fetchval(
+        INSERT_JOB_WITH_EVENT,
+        job.id,
+        uuid.UUID(job.api_key_id),
+        job.tenant_prefix,
+        job.phone,
+        job.campaign_name,
+        job.campaign_id,
+        job.company,
+        job.recording_id,
+        job.url,
+        job.url_sha1,
+        job.idempotency_key,
+        job.started,
+        job.stopped,
+        job.bucket,
+        job.object_key,
+        job.content_type,
+        job.size,
+        job.sha256,
+        job.source_table,
+        job.source_row_id,
+        job.callback_url,
+        job.model,
+        job.language,
+        job.timestamps,
+        job.trace_id,
+        event.event_id,
+        subjects.audio_stored(job.tenant_prefix),
+        encode(event),
+        headers,
+    )
+    if not inserted:
+        raise claims.ClaimLost(f"claim of {job.id} expired before the job was recorded")
 
 
 async def requeue(

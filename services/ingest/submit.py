@@ -174,11 +174,8 @@ async def submit(
             campaign = await campaign_name(ctx.pool, campaign_id, ctx.queries)
 
         url_sha1 = hashlib.sha1(url.encode()).hexdigest() if url else None  # noqa: S324 - reference key, not security
-        existing = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(str(exc)) from exc
-    if existing is not None:
-        return _existing(existing, ctx, source)
 
     file_id = uuid.uuid4()
     phone = to_e164(phone_raw, ctx.default_phone_region)
@@ -246,8 +243,7 @@ async def submit(
         trace_id=trace_id,
     )
     try:
-        async with ctx.pool.acquire() as conn:
-            await jobs.insert_job(conn, job)
+        await jobs.insert_job(ctx.pool, job)
     except asyncpg.exceptions.UniqueViolationError:
         # Only reachable when a duplicate bypassed the claims (e.g. a row written by an older
         # version); keep theirs, drop our copy.
