@@ -178,6 +178,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
                     if done >= len(ids) or now > 600:
                         break
                     await asyncio.sleep(0.25)
+                cpu = proc.cpu_times()
                 worker.terminate()
                 await worker.wait()
                 await pool.close()
@@ -205,6 +206,11 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_total": round(total, 2),
         "seconds_to_first_completion": round(first_done, 2),
         "worker_peak_rss_mb": round(peak_rss / 2**20, 1),
+        # Machine-independent cost: what one job costs the worker process in CPU, start-up
+        # included; and how busy the (shared, 2-core) machine was.
+        "worker_cpu_ms_per_job": round((cpu.user + cpu.system) * 1000 / len(ids), 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "completed": samples[-1][1],
     }
     return result
