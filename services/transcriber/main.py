@@ -10,8 +10,9 @@ import structlog
 from libs import bus, db
 from libs.blobstore import S3BlobStore
 from libs.contracts import streams
+from libs.observability import serve_metrics
 from libs.outbox import OutboxRelay
-from libs.settings import Settings, SettingsError
+from libs.settings import Settings
 from services.transcriber.engines import Engine, Engines
 from services.transcriber.worker import Transcriber
 
@@ -52,14 +53,18 @@ def concurrency(settings: Settings) -> int:
 
 
 def check_scope(settings: Settings, scope: str | None) -> None:
-    """A dedicated pool only works if the default pool knows to leave its tenant alone."""
+    """A dedicated pool beside a default pool needs the default pool to leave its tenant alone,
+    which it does only for tenants listed in TRANSCRIBER_SCOPE. Alone (as the reference worker
+    ran with --b2-prefix gateway/) it needs nothing, hence a warning, not a refusal."""
     if scope is None:
         return
     wanted = scope.strip().strip("/")
     if wanted not in settings.transcriber_scope:
-        raise SettingsError(
-            f"--scope {scope!r} needs {wanted!r} in TRANSCRIBER_SCOPE (for every transcriber),"
-            " or the default pool would transcribe the same jobs"
+        log.warning(
+            "scope_not_in_transcriber_scope",
+            scope=wanted,
+            hint="if a default transcriber pool also runs, list this prefix in TRANSCRIBER_SCOPE"
+            " for every transcriber, or both pools will transcribe these jobs",
         )
 
 
@@ -75,6 +80,10 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
         nc = await bus.connect(settings.nats_servers, name="transcriber")
         stack.push_async_callback(nc.drain)
         store = await stack.enter_async_context(S3BlobStore.open(settings.require_s3()))
+        if settings.metrics_port:  # a standalone worker has no API to serve /metrics
+            await stack.enter_async_context(
+                serve_metrics(settings.metrics_host, settings.metrics_port)
+            )
         engines = await build_engines(settings, stack)
         js = nc.jetstream()
         spec = streams.transcriber_consumer(scope, ack_wait=settings.transcriber_ack_wait)
