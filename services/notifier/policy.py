@@ -30,6 +30,8 @@ class DeliveryPolicy:
     # least this many attempts in a row failed (so one lonely event a week cannot disable it).
     disable_after_seconds: float = 5 * 86400.0
     disable_min_failures: int = 10
+    # Finished deliveries stay listable and recoverable this long.
+    retention_days: int = 30
 
     @property
     def max_attempts(self) -> int:

@@ -83,6 +83,14 @@ SET attempts = attempts + 1, schedule_step = schedule_step + 1, last_status_code
     next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
 WHERE id = $1
 """
+# Finished deliveries (and their attempts, by cascade) are kept for `days` for the delivery log
+# and "recover since", then deleted in bounded batches.
+PURGE_FINISHED = """
+DELETE FROM media_pipeline.webhook_deliveries WHERE id IN (
+    SELECT id FROM media_pipeline.webhook_deliveries
+    WHERE status <> 'pending' AND updated_at < now() - make_interval(days => $1)
+    LIMIT $2)
+"""
 ENDPOINT_SUCCEEDED = """
 UPDATE media_pipeline.api_keys
 SET webhook_failing_since = NULL, webhook_consecutive_failures = 0

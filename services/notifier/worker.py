@@ -31,6 +31,7 @@ from services.notifier.policy import DEFAULT_POLICY, RETRY_SCHEDULE, DeliveryPol
 log = structlog.get_logger()
 
 CHANNEL = "media_pipeline_webhooks"
+PURGE_EVERY = 3600.0
 MAX_ATTEMPTS = DEFAULT_POLICY.max_attempts
 __all__ = ["MAX_ATTEMPTS", "RETRY_SCHEDULE", "Deliverer", "Scheduler", "next_delay"]
 
@@ -199,12 +200,31 @@ class Deliverer:
             total += n
         return total
 
+    async def purge(self, batch: int = 5000) -> int:
+        """Delete finished deliveries past retention; returns how many."""
+        total = 0
+        while True:
+            result = await self._pool.execute(
+                repo.PURGE_FINISHED, self._policy.retention_days, batch
+            )
+            n = int(result.rsplit(" ", 1)[-1])
+            total += n
+            if n < batch:
+                return total
+
     async def run(self, stop: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen(stop))
+        loop = asyncio.get_running_loop()
+        last_purge = float("-inf")  # purge once at start, then hourly
         try:
             while not stop.is_set():
                 self._wake.clear()
                 timeout = await self._dispatch()
+                if loop.time() - last_purge > PURGE_EVERY:
+                    last_purge = loop.time()
+                    with contextlib.suppress(*CONNECTION_ERRORS):
+                        if n := await self.purge():
+                            log.info("webhook_deliveries_purged", count=n)
                 await self._sleep(stop, timeout)
         finally:
             listener.cancel()

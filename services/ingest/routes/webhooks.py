@@ -208,6 +208,130 @@ async def finish_rotation(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _op(
+    summary: str,
+    ok: str,
+    *,
+    status: str = "200",
+    params: tuple[tuple[str, str, str, bool], ...] = (),
+    errors: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """One OpenAPI operation; params are (name, in, description, required)."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    responses: dict[str, Any] = {
+        status: {
+            "description": ok,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "401": {"description": "missing or invalid X-API-Key", "content": error},
+        "503": {"description": "Postgres unavailable; retry after Retry-After", "content": error},
+    }
+    for e in errors:
+        code, _, text = e.partition(" ")
+        responses[code] = {"description": text, "content": error}
+    return {
+        "tags": ["webhooks"],
+        "summary": summary,
+        "parameters": [
+            {
+                "name": n,
+                "in": where,
+                "description": d,
+                "required": req,
+                "schema": {"type": "string"},
+            }
+            for n, where, d, req in params
+        ],
+        "responses": responses,
+    }
+
+
+_DELIVERY = (("delivery_id", "path", "delivery id from the delivery list", True),)
+_ENDPOINT_STATE = "the key's endpoint: url, enabled, disabled reason, failure streak"
+OPENAPI: dict[str, dict[str, Any]] = {
+    "/api/webhooks/deliveries": {
+        "get": _op(
+            "Deliveries of a job, each with every attempt (status code, latency, error; "
+            "never response bodies)",
+            "{audio_file_id, deliveries: [...]}",
+            params=(("audio_file_id", "query", "the job", True),),
+            errors=("400 audio_file_id missing or malformed", "404 no such job for this key"),
+        )
+    },
+    "/api/webhooks/deliveries/{delivery_id}": {
+        "get": _op(
+            "One delivery with its attempts",
+            "the delivery",
+            params=_DELIVERY,
+            errors=("404 no such delivery for this key",),
+        )
+    },
+    "/api/webhooks/deliveries/{delivery_id}/resend": {
+        "post": _op(
+            "Send a delivery again now (same webhook-id, same body, a fresh retry schedule)",
+            "queued",
+            status="202",
+            params=_DELIVERY,
+            errors=("404 no such delivery for this key", "409 the endpoint is disabled"),
+        )
+    },
+    "/api/webhooks/recover": {
+        "post": _op(
+            "Resend every failed or cancelled delivery created since a time",
+            "{recovered: n}",
+            status="202",
+            params=(
+                ("since", "query", "ISO 8601 (also as form or JSON field)", True),
+                ("until", "query", "ISO 8601, optional", False),
+            ),
+            errors=("400 since missing or not ISO 8601, or until before since",),
+        )
+    },
+    "/api/webhooks/test": {
+        "post": _op(
+            "Send a signed webhook.test event to the key's endpoint or to url; waits up to "
+            "wait seconds (default 20) for the answer",
+            "the test delivery with its first attempt (202 when not attempted yet)",
+            params=(
+                ("url", "query", "target; default the key's webhook URL", False),
+                ("wait", "query", "seconds to wait for the answer, 0..30", False),
+            ),
+            errors=("400 url refused by the SSRF policy, or bad wait", "409 no webhook URL"),
+        )
+    },
+    "/api/webhooks/endpoint": {
+        "get": _op("The key's default webhook endpoint and its health", _ENDPOINT_STATE),
+        "put": _op(
+            "Set the key's default webhook URL (enabled; a whsec_ secret generated if none)",
+            _ENDPOINT_STATE,
+            params=(("url", "query", "http(s) URL (also as form or JSON field)", True),),
+            errors=("400 url missing or refused", "409 bootstrap key: set WEBHOOK_URL"),
+        ),
+    },
+    "/api/webhooks/endpoint/enable": {
+        "post": _op(
+            "Re-enable the endpoint after 410 Gone or auto-disable (failure streak reset)",
+            _ENDPOINT_STATE,
+            errors=("409 the key has no webhook URL",),
+        )
+    },
+    "/api/webhooks/endpoint/rotate-secret": {
+        "post": _op(
+            "New whsec_ secret; deliveries carry signatures by both until finish-rotation",
+            "endpoint state plus webhook_secret (shown once)",
+            errors=("409 bootstrap key: set WEBHOOK_SECRET",),
+        )
+    },
+    "/api/webhooks/endpoint/finish-rotation": {
+        "post": _op(
+            "Stop signing with the previous secret",
+            _ENDPOINT_STATE,
+            errors=("409 bootstrap key: set WEBHOOK_SECRET",),
+        )
+    },
+}
+
+
 def register(app: web.Application) -> None:
     app.router.add_get("/api/webhooks/deliveries", list_deliveries)
     app.router.add_get("/api/webhooks/deliveries/{delivery_id}", get_delivery)

@@ -374,3 +374,30 @@ async def test_a_hanging_receiver_does_not_hold_up_other_endpoints(
         finally:
             slow.gate.set()  # also lets the receiver shut down promptly if this failed
         await slow.wait_any(6, timeout=10)
+
+
+async def test_finished_deliveries_are_purged_after_retention(npool: asyncpg.Pool) -> None:
+    from libs.safehttp import SafeHttpClient
+    from services.notifier.worker import Deliverer
+
+    key = await make_key(npool, webhook_url=None)
+    job = await make_job(npool, key)
+    insert = """
+    INSERT INTO media_pipeline.webhook_deliveries
+        (event_id, event_type, audio_file_id, api_key_id, endpoint_url, payload, status,
+         updated_at)
+    VALUES (gen_random_uuid(), 'transcription.completed', $1, $2, $3, '{}'::bytea, $4,
+            now() - make_interval(days => $5))
+    """
+    cases = [
+        ("succeeded", 31, "gone"),
+        ("failed", 31, "gone"),
+        ("failed", 29, "kept"),
+        ("pending", 40, "kept"),
+    ]
+    for i, (status, age, _) in enumerate(cases):
+        await npool.execute(insert, job.id, key.id, f"https://h.example/{i}", status, age)
+    async with SafeHttpClient() as http:
+        await Deliverer(npool, http, policy=DeliveryPolicy(retention_days=30)).purge(batch=1)
+    left = {r["endpoint_url"] for r in await delivery_rows(npool, job)}
+    assert left == {f"https://h.example/{i}" for i, c in enumerate(cases) if c[2] == "kept"}
