@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 
 import structlog
@@ -12,6 +13,7 @@ from libs.blobstore import S3BlobStore
 from libs.contracts import streams
 from libs.observability import serve_metrics
 from libs.outbox import OutboxRelay
+from libs.outbox.relay import PublishFailed
 from libs.settings import Settings
 from services.transcriber.engines import Engine, Engines
 from services.transcriber.worker import Transcriber
@@ -111,4 +113,14 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
             concurrency=slots,
             skips=settings.transcriber_scope if scope is None else (),
         )
-        await asyncio.gather(consumer.run(stop), relay.run(stop))
+        # The relay outlives the consumer's drain, so jobs finished during a graceful shutdown
+        # are announced by this process rather than left for another relay.
+        relay_stop = asyncio.Event()
+        relay_task = asyncio.create_task(relay.run(relay_stop))
+        try:
+            await consumer.run(stop)
+        finally:
+            relay_stop.set()
+            await relay_task
+            with contextlib.suppress(*db.CONNECTION_ERRORS, PublishFailed):
+                await relay.run_until_idle()
