@@ -9,6 +9,7 @@ import structlog
 
 from libs import bus, db
 from libs.contracts import streams
+from libs.observability import serve_metrics
 from libs.safehttp import SafeHttpClient, parse_allowlist
 from libs.settings import Settings
 from services.notifier.policy import DEFAULT_POLICY, DeliveryPolicy
@@ -25,6 +26,10 @@ async def run(
         stack.push_async_callback(pool.close)
         nc = await bus.connect(settings.nats_servers, name="notifier")
         stack.push_async_callback(nc.drain)
+        if settings.metrics_port:  # a standalone notifier has no API to serve /metrics
+            await stack.enter_async_context(
+                serve_metrics(settings.metrics_host, settings.metrics_port)
+            )
         http = await stack.enter_async_context(
             SafeHttpClient(parse_allowlist(settings.ssrf_allowlist))
         )

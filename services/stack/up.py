@@ -143,12 +143,14 @@ async def run_stack(
             finally:
                 await conn.close()
 
+        # One process: ingest's /metrics shows every service's metrics, so none opens its own.
+        one = replace(settings, metrics_port=0)
         services = [
-            asyncio.create_task(ingest_main.run(settings, stop), name="ingest"),
-            asyncio.create_task(transcriber_main.run(settings, stop), name="transcriber"),
-            asyncio.create_task(notifier_main.run(settings, stop), name="notifier"),
-            # Dead-letter capture plus the ops gauges (served by ingest's /metrics here).
-            asyncio.create_task(deadletters_main.run(settings, stop), name="deadletters"),
+            asyncio.create_task(ingest_main.run(one, stop), name="ingest"),
+            asyncio.create_task(transcriber_main.run(one, stop), name="transcriber"),
+            asyncio.create_task(notifier_main.run(one, stop), name="notifier"),
+            # Dead-letter capture plus the ops gauges.
+            asyncio.create_task(deadletters_main.run(one, stop), name="deadletters"),
         ]
         if on_ready is not None and await _wait_ready(settings, services):
             on_ready(settings)

@@ -18,6 +18,9 @@ from libs import apikeys
 from libs.blobstore import S3BlobStore
 from libs.contracts import encode, streams
 from libs.contracts import subjects as subj
+from services.cli import replay as cli
+from services.cli.deadletters import requeue_many
+from services.deadletters import repository as dl_repo
 from services.ingest import jobs
 from tests.integration.ops.conftest import (
     FIXTURES_WAV,
@@ -25,6 +28,7 @@ from tests.integration.ops.conftest import (
     bootstrap_key_id,
     insert_job,
     new_job,
+    submit,
 )
 from tests.stack_fixtures import API_KEY, RunningStack, WebhookInbox, eventually
 
@@ -151,3 +155,47 @@ async def test_max_deliveries_fails_the_stuck_job_with_an_event(
         assert events == 1
     finally:
         await js.delete_consumer(streams.STREAM_NAME, durable)
+
+
+async def test_requeueing_a_notifier_dead_letter_resends_the_same_webhook(
+    running_stack: RunningStack,
+    samples_url: str,
+    webhook_inbox: WebhookInbox,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+) -> None:
+    """The notifier's side: the original TranscriptReady goes out again with a new
+    Nats-Msg-Id, so the receiver gets the same webhook-id once more."""
+    tenant = f"dln{uuid.uuid4().hex[:8]}"
+    job = await submit(running_stack.base_url, samples_url, tenant)
+    (first,) = await webhook_inbox.wait_for(job, timeout=120)
+    (ready,) = [
+        e
+        for e in await cli.events(running_stack.settings, job)
+        if e.event_type == "transcript.ready"
+    ]
+    # As the capture records it when the notifier's consumer gives up on the event.
+    dl_id = await dl_repo.insert(
+        pool,
+        dl_repo.NewDeadLetter(
+            kind="max_deliveries", stream=streams.STREAM_NAME, consumer=streams.NOTIFIER_DURABLE,
+            stream_seq=ready.seq, deliveries=20, reason=None, subject=ready.subject,
+            event_type="transcript.ready", event_id=ready.json()["event_id"],
+            audio_file_id=uuid.UUID(job), tenant_prefix=tenant, payload=ready.data,
+            advisory={}, occurred_at=None,
+        ),
+    )  # fmt: skip
+    assert dl_id is not None
+    lines = await requeue_many(running_stack.settings, [dl_id], all_open=False)
+    assert lines == [f"{dl_id}: event_republished"]
+    deliveries = await webhook_inbox.wait_for(job, count=2, timeout=60)
+    assert deliveries[1]["headers"]["webhook-id"] == first["headers"]["webhook-id"]
+    # Requeued once: no longer open, so `requeue --all` would leave it alone.
+    assert (
+        await pool.fetchval(
+            "SELECT requeue_count FROM media_pipeline.dead_letters WHERE id = $1", dl_id
+        )
+        == 1
+    )
+    still_open = await pool.fetch(dl_repo.LIST, None, None, True, uuid.UUID(job), 10)
+    assert still_open == []

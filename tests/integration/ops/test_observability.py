@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import replace
 
 import aiohttp
 import asyncpg
@@ -11,8 +13,9 @@ from nats.js import JetStreamContext
 
 from libs.contracts import streams
 from libs.observability import OpsCollector, collect_snapshot, serve_metrics
+from libs.settings import Settings
 from tests.integration.ops.conftest import DeadLetterService
-from tests.stack_fixtures import RunningStack, eventually
+from tests.stack_fixtures import RunningStack, eventually, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +73,29 @@ async def test_standalone_metrics_server(pool: asyncpg.Pool, js: JetStreamContex
             assert "transcribe_stream_last_seq" in await r.text()
         async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
             assert r.status == 200
+
+
+async def test_a_standalone_notifier_serves_its_own_metrics(settings: Settings) -> None:
+    from services.notifier import main as notifier_main
+
+    port = free_port()
+    stop = asyncio.Event()
+    task = asyncio.create_task(notifier_main.run(replace(settings, metrics_port=port), stop))
+    try:
+
+        async def scraped() -> str | None:
+            assert not task.done(), task
+            try:
+                async with (
+                    aiohttp.ClientSession() as s,
+                    s.get(f"http://127.0.0.1:{port}/metrics") as r,
+                ):
+                    return await r.text()
+            except aiohttp.ClientError:
+                return None
+
+        text = await eventually(scraped, timeout=30)
+        assert "transcribe_webhook_seconds" in text
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

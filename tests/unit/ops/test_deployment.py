@@ -195,3 +195,18 @@ def test_grafana_dashboard_uses_only_exported_metrics() -> None:
         assert metric in used, metric
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_every_service_is_scraped_on_its_own_metrics_port(compose: dict[str, Any]) -> None:
+    prometheus = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
+    assert {"ingest", "transcriber", "notifier", "deadletters"} <= jobs
+    for name in ("transcriber", "notifier", "deadletters"):
+        env = _env(compose["services"][name])
+        assert env["METRICS_PORT"] == "9102" and env["METRICS_HOST"] == "0.0.0.0"
+    # One host under systemd: every unit its own port.
+    ports = []
+    for unit in ("transcribe-worker", "transcribe-notifier", "transcribe-deadletters"):
+        env = _unit(f"{unit}.service")["Service"]["Environment"]
+        ports.append(dict(p.split("=") for p in env.split())["METRICS_PORT"])
+    assert len(set(ports)) == 3
