@@ -113,9 +113,15 @@ class Transcriber:
         if job.failure_status == "permanent" and not event.force:
             # The reference worker's --skip-failed: a permanent failure is final until a rerun.
             return "already_failed"
-        if job.failure_status == "transient" and job.cooldown_left > 1.0 and not event.force:
+        if (
+            job.failure_status == "transient"
+            and job.cooldown_left > 1.0
+            and not event.force
+            and not delivery.last_attempt
+        ):
             # Its --cooldown-minutes: a job that just failed is not retried early, whatever
             # brought the event back (a replay, a second pool, a redelivery racing the nak).
+            # Never on the last delivery, which a nak would throw away.
             raise Retry("cooling down", delay=job.cooldown_left)
         engine = self._engines.for_model(event.model)
         try:
