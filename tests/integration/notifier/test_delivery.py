@@ -229,7 +229,7 @@ async def test_restart_in_the_middle_of_a_backoff_still_delivers_on_time(
         notifier.start()
         hits = await r.wait_hits(str(job.id), 2, timeout=backoff + 10)
     gap = hits[1].at - first.at
-    assert backoff - 0.05 <= gap <= backoff + 1.0, gap
+    assert backoff - 0.05 <= gap <= backoff + 1.5, gap  # slack: a restart on a busy CI box
     assert hits[1].headers["webhook-id"] == first.headers["webhook-id"]
 
 
