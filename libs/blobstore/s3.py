@@ -21,6 +21,7 @@ log = structlog.get_logger()
 
 # S3 requires parts of at least 5 MiB (except the last); 8 MiB keeps memory small and bounded.
 PART_SIZE = 8 * 1024 * 1024
+MAX_POOL_CONNECTIONS = 64
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
@@ -54,6 +55,9 @@ class S3BlobStore:
             s3={"addressing_style": "path"},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            # botocore's default of 10 connections would queue the requests of an ingest
+            # process accepting dozens of submissions at once behind each other.
+            max_pool_connections=MAX_POOL_CONNECTIONS,
         )
         async with session.create_client(
             "s3",

@@ -13,7 +13,10 @@ from libs.settings import Settings
 
 
 def run_service(
-    runner: Callable[[Settings, asyncio.Event], Awaitable[None]], settings: Settings
+    runner: Callable[[Settings, asyncio.Event], Awaitable[None]],
+    settings: Settings,
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> int:
     async def main() -> None:
         stop = asyncio.Event()
@@ -22,7 +25,8 @@ def run_service(
             loop.add_signal_handler(sig, stop.set)
         await runner(settings, stop)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as loop_runner:
+        loop_runner.run(main())
     return 0
 
 

@@ -349,3 +349,23 @@ async def test_failed_download_is_422(api: Api, upstream: Upstream, path: str, c
     assert status == 422, body
     assert body["error"].startswith(code)
     assert await api.rows(prefix) == []
+
+
+async def test_oversized_urlencoded_form_is_413(api: Api) -> None:
+    status, body, _ = await api.request(
+        "POST",
+        "/api/media/transcribe",
+        data=io.BytesIO(b"url=" + b"a" * (2 * 1024 * 1024)),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert status == 413, body
+    assert body["error"] == "form_too_large"
+
+
+async def test_overlong_multipart_field_is_400(api: Api) -> None:
+    form = aiohttp.FormData()
+    form.add_field("campaign", "c" * 10_000, content_type="text/plain")
+    form.add_field("file", WAV, filename="a.wav")
+    status, body, _ = await api.submit(form)
+    assert status == 400, body
+    assert body["error"] == "field_too_long"
