@@ -1,22 +1,74 @@
 """Dependency outages: Postgres or S3 down -> 503 + Retry-After (never 500, never a hang) with
 nothing half-written; NATS down -> submissions are unaffected (the outbox decouples them) and
-only /readyz says so. The session's real servers are stopped and restarted (same ports)."""
+only /readyz says so.
+
+Real servers are stopped and restarted (same ports, same data) - servers of this module's own,
+not the session's: services that other tests keep running on the session's servers must not
+see these outages."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from typing import Any
 
+import asyncpg
 import pytest
 
-from tests.integration.ingest.conftest import Api, Upstream, unique_prefix
-from tests.stack_fixtures import eventually
+from libs.settings import S3Settings, Settings
+from services.stack.provision import provision
+from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
+from tests.integration.ingest.conftest import Api, Upstream, serve_api, unique_prefix
+from tests.stack_fixtures import API_KEY, eventually
 
 pytestmark = pytest.mark.integration
 
 # Generous: a 503 must come back well within this, never a hang.
 ANSWER_WITHIN = 45.0
+
+
+@dataclass
+class OwnStack:
+    postgres: PostgresServer
+    nats: NatsServer
+    s3: SeaweedS3Server
+    api: Api
+
+
+@pytest.fixture(scope="module")
+async def own(
+    tmp_path_factory: pytest.TempPathFactory, ingest_settings: Settings, samples_url: str
+) -> AsyncIterator[OwnStack]:
+    from libs.db import demo
+
+    base = tmp_path_factory.mktemp("outages")
+    async with (
+        PostgresServer(base / "pg") as pg,
+        NatsServer(base / "nats") as nats,
+        SeaweedS3Server(base / "s3") as s3,
+    ):
+        settings = replace(
+            ingest_settings.with_infrastructure(),
+            database_url=pg.dsn,
+            nats_url=nats.url,
+            s3=S3Settings(
+                endpoint=s3.endpoint,
+                bucket="outages",
+                access_key=s3.access_key,
+                secret_key=s3.secret_key,
+            ),
+            api_key=API_KEY,
+        )
+        await provision(settings)
+        conn = await asyncpg.connect(pg.dsn)
+        try:
+            await demo.seed(conn, samples_url)
+        finally:
+            await conn.close()
+        async with serve_api(settings) as api:
+            yield OwnStack(pg, nats, s3, api)
 
 
 async def _ready(api: Api) -> bool:
@@ -29,9 +81,8 @@ async def _unavailable(body: Any, headers: dict[str, str], code: str) -> None:
     assert int(headers["Retry-After"]) > 0
 
 
-async def test_postgres_down_answers_503_and_recovers(
-    api: Api, upstream: Upstream, postgres_server: Any
-) -> None:
+async def test_postgres_down_answers_503_and_recovers(own: OwnStack, upstream: Upstream) -> None:
+    api, postgres_server = own.api, own.postgres
     prefix = unique_prefix()
     url = f"{upstream.url}/audio/{uuid.uuid4().hex}.wav"
     await postgres_server.stop()
@@ -60,8 +111,9 @@ async def test_postgres_down_answers_503_and_recovers(
 
 
 async def test_postgres_lost_mid_submission_leaves_no_object(
-    api: Api, upstream: Upstream, postgres_server: Any
+    own: OwnStack, upstream: Upstream
 ) -> None:
+    api, postgres_server = own.api, own.postgres
     prefix = unique_prefix()
     path = f"/gate/{uuid.uuid4().hex}.wav"
     upstream.gate.clear()
@@ -82,9 +134,8 @@ async def test_postgres_lost_mid_submission_leaves_no_object(
     assert await api.rows(prefix) == []
 
 
-async def test_s3_down_answers_503_and_writes_no_row(
-    api: Api, upstream: Upstream, s3_server: Any
-) -> None:
+async def test_s3_down_answers_503_and_writes_no_row(own: OwnStack, upstream: Upstream) -> None:
+    api, s3_server = own.api, own.s3
     prefix = unique_prefix()
     url = f"{upstream.url}/audio/{uuid.uuid4().hex}.wav"
     await s3_server.stop()
@@ -108,9 +159,8 @@ async def test_s3_down_answers_503_and_writes_no_row(
     assert len(await api.objects(prefix)) == 1
 
 
-async def test_nats_down_does_not_fail_submissions(
-    api: Api, upstream: Upstream, nats_server: Any
-) -> None:
+async def test_nats_down_does_not_fail_submissions(own: OwnStack, upstream: Upstream) -> None:
+    api, nats_server = own.api, own.nats
     prefix = unique_prefix()
     await nats_server.stop()
     try:
