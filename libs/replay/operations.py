@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,8 @@ from nats.js import JetStreamContext
 
 from libs.contracts import audio_stored_decoder, encode, new_event_id, subjects, utcnow
 from libs.replay.scan import StoredEvent, scan
+
+PUBLISH_WINDOW = 64
 
 
 @dataclass(slots=True)
@@ -102,11 +105,29 @@ async def replay_audio(
         job = event.json().get("audio_file_id")
         if isinstance(job, str):
             latest[job] = event
-    for event in sorted(latest.values(), key=lambda e: e.seq):
-        msg_id = "(dry run)" if dry_run else await republish(js, event, force=force)
-        result.copies.append((event.seq, msg_id))
-        result.republished += 0 if dry_run else 1
+    await _republish_all(
+        js, sorted(latest.values(), key=lambda e: e.seq), result, force=force, dry_run=dry_run
+    )
     return result
+
+
+async def _republish_all(
+    js: JetStreamContext,
+    events: list[StoredEvent],
+    result: ReplayResult,
+    *,
+    force: bool,
+    dry_run: bool,
+) -> None:
+    # In windows, so a big replay does not wait for one PubAck at a time.
+    for i in range(0, len(events), PUBLISH_WINDOW):
+        window = events[i : i + PUBLISH_WINDOW]
+        if dry_run:
+            ids = ["(dry run)"] * len(window)
+        else:
+            ids = list(await asyncio.gather(*(republish(js, e, force=force) for e in window)))
+            result.republished += len(window)
+        result.copies.extend((e.seq, msg_id) for e, msg_id in zip(window, ids, strict=True))
 
 
 async def resend_webhooks(
@@ -121,6 +142,7 @@ async def resend_webhooks(
     """Re-publish every transcript result of a time range: the same webhook-ids are sent again."""
     result = ReplayResult()
     seen: set[str] = set()
+    chosen: list[StoredEvent] = []
     async for event in scan(
         js, f"{subjects.ROOT}.transcript.*.{_token(tenant)}", start_time=since, until=until
     ):
@@ -131,7 +153,6 @@ async def resend_webhooks(
         if not isinstance(event_id, str) or event_id in seen:
             continue  # an earlier replay's copy of an event already being re-sent
         seen.add(event_id)
-        msg_id = "(dry run)" if dry_run else await republish(js, event)
-        result.copies.append((event.seq, msg_id))
-        result.republished += 0 if dry_run else 1
+        chosen.append(event)
+    await _republish_all(js, chosen, result, force=False, dry_run=dry_run)
     return result
