@@ -62,6 +62,8 @@ async def consumer_views(js: JetStreamContext, stream: str) -> list[ConsumerView
     the JetStream replacement of the reference's claims table."""
     views = []
     for info in await js.consumers_info(stream):
+        if not info.config.durable_name:
+            continue  # ephemeral (a replay's scan, a nats CLI view): not part of the system
         views.append(
             ConsumerView(
                 stream=stream,
@@ -111,6 +113,14 @@ def publish(snap: OpsSnapshot) -> None:
         m.STREAM_LAST_SEQ.labels(stream=stream).set(seq)
     for stream, n in snap.stream_messages.items():
         m.STREAM_MESSAGES.labels(stream=stream).set(n)
+    # Replaced, not updated: a deleted consumer must not keep reporting its last values.
+    for gauge in (
+        m.CONSUMER_PENDING,
+        m.CONSUMER_ACK_PENDING,
+        m.CONSUMER_REDELIVERED,
+        m.CONSUMER_ACK_FLOOR,
+    ):
+        gauge.clear()
     for v in snap.consumers:
         labels = {"stream": v.stream, "consumer": v.consumer}
         m.CONSUMER_PENDING.labels(**labels).set(v.pending)

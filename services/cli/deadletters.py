@@ -18,7 +18,7 @@ import asyncpg
 from libs import bus, db
 from libs.settings import Settings
 from services.cli.common import run_service
-from services.cli.replay import UsageError, parse_time
+from services.cli.replay import UsageError, parse_time, with_embedded_stack
 from services.deadletters import repository as repo
 from services.deadletters.requeue import NotRequeueable, requeue
 
@@ -34,12 +34,14 @@ async def _with_pool(settings: Settings, fn: Callable[[asyncpg.Pool], Awaitable[
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     from services.deadletters.main import run
 
     return run_service(run, settings)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     try:
         since = parse_time(args.since) if args.since else None
     except UsageError as exc:
@@ -57,6 +59,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
+
     async def go(pool: asyncpg.Pool) -> dict[str, Any] | None:
         row = await pool.fetchrow(repo.GET, args.id, None)
         return None if row is None else repo.to_json(row)
@@ -92,6 +96,7 @@ async def requeue_many(settings: Settings, ids: list[int], *, all_open: bool) ->
 
 
 def cmd_requeue(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     if not args.ids and not args.all:
         print("give dead-letter ids or --all", file=sys.stderr)
         return 2

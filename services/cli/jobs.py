@@ -19,7 +19,7 @@ import asyncpg
 
 from libs import db
 from libs.settings import Settings
-from services.cli.replay import UsageError, parse_time
+from services.cli.replay import UsageError, parse_time, with_embedded_stack
 from services.ingest import jobs
 
 # Failed jobs: a transcription_failures row (transient: waiting out a cooldown; permanent:
@@ -84,6 +84,7 @@ async def requeue_failed(
 
 
 def cmd_requeue_failed(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     try:
         since = parse_time(args.since) if args.since else None
     except UsageError as exc:

@@ -56,6 +56,26 @@ def parse_time(raw: str, *, now: datetime | None = None) -> datetime:
     return value
 
 
+def with_embedded_stack(settings: Settings) -> Settings:
+    """Point an unset NATS_URL / DATABASE_URL at the stack `transcribe up` runs from the same
+    TRANSCRIBE_HOME (its servers record their ports there), so operator commands work beside
+    the embedded stack without copying URLs around. Configured values always win."""
+    import json as _json
+
+    def port(server: str, role: str) -> int | None:
+        try:
+            value = _json.loads((settings.home / server / "ports.json").read_text())[role]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return value if isinstance(value, int) else None
+
+    nats_port, pg_port = port("nats", "client"), port("postgres", "postgres")
+    return settings.with_infrastructure(
+        nats_url=f"nats://127.0.0.1:{nats_port}" if nats_port else None,
+        database_url=f"postgresql://postgres@127.0.0.1:{pg_port}/transcribe" if pg_port else None,
+    )
+
+
 async def with_js(settings: Settings, fn: Callable[[JetStreamContext], Awaitable[T]]) -> T:
     nc = await bus.connect(settings.nats_servers, name="replay", connect_deadline=10.0)
     try:
@@ -159,6 +179,7 @@ def _print(value: Any) -> None:
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     try:
         found = asyncio.run(events(settings, args.audio_file_id))
     except UsageError as exc:
@@ -170,6 +191,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     try:
         msg_id = asyncio.run(rerun_job(settings, args.audio_file_id, force=args.force))
     except UsageError as exc:
@@ -180,6 +202,7 @@ def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audio(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     try:
         since = parse_time(args.since) if args.since else None
     except UsageError as exc:
@@ -206,6 +229,7 @@ def cmd_audio(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     try:
         since = parse_time(args.since)
         until = parse_time(args.until) if args.until else None
@@ -230,6 +254,7 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_consumers(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     rows = asyncio.run(consumers(settings))
     if args.json:
         _print(rows)

@@ -73,3 +73,18 @@ def test_advisories() -> None:
         b'"consumer":"transcriber","stream_seq":42,"deliveries":10,"extra":1}'
     )
     assert (adv.stream_seq, adv.deliveries, adv.consumer) == (42, 10, "transcriber")
+
+
+def test_gauges_drop_consumers_that_are_gone() -> None:
+    from prometheus_client import REGISTRY
+
+    from libs.observability.collector import ConsumerView, OpsSnapshot, publish
+
+    def view(name: str) -> ConsumerView:
+        return ConsumerView("S", name, 1, 0, 0, 0, 0, 0)
+
+    publish(OpsSnapshot(consumers=[view("gone-soon"), view("stays")]))
+    labels = {"stream": "S", "consumer": "gone-soon"}
+    assert REGISTRY.get_sample_value("transcribe_consumer_pending", labels) == 1
+    publish(OpsSnapshot(consumers=[view("stays")]))
+    assert REGISTRY.get_sample_value("transcribe_consumer_pending", labels) is None
