@@ -254,7 +254,9 @@ class PullConsumer:
     ) -> list[Msg]:
         try:
             return list(await sub.fetch(n, timeout=timeout or self._fetch_timeout))
-        except NatsTimeoutError:
+        except (NatsTimeoutError, TimeoutError):
+            # nats-py also raises the builtin TimeoutError when the pull's deadline runs out
+            # (busy loop): an empty fetch, not an outage worth a warning and a 1 s sleep.
             return []
         except (NatsError, OSError) as exc:
             # NATS down or reconnecting: the client reconnects by itself; do not spin.

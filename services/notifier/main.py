@@ -45,8 +45,6 @@ async def run(
             # no latency at light load against one message per fetch, and double burst
             # throughput (~110 vs ~50 webhooks/s).
             concurrency=32,
-            # Short, so a stop is noticed quickly; an idle pull costs one tiny request.
-            fetch_timeout=0.5,
             name="notifier",
         )
         deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout, policy=policy)

@@ -24,8 +24,10 @@ class DeliveryPolicy:
     # that hangs until the timeout delays only its own deliveries.
     concurrency: int = 32
     per_endpoint: int = 4
-    # How long a claimed delivery stays invisible to other notifiers: longer than any POST.
-    lease_seconds: float = 120.0
+    # How long a claimed delivery stays invisible to other notifiers: longer than any POST
+    # (15 s) plus recording it. Also how late an attempt whose outcome could not be recorded
+    # (Postgres gone mid-attempt, a crash) is retried.
+    lease_seconds: float = 60.0
     # Auto-disable of a key's default endpoint: every attempt to it failed for this long AND at
     # least this many attempts in a row failed (so one lonely event a week cannot disable it).
     disable_after_seconds: float = 5 * 86400.0

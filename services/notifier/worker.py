@@ -31,6 +31,11 @@ from services.notifier.policy import DEFAULT_POLICY, RETRY_SCHEDULE, DeliveryPol
 log = structlog.get_logger()
 
 CHANNEL = "media_pipeline_webhooks"
+# asyncpg reports some connections dying mid-operation as InternalClientError.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    asyncpg.exceptions.InternalClientError,
+)
 PURGE_EVERY = 3600.0
 MAX_ATTEMPTS = DEFAULT_POLICY.max_attempts
 __all__ = ["MAX_ATTEMPTS", "RETRY_SCHEDULE", "Deliverer", "Scheduler", "next_delay"]
@@ -222,7 +227,7 @@ class Deliverer:
                 timeout = await self._dispatch()
                 if loop.time() - last_purge > PURGE_EVERY:
                     last_purge = loop.time()
-                    with contextlib.suppress(*CONNECTION_ERRORS):
+                    with contextlib.suppress(*DB_ERRORS):
                         if n := await self.purge():
                             log.info("webhook_deliveries_purged", count=n)
                 await self._sleep(stop, timeout)
@@ -249,7 +254,7 @@ class Deliverer:
                 return 0.0
             busy = [u for u, n in self._per_endpoint.items() if n >= self._per_endpoint_limit]
             wait = await self._pool.fetchval(repo.NEXT_DUE, busy)
-        except CONNECTION_ERRORS as exc:
+        except DB_ERRORS as exc:
             log.warning("notifier_db_unavailable", error=str(exc))
             return 1.0
         if wait is None:
@@ -300,7 +305,7 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         if ids:
-            with contextlib.suppress(*CONNECTION_ERRORS):
+            with contextlib.suppress(*DB_ERRORS):
                 await self._pool.execute(repo.RELEASE_LEASES, ids)
 
     async def _listen(self, stop: asyncio.Event) -> None:
@@ -319,9 +324,9 @@ class Deliverer:
                                 await asyncio.wait_for(stop.wait(), timeout=5.0)
                             await conn.execute("SELECT 1")
                     finally:
-                        with contextlib.suppress(*CONNECTION_ERRORS):
+                        with contextlib.suppress(*DB_ERRORS):
                             await conn.remove_listener(CHANNEL, on_notify)
-            except CONNECTION_ERRORS as exc:
+            except DB_ERRORS as exc:
                 log.info("notifier_listen_reconnect", error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -329,9 +334,11 @@ class Deliverer:
     async def _attempt_logged(self, due: repo.Due) -> None:
         try:
             await self._attempt(due)
-        except CONNECTION_ERRORS as exc:
+        except DB_ERRORS as exc:
             # The row stays leased and comes back when the lease ends: at-least-once.
             log.warning("webhook_outcome_not_recorded", delivery_id=due.id, error=str(exc))
+        except Exception:
+            log.exception("webhook_attempt_crashed", delivery_id=due.id)
 
     async def _attempt(self, due: repo.Due) -> None:
         attempt_no = due.attempts + 1

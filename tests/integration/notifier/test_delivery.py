@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import asyncpg
 import pytest
@@ -401,3 +402,27 @@ async def test_finished_deliveries_are_purged_after_retention(npool: asyncpg.Poo
         await Deliverer(npool, http, policy=DeliveryPolicy(retention_days=30)).purge(batch=1)
     left = {r["endpoint_url"] for r in await delivery_rows(npool, job)}
     assert left == {f"https://h.example/{i}" for i, c in enumerate(cases) if c[2] == "kept"}
+
+
+async def test_a_postgres_outage_delays_webhooks_but_loses_none(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, postgres_server: Any
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        pending = await make_job(npool, key, callback_url=r.url)
+        fresh = await make_job(npool, key, callback_url=r.url)
+        r.script = [(500, {})]  # `pending` is mid-backoff when Postgres goes away
+        # A lease of 5 s: an attempt whose outcome Postgres could not take is retried then.
+        policy = DeliveryPolicy(schedule=(1.0,), jitter=0.0, lease_seconds=5.0)
+        notifier.configure(r.hostport, policy=policy).start()
+        await publish(js, ready_event(pending))
+        await r.wait_hits(str(pending.id), 1)
+        await postgres_server.stop()
+        try:
+            # Arrives while Postgres is down: it waits in the stream (nak, redelivered).
+            await publish(js, ready_event(fresh))
+        finally:
+            await postgres_server.start()
+        await r.wait_hits(str(pending.id), 2, timeout=30)
+        await r.wait_hits(str(fresh.id), 1, timeout=30)
+    assert r.accepted() and all(h.verified for h in r.hits)
