@@ -36,8 +36,8 @@ def _tenant() -> str:
 async def _stream_view(
     js: JetStreamContext, subject: str, since: datetime, stream: str = streams.STREAM_NAME
 ) -> list[tuple[int, str, bytes]]:
-    """`nats stream view <stream> --subject <subject> --since <age> --raw`: an ephemeral
-    consumer from a start time, read to the end of the stream."""
+    """`nats sub <subject> --stream <stream> --since <age> --raw --terminate-at-end`: an
+    ephemeral consumer from a start time, read to the end of the stream."""
     info = await js.stream_info(stream)
     last = info.state.last_seq
     name = f"view{uuid.uuid4().hex[:10]}"
@@ -81,7 +81,7 @@ async def test_recipe_list_the_events_of_one_job(
     started = datetime.now(UTC) - timedelta(seconds=5)
     job = await submit(running_stack.base_url, samples_url, tenant)
     await webhook_inbox.wait_for(job, timeout=120)
-    # nats stream view TRANSCRIBE --subject 'transcribe.*.*.<tenant>' --since 1h --raw | grep ...
+    # nats sub 'transcribe.*.*.<tenant>' --stream TRANSCRIBE --since 24h --raw -T | grep ...
     found = _grep(await _stream_view(js, f"transcribe.*.*.{tenant}", started), job)
     types = [json.loads(data)["type"] for _, _, data in found]
     assert types == ["audio.stored", "transcript.ready"]
@@ -103,7 +103,7 @@ async def test_recipe_rerun_one_job_needs_a_new_msg_id(
         "SELECT updated_at FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
         uuid.UUID(job),
     )
-    # EV=$(nats stream view ... --raw | grep '"audio_file_id":"<id>"' | head -1)
+    # EV=$(nats sub ... --stream TRANSCRIBE --since 24h --raw -T | grep '"audio_file_id":"<id>"')
     ((_, subject, raw),) = _grep(
         await _stream_view(js, f"transcribe.audio.stored.{tenant}", started), job
     )
@@ -249,9 +249,11 @@ async def test_recipe_inspect_dead_letters(
     await insert_job(pool, job, publish=True)
 
     async def advisories() -> list[dict[str, object]]:
-        # nats stream view TRANSCRIBE_DEADLETTERS --since 1h --raw
+        # nats sub '$JS.EVENT.ADVISORY.CONSUMER.*.TRANSCRIBE.*' --stream TRANSCRIBE_DEADLETTERS ...
         found = []
-        for _, _, raw in await _stream_view(js, ">", since, streams.DEADLETTER_STREAM_NAME):
+        for _, _, raw in await _stream_view(
+            js, "$JS.EVENT.ADVISORY.CONSUMER.*.TRANSCRIBE.*", since, streams.DEADLETTER_STREAM_NAME
+        ):
             adv = json.loads(raw)
             # nats stream get TRANSCRIBE <stream_seq>
             original = await js.get_msg(streams.STREAM_NAME, adv["stream_seq"])
