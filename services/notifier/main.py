@@ -34,8 +34,11 @@ async def run(
             SafeHttpClient(parse_allowlist(settings.ssrf_allowlist))
         )
         js = nc.jetstream()
+        deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout, policy=policy)
+        scheduler = Scheduler(
+            pool, public_base_url=settings.public_base_url, on_scheduled=deliverer.wake
+        )
         spec = streams.notifier_consumer()
-        scheduler = Scheduler(pool, public_base_url=settings.public_base_url)
         consumer = bus.PullConsumer(
             js,
             stream=streams.STREAM_NAME,
@@ -47,6 +50,5 @@ async def run(
             concurrency=32,
             name="notifier",
         )
-        deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout, policy=policy)
         log.info("notifier_started")
         await asyncio.gather(consumer.run(stop), deliverer.run(stop))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -53,8 +54,11 @@ class Scheduler:
         *,
         public_base_url: str,
         transcript_cap: int = payload.TRANSCRIPT_CAP,
+        on_scheduled: Callable[[], None] | None = None,
     ) -> None:
         self._pool = pool
+        # An in-process deliverer is woken directly; NOTIFY wakes the others (and this one).
+        self._on_scheduled = on_scheduled
         self._base = public_base_url.rstrip("/")
         self._cap = transcript_cap
 
@@ -103,17 +107,22 @@ class Scheduler:
         else:
             body = payload.failed_body(event, job)
             event_type = payload.FAILED
-        async with self._pool.acquire() as conn, conn.transaction():
-            for url, live in endpoints.items():
-                await conn.execute(
-                    repo.SCHEDULE if live else repo.SCHEDULE_SUPPRESSED,
-                    event_id,
-                    event_type,
-                    job_id,
-                    job["api_key_id"],
-                    url,
-                    body,
-                )
+        rows = [
+            (
+                repo.SCHEDULE if live else repo.SCHEDULE_SUPPRESSED,
+                (event_id, event_type, job_id, job["api_key_id"], url, body),
+            )
+            for url, live in endpoints.items()
+        ]
+        if len(rows) == 1:
+            # One statement commits on its own: no BEGIN/COMMIT round trips on the hot path.
+            await self._pool.execute(rows[0][0], *rows[0][1])
+        else:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for sql, args in rows:
+                    await conn.execute(sql, *args)
+        if self._on_scheduled is not None:
+            self._on_scheduled()
         return sum(endpoints.values())
 
 
@@ -191,6 +200,10 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], repo.Due] = {}
         self.delivered = 0
+
+    def wake(self) -> None:
+        """Look for due deliveries now (a row was just written in this process)."""
+        self._wake.set()
 
     async def deliver_due(self) -> int:
         """Claim one batch of due deliveries and attempt them all (tests and burst runs)."""
