@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
+from libs import db
+from libs.settings import Settings
 from services.notifier.policy import DeliveryPolicy
+from services.stack.provision import migrate_database
+from services.stack.servers import PostgresServer
 from tests.integration.notifier.harness import (
     FAST,
     Notifier,
@@ -405,24 +410,39 @@ async def test_finished_deliveries_are_purged_after_retention(npool: asyncpg.Poo
 
 
 async def test_a_postgres_outage_delays_webhooks_but_loses_none(
-    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, postgres_server: Any
+    js: JetStreamContext, notifier_settings: Settings, tmp_path: Path
 ) -> None:
-    key = await make_key(npool, webhook_url=None)
+    # A Postgres of its own: stopping the session's would break services other tests run.
+    async with PostgresServer(tmp_path / "pg") as pg:
+        await migrate_database(pg.dsn)
+        pool = await db.create_pool(pg.dsn)
+        notifier = Notifier(replace(notifier_settings, database_url=pg.dsn))
+        try:
+            await _outage(pg, pool, js, notifier)
+        finally:
+            await notifier.stop()
+            await pool.close()
+
+
+async def _outage(
+    pg: PostgresServer, pool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    key = await make_key(pool, webhook_url=None)
     async with receiver(key.secret) as r:
-        pending = await make_job(npool, key, callback_url=r.url)
-        fresh = await make_job(npool, key, callback_url=r.url)
+        pending = await make_job(pool, key, callback_url=r.url)
+        fresh = await make_job(pool, key, callback_url=r.url)
         r.script = [(500, {})]  # `pending` is mid-backoff when Postgres goes away
         # A lease of 5 s: an attempt whose outcome Postgres could not take is retried then.
         policy = DeliveryPolicy(schedule=(1.0,), jitter=0.0, lease_seconds=5.0)
         notifier.configure(r.hostport, policy=policy).start()
         await publish(js, ready_event(pending))
         await r.wait_hits(str(pending.id), 1)
-        await postgres_server.stop()
+        await pg.stop()
         try:
             # Arrives while Postgres is down: it waits in the stream (nak, redelivered).
             await publish(js, ready_event(fresh))
         finally:
-            await postgres_server.start()
+            await pg.start()
         await r.wait_hits(str(pending.id), 2, timeout=30)
         await r.wait_hits(str(fresh.id), 1, timeout=30)
     assert r.accepted() and all(h.verified for h in r.hits)
