@@ -32,7 +32,7 @@ async def test_stop_lets_in_flight_jobs_finish_and_fetches_no_more(
     scope = f"stop-{uuid.uuid4().hex[:8]}"
     async with (
         NatsServer(tmp_path / "nats") as own_nats,
-        FakeOpenAIServer(latency=1.5, fixed_text="finished") as fake,
+        FakeOpenAIServer(latency=3.0, fixed_text="finished") as fake,
     ):
         nc = await nats.connect(own_nats.url)
         js = nc.jetstream()

@@ -141,10 +141,10 @@ async def test_rate_limit_waits_the_servers_retry_after_and_keeps_the_cooldown(
 ) -> None:
     async with harness.transcriber(settings, pool, fake) as (worker, store):
         job = await harness.make_job(pool, store, SPEECH)
-        fake.fail_next(Fault.rate_limited(retry_after=7))
+        fake.fail_next(Fault.rate_limited(retry_after=30))
         with pytest.raises(Retry) as raised:
             await worker.handle(harness.delivery(job.event))
-        assert raised.value.delay == 7
+        assert raised.value.delay == 30
         state = await harness.job_state(pool, job.id)
         assert (state["status"], state["failure"], state["error_code"]) == (
             "queued",
@@ -154,7 +154,8 @@ async def test_rate_limit_waits_the_servers_retry_after_and_keeps_the_cooldown(
         # Back early (a replay, another pool): not retried before the cooldown ends.
         with pytest.raises(Retry, match="cooling down") as early:
             await worker.handle(harness.delivery(job.event, attempt=2))
-        assert early.value.delay is not None and 5 < early.value.delay <= 7
+        # Generous bounds: a loaded CI machine may take seconds between the two calls.
+        assert early.value.delay is not None and 10 < early.value.delay <= 30
         assert len(fake.requests) == 1
         # A force replay does not wait.
         await worker.handle(harness.delivery(msgspec.structs.replace(job.event, force=True)))
