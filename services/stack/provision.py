@@ -45,9 +45,17 @@ async def ensure_bus(settings: Settings, *, replicas: int = 1) -> None:
     try:
         js = nc.jetstream()
         await ensure_stream(js, streams.stream_spec(settings.stream_max_age_days, replicas))
-        await ensure_consumer(js, streams.STREAM_NAME, streams.transcriber_consumer())
+        await ensure_consumer(
+            js,
+            streams.STREAM_NAME,
+            streams.transcriber_consumer(ack_wait=settings.transcriber_ack_wait),
+        )
         for scope in settings.transcriber_scope:
-            await ensure_consumer(js, streams.STREAM_NAME, streams.transcriber_consumer(scope))
+            await ensure_consumer(
+                js,
+                streams.STREAM_NAME,
+                streams.transcriber_consumer(scope, ack_wait=settings.transcriber_ack_wait),
+            )
         await ensure_consumer(js, streams.STREAM_NAME, streams.notifier_consumer())
         # Dead letters: the advisory stream must exist before the first advisory is published.
         await ensure_stream(
