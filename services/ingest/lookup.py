@@ -38,6 +38,18 @@ LEFT JOIN public.campaign_map cm ON cm.campaign_id::text = r.campaign_id::text
 WHERE r.location LIKE ('%' || $1 || '%') ESCAPE '\\'
 LIMIT 2
 """
+# A `url` submission that is exactly a recording's location takes its data from the database,
+# as the reference's "url: exact public.recordings.location" promises. $1 is the URL.
+BY_URL = """
+SELECT r.id::text AS recording_id, r.location AS url, c.phone AS phone,
+       cm.campaign_name AS campaign_name, r.campaign_id::text AS campaign_id,
+       r.started AS started, r.stopped AS stopped
+FROM public.recordings r
+LEFT JOIN public.contacts c ON c.id = r.contact_id
+LEFT JOIN public.campaign_map cm ON cm.campaign_id::text = r.campaign_id::text
+WHERE r.location = $1
+LIMIT 2
+"""
 # Resolving a campaign name when the client gave only campaign_id.
 CAMPAIGN_NAME = "SELECT campaign_name FROM public.campaign_map WHERE campaign_id::text = $1"
 
@@ -73,6 +85,8 @@ class LookupQueries:
     # None: no location fallback (a custom file may leave it out).
     by_location: str | None = BY_LOCATION
     campaign_name: str = CAMPAIGN_NAME
+    # None: URL submissions are never matched to recordings.
+    by_url: str | None = BY_URL
 
     @classmethod
     def parse(cls, text: str, *, source: str = "lookup SQL") -> LookupQueries:
@@ -105,6 +119,7 @@ class LookupQueries:
             by_id=queries["by_id"],
             by_location=queries.get("by_location"),
             campaign_name=queries.get("campaign_name", CAMPAIGN_NAME),
+            by_url=queries.get("by_url"),
         )
 
     async def validate(self, conn: asyncpg.Connection, *, source: str) -> None:
@@ -113,6 +128,8 @@ class LookupQueries:
         checks: list[tuple[str, str, frozenset[str]]] = [("by_id", self.by_id, RECORD_COLUMNS)]
         if self.by_location is not None:
             checks.append(("by_location", self.by_location, RECORD_COLUMNS))
+        if self.by_url is not None:
+            checks.append(("by_url", self.by_url, RECORD_COLUMNS))
         checks.append(("campaign_name", self.campaign_name, frozenset()))
         for name, sql, required in checks:
             try:
@@ -134,7 +151,7 @@ class LookupQueries:
                 )
 
 
-QUERY_NAMES = ("by_id", "by_location", "campaign_name")
+QUERY_NAMES = ("by_id", "by_location", "campaign_name", "by_url")
 # What a recording query must return; phone, campaign_name, campaign_id, started and stopped are
 # read when present.
 RECORD_COLUMNS = frozenset({"recording_id", "url"})
@@ -197,6 +214,20 @@ async def find_recording(
             f"recording_id {rid!r} matches several recordings; use the exact id"
         )
     return _as_recording(rows[0])
+
+
+async def find_by_url(
+    conn: asyncpg.Connection | asyncpg.Pool, url: str, queries: LookupQueries
+) -> Recording | None:
+    """The recording whose location is exactly `url`; None when none (or several) match, so the
+    submission proceeds as a plain URL with the form's fallbacks."""
+    if queries.by_url is None:
+        return None
+    try:
+        rows = await conn.fetch(queries.by_url, url)
+    except asyncpg.exceptions.UndefinedTableError:
+        return None
+    return _as_recording(rows[0]) if len(rows) == 1 else None
 
 
 async def campaign_name(

@@ -35,6 +35,7 @@ from services.ingest.lookup import (
     LookupQueries,
     RecordingNotFound,
     campaign_name,
+    find_by_url,
     find_recording,
 )
 from services.ingest.phone import to_e164
@@ -170,6 +171,16 @@ async def submit(
             source_table = "public.recordings"
         elif source == "url":
             url = form.get("url")
+            assert url is not None
+            known = await find_by_url(ctx.pool, url, ctx.queries)
+            if known is not None:
+                recording_id = known.recording_id
+                phone_raw = known.phone or phone_raw
+                campaign = known.campaign_name or campaign
+                campaign_id = known.campaign_id or campaign_id
+                started, stopped = known.started, known.stopped
+                source_row_id = known.source_row_id
+                source_table = "public.recordings"
         if campaign is None and campaign_id is not None:
             campaign = await campaign_name(ctx.pool, campaign_id, ctx.queries)
 

@@ -130,3 +130,17 @@ async def test_events_on_the_stream_are_plain_json(
         assert {"audio.stored", "transcript.ready"} <= seen_types
     finally:
         await nc.close()
+
+
+async def test_url_equal_to_a_recording_location_takes_the_recordings_data(
+    running_stack: RunningStack, samples_url: str
+) -> None:
+    """Reference: `url` is the exact `public.recordings.location`; the DB stays the source of truth."""
+    location = f"{samples_url}/calls/2026/rec-7f3a/hello_campaign.wav"
+    accepted = await _submit(
+        running_stack, {"url": location, "campaign": "ignored", "phone": "+15550000000"}
+    )
+    audio_file_id = accepted["audio_file_id"]
+    assert accepted["b2_key"] == f"winback/audio/14155550132/{audio_file_id}.wav"
+    status = await _status(running_stack, audio_file_id)
+    assert status["metadata"]["recording_id"] == "rec-7f3a"  # type: ignore[index]
