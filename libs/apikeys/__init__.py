@@ -43,6 +43,15 @@ VALUES ($1, 'bootstrap', $2, $3, $4, true, $5, $6)
 ON CONFLICT (key_hash) DO UPDATE SET
     tenant_prefix = EXCLUDED.tenant_prefix, is_bootstrap = true, revoked_at = NULL,
     webhook_url = EXCLUDED.webhook_url,
+    -- A new WEBHOOK_URL is a new endpoint: whatever disabled the old one does not carry over.
+    webhook_disabled_at = CASE WHEN media_pipeline.api_keys.webhook_url IS DISTINCT FROM EXCLUDED.webhook_url
+        THEN NULL ELSE media_pipeline.api_keys.webhook_disabled_at END,
+    webhook_disabled_reason = CASE WHEN media_pipeline.api_keys.webhook_url IS DISTINCT FROM EXCLUDED.webhook_url
+        THEN NULL ELSE media_pipeline.api_keys.webhook_disabled_reason END,
+    webhook_failing_since = CASE WHEN media_pipeline.api_keys.webhook_url IS DISTINCT FROM EXCLUDED.webhook_url
+        THEN NULL ELSE media_pipeline.api_keys.webhook_failing_since END,
+    webhook_consecutive_failures = CASE WHEN media_pipeline.api_keys.webhook_url IS DISTINCT FROM EXCLUDED.webhook_url
+        THEN 0 ELSE media_pipeline.api_keys.webhook_consecutive_failures END,
     webhook_secret_previous = CASE
         WHEN media_pipeline.api_keys.webhook_secret IS DISTINCT FROM EXCLUDED.webhook_secret
         THEN media_pipeline.api_keys.webhook_secret

@@ -1,0 +1,85 @@
+"""The bootstrap key follows the environment: API_KEY, WEBHOOK_URL and WEBHOOK_SECRET."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from libs import apikeys
+from services.stack.provision import migrate_database
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def conn(postgres_server: Any) -> AsyncIterator[asyncpg.Connection]:
+    # A database of its own: bootstrap upserts retire every other bootstrap key.
+    name = f"keys_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    await migrate_database(dsn)
+    c = await asyncpg.connect(dsn)
+    yield c
+    await c.close()
+
+
+async def test_a_new_webhook_url_clears_the_old_endpoints_disabled_state(
+    conn: asyncpg.Connection,
+) -> None:
+    key_id = await apikeys.ensure_bootstrap(
+        conn, "raw-key", tenant_prefix="", webhook_url="https://a.example/hook", webhook_secret=None
+    )
+    await conn.execute(
+        "UPDATE media_pipeline.api_keys SET webhook_disabled_at = now(), webhook_disabled_reason = '410 Gone',"
+        " webhook_consecutive_failures = 12 WHERE id = $1",
+        uuid.UUID(key_id),
+    )
+    # Same URL on restart: still disabled (its owner must re-enable it deliberately).
+    await apikeys.ensure_bootstrap(
+        conn, "raw-key", tenant_prefix="", webhook_url="https://a.example/hook", webhook_secret=None
+    )
+    key = await apikeys.get(conn, key_id)
+    assert key is not None and key.webhook_disabled_at is not None
+
+    # A new URL is a new endpoint.
+    await apikeys.ensure_bootstrap(
+        conn, "raw-key", tenant_prefix="", webhook_url="https://b.example/hook", webhook_secret=None
+    )
+    key = await apikeys.get(conn, key_id)
+    assert (
+        key is not None
+        and key.webhook_disabled_at is None
+        and key.webhook_url == "https://b.example/hook"
+    )
+    failures = await conn.fetchval(
+        "SELECT webhook_consecutive_failures FROM media_pipeline.api_keys WHERE id = $1",
+        uuid.UUID(key_id),
+    )
+    assert failures == 0
+
+
+async def test_a_changed_api_key_retires_the_old_one(conn: asyncpg.Connection) -> None:
+    await apikeys.ensure_bootstrap(
+        conn, "old-key", tenant_prefix="", webhook_url=None, webhook_secret=None
+    )
+    await apikeys.ensure_bootstrap(
+        conn, "new-key", tenant_prefix="", webhook_url=None, webhook_secret=None
+    )
+    assert await apikeys.authenticate(conn, "old-key") is None
+    new = await apikeys.authenticate(conn, "new-key")
+    assert new is not None and new.is_bootstrap
+    # Only the hash is stored.
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM media_pipeline.api_keys WHERE key_hash = 'new-key'"
+        )
+        == 0
+    )
