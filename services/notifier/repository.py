@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 
 JOB_FOR_EVENT = """
 SELECT a.id, a.api_key_id, a.campaign_name, a.phone, a.callback_url, a.b2_object_key,
@@ -135,6 +136,25 @@ class Due:
     @property
     def is_key_endpoint(self) -> bool:
         return self.api_key_id is not None and self.endpoint_url == self.key_webhook_url
+
+    @property
+    def trace_id(self) -> str | None:
+        """The request's trace id, carried in the body, so delivery logs join the job's trail."""
+        try:
+            return _trace_decoder.decode(self.payload).data.trace_id
+        except msgspec.DecodeError:
+            return None
+
+
+class _TraceData(msgspec.Struct):
+    trace_id: str | None = None
+
+
+class _TraceEnvelope(msgspec.Struct):
+    data: _TraceData = msgspec.field(default_factory=_TraceData)
+
+
+_trace_decoder = msgspec.json.Decoder(_TraceEnvelope)
 
 
 async def claim_due(

@@ -357,6 +357,7 @@ class Deliverer:
         attempt_no = due.attempts + 1
         with structlog.contextvars.bound_contextvars(
             webhook_id=due.event_id,
+            trace_id=due.trace_id,
             delivery_id=due.id,
             audio_file_id=str(due.audio_file_id),
             attempt=attempt_no,

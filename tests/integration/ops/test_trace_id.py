@@ -130,3 +130,4 @@ async def test_one_trace_id_through_every_service(
     assert "http_request" in traced  # ingest
     assert "transcription_handled" in traced  # transcriber
     assert "webhooks_scheduled" in traced  # notifier
+    assert "webhook_delivered" in traced  # notifier, delivery loop
