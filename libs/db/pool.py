@@ -21,6 +21,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
+    # What asyncpg raises when a connection dies in the middle of an operation
+    # ("cannot switch to state ...; another operation is in progress").
+    asyncpg.exceptions.InternalClientError,
     TimeoutError,
 )
 # Everything that means "Postgres is not there", translated or not.

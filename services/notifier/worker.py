@@ -23,6 +23,7 @@ import structlog
 from libs.bus import Delivery, Reject, Retry
 from libs.contracts import TranscriptionFailed, TranscriptReady, transcript_result_decoder
 from libs.db import CONNECTION_ERRORS
+from libs.db.listen import Wakeup, sleep_until
 from libs.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from libs.safehttp import BlockedUrl, SafeHttpClient, UpstreamError
 from services.notifier import payload, signing
@@ -32,11 +33,7 @@ from services.notifier.policy import DEFAULT_POLICY, RETRY_SCHEDULE, DeliveryPol
 log = structlog.get_logger()
 
 CHANNEL = "media_pipeline_webhooks"
-# asyncpg reports some connections dying mid-operation as InternalClientError.
-DB_ERRORS: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS,
-    asyncpg.exceptions.InternalClientError,
-)
+DB_ERRORS = CONNECTION_ERRORS
 PURGE_EVERY = 3600.0
 MAX_ATTEMPTS = DEFAULT_POLICY.max_attempts
 __all__ = ["MAX_ATTEMPTS", "RETRY_SCHEDULE", "Deliverer", "Scheduler", "next_delay"]
@@ -197,13 +194,13 @@ class Deliverer:
         self._poll_interval = poll_interval
         self._policy = policy
         self._shutdown_grace = shutdown_grace
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(pool, CHANNEL)
         self._inflight: dict[asyncio.Task[None], repo.Due] = {}
         self.delivered = 0
 
     def wake(self) -> None:
         """Look for due deliveries now (a row was just written in this process)."""
-        self._wake.set()
+        self._wakeup.event.set()
 
     async def deliver_due(self) -> int:
         """Claim one batch of due deliveries and attempt them all (tests and burst runs)."""
@@ -231,23 +228,21 @@ class Deliverer:
                 return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener = asyncio.create_task(self._listen(stop))
         loop = asyncio.get_running_loop()
         last_purge = float("-inf")  # purge once at start, then hourly
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                timeout = await self._dispatch()
-                if loop.time() - last_purge > PURGE_EVERY:
-                    last_purge = loop.time()
-                    with contextlib.suppress(*DB_ERRORS):
-                        if n := await self.purge():
-                            log.info("webhook_deliveries_purged", count=n)
-                await self._sleep(stop, timeout)
+            async with self._wakeup.listening(stop):
+                while not stop.is_set():
+                    self._wakeup.event.clear()
+                    timeout = await self._dispatch()
+                    if loop.time() - last_purge > PURGE_EVERY:
+                        last_purge = loop.time()
+                        with contextlib.suppress(*DB_ERRORS):
+                            if n := await self.purge():
+                                log.info("webhook_deliveries_purged", count=n)
+                    if timeout > 0:
+                        await sleep_until(stop, timeout, self._wakeup.event)
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
             await self._drain()
 
     async def _dispatch(self) -> float:
@@ -296,17 +291,7 @@ class Deliverer:
                 self._per_endpoint[due.endpoint_url] = left
             else:
                 self._per_endpoint.pop(due.endpoint_url, None)
-        self._wake.set()
-
-    async def _sleep(self, stop: asyncio.Event, timeout: float) -> None:
-        if timeout <= 0:
-            return
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-        finally:
-            for w in waiters:
-                w.cancel()
+        self._wakeup.event.set()
 
     async def _drain(self) -> None:
         """Let in-flight POSTs finish briefly; hand back the leases of those that do not."""
@@ -320,29 +305,6 @@ class Deliverer:
         if ids:
             with contextlib.suppress(*DB_ERRORS):
                 await self._pool.execute(repo.RELEASE_LEASES, ids)
-
-    async def _listen(self, stop: asyncio.Event) -> None:
-        def on_notify(*_: object) -> None:
-            self._wake.set()
-
-        while not stop.is_set():
-            try:
-                async with self._pool.acquire() as conn:
-                    await conn.add_listener(CHANNEL, on_notify)
-                    # Rows may have arrived while deaf.
-                    self._wake.set()
-                    try:
-                        while not stop.is_set() and not conn.is_closed():
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(stop.wait(), timeout=5.0)
-                            await conn.execute("SELECT 1")
-                    finally:
-                        with contextlib.suppress(*DB_ERRORS):
-                            await conn.remove_listener(CHANNEL, on_notify)
-            except DB_ERRORS as exc:
-                log.info("notifier_listen_reconnect", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
 
     async def _attempt_logged(self, due: repo.Due) -> None:
         try:
