@@ -127,5 +127,7 @@ async def test_jobs_of_a_killed_worker_complete_exactly_once_elsewhere(
     for job in jobs:
         state = await harness.job_state(pool, job.id)
         assert (state["text"], state["ready_events"]) == ("exactly once", 1)
-    # Each job was sent twice: once by the killed worker, once by its successor.
-    assert len(fake.requests) == 2 * JOBS
+    # Each job was sent at least twice: once by the killed worker, once by its successor. More is
+    # allowed: with a 2 s AckWait a heartbeat delayed on a loaded machine means one redelivery;
+    # the effects above stay exactly once whatever the number of engine calls.
+    assert len(fake.requests) >= 2 * JOBS
