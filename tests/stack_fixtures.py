@@ -43,6 +43,18 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def create_database(postgres_server: Any, prefix: str) -> str:
+    """A new, empty database on the session's Postgres; returns its DSN. Tests that need a
+    database of their own (no other relay or worker sees their rows) start from here."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return str(postgres_server.dsn).rsplit("/", 1)[0] + "/" + name
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -124,13 +136,7 @@ async def webhook_inbox() -> AsyncIterator[WebhookInbox]:
 @pytest.fixture(scope="session")
 async def database_url(postgres_server: Any, samples_url: str) -> str:
     """A fresh database for this test session, with the demo source tables seeded."""
-    name = f"gw_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(postgres_server.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(postgres_server, "gw")
     conn = await asyncpg.connect(dsn)
     try:
         await demo.seed(conn, samples_url)

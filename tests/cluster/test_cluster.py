@@ -22,7 +22,7 @@ from libs.contracts import streams
 from libs.settings import Settings
 from services.stack.provision import provision
 from tests.cluster.launcher import NatsCluster
-from tests.stack_fixtures import API_KEY, WebhookInbox, eventually, free_port
+from tests.stack_fixtures import API_KEY, WebhookInbox, create_database, eventually, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +44,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
 async def cluster_settings(
     cluster: NatsCluster, settings: Settings, postgres_server: Any
 ) -> Settings:
-    name = f"gw_cluster_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres_server.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    dsn = await create_database(postgres_server, "gw_cluster")
     s = replace(
         settings,
-        database_url=postgres_server.dsn.rsplit("/", 1)[0] + "/" + name,
+        database_url=dsn,
         nats_url=cluster.url,
         stream_replicas=3,
         ingest_port=free_port(),

@@ -11,6 +11,7 @@ import pytest
 
 from libs import apikeys
 from services.stack.provision import migrate_database
+from tests.stack_fixtures import create_database
 
 pytestmark = pytest.mark.integration
 
@@ -18,13 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def conn(postgres_server: Any) -> AsyncIterator[asyncpg.Connection]:
     # A database of its own: bootstrap upserts retire every other bootstrap key.
-    name = f"keys_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(postgres_server.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(postgres_server, "keys")
     await migrate_database(dsn)
     c = await asyncpg.connect(dsn)
     yield c

@@ -21,7 +21,7 @@ from libs import apikeys
 from libs.settings import Settings
 from services.ingest.app import create_app
 from services.stack import demo as demo_servers
-from tests.stack_fixtures import API_KEY, FIXTURES
+from tests.stack_fixtures import API_KEY, FIXTURES, create_database
 
 WAV = (FIXTURES / "hello_campaign.wav").read_bytes()
 OPUS = (FIXTURES / "hello_campaign.opus").read_bytes()
@@ -110,13 +110,7 @@ async def ingest_settings(
     from libs.db import demo
     from services.stack.provision import ensure_bootstrap_key, migrate_database
 
-    name = f"ingest_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(postgres_server.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(postgres_server, "ingest")
     host = upstream.url.split("://", 1)[1]
     ours = replace(
         settings,

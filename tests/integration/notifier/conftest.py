@@ -3,7 +3,6 @@ never meet the session stack's notifier (which runs the default, hours-long sche
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -17,6 +16,7 @@ from libs.settings import Settings
 from services.stack.provision import ensure_bus, migrate_database
 from services.stack.servers import NatsServer
 from tests.integration.notifier.harness import Notifier
+from tests.stack_fixtures import create_database
 
 
 @pytest.fixture(scope="session")
@@ -27,13 +27,7 @@ async def notifier_nats(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 
 @pytest.fixture(scope="session")
 async def notifier_settings(postgres_server: Any, notifier_nats: NatsServer) -> Settings:
-    name = f"nt_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(postgres_server.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(postgres_server, "nt")
     await migrate_database(dsn)
     s = replace(
         Settings.from_env({}),

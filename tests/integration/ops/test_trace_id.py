@@ -22,7 +22,14 @@ import asyncpg
 import pytest
 
 from services.stack.servers import NatsServer
-from tests.stack_fixtures import API_KEY, WEBHOOK_SECRET, WebhookInbox, eventually, free_port
+from tests.stack_fixtures import (
+    API_KEY,
+    WEBHOOK_SECRET,
+    WebhookInbox,
+    create_database,
+    eventually,
+    free_port,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +41,7 @@ async def test_one_trace_id_through_every_service(
     samples_url: str,
     webhook_inbox: WebhookInbox,
 ) -> None:
-    name = f"gw_trace_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres_server.dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = await create_database(postgres_server, "gw_trace")
     port = free_port()
     allow = ",".join(
         u.split("://", 1)[1].split("/", 1)[0] for u in (samples_url, webhook_inbox.url)
