@@ -4,7 +4,9 @@ idempotency, replays with and without force, every failure class and what it lea
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -13,12 +15,24 @@ import pytest
 from libs.bus import Pause, Reject, Retry
 from libs.contracts import audio_stored_decoder
 from libs.settings import Settings
+from services.stack.provision import ensure_bootstrap_key, migrate_database
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from tests.integration.transcriber import harness
+from tests.stack_fixtures import create_database
 
 pytestmark = pytest.mark.integration
 
 SPEECH = (Path(__file__).parents[2] / "fixtures" / "hello_campaign.wav").read_bytes()
+
+
+@pytest.fixture(scope="module")
+async def settings(settings: Settings, postgres_server: Any) -> Settings:
+    """A database of its own: the handler re-publishes jobs through the outbox, and the session's
+    running stack must not pick them up and change their state under the assertions."""
+    ours = replace(settings, database_url=await create_database(postgres_server, "tx"))
+    await migrate_database(ours.require_database_url())
+    await ensure_bootstrap_key(ours)
+    return ours
 
 
 @pytest.fixture
