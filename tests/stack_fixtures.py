@@ -7,15 +7,20 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import nats
 import pytest
 from aiohttp import web
+from nats.js import JetStreamContext
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from libs.bus import ensure_consumer, ensure_stream
+from libs.contracts.streams import ConsumerSpec, StreamSpec
 from libs.db import demo
 from libs.settings import S3Settings, Settings
 from services.stack import demo as demo_servers
@@ -53,6 +58,37 @@ async def create_database(postgres_server: Any, prefix: str) -> str:
     finally:
         await admin.close()
     return str(postgres_server.dsn).rsplit("/", 1)[0] + "/" + name
+
+
+@asynccontextmanager
+async def scratch_stream(
+    nats_url: str, *, ack_wait: float, max_deliver: int = 3
+) -> AsyncIterator[tuple[JetStreamContext, str, str, str]]:
+    """A throwaway stream + durable pull consumer of its own: (js, stream, subject, durable)."""
+    tag = uuid.uuid4().hex[:8]
+    stream, subject, durable = f"T_{tag}", f"test.{tag}", f"worker_{tag}"
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(
+        js, StreamSpec(name=stream, subjects=(f"{subject}.>",), max_age_seconds=3600)
+    )
+    await ensure_consumer(
+        js,
+        stream,
+        ConsumerSpec(
+            durable=durable,
+            filter_subjects=(f"{subject}.>",),
+            ack_wait_seconds=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=100,
+            description="test",
+        ),
+    )
+    try:
+        yield js, stream, subject, durable
+    finally:
+        await js.delete_stream(stream)
+        await nc.close()
 
 
 def free_port() -> int:

@@ -4,45 +4,22 @@ outage does not burn deliveries; a requeued pause acks its message."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats
 import pytest
 from nats.js import JetStreamContext
 
-from libs.bus import Delivery, Pause, PullConsumer, ensure_consumer, ensure_stream
-from libs.contracts.streams import ConsumerSpec, StreamSpec
-from tests.stack_fixtures import eventually
+from libs.bus import Delivery, Pause, PullConsumer
+from tests.stack_fixtures import eventually, scratch_stream
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def js_stream(nats_server: Any) -> AsyncIterator[tuple[JetStreamContext, str, str, str]]:
-    tag = uuid.uuid4().hex[:8]
-    stream, subject, durable = f"P_{tag}", f"pause.{tag}", f"pauser_{tag}"
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await ensure_stream(
-        js, StreamSpec(name=stream, subjects=(f"{subject}.>",), max_age_seconds=600)
-    )
-    await ensure_consumer(
-        js,
-        stream,
-        ConsumerSpec(
-            durable=durable,
-            filter_subjects=(f"{subject}.>",),
-            ack_wait_seconds=5.0,
-            max_deliver=3,
-            max_ack_pending=100,
-            description="test",
-        ),
-    )
-    yield js, stream, subject, durable
-    await js.delete_stream(stream)
-    await nc.close()
+    async with scratch_stream(nats_server.url, ack_wait=5.0) as scratch:
+        yield scratch
 
 
 async def test_nothing_is_fetched_until_the_probe_passes(
