@@ -16,12 +16,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    import uvloop
-
     from services.ingest.main import run
 
-    # libuv's loop: ~25% more submissions/s than asyncio's own at 32 concurrent (bench/ingest_bench.py).
-    return run_service(run, settings, loop_factory=uvloop.new_event_loop)
+    return run_service(run, settings)
 
 
 def cmd_transcriber(args: argparse.Namespace, settings: Settings) -> int:

@@ -219,5 +219,9 @@ def main(settings: Settings) -> int:
 
         await run_stack(settings, stop, on_ready=ready)
 
-    asyncio.run(runner())
+    import uvloop
+
+    # The same loop as the separately run services (see services.cli.common.run_service).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
+        loop_runner.run(runner())
     return 0
