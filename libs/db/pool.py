@@ -40,10 +40,13 @@ async def _no_reset_query(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, reset_session: bool = True
+    dsn: str, *, min_size: int = 1, max_size: int = 10, reset_session: bool = False
 ) -> asyncpg.Pool:
-    """`reset_session=False` skips asyncpg's reset query (RESET ALL, UNLISTEN *, ...) on every
-    release, a round trip per pooled query, for callers that never change session state."""
+    """A pool whose connections skip asyncpg's reset query (RESET ALL, UNLISTEN *, ...) on
+    release: a round trip per pooled query, and three per transcription. Nothing here changes
+    session state on a pooled connection (migrations take their own), and asyncpg still rolls
+    back an open transaction and drops listeners on release. `reset_session=True` restores it.
+    """
     try:
         pool = await asyncpg.create_pool(
             dsn,

@@ -130,9 +130,7 @@ def create_app(
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app[POOL] = pool or await db.create_pool(
-                settings.require_database_url(), reset_session=False
-            )
+            app[POOL] = pool or await db.create_pool(settings.require_database_url())
             if pool is None:
                 stack.push_async_callback(app[POOL].close)
             if store is None:

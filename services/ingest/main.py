@@ -19,9 +19,7 @@ log = structlog.get_logger()
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    # Ingest never changes session state (no SET, advisory locks or cursors; the relay's LISTEN
-    # is removed before release), so the reset round trip after every query is pure cost.
-    pool = await db.create_pool(settings.require_database_url(), max_size=20, reset_session=False)
+    pool = await db.create_pool(settings.require_database_url(), max_size=20)
     nc = await bus.connect(settings.nats_servers, name="ingest")
     try:
         async with S3BlobStore.open(settings.require_s3()) as store:
