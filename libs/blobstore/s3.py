@@ -1,4 +1,8 @@
-"""S3-compatible object storage (Backblaze B2, AWS, MinIO, SeaweedFS) through aiobotocore."""
+"""S3-compatible object storage (Backblaze B2, AWS, MinIO, SeaweedFS).
+
+Whole-object PUTs and GETs, the per-job requests, go through `DataPlane` (aiohttp, signed by
+botocore); everything else through aiobotocore.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import structlog
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from libs.blobstore.dataplane import DataPlane
 from libs.blobstore.store import BlobNotFound, BlobStoreUnavailable, StoredObject
 from libs.settings import S3Settings
 
@@ -38,8 +43,9 @@ def _translate(exc: Exception, what: str) -> Exception:
 
 
 class S3BlobStore:
-    def __init__(self, client: Any, settings: S3Settings) -> None:
+    def __init__(self, client: Any, data: DataPlane, settings: S3Settings) -> None:
         self._client = client
+        self._data = data
         self._settings = settings
         self.bucket = settings.bucket
 
@@ -59,15 +65,18 @@ class S3BlobStore:
             # process accepting dozens of submissions at once behind each other.
             max_pool_connections=MAX_POOL_CONNECTIONS,
         )
-        async with session.create_client(
-            "s3",
-            endpoint_url=settings.endpoint,
-            region_name=settings.region,
-            aws_access_key_id=settings.access_key,
-            aws_secret_access_key=settings.secret_key,
-            config=config,
-        ) as client:
-            yield cls(client, settings)
+        async with (
+            session.create_client(
+                "s3",
+                endpoint_url=settings.endpoint,
+                region_name=settings.region,
+                aws_access_key_id=settings.access_key,
+                aws_secret_access_key=settings.secret_key,
+                config=config,
+            ) as client,
+            DataPlane.open(settings, connections=MAX_POOL_CONNECTIONS) as data,
+        ):
+            yield cls(client, data, settings)
 
     async def ensure_bucket(self) -> None:
         try:
@@ -94,12 +103,7 @@ class S3BlobStore:
             raise _translate(exc, f"bucket {self.bucket}") from exc
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
-        try:
-            await self._client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
-            )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise _translate(exc, f"put {key}") from exc
+        await self._data.put(key, data, content_type)
         return StoredObject(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
     async def put_stream(
@@ -126,9 +130,7 @@ class S3BlobStore:
                     parts.append(await self._upload_part(key, upload_id, len(parts) + 1, part))
             if upload_id is None:
                 # Small object: one PUT, no multipart bookkeeping.
-                await self._client.put_object(
-                    Bucket=self.bucket, Key=key, Body=bytes(buffer), ContentType=content_type
-                )
+                await self._data.put(key, bytes(buffer), content_type)
             else:
                 if buffer:
                     parts.append(
@@ -166,26 +168,18 @@ class S3BlobStore:
             log.warning("multipart_abort_failed", key=key, error=str(exc))
 
     async def download_to(self, key: str, path: Path) -> int:
-        size = 0
-        try:
-            resp = await self._client.get_object(Bucket=self.bucket, Key=key)
-            async with resp["Body"] as body:
-                with path.open("wb") as fh:
-                    while chunk := await body.read(1024 * 1024):
-                        fh.write(chunk)
-                        size += len(chunk)
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise _translate(exc, f"get {key}") from exc
-        return size
+        with path.open("wb") as fh:
+
+            def restart() -> None:
+                fh.seek(0)
+                fh.truncate()
+
+            return await self._data.get(key, fh.write, restart)
 
     async def get_bytes(self, key: str) -> bytes:
-        try:
-            resp = await self._client.get_object(Bucket=self.bucket, Key=key)
-            async with resp["Body"] as body:
-                data: bytes = await body.read()
-                return data
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise _translate(exc, f"get {key}") from exc
+        buffer = bytearray()
+        await self._data.get(key, buffer.extend, buffer.clear)
+        return bytes(buffer)
 
     async def delete(self, key: str) -> None:
         try:
