@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import msgspec
 import openai
 import structlog
@@ -316,11 +317,13 @@ def build_client(
     """
     if not api_key and base_url:
         api_key = PLACEHOLDER_API_KEY
+    limits = openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT))
     return AsyncOpenAI(
         api_key=api_key or None,
         base_url=base_url or None,
-        timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+        timeout=limits,
         max_retries=0,
+        http_client=openai.DefaultAioHttpClient(timeout=limits),
     )
 
 
@@ -342,10 +345,13 @@ _MEDIA_MARKERS = (
 
 def classify_openai_error(exc: openai.OpenAIError) -> EngineError:
     """Map an SDK exception to what the consumer should do: nak, term, or pause."""
-    if isinstance(exc, openai.APITimeoutError):
+    transport_error = _transport_error(exc)
+    if isinstance(exc, openai.APITimeoutError) and (
+        transport_error is None or isinstance(transport_error, TimeoutError)
+    ):
         return TransientEngineError("OpenAI request timed out", code="timeout")
     if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
+        cause = transport_error or exc.__cause__ or exc.__context__
         reason = f": {cause!r}" if cause is not None else ""
         return TransientEngineError(
             f"connection to {exc.request.url} failed{reason}", code="connection_error"
@@ -357,6 +363,23 @@ def classify_openai_error(exc: openai.OpenAIError) -> EngineError:
     return TransientEngineError(
         f"unexpected OpenAI SDK error {type(exc).__name__}: {exc}", code="openai_error"
     )
+
+
+def _transport_error(exc: BaseException) -> BaseException | None:
+    """The aiohttp/OS error at the bottom of the SDK's exception chain, if any.
+
+    The aiohttp transport reports every aiohttp connection error, a peer hanging up included,
+    as a connect *timeout*; the original error tells what really happened.
+    """
+    found: BaseException | None = None
+    seen: set[int] = set()
+    current = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, aiohttp.ClientError | OSError):
+            found = current
+        current = current.__cause__ or current.__context__
+    return found
 
 
 def _classify_status(exc: openai.APIStatusError) -> EngineError:
