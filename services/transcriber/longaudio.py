@@ -143,7 +143,7 @@ class LongAudio:
             async with slots:
                 if errors:
                     return  # the attempt is lost anyway; leave the rest for the retry
-                path = audio.with_name(f"chunk-{plan.index}.{CHUNK_EXTENSION}")
+                path = audio.with_name(f"{audio.stem}-chunk-{plan.index}.{CHUNK_EXTENSION}")
                 try:
                     await asyncio.to_thread(
                         encode_window, audio, path, start=plan.start, samples=plan.samples
