@@ -1,9 +1,9 @@
-"""Object PUTs and GETs over aiohttp, signed by botocore's own SigV4 signer.
+"""Object PUTs and GETs over aiohttp, signed with SigV4.
 
 These are the requests made per job (one PUT per submission in ingest; one GET and four PUTs
-per transcription). Through aiobotocore each costs ~1.4 ms of client CPU in event hooks,
-endpoint rulesets, user-agent rebuilding and response parsing; here ~0.4 ms, signing included,
-and 2.5x the PUTs/s at 16 concurrent (bench/s3_bench.py, bench/results/s3_requests.json). Buckets, multipart uploads, HEAD and DELETE stay on aiobotocore, where
+per transcription). Through aiobotocore each costs ~1.3 ms of client CPU in event hooks,
+endpoint rulesets, user-agent rebuilding and response parsing; here ~0.3 ms, signing included,
+and 2.6x the PUTs/s at 16 concurrent (bench/s3_bench.py, bench/results/s3_requests.json). Buckets, multipart uploads, HEAD and DELETE stay on aiobotocore, where
 per-request cost does not matter.
 
 Retries follow botocore's "standard" mode in spirit: connection errors, timeouts, 5xx and
@@ -13,6 +13,7 @@ throttling are retried (3 attempts, jittered exponential backoff), everything el
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import random
 import re
@@ -22,11 +23,9 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from yarl import URL
 
+from libs.blobstore.sigv4 import EMPTY_SHA256, SigV4Signer
 from libs.blobstore.store import BlobNotFound, BlobStoreUnavailable
 from libs.settings import S3Settings
 
@@ -59,9 +58,7 @@ class DataPlane:
     def __init__(self, session: aiohttp.ClientSession, settings: S3Settings) -> None:
         self._session = session
         self._prefix = f"{settings.endpoint.rstrip('/')}/{quote(settings.bucket, safe='')}/"
-        self._signer = S3SigV4Auth(
-            Credentials(settings.access_key, settings.secret_key), "s3", settings.region
-        )
+        self._signer = SigV4Signer(settings.access_key, settings.secret_key, settings.region)
 
     @classmethod
     @asynccontextmanager
@@ -111,9 +108,12 @@ class DataPlane:
     ) -> None:
         what = f"{method.lower()} {key}"
         url = self.url_for(key)
+        payload_sha256 = EMPTY_SHA256 if data is None else hashlib.sha256(data).hexdigest()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                await self._attempt(method, url, what, on_success, data, headers or {})
+                await self._attempt(
+                    method, url, what, on_success, data, headers or {}, payload_sha256
+                )
                 return
             except _Retryable as exc:
                 if attempt == MAX_ATTEMPTS:
@@ -131,17 +131,17 @@ class DataPlane:
         on_success: Callable[[aiohttp.ClientResponse], Any],
         data: bytes | None,
         headers: dict[str, str],
+        payload_sha256: str,
     ) -> None:
         # Signed per attempt: the signature covers the request time.
-        request = AWSRequest(method=method, url=url, data=data, headers=headers)
-        self._signer.add_auth(request)
+        signed = self._signer.sign(method, url, headers, payload_sha256)
         try:
             async with self._session.request(
                 method,
                 # Already percent-encoded exactly as signed: yarl must not re-encode it.
                 URL(url, encoded=True),
                 data=io.BytesIO(data) if data is not None and len(data) > ONE_WRITE_BODY else data,
-                headers=dict(request.headers.items()),
+                headers=signed,
             ) as resp:
                 if resp.status < 300:
                     await on_success(resp)
