@@ -13,7 +13,6 @@ throttling are retried (3 attempts, jittered exponential backoff), everything el
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import random
 import re
@@ -76,11 +75,16 @@ class DataPlane:
     def url_for(self, key: str) -> str:
         return self._prefix + quote(key, safe="/~")
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
+    async def put(self, key: str, data: bytes, content_type: str, sha256: str) -> None:
+        """PUT `data`, whose hex SHA-256 the caller has already computed (the signature
+        covers it, and the store verifies the body against it)."""
+
         async def send(resp: aiohttp.ClientResponse) -> None:
             await resp.read()
 
-        await self._request("PUT", key, send, data=data, headers={"Content-Type": content_type})
+        await self._request(
+            "PUT", key, send, data=data, headers={"Content-Type": content_type}, sha256=sha256
+        )
 
     async def get(self, key: str, sink: Callable[[bytes], Any], restart: Callable[[], Any]) -> int:
         """Stream the object into `sink`; `restart` is called before a retried attempt."""
@@ -105,15 +109,13 @@ class DataPlane:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
         restart: Callable[[], Any] | None = None,
+        sha256: str = EMPTY_SHA256,
     ) -> None:
         what = f"{method.lower()} {key}"
         url = self.url_for(key)
-        payload_sha256 = EMPTY_SHA256 if data is None else hashlib.sha256(data).hexdigest()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                await self._attempt(
-                    method, url, what, on_success, data, headers or {}, payload_sha256
-                )
+                await self._attempt(method, url, what, on_success, data, headers or {}, sha256)
                 return
             except _Retryable as exc:
                 if attempt == MAX_ATTEMPTS:

@@ -103,8 +103,9 @@ class S3BlobStore:
             raise _translate(exc, f"bucket {self.bucket}") from exc
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
-        await self._data.put(key, data, content_type)
-        return StoredObject(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        sha256 = hashlib.sha256(data).hexdigest()
+        await self._data.put(key, data, content_type, sha256)
+        return StoredObject(key=key, size=len(data), sha256=sha256)
 
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], content_type: str
@@ -129,8 +130,9 @@ class S3BlobStore:
                     del buffer[:PART_SIZE]
                     parts.append(await self._upload_part(key, upload_id, len(parts) + 1, part))
             if upload_id is None:
-                # Small object: one PUT, no multipart bookkeeping.
-                await self._data.put(key, bytes(buffer), content_type)
+                # Small object: one PUT, no multipart bookkeeping; the running digest is
+                # already the whole body's.
+                await self._data.put(key, bytes(buffer), content_type, digest.hexdigest())
             else:
                 if buffer:
                     parts.append(
