@@ -70,7 +70,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             async with S3BlobStore.open(settings) as store:
                 await store.ensure_bucket()
-                client = store._client  # noqa: SLF001 - the aiobotocore side, for comparison
+                client = store._client
                 for r in range(args.rounds):
 
                     async def boto_put(i: int, r: int = r) -> None:

@@ -8,6 +8,8 @@ and the fake OpenAI server (its own process, `--latency`), with jobs created as 
 them (row + audio in S3 + AudioStored on the stream). A job counts as done when its
 transcriptions row exists AND its TranscriptReady outbox row is published.
 Results: bench/results/transcriber_throughput.json, bench/results/transcriber_long_rss.json.
+BENCH_WORKER_LOG=<file> (with BENCH_WORKER_LOG_LEVEL=info) keeps the worker's JSON log, whose
+transcription_handled / openai_transcribed lines give per-job latencies.
 """
 
 from __future__ import annotations
@@ -83,11 +85,13 @@ async def start_worker(settings: Settings, base_url: str, key: str, concurrency:
         "OPENAI_BASE_URL": base_url,
         "TRANSCRIBE_ENGINE": "openai",
         "TRANSCRIBER_CONCURRENCY": str(concurrency),
-        "LOG_LEVEL": "warning",
+        "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "warning"),
     }
+    log_path = os.environ.get("BENCH_WORKER_LOG")
+    out: Any = open(log_path, "ab") if log_path else asyncio.subprocess.DEVNULL  # noqa: SIM115, ASYNC230
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from services.cli import main; main()", "transcriber",
-        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        env=env, cwd=ROOT, stdout=out, stderr=out,
     )  # fmt: skip
 
 
