@@ -1,4 +1,4 @@
 from libs.outbox.relay import OutboxRelay, PublishFailed, lag
-from libs.outbox.writer import enqueue
+from libs.outbox.writer import enqueue, event_row
 
-__all__ = ["OutboxRelay", "PublishFailed", "enqueue", "lag"]
+__all__ = ["OutboxRelay", "PublishFailed", "enqueue", "event_row", "lag"]

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from libs import outbox
-from libs.contracts import AudioStored, encode, new_event_id, subjects, utcnow
+from libs.contracts import AudioStored, new_event_id, subjects, utcnow
 from services.ingest import claims
 
 # The job row and the AudioStored event (the row outbox.enqueue writes), written by one statement together with
@@ -142,9 +142,6 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
     object already stored, this commit is what makes a submission a job. Raises ClaimLost if the
     sweep took the claims (nothing is written then), UniqueViolationError on a duplicate."""
     event = audio_stored_event(job)
-    headers = {"Nats-Msg-Id": event.event_id}
-    if event.trace_id:
-        headers["Trace-Id"] = event.trace_id
     inserted = await conn.fetchval(
         INSERT_JOB_WITH_EVENT,
         job.id,
@@ -172,10 +169,7 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
         job.language,
         job.timestamps,
         job.trace_id,
-        event.event_id,
-        subjects.audio_stored(job.tenant_prefix),
-        encode(event),
-        headers,
+        *outbox.event_row(event, subjects.audio_stored(job.tenant_prefix)),
     )
     if not inserted:
         raise claims.ClaimLost(f"claim of {job.id} expired before the job was recorded")

@@ -37,29 +37,45 @@ UPDATE media_pipeline.audio_files
 SET status = 'processing', attempts = attempts + 1, updated_at = now()
 WHERE id = $1 AND (status <> 'completed' OR $2)
 """
-# Guarded so that two racing workers (or a redelivery) complete a job, and announce it, once.
-MARK_COMPLETED = """
-UPDATE media_pipeline.audio_files
-SET status = 'completed', last_error = NULL, updated_at = now()
-WHERE id = $1 AND (status <> 'completed' OR $2)
+# The whole completion in ONE statement (one transaction, one round trip): guarded so that two
+# racing workers (or a redelivery) complete a job, and announce it, once; everything after the
+# guard hangs off its RETURNING, so nothing is written when another worker got there first.
+COMPLETE_WITH_EVENT = """
+WITH done AS (
+    UPDATE media_pipeline.audio_files
+    SET status = 'completed', last_error = NULL, updated_at = now()
+    WHERE id = $1 AND (status <> 'completed' OR $2)
+    RETURNING id
+), transcription AS (
+    INSERT INTO media_pipeline.transcriptions (
+        audio_file_id, status, model, engine, language, duration_seconds, text, word_count,
+        b2_transcript_json_key, b2_transcript_txt_key, b2_transcript_srt_key,
+        b2_transcript_vtt_key, metadata, raw_response)
+    SELECT id, 'completed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM done
+    ON CONFLICT (audio_file_id) DO UPDATE SET
+        status = 'completed', model = EXCLUDED.model, engine = EXCLUDED.engine,
+        language = EXCLUDED.language, duration_seconds = EXCLUDED.duration_seconds,
+        text = EXCLUDED.text, word_count = EXCLUDED.word_count,
+        b2_transcript_json_key = EXCLUDED.b2_transcript_json_key,
+        b2_transcript_txt_key = EXCLUDED.b2_transcript_txt_key,
+        b2_transcript_srt_key = EXCLUDED.b2_transcript_srt_key,
+        b2_transcript_vtt_key = EXCLUDED.b2_transcript_vtt_key,
+        metadata = EXCLUDED.metadata, raw_response = EXCLUDED.raw_response, updated_at = now()
+    RETURNING 1
+), cleared AS (
+    DELETE FROM media_pipeline.transcription_failures
+    WHERE audio_file_id IN (SELECT id FROM done)
+), chunks AS (
+    DELETE FROM media_pipeline.transcription_chunks
+    WHERE audio_file_id IN (SELECT id FROM done)
+), event AS (
+    INSERT INTO media_pipeline.outbox (event_id, subject, payload, headers)
+    SELECT $15, $16, $17, $18 FROM done
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM done) + (SELECT count(*) FROM transcription)
+    + (SELECT count(*) FROM event)
 """
-UPSERT_TRANSCRIPTION = """
-INSERT INTO media_pipeline.transcriptions (
-    audio_file_id, status, model, engine, language, duration_seconds, text, word_count,
-    b2_transcript_json_key, b2_transcript_txt_key, b2_transcript_srt_key, b2_transcript_vtt_key,
-    metadata, raw_response)
-VALUES ($1, 'completed', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (audio_file_id) DO UPDATE SET
-    status = 'completed', model = EXCLUDED.model, engine = EXCLUDED.engine,
-    language = EXCLUDED.language, duration_seconds = EXCLUDED.duration_seconds,
-    text = EXCLUDED.text, word_count = EXCLUDED.word_count,
-    b2_transcript_json_key = EXCLUDED.b2_transcript_json_key,
-    b2_transcript_txt_key = EXCLUDED.b2_transcript_txt_key,
-    b2_transcript_srt_key = EXCLUDED.b2_transcript_srt_key,
-    b2_transcript_vtt_key = EXCLUDED.b2_transcript_vtt_key,
-    metadata = EXCLUDED.metadata, raw_response = EXCLUDED.raw_response, updated_at = now()
-"""
-CLEAR_FAILURE = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
 RECORD_FAILURE = """
 INSERT INTO media_pipeline.transcription_failures
     (audio_file_id, status, error_code, error, attempts, cooldown_until)
@@ -86,7 +102,6 @@ ON CONFLICT (audio_file_id, chunk_index) DO UPDATE SET
     start_sample = EXCLUDED.start_sample, end_sample = EXCLUDED.end_sample,
     request_key = EXCLUDED.request_key, transcript = EXCLUDED.transcript, created_at = now()
 """
-DELETE_CHUNKS = "DELETE FROM media_pipeline.transcription_chunks WHERE audio_file_id = $1"
 MARK_QUEUED_AFTER_ERROR = """
 UPDATE media_pipeline.audio_files SET status = 'queued', last_error = left($2, 2000), updated_at = now()
 WHERE id = $1 AND status = 'processing'
@@ -208,29 +223,28 @@ async def complete(
         word_count=transcript.word_count,
         recording_id=job.recording_id,
     )
-    async with pool.acquire() as conn, conn.transaction():
-        updated = await conn.execute(MARK_COMPLETED, job.id, force)
-        if not updated.endswith(" 1"):
-            return None
-        await conn.execute(
-            UPSERT_TRANSCRIPTION,
-            job.id,
-            transcript.model,
-            transcript.engine,
-            transcript.language,
-            transcript.duration,
-            transcript.text,
-            transcript.word_count,
-            keys.json,
-            keys.txt,
-            keys.srt,
-            keys.vtt,
-            metadata,
-            raw,
-        )
-        await conn.execute(CLEAR_FAILURE, job.id)
-        await conn.execute(DELETE_CHUNKS, job.id)
-        await outbox.enqueue(conn, event, subjects.transcript_ready(job.tenant_prefix))
+    written = await pool.fetchval(
+        COMPLETE_WITH_EVENT,
+        job.id,
+        force,
+        transcript.model,
+        transcript.engine,
+        transcript.language,
+        transcript.duration,
+        transcript.text,
+        transcript.word_count,
+        keys.json,
+        keys.txt,
+        keys.srt,
+        keys.vtt,
+        metadata,
+        raw,
+        *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
+    )
+    if written == 0:
+        return None
+    if written != 3:
+        raise RuntimeError(f"completing {job.id} wrote {written} of 3 rows")
     return event
 
 
