@@ -1,10 +1,17 @@
 from libs.blobstore.memory import MemoryBlobStore
 from libs.blobstore.s3 import S3BlobStore
-from libs.blobstore.store import BlobNotFound, BlobStore, BlobStoreUnavailable, StoredObject
+from libs.blobstore.store import (
+    BlobNotFound,
+    BlobStore,
+    BlobStoreRefused,
+    BlobStoreUnavailable,
+    StoredObject,
+)
 
 __all__ = [
     "BlobNotFound",
     "BlobStore",
+    "BlobStoreRefused",
     "BlobStoreUnavailable",
     "MemoryBlobStore",
     "S3BlobStore",

@@ -3,8 +3,9 @@
 These are the requests made per job (one PUT per submission in ingest; one GET and four PUTs
 per transcription). Through aiobotocore each costs ~1.3 ms of client CPU in event hooks,
 endpoint rulesets, user-agent rebuilding and response parsing; here ~0.3 ms, signing included,
-and 2.6x the PUTs/s at 16 concurrent (bench/s3_bench.py, bench/results/s3_requests.json). Buckets, multipart uploads, HEAD and DELETE stay on aiobotocore, where
-per-request cost does not matter.
+and 2.6x the PUTs/s at 16 concurrent (bench/s3_bench.py, bench/results/s3_requests.json).
+Buckets, multipart uploads, HEAD and DELETE stay on aiobotocore, where per-request cost does
+not matter.
 
 Retries follow botocore's "standard" mode in spirit: connection errors, timeouts, 5xx and
 throttling are retried (3 attempts, jittered exponential backoff), everything else is final.
@@ -25,7 +26,7 @@ import aiohttp
 from yarl import URL
 
 from libs.blobstore.sigv4 import EMPTY_SHA256, SigV4Signer
-from libs.blobstore.store import BlobNotFound, BlobStoreUnavailable
+from libs.blobstore.store import BlobNotFound, BlobStoreRefused, BlobStoreUnavailable
 from libs.settings import S3Settings
 
 MAX_ATTEMPTS = 3
@@ -41,10 +42,6 @@ _NOT_FOUND_STATUS = 404
 # S3 error bodies are small XML documents; only the code is needed.
 _ERROR_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-
-
-class Refused(RuntimeError):
-    """The object store answered with a final 4xx (bad credentials, bad request, ...)."""
 
 
 class _Retryable(Exception):
@@ -157,4 +154,4 @@ class DataPlane:
             raise BlobNotFound(what)
         if resp.status in _RETRYABLE_STATUS or resp.status >= 500:
             raise _Retryable(f"{resp.status} {code}")
-        raise Refused(f"{what}: object store refused: {resp.status} {code}")
+        raise BlobStoreRefused(f"{what}: object store refused: {resp.status} {code}")

@@ -1,7 +1,7 @@
 """S3-compatible object storage (Backblaze B2, AWS, MinIO, SeaweedFS).
 
-Whole-object PUTs and GETs, the per-job requests, go through `DataPlane` (aiohttp, signed by
-botocore); everything else through aiobotocore.
+Whole-object PUTs and GETs, the per-job requests, go through `DataPlane` (aiohttp + our SigV4
+signer); everything else through aiobotocore.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiobotocore.session
 import structlog
@@ -19,7 +18,12 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from libs.blobstore.dataplane import DataPlane
-from libs.blobstore.store import BlobNotFound, BlobStoreUnavailable, StoredObject
+from libs.blobstore.store import (
+    BlobNotFound,
+    BlobStoreRefused,
+    BlobStoreUnavailable,
+    StoredObject,
+)
 from libs.settings import S3Settings
 
 log = structlog.get_logger()
@@ -38,7 +42,7 @@ def _translate(exc: Exception, what: str) -> Exception:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if status >= 500 or status == 0:
             return BlobStoreUnavailable(f"{what}: {code or exc}")
-        return RuntimeError(f"{what}: object store refused: {code} {exc}")
+        return BlobStoreRefused(f"{what}: object store refused: {code} {exc}")
     return BlobStoreUnavailable(f"{what}: {exc}")
 
 
@@ -46,7 +50,6 @@ class S3BlobStore:
     def __init__(self, client: Any, data: DataPlane, settings: S3Settings) -> None:
         self._client = client
         self._data = data
-        self._settings = settings
         self.bucket = settings.bucket
 
     @classmethod
@@ -202,4 +205,4 @@ class S3BlobStore:
         return True
 
     def url_for(self, key: str) -> str:
-        return f"{self._settings.endpoint.rstrip('/')}/{self.bucket}/{quote(key)}"
+        return self._data.url_for(key)

@@ -12,6 +12,11 @@ class BlobStoreUnavailable(RuntimeError):
     """The object store cannot be reached or failed server-side; callers answer 503 or retry."""
 
 
+class BlobStoreRefused(RuntimeError):
+    """The object store answered with a final 4xx (wrong credentials, missing bucket
+    permissions, a bad request): a misconfiguration, not an outage, so not retried here."""
+
+
 class BlobNotFound(KeyError):
     pass
 

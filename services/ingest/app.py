@@ -16,7 +16,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from libs import bus, db
-from libs.blobstore import BlobStore, BlobStoreUnavailable, S3BlobStore
+from libs.blobstore import BlobStore, BlobStoreRefused, BlobStoreUnavailable, S3BlobStore
 from libs.bus import BusUnavailable
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.ratelimit import PostgresRateLimiter
@@ -92,6 +92,17 @@ async def handle_errors(
                 "storage_unavailable",
                 "object storage is unavailable, retry later",
                 {"Retry-After": "5"},
+            )
+        except BlobStoreRefused as exc:
+            # Wrong credentials or permissions: nothing a client can fix, and no retry will
+            # help until an operator does; said loudly, answered as the outage it is.
+            status = 503
+            log.error("dependency_refused", dependency="s3", error=str(exc))
+            return _error(
+                503,
+                "storage_refused",
+                "object storage refused the request (check the gateway's S3 credentials)",
+                {"Retry-After": "60"},
             )
         except BusUnavailable as exc:
             status = 503

@@ -20,8 +20,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from aiohttp import web
 
-from libs.blobstore import BlobNotFound, BlobStoreUnavailable, S3BlobStore
-from libs.blobstore.dataplane import MAX_ATTEMPTS, Refused
+from libs.blobstore import BlobNotFound, BlobStoreRefused, BlobStoreUnavailable, S3BlobStore
+from libs.blobstore.dataplane import MAX_ATTEMPTS
 from libs.settings import S3Settings
 from tests.stack_fixtures import free_port
 
@@ -143,9 +143,9 @@ async def test_small_stream_is_one_put(store: S3BlobStore, boto: Any) -> None:
 
 async def test_wrong_secret_is_refused_not_unavailable(s3_server: Any) -> None:
     async with S3BlobStore.open(_settings(s3_server, secret_key="wrong")) as bad:
-        with pytest.raises(Refused, match="403"):
+        with pytest.raises(BlobStoreRefused, match="403"):
             await bad.put_bytes(_prefix() + "x.txt", b"x", "text/plain")
-        with pytest.raises(Refused, match="403"):
+        with pytest.raises(BlobStoreRefused, match="403"):
             await bad.get_bytes(_prefix() + "x.txt")
 
 

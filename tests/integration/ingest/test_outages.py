@@ -190,3 +190,23 @@ async def test_nats_down_does_not_fail_submissions(own: OwnStack, upstream: Upst
 
 async def _hit(upstream: Upstream, path: str) -> bool:
     return upstream.hits[path] >= 1
+
+
+async def test_s3_refusing_credentials_answers_503_and_writes_nothing(
+    own: OwnStack, upstream: Upstream
+) -> None:
+    s3 = own.api.settings.require_s3()
+    misconfigured = replace(own.api.settings, s3=replace(s3, secret_key="not-the-secret"))
+    prefix = unique_prefix()
+    async with serve_api(misconfigured) as api:
+        status, body, headers = await asyncio.wait_for(
+            api.submit(
+                {"url": f"{upstream.url}/audio/{uuid.uuid4().hex}.wav", "b2_prefix": prefix}
+            ),
+            ANSWER_WITHIN,
+        )
+    assert status == 503, body
+    assert body["error"] == "storage_refused", body
+    assert int(headers["Retry-After"]) > 0
+    assert await own.api.rows(prefix) == []
+    assert await own.api.objects(prefix) == []
