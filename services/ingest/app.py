@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import asyncpg
 import structlog
@@ -48,6 +49,43 @@ def _error(
     return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
 
 
+@dataclass(frozen=True, slots=True)
+class _Outage:
+    errors: tuple[type[BaseException], ...]
+    dependency: str
+    code: str
+    detail: str
+    retry_after: int = 5
+    # A misconfiguration rather than an outage: logged as an error.
+    refused: bool = False
+
+
+# Dependency failures, answered 503 + Retry-After (never 500); the first match wins.
+_OUTAGES = (
+    _Outage(
+        db.UNAVAILABLE, "postgres", "database_unavailable", "Postgres is unavailable, retry later"
+    ),
+    _Outage(
+        (BlobStoreUnavailable,),
+        "s3",
+        "storage_unavailable",
+        "object storage is unavailable, retry later",
+    ),
+    # Wrong credentials or permissions: nothing a client can fix, and no retry helps until an
+    # operator does; said loudly, answered as the outage it is.
+    _Outage(
+        (BlobStoreRefused,),
+        "s3",
+        "storage_refused",
+        "object storage refused the request (check the gateway's S3 credentials)",
+        retry_after=60,
+        refused=True,
+    ),
+    _Outage((BusUnavailable,), "nats", "bus_unavailable", "NATS is unavailable, retry later"),
+)
+_OUTAGE_ERRORS = tuple(error for outage in _OUTAGES for error in outage.errors)
+
+
 @web.middleware
 async def handle_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,41 +113,16 @@ async def handle_errors(
         except web.HTTPException as exc:
             status = exc.status
             raise
-        except db.UNAVAILABLE as exc:
+        except _OUTAGE_ERRORS as exc:
+            outage = next(o for o in _OUTAGES if isinstance(exc, o.errors))
             status = 503
-            log.warning("dependency_unavailable", dependency="postgres", error=str(exc))
-            return _error(
-                503,
-                "database_unavailable",
-                "Postgres is unavailable, retry later",
-                {"Retry-After": "5"},
+            report = log.error if outage.refused else log.warning
+            report(
+                "dependency_refused" if outage.refused else "dependency_unavailable",
+                dependency=outage.dependency,
+                error=str(exc),
             )
-        except BlobStoreUnavailable as exc:
-            status = 503
-            log.warning("dependency_unavailable", dependency="s3", error=str(exc))
-            return _error(
-                503,
-                "storage_unavailable",
-                "object storage is unavailable, retry later",
-                {"Retry-After": "5"},
-            )
-        except BlobStoreRefused as exc:
-            # Wrong credentials or permissions: nothing a client can fix, and no retry will
-            # help until an operator does; said loudly, answered as the outage it is.
-            status = 503
-            log.error("dependency_refused", dependency="s3", error=str(exc))
-            return _error(
-                503,
-                "storage_refused",
-                "object storage refused the request (check the gateway's S3 credentials)",
-                {"Retry-After": "60"},
-            )
-        except BusUnavailable as exc:
-            status = 503
-            log.warning("dependency_unavailable", dependency="nats", error=str(exc))
-            return _error(
-                503, "bus_unavailable", "NATS is unavailable, retry later", {"Retry-After": "5"}
-            )
+            return _error(503, outage.code, outage.detail, {"Retry-After": str(outage.retry_after)})
         finally:
             elapsed = time.perf_counter() - started
             HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).inc()
