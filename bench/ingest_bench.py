@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,10 @@ import aiohttp
 import psutil
 from aiohttp import web
 
+from bench.embedded import infrastructure
 from libs.blobstore import S3BlobStore
 from libs.settings import S3Settings, Settings
 from services.stack.demo import serve
-from services.stack.provision import provision
-from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
 from tests.stack_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,28 +81,6 @@ def body_app(size_of: dict[str, int]) -> web.Application:
     app = web.Application()
     app.router.add_get("/{name}", handler)
     return app
-
-
-@asynccontextmanager
-async def infrastructure(tmp: Path) -> AsyncIterator[Settings]:
-    async with (
-        NatsServer(tmp / "nats") as nats,
-        PostgresServer(tmp / "pg") as pg,
-        SeaweedS3Server(tmp / "s3") as s3,
-    ):
-        settings = Settings.from_env({}).with_infrastructure(
-            database_url=pg.dsn,
-            nats_url=nats.url,
-            s3=S3Settings(
-                endpoint=s3.endpoint,
-                bucket="bench",
-                access_key=s3.access_key,
-                secret_key=s3.secret_key,
-            ),
-        )
-        settings = replace(settings, api_key=API_KEY)
-        await provision(settings)
-        yield settings
 
 
 def floor_app(s3: S3Settings) -> web.Application:
@@ -229,7 +205,7 @@ async def submit(session: aiohttp.ClientSession, base: str, url: str) -> dict[st
 async def memory(gib: float, runs: int) -> dict[str, Any]:
     size = int(gib * 1024**3)
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
-        async with infrastructure(Path(tmp)) as settings:
+        async with infrastructure(Path(tmp), api_key=API_KEY) as settings:
             served: dict[str, int] = {}
             async with serve(body_app(served)) as body_url:
                 allow = body_url.split("://", 1)[1]
@@ -327,7 +303,7 @@ async def _pool(n: int, concurrency: int, one: Any) -> float:
 async def throughput(jobs: int, concurrency: int, rounds: int, size: int) -> dict[str, Any]:
     payload = wav_header(size - 44) + os.urandom(size - 44)
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
-        async with infrastructure(Path(tmp)) as settings:
+        async with infrastructure(Path(tmp), api_key=API_KEY) as settings:
             served: dict[str, int] = {}
             async with serve(body_app(served)) as body_url:
                 allow = body_url.split("://", 1)[1]

@@ -33,11 +33,10 @@ import asyncpg
 import nats
 import psutil
 
+from bench.embedded import infrastructure
 from libs.blobstore import S3BlobStore
 from libs.contracts import AudioStored, encode, new_event_id, subjects, utcnow
-from libs.settings import S3Settings, Settings
-from services.stack.provision import provision
-from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
+from libs.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_SUBJECTS = [subjects.transcript_ready("bench"), subjects.transcript_ready("bench-long")]
@@ -141,32 +140,10 @@ async def _put_file(store: S3BlobStore, key: str, path: Path) -> str:
     return str(stored.sha256)
 
 
-@contextlib.asynccontextmanager
-async def infrastructure(tmp: Path) -> Any:
-    async with (
-        NatsServer(tmp / "nats") as nats_server,
-        PostgresServer(tmp / "pg") as pg,
-        SeaweedS3Server(tmp / "s3") as s3,
-    ):
-        settings = Settings.from_env({}).with_infrastructure(
-            database_url=pg.dsn,
-            nats_url=nats_server.url,
-            s3=S3Settings(
-                endpoint=s3.endpoint,
-                bucket="bench",
-                access_key=s3.access_key,
-                secret_key=s3.secret_key,
-            ),
-        )
-        settings = __import__("dataclasses").replace(settings, api_key="bench-key")
-        await provision(settings)
-        yield settings
-
-
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-transcriber-") as tmp:
-        async with infrastructure(Path(tmp)) as settings:
+        async with infrastructure(Path(tmp), api_key="bench-key") as settings:
             fake, base_url, key = await start_fake(args.latency)
             try:
                 for _ in range(args.rounds):
@@ -264,7 +241,7 @@ async def long_rss(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-transcriber-") as tmp:
         audio = Path(tmp) / "long.wav"
         write_long_recording(audio, args.hours)
-        async with infrastructure(Path(tmp)) as settings:
+        async with infrastructure(Path(tmp), api_key="bench-key") as settings:
             fake, base_url, key = await start_fake(args.latency)
             try:
                 ids = await make_jobs(settings, audio, 1, "bench-long")
