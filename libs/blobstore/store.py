@@ -7,14 +7,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from libs.errors import Unavailable
 
-class BlobStoreUnavailable(RuntimeError):
+
+class BlobStoreUnavailable(Unavailable, RuntimeError):
     """The object store cannot be reached or failed server-side; callers answer 503 or retry."""
 
+    code = "storage_unavailable"
+    dependency = "s3"
+    public_detail = "object storage is unavailable, retry later"
 
-class BlobStoreRefused(RuntimeError):
+
+class BlobStoreRefused(Unavailable, RuntimeError):
     """The object store answered with a final 4xx (wrong credentials, missing bucket
     permissions, a bad request): a misconfiguration, not an outage, so not retried here."""
+
+    code = "storage_refused"
+    dependency = "s3"
+    public_detail = "object storage refused the request (check the gateway's S3 credentials)"
+    default_retry_after = 60
+    refused = True
 
 
 class BlobNotFound(KeyError):

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+from libs.errors import Unavailable
 
-class BusUnavailable(RuntimeError):
+
+class BusUnavailable(Unavailable, RuntimeError):
     """NATS / JetStream cannot be reached or did not acknowledge in time."""
+
+    code = "bus_unavailable"
+    dependency = "nats"
+    public_detail = "NATS is unavailable, retry later"

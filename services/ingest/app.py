@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 
 import asyncpg
 import structlog
@@ -17,8 +16,8 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from libs import bus, db
-from libs.blobstore import BlobStore, BlobStoreRefused, BlobStoreUnavailable, S3BlobStore
-from libs.bus import BusUnavailable
+from libs.blobstore import BlobStore, S3BlobStore
+from libs.errors import DomainError, Unavailable
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
@@ -31,7 +30,7 @@ from services.ingest.context import (
     SUBMIT_CTX,
     TRACE_ID,
 )
-from services.ingest.errors import ApiError
+from services.ingest.errors import answer, json_error, translate_driver_error
 from services.ingest.fetch import SafeAudioFetcher, callback_validator
 from services.ingest.lookup import load_queries
 from services.ingest.routes import ROUTE_MODULES
@@ -41,49 +40,8 @@ log = structlog.get_logger()
 
 # Short, and extended by the owner's heartbeat: claims of a dead process expire within it.
 CLAIM_TTL = 90.0
-
-
-def _error(
-    status: int, code: str, detail: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status, headers=headers)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outage:
-    errors: tuple[type[BaseException], ...]
-    dependency: str
-    code: str
-    detail: str
-    retry_after: int = 5
-    # A misconfiguration rather than an outage: logged as an error.
-    refused: bool = False
-
-
-# Dependency failures, answered 503 + Retry-After (never 500); the first match wins.
-_OUTAGES = (
-    _Outage(
-        db.UNAVAILABLE, "postgres", "database_unavailable", "Postgres is unavailable, retry later"
-    ),
-    _Outage(
-        (BlobStoreUnavailable,),
-        "s3",
-        "storage_unavailable",
-        "object storage is unavailable, retry later",
-    ),
-    # Wrong credentials or permissions: nothing a client can fix, and no retry helps until an
-    # operator does; said loudly, answered as the outage it is.
-    _Outage(
-        (BlobStoreRefused,),
-        "s3",
-        "storage_refused",
-        "object storage refused the request (check the gateway's S3 credentials)",
-        retry_after=60,
-        refused=True,
-    ),
-    _Outage((BusUnavailable,), "nats", "bus_unavailable", "NATS is unavailable, retry later"),
-)
-_OUTAGE_ERRORS = tuple(error for outage in _OUTAGES for error in outage.errors)
+# Raw connection errors are a last line of defence: the database boundary translates them.
+_ANSWERED: tuple[type[BaseException], ...] = (DomainError, *db.CONNECTION_ERRORS)
 
 
 @web.middleware
@@ -105,24 +63,22 @@ async def handle_errors(
             status = response.status
             response.headers["X-Request-ID"] = trace_id
             return response
-        except ApiError as exc:
-            status = exc.status
-            return _error(
-                exc.status, exc.code, exc.detail, {**exc.headers, "X-Request-ID": trace_id}
-            )
         except web.HTTPException as exc:
             status = exc.status
             raise
-        except _OUTAGE_ERRORS as exc:
-            outage = next(o for o in _OUTAGES if isinstance(exc, o.errors))
-            status = 503
-            report = log.error if outage.refused else log.warning
-            report(
-                "dependency_refused" if outage.refused else "dependency_unavailable",
-                dependency=outage.dependency,
-                error=str(exc),
-            )
-            return _error(503, outage.code, outage.detail, {"Retry-After": str(outage.retry_after)})
+        except _ANSWERED as exc:
+            error = exc if isinstance(exc, DomainError) else translate_driver_error(exc)
+            assert error is not None
+            result = answer(error)
+            status = result.status
+            if isinstance(error, Unavailable):
+                outage = log.error if error.refused else log.warning
+                outage(
+                    "dependency_refused" if error.refused else "dependency_unavailable",
+                    dependency=error.dependency,
+                    error=str(exc),
+                )
+            return json_error(result, {"X-Request-ID": trace_id})
         finally:
             elapsed = time.perf_counter() - started
             HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).inc()

@@ -12,9 +12,9 @@ from nats.aio.client import Client as NATS
 from libs import apikeys, db
 from libs.blobstore import BlobStore
 from libs.db import DatabaseUnavailable
+from libs.errors import NotFound, RateLimited, Unauthenticated
 from libs.ratelimit import RateLimiter
 from libs.settings import Settings
-from services.ingest.errors import ApiError, not_found
 from services.ingest.submit import SubmitContext
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -30,23 +30,21 @@ TRACE_ID = web.RequestKey("trace_id", str)
 async def authenticate(request: web.Request) -> apikeys.ApiKey:
     raw = request.headers.get("X-API-Key", "")
     if not raw:
-        raise ApiError(401, "missing_api_key", "send your key in the X-API-Key header")
+        raise Unauthenticated("send your key in the X-API-Key header", code="missing_api_key")
     try:
         key = await apikeys.authenticate(request.app[POOL], raw)
     except db.CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     if key is None:
-        raise ApiError(401, "invalid_api_key", "the API key is not valid")
+        raise Unauthenticated("the API key is not valid", code="invalid_api_key")
     request[API_KEY] = key
     structlog.contextvars.bind_contextvars(api_key=key.key_hint)
     if key.rate_limit_per_minute:
         decision = await request.app[RATE_LIMITER].take(key.id, key.rate_limit_per_minute)
         if not decision.allowed:
-            raise ApiError(
-                429,
-                "rate_limited",
+            raise RateLimited(
                 f"this key allows {key.rate_limit_per_minute} requests per minute",
-                headers={"Retry-After": str(decision.retry_after)},
+                retry_after=decision.retry_after,
             )
     return key
 
@@ -55,4 +53,4 @@ def job_id(request: web.Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info["audio_file_id"])
     except ValueError:
-        raise not_found("no such job") from None
+        raise NotFound("no such job") from None

@@ -1,10 +1,11 @@
-"""Adapting the SSRF-guarded HTTP client to what submission needs; its errors become 4xx."""
+"""Adapting the SSRF-guarded HTTP client to what submission needs; its errors become domain errors (4xx)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from libs import errors
 from libs.safehttp import (
     Allowlist,
     BlockedUrl,
@@ -15,11 +16,12 @@ from libs.safehttp import (
     validate_url,
 )
 from libs.settings import Settings
-from services.ingest.errors import ApiError
 
 
-def _blocked(exc: BlockedUrl, what: str) -> ApiError:
-    return ApiError(400, f"{what}_{exc.code}", f"{what.replace('_', ' ')} refused: {exc.message}")
+def _blocked(exc: BlockedUrl, what: str) -> errors.InvalidInput:
+    return errors.InvalidInput(
+        f"{what.replace('_', ' ')} refused: {exc.message}", code=f"{what}_{exc.code}"
+    )
 
 
 class SafeAudioFetcher:
@@ -52,17 +54,14 @@ class SafeAudioFetcher:
         except BlockedUrl as exc:
             raise _blocked(exc, "url") from exc
         except TooLarge as exc:
-            raise ApiError(
-                413,
-                "too_large",
-                f"the recording exceeds the limit of {self._settings.max_upload_bytes} bytes",
+            raise errors.TooLarge(
+                f"the recording exceeds the limit of {self._settings.max_upload_bytes} bytes"
             ) from exc
         except UpstreamError as exc:
             status = f" (HTTP {exc.status})" if exc.status else ""
-            raise ApiError(
-                422,
-                f"download_{exc.code}",
+            raise errors.SourceFailed(
                 f"could not download the recording{status}: {exc.message}",
+                code=f"download_{exc.code}",
             ) from exc
 
 

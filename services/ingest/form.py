@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
-from services.ingest.errors import ApiError, bad_request
+from libs.errors import DomainError, InvalidInput, TooLarge, UnsupportedMedia
 
 TEXT_FIELDS = (
     "recording_id",
@@ -60,19 +60,18 @@ async def parse_submit_form(
         try:
             data = await request.post()
         except web.HTTPRequestEntityTooLarge as exc:
-            raise ApiError(413, "form_too_large", "form body too large") from exc
+            raise TooLarge("form body too large", code="form_too_large") from exc
         except ValueError as exc:
-            raise bad_request("invalid_form", f"could not parse the form: {exc}") from exc
+            raise InvalidInput(f"could not parse the form: {exc}", code="invalid_form") from exc
         form = SubmitForm()
         for name in TEXT_FIELDS:
             value = data.get(name)
             if isinstance(value, str):
                 form.fields[name] = value
         return form
-    raise ApiError(
-        415,
-        "unsupported_content_type",
+    raise UnsupportedMedia(
         "send application/x-www-form-urlencoded or multipart/form-data",
+        code="unsupported_content_type",
     )
 
 
@@ -88,28 +87,28 @@ async def _parse_multipart(
             name = part.name or ""
             if name == "file":
                 if form.upload is not None:
-                    raise bad_request("duplicate_file", "send exactly one file part")
+                    raise InvalidInput("send exactly one file part", code="duplicate_file")
                 form.upload = await _spool(
                     part, max_upload_bytes=max_upload_bytes, spool_dir=spool_dir
                 )
             elif name in TEXT_FIELDS:
                 raw = await part.read(decode=True)
                 if len(raw) > MAX_FIELD_BYTES:
-                    raise bad_request("field_too_long", f"field {name!r} is too long")
+                    raise InvalidInput(f"field {name!r} is too long", code="field_too_long")
                 form.fields[name] = raw.decode("utf-8", errors="replace")
             else:
                 # Unknown parts are drained so the connection stays usable; their content is ignored.
                 while await part.read_chunk(_CHUNK):
                     pass
-    except ApiError:
+    except DomainError:
         if form.upload:
             form.upload.discard()
         raise
     except (ValueError, AssertionError, UnicodeDecodeError) as exc:
         if form.upload:
             form.upload.discard()
-        raise bad_request(
-            "invalid_multipart", f"could not parse the multipart body: {exc}"
+        raise InvalidInput(
+            f"could not parse the multipart body: {exc}", code="invalid_multipart"
         ) from exc
     return form
 
@@ -123,16 +122,12 @@ async def _spool(part: BodyPartReader, *, max_upload_bytes: int, spool_dir: Path
             while chunk := await part.read_chunk(_CHUNK):
                 size += len(chunk)
                 if size > max_upload_bytes:
-                    raise ApiError(
-                        413,
-                        "too_large",
-                        f"the upload exceeds the limit of {max_upload_bytes} bytes",
-                    )
+                    raise TooLarge(f"the upload exceeds the limit of {max_upload_bytes} bytes")
                 fh.write(chunk)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     if size == 0:
         path.unlink(missing_ok=True)
-        raise bad_request("empty_file", "the uploaded file is empty")
+        raise InvalidInput("the uploaded file is empty", code="empty_file")
     return Upload(path=path, filename=part.filename, size=size)

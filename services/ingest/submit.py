@@ -25,10 +25,18 @@ from libs.audio.sniff import SNIFF_BYTES as HEAD_BYTES
 from libs.audio.sniff import AudioFormat, sniff
 from libs.blobstore import BlobStore
 from libs.db import CONNECTION_ERRORS, UNAVAILABLE, DatabaseUnavailable
+from libs.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SourceFailed,
+    Unavailable,
+    UnsupportedMedia,
+)
 from libs.layout import InvalidPrefix, audio_key, validate_prefix
 from libs.metrics import JOBS_SUBMITTED
 from services.ingest import claims, jobs
-from services.ingest.errors import ApiError, bad_request
 from services.ingest.form import SubmitForm
 from services.ingest.lookup import (
     AmbiguousRecording,
@@ -47,7 +55,7 @@ TIMESTAMPS = frozenset({"none", "segment", "word"})
 
 
 class AudioFetcher(Protocol):
-    """Streams a remote URL's body (SSRF-checked, size-limited). Errors are ApiErrors."""
+    """Streams a remote URL's body (SSRF-checked, size-limited). Errors are libs.errors.DomainError."""
 
     def open(self, url: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
 
@@ -91,27 +99,29 @@ def _choose_prefix(form: SubmitForm, key: ApiKey) -> str:
     try:
         prefix = validate_prefix(requested if requested is not None else key.tenant_prefix)
     except InvalidPrefix as exc:
-        raise bad_request("invalid_b2_prefix", str(exc)) from exc
+        raise InvalidInput(str(exc), code="invalid_b2_prefix") from exc
     bound = key.tenant_prefix.strip("/")
     # A tenant key may write only inside its own area.
     outside = prefix != bound and not prefix.startswith(bound + "/")
     if requested is not None and bound and not key.is_bootstrap and outside:
-        raise ApiError(403, "prefix_not_allowed", f"this key may only use b2_prefix {bound!r}")
+        raise Forbidden(f"this key may only use b2_prefix {bound!r}", code="prefix_not_allowed")
     return prefix
 
 
 def _options(form: SubmitForm) -> tuple[str | None, str | None, str]:
     model = form.get("model")
     if model is not None and model not in MODELS:
-        raise bad_request("invalid_model", f"model must be one of {sorted(MODELS)}")
+        raise InvalidInput(f"model must be one of {sorted(MODELS)}", code="invalid_model")
     language = form.get("language")
     if language is not None and not (
         2 <= len(language) <= 8 and language.replace("-", "").isalpha()
     ):
-        raise bad_request("invalid_language", "language must be an ISO-639 code such as 'en'")
+        raise InvalidInput("language must be an ISO-639 code such as 'en'", code="invalid_language")
     timestamps = form.get("timestamps") or "segment"
     if timestamps not in TIMESTAMPS:
-        raise bad_request("invalid_timestamps", f"timestamps must be one of {sorted(TIMESTAMPS)}")
+        raise InvalidInput(
+            f"timestamps must be one of {sorted(TIMESTAMPS)}", code="invalid_timestamps"
+        )
     return model, language, timestamps
 
 
@@ -127,9 +137,11 @@ async def submit(
     if form.upload is not None:
         sources.append("file")
     if "recording_id" in form.fields and form.get("recording_id") is None and not sources:
-        raise bad_request("empty_recording_id", "recording_id is empty")
+        raise InvalidInput("recording_id is empty", code="empty_recording_id")
     if len(sources) != 1:
-        raise bad_request("exactly_one_source", "provide exactly one of recording_id, url or file")
+        raise InvalidInput(
+            "provide exactly one of recording_id, url or file", code="exactly_one_source"
+        )
     source = sources[0]
     prefix = _choose_prefix(form, key)
     model, language, timestamps = _options(form)
@@ -137,7 +149,9 @@ async def submit(
     if callback_url is not None:
         ctx.validate_callback(callback_url)
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 200):
-        raise bad_request("invalid_idempotency_key", "Idempotency-Key must be 1-200 characters")
+        raise InvalidInput(
+            "Idempotency-Key must be 1-200 characters", code="invalid_idempotency_key"
+        )
 
     phone_raw = form.get("phone")
     campaign = form.get("campaign")
@@ -154,12 +168,12 @@ async def submit(
             try:
                 rec = await find_recording(ctx.pool, rid, ctx.queries)
             except RecordingNotFound as exc:
-                raise ApiError(404, "recording_not_found", str(exc)) from exc
+                raise NotFound(str(exc), code="recording_not_found") from exc
             except AmbiguousRecording as exc:
-                raise ApiError(409, "ambiguous_recording", str(exc)) from exc
+                raise Conflict(str(exc), code="ambiguous_recording") from exc
             except asyncpg.exceptions.UndefinedTableError as exc:
-                raise ApiError(
-                    422, "lookup_unavailable", "the recordings source tables do not exist here"
+                raise SourceFailed(
+                    "the recordings source tables do not exist here", code="lookup_unavailable"
                 ) from exc
             recording_id, url = rec.recording_id, rec.url
             # The database is the source of truth; form values are fallbacks only.
@@ -265,11 +279,10 @@ async def submit(
         return _existing(winner, ctx, source)
     except claims.ClaimLost as exc:
         await _abandon(ctx, file_id, written)
-        raise ApiError(
-            503,
-            "submission_expired",
+        raise Unavailable(
             "the submission took longer than its claim allows; retry",
-            headers={"Retry-After": "5"},
+            code="submission_expired",
+            retry_after=5,
         ) from exc
     except UNAVAILABLE as exc:
         await _abandon(ctx, file_id, written)
@@ -349,11 +362,10 @@ async def _claim_or_wait(
             continue
         if held:
             if loop.time() > deadline:
-                raise ApiError(
-                    409,
-                    "submission_in_progress",
+                raise Conflict(
                     "an identical submission is still being stored; retry to get its job",
-                    headers={"Retry-After": "5"},
+                    code="submission_in_progress",
+                    retry_after=5,
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
@@ -393,10 +405,8 @@ async def _abandon(ctx: SubmitContext, file_id: uuid.UUID, written: list[str]) -
 def _require_audio(head: bytes) -> AudioFormat:
     fmt = sniff(head)
     if fmt is None:
-        raise ApiError(
-            415,
-            "unsupported_media",
-            "the content is not a recognised audio format (wav, mp3, m4a/mp4, ogg/opus, flac, webm, amr)",
+        raise UnsupportedMedia(
+            "the content is not a recognised audio format (wav, mp3, m4a/mp4, ogg/opus, flac, webm, amr)"
         )
     return fmt
 
@@ -424,7 +434,7 @@ async def _store_url(
     async with ctx.fetcher.open(url) as chunks:
         head, body = await _with_head(chunks)
         if not head:
-            raise ApiError(422, "empty_download", "the URL returned an empty body")
+            raise SourceFailed("the URL returned an empty body", code="empty_download")
         fmt = _require_audio(head)
         key = f"{stem}.{fmt.ext}"
         # Recorded before the upload: a PUT can succeed server-side and still fail here.

@@ -9,6 +9,7 @@ from aiohttp import web
 from libs import db
 from libs.blobstore import BlobNotFound
 from libs.db import DatabaseUnavailable
+from libs.errors import Conflict, InvalidInput, NotFound
 from services.ingest import jobs
 from services.ingest.context import (
     POOL,
@@ -19,7 +20,6 @@ from services.ingest.context import (
     authenticate,
     job_id,
 )
-from services.ingest.errors import ApiError, not_found
 from services.ingest.form import parse_submit_form
 from services.ingest.status import status_body
 from services.ingest.submit import submit
@@ -56,7 +56,7 @@ async def get_status(request: web.Request) -> web.Response:
     key = await authenticate(request)
     row = await db.fetchrow(request.app[POOL], jobs.STATUS, job_id(request), uuid.UUID(key.id))
     if row is None:
-        raise not_found("no such job")
+        raise NotFound("no such job")
     return web.json_response(status_body(row))
 
 
@@ -69,7 +69,7 @@ async def post_rerun(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     row = await db.fetchrow(pool, jobs.FIND_FOR_KEY, job_id(request), uuid.UUID(key.id))
     if row is None:
-        raise not_found("no such job")
+        raise NotFound("no such job")
     try:
         async with pool.acquire() as conn:
             requeued = await jobs.requeue(
@@ -78,10 +78,9 @@ async def post_rerun(request: web.Request) -> web.Response:
     except db.CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     if not requeued:
-        raise ApiError(
-            409,
-            "job_active",
+        raise Conflict(
             f"the job is {row['status']}; it will finish on its own (add ?force=true to requeue anyway)",
+            code="job_active",
         )
     return web.json_response({"audio_file_id": str(row["id"]), "status": "QUEUED"})
 
@@ -90,18 +89,18 @@ async def get_transcript(request: web.Request) -> web.Response:
     key = await authenticate(request)
     fmt = request.match_info.get("fmt") or request.query.get("format", "txt")
     if fmt not in FORMATS:
-        raise ApiError(400, "invalid_format", f"format must be one of {sorted(FORMATS)}")
+        raise InvalidInput(f"format must be one of {sorted(FORMATS)}", code="invalid_format")
     row = await db.fetchrow(request.app[POOL], jobs.STATUS, job_id(request), uuid.UUID(key.id))
     if row is None:
-        raise not_found("no such job")
+        raise NotFound("no such job")
     column, content_type = FORMATS[fmt]
     object_key = row[column] if row["status"] == "completed" else None
     if not object_key:
-        raise ApiError(409, "not_completed", "the transcript is not ready yet")
+        raise Conflict("the transcript is not ready yet", code="not_completed")
     try:
         data = await request.app[STORE].get_bytes(object_key)
     except BlobNotFound:
-        raise not_found("the transcript object is missing from storage") from None
+        raise NotFound("the transcript object is missing from storage") from None
     return web.Response(
         body=data,
         headers={

@@ -13,10 +13,10 @@ from datetime import datetime
 from aiohttp import web
 
 from libs import apikeys, db
+from libs.errors import Conflict, InvalidInput, NotFound
 from services.deadletters import repository as repo
 from services.deadletters.requeue import NotRequeueable, requeue
 from services.ingest.context import NATS_CLIENT, POOL, TRACE_ID, authenticate
-from services.ingest.errors import ApiError, bad_request, not_found
 
 MAX_LIMIT = 500
 
@@ -28,7 +28,7 @@ def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
 def _dead_letter_id(request: web.Request) -> int:
     raw = request.match_info["dead_letter_id"]
     if not raw.isdigit() or len(raw) > 18:
-        raise not_found("no such dead letter")
+        raise NotFound("no such dead letter")
     return int(raw)
 
 
@@ -38,9 +38,11 @@ def _since(raw: str | None) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise bad_request("invalid_since", "since must be an ISO 8601 timestamp") from None
+        raise InvalidInput("since must be an ISO 8601 timestamp", code="invalid_since") from None
     if value.tzinfo is None:
-        raise bad_request("invalid_since", "since needs a time zone, e.g. 2026-11-24T10:00:00Z")
+        raise InvalidInput(
+            "since needs a time zone, e.g. 2026-11-24T10:00:00Z", code="invalid_since"
+        )
     return value
 
 
@@ -50,15 +52,17 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     try:
         limit = int(q.get("limit", "100"))
     except ValueError:
-        raise bad_request("invalid_limit", "limit must be an integer") from None
+        raise InvalidInput("limit must be an integer", code="invalid_limit") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise bad_request("invalid_limit", f"limit must be between 1 and {MAX_LIMIT}")
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
     job: uuid.UUID | None = None
     if q.get("audio_file_id"):
         try:
             job = uuid.UUID(q["audio_file_id"])
         except ValueError:
-            raise bad_request("invalid_audio_file_id", "audio_file_id must be a UUID") from None
+            raise InvalidInput(
+                "audio_file_id must be a UUID", code="invalid_audio_file_id"
+            ) from None
     rows = await db.fetch(
         request.app[POOL],
         repo.LIST,
@@ -75,7 +79,7 @@ async def get_dead_letter(request: web.Request) -> web.Response:
     key = await authenticate(request)
     row = await db.fetchrow(request.app[POOL], repo.GET, _dead_letter_id(request), _scope(key))
     if row is None:
-        raise not_found("no such dead letter")
+        raise NotFound("no such dead letter")
     return web.json_response(repo.to_json(row))
 
 
@@ -84,13 +88,13 @@ async def post_requeue(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     row = await db.fetchrow(pool, repo.GET, _dead_letter_id(request), _scope(key))
     if row is None:
-        raise not_found("no such dead letter")
+        raise NotFound("no such dead letter")
     try:
         action = await requeue(
             pool, request.app[NATS_CLIENT].jetstream(), row, trace_id=request[TRACE_ID]
         )
     except NotRequeueable as exc:
-        raise ApiError(409, "not_requeueable", str(exc)) from exc
+        raise Conflict(str(exc), code="not_requeueable") from exc
     return web.json_response({"id": row["id"], "action": action})
 
 

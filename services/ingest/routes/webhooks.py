@@ -27,9 +27,9 @@ from aiohttp import web
 
 from libs import db
 from libs.db import DatabaseUnavailable
+from libs.errors import Conflict, InvalidInput, NotFound
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from services.ingest.context import POOL, SETTINGS, authenticate
-from services.ingest.errors import ApiError, bad_request, not_found
 from services.notifier import admin
 
 T = TypeVar("T")
@@ -44,13 +44,13 @@ async def _db(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except admin.NotFound as exc:
-        raise not_found(str(exc)) from exc
+        raise NotFound(str(exc)) from exc
     except admin.EndpointDisabled as exc:
-        raise ApiError(409, "endpoint_disabled", str(exc)) from exc
+        raise Conflict(str(exc), code="endpoint_disabled") from exc
     except admin.NoEndpoint as exc:
-        raise ApiError(409, "no_endpoint", str(exc)) from exc
+        raise Conflict(str(exc), code="no_endpoint") from exc
     except admin.ManagedByEnvironment as exc:
-        raise ApiError(409, "managed_by_environment", str(exc)) from exc
+        raise Conflict(str(exc), code="managed_by_environment") from exc
     except db.CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(str(exc)) from exc
 
@@ -63,9 +63,9 @@ async def _params(request: web.Request) -> dict[str, str]:
         try:
             body = msgspec.json.decode(await request.read())
         except msgspec.DecodeError as exc:
-            raise bad_request("invalid_json", f"the body is not valid JSON: {exc}") from exc
+            raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
         if not isinstance(body, dict):
-            raise bad_request("invalid_json", "the body must be a JSON object")
+            raise InvalidInput("the body must be a JSON object", code="invalid_json")
         params.update({str(k): str(v) for k, v in body.items() if v is not None})
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.post()
@@ -77,19 +77,19 @@ def parse_time(value: str | None, name: str, *, required: bool) -> datetime | No
     """ISO 8601; a time without a zone is UTC."""
     if not value:
         if required:
-            raise bad_request(f"missing_{name}", f"give {name} as an ISO 8601 time")
+            raise InvalidInput(f"give {name} as an ISO 8601 time", code=f"missing_{name}")
         return None
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise bad_request(f"invalid_{name}", f"{name} must be an ISO 8601 time") from None
+        raise InvalidInput(f"{name} must be an ISO 8601 time", code=f"invalid_{name}") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _delivery_id(request: web.Request) -> int:
     raw = request.match_info["delivery_id"]
     if not raw.isdigit() or len(raw) > 18:
-        raise not_found("no such delivery")
+        raise NotFound("no such delivery")
     return int(raw)
 
 
@@ -99,7 +99,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     try:
         job = uuid.UUID(raw)
     except ValueError:
-        raise bad_request("invalid_audio_file_id", "give the job as ?audio_file_id=<id>") from None
+        raise InvalidInput(
+            "give the job as ?audio_file_id=<id>", code="invalid_audio_file_id"
+        ) from None
     pool = request.app[POOL]
     rows = await _db(lambda: admin.list_for_job(pool, admin.Scope.key(key.id), job))
     return web.json_response({"audio_file_id": str(job), "deliveries": rows})
@@ -127,7 +129,7 @@ async def recover(request: web.Request) -> web.Response:
     until = parse_time(params.get("until"), "until", required=False)
     assert since is not None
     if until is not None and until <= since:
-        raise bad_request("invalid_until", "until must be after since")
+        raise InvalidInput("until must be after since", code="invalid_until")
     pool = request.app[POOL]
     n = await _db(lambda: admin.recover(pool, admin.Scope.key(key.id), since, until))
     return web.json_response({"recovered": n}, status=202)
@@ -140,9 +142,9 @@ async def send_test(request: web.Request) -> web.Response:
     try:
         wait = float(params.get("wait", TEST_WAIT_DEFAULT))
     except ValueError:
-        raise bad_request("invalid_wait", "wait must be a number of seconds") from None
+        raise InvalidInput("wait must be a number of seconds", code="invalid_wait") from None
     if not 0 <= wait <= TEST_WAIT_MAX:
-        raise bad_request("invalid_wait", f"wait must be between 0 and {TEST_WAIT_MAX}")
+        raise InvalidInput(f"wait must be between 0 and {TEST_WAIT_MAX}", code="invalid_wait")
     pool = request.app[POOL]
     key_id = uuid.UUID(key.id)
     delivery_id = await _db(lambda: admin.send_test(pool, key_id, url))
@@ -173,11 +175,11 @@ async def enable_endpoint(request: web.Request) -> web.Response:
 
 def _checked_url(request: web.Request, url: str | None) -> str:
     if not url:
-        raise bad_request("missing_url", "give the webhook URL as url")
+        raise InvalidInput("give the webhook URL as url", code="missing_url")
     try:
         validate_url(url, parse_allowlist(request.app[SETTINGS].ssrf_allowlist))
     except BlockedUrl as exc:
-        raise bad_request(f"url_{exc.code}", f"url refused: {exc.message}") from exc
+        raise InvalidInput(f"url refused: {exc.message}", code=f"url_{exc.code}") from exc
     return url
 
 

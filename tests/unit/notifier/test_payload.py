@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from libs.contracts import TranscriptionFailed, TranscriptKeys, TranscriptReady
-from services.ingest.errors import ApiError
+from libs.errors import DomainError
+from services.ingest.errors import answer
 from services.ingest.routes.webhooks import parse_time
 from services.notifier import payload
 
@@ -112,6 +113,6 @@ def test_parse_time(raw: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize("raw", ["", "yesterday", "2026-13-01"])
 def test_parse_time_rejects(raw: str) -> None:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(DomainError) as info:
         parse_time(raw, "since", required=True)
-    assert info.value.status == 400
+    assert answer(info.value).status == 400
