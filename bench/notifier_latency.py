@@ -1,6 +1,6 @@
 """Commit-to-webhook latency of the notifier at light load.
 
-From the transcriber's commit (`services.transcriber.repository.complete`: the transaction that
+From the transcriber's commit (`libs.jobs.lifecycle.complete`: the transaction that
 writes the transcription and TranscriptReady into the outbox) to the signed webhook arriving at
 a loopback receiver that verifies it with `standardwebhooks`. Everything real: embedded
 Postgres and nats-server, the outbox relay (a task here, as in the transcriber process), and
@@ -33,12 +33,12 @@ from standardwebhooks.webhooks import Webhook
 
 from libs import apikeys, bus, db
 from libs.contracts import TranscriptKeys
+from libs.jobs import lifecycle as repository
 from libs.outbox import OutboxRelay
 from libs.settings import Settings
 from libs.transcript import Transcript
 from services.stack.provision import ensure_bus, migrate_database
 from services.stack.servers import NatsServer, PostgresServer
-from services.transcriber import repository
 
 RESULTS = Path(__file__).resolve().parent / "results" / "notifier_latency.json"
 

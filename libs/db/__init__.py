@@ -1,21 +1,17 @@
 from libs.db.errors import DatabaseUnavailable
 from libs.db.pool import (
     CONNECTION_ERRORS,
-    UNAVAILABLE,
+    Connection,
+    Pool,
+    connect,
     create_pool,
-    execute,
-    fetch,
-    fetchrow,
-    transaction,
 )
 
 __all__ = [
     "CONNECTION_ERRORS",
-    "UNAVAILABLE",
+    "Connection",
     "DatabaseUnavailable",
+    "Pool",
+    "connect",
     "create_pool",
-    "execute",
-    "fetch",
-    "fetchrow",
-    "transaction",
 ]

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import structlog
 
-from libs.db.pool import CONNECTION_ERRORS
+from libs.db.errors import DatabaseUnavailable
 
 log = structlog.get_logger()
 
@@ -68,8 +68,8 @@ class Wakeup:
                             await sleep_until(stop, PROBE_INTERVAL)
                             await conn.execute("SELECT 1")
                     finally:
-                        with contextlib.suppress(*CONNECTION_ERRORS):
+                        with contextlib.suppress(DatabaseUnavailable):
                             await conn.remove_listener(self._channel, on_notify)
-            except CONNECTION_ERRORS as exc:
+            except DatabaseUnavailable as exc:
                 log.info("listen_reconnect", channel=self._channel, error=str(exc))
                 await sleep_until(stop, 1.0)

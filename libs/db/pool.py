@@ -1,10 +1,18 @@
-"""The asyncpg pool: JSON codecs registered once, driver connection errors translated here."""
+"""The database boundary: asyncpg connections and pools whose driver connection errors are
+translated, once, into DatabaseUnavailable (like procrastinate's connector), plus the JSON
+codecs registered on every connection.
+
+Every query run through a pool from `create_pool` (or a connection from `connect`) raises
+DatabaseUnavailable when Postgres is not there, whichever method ran it (`pool.fetch`,
+`conn.execute`, a transaction's BEGIN/COMMIT, acquiring a connection). Domain code and services
+therefore catch DatabaseUnavailable only, and never the driver's exception classes.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -30,6 +38,105 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 UNAVAILABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, *CONNECTION_ERRORS)
 
 
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    error = DatabaseUnavailable(f"Postgres unavailable: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class _TranslatingTransaction:
+    """asyncpg's Transaction, with connection errors of BEGIN / COMMIT / ROLLBACK translated."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, tx: Any) -> None:
+        self._tx = tx
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._tx.__aenter__()
+        except CONNECTION_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self._tx.__aexit__(*exc_info)
+        except CONNECTION_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return _translating_attribute(getattr(self._tx, name))
+
+
+def _translating_attribute(attr: Any) -> Any:
+    if not callable(attr):
+        return attr
+
+    @functools.wraps(attr)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = attr(*args, **kwargs)
+        except CONNECTION_ERRORS as exc:
+            # A pool's proxy raises InterfaceError before any coroutine exists once asyncpg
+            # noticed its connection died.
+            raise _unavailable(exc) from exc
+        return _awaiting(result) if inspect.iscoroutine(result) else result
+
+    return call
+
+
+async def _awaiting(coro: Any) -> Any:
+    try:
+        return await coro
+    except CONNECTION_ERRORS as exc:
+        raise _unavailable(exc) from exc
+
+
+class Connection:
+    """An asyncpg connection (or a pool's proxy of one) whose every coroutine method, and every
+    transaction, raises DatabaseUnavailable for connection errors. Everything else is passed
+    through unchanged, so it is used exactly like asyncpg's connection.
+
+    A wrapper rather than a subclass: a pool's connection proxy raises InterfaceError by itself
+    once asyncpg noticed the connection died, without calling into the connection class."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def transaction(self, **kwargs: Any) -> _TranslatingTransaction:
+        return _TranslatingTransaction(self._conn.transaction(**kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return _translating_attribute(getattr(self._conn, name))
+
+
+class Pool(asyncpg.Pool):  # type: ignore[misc]
+    """An asyncpg pool whose connections are translating `Connection`s, and whose acquire
+    raises DatabaseUnavailable when no connection can be had."""
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        try:
+            return Connection(await super()._acquire(timeout))
+        except CONNECTION_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:
+        if isinstance(connection, Connection):
+            connection = connection._conn
+        await super().release(connection, timeout=timeout)
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """A single translating connection (migrations, one-off tools)."""
+    try:
+        conn = await asyncpg.connect(dsn, **kwargs)
+    except CONNECTION_ERRORS as exc:
+        raise _unavailable(exc) from exc
+    return Connection(conn)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -47,48 +154,22 @@ async def create_pool(
     session state on a pooled connection (migrations take their own), and asyncpg still rolls
     back an open transaction and drops listeners on release. `reset_session=True` restores it.
     """
+    pool = Pool(
+        dsn,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        init=_init_connection,
+        reset=None if reset_session else _no_reset_query,
+        loop=None,
+        command_timeout=30,
+        timeout=10,
+    )
     try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            init=_init_connection,
-            reset=None if reset_session else _no_reset_query,
-            command_timeout=30,
-            timeout=10,
-        )
+        await pool
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to Postgres: {exc}") from exc
-    assert pool is not None
     return pool
-
-
-@asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A connection inside a transaction; connection loss surfaces as DatabaseUnavailable."""
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            yield conn
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
-
-
-async def fetchrow(pool: asyncpg.Pool, query: str, *args: Any) -> asyncpg.Record | None:
-    try:
-        return await pool.fetchrow(query, *args)
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
-
-
-async def fetch(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
-    try:
-        return list(await pool.fetch(query, *args))
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
-
-
-async def execute(pool: asyncpg.Pool, query: str, *args: Any) -> str:
-    try:
-        return str(await pool.execute(query, *args))
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc

@@ -16,7 +16,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from libs.db import CONNECTION_ERRORS
+from libs.db import DatabaseUnavailable
 from libs.observability import metrics as m
 
 log = structlog.get_logger()
@@ -147,7 +147,7 @@ class OpsCollector:
     async def refresh(self) -> OpsSnapshot | None:
         try:
             snap = await collect_snapshot(self._pool, self._js, self._streams)
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnavailable as exc:
             m.COLLECTOR_ERRORS.labels(source="postgres").inc()
             log.warning("ops_collector_failed", source="postgres", error=str(exc))
             return None

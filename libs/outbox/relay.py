@@ -16,7 +16,7 @@ import structlog
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from libs.db import CONNECTION_ERRORS
+from libs.db import DatabaseUnavailable
 from libs.db.listen import Wakeup, sleep_until
 
 log = structlog.get_logger()
@@ -119,7 +119,7 @@ class OutboxRelay:
                     failures += 1
                     log.warning("outbox_publish_failed", error=str(exc), failures=failures)
                     await self._note_failure(str(exc))
-                except CONNECTION_ERRORS as exc:
+                except DatabaseUnavailable as exc:
                     failures += 1
                     log.warning("outbox_db_unavailable", error=str(exc), failures=failures)
                 if failures:
@@ -128,7 +128,7 @@ class OutboxRelay:
                 await wakeup.wait(stop, self._poll_interval)
 
     async def _note_failure(self, error: str) -> None:
-        with contextlib.suppress(*CONNECTION_ERRORS):
+        with contextlib.suppress(DatabaseUnavailable):
             await self._pool.execute(RECORD_FAILURE, self._batch_size, error)
 
 

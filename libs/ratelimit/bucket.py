@@ -11,8 +11,6 @@ from typing import Protocol
 
 import asyncpg
 
-from libs.db import CONNECTION_ERRORS, DatabaseUnavailable
-
 # Takes a token if at least one is available after refilling; no row returned means "denied".
 # The bucket of a new key starts full. LEAST caps the refill at the capacity, which also
 # applies a lowered limit at once.
@@ -63,13 +61,11 @@ class PostgresRateLimiter:
 
     async def take(self, key_id: str, per_minute: int) -> Decision:
         key = uuid.UUID(key_id)
-        try:
-            left = await self._pool.fetchval(TAKE, key, float(per_minute))
-            if left is not None:
-                return Decision(True, remaining=int(left))
-            available = await self._pool.fetchval(AVAILABLE, key, float(per_minute))
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"Postgres unavailable: {exc}") from exc
+        # Postgres outages surface as DatabaseUnavailable (the pool translates them).
+        left = await self._pool.fetchval(TAKE, key, float(per_minute))
+        if left is not None:
+            return Decision(True, remaining=int(left))
+        available = await self._pool.fetchval(AVAILABLE, key, float(per_minute))
         return Decision(False, retry_after=_wait_for_one(float(available or 0.0), per_minute))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from libs import db
 from libs.settings import Settings
 
 
@@ -42,7 +43,7 @@ def run_service(
 
 
 async def with_conn(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
-    conn = await asyncpg.connect(settings.require_database_url())
+    conn = await db.connect(settings.require_database_url())
     try:
         return await fn(conn)
     finally:

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import asyncpg
 
 from libs import bus, db
+from libs.deadletters import records
+from libs.deadletters.requeue import NotRequeueable, requeue
 from libs.settings import Settings
 from services.cli.common import run_service
 from services.cli.replay import UsageError, parse_time, with_embedded_stack
-from services.deadletters import repository as repo
-from services.deadletters.requeue import NotRequeueable, requeue
 
 T = TypeVar("T")
 
@@ -49,8 +49,15 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def go(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-        rows = await pool.fetch(repo.LIST, None, since, args.open, None, args.limit)
-        return [repo.to_json(r) for r in rows]
+        rows = await records.list_(
+            pool,
+            api_key_id=None,
+            since=since,
+            open_only=args.open,
+            audio_file_id=None,
+            limit=args.limit,
+        )
+        return [records.to_json(r) for r in rows]
 
     for item in asyncio.run(_with_pool(settings, go)):
         item.pop("event", None)
@@ -62,8 +69,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_embedded_stack(settings)
 
     async def go(pool: asyncpg.Pool) -> dict[str, Any] | None:
-        row = await pool.fetchrow(repo.GET, args.id, None)
-        return None if row is None else repo.to_json(row)
+        row = await records.get(pool, args.id, api_key_id=None)
+        return None if row is None else records.to_json(row)
 
     item = asyncio.run(_with_pool(settings, go))
     if item is None:
@@ -79,9 +86,16 @@ async def requeue_many(settings: Settings, ids: list[int], *, all_open: bool) ->
         try:
             js = nc.jetstream()
             if all_open:
-                rows = list(await pool.fetch(repo.LIST, None, None, True, None, 10000))
+                rows = await records.list_(
+                    pool,
+                    api_key_id=None,
+                    since=None,
+                    open_only=True,
+                    audio_file_id=None,
+                    limit=10000,
+                )
             else:
-                rows = [r for i in ids if (r := await pool.fetchrow(repo.GET, i, None))]
+                rows = [r for i in ids if (r := await records.get(pool, i, api_key_id=None))]
             out = []
             for row in rows:
                 try:

@@ -11,76 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import uuid
-from dataclasses import dataclass
-from datetime import datetime
-
-import asyncpg
 
 from libs import db
+from libs.jobs.requeue import Requeued, requeue_failed
 from libs.settings import Settings
 from services.cli.replay import UsageError, parse_time, with_embedded_stack
-from services.ingest import jobs
-
-# Failed jobs: a transcription_failures row (transient: waiting out a cooldown; permanent:
-# given up), or status 'failed' without one. Every column audio_stored_event reads.
-FAILED_JOBS = """
-SELECT a.id, a.tenant_prefix, a.phone, a.campaign_name, a.recording_id, a.b2_object_key,
-       a.content_type, a.size_bytes, a.sha256, a.callback_url, a.model, a.language,
-       a.timestamps, a.trace_id, a.status,
-       coalesce(f.status, 'permanent') AS failure_status, f.error_code,
-       coalesce(f.last_failed_at, a.updated_at) AS failed_at
-FROM media_pipeline.audio_files a
-LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
-WHERE a.status <> 'completed'
-  AND (f.audio_file_id IS NOT NULL OR a.status = 'failed')
-  AND (coalesce(f.status, 'permanent') = 'transient' OR $1)
-  AND ($2::timestamptz IS NULL OR coalesce(f.last_failed_at, a.updated_at) >= $2)
-  AND ($3::text IS NULL OR a.tenant_prefix = $3)
-ORDER BY failed_at
-LIMIT $4
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Requeued:
-    audio_file_id: str
-    tenant_prefix: str
-    failure_status: str
-    error_code: str | None
-    failed_at: datetime
-    requeued: bool
-
-
-async def requeue_failed(
-    pool: asyncpg.Pool,
-    *,
-    since: datetime | None = None,
-    tenant: str | None = None,
-    include_permanent: bool = False,
-    limit: int = 1000,
-    dry_run: bool = False,
-) -> list[Requeued]:
-    rows = await db.fetch(pool, FAILED_JOBS, include_permanent, since, tenant, limit)
-    trace_id = f"requeue-failed-{uuid.uuid4().hex[:12]}"
-    out = []
-    for row in rows:
-        done = False
-        if not dry_run:
-            async with pool.acquire() as conn:
-                # Transient jobs are still 'queued' (waiting for a redelivery): requeue anyway.
-                done = await jobs.requeue(conn, row, trace_id=trace_id, even_if_active=True)
-        out.append(
-            Requeued(
-                audio_file_id=str(row["id"]),
-                tenant_prefix=row["tenant_prefix"],
-                failure_status=row["failure_status"],
-                error_code=row["error_code"],
-                failed_at=row["failed_at"],
-                requeued=done,
-            )
-        )
-    return out
 
 
 def cmd_requeue_failed(args: argparse.Namespace, settings: Settings) -> int:

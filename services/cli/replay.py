@@ -21,16 +21,14 @@ from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
 
-from libs import bus, replay
+from libs import bus, db, replay
 from libs.contracts import streams
+from libs.jobs import record
 from libs.observability.collector import consumer_views
 from libs.settings import Settings
 
 T = TypeVar("T")
 
-JOB = """
-SELECT tenant_prefix, created_at FROM media_pipeline.audio_files WHERE id = $1
-"""
 # The scan of one job starts a little before the job's row was written (clock skew).
 JOB_SCAN_MARGIN = timedelta(minutes=5)
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -88,16 +86,14 @@ async def _job_scope(settings: Settings, audio_file_id: str) -> tuple[str | None
     """The job's tenant and creation time narrow the scan; without a database, scan it all."""
     if not settings.database_url:
         return None, None
-    import asyncpg
-
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await db.connect(settings.database_url)
     try:
-        row = await conn.fetchrow(JOB, uuid.UUID(audio_file_id))
+        job = await record.load(conn, uuid.UUID(audio_file_id))
     finally:
         await conn.close()
-    if row is None:
+    if job is None:
         raise UsageError(f"no job {audio_file_id} in the database")
-    return row["tenant_prefix"], row["created_at"] - JOB_SCAN_MARGIN
+    return job.tenant_prefix, job.created_at - JOB_SCAN_MARGIN
 
 
 async def events(settings: Settings, audio_file_id: str) -> list[replay.StoredEvent]:

@@ -22,10 +22,11 @@ from typing import Any
 
 import asyncpg
 
+from libs.errors import DomainError
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.settings import Settings
+from libs.webhooks import admin
 from services.cli.common import with_conn
-from services.notifier import admin
 
 
 def _time(value: str) -> datetime:
@@ -39,12 +40,7 @@ def _time(value: str) -> datetime:
 def _run(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> int:
     try:
         result = asyncio.run(with_conn(settings, fn))
-    except (
-        admin.NotFound,
-        admin.EndpointDisabled,
-        admin.NoEndpoint,
-        admin.ManagedByEnvironment,
-    ) as exc:
+    except DomainError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))

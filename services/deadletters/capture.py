@@ -20,9 +20,10 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from libs.bus import Delivery, Reject, Retry
-from libs.db import CONNECTION_ERRORS
+from libs.db import DatabaseUnavailable
+from libs.deadletters import records
+from libs.jobs import lifecycle
 from libs.observability.metrics import DEAD_LETTERS
-from services.deadletters import repository as repo
 from services.deadletters.advisory import advisory_decoder, kind_of
 
 log = structlog.get_logger()
@@ -44,7 +45,7 @@ class DeadLetterCapture:
         subject, payload = await self._original(advisory.stream, advisory.stream_seq)
         event = _peek(payload)
         audio_file_id = _uuid(event.get("audio_file_id"))
-        dl = repo.NewDeadLetter(
+        dl = records.NewDeadLetter(
             kind=kind,
             stream=advisory.stream,
             consumer=advisory.consumer,
@@ -65,10 +66,10 @@ class DeadLetterCapture:
             trace_id=_str(event.get("trace_id")),
         ):
             try:
-                new_id = await repo.insert(self._pool, dl)
+                new_id = await records.insert(self._pool, dl)
                 if new_id is not None and kind == "max_deliveries":
                     await self._fail_stuck_job(dl, event)
-            except CONNECTION_ERRORS as exc:
+            except DatabaseUnavailable as exc:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             if new_id is not None:
                 DEAD_LETTERS.labels(kind=kind, consumer=advisory.consumer).inc()
@@ -93,15 +94,13 @@ class DeadLetterCapture:
             raise Retry(f"cannot read {stream} #{seq}: {exc}") from exc
         return msg.subject, msg.data
 
-    async def _fail_stuck_job(self, dl: repo.NewDeadLetter, event: dict[str, Any]) -> None:
+    async def _fail_stuck_job(self, dl: records.NewDeadLetter, event: dict[str, Any]) -> None:
         if dl.event_type != "audio.stored" or dl.audio_file_id is None:
             return
-        from services.transcriber import repository as transcriber_repo
-
-        job = await transcriber_repo.load_job(self._pool, str(dl.audio_file_id))
+        job = await lifecycle.load_job(self._pool, str(dl.audio_file_id))
         if job is None or job.status in ("completed", "failed"):
             return
-        await transcriber_repo.fail(
+        await lifecycle.fail(
             self._pool,
             job,
             code="max_deliveries",

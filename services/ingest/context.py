@@ -9,9 +9,8 @@ import structlog
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from libs import apikeys, db
+from libs import apikeys
 from libs.blobstore import BlobStore
-from libs.db import DatabaseUnavailable
 from libs.errors import NotFound, RateLimited, Unauthenticated
 from libs.ratelimit import RateLimiter
 from libs.settings import Settings
@@ -31,10 +30,7 @@ async def authenticate(request: web.Request) -> apikeys.ApiKey:
     raw = request.headers.get("X-API-Key", "")
     if not raw:
         raise Unauthenticated("send your key in the X-API-Key header", code="missing_api_key")
-    try:
-        key = await apikeys.authenticate(request.app[POOL], raw)
-    except db.CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
+    key = await apikeys.authenticate(request.app[POOL], raw)
     if key is None:
         raise Unauthenticated("the API key is not valid", code="invalid_api_key")
     request[API_KEY] = key

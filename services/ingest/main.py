@@ -10,9 +10,9 @@ from aiohttp import web
 
 from libs import bus, db
 from libs.blobstore import S3BlobStore
+from libs.jobs import claims
 from libs.outbox import OutboxRelay
 from libs.settings import Settings
-from services.ingest import claims
 from services.ingest.app import create_app
 
 log = structlog.get_logger()

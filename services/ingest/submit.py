@@ -24,7 +24,7 @@ from libs.apikeys import ApiKey
 from libs.audio.sniff import SNIFF_BYTES as HEAD_BYTES
 from libs.audio.sniff import AudioFormat, sniff
 from libs.blobstore import BlobStore
-from libs.db import CONNECTION_ERRORS, UNAVAILABLE, DatabaseUnavailable
+from libs.db import DatabaseUnavailable
 from libs.errors import (
     Conflict,
     Forbidden,
@@ -34,9 +34,10 @@ from libs.errors import (
     Unavailable,
     UnsupportedMedia,
 )
+from libs.jobs import claims
+from libs.jobs import submission as jobs
 from libs.layout import InvalidPrefix, audio_key, validate_prefix
 from libs.metrics import JOBS_SUBMITTED
-from services.ingest import claims, jobs
 from services.ingest.form import SubmitForm
 from services.ingest.lookup import (
     AmbiguousRecording,
@@ -199,7 +200,7 @@ async def submit(
             campaign = await campaign_name(ctx.pool, campaign_id, ctx.queries)
 
         url_sha1 = hashlib.sha1(url.encode()).hexdigest() if url else None  # noqa: S324 - reference key, not security
-    except CONNECTION_ERRORS as exc:
+    except DatabaseUnavailable as exc:
         raise DatabaseUnavailable(str(exc)) from exc
 
     file_id = uuid.uuid4()
@@ -217,7 +218,7 @@ async def submit(
             url_sha1=url_sha1,
             idempotency_key=idempotency_key,
         )
-    except CONNECTION_ERRORS as exc:
+    except DatabaseUnavailable as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     if existing is not None:
         return _existing(existing, ctx, source)
@@ -284,7 +285,7 @@ async def submit(
             code="submission_expired",
             retry_after=5,
         ) from exc
-    except UNAVAILABLE as exc:
+    except DatabaseUnavailable as exc:
         await _abandon(ctx, file_id, written)
         raise DatabaseUnavailable(str(exc)) from exc
     except BaseException:
@@ -393,12 +394,12 @@ async def _abandon(ctx: SubmitContext, file_id: uuid.UUID, written: list[str]) -
             await ctx.store.delete(object_key)
     except Exception:
         log.warning("orphan_object_delete_failed", keys=written, exc_info=True)
-        with contextlib.suppress(*CONNECTION_ERRORS):
+        with contextlib.suppress(DatabaseUnavailable):
             await claims.expire_now(ctx.pool, file_id)
         return
     try:
         await claims.release(ctx.pool, file_id)
-    except CONNECTION_ERRORS:
+    except DatabaseUnavailable:
         log.warning("claim_release_failed", audio_file_id=str(file_id), exc_info=True)
 
 

@@ -20,20 +20,22 @@ import asyncpg
 import msgspec
 import structlog
 
+from libs.apikeys import endpoints
 from libs.bus import Delivery, Reject, Retry
 from libs.contracts import TranscriptionFailed, TranscriptReady, transcript_result_decoder
-from libs.db import CONNECTION_ERRORS
+from libs.db import DatabaseUnavailable
 from libs.db.listen import Wakeup, sleep_until
 from libs.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
 from libs.safehttp import BlockedUrl, SafeHttpClient, UpstreamError
-from services.notifier import payload, signing
-from services.notifier import repository as repo
+from libs.webhooks import payload
+from libs.webhooks import queue as repo
+from services.notifier import signing
 from services.notifier.policy import DEFAULT_POLICY, RETRY_SCHEDULE, DeliveryPolicy
 
 log = structlog.get_logger()
 
 CHANNEL = "media_pipeline_webhooks"
-DB_ERRORS = CONNECTION_ERRORS
+DB_ERRORS = (DatabaseUnavailable,)
 PURGE_EVERY = 3600.0
 MAX_ATTEMPTS = DEFAULT_POLICY.max_attempts
 __all__ = ["MAX_ATTEMPTS", "RETRY_SCHEDULE", "Deliverer", "Scheduler", "next_delay"]
@@ -70,7 +72,7 @@ class Scheduler:
         ):
             try:
                 n = await self.schedule(event)
-            except CONNECTION_ERRORS as exc:
+            except DatabaseUnavailable as exc:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             log.info("webhooks_scheduled", endpoints=n, type=type(event).__name__)
 
@@ -361,10 +363,8 @@ class Deliverer:
                 )
                 if outcome.verdict == "succeeded":
                     await conn.execute(repo.FINISH, due.id, "succeeded", status, None, latency_ms)
-                    if due.is_key_endpoint:
-                        await conn.execute(
-                            repo.ENDPOINT_SUCCEEDED, due.api_key_id, due.endpoint_url
-                        )
+                    if due.is_key_endpoint and due.api_key_id is not None:
+                        await endpoints.succeeded(conn, due.api_key_id, due.endpoint_url)
                     self.delivered += 1
                     log.info("webhook_delivered", status=status, ms=latency_ms)
                 elif outcome.verdict == "gone":
@@ -389,12 +389,12 @@ class Deliverer:
 
     async def _count_failure(self, conn: asyncpg.Connection, due: repo.Due) -> None:
         assert due.api_key_id is not None
-        should_disable = await conn.fetchval(
-            repo.ENDPOINT_FAILED,
+        should_disable = await endpoints.failed(
+            conn,
             due.api_key_id,
             due.endpoint_url,
-            self._policy.disable_after_seconds,
-            self._policy.disable_min_failures,
+            disable_after_seconds=self._policy.disable_after_seconds,
+            disable_min_failures=self._policy.disable_min_failures,
         )
         if should_disable:
             await repo.disable_endpoint(

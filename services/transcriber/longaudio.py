@@ -24,6 +24,7 @@ import structlog
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, probe_duration
 from libs.audio.split import CHUNK_EXTENSION, encode_window, frame_energies, plan_chunks
+from libs.jobs.lifecycle import StoredChunk
 from libs.transcript import Transcript
 from libs.transcript.merge import ChunkTranscript, merge
 from services.transcriber.engines import (
@@ -33,7 +34,6 @@ from services.transcriber.engines import (
     PermanentEngineError,
     UploadLimits,
 )
-from services.transcriber.repository import StoredChunk
 
 log = structlog.get_logger()
 

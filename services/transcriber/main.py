@@ -122,5 +122,5 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
         finally:
             relay_stop.set()
             await relay_task
-            with contextlib.suppress(*db.CONNECTION_ERRORS, PublishFailed):
+            with contextlib.suppress(db.DatabaseUnavailable, PublishFailed):
                 await relay.run_until_idle()

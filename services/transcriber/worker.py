@@ -21,12 +21,12 @@ from libs.blobstore import BlobNotFound, BlobStore, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
 from libs.contracts import AudioStored, audio_stored_decoder, subjects
-from libs.db import CONNECTION_ERRORS, UNAVAILABLE
+from libs.db import DatabaseUnavailable
+from libs.jobs import lifecycle as repo
 from libs.layout import transcript_keys
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
 from libs.transcript import Transcript
 from libs.transcript.render import FORMATS
-from services.transcriber import repository as repo
 from services.transcriber.engines import (
     Engine,
     EngineAuthError,
@@ -41,7 +41,7 @@ from services.transcriber.longaudio import LongAudio, SplitPolicy, needs_splitti
 log = structlog.get_logger()
 
 # Dependency outages: retried with backoff, never a failed job.
-DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, *UNAVAILABLE)
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
 
 AUTH_PAUSE_SECONDS = 60.0
 
@@ -104,7 +104,7 @@ class Transcriber:
     async def _process(self, event: AudioStored, delivery: Delivery) -> str:
         try:
             job = await repo.load_job(self._pool, event.audio_file_id)
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnavailable as exc:
             raise Retry(f"Postgres unavailable: {exc}") from exc
         if job is None:
             # Outbox rows commit with their job, so this is a foreign or hand-made event.
@@ -158,7 +158,7 @@ class Transcriber:
         JOBS_FINISHED.labels(engine=transcript.engine, outcome="completed").inc()
         return "completed" if ready is not None else "completed_elsewhere"
 
-    async def _transcribe(self, job: repo.Job, event: AudioStored) -> Transcript:
+    async def _transcribe(self, job: repo.ProcessingJob, event: AudioStored) -> Transcript:
         engine = self._engines.for_model(event.model)
         options = EngineOptions(
             model=event.model if event.model != "offline" else None,
@@ -209,7 +209,7 @@ class Transcriber:
 
     async def _pause(
         self,
-        job: repo.Job,
+        job: repo.ProcessingJob,
         event: AudioStored,
         delivery: Delivery,
         engine: Engine,
@@ -236,7 +236,7 @@ class Transcriber:
             if delivery.last_attempt:
                 await repo.requeue(self._pool, job, event)
                 requeued = True
-        except CONNECTION_ERRORS as db_exc:
+        except DatabaseUnavailable as db_exc:
             log.warning("pause_not_recorded", error=str(db_exc))
 
         async def probe() -> bool:
@@ -251,18 +251,20 @@ class Transcriber:
             requeued=requeued,
         ) from exc
 
-    async def _fail(self, job: repo.Job, event: AudioStored, code: str, detail: str) -> None:
+    async def _fail(
+        self, job: repo.ProcessingJob, event: AudioStored, code: str, detail: str
+    ) -> None:
         JOBS_FINISHED.labels(engine="-", outcome="failed").inc()
         log.warning("transcription_failed", code=code, detail=detail, permanent=True)
         try:
             await repo.fail(self._pool, job, code=code, detail=detail, trace_id=event.trace_id)
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnavailable as exc:
             # Cannot record the failure: retry the whole message rather than lose the outcome.
             raise Retry(f"Postgres unavailable while recording failure: {exc}") from exc
 
     async def _transient(
         self,
-        job: repo.Job,
+        job: repo.ProcessingJob,
         event: AudioStored,
         delivery: Delivery,
         code: str,
@@ -288,6 +290,6 @@ class Transcriber:
             await repo.record_transient(
                 self._pool, job, code=code, detail=detail, cooldown_seconds=delay
             )
-        except CONNECTION_ERRORS:
+        except DatabaseUnavailable:
             log.warning("failure_not_recorded", code=code)
         return delay

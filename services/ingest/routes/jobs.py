@@ -6,11 +6,9 @@ import uuid
 
 from aiohttp import web
 
-from libs import db
 from libs.blobstore import BlobNotFound
-from libs.db import DatabaseUnavailable
 from libs.errors import Conflict, InvalidInput, NotFound
-from services.ingest import jobs
+from libs.jobs import record, requeue, views
 from services.ingest.context import (
     POOL,
     SETTINGS,
@@ -54,7 +52,7 @@ async def post_transcribe(request: web.Request) -> web.Response:
 
 async def get_status(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    row = await db.fetchrow(request.app[POOL], jobs.STATUS, job_id(request), uuid.UUID(key.id))
+    row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
     if row is None:
         raise NotFound("no such job")
     return web.json_response(status_body(row))
@@ -67,22 +65,19 @@ async def post_rerun(request: web.Request) -> web.Response:
     key = await authenticate(request)
     force = request.query.get("force", "").lower() in ("1", "true", "yes")
     pool = request.app[POOL]
-    row = await db.fetchrow(pool, jobs.FIND_FOR_KEY, job_id(request), uuid.UUID(key.id))
-    if row is None:
+    job = await record.load(pool, job_id(request), api_key_id=uuid.UUID(key.id))
+    if job is None:
         raise NotFound("no such job")
-    try:
-        async with pool.acquire() as conn:
-            requeued = await jobs.requeue(
-                conn, row, trace_id=request[TRACE_ID], even_if_active=force
-            )
-    except db.CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
-    if not requeued:
+    async with pool.acquire() as conn:
+        requeued = await requeue.requeue(
+            conn, job.id, trace_id=request[TRACE_ID], even_if_active=force
+        )
+    if requeued is None:
         raise Conflict(
-            f"the job is {row['status']}; it will finish on its own (add ?force=true to requeue anyway)",
+            f"the job is {job.status}; it will finish on its own (add ?force=true to requeue anyway)",
             code="job_active",
         )
-    return web.json_response({"audio_file_id": str(row["id"]), "status": "QUEUED"})
+    return web.json_response({"audio_file_id": str(job.id), "status": "QUEUED"})
 
 
 async def get_transcript(request: web.Request) -> web.Response:
@@ -90,7 +85,7 @@ async def get_transcript(request: web.Request) -> web.Response:
     fmt = request.match_info.get("fmt") or request.query.get("format", "txt")
     if fmt not in FORMATS:
         raise InvalidInput(f"format must be one of {sorted(FORMATS)}", code="invalid_format")
-    row = await db.fetchrow(request.app[POOL], jobs.STATUS, job_id(request), uuid.UUID(key.id))
+    row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
     if row is None:
         raise NotFound("no such job")
     column, content_type = FORMATS[fmt]

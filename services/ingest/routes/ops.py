@@ -12,10 +12,10 @@ from datetime import datetime
 
 from aiohttp import web
 
-from libs import apikeys, db
-from libs.errors import Conflict, InvalidInput, NotFound
-from services.deadletters import repository as repo
-from services.deadletters.requeue import NotRequeueable, requeue
+from libs import apikeys
+from libs.deadletters import records
+from libs.deadletters.requeue import requeue
+from libs.errors import InvalidInput, NotFound
 from services.ingest.context import NATS_CLIENT, POOL, TRACE_ID, authenticate
 
 MAX_LIMIT = 500
@@ -63,38 +63,34 @@ async def list_dead_letters(request: web.Request) -> web.Response:
             raise InvalidInput(
                 "audio_file_id must be a UUID", code="invalid_audio_file_id"
             ) from None
-    rows = await db.fetch(
+    rows = await records.list_(
         request.app[POOL],
-        repo.LIST,
-        _scope(key),
-        _since(q.get("since")),
-        q.get("open", "false").lower() in ("1", "true", "yes"),
-        job,
-        limit,
+        api_key_id=_scope(key),
+        since=_since(q.get("since")),
+        open_only=q.get("open", "false").lower() in ("1", "true", "yes"),
+        audio_file_id=job,
+        limit=limit,
     )
-    return web.json_response({"dead_letters": [repo.to_json(r) for r in rows]})
+    return web.json_response({"dead_letters": [records.to_json(r) for r in rows]})
 
 
 async def get_dead_letter(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    row = await db.fetchrow(request.app[POOL], repo.GET, _dead_letter_id(request), _scope(key))
+    row = await records.get(request.app[POOL], _dead_letter_id(request), api_key_id=_scope(key))
     if row is None:
         raise NotFound("no such dead letter")
-    return web.json_response(repo.to_json(row))
+    return web.json_response(records.to_json(row))
 
 
 async def post_requeue(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
-    row = await db.fetchrow(pool, repo.GET, _dead_letter_id(request), _scope(key))
+    row = await records.get(pool, _dead_letter_id(request), api_key_id=_scope(key))
     if row is None:
         raise NotFound("no such dead letter")
-    try:
-        action = await requeue(
-            pool, request.app[NATS_CLIENT].jetstream(), row, trace_id=request[TRACE_ID]
-        )
-    except NotRequeueable as exc:
-        raise Conflict(str(exc), code="not_requeueable") from exc
+    action = await requeue(
+        pool, request.app[NATS_CLIENT].jetstream(), row, trace_id=request[TRACE_ID]
+    )
     return web.json_response({"id": row["id"], "action": action})
 
 

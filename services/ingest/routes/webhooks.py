@@ -18,41 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from libs import db
-from libs.db import DatabaseUnavailable
-from libs.errors import Conflict, InvalidInput, NotFound
+from libs.errors import InvalidInput, NotFound
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
+from libs.webhooks import admin
 from services.ingest.context import POOL, SETTINGS, authenticate
-from services.notifier import admin
-
-T = TypeVar("T")
 
 # "Send a test event" waits this long by default for the first attempt's answer: longer than
 # the notifier's POST timeout, so a slow receiver still gets a verdict.
 TEST_WAIT_DEFAULT = 20.0
 TEST_WAIT_MAX = 30.0
-
-
-async def _db(call: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await call()
-    except admin.NotFound as exc:
-        raise NotFound(str(exc)) from exc
-    except admin.EndpointDisabled as exc:
-        raise Conflict(str(exc), code="endpoint_disabled") from exc
-    except admin.NoEndpoint as exc:
-        raise Conflict(str(exc), code="no_endpoint") from exc
-    except admin.ManagedByEnvironment as exc:
-        raise Conflict(str(exc), code="managed_by_environment") from exc
-    except db.CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -103,22 +83,20 @@ async def list_deliveries(request: web.Request) -> web.Response:
             "give the job as ?audio_file_id=<id>", code="invalid_audio_file_id"
         ) from None
     pool = request.app[POOL]
-    rows = await _db(lambda: admin.list_for_job(pool, admin.Scope.key(key.id), job))
+    rows = await admin.list_for_job(pool, admin.Scope.key(key.id), job)
     return web.json_response({"audio_file_id": str(job), "deliveries": rows})
 
 
 async def get_delivery(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, delivery_id = request.app[POOL], _delivery_id(request)
-    return web.json_response(
-        await _db(lambda: admin.get(pool, admin.Scope.key(key.id), delivery_id))
-    )
+    return web.json_response(await admin.get(pool, admin.Scope.key(key.id), delivery_id))
 
 
 async def resend(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, delivery_id = request.app[POOL], _delivery_id(request)
-    await _db(lambda: admin.resend(pool, admin.Scope.key(key.id), delivery_id))
+    await admin.resend(pool, admin.Scope.key(key.id), delivery_id)
     return web.json_response({"id": delivery_id, "status": "pending"}, status=202)
 
 
@@ -131,7 +109,7 @@ async def recover(request: web.Request) -> web.Response:
     if until is not None and until <= since:
         raise InvalidInput("until must be after since", code="invalid_until")
     pool = request.app[POOL]
-    n = await _db(lambda: admin.recover(pool, admin.Scope.key(key.id), since, until))
+    n = await admin.recover(pool, admin.Scope.key(key.id), since, until)
     return web.json_response({"recovered": n}, status=202)
 
 
@@ -147,29 +125,29 @@ async def send_test(request: web.Request) -> web.Response:
         raise InvalidInput(f"wait must be between 0 and {TEST_WAIT_MAX}", code="invalid_wait")
     pool = request.app[POOL]
     key_id = uuid.UUID(key.id)
-    delivery_id = await _db(lambda: admin.send_test(pool, key_id, url))
+    delivery_id = await admin.send_test(pool, key_id, url)
     scope = admin.Scope(key_id)
-    body = await _db(lambda: admin.get(pool, scope, delivery_id))
+    body = await admin.get(pool, scope, delivery_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     # The notifier attempts it at once (NOTIFY); poll the row for its first verdict.
     while not body["attempt_log"] and loop.time() < deadline:
         await asyncio.sleep(0.05)
-        body = await _db(lambda: admin.get(pool, scope, delivery_id))
+        body = await admin.get(pool, scope, delivery_id)
     return web.json_response(body, status=200 if body["attempt_log"] else 202)
 
 
 async def get_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
-    return web.json_response(await _db(lambda: admin.endpoint(pool, uuid.UUID(key.id))))
+    return web.json_response(await admin.endpoint(pool, uuid.UUID(key.id)))
 
 
 async def enable_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
-    await _db(lambda: admin.enable(pool, key_id))
-    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    await admin.enable(pool, key_id)
+    body: dict[str, Any] = await admin.endpoint(pool, key_id)
     return web.json_response(body)
 
 
@@ -187,8 +165,8 @@ async def put_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     url = _checked_url(request, (await _params(request)).get("url"))
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
-    secret = await _db(lambda: admin.set_url(pool, key_id, url))
-    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    secret = await admin.set_url(pool, key_id, url)
+    body: dict[str, Any] = await admin.endpoint(pool, key_id)
     if secret:
         body["webhook_secret"] = secret  # generated now: shown this once
     return web.json_response(body)
@@ -197,16 +175,16 @@ async def put_endpoint(request: web.Request) -> web.Response:
 async def rotate_secret(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
-    secret = await _db(lambda: admin.rotate_secret(pool, key_id))
-    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    secret = await admin.rotate_secret(pool, key_id)
+    body: dict[str, Any] = await admin.endpoint(pool, key_id)
     return web.json_response(body | {"webhook_secret": secret})
 
 
 async def finish_rotation(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
-    await _db(lambda: admin.finish_rotation(pool, key_id))
-    body: dict[str, Any] = await _db(lambda: admin.endpoint(pool, key_id))
+    await admin.finish_rotation(pool, key_id)
+    body: dict[str, Any] = await admin.endpoint(pool, key_id)
     return web.json_response(body)
 
 

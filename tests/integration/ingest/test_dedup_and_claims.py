@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from libs.blobstore import S3BlobStore
+from libs.jobs import claims
 from libs.settings import Settings
-from services.ingest import claims
 from services.ingest.submit import object_stem
 from tests.integration.ingest.conftest import (
     WAV,

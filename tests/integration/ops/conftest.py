@@ -17,8 +17,8 @@ from nats.js import JetStreamContext
 
 from libs import outbox
 from libs.contracts import subjects
+from libs.jobs import record, submission
 from libs.settings import Settings
-from services.ingest import jobs
 
 FIXTURES_WAV = "tests/fixtures/hello_campaign.wav"
 
@@ -59,10 +59,12 @@ async def bootstrap_key_id(pool: asyncpg.Pool) -> str:
     )
 
 
-def new_job(api_key_id: str, *, tenant: str = "ops", trace_id: str | None = None) -> jobs.NewJob:
+def new_job(
+    api_key_id: str, *, tenant: str = "ops", trace_id: str | None = None
+) -> submission.NewJob:
     """A job whose audio object is NOT in storage unless the test puts it there."""
     job_id = uuid.uuid4()
-    return jobs.NewJob(
+    return submission.NewJob(
         id=job_id,
         api_key_id=api_key_id,
         tenant_prefix=tenant,
@@ -100,7 +102,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 """
 
 
-async def insert_job(pool: asyncpg.Pool, job: jobs.NewJob, *, publish: bool) -> None:
+async def insert_job(pool: asyncpg.Pool, job: submission.NewJob, *, publish: bool) -> None:
     """The job row, and (publish=True) its AudioStored through the outbox in one transaction, as
     ingest does; publish=False leaves publishing to the test."""
     async with pool.acquire() as conn, conn.transaction():
@@ -120,7 +122,7 @@ async def insert_job(pool: asyncpg.Pool, job: jobs.NewJob, *, publish: bool) -> 
         )
         if publish:
             await outbox.enqueue(
-                conn, jobs.audio_stored_event(job), subjects.audio_stored(job.tenant_prefix)
+                conn, record.audio_stored_event(job), subjects.audio_stored(job.tenant_prefix)
             )
 
 

@@ -18,10 +18,10 @@ from libs import apikeys
 from libs.blobstore import S3BlobStore
 from libs.contracts import encode, streams
 from libs.contracts import subjects as subj
+from libs.deadletters import records as dl_repo
+from libs.jobs import record
 from services.cli import replay as cli
 from services.cli.deadletters import requeue_many
-from services.deadletters import repository as dl_repo
-from services.ingest import jobs
 from tests.integration.ops.conftest import (
     FIXTURES_WAV,
     DeadLetterService,
@@ -125,7 +125,7 @@ async def test_max_deliveries_fails_the_stuck_job_with_an_event(
         ),
     )
     try:
-        await js.publish(subject, encode(jobs.audio_stored_event(job)))
+        await js.publish(subject, encode(record.audio_stored_event(job)))
         sub = await js.pull_subscribe_bind(durable, streams.STREAM_NAME)
         for _ in range(2):
             (msg,) = await sub.fetch(1, timeout=5)

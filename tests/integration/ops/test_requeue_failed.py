@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from libs.blobstore import S3BlobStore
+from libs.jobs.requeue import requeue_failed
 from services.cli import build_parser
-from services.cli.jobs import requeue_failed
 from tests.integration.ops.conftest import (
     FIXTURES_WAV,
     bootstrap_key_id,

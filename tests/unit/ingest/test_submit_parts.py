@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
+from libs.jobs import claims
 from libs.layout import transcript_keys
 from libs.ratelimit import MemoryRateLimiter, refill
 from libs.settings import SettingsError
-from services.ingest import claims
 from services.ingest.lookup import BY_ID, BY_LOCATION, CAMPAIGN_NAME, LookupQueries
 from services.ingest.submit import object_stem
 

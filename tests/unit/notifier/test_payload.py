@@ -10,9 +10,9 @@ import pytest
 
 from libs.contracts import TranscriptionFailed, TranscriptKeys, TranscriptReady
 from libs.errors import DomainError
+from libs.webhooks import payload
 from services.ingest.errors import answer
 from services.ingest.routes.webhooks import parse_time
-from services.notifier import payload
 
 JOB: dict[str, Any] = {
     "campaign_name": "spring",

@@ -1,4 +1,5 @@
-"""The `dead_letters` table: recorded once per advisory, listed per API key, marked on requeue."""
+"""The `dead_letters` table (its one owner): recorded once per advisory, listed per API key,
+marked on requeue."""
 
 from __future__ import annotations
 
@@ -47,13 +48,6 @@ UPDATE media_pipeline.dead_letters
 SET requeued_at = now(), requeue_count = requeue_count + 1
 WHERE id = $1
 """
-# Every column services.ingest.jobs.audio_stored_event reads.
-JOB_FOR_REQUEUE = """
-SELECT a.id, a.tenant_prefix, a.phone, a.campaign_name, a.recording_id, a.b2_object_key,
-       a.content_type, a.size_bytes, a.sha256, a.callback_url, a.model, a.language,
-       a.timestamps, a.status, a.trace_id, a.api_key_id
-FROM media_pipeline.audio_files a WHERE a.id = $1
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +66,30 @@ class NewDeadLetter:
     payload: bytes | None
     advisory: dict[str, Any]
     occurred_at: datetime | None
+
+
+async def list_(
+    pool: asyncpg.Pool,
+    *,
+    api_key_id: uuid.UUID | None,
+    since: datetime | None,
+    open_only: bool,
+    audio_file_id: uuid.UUID | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Newest first; `api_key_id` None means every dead letter (operators, bootstrap key)."""
+    return list(await pool.fetch(LIST, api_key_id, since, open_only, audio_file_id, limit))
+
+
+async def get(
+    conn: asyncpg.Connection | asyncpg.Pool, dead_letter_id: int, *, api_key_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(GET, dead_letter_id, api_key_id)
+    return row
+
+
+async def mark_requeued(conn: asyncpg.Connection | asyncpg.Pool, dead_letter_id: int) -> None:
+    await conn.execute(MARK_REQUEUED, dead_letter_id)
 
 
 async def insert(conn: asyncpg.Connection | asyncpg.Pool, dl: NewDeadLetter) -> int | None:

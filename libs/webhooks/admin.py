@@ -14,9 +14,10 @@ from typing import Any
 
 import asyncpg
 
-from libs import apikeys
+from libs import apikeys, errors
+from libs.apikeys import endpoints
 from libs.contracts import new_event_id, utcnow
-from services.notifier import payload
+from libs.webhooks import payload
 
 # Errors shown to API users are cut short: they are receivers' words, not ours.
 SHOWN_ERROR_CHARS = 200
@@ -75,62 +76,28 @@ INSERT INTO media_pipeline.webhook_deliveries
 VALUES ($1, 'webhook.test', NULL, $2, $3, $4)
 RETURNING id
 """
-ENDPOINT = """
-SELECT id, key_hint, webhook_url, webhook_secret IS NOT NULL AS signed,
-       webhook_secret_previous IS NOT NULL AS rotating, webhook_disabled_at,
-       webhook_disabled_reason, webhook_failing_since, webhook_consecutive_failures
-FROM media_pipeline.api_keys WHERE id = $1
-"""
-ENABLE = """
-UPDATE media_pipeline.api_keys
-SET webhook_disabled_at = NULL, webhook_disabled_reason = NULL,
-    webhook_failing_since = NULL, webhook_consecutive_failures = 0
-WHERE id = $1 AND webhook_url IS NOT NULL
-RETURNING id
-"""
-# Rotation: the new secret signs alongside the old one until the owner finishes the rotation,
-# so receivers can switch at their own pace (Standard Webhooks: several signatures).
-ROTATE_SQL = """
-UPDATE media_pipeline.api_keys
-SET webhook_secret_previous = webhook_secret, webhook_secret = $2
-WHERE id = $1 AND NOT is_bootstrap
-RETURNING id
-"""
-FINISH_ROTATION = """
-UPDATE media_pipeline.api_keys SET webhook_secret_previous = NULL
-WHERE id = $1 AND NOT is_bootstrap
-RETURNING id
-"""
-# A new URL is a new endpoint: whatever disabled the old one does not apply to it.
-SET_URL = """
-UPDATE media_pipeline.api_keys
-SET webhook_url = $2, webhook_secret = coalesce(webhook_secret, $3),
-    webhook_disabled_at = NULL, webhook_disabled_reason = NULL,
-    webhook_failing_since = NULL, webhook_consecutive_failures = 0
-WHERE id = $1 AND NOT is_bootstrap
-RETURNING id
-"""
-SIGNED_SQL = "SELECT webhook_secret IS NOT NULL FROM media_pipeline.api_keys WHERE id = $1"
-FIND_KEY = """
-SELECT id FROM media_pipeline.api_keys
-WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL
-"""
 
 
-class NotFound(LookupError):
-    pass
+class NotFound(errors.NotFound):
+    """No such delivery, or not the caller's."""
 
 
-class EndpointDisabled(RuntimeError):
+class EndpointDisabled(errors.Conflict):
     """The key's default endpoint is disabled: re-enable it before resending to it."""
 
+    code = "endpoint_disabled"
 
-class NoEndpoint(LookupError):
+
+class NoEndpoint(errors.Conflict):
     """The key has no default webhook URL (and none was given)."""
 
+    code = "no_endpoint"
 
-class ManagedByEnvironment(RuntimeError):
+
+class ManagedByEnvironment(errors.Conflict):
     """The bootstrap key's endpoint and secret come from WEBHOOK_URL / WEBHOOK_SECRET."""
+
+    code = "managed_by_environment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +202,7 @@ async def send_test(
 ) -> int:
     """Queue a signed `webhook.test` event to `url` (default: the key's endpoint, even when
     disabled, so its owner can check it before re-enabling). Returns the delivery id."""
-    key = await conn.fetchrow(ENDPOINT, api_key_id)
+    key = await endpoints.get(conn, api_key_id)
     if key is None:
         raise NotFound("no such key")
     target = url or key["webhook_url"]
@@ -252,7 +219,7 @@ async def send_test(
 async def endpoint(
     conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID
 ) -> dict[str, Any]:
-    row = await conn.fetchrow(ENDPOINT, api_key_id)
+    row = await endpoints.get(conn, api_key_id)
     if row is None:
         raise NotFound("no such key")
     return {
@@ -269,29 +236,28 @@ async def endpoint(
 
 async def enable(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> None:
     """Re-enable the key's endpoint (after 410 or auto-disable); the failure streak restarts."""
-    if await conn.fetchval(ENABLE, api_key_id) is None:
+    if not await endpoints.enable(conn, api_key_id):
         raise NoEndpoint("this key has no webhook URL")
 
 
 async def find_key(conn: asyncpg.Connection | asyncpg.Pool, id_or_hint: str) -> uuid.UUID:
-    rows = await conn.fetch(FIND_KEY, id_or_hint)
-    if len(rows) != 1:
+    keys = await endpoints.find_key(conn, id_or_hint)
+    if len(keys) != 1:
         raise NotFound("no single active key with that id or hint")
-    key_id: uuid.UUID = rows[0]["id"]
-    return key_id
+    return keys[0]
 
 
 async def rotate_secret(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> str:
     """Start a rotation: returns the new `whsec_` secret; the old one keeps signing too."""
     secret = apikeys.generate_webhook_secret()
-    if await conn.fetchval(ROTATE_SQL, api_key_id, secret) is None:
+    if not await endpoints.rotate(conn, api_key_id, secret):
         raise ManagedByEnvironment("the bootstrap key's secret is WEBHOOK_SECRET; change it there")
     return secret
 
 
 async def finish_rotation(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> None:
     """Stop signing with the previous secret."""
-    if await conn.fetchval(FINISH_ROTATION, api_key_id) is None:
+    if not await endpoints.finish_rotation(conn, api_key_id):
         raise ManagedByEnvironment("the bootstrap key's secret is WEBHOOK_SECRET; change it there")
 
 
@@ -300,8 +266,8 @@ async def set_url(
 ) -> str | None:
     """Point the key's default webhook at `url` (enabled, streak reset). Returns a newly
     generated secret when the key had none, else None (the secret is unchanged)."""
-    had = await conn.fetchval(SIGNED_SQL, api_key_id)
+    had = await endpoints.is_signed(conn, api_key_id)
     fresh = None if had else apikeys.generate_webhook_secret()
-    if await conn.fetchval(SET_URL, api_key_id, url, fresh) is None:
+    if not await endpoints.set_url(conn, api_key_id, url, fresh):
         raise ManagedByEnvironment("the bootstrap key's endpoint is WEBHOOK_URL; change it there")
     return fresh

@@ -1,17 +1,18 @@
-"""The job catalog (`media_pipeline.audio_files`) as seen by the ingest API."""
+"""What a submission writes: the job row and its AudioStored event, in one statement that also
+releases the submission's claims; and the lookups that find an existing job for a duplicate."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
 from libs import outbox
-from libs.contracts import AudioStored, new_event_id, subjects, utcnow
-from services.ingest import claims
+from libs.contracts import subjects
+from libs.jobs import claims
+from libs.jobs.record import audio_stored_event
 
 # The job row and the AudioStored event (the row outbox.enqueue writes), written by one statement together with
 # the release of the submission's claims; no row at all if the claims are gone (swept).
@@ -51,33 +52,6 @@ SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign
 FROM media_pipeline.audio_files a
 WHERE a.api_key_id = $1 AND a.idempotency_key = $2
 """
-FIND_FOR_KEY = """
-SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
-       a.recording_id, a.url, a.url_sha1, a.bucket, a.b2_object_key, a.content_type, a.size_bytes,
-       a.sha256, a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts,
-       a.last_error, a.trace_id, a.created_at, a.updated_at
-FROM media_pipeline.audio_files a WHERE a.id = $1 AND a.api_key_id = $2
-"""
-STATUS = """
-SELECT a.id, a.status, a.recording_id, a.phone, a.campaign_name, a.company, a.tenant_prefix,
-       a.b2_object_key, a.url, a.created_at, a.updated_at, a.attempts, a.last_error,
-       t.text, t.model, t.engine, t.language, t.duration_seconds, t.word_count,
-       t.b2_transcript_json_key, t.b2_transcript_txt_key, t.b2_transcript_srt_key,
-       t.b2_transcript_vtt_key, t.created_at AS completed_at,
-       f.status AS failure_status, f.error_code, f.error AS failure_error, f.attempts AS failure_attempts
-FROM media_pipeline.audio_files a
-LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
-LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
-WHERE a.id = $1 AND a.api_key_id = $2
-"""
-# Guarded: only a finished job (completed or failed) is requeued, so two racing reruns (or a
-# rerun of a job that is still queued or running) never put a second event on the stream.
-REQUEUE = """
-UPDATE media_pipeline.audio_files SET status = 'queued', last_error = NULL, updated_at = now()
-WHERE id = $1 AND (status IN ('completed', 'failed') OR $2)
-RETURNING id
-"""
-CLEAR_FAILURE = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,33 +81,6 @@ class NewJob:
     language: str | None
     timestamps: str
     trace_id: str | None
-
-
-def audio_stored_event(
-    job: NewJob | asyncpg.Record, *, force: bool = False, trace_id: str | None = None
-) -> AudioStored:
-    get: Any = (lambda k: getattr(job, k)) if isinstance(job, NewJob) else (lambda k: job[k])
-    key = "object_key" if isinstance(job, NewJob) else "b2_object_key"
-    size_key = "size" if isinstance(job, NewJob) else "size_bytes"
-    return AudioStored(
-        event_id=new_event_id(),
-        occurred_at=utcnow(),
-        trace_id=trace_id or get("trace_id"),
-        audio_file_id=str(get("id")),
-        tenant=get("tenant_prefix"),
-        campaign=get("campaign_name"),
-        storage_key=get(key),
-        content_type=get("content_type"),
-        size=int(get(size_key)),
-        sha256=get("sha256"),
-        phone=get("phone"),
-        recording_id=get("recording_id"),
-        model=get("model"),
-        language=get("language"),
-        timestamps=get("timestamps"),
-        callback_url=get("callback_url"),
-        force=force,
-    )
 
 
 async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
@@ -173,21 +120,3 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
     )
     if not inserted:
         raise claims.ClaimLost(f"claim of {job.id} expired before the job was recorded")
-
-
-async def requeue(
-    conn: asyncpg.Connection,
-    job: asyncpg.Record,
-    *,
-    trace_id: str | None,
-    even_if_active: bool = False,
-) -> bool:
-    """Requeue with `force` (a new transcription even if one exists). False when the job is
-    still queued or running and `even_if_active` is not set: nothing is written then."""
-    async with conn.transaction():
-        if await conn.fetchval(REQUEUE, job["id"], even_if_active) is None:
-            return False
-        await conn.execute(CLEAR_FAILURE, job["id"])
-        event = audio_stored_event(job, force=True, trace_id=trace_id)
-        await outbox.enqueue(conn, event, subjects.audio_stored(job["tenant_prefix"]))
-    return True

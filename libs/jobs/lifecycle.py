@@ -109,7 +109,7 @@ WHERE id = $1 AND status = 'processing'
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
+class ProcessingJob:
     id: uuid.UUID
     tenant_prefix: str
     campaign_name: str
@@ -132,7 +132,7 @@ class StoredChunk:
     transcript: Transcript
 
 
-async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> Job | None:
+async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> ProcessingJob | None:
     try:
         job_id = uuid.UUID(audio_file_id)
     except ValueError:
@@ -140,7 +140,7 @@ async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> Job | None:
     row = await pool.fetchrow(LOAD_JOB, job_id)
     if row is None:
         return None
-    return Job(
+    return ProcessingJob(
         id=row["id"],
         tenant_prefix=row["tenant_prefix"],
         campaign_name=row["campaign_name"],
@@ -180,7 +180,7 @@ async def save_chunk(pool: asyncpg.Pool, job_id: uuid.UUID, chunk: StoredChunk) 
     )
 
 
-async def requeue(pool: asyncpg.Pool, job: Job, event: AudioStored) -> AudioStored:
+async def requeue(pool: asyncpg.Pool, job: ProcessingJob, event: AudioStored) -> AudioStored:
     """Publish a fresh copy of `event` (new event id, so JetStream counts deliveries from
     zero) through the outbox; for work that must outlive its message's MaxDeliver."""
     fresh = msgspec.structs.replace(event, event_id=new_event_id(), occurred_at=utcnow())
@@ -189,14 +189,14 @@ async def requeue(pool: asyncpg.Pool, job: Job, event: AudioStored) -> AudioStor
     return fresh
 
 
-async def mark_processing(pool: asyncpg.Pool, job: Job, *, force: bool) -> bool:
+async def mark_processing(pool: asyncpg.Pool, job: ProcessingJob, *, force: bool) -> bool:
     result = await pool.execute(MARK_PROCESSING, job.id, force)
     return bool(result.endswith(" 1"))
 
 
 async def complete(
     pool: asyncpg.Pool,
-    job: Job,
+    job: ProcessingJob,
     transcript: Transcript,
     keys: TranscriptKeys,
     *,
@@ -249,7 +249,7 @@ async def complete(
 
 
 async def record_transient(
-    pool: asyncpg.Pool, job: Job, *, code: str, detail: str, cooldown_seconds: float
+    pool: asyncpg.Pool, job: ProcessingJob, *, code: str, detail: str, cooldown_seconds: float
 ) -> int:
     async with pool.acquire() as conn, conn.transaction():
         attempts = await conn.fetchval(
@@ -260,7 +260,7 @@ async def record_transient(
 
 
 async def fail(
-    pool: asyncpg.Pool, job: Job, *, code: str, detail: str, trace_id: str | None
+    pool: asyncpg.Pool, job: ProcessingJob, *, code: str, detail: str, trace_id: str | None
 ) -> TranscriptionFailed | None:
     """Record a permanent failure and announce it (once)."""
     async with pool.acquire() as conn, conn.transaction():

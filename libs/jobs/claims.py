@@ -23,7 +23,7 @@ import structlog
 
 from libs.audio.sniff import SUPPORTED
 from libs.blobstore import BlobStore, BlobStoreUnavailable
-from libs.db import CONNECTION_ERRORS
+from libs.db import DatabaseUnavailable
 
 log = structlog.get_logger()
 
@@ -121,7 +121,7 @@ async def keep_alive(pool: asyncpg.Pool, audio_file_id: uuid.UUID, ttl_seconds: 
         await asyncio.sleep(max(ttl_seconds / 3, 0.1))
         try:
             await pool.execute(EXTEND, audio_file_id, float(ttl_seconds))
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnavailable as exc:
             # If Postgres stays away past the expiry, the commit finds the claim gone (ClaimLost).
             log.warning("ingest_claim_heartbeat_failed", error=str(exc))
 
@@ -153,7 +153,7 @@ async def sweep(pool: asyncpg.Pool, store: BlobStore, *, limit: int = 100) -> in
     return cleared
 
 
-_SWEEP_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, *CONNECTION_ERRORS)
+_SWEEP_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
 
 
 async def run_sweeper(

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from libs.apikeys import endpoints
+
 JOB_FOR_EVENT = """
 SELECT a.id, a.api_key_id, a.campaign_name, a.phone, a.callback_url, a.b2_object_key,
        a.recording_id, t.text,
@@ -92,25 +94,6 @@ DELETE FROM media_pipeline.webhook_deliveries WHERE id IN (
     WHERE status <> 'pending' AND updated_at < now() - make_interval(days => $1)
     LIMIT $2)
 """
-ENDPOINT_SUCCEEDED = """
-UPDATE media_pipeline.api_keys
-SET webhook_failing_since = NULL, webhook_consecutive_failures = 0
-WHERE id = $1 AND webhook_url = $2
-  AND (webhook_failing_since IS NOT NULL OR webhook_consecutive_failures <> 0)
-"""
-# Returns whether the streak now meets the auto-disable rule (both limits passed).
-ENDPOINT_FAILED = """
-UPDATE media_pipeline.api_keys
-SET webhook_failing_since = coalesce(webhook_failing_since, now()),
-    webhook_consecutive_failures = webhook_consecutive_failures + 1
-WHERE id = $1 AND webhook_url = $2 AND webhook_disabled_at IS NULL
-RETURNING webhook_failing_since <= now() - make_interval(secs => $3)
-      AND webhook_consecutive_failures >= $4
-"""
-DISABLE_KEY_WEBHOOK = """
-UPDATE media_pipeline.api_keys SET webhook_disabled_at = now(), webhook_disabled_reason = $3
-WHERE id = $1 AND webhook_url = $2 AND webhook_disabled_at IS NULL
-"""
 CANCEL_PENDING_FOR_ENDPOINT = """
 UPDATE media_pipeline.webhook_deliveries SET status = 'cancelled', updated_at = now(),
     last_error = 'endpoint disabled'
@@ -185,5 +168,5 @@ async def disable_endpoint(
 ) -> None:
     """Disable a key's default endpoint and cancel what is queued for it (recoverable later)."""
     async with conn.transaction():
-        await conn.execute(DISABLE_KEY_WEBHOOK, api_key_id, url, reason)
+        await endpoints.disable(conn, api_key_id, url, reason)
         await conn.execute(CANCEL_PENDING_FOR_ENDPOINT, api_key_id, url)

@@ -1,0 +1,158 @@
+"""The job row (`media_pipeline.audio_files`) as a typed record, its loader, and the one mapping
+from a job to the AudioStored event that announces it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import asyncpg
+
+from libs.contracts import AudioStored, new_event_id, utcnow
+
+# Every column of the record, for queries that load a Job (aliased `a`).
+JOB_COLUMNS = """
+a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
+a.recording_id, a.url, a.bucket, a.b2_object_key, a.content_type, a.size_bytes, a.sha256,
+a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts, a.last_error,
+a.trace_id, a.created_at, a.updated_at
+"""
+LOAD = "SELECT" + JOB_COLUMNS + "FROM media_pipeline.audio_files a WHERE a.id = $1"
+LOAD_FOR_UPDATE = LOAD + " FOR UPDATE"
+# A job as its owner sees it: another key's job does not exist for them.
+LOAD_FOR_KEY = LOAD + " AND a.api_key_id = $2"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: uuid.UUID
+    api_key_id: uuid.UUID
+    tenant_prefix: str
+    phone: str | None
+    campaign_name: str
+    campaign_id: str | None
+    company: str | None
+    recording_id: str | None
+    url: str | None
+    bucket: str
+    object_key: str
+    content_type: str
+    size: int
+    sha256: str
+    callback_url: str | None
+    model: str | None
+    language: str | None
+    timestamps: str
+    status: str
+    attempts: int
+    last_error: str | None
+    trace_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Job:
+        return cls(
+            id=row["id"],
+            api_key_id=row["api_key_id"],
+            tenant_prefix=row["tenant_prefix"],
+            phone=row["phone"],
+            campaign_name=row["campaign_name"],
+            campaign_id=row["campaign_id"],
+            company=row["company"],
+            recording_id=row["recording_id"],
+            url=row["url"],
+            bucket=row["bucket"],
+            object_key=row["b2_object_key"],
+            content_type=row["content_type"],
+            size=int(row["size_bytes"]),
+            sha256=row["sha256"],
+            callback_url=row["callback_url"],
+            model=row["model"],
+            language=row["language"],
+            timestamps=row["timestamps"],
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            trace_id=row["trace_id"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+class StoredAudio(Protocol):
+    """What an AudioStored event says of a job: a loaded `Job` or a `NewJob` being inserted."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def tenant_prefix(self) -> str: ...
+    @property
+    def campaign_name(self) -> str: ...
+    @property
+    def object_key(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def recording_id(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def timestamps(self) -> str: ...
+    @property
+    def callback_url(self) -> str | None: ...
+    @property
+    def trace_id(self) -> str | None: ...
+
+
+def audio_stored_event(
+    job: StoredAudio, *, force: bool = False, trace_id: str | None = None
+) -> AudioStored:
+    """The one job -> AudioStored mapping (new submissions, reruns, requeues)."""
+    return AudioStored(
+        event_id=new_event_id(),
+        occurred_at=utcnow(),
+        trace_id=trace_id or job.trace_id,
+        audio_file_id=str(job.id),
+        tenant=job.tenant_prefix,
+        campaign=job.campaign_name,
+        storage_key=job.object_key,
+        content_type=job.content_type,
+        size=job.size,
+        sha256=job.sha256,
+        phone=job.phone,
+        recording_id=job.recording_id,
+        model=job.model,
+        language=job.language,
+        timestamps=job.timestamps,
+        callback_url=job.callback_url,
+        force=force,
+    )
+
+
+async def load(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    job_id: uuid.UUID,
+    *,
+    api_key_id: uuid.UUID | None = None,
+) -> Job | None:
+    """The job, or None; with `api_key_id`, only if that key owns it."""
+    if api_key_id is None:
+        row = await conn.fetchrow(LOAD, job_id)
+    else:
+        row = await conn.fetchrow(LOAD_FOR_KEY, job_id, api_key_id)
+    return None if row is None else Job.from_row(row)
