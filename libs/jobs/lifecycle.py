@@ -1,4 +1,6 @@
-"""What the transcriber reads and writes in Postgres; each state change commits with its event."""
+"""A job's transcription lifecycle, as the transcriber moves it: processing, completed (with its
+transcription row), transient and permanent failures, resumable chunks. Each state change
+commits with its event."""
 
 from __future__ import annotations
 
@@ -180,7 +182,7 @@ async def save_chunk(pool: asyncpg.Pool, job_id: uuid.UUID, chunk: StoredChunk) 
     )
 
 
-async def requeue(pool: asyncpg.Pool, job: ProcessingJob, event: AudioStored) -> AudioStored:
+async def republish(pool: asyncpg.Pool, job: ProcessingJob, event: AudioStored) -> AudioStored:
     """Publish a fresh copy of `event` (new event id, so JetStream counts deliveries from
     zero) through the outbox; for work that must outlive its message's MaxDeliver."""
     fresh = msgspec.structs.replace(event, event_id=new_event_id(), occurred_at=utcnow())

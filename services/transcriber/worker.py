@@ -234,7 +234,7 @@ class Transcriber:
                 self._pool, job, code=exc.code, detail=exc.detail, cooldown_seconds=0.0
             )
             if delivery.last_attempt:
-                await repo.requeue(self._pool, job, event)
+                await repo.republish(self._pool, job, event)
                 requeued = True
         except DatabaseUnavailable as db_exc:
             log.warning("pause_not_recorded", error=str(db_exc))
