@@ -35,7 +35,7 @@ from services.transcriber.engines import (
     PermanentEngineError,
     TransientEngineError,
 )
-from services.transcriber.engines.openai_engine import response_format_for
+from services.transcriber.engines.openai.models import response_format_for
 from services.transcriber.longaudio import LongAudio, SplitPolicy, needs_splitting
 
 log = structlog.get_logger()
