@@ -10,7 +10,7 @@ import asyncio
 import mimetypes
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import openai
@@ -20,7 +20,10 @@ from openai import AsyncOpenAI
 from libs.audio.decode import UndecodableAudio, probe_duration
 from libs.transcript import Segment, Transcript, Word
 from services.transcriber.engines.base import (
+    Engine,
     EngineOptions,
+    OutputShape,
+    Timestamps,
     TransientEngineError,
     UploadLimits,
 )
@@ -29,6 +32,7 @@ from services.transcriber.engines.openai.languages import normalize_language
 from services.transcriber.engines.openai.models import (
     DEFAULT_MODEL,
     LIMITS,
+    output_shape,
     response_format_for,
 )
 
@@ -94,7 +98,7 @@ class OpenAIEngine:
             # backoff; the consumer naks with a delay instead.
             raise ValueError("OpenAIEngine needs a client built with max_retries=0")
         self._client = client
-        self.default_model = default_model
+        self._default_model = default_model
         self.limits: UploadLimits | None = limits
 
     @classmethod
@@ -107,6 +111,13 @@ class OpenAIEngine:
         default_model: str = DEFAULT_MODEL,
     ) -> OpenAIEngine:
         return cls(build_client(api_key, base_url, timeout), default_model=default_model)
+
+    @property
+    def default_model(self) -> str:
+        return self._default_model
+
+    def output_shape(self, model: str, timestamps: Timestamps) -> OutputShape:
+        return output_shape(model, timestamps)
 
     async def check_credentials(self) -> bool:
         """Ask `GET /models`, the cheapest authenticated call: False only on 401/403.
@@ -281,6 +292,11 @@ class OpenAIEngine:
                 "openai_duration_probe_failed", audio=audio.name, error=str(exc), fallback=seconds
             )
             return seconds if seconds is not None else 0.0
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the class implements every member of `Engine`.
+    _engine: type[Engine] = OpenAIEngine
 
 
 def build_client(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from services.transcriber.engines.base import UploadLimits
+from services.transcriber.engines.base import OutputShape, Timestamps, UploadLimits
 
 DEFAULT_MODEL = "whisper-1"
 
@@ -29,3 +29,14 @@ def response_format_for(model: str) -> ResponseFormat:
     """gpt-* transcription models only answer `json` (text, no timings); Whisper-style models,
     including those served by OpenAI-compatible servers, answer `verbose_json`."""
     return "json" if model.startswith("gpt-") else "verbose_json"
+
+
+def output_shape(model: str, timestamps: Timestamps) -> OutputShape:
+    """`verbose_json` carries segments always and words when asked for; `json` only text."""
+    response_format = response_format_for(model)
+    timed = response_format == "verbose_json"
+    return OutputShape(
+        response_format=response_format,
+        segment_timings=timed,
+        word_timings=timed and timestamps == "word",
+    )
