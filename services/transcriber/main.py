@@ -29,7 +29,7 @@ async def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
     await offline.warm_up()
     default: Engine = offline
     if settings.engine == "openai":
-        from services.transcriber.engines.openai_engine import OpenAIEngine
+        from services.transcriber.engines.openai.engine import OpenAIEngine
 
         engine = OpenAIEngine.from_settings(
             settings.openai_api_key,

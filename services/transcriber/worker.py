@@ -35,7 +35,6 @@ from services.transcriber.engines import (
     PermanentEngineError,
     TransientEngineError,
 )
-from services.transcriber.engines.openai_engine import response_format_for
 from services.transcriber.longaudio import LongAudio, SplitPolicy, needs_splitting
 
 log = structlog.get_logger()
@@ -180,14 +179,14 @@ class Transcriber:
             started = time.perf_counter()
             limits = engine.limits
             if limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
-                model = options.model or str(getattr(engine, "default_model", ""))
+                model = options.model or engine.default_model
                 transcript = await self._long_audio.transcribe(
                     engine,
                     audio,
                     options,
                     job_id=job.id,
                     model=model,
-                    timed=response_format_for(model) == "verbose_json",
+                    timed=engine.output_shape(model, options.timestamps).segment_timings,
                 )
             else:
                 transcript = await engine.transcribe(audio, options)

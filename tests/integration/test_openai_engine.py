@@ -28,12 +28,9 @@ from services.transcriber.engines.base import (
     PermanentEngineError,
     TransientEngineError,
 )
-from services.transcriber.engines.openai_engine import (
-    OpenAIEngine,
-    build_client,
-    normalize_language,
-    parse_retry_after,
-)
+from services.transcriber.engines.openai.engine import OpenAIEngine, build_client
+from services.transcriber.engines.openai.errors import parse_retry_after
+from services.transcriber.engines.openai.languages import normalize_language
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, RecordedRequest
 
 pytestmark = pytest.mark.integration

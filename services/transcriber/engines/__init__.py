@@ -9,7 +9,9 @@ from services.transcriber.engines.base import (
     EngineAuthError,
     EngineError,
     EngineOptions,
+    OutputShape,
     PermanentEngineError,
+    Timestamps,
     TransientEngineError,
     UploadLimits,
 )
@@ -37,7 +39,9 @@ __all__ = [
     "EngineError",
     "EngineOptions",
     "Engines",
+    "OutputShape",
     "PermanentEngineError",
+    "Timestamps",
     "TransientEngineError",
     "UploadLimits",
 ]

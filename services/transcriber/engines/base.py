@@ -63,10 +63,35 @@ class UploadLimits(msgspec.Struct, frozen=True, kw_only=True):
     extensions: frozenset[str]
 
 
+class OutputShape(msgspec.Struct, frozen=True, kw_only=True):
+    """What a transcript will carry, known before the request is sent."""
+
+    # The form the engine asks its backend to answer in (OpenAI: the `response_format`);
+    # None for an engine with no such choice (the offline engine).
+    response_format: str | None
+    # Segments carry the times they were heard; False: segments have no times of their own
+    # (there are none, or one spanning the whole file).
+    segment_timings: bool
+    # Word-level timings are present (`Transcript.words` is not None).
+    word_timings: bool
+
+
 class Engine(Protocol):
+    """Everything the worker may ask of an engine; it never inspects a concrete engine."""
+
     name: str
     # None: the engine streams audio of any length and format itself (the offline engine).
     limits: UploadLimits | None
+
+    @property
+    def default_model(self) -> str:
+        """The model a request without one (`EngineOptions.model` None) runs on."""
+        ...
+
+    def output_shape(self, model: str, timestamps: Timestamps) -> OutputShape:
+        """What transcribing with `model` and `timestamps` yields, e.g. whether chunks of a
+        split recording carry timings to merge by (or only text to stitch)."""
+        ...
 
     async def transcribe(self, audio: Path, options: EngineOptions) -> Transcript: ...
 

@@ -24,14 +24,21 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pocketsphinx
 import structlog
 
 from libs.audio import SAMPLE_RATE, SAMPLE_WIDTH, UndecodableAudio, iter_pcm
 from libs.transcript import Segment, Transcript, Word
-from services.transcriber.engines.base import EngineOptions, PermanentEngineError, UploadLimits
+from services.transcriber.engines.base import (
+    Engine,
+    EngineOptions,
+    OutputShape,
+    PermanentEngineError,
+    Timestamps,
+    UploadLimits,
+)
 
 MODEL_NAME = "pocketsphinx-en-us"
 LANGUAGE = "en"
@@ -89,6 +96,18 @@ class PocketsphinxEngine:
     @property
     def max_concurrency(self) -> int:
         return self._max_concurrency
+
+    @property
+    def default_model(self) -> str:
+        return MODEL_NAME
+
+    def output_shape(self, model: str, timestamps: Timestamps) -> OutputShape:
+        # One model whatever was asked for; every utterance is timed, down to the word.
+        return OutputShape(
+            response_format=None,
+            segment_timings=timestamps != "none",
+            word_timings=timestamps == "word",
+        )
 
     async def check_credentials(self) -> bool:
         return True
@@ -177,6 +196,11 @@ class PocketsphinxEngine:
             # Each idle decoder is ~90 MB: never keep more than can be used at once.
             if len(self._idle) < self._max_concurrency:
                 self._idle.append(decoder)
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the class implements every member of `Engine`.
+    _engine: type[Engine] = PocketsphinxEngine
 
 
 class _Cancelled(Exception):

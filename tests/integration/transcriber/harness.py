@@ -18,7 +18,8 @@ from libs.contracts import AudioStored, encode, new_event_id, subjects, utcnow
 from libs.settings import Settings
 from services.transcriber.engines import Engines, UploadLimits
 from services.transcriber.engines.offline import PocketsphinxEngine
-from services.transcriber.engines.openai_engine import LIMITS, OpenAIEngine, build_client
+from services.transcriber.engines.openai.engine import OpenAIEngine, build_client
+from services.transcriber.engines.openai.models import LIMITS
 from services.transcriber.longaudio import SplitPolicy
 from services.transcriber.worker import Transcriber
 from tests.fakes.openai_server import FakeOpenAIServer

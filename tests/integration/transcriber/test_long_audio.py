@@ -23,7 +23,7 @@ from libs.audio import SAMPLE_RATE, iter_pcm
 from libs.audio.split import FRAME_SECONDS, frame_energies
 from libs.bus import Retry
 from libs.settings import Settings
-from services.transcriber.engines.openai_engine import LIMITS
+from services.transcriber.engines.openai.models import LIMITS
 from services.transcriber.longaudio import SplitPolicy
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, RecordedRequest
 from tests.integration.transcriber import harness
