@@ -17,6 +17,7 @@ import pytest
 from libs.audio import SAMPLE_RATE
 from libs.contracts import AudioStored
 from libs.contracts.events import new_event_id, utcnow
+from libs.jobs.lifecycle import ProcessingJob as Job
 from libs.transcript import Segment, Transcript
 from services.transcriber.engines import (
     Engine,
@@ -30,7 +31,6 @@ from services.transcriber.engines.offline import MODEL_NAME, PocketsphinxEngine
 from services.transcriber.engines.openai.engine import OpenAIEngine, build_client
 from services.transcriber.engines.openai.models import DEFAULT_MODEL, output_shape
 from services.transcriber.longaudio import SplitPolicy
-from services.transcriber.repository import Job
 from services.transcriber.worker import Transcriber
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "hello_campaign.wav"
