@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from libs.provision import provision
 from libs.settings import S3Settings, Settings
-from services.stack.provision import provision
 from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
 
 

@@ -34,9 +34,9 @@ from standardwebhooks.webhooks import Webhook
 from libs import apikeys, bus, db
 from libs.contracts import TranscriptKeys
 from libs.outbox import OutboxRelay
+from libs.provision import ensure_bus, migrate_database
 from libs.settings import Settings
 from libs.transcript import Transcript
-from services.stack.provision import ensure_bus, migrate_database
 from services.stack.servers import NatsServer, PostgresServer
 from services.transcriber import repository
 

@@ -23,12 +23,12 @@ import structlog
 
 from libs import apikeys
 from libs.db import demo
+from libs.provision import provision
 from libs.settings import S3Settings, Settings
 from services.deadletters import main as deadletters_main
 from services.ingest import main as ingest_main
 from services.notifier import main as notifier_main
 from services.stack import demo as demo_servers
-from services.stack.provision import provision
 from services.transcriber import main as transcriber_main
 
 log = structlog.get_logger()

@@ -108,7 +108,7 @@ async def ingest_settings(
     """Settings with a database of its own: no relay or transcriber of the session's running
     stack sees these jobs, so tests can put jobs in any state and count outbox events."""
     from libs.db import demo
-    from services.stack.provision import ensure_bootstrap_key, migrate_database
+    from libs.provision import ensure_bootstrap_key, migrate_database
 
     dsn = await create_database(postgres_server, "ingest")
     host = upstream.url.split("://", 1)[1]

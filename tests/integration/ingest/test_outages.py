@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from libs.provision import provision
 from libs.settings import S3Settings, Settings
-from services.stack.provision import provision
 from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
 from tests.integration.ingest.conftest import Api, Upstream, serve_api, unique_prefix
 from tests.stack_fixtures import API_KEY, eventually

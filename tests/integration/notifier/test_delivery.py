@@ -12,9 +12,9 @@ import pytest
 from nats.js import JetStreamContext
 
 from libs import db
+from libs.provision import migrate_database
 from libs.settings import Settings
 from services.notifier.policy import DeliveryPolicy
-from services.stack.provision import migrate_database
 from services.stack.servers import PostgresServer
 from tests.integration.notifier.harness import (
     FAST,
