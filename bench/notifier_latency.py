@@ -31,13 +31,13 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from embedded.supervisor import NatsServer, PostgresServer
 from libs import apikeys, bus, db
 from libs.contracts import TranscriptKeys
 from libs.outbox import OutboxRelay
 from libs.provision import ensure_bus, migrate_database
 from libs.settings import Settings
 from libs.transcript import Transcript
-from services.stack.servers import NatsServer, PostgresServer
 from services.transcriber import repository
 
 RESULTS = Path(__file__).resolve().parent / "results" / "notifier_latency.json"

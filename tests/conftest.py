@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
+from embedded.supervisor import NatsServer, PostgresServer, SeaweedS3Server
 
 pytest_plugins = ["tests.stack_fixtures"]
 

@@ -10,7 +10,7 @@ from services.cli.common import run_service
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from services.stack import up
+    from embedded import stack as up
 
     return up.main(settings)
 

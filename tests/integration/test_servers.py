@@ -18,7 +18,7 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from services.stack.servers import (
+from embedded.supervisor import (
     Deadline,
     NatsServer,
     PostgresServer,
@@ -222,7 +222,7 @@ async def test_s3_restart_keeps_object_and_endpoint(tmp_path: Path) -> None:
 _OWNER_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-import services.stack.servers as servers
+import embedded.supervisor as servers
 
 if sys.argv[2] == "no-parent-death-signal":
     servers._parent_death_hook = lambda sig: None

@@ -21,14 +21,14 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from embedded import demo as demo_servers
+from embedded import demo_data as demo
 from libs import apikeys
-from libs.db import demo
 from libs.provision import provision
 from libs.settings import S3Settings, Settings
 from services.deadletters import main as deadletters_main
 from services.ingest import main as ingest_main
 from services.notifier import main as notifier_main
-from services.stack import demo as demo_servers
 from services.transcriber import main as transcriber_main
 
 log = structlog.get_logger()
@@ -37,7 +37,7 @@ BUCKET = "campaign-analysis"
 
 
 def _credentials(home: Path) -> dict[str, str]:
-    from services.stack.ports import free_port
+    from embedded.ports import free_port
 
     """Generated once per home and reused, so keys printed on the first start keep working."""
     path = home / "credentials.json"
@@ -65,7 +65,7 @@ def _credentials(home: Path) -> dict[str, str]:
 
 
 def _demo_port(creds: dict[str, str], name: str) -> int:
-    from services.stack.ports import is_port_free
+    from embedded.ports import is_port_free
 
     port = int(creds.get(name, "0"))
     return port if port and is_port_free(port) else 0
@@ -77,7 +77,7 @@ async def run_stack(
     *,
     on_ready: Callable[[Settings], None] | None = None,
 ) -> None:
-    from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
+    from embedded.supervisor import NatsServer, PostgresServer, SeaweedS3Server
 
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ async def _wait_ready(
 def banner(settings: Settings) -> str:
     base = settings.public_base_url
     key = settings.api_key
-    sample = Path(__file__).resolve().parents[2] / "samples" / "hello_campaign.wav"
+    sample = Path(__file__).resolve().parent / "data" / "hello_campaign.wav"
     return f"""
 Transcription gateway is up at {base}   (Ctrl-C stops everything)
   API key:   {key}
