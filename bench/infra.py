@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from embedded.supervisor import NatsServer, PostgresServer, SeaweedS3Server
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
+from embedded.seaweed import SeaweedS3Server
 from libs.provision import provision
 from libs.settings import S3Settings, Settings
 

@@ -31,7 +31,8 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from embedded.supervisor import NatsServer, PostgresServer
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
 from libs import apikeys, bus, db
 from libs.contracts import TranscriptKeys
 from libs.outbox import OutboxRelay

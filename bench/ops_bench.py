@@ -27,7 +27,7 @@ from typing import Any
 import nats
 from nats.js import api as js_api
 
-from embedded.supervisor import NatsServer
+from embedded.nats import NatsServer
 from libs.bus import ensure_stream
 from libs.contracts import AudioStored, encode, streams, subjects
 from libs.replay import replay_audio, scan

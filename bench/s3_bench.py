@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import uvloop
 
-from embedded.supervisor import SeaweedS3Server
+from embedded.seaweed import SeaweedS3Server
 from libs.blobstore import S3BlobStore
 from libs.settings import S3Settings
 

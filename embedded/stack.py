@@ -1,42 +1,32 @@
-"""`transcribe up`: the whole system in the foreground on an embedded default stack.
+"""The infrastructure of `transcribe up`: whatever is not configured, started on loopback.
 
-Starts only the infrastructure that is not configured (no DATABASE_URL -> embedded Postgres,
-no NATS_URL -> nats-server, no BACKBLAZE_B2_S3_ENDPOINT -> SeaweedFS), provisions it, runs
-ingest + transcriber + notifier, and stops everything it started on SIGINT/SIGTERM. Data lives
-under TRANSCRIBE_HOME, so a second start reuses it.
+No DATABASE_URL -> embedded Postgres, no NATS_URL -> nats-server, no BACKBLAZE_B2_S3_ENDPOINT ->
+SeaweedFS; plus the demo samples server (the demo `public.recordings` rows point at it) and,
+without WEBHOOK_URL, a webhook inbox. Data lives under TRANSCRIBE_HOME, so a second start reuses
+it. The services themselves are composed by the CLI (services/cli/up.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import signal
-import sys
-from collections.abc import Callable
-from contextlib import AsyncExitStack
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+from importlib.resources import as_file
 from pathlib import Path
 
 import asyncpg
-import structlog
 
 from embedded import demo as demo_servers
 from embedded import demo_data as demo
 from libs import apikeys
-from libs.provision import provision
 from libs.settings import S3Settings, Settings
-from services.deadletters import main as deadletters_main
-from services.ingest import main as ingest_main
-from services.notifier import main as notifier_main
-from services.transcriber import main as transcriber_main
-
-log = structlog.get_logger()
 
 BUCKET = "campaign-analysis"
 
 
-def _credentials(home: Path) -> dict[str, str]:
+def credentials(home: Path) -> dict[str, str]:
     from embedded.ports import free_port
 
     """Generated once per home and reused, so keys printed on the first start keep working."""
@@ -71,17 +61,45 @@ def _demo_port(creds: dict[str, str], name: str) -> int:
     return port if port and is_port_free(port) else 0
 
 
-async def run_stack(
-    settings: Settings,
-    stop: asyncio.Event,
-    *,
-    on_ready: Callable[[Settings], None] | None = None,
-) -> None:
-    from embedded.supervisor import NatsServer, PostgresServer, SeaweedS3Server
+@dataclass(frozen=True)
+class Infrastructure:
+    """What `infrastructure()` started: the completed settings and the demo data's source."""
+
+    settings: Settings
+    samples_url: str
+    # The bundled demo recording as a real file (for the upload example of the banner).
+    sample: Path
+    # Whether Postgres is ours (embedded): only then are the demo source tables seeded.
+    embedded_database: bool
+
+    async def seed_demo(self) -> None:
+        """Create and fill the demo `public.recordings` tables, on the embedded Postgres only."""
+        if not self.embedded_database:
+            return
+        conn = await asyncpg.connect(self.settings.require_database_url())
+        try:
+            await demo.seed(conn, self.samples_url)
+        finally:
+            await conn.close()
+
+
+@asynccontextmanager
+async def infrastructure(
+    settings: Settings, creds: dict[str, str] | None = None
+) -> AsyncIterator[Infrastructure]:
+    """Start whatever `settings` does not configure, under `settings.home`; yield the settings
+    completed with it (not yet provisioned); stop it all on exit.
+
+    `creds` are those of `credentials(home)` (read or generated when not given).
+    """
+    from embedded.nats import NatsServer
+    from embedded.postgres import PostgresServer
+    from embedded.seaweed import SeaweedS3Server
 
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    creds = _credentials(home)
+    if creds is None:
+        creds = credentials(home)
     async with AsyncExitStack() as stack:
         database_url = settings.database_url
         embedded_pg = database_url is None
@@ -111,8 +129,9 @@ async def run_stack(
             )
 
         allow = [a for a in settings.ssrf_allowlist.split(",") if a.strip()]
+        sample = stack.enter_context(as_file(demo_servers.SAMPLE_RECORDING))
         samples_url = await stack.enter_async_context(
-            demo_servers.serve(demo_servers.samples_app())
+            demo_servers.serve(demo_servers.samples_app(sample.parent))
         )
         allow.append(samples_url.split("://", 1)[1])
         webhook_url = settings.webhook_url
@@ -135,64 +154,17 @@ async def run_stack(
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
         )
-        await provision(settings)
-        if embedded_pg:
-            conn = await asyncpg.connect(settings.require_database_url())
-            try:
-                await demo.seed(conn, samples_url)
-            finally:
-                await conn.close()
-
-        # One process: ingest's /metrics shows every service's metrics, so none opens its own.
-        one = replace(settings, metrics_port=0)
-        services = [
-            asyncio.create_task(ingest_main.run(one, stop), name="ingest"),
-            asyncio.create_task(transcriber_main.run(one, stop), name="transcriber"),
-            asyncio.create_task(notifier_main.run(one, stop), name="notifier"),
-            # Dead-letter capture plus the ops gauges.
-            asyncio.create_task(deadletters_main.run(one, stop), name="deadletters"),
-        ]
-        if on_ready is not None and await _wait_ready(settings, services):
-            on_ready(settings)
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*services, stopper], return_when="FIRST_COMPLETED")
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                log.error("service_crashed", service=task.get_name(), error=repr(task.exception()))
-        stop.set()
-        results = await asyncio.gather(*services, return_exceptions=True)
-        for task, result in zip(services, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                log.error("service_stopped_with_error", service=task.get_name(), error=repr(result))
-        stopper.cancel()
-    log.info("stack_stopped")
+        yield Infrastructure(
+            settings=settings,
+            samples_url=samples_url,
+            sample=sample,
+            embedded_database=embedded_pg,
+        )
 
 
-async def _wait_ready(
-    settings: Settings, services: list[asyncio.Task[None]], deadline: float = 60.0
-) -> bool:
-    """Poll /readyz until the API answers 200, or a service dies, or the deadline passes."""
-    import aiohttp
-
-    loop = asyncio.get_running_loop()
-    until = loop.time() + deadline
-    url = f"http://{settings.ingest_host}:{settings.ingest_port}/readyz"
-    async with aiohttp.ClientSession() as session:
-        while loop.time() < until and not any(t.done() for t in services):
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return True
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.1)
-    return False
-
-
-def banner(settings: Settings) -> str:
+def banner(settings: Settings, sample: Path) -> str:
     base = settings.public_base_url
     key = settings.api_key
-    sample = Path(__file__).resolve().parent / "data" / "hello_campaign.wav"
     return f"""
 Transcription gateway is up at {base}   (Ctrl-C stops everything)
   API key:   {key}
@@ -205,23 +177,3 @@ Transcription gateway is up at {base}   (Ctrl-C stops everything)
     curl -H "X-API-Key: {key}" {base}/api/media/status/<audio_file_id>
   Webhooks go to {settings.webhook_url} (signed with WEBHOOK_SECRET).
 """
-
-
-def main(settings: Settings) -> int:
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-
-        def ready(s: Settings) -> None:
-            print(banner(s), file=sys.stderr, flush=True)
-
-        await run_stack(settings, stop, on_ready=ready)
-
-    import uvloop
-
-    # The same loop as the separately run services (see services.cli.common.run_service).
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
-        loop_runner.run(runner())
-    return 0

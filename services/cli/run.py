@@ -10,7 +10,7 @@ from services.cli.common import run_service
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from embedded import stack as up
+    from services.cli import up
 
     return up.main(settings)
 

@@ -17,7 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from embedded.supervisor import NatsServer, PostgresServer, SeaweedS3Server
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
+from embedded.seaweed import SeaweedS3Server
 from libs.provision import provision
 from libs.settings import S3Settings, Settings
 from tests.integration.ingest.conftest import Api, Upstream, serve_api, unique_prefix

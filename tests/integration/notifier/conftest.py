@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
-from embedded.supervisor import NatsServer
+from embedded.nats import NatsServer
 from libs import bus, db
 from libs.provision import ensure_bus, migrate_database
 from libs.settings import Settings

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
-from embedded.supervisor import PostgresServer
+from embedded.postgres import PostgresServer
 from libs import db
 from libs.provision import migrate_database
 from libs.settings import Settings

@@ -21,7 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from embedded.supervisor import NatsServer
+from embedded.nats import NatsServer
 from tests.stack_fixtures import (
     API_KEY,
     WEBHOOK_SECRET,

@@ -17,7 +17,7 @@ import asyncpg
 import nats
 import pytest
 
-from embedded.supervisor import NatsServer
+from embedded.nats import NatsServer
 from libs.blobstore import S3BlobStore
 from libs.bus import ensure_consumer, ensure_stream
 from libs.contracts import encode, streams, subjects
