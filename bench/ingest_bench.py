@@ -37,10 +37,10 @@ import aiohttp
 import psutil
 from aiohttp import web
 
-from bench.embedded import infrastructure
+from bench.infra import infrastructure
+from embedded.demo import serve
 from libs.blobstore import S3BlobStore
 from libs.settings import S3Settings, Settings
-from services.stack.demo import serve
 from tests.stack_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[1]

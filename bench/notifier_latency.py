@@ -31,14 +31,15 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
 from libs import apikeys, bus, db
 from libs.contracts import TranscriptKeys
 from libs.jobs import lifecycle as repository
 from libs.outbox import OutboxRelay
+from libs.provision import ensure_bus, migrate_database
 from libs.settings import Settings
 from libs.transcript import Transcript
-from services.stack.provision import ensure_bus, migrate_database
-from services.stack.servers import NatsServer, PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "notifier_latency.json"
 

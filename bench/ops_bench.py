@@ -27,10 +27,10 @@ from typing import Any
 import nats
 from nats.js import api as js_api
 
+from embedded.nats import NatsServer
 from libs.bus import ensure_stream
 from libs.contracts import AudioStored, encode, streams, subjects
 from libs.replay import replay_audio, scan
-from services.stack.servers import NatsServer
 from tests.cluster.launcher import NatsCluster
 
 RESULTS = Path(__file__).parent / "results"

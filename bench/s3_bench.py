@@ -24,9 +24,9 @@ from typing import Any
 import psutil
 import uvloop
 
+from embedded.seaweed import SeaweedS3Server
 from libs.blobstore import S3BlobStore
 from libs.settings import S3Settings
-from services.stack.servers import SeaweedS3Server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -33,7 +33,7 @@ import asyncpg
 import nats
 import psutil
 
-from bench.embedded import infrastructure
+from bench.infra import infrastructure
 from libs.blobstore import S3BlobStore
 from libs.contracts import AudioStored, encode, new_event_id, subjects, utcnow
 from libs.settings import Settings

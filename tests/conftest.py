@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
+from embedded.seaweed import SeaweedS3Server
 
 pytest_plugins = ["tests.stack_fixtures"]
 

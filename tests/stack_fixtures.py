@@ -19,12 +19,12 @@ from aiohttp import web
 from nats.js import JetStreamContext
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from embedded import demo as demo_servers
+from embedded import demo_data as demo
 from libs.bus import ensure_consumer, ensure_stream
 from libs.contracts.streams import ConsumerSpec, StreamSpec
-from libs.db import demo
+from libs.provision import provision
 from libs.settings import S3Settings, Settings
-from services.stack import demo as demo_servers
-from services.stack.provision import provision
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "test-bootstrap-key"

@@ -10,7 +10,7 @@ from services.cli.common import run_service
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from services.stack import up
+    from services.cli import up
 
     return up.main(settings)
 
@@ -39,7 +39,7 @@ def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    from services.stack.provision import provision
+    from libs.provision import provision
 
     asyncio.run(provision(settings))
     print("provisioned: schema, bootstrap key, bucket, stream and consumers")

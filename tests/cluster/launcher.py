@@ -1,6 +1,6 @@
 """A JetStream cluster of real nats-server processes on loopback, for the cluster tests.
 
-Each node is a services.stack.servers.NatsServer with a cluster port and routes to its peers;
+Each node is an embedded.nats.NatsServer with a cluster port and routes to its peers;
 all nodes start together, since a clustered JetStream reports healthy only once a quorum is up.
 """
 
@@ -12,8 +12,9 @@ import os
 import signal
 from pathlib import Path
 
-from services.stack.ports import LOOPBACK, free_ports
-from services.stack.servers import EmbeddedServer, LaunchSpec, NatsServer, find_binary
+from embedded.nats import NatsServer
+from embedded.ports import LOOPBACK, free_ports
+from embedded.supervisor import EmbeddedServer, LaunchSpec, find_binary
 
 
 class ClusterNode(NatsServer):

@@ -19,8 +19,8 @@ import nats
 import pytest
 
 from libs.contracts import streams
+from libs.provision import provision
 from libs.settings import Settings
-from services.stack.provision import provision
 from tests.cluster.launcher import NatsCluster
 from tests.stack_fixtures import API_KEY, WebhookInbox, create_database, eventually, free_port
 

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from libs import apikeys
-from services.stack.provision import migrate_database
+from libs.provision import migrate_database
 from tests.stack_fixtures import create_database
 
 pytestmark = pytest.mark.integration

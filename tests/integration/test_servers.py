@@ -18,13 +18,10 @@ import pytest
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from services.stack.servers import (
-    Deadline,
-    NatsServer,
-    PostgresServer,
-    SeaweedS3Server,
-    process_matches,
-)
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
+from embedded.seaweed import SeaweedS3Server
+from embedded.supervisor import Deadline, process_matches
 
 pytestmark = pytest.mark.integration
 
@@ -222,13 +219,14 @@ async def test_s3_restart_keeps_object_and_endpoint(tmp_path: Path) -> None:
 _OWNER_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-import services.stack.servers as servers
+import embedded.supervisor as supervisor
+from embedded.nats import NatsServer
 
 if sys.argv[2] == "no-parent-death-signal":
-    servers._parent_death_hook = lambda sig: None
+    supervisor._parent_death_hook = lambda sig: None
 
 async def main() -> None:
-    server = servers.NatsServer(Path(sys.argv[1]))
+    server = NatsServer(Path(sys.argv[1]))
     await server.start()
     print("PID", server.pid, flush=True)
     await asyncio.Event().wait()

@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from embedded import demo as demo_servers
 from libs import apikeys
 from libs.settings import Settings
 from services.ingest.app import create_app
-from services.stack import demo as demo_servers
 from tests.stack_fixtures import API_KEY, FIXTURES, create_database
 
 WAV = (FIXTURES / "hello_campaign.wav").read_bytes()
@@ -107,8 +107,8 @@ async def ingest_settings(
 ) -> Settings:
     """Settings with a database of its own: no relay or transcriber of the session's running
     stack sees these jobs, so tests can put jobs in any state and count outbox events."""
-    from libs.db import demo
-    from services.stack.provision import ensure_bootstrap_key, migrate_database
+    from embedded import demo_data as demo
+    from libs.provision import ensure_bootstrap_key, migrate_database
 
     dsn = await create_database(postgres_server, "ingest")
     host = upstream.url.split("://", 1)[1]

@@ -17,9 +17,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
+from embedded.seaweed import SeaweedS3Server
+from libs.provision import provision
 from libs.settings import S3Settings, Settings
-from services.stack.provision import provision
-from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
 from tests.integration.ingest.conftest import Api, Upstream, serve_api, unique_prefix
 from tests.stack_fixtures import API_KEY, eventually
 
@@ -41,7 +43,7 @@ class OwnStack:
 async def own(
     tmp_path_factory: pytest.TempPathFactory, ingest_settings: Settings, samples_url: str
 ) -> AsyncIterator[OwnStack]:
-    from libs.db import demo
+    from embedded import demo_data as demo
 
     base = tmp_path_factory.mktemp("outages")
     async with (

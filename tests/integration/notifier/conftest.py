@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 from nats.js import JetStreamContext
 
+from embedded.nats import NatsServer
 from libs import bus, db
+from libs.provision import ensure_bus, migrate_database
 from libs.settings import Settings
-from services.stack.provision import ensure_bus, migrate_database
-from services.stack.servers import NatsServer
 from tests.integration.notifier.harness import Notifier
 from tests.stack_fixtures import create_database
 

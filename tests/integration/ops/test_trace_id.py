@@ -21,7 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services.stack.servers import NatsServer
+from embedded.nats import NatsServer
 from tests.stack_fixtures import (
     API_KEY,
     WEBHOOK_SECRET,

@@ -11,11 +11,11 @@ import asyncpg
 import nats
 import pytest
 
+from embedded.nats import NatsServer
 from libs.blobstore import S3BlobStore
 from libs.bus import ensure_stream
 from libs.contracts import encode, streams, subjects
 from libs.settings import Settings
-from services.stack.servers import NatsServer
 from services.transcriber import main as transcriber_main
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.transcriber import harness

@@ -14,8 +14,8 @@ import pytest
 
 from libs.bus import Pause, Reject, Retry
 from libs.contracts import audio_stored_decoder
+from libs.provision import ensure_bootstrap_key, migrate_database
 from libs.settings import Settings
-from services.stack.provision import ensure_bootstrap_key, migrate_database
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from tests.integration.transcriber import harness
 from tests.stack_fixtures import create_database

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from embedded.supervisor import find_binary
 from services.cli import build_parser
-from services.stack.servers import find_binary
 
 COMPOSE = Path(__file__).resolve().parents[3] / "compose"
 APP_SERVICES = ("init", "ingest", "transcriber", "notifier", "deadletters")

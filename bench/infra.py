@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from embedded.nats import NatsServer
+from embedded.postgres import PostgresServer
+from embedded.seaweed import SeaweedS3Server
+from libs.provision import provision
 from libs.settings import S3Settings, Settings
-from services.stack.provision import provision
-from services.stack.servers import NatsServer, PostgresServer, SeaweedS3Server
 
 
 @asynccontextmanager

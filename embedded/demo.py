@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import structlog
@@ -13,7 +15,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 log = structlog.get_logger()
 
-SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples"
+# Package data, so it is there in an installed wheel too. A Traversable, not a Path: use
+# importlib.resources.as_file() for a real file (extracted to a temp file if the package is
+# zipped).
+SAMPLE_RECORDING: Traversable = files("embedded") / "data" / "hello_campaign.wav"
 
 
 @asynccontextmanager
@@ -32,7 +37,7 @@ async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) ->
         await runner.cleanup()
 
 
-def samples_app(samples_dir: Path = SAMPLES_DIR) -> web.Application:
+def samples_app(samples_dir: Path) -> web.Application:
     """Serves every sample under any path ending in its file name, so demo rows can carry
     realistic-looking locations such as /calls/2026/rec-7f3a/hello_campaign.wav."""
 

