@@ -106,7 +106,10 @@ class Connection:
         self._conn = conn
 
     def transaction(self, **kwargs: Any) -> _TranslatingTransaction:
-        return _TranslatingTransaction(self._conn.transaction(**kwargs))
+        try:
+            return _TranslatingTransaction(self._conn.transaction(**kwargs))
+        except CONNECTION_ERRORS as exc:
+            raise _unavailable(exc) from exc
 
     def __getattr__(self, name: str) -> Any:
         return _translating_attribute(getattr(self._conn, name))
