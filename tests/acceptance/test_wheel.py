@@ -1,7 +1,7 @@
 """`transcribe up` from the wheel, installed in a fresh venv, run outside the checkout.
 
 The wheel is built from this checkout (`pip wheel --no-deps`), installed with its `embedded` extra
-into a new venv (no system site-packages, nothing of the checkout on sys.path), and
+(at the versions uv.lock pins) into a new venv (no system site-packages, nothing of the checkout on sys.path), and
 `transcribe up` runs there with the current directory and TRANSCRIBE_HOME in a temporary
 directory. The banner's upload example must name the sample recording inside the installed
 package; uploading that file and submitting the demo recording by id are both QUEUED, the upload
@@ -48,11 +48,18 @@ def _install_wheel(tmp: Path) -> Path:
     dist = tmp / "dist"
     _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, ROOT, cwd=tmp)
     (wheel,) = dist.glob("transcription_gateway-*.whl")
+    # The locked versions (uv.lock), as a user installing from the lock would get them.
+    constraints = tmp / "constraints.txt"
+    _run(
+        Path(sys.executable).parent / "uv", "export", "--frozen", "--no-hashes", "--no-header",
+        "--extra", "embedded", "--no-emit-project", "--project", ROOT, "-o", constraints,
+        cwd=tmp,
+    )  # fmt: skip
     venv = tmp / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp)
     _run(
         sys.executable, "-m", "pip", "--python", venv / "bin" / "python",
-        "install", "-q", "--no-compile", f"{wheel}[embedded]",
+        "install", "-q", "--no-compile", "-c", constraints, f"{wheel}[embedded]",
         cwd=tmp,
     )  # fmt: skip
     return venv
