@@ -10,7 +10,7 @@ from libs import db
 from libs.blobstore import BlobNotFound
 from libs.db import DatabaseUnavailable
 from libs.errors import Conflict, InvalidInput, NotFound
-from services.ingest import jobs
+from services.ingest import jobs, params
 from services.ingest.context import (
     POOL,
     SETTINGS,
@@ -65,7 +65,7 @@ async def post_rerun(request: web.Request) -> web.Response:
     alone (409) unless `?force=true`: it is about to produce a result anyway, and a second event
     would transcribe it twice."""
     key = await authenticate(request)
-    force = request.query.get("force", "").lower() in ("1", "true", "yes")
+    force = params.parse_bool(request.query.get("force"), "force")
     pool = request.app[POOL]
     row = await db.fetchrow(pool, jobs.FIND_FOR_KEY, job_id(request), uuid.UUID(key.id))
     if row is None:

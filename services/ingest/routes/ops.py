@@ -8,14 +8,14 @@ those with no job at all (a foreign or undecodable message), and may requeue any
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from aiohttp import web
 
 from libs import apikeys, db
-from libs.errors import Conflict, InvalidInput, NotFound
+from libs.errors import Conflict, NotFound
 from services.deadletters import repository as repo
 from services.deadletters.requeue import NotRequeueable, requeue
+from services.ingest import params
 from services.ingest.context import NATS_CLIENT, POOL, TRACE_ID, authenticate
 
 MAX_LIMIT = 500
@@ -26,49 +26,22 @@ def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
 
 
 def _dead_letter_id(request: web.Request) -> int:
-    raw = request.match_info["dead_letter_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("no such dead letter")
-    return int(raw)
-
-
-def _since(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput("since must be an ISO 8601 timestamp", code="invalid_since") from None
-    if value.tzinfo is None:
-        raise InvalidInput(
-            "since needs a time zone, e.g. 2026-11-24T10:00:00Z", code="invalid_since"
-        )
-    return value
+    return params.path_int_id(request.match_info["dead_letter_id"], "dead letter")
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     key = await authenticate(request)
     q = request.query
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        raise InvalidInput("limit must be an integer", code="invalid_limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
-    job: uuid.UUID | None = None
-    if q.get("audio_file_id"):
-        try:
-            job = uuid.UUID(q["audio_file_id"])
-        except ValueError:
-            raise InvalidInput(
-                "audio_file_id must be a UUID", code="invalid_audio_file_id"
-            ) from None
+    limit = params.parse_int(q.get("limit"), "limit", default=100, low=1, high=MAX_LIMIT)
+    job = params.parse_uuid(q.get("audio_file_id"), "audio_file_id", required=False)
+    since = params.parse_time(q.get("since"), "since", required=False)
+    only_open = params.parse_bool(q.get("open"), "open")
     rows = await db.fetch(
         request.app[POOL],
         repo.LIST,
         _scope(key),
-        _since(q.get("since")),
-        q.get("open", "false").lower() in ("1", "true", "yes"),
+        since,
+        only_open,
         job,
         limit,
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,6 +29,7 @@ from libs.db import DatabaseUnavailable
 from libs.errors import Conflict, InvalidInput, NotFound
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from services.ingest.context import POOL, SETTINGS, authenticate
+from services.ingest.params import parse_seconds, parse_time, parse_uuid, path_int_id
 from services.notifier import admin
 
 T = TypeVar("T")
@@ -73,35 +73,19 @@ async def _params(request: web.Request) -> dict[str, str]:
     return params
 
 
-def parse_time(value: str | None, name: str, *, required: bool) -> datetime | None:
-    """ISO 8601; a time without a zone is UTC."""
-    if not value:
-        if required:
-            raise InvalidInput(f"give {name} as an ISO 8601 time", code=f"missing_{name}")
-        return None
-    try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} must be an ISO 8601 time", code=f"invalid_{name}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _delivery_id(request: web.Request) -> int:
-    raw = request.match_info["delivery_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("no such delivery")
-    return int(raw)
+    return path_int_id(request.match_info["delivery_id"], "delivery")
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    raw = request.query.get("audio_file_id", "")
-    try:
-        job = uuid.UUID(raw)
-    except ValueError:
-        raise InvalidInput(
-            "give the job as ?audio_file_id=<id>", code="invalid_audio_file_id"
-        ) from None
+    job = parse_uuid(
+        request.query.get("audio_file_id"),
+        "audio_file_id",
+        required=True,
+        hint="give the job as ?audio_file_id=<id>",
+    )
+    assert job is not None
     pool = request.app[POOL]
     rows = await _db(lambda: admin.list_for_job(pool, admin.Scope.key(key.id), job))
     return web.json_response({"audio_file_id": str(job), "deliveries": rows})
@@ -139,12 +123,7 @@ async def send_test(request: web.Request) -> web.Response:
     key = await authenticate(request)
     params = await _params(request)
     url = _checked_url(request, params["url"]) if params.get("url") else None
-    try:
-        wait = float(params.get("wait", TEST_WAIT_DEFAULT))
-    except ValueError:
-        raise InvalidInput("wait must be a number of seconds", code="invalid_wait") from None
-    if not 0 <= wait <= TEST_WAIT_MAX:
-        raise InvalidInput(f"wait must be between 0 and {TEST_WAIT_MAX}", code="invalid_wait")
+    wait = parse_seconds(params.get("wait"), "wait", default=TEST_WAIT_DEFAULT, high=TEST_WAIT_MAX)
     pool = request.app[POOL]
     key_id = uuid.UUID(key.id)
     delivery_id = await _db(lambda: admin.send_test(pool, key_id, url))
