@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 from libs.apikeys import ApiKey
 from libs.errors import Forbidden, InvalidInput
 from libs.layout import InvalidPrefix, validate_prefix
 from services.ingest.form import SubmitForm, Upload
 
-MODELS = frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"})
-TIMESTAMPS = frozenset({"none", "segment", "word"})
-DEFAULT_TIMESTAMPS = "segment"
+# The accepted option values: the one list the checks below and /openapi.json both use.
+Model = Literal["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"]
+Timestamps = Literal["none", "segment", "word"]
+MODELS: frozenset[str] = frozenset(get_args(Model))
+TIMESTAMPS: frozenset[str] = frozenset(get_args(Timestamps))
+DEFAULT_TIMESTAMPS: Timestamps = "segment"
 IDEMPOTENCY_KEY_MAX = 200
 
 SourceKind = Literal["recording_id", "url", "file"]

@@ -35,7 +35,7 @@ from libs.db import CONNECTION_ERRORS, UNAVAILABLE, DatabaseUnavailable
 from libs.errors import Conflict, NotFound, SourceFailed, Unavailable, UnsupportedMedia
 from libs.layout import audio_key
 from libs.metrics import JOBS_SUBMITTED
-from services.ingest import claims, jobs
+from services.ingest import bodies, claims, jobs
 from services.ingest.form import SubmitForm
 from services.ingest.lookup import (
     AmbiguousRecording,
@@ -87,13 +87,13 @@ class Accepted:
     b2_url: str
     existing: bool
 
-    def body(self) -> dict[str, str]:
-        return {
-            "audio_file_id": self.audio_file_id,
-            "status": "QUEUED",
-            "b2_key": self.b2_key,
-            "b2_url": self.b2_url,
-        }
+    def body(self) -> bodies.Accepted:
+        return bodies.Accepted(
+            audio_file_id=self.audio_file_id,
+            status="QUEUED",
+            b2_key=self.b2_key,
+            b2_url=self.b2_url,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,15 @@ from libs import apikeys, db
 from libs.errors import Conflict, NotFound
 from services.deadletters import repository as repo
 from services.deadletters.requeue import NotRequeueable, requeue
-from services.ingest import params
+from services.ingest import bodies, params
 from services.ingest.context import NATS_CLIENT, POOL, TRACE_ID, authenticate
+from services.ingest.openapi import BOOLEAN, DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
 
 MAX_LIMIT = 500
+DEFAULT_LIMIT = 100
+ROUTES = ApiRoutes("dead letters")
+DEAD_LETTER_ID = in_path("dead_letter_id", "id from the dead-letter list", {"type": "integer"})
+NO_SUCH_DEAD_LETTER = "no such dead letter for this key"
 
 
 def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
@@ -29,10 +34,28 @@ def _dead_letter_id(request: web.Request) -> int:
     return params.path_int_id(request.match_info["dead_letter_id"], "dead letter")
 
 
+@ROUTES.get(
+    "/api/ops/dead-letters",
+    summary="Dead letters, newest first: a key sees its own jobs', the bootstrap key all",
+    params=[
+        in_query("since", "captured at or after this ISO 8601 time (zone-less: UTC)", DATE_TIME),
+        in_query("open", "only those not requeued yet (true/false, 1/0, yes/no)", BOOLEAN),
+        in_query("audio_file_id", "only this job's", UUID),
+        in_query(
+            "limit",
+            f"at most this many (default {DEFAULT_LIMIT})",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        ),
+    ],
+    responses={
+        200: Reply("the dead letters", bodies.DeadLetters),
+        400: "since, open, audio_file_id or limit malformed",
+    },
+)
 async def list_dead_letters(request: web.Request) -> web.Response:
     key = await authenticate(request)
     q = request.query
-    limit = params.parse_int(q.get("limit"), "limit", default=100, low=1, high=MAX_LIMIT)
+    limit = params.parse_int(q.get("limit"), "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
     job = params.parse_uuid(q.get("audio_file_id"), "audio_file_id", required=False)
     since = params.parse_time(q.get("since"), "since", required=False)
     only_open = params.parse_bool(q.get("open"), "open")
@@ -48,6 +71,12 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     return web.json_response({"dead_letters": [repo.to_json(r) for r in rows]})
 
 
+@ROUTES.get(
+    "/api/ops/dead-letters/{dead_letter_id}",
+    summary="One dead letter, with its original event",
+    params=[DEAD_LETTER_ID],
+    responses={200: Reply("the dead letter", bodies.DeadLetter), 404: NO_SUCH_DEAD_LETTER},
+)
 async def get_dead_letter(request: web.Request) -> web.Response:
     key = await authenticate(request)
     row = await db.fetchrow(request.app[POOL], repo.GET, _dead_letter_id(request), _scope(key))
@@ -56,6 +85,17 @@ async def get_dead_letter(request: web.Request) -> web.Response:
     return web.json_response(repo.to_json(row))
 
 
+@ROUTES.post(
+    "/api/ops/dead-letters/{dead_letter_id}/requeue",
+    operation_id="requeueDeadLetter",
+    summary="Put a dead letter's work back (a forced AudioStored, or its result event again)",
+    params=[DEAD_LETTER_ID],
+    responses={
+        200: Reply("requeued", bodies.RequeueAction),
+        404: NO_SUCH_DEAD_LETTER,
+        409: "this dead letter cannot be requeued",
+    },
+)
 async def post_requeue(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
@@ -68,10 +108,8 @@ async def post_requeue(request: web.Request) -> web.Response:
         )
     except NotRequeueable as exc:
         raise Conflict(str(exc), code="not_requeueable") from exc
-    return web.json_response({"id": row["id"], "action": action})
+    return bodies.answer(bodies.RequeueAction(id=row["id"], action=action))
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/ops/dead-letters", list_dead_letters)
-    app.router.add_get("/api/ops/dead-letters/{dead_letter_id}", get_dead_letter)
-    app.router.add_post("/api/ops/dead-letters/{dead_letter_id}/requeue", post_requeue)
+    ROUTES.register(app)

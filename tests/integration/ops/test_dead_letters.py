@@ -21,7 +21,7 @@ from libs.contracts import subjects as subj
 from services.cli import replay as cli
 from services.cli.deadletters import requeue_many
 from services.deadletters import repository as dl_repo
-from services.ingest import jobs
+from services.ingest import bodies, jobs
 from tests.integration.ops.conftest import (
     FIXTURES_WAV,
     DeadLetterService,
@@ -30,6 +30,7 @@ from tests.integration.ops.conftest import (
     new_job,
     submit,
 )
+from tests.shapes import conforms
 from tests.stack_fixtures import API_KEY, RunningStack, WebhookInbox, eventually
 
 pytestmark = pytest.mark.integration
@@ -71,6 +72,7 @@ async def test_terminated_job_is_recorded_visible_to_its_owner_and_requeueable(
     # The owner (here the bootstrap key) sees it; another key does not.
     status, body = await _api(running_stack, "GET", f"/api/ops/dead-letters?audio_file_id={job.id}")
     assert status == 200
+    conforms(body, bodies.DeadLetters)
     listed = body["dead_letters"]
     assert isinstance(listed, list) and [d["id"] for d in listed] == [dl["id"]]
     assert listed[0]["event"]["audio_file_id"] == str(job.id)
