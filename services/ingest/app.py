@@ -1,6 +1,8 @@
 """The ingest HTTP API: app factory, error middleware, clients opened in cleanup_ctx.
 
-Routes live in services/ingest/routes/, one module per area, each with a `register(app)`.
+Routes live in services/ingest/routes/, one module per area, each with a `register(app)` and
+a route table (`ROUTES`, services/ingest/openapi.py) documenting every handler beside it;
+answers are the Structs of services/ingest/bodies.py.
 """
 
 from __future__ import annotations

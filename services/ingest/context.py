@@ -11,9 +11,10 @@ from nats.aio.client import Client as NATS
 
 from libs import apikeys
 from libs.blobstore import BlobStore
-from libs.errors import NotFound, RateLimited, Unauthenticated
+from libs.errors import RateLimited, Unauthenticated
 from libs.ratelimit import RateLimiter
 from libs.settings import Settings
+from services.ingest import params
 from services.ingest.submit import SubmitContext
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -46,7 +47,4 @@ async def authenticate(request: web.Request) -> apikeys.ApiKey:
 
 
 def job_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["audio_file_id"])
-    except ValueError:
-        raise NotFound("no such job") from None
+    return params.path_uuid(request.match_info["audio_file_id"], "job")

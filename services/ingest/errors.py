@@ -22,6 +22,7 @@ from libs.errors import (
     Unavailable,
     UnsupportedMedia,
 )
+from services.ingest import bodies
 
 # Class -> status; the first class the error is an instance of wins (subclasses inherit).
 STATUS: tuple[tuple[type[DomainError], int], ...] = (
@@ -69,8 +70,8 @@ def translate_driver_error(exc: BaseException) -> DomainError | None:
 
 
 def json_error(answer: ErrorAnswer, extra_headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(
-        {"error": answer.code, "detail": answer.detail},
+    return bodies.answer(
+        bodies.ErrorBody(error=answer.code, detail=answer.detail),
         status=answer.status,
         headers={**answer.headers, **(extra_headers or {})},
     )

@@ -1,341 +1,376 @@
-"""The OpenAPI 3.0 document of the ingest API, built from the routes actually registered.
+"""The OpenAPI 3.0 document of the ingest API, produced by one mechanism.
 
-Every route of the app appears: a route module documents its operations in a module-level
-`OPENAPI = {path: {method: operation}}`; a route nobody documented still appears, described by
-its handler's docstring, so `/openapi.json` can never silently miss an endpoint. (The reference
-troubleshooting notes tell operators to check `/openapi.json` for the submit fields.)
+- Each route module keeps its routes in an `ApiRoutes` table (`ROUTES`), documenting each one
+  beside its handler: `@ROUTES.get(path, summary=..., params=..., responses={200: Status,
+  404: "no such job"})`; `ROUTES.register(app)` adds them to the app.
+- Bodies are msgspec Structs (services/ingest/bodies.py), the types the handlers answer with;
+  their JSON Schema comes from `msgspec.json.schema_components`, rewritten for OpenAPI 3.0
+  (refs under `#/components/schemas`, `nullable` instead of a `null` type). Enums are the code's
+  own Literal types (models, timestamps, statuses).
+- `build(app)` walks the app's router: every route takes the operation its table documents. A
+  route no table documents still appears, described by its handler's docstring, so the
+  document never silently misses an endpoint (`undocumented(app)` lists them; a test keeps it
+  empty for the real app). A module without a table may give raw `OPENAPI = {path: {method:
+  operation}}`.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal, TypeVar
 
+import msgspec
 from aiohttp import web
+
+from services.ingest.bodies import ErrorBody
 
 TITLE = "Transcription gateway"
 VERSION = "1.0.0"
+REF = "#/components/schemas/{name}"
+
+Body = type[msgspec.Struct]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
+
+STRING: Mapping[str, Any] = {"type": "string"}
+UUID: Mapping[str, Any] = {"type": "string", "format": "uuid"}
+DATE_TIME: Mapping[str, Any] = {"type": "string", "format": "date-time"}
+BOOLEAN: Mapping[str, Any] = {"type": "boolean"}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    where: Literal["path", "query", "header"]
+    description: str = ""
+    required: bool = False
+    schema: Mapping[str, Any] = field(default_factory=lambda: STRING)
+
+    def render(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "in": self.where}
+        if self.description:
+            out["description"] = self.description
+        out["required"] = self.required or self.where == "path"
+        out["schema"] = dict(self.schema)
+        return out
 
 
-def _retry_later(description: str) -> dict[str, Any]:
-    return _error(description) | {
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
-    }
+def in_path(name: str, description: str = "", schema: Mapping[str, Any] = STRING) -> Param:
+    return Param(name, "path", description, True, schema)
 
 
-AUTH_ERRORS: dict[str, Any] = {
-    "401": _error("missing or invalid X-API-Key"),
-    "429": _retry_later("rate limit of the key exceeded (token bucket); see Retry-After"),
-    "503": _retry_later("Postgres or object storage unavailable; retry after Retry-After"),
-}
-JOB_ID = {
-    "name": "audio_file_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
+def in_query(
+    name: str, description: str = "", schema: Mapping[str, Any] = STRING, *, required: bool = False
+) -> Param:
+    return Param(name, "query", description, required, schema)
 
-_SUBMIT_FIELDS: dict[str, Any] = {
-    "recording_id": {
-        "type": "string",
-        "description": "id in public.recordings (text; exact match first, then a location "
-        "match with LIKE wildcards escaped)",
-    },
-    "url": {"type": "string", "format": "uri", "description": "http(s) URL of the recording"},
-    "b2_prefix": {
-        "type": "string",
-        "description": "tenant namespace for the object key (letters, digits, '.', '_', '-', "
-        "'/' between segments; no '..', no leading '/'); default GATEWAY_B2_PREFIX or the key's",
-    },
-    "phone": {"type": "string", "description": "fallback when the database has none"},
-    "campaign": {"type": "string", "description": "fallback campaign name"},
-    "campaign_id": {"type": "string", "description": "fallback campaign id (name from the DB)"},
-    "company": {"type": "string"},
-    "callback_url": {"type": "string", "format": "uri", "description": "webhook for this job"},
-    "model": {
-        "type": "string",
-        "enum": ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"],
-    },
-    "language": {"type": "string", "description": "ISO-639 code, e.g. en"},
-    "timestamps": {"type": "string", "enum": ["none", "segment", "word"], "default": "segment"},
-}
 
-JOB_OPERATIONS: dict[str, dict[str, Any]] = {
-    "/api/media/transcribe": {
-        "post": {
-            "operationId": "submit",
-            "summary": "Submit a recording (exactly one of recording_id, url, file)",
-            "parameters": [
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "maxLength": 200},
-                    "description": "a retry with the same key returns the same job",
-                }
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {"type": "object", "properties": _SUBMIT_FIELDS}
-                    },
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": _SUBMIT_FIELDS
-                            | {"file": {"type": "string", "format": "binary"}},
-                        }
-                    },
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "accepted (or the existing job for the same URL / key)",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
-                    },
-                },
-                "400": _error("bad form, URL refused (SSRF guard), invalid b2_prefix or option"),
-                "403": _error("b2_prefix outside the key's tenant prefix"),
-                "404": _error("recording_id not found"),
-                "409": _error(
-                    "recording_id matches several recordings, or an identical submission is "
-                    "still in progress"
-                ),
-                "413": _error("the recording exceeds MAX_UPLOAD_BYTES"),
-                "415": _error("not a recognised audio format, or not a form content type"),
-                "422": _error("the download failed (upstream status, timeout, empty body)"),
-                **AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/media/status/{audio_file_id}": {
-        "get": {
-            "operationId": "status",
-            "summary": "Job status, transcript and metadata",
-            "parameters": [JOB_ID],
-            "responses": {
-                "200": {
-                    "description": "the job",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Status"}}
-                    },
-                },
-                "404": _error("no such job for this key"),
-                **AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/media/rerun/{audio_file_id}": {
-        "post": {
-            "operationId": "rerun",
-            "summary": "Requeue a completed or failed job for a new transcription",
-            "parameters": [
-                JOB_ID,
-                {
-                    "name": "force",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "boolean"},
-                    "description": "requeue even a job that is still queued or running",
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": "requeued",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "audio_file_id": {"type": "string"},
-                                    "status": {"type": "string", "enum": ["QUEUED"]},
-                                },
-                            }
-                        }
-                    },
-                },
-                "404": _error("no such job for this key"),
-                "409": _error("the job is still queued or running (use force=true)"),
-                **AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/media/transcript/{audio_file_id}.{fmt}": {
-        "get": {
-            "operationId": "transcript",
-            "summary": "Download the transcript as txt, json, srt or vtt",
-            "parameters": [
-                JOB_ID,
-                {
-                    "name": "fmt",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "enum": ["txt", "json", "srt", "vtt"]},
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": "the transcript file",
-                    "content": {
-                        "text/plain": {"schema": {"type": "string"}},
-                        "application/json": {"schema": {"type": "object"}},
-                        "application/x-subrip": {"schema": {"type": "string"}},
-                        "text/vtt": {"schema": {"type": "string"}},
-                    },
-                },
-                "400": _error("unknown format"),
-                "404": _error("no such job for this key"),
-                "409": _error("the transcript is not ready yet"),
-                **AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/media/transcript/{audio_file_id}": {
-        "get": {
-            "operationId": "transcriptByQuery",
-            "summary": "Download the transcript; ?format=txt|json|srt|vtt (default txt)",
-            "parameters": [
-                JOB_ID,
-                {
-                    "name": "format",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string", "enum": ["txt", "json", "srt", "vtt"]},
-                },
-            ],
-            "responses": {
-                "200": {"description": "the transcript file"},
-                "400": _error("unknown format"),
-                "404": _error("no such job for this key"),
-                "409": _error("the transcript is not ready yet"),
-                **AUTH_ERRORS,
-            },
-        }
-    },
-}
+def in_header(
+    name: str, description: str = "", schema: Mapping[str, Any] = STRING, *, required: bool = False
+) -> Param:
+    return Param(name, "header", description, required, schema)
 
-PLAIN_OPERATIONS: dict[str, dict[str, Any]] = {
-    "/healthz": {
-        "get": {
-            "operationId": "healthz",
-            "summary": "Liveness: the process answers",
-            "security": [],
-            "responses": {"200": {"description": "alive"}},
-        }
-    },
-    "/readyz": {
-        "get": {
-            "operationId": "readyz",
-            "summary": "Readiness: Postgres, NATS and object storage reachable",
-            "security": [],
-            "responses": {
-                "200": {"description": "ready"},
-                "503": _retry_later("a dependency is unavailable (named in checks)"),
-            },
-        }
-    },
-    "/metrics": {
-        "get": {
-            "operationId": "metrics",
-            "summary": "Prometheus metrics",
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "text exposition format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
-            },
-        }
-    },
-    "/openapi.json": {
-        "get": {
-            "operationId": "openapi",
-            "summary": "This document",
-            "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.0 document"}},
-        }
-    },
-    "/docs": {
-        "get": {
-            "operationId": "docs",
-            "summary": "Interactive documentation (Swagger UI, served offline)",
-            "security": [],
-            "responses": {"200": {"description": "HTML page"}},
-        }
-    },
-    "/docs/{asset}": {
-        "get": {
-            "operationId": "docsAsset",
-            "summary": "Swagger UI assets",
-            "security": [],
-            "parameters": [
-                {"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
-            "responses": {"200": {"description": "asset"}, "404": {"description": "unknown"}},
-        }
-    },
-}
 
-COMPONENTS: dict[str, Any] = {
-    "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-    "schemas": {
-        "Error": {
-            "type": "object",
-            "required": ["error", "detail"],
-            "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-        },
-        "Accepted": {
-            "type": "object",
-            "required": ["audio_file_id", "status", "b2_key", "b2_url"],
-            "properties": {
-                "audio_file_id": {"type": "string", "format": "uuid"},
-                "status": {"type": "string", "enum": ["QUEUED"]},
-                "b2_key": {
-                    "type": "string",
-                    "description": "[<b2_prefix>/]<campaign>/audio/<phone>/<uuid>.<ext>",
-                },
-                "b2_url": {"type": "string"},
-            },
-        },
-        "Status": {
-            "type": "object",
-            "required": ["status", "transcript", "metadata"],
-            "properties": {
-                "status": {"type": "string", "enum": ["pending", "completed", "failed"]},
-                "transcript": {"type": "string", "nullable": True},
-                "metadata": {
-                    "type": "object",
-                    "description": "b2_transcript_json_key / b2_transcript_txt_key (and srt, "
-                    "vtt) when completed; error when failed",
-                    "additionalProperties": True,
-                },
-            },
-        },
-    },
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One response: a JSON body Struct, or other media types with their schemas."""
+
+    description: str
+    body: Body | None = None
+    media: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    retry_after: bool = False
+
+    def render(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"description": self.description}
+        content = {media: {"schema": dict(schema)} for media, schema in self.media.items()}
+        if self.body is not None:
+            content["application/json"] = {"schema": {"$ref": _ref(self.body)}}
+        if content:
+            out["content"] = content
+        if self.retry_after:
+            out["headers"] = {
+                "Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}
+            }
+        return out
+
+
+def error(description: str, *, retry_after: bool = False) -> Reply:
+    return Reply(description, ErrorBody, retry_after=retry_after)
+
+
+# What every authenticated route may answer besides its own responses.
+AUTH_ERRORS: Mapping[int, Reply] = {
+    401: error("missing or invalid X-API-Key"),
+    429: error("rate limit of the key exceeded (token bucket); see Retry-After", retry_after=True),
+    503: error("Postgres or object storage unavailable; retry after Retry-After", retry_after=True),
 }
 
 
-def _documented(modules: Iterable[ModuleType]) -> dict[str, dict[str, Any]]:
-    paths: dict[str, dict[str, Any]] = {}
-    for source in (JOB_OPERATIONS, PLAIN_OPERATIONS):
-        for path, ops in source.items():
-            paths.setdefault(path, {}).update(ops)
+@dataclass(frozen=True, slots=True)
+class Form:
+    """A form request body (urlencoded; multipart too when `upload` names a file part)."""
+
+    fields: Body
+    upload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    operation_id: str
+    summary: str
+    responses: Mapping[int, Reply]
+    tag: str
+    description: str = ""
+    params: tuple[Param, ...] = ()
+    form: Form | None = None
+    authenticated: bool = True
+
+    def bodies(self) -> set[Body]:
+        found = {r.body for r in self.responses.values() if r.body is not None}
+        if self.form is not None:
+            found.add(self.form.fields)
+        if self.authenticated:
+            found.add(ErrorBody)
+        return found
+
+    def render(self, schemas: Mapping[str, Any]) -> dict[str, Any]:
+        op: dict[str, Any] = {
+            "operationId": self.operation_id,
+            "tags": [self.tag],
+            "summary": self.summary,
+        }
+        if self.description:
+            op["description"] = self.description
+        if not self.authenticated:
+            op["security"] = []
+        if self.params:
+            op["parameters"] = [p.render() for p in self.params]
+        if self.form is not None:
+            op["requestBody"] = _form_body(self.form, schemas)
+        responses = dict(self.responses)
+        if self.authenticated:
+            responses = dict(AUTH_ERRORS) | responses
+        op["responses"] = {str(code): responses[code].render() for code in sorted(responses)}
+        return op
+
+
+def _form_body(form: Form, schemas: Mapping[str, Any]) -> dict[str, Any]:
+    # Inline, so the form's fields are readable right at the operation.
+    fields = dict(schemas[form.fields.__name__])
+    content: dict[str, Any] = {"application/x-www-form-urlencoded": {"schema": fields}}
+    if form.upload is not None:
+        properties = dict(fields.get("properties", {}))
+        properties[form.upload] = {"type": "string", "format": "binary"}
+        content["multipart/form-data"] = {"schema": fields | {"properties": properties}}
+    return {"required": True, "content": content}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    operation: Operation
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+class ApiRoutes:
+    """The routes of one module with their documentation."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.routes: list[Route] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        responses: Mapping[int, Body | Reply | str],
+        params: Iterable[Param] = (),
+        form: Form | None = None,
+        description: str = "",
+        operation_id: str | None = None,
+        authenticated: bool = True,
+    ) -> Callable[[H], H]:
+        """Document and collect a handler. Stacked decorators register bottom-up: put the more
+        specific path nearest the function."""
+
+        def replies() -> dict[int, Reply]:
+            out: dict[int, Reply] = {}
+            for code, reply in responses.items():
+                if isinstance(reply, Reply):
+                    out[code] = reply
+                elif isinstance(reply, str):
+                    out[code] = error(reply, retry_after=code in (429, 503))
+                else:
+                    doc = inspect.getdoc(reply) or reply.__name__
+                    out[code] = Reply(doc.split("\n\n")[0].replace("\n", " "), reply)
+            return out
+
+        def decorate(handler: H) -> H:
+            operation = Operation(
+                operation_id=operation_id or _camel(handler.__name__),
+                summary=summary,
+                responses=replies(),
+                tag=self.tag,
+                description=description or _description(handler),
+                params=tuple(params),
+                form=form,
+                authenticated=authenticated,
+            )
+            self.routes.append(Route(method, path, handler, operation))
+            return handler
+
+        return decorate
+
+    def get(self, path: str, **doc: Any) -> Callable[[H], H]:
+        return self.route("GET", path, **doc)
+
+    def post(self, path: str, **doc: Any) -> Callable[[H], H]:
+        return self.route("POST", path, **doc)
+
+    def put(self, path: str, **doc: Any) -> Callable[[H], H]:
+        return self.route("PUT", path, **doc)
+
+    def register(self, app: web.Application) -> None:
+        for r in self.routes:
+            app.router.add_route(r.method, r.path, r.handler)
+
+    def operations(self) -> dict[tuple[str, str], Operation]:
+        return {(r.path, r.method.lower()): r.operation for r in self.routes}
+
+    def paths(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """This table's part of the document: `{path: {method: operation}}`."""
+        schemas = components(op.bodies() for op in self.operations().values())
+        paths: dict[str, dict[str, dict[str, Any]]] = {}
+        for (path, method), op in self.operations().items():
+            paths.setdefault(path, {})[method] = op.render(schemas)
+        return paths
+
+
+def _description(handler: Handler) -> str:
+    doc = inspect.getdoc(handler) or ""
+    return doc.replace("\n", " ")
+
+
+def _ref(body: Body) -> str:
+    return REF.format(name=body.__name__)
+
+
+def components(groups: Iterable[Iterable[Body]]) -> dict[str, Any]:
+    """`#/components/schemas` for these Structs and every type they refer to."""
+    types = sorted({t for group in groups for t in group}, key=lambda t: t.__name__)
+    _, schemas = msgspec.json.schema_components(types, ref_template=REF)
+    converted: dict[str, Any] = _openapi30(schemas)
+    return dict(sorted(converted.items()))
+
+
+def _openapi30(node: Any) -> Any:
+    """JSON Schema (2020-12, as msgspec writes it) -> the OpenAPI 3.0 schema dialect: a `null`
+    alternative becomes `nullable: true`; an enum gets its type."""
+    if isinstance(node, list):
+        return [_openapi30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _openapi30(v) for k, v in node.items()}
+    options = out.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [o for o in options if o != {"type": "null"}]
+        del out["anyOf"]
+        if len(rest) == 1:
+            only = rest[0]
+            if "$ref" in only:
+                out["allOf"] = [only]
+            else:
+                out = only | out
+        elif rest:
+            out["anyOf"] = rest
+        out["nullable"] = True
+    if out.get("required") == []:
+        del out["required"]  # 3.0 wants at least one entry, or none at all
+    enum = out.get("enum")
+    if isinstance(enum, list) and "type" not in out and all(isinstance(v, str) for v in enum):
+        out["type"] = "string"
+    return out
+
+
+def _documented(
+    modules: Iterable[ModuleType],
+) -> tuple[dict[tuple[str, str], Operation], dict[str, Any]]:
+    tables: dict[tuple[str, str], Operation] = {}
+    raw: dict[str, Any] = {}
     for module in modules:
+        table = getattr(module, "ROUTES", None)
+        if isinstance(table, ApiRoutes):
+            tables.update(table.operations())
+            continue
         extra: Mapping[str, dict[str, Any]] = getattr(module, "OPENAPI", {})
         for path, ops in extra.items():
-            paths.setdefault(path, {}).update(ops)
-    return paths
+            raw.setdefault(path, {}).update(ops)
+    return tables, raw
+
+
+def _all_modules(modules: Iterable[ModuleType]) -> list[ModuleType]:
+    # Imported here: the route modules import this one.
+    from services.ingest.routes import ROUTE_MODULES
+
+    return [*ROUTE_MODULES, *(m for m in modules if m not in ROUTE_MODULES)]
+
+
+def _app_routes(app: web.Application) -> Iterator[tuple[str, str, web.AbstractRoute]]:
+    for route in app.router.routes():
+        if route.resource is None or route.method in ("HEAD", "*"):
+            continue
+        yield route.resource.canonical, route.method.lower(), route
+
+
+def undocumented(app: web.Application, modules: Iterable[ModuleType] = ()) -> list[str]:
+    """Routes of the app that no route table (nor raw OPENAPI) documents."""
+    tables, raw = _documented(_all_modules(modules))
+    return [
+        f"{method.upper()} {path}"
+        for path, method, _ in _app_routes(app)
+        if (path, method) not in tables and method not in raw.get(path, {})
+    ]
+
+
+def build(app: web.Application, modules: Iterable[ModuleType] = ()) -> dict[str, Any]:
+    """The document of every route registered in `app`: the ingest route modules' tables, plus
+    those of `modules`."""
+    tables, raw = _documented(_all_modules(modules))
+    schemas = components(op.bodies() for op in tables.values())
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method, route in _app_routes(app):
+        op = tables.get((path, method))
+        if op is not None:
+            rendered = op.render(schemas)
+        else:
+            rendered = raw.get(path, {}).get(method) or _undocumented(route)
+        paths.setdefault(path, {})[method] = rendered
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": "Reference-compatible transcription gateway API. Errors are JSON "
+            "{error, detail}; a dependency outage answers 503 with Retry-After.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+            "schemas": schemas,
+        },
+        "security": [{"ApiKey": []}],
+    }
 
 
 def _undocumented(route: web.AbstractRoute) -> dict[str, Any]:
@@ -360,27 +395,3 @@ def _path_params(route: web.AbstractRoute) -> list[str]:
     for part in str(pattern).split("{")[1:]:
         names.append(part.split("}", 1)[0].split(":", 1)[0])
     return names
-
-
-def build(app: web.Application, modules: Iterable[ModuleType]) -> dict[str, Any]:
-    documented = _documented(modules)
-    paths: dict[str, dict[str, Any]] = {}
-    for route in app.router.routes():
-        if route.resource is None or route.method in ("HEAD", "*"):
-            continue
-        path = route.resource.canonical
-        method = route.method.lower()
-        op = documented.get(path, {}).get(method) or _undocumented(route)
-        paths.setdefault(path, {})[method] = op
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": TITLE,
-            "version": VERSION,
-            "description": "Reference-compatible transcription gateway API. Errors are JSON "
-            "{error, detail}; a dependency outage answers 503 with Retry-After.",
-        },
-        "paths": dict(sorted(paths.items())),
-        "components": COMPONENTS,
-        "security": [{"ApiKey": []}],
-    }

@@ -1,4 +1,10 @@
-"""Accepting a job: resolve the recording, store the audio, then the row + event in one transaction.
+"""Accepting a job: one typed `Submission`, then four steps with explicit inputs and outputs.
+
+    Submission.parse(form, headers)   validated once (services/ingest/submission.py)
+    resolve  -> Origin                recording lookup / URL equal to a recording / upload
+    claim    -> Claim | Accepted      de-duplication keys claimed, or the identical job's answer
+    store    -> Stored                audio streamed to the object store under the claim
+    record   -> Accepted              the job row and its AudioStored event, one transaction
 
 Order matters for "nothing half-written": the object is stored first (invisible until a row
 points at it); the row and its AudioStored outbox event commit together; if that commit fails or
@@ -11,9 +17,10 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -25,34 +32,48 @@ from libs.audio.sniff import SNIFF_BYTES as HEAD_BYTES
 from libs.audio.sniff import AudioFormat, sniff
 from libs.blobstore import BlobStore
 from libs.db import DatabaseUnavailable
-from libs.errors import (
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    SourceFailed,
-    Unavailable,
-    UnsupportedMedia,
-)
+from libs.errors import Conflict, NotFound, SourceFailed, Unavailable, UnsupportedMedia
 from libs.jobs import claims
 from libs.jobs import submission as jobs
-from libs.layout import InvalidPrefix, audio_key, validate_prefix
+from libs.layout import audio_key
 from libs.metrics import JOBS_SUBMITTED
+from services.ingest import bodies
 from services.ingest.form import SubmitForm
 from services.ingest.lookup import (
     AmbiguousRecording,
     LookupQueries,
+    Recording,
     RecordingNotFound,
     campaign_name,
     find_by_url,
     find_recording,
 )
 from services.ingest.phone import to_e164
+from services.ingest.submission import (
+    MODELS,
+    TIMESTAMPS,
+    RecordingSource,
+    Source,
+    Submission,
+    UploadSource,
+    UrlSource,
+)
 
 log = structlog.get_logger()
 
-MODELS = frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"})
-TIMESTAMPS = frozenset({"none", "segment", "word"})
+__all__ = [
+    "MODELS",
+    "TIMESTAMPS",
+    "Accepted",
+    "SubmitContext",
+    "accept",
+    "claim_or_find",
+    "object_stem",
+    "record",
+    "resolve",
+    "store",
+    "submit",
+]
 
 
 class AudioFetcher(Protocol):
@@ -68,13 +89,13 @@ class Accepted:
     b2_url: str
     existing: bool
 
-    def body(self) -> dict[str, str]:
-        return {
-            "audio_file_id": self.audio_file_id,
-            "status": "QUEUED",
-            "b2_key": self.b2_key,
-            "b2_url": self.b2_url,
-        }
+    def body(self) -> bodies.Accepted:
+        return bodies.Accepted(
+            audio_file_id=self.audio_file_id,
+            status="QUEUED",
+            b2_key=self.b2_key,
+            b2_url=self.b2_url,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,37 +116,6 @@ class CallbackValidator(Protocol):
     def __call__(self, url: str) -> None: ...
 
 
-def _choose_prefix(form: SubmitForm, key: ApiKey) -> str:
-    requested = form.get("b2_prefix")
-    try:
-        prefix = validate_prefix(requested if requested is not None else key.tenant_prefix)
-    except InvalidPrefix as exc:
-        raise InvalidInput(str(exc), code="invalid_b2_prefix") from exc
-    bound = key.tenant_prefix.strip("/")
-    # A tenant key may write only inside its own area.
-    outside = prefix != bound and not prefix.startswith(bound + "/")
-    if requested is not None and bound and not key.is_bootstrap and outside:
-        raise Forbidden(f"this key may only use b2_prefix {bound!r}", code="prefix_not_allowed")
-    return prefix
-
-
-def _options(form: SubmitForm) -> tuple[str | None, str | None, str]:
-    model = form.get("model")
-    if model is not None and model not in MODELS:
-        raise InvalidInput(f"model must be one of {sorted(MODELS)}", code="invalid_model")
-    language = form.get("language")
-    if language is not None and not (
-        2 <= len(language) <= 8 and language.replace("-", "").isalpha()
-    ):
-        raise InvalidInput("language must be an ISO-639 code such as 'en'", code="invalid_language")
-    timestamps = form.get("timestamps") or "segment"
-    if timestamps not in TIMESTAMPS:
-        raise InvalidInput(
-            f"timestamps must be one of {sorted(TIMESTAMPS)}", code="invalid_timestamps"
-        )
-    return model, language, timestamps
-
-
 async def submit(
     ctx: SubmitContext,
     key: ApiKey,
@@ -134,172 +124,319 @@ async def submit(
     idempotency_key: str | None,
     trace_id: str | None,
 ) -> Accepted:
-    sources = [n for n in ("recording_id", "url") if form.get(n) is not None]
-    if form.upload is not None:
-        sources.append("file")
-    if "recording_id" in form.fields and form.get("recording_id") is None and not sources:
-        raise InvalidInput("recording_id is empty", code="empty_recording_id")
-    if len(sources) != 1:
-        raise InvalidInput(
-            "provide exactly one of recording_id, url or file", code="exactly_one_source"
-        )
-    source = sources[0]
-    prefix = _choose_prefix(form, key)
-    model, language, timestamps = _options(form)
-    callback_url = form.get("callback_url")
-    if callback_url is not None:
-        ctx.validate_callback(callback_url)
-    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 200):
-        raise InvalidInput(
-            "Idempotency-Key must be 1-200 characters", code="invalid_idempotency_key"
-        )
+    """Parse and validate the request once, then: resolve -> claim -> store -> record."""
+    submission = Submission.parse(
+        form,
+        key,
+        idempotency_key=idempotency_key,
+        trace_id=trace_id,
+        validate_callback=ctx.validate_callback,
+    )
+    return await accept(ctx, key, submission)
 
-    phone_raw = form.get("phone")
-    campaign = form.get("campaign")
-    campaign_id = form.get("campaign_id")
-    recording_id: str | None = None
+
+async def accept(ctx: SubmitContext, key: ApiKey, submission: Submission) -> Accepted:
+    origin = await resolve(ctx, submission)
+    claim = await claim_or_find(ctx, key, submission, origin)
+    if isinstance(claim, Accepted):
+        return claim
+    stored = await store(ctx, submission.source, origin, claim)
+    return await record(ctx, key, submission, origin, claim, stored)
+
+
+# --- step 1: resolve the source -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where the audio comes from and what is known about it (database first, form second)."""
+
+    recording_id: str | None
+    url: str | None
+    url_sha1: str | None
+    phone: str | None  # E.164, or None when unknown
+    campaign: str  # "unassigned" when unknown
+    campaign_id: str | None
+    started: datetime | None
+    stopped: datetime | None
+    source_table: str | None
+    source_row_id: int | None
+
+
+async def resolve(ctx: SubmitContext, submission: Submission) -> Origin:
+    """Look the recording up (by id, or a URL equal to a recording's location); fill the gaps
+    from the form's fallbacks."""
+    fallbacks = submission.fallbacks
+    source = submission.source
+    rec: Recording | None = None
     url: str | None = None
-    started = stopped = None
-    source_row_id: int | None = None
-    source_table: str | None = None
+    if isinstance(source, RecordingSource):
+        rec = await _find_recording(ctx, source.recording_id)
+        url = rec.url
+    elif isinstance(source, UrlSource):
+        url = source.url
+        rec = await find_by_url(ctx.pool, url, ctx.queries)
+    # The database is the source of truth; form values are fallbacks only.
+    phone_raw = (rec.phone if rec else None) or fallbacks.phone
+    campaign = (rec.campaign_name if rec else None) or fallbacks.campaign
+    campaign_id = (rec.campaign_id if rec else None) or fallbacks.campaign_id
+    if campaign is None and campaign_id is not None:
+        campaign = await campaign_name(ctx.pool, campaign_id, ctx.queries)
+    return Origin(
+        recording_id=rec.recording_id if rec else None,
+        url=url,
+        url_sha1=hashlib.sha1(url.encode()).hexdigest() if url else None,  # noqa: S324 - reference key, not security
+        phone=to_e164(phone_raw, ctx.default_phone_region),
+        campaign=campaign or "unassigned",
+        campaign_id=campaign_id,
+        started=rec.started if rec else None,
+        stopped=rec.stopped if rec else None,
+        source_table="public.recordings" if rec else None,
+        source_row_id=rec.source_row_id if rec else None,
+    )
 
+
+async def _find_recording(ctx: SubmitContext, recording_id: str) -> Recording:
     try:
-        if source == "recording_id":
-            rid = form.get("recording_id") or ""
-            try:
-                rec = await find_recording(ctx.pool, rid, ctx.queries)
-            except RecordingNotFound as exc:
-                raise NotFound(str(exc), code="recording_not_found") from exc
-            except AmbiguousRecording as exc:
-                raise Conflict(str(exc), code="ambiguous_recording") from exc
-            except asyncpg.exceptions.UndefinedTableError as exc:
-                raise SourceFailed(
-                    "the recordings source tables do not exist here", code="lookup_unavailable"
-                ) from exc
-            recording_id, url = rec.recording_id, rec.url
-            # The database is the source of truth; form values are fallbacks only.
-            phone_raw = rec.phone or phone_raw
-            campaign = rec.campaign_name or campaign
-            campaign_id = rec.campaign_id or campaign_id
-            started, stopped = rec.started, rec.stopped
-            source_row_id = rec.source_row_id
-            source_table = "public.recordings"
-        elif source == "url":
-            url = form.get("url")
-            assert url is not None
-            known = await find_by_url(ctx.pool, url, ctx.queries)
-            if known is not None:
-                recording_id = known.recording_id
-                phone_raw = known.phone or phone_raw
-                campaign = known.campaign_name or campaign
-                campaign_id = known.campaign_id or campaign_id
-                started, stopped = known.started, known.stopped
-                source_row_id = known.source_row_id
-                source_table = "public.recordings"
-        if campaign is None and campaign_id is not None:
-            campaign = await campaign_name(ctx.pool, campaign_id, ctx.queries)
+        return await find_recording(ctx.pool, recording_id, ctx.queries)
+    except RecordingNotFound as exc:
+        raise NotFound(str(exc), code="recording_not_found") from exc
+    except AmbiguousRecording as exc:
+        raise Conflict(str(exc), code="ambiguous_recording") from exc
+    except asyncpg.exceptions.UndefinedTableError as exc:
+        raise SourceFailed(
+            "the recordings source tables do not exist here", code="lookup_unavailable"
+        ) from exc
 
-        url_sha1 = hashlib.sha1(url.encode()).hexdigest() if url else None  # noqa: S324 - reference key, not security
-    except DatabaseUnavailable as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
 
+# --- step 2: claim (de-duplication) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Ours to store: the job id, the object key without extension and the claimed keys."""
+
+    file_id: uuid.UUID
+    stem: str
+    dedup: Dedup
+
+
+async def claim_or_find(
+    ctx: SubmitContext, key: ApiKey, submission: Submission, origin: Origin
+) -> Claim | Accepted:
+    """Claim the submission's de-duplication keys, or answer the identical job that exists (or
+    finishes while we wait)."""
     file_id = uuid.uuid4()
-    phone = to_e164(phone_raw, ctx.default_phone_region)
-    campaign_final = campaign or "unassigned"
-    stem = object_stem(prefix=prefix, campaign=campaign_final, phone=phone, file_id=file_id)
-    try:
-        existing = await _claim_or_wait(
-            ctx,
-            key,
-            file_id,
-            stem,
-            claims.dedup_keys(prefix=prefix, url_sha1=url_sha1, idempotency_key=idempotency_key),
-            prefix=prefix,
-            url_sha1=url_sha1,
-            idempotency_key=idempotency_key,
-        )
-    except DatabaseUnavailable as exc:
-        raise DatabaseUnavailable(str(exc)) from exc
+    stem = object_stem(
+        prefix=submission.prefix, campaign=origin.campaign, phone=origin.phone, file_id=file_id
+    )
+    dedup = Dedup(
+        api_key_id=uuid.UUID(key.id),
+        prefix=submission.prefix,
+        url_sha1=origin.url_sha1,
+        idempotency_key=submission.idempotency_key,
+    )
+    claim = Claim(file_id=file_id, stem=stem, dedup=dedup)
+    existing = await _claim_or_wait(ctx, claim)
     if existing is not None:
-        return _existing(existing, ctx, source)
+        return _existing(existing, ctx, submission.source.kind)
+    return claim
 
-    written: list[str] = []
-    heartbeat = asyncio.create_task(claims.keep_alive(ctx.pool, file_id, ctx.claim_ttl))
+
+@dataclass(frozen=True, slots=True)
+class Dedup:
+    """What makes two submissions the same job: the Idempotency-Key, or prefix + URL."""
+
+    api_key_id: uuid.UUID
+    prefix: str
+    url_sha1: str | None
+    idempotency_key: str | None
+
+    def keys(self) -> list[str]:
+        return claims.dedup_keys(
+            prefix=self.prefix, url_sha1=self.url_sha1, idempotency_key=self.idempotency_key
+        )
+
+    async def find(self, pool: asyncpg.Pool) -> asyncpg.Record | None:
+        if self.idempotency_key is not None:
+            row = await pool.fetchrow(
+                jobs.FIND_BY_IDEMPOTENCY_KEY, self.api_key_id, self.idempotency_key
+            )
+            if row is not None:
+                return row
+        if self.url_sha1 is not None:
+            return await pool.fetchrow(
+                jobs.FIND_BY_URL, self.api_key_id, self.prefix, self.url_sha1
+            )
+        return None
+
+
+async def _claim_or_wait(ctx: SubmitContext, claim: Claim) -> asyncpg.Record | None:
+    """Claim the de-duplication keys, or wait for the submission holding them to finish and
+    return its job. None means: ours to download."""
+    dedup = claim.dedup
+    keys = dedup.keys()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.claim_wait
+    delay = 0.02
+    while True:
+        if await claims.claim(
+            ctx.pool,
+            api_key_id=dedup.api_key_id,
+            audio_file_id=claim.file_id,
+            object_stem=claim.stem,
+            keys=keys,
+            ttl_seconds=ctx.claim_ttl,
+        ):
+            if not keys:
+                return None
+            # The holder may have committed and released between our first look and our claim.
+            existing = await dedup.find(ctx.pool)
+            if existing is not None:
+                await claims.release(ctx.pool, claim.file_id)
+            return existing
+        existing = await dedup.find(ctx.pool)
+        if existing is not None:
+            return existing
+        held = await claims.holders(ctx.pool, dedup.api_key_id, keys)
+        if any(h.expired for h in held):
+            # Its owner died mid-submit: clear what it left, then claim again.
+            await claims.sweep(ctx.pool, ctx.store)
+            continue
+        if held:
+            if loop.time() > deadline:
+                raise Conflict(
+                    "an identical submission is still being stored; retry to get its job",
+                    code="submission_in_progress",
+                    retry_after=5,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+# --- step 3: store the audio ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    object_key: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+async def store(ctx: SubmitContext, source: Source, origin: Origin, claim: Claim) -> Stored:
+    """Stream the upload, or download the origin's URL, to the object store while a heartbeat
+    keeps the claim alive. On any failure, whatever may have been written is deleted and the
+    claim released."""
+    # Keys whose PUT began: a PUT can succeed server-side and still fail here.
+    attempted: list[str] = []
+    heartbeat = asyncio.create_task(claims.keep_alive(ctx.pool, claim.file_id, ctx.claim_ttl))
     try:
-        if source == "file":
-            assert form.upload is not None
-            try:
-                fmt, stored = await _store_upload(ctx, form.upload.path, stem, written)
-            finally:
-                form.upload.discard()
-        else:
-            assert url is not None
-            fmt, stored = await _store_url(ctx, url, stem, written)
+        match source:
+            case UploadSource(upload=upload):
+                try:
+                    stored = await _store_upload(ctx, upload.path, claim.stem, attempted.append)
+                finally:
+                    upload.discard()
+            case RecordingSource() | UrlSource():
+                assert origin.url is not None  # resolve() gave it one
+                stored = await _store_url(ctx, origin.url, claim.stem, attempted.append)
     except BaseException:
         heartbeat.cancel()
-        await _abandon(ctx, file_id, written)
+        await _abandon(ctx, claim.file_id, attempted)
         raise
     heartbeat.cancel()
+    return stored
 
-    job = jobs.NewJob(
-        id=file_id,
-        api_key_id=key.id,
-        tenant_prefix=prefix,
-        phone=phone,
-        campaign_name=campaign_final,
-        campaign_id=campaign_id,
-        company=form.get("company"),
-        recording_id=recording_id,
-        url=url,
-        url_sha1=url_sha1,
-        idempotency_key=idempotency_key,
-        started=started,
-        stopped=stopped,
-        bucket=ctx.store.bucket,
-        object_key=stored[0],
-        content_type=fmt.content_type,
-        size=stored[1],
-        sha256=stored[2],
-        source_table=source_table,
-        source_row_id=source_row_id,
-        callback_url=callback_url,
-        model=model,
-        language=language,
-        timestamps=timestamps,
-        trace_id=trace_id,
-    )
+
+# --- step 4: record the job (row + AudioStored event in one transaction) --------------------
+
+
+async def record(
+    ctx: SubmitContext,
+    key: ApiKey,
+    submission: Submission,
+    origin: Origin,
+    claim: Claim,
+    stored: Stored,
+) -> Accepted:
+    """Commit the job row with its outbox event; if that fails or loses a duplicate race, the
+    stored object is deleted again."""
+    job = _new_job(ctx, key, submission, origin, claim, stored)
+    written = [stored.object_key]
+    kind = submission.source.kind
     try:
         await jobs.insert_job(ctx.pool, job)
     except asyncpg.exceptions.UniqueViolationError:
         # Only reachable when a duplicate bypassed the claims (e.g. a row written by an older
         # version); keep theirs, drop our copy.
-        await _abandon(ctx, file_id, written)
-        winner = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
+        await _abandon(ctx, claim.file_id, written)
+        winner = await claim.dedup.find(ctx.pool)
         if winner is None:
             raise
-        return _existing(winner, ctx, source)
+        return _existing(winner, ctx, kind)
     except claims.ClaimLost as exc:
-        await _abandon(ctx, file_id, written)
+        await _abandon(ctx, claim.file_id, written)
         raise Unavailable(
             "the submission took longer than its claim allows; retry",
             code="submission_expired",
             retry_after=5,
         ) from exc
-    except DatabaseUnavailable as exc:
-        await _abandon(ctx, file_id, written)
-        raise DatabaseUnavailable(str(exc)) from exc
     except BaseException:
-        await _abandon(ctx, file_id, written)
+        await _abandon(ctx, claim.file_id, written)
         raise
-    JOBS_SUBMITTED.labels(source=source, outcome="accepted").inc()
+    JOBS_SUBMITTED.labels(source=kind, outcome="accepted").inc()
     log.info(
-        "job_accepted", audio_file_id=str(file_id), key=job.object_key, size=job.size, source=source
+        "job_accepted",
+        audio_file_id=str(claim.file_id),
+        key=job.object_key,
+        size=job.size,
+        source=kind,
     )
     return Accepted(
-        audio_file_id=str(file_id),
+        audio_file_id=str(claim.file_id),
         b2_key=job.object_key,
         b2_url=ctx.store.url_for(job.object_key),
         existing=False,
+    )
+
+
+def _new_job(
+    ctx: SubmitContext,
+    key: ApiKey,
+    submission: Submission,
+    origin: Origin,
+    claim: Claim,
+    stored: Stored,
+) -> jobs.NewJob:
+    options, fallbacks = submission.options, submission.fallbacks
+    return jobs.NewJob(
+        id=claim.file_id,
+        api_key_id=key.id,
+        tenant_prefix=submission.prefix,
+        phone=origin.phone,
+        campaign_name=origin.campaign,
+        campaign_id=origin.campaign_id,
+        company=fallbacks.company,
+        recording_id=origin.recording_id,
+        url=origin.url,
+        url_sha1=origin.url_sha1,
+        idempotency_key=submission.idempotency_key,
+        started=origin.started,
+        stopped=origin.stopped,
+        bucket=ctx.store.bucket,
+        object_key=stored.object_key,
+        content_type=stored.content_type,
+        size=stored.size,
+        sha256=stored.sha256,
+        source_table=origin.source_table,
+        source_row_id=origin.source_row_id,
+        callback_url=submission.callback_url,
+        model=options.model,
+        language=options.language,
+        timestamps=options.timestamps,
+        trace_id=submission.trace_id,
     )
 
 
@@ -318,72 +455,6 @@ def _existing(row: asyncpg.Record, ctx: SubmitContext, source: str) -> Accepted:
         b2_url=ctx.store.url_for(row["b2_object_key"]),
         existing=True,
     )
-
-
-async def _claim_or_wait(
-    ctx: SubmitContext,
-    key: ApiKey,
-    file_id: uuid.UUID,
-    stem: str,
-    keys: list[str],
-    *,
-    prefix: str,
-    url_sha1: str | None,
-    idempotency_key: str | None,
-) -> asyncpg.Record | None:
-    """Claim the de-duplication keys, or wait for the submission holding them to finish and
-    return its job. None means: ours to download."""
-    key_id = uuid.UUID(key.id)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + ctx.claim_wait
-    delay = 0.02
-    while True:
-        if await claims.claim(
-            ctx.pool,
-            api_key_id=key_id,
-            audio_file_id=file_id,
-            object_stem=stem,
-            keys=keys,
-            ttl_seconds=ctx.claim_ttl,
-        ):
-            if not keys:
-                return None
-            # The holder may have committed and released between our first look and our claim.
-            existing = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
-            if existing is not None:
-                await claims.release(ctx.pool, file_id)
-            return existing
-        existing = await _find_existing(ctx, key, prefix, url_sha1, idempotency_key)
-        if existing is not None:
-            return existing
-        held = await claims.holders(ctx.pool, key_id, keys)
-        if any(h.expired for h in held):
-            # Its owner died mid-submit: clear what it left, then claim again.
-            await claims.sweep(ctx.pool, ctx.store)
-            continue
-        if held:
-            if loop.time() > deadline:
-                raise Conflict(
-                    "an identical submission is still being stored; retry to get its job",
-                    code="submission_in_progress",
-                    retry_after=5,
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-
-async def _find_existing(
-    ctx: SubmitContext, key: ApiKey, prefix: str, url_sha1: str | None, idempotency_key: str | None
-) -> asyncpg.Record | None:
-    if idempotency_key is not None:
-        row = await ctx.pool.fetchrow(
-            jobs.FIND_BY_IDEMPOTENCY_KEY, uuid.UUID(key.id), idempotency_key
-        )
-        if row is not None:
-            return row
-    if url_sha1 is not None:
-        return await ctx.pool.fetchrow(jobs.FIND_BY_URL, uuid.UUID(key.id), prefix, url_sha1)
-    return None
 
 
 async def _abandon(ctx: SubmitContext, file_id: uuid.UUID, written: list[str]) -> None:
@@ -430,23 +501,22 @@ async def _with_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator
 
 
 async def _store_url(
-    ctx: SubmitContext, url: str, stem: str, written: list[str]
-) -> tuple[AudioFormat, tuple[str, int, str]]:
+    ctx: SubmitContext, url: str, stem: str, attempting: Callable[[str], None]
+) -> Stored:
     async with ctx.fetcher.open(url) as chunks:
         head, body = await _with_head(chunks)
         if not head:
             raise SourceFailed("the URL returned an empty body", code="empty_download")
         fmt = _require_audio(head)
         key = f"{stem}.{fmt.ext}"
-        # Recorded before the upload: a PUT can succeed server-side and still fail here.
-        written.append(key)
+        attempting(key)
         stored = await ctx.store.put_stream(key, body, fmt.content_type)
-    return fmt, (stored.key, stored.size, stored.sha256)
+    return Stored(stored.key, fmt.content_type, stored.size, stored.sha256)
 
 
 async def _store_upload(
-    ctx: SubmitContext, path: Path, stem: str, written: list[str]
-) -> tuple[AudioFormat, tuple[str, int, str]]:
+    ctx: SubmitContext, path: Path, stem: str, attempting: Callable[[str], None]
+) -> Stored:
     with path.open("rb") as fh:
         fmt = _require_audio(fh.read(HEAD_BYTES))
         fh.seek(0)
@@ -456,6 +526,6 @@ async def _store_upload(
                 yield chunk
 
         key = f"{stem}.{fmt.ext}"
-        written.append(key)
+        attempting(key)
         stored = await ctx.store.put_stream(key, chunks(), fmt.content_type)
-    return fmt, (stored.key, stored.size, stored.sha256)
+    return Stored(stored.key, fmt.content_type, stored.size, stored.sha256)

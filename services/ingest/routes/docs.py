@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from services.ingest import openapi
+from services.ingest.openapi import ApiRoutes, Reply, in_path
 
 SPEC = web.AppKey("openapi_spec", dict[str, Any])
 # Only the files the page loads; everything else in the package directory stays private.
@@ -19,6 +20,7 @@ ASSETS = {
     "favicon-32x32.png": "image/png",
     "favicon-16x16.png": "image/png",
 }
+ROUTES = ApiRoutes("docs")
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -52,19 +54,39 @@ def _assets_dir() -> Path:
 
 async def _build_spec(app: web.Application) -> None:
     # At startup every route module has registered its routes, and the app takes state still.
-    from services.ingest.routes import ROUTE_MODULES
-
-    app[SPEC] = openapi.build(app, ROUTE_MODULES)
+    app[SPEC] = openapi.build(app)
 
 
+@ROUTES.get(
+    "/openapi.json",
+    operation_id="openapi",
+    summary="This document",
+    authenticated=False,
+    responses={200: Reply("OpenAPI 3.0 document", media={"application/json": {"type": "object"}})},
+)
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[SPEC])
 
 
+@ROUTES.get(
+    "/docs",
+    operation_id="docs",
+    summary="Interactive documentation (Swagger UI, served offline)",
+    authenticated=False,
+    responses={200: Reply("HTML page", media={"text/html": {"type": "string"}})},
+)
 async def docs_page(_: web.Request) -> web.Response:
     return web.Response(text=PAGE, content_type="text/html")
 
 
+@ROUTES.get(
+    "/docs/{asset}",
+    operation_id="docsAsset",
+    summary="Swagger UI assets",
+    authenticated=False,
+    params=[in_path("asset", "file name of the asset")],
+    responses={200: Reply("asset"), 404: Reply("unknown")},
+)
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["asset"]
     content_type = ASSETS.get(name)
@@ -75,6 +97,4 @@ async def docs_asset(request: web.Request) -> web.StreamResponse:
 
 def register(app: web.Application) -> None:
     app.on_startup.append(_build_spec)
-    app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_get("/docs", docs_page)
-    app.router.add_get("/docs/{asset}", docs_asset)
+    ROUTES.register(app)

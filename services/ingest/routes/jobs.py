@@ -9,6 +9,7 @@ from aiohttp import web
 from libs.blobstore import BlobNotFound
 from libs.errors import Conflict, InvalidInput, NotFound
 from libs.jobs import record, requeue, views
+from services.ingest import bodies, params
 from services.ingest.context import (
     POOL,
     SETTINGS,
@@ -19,6 +20,7 @@ from services.ingest.context import (
     job_id,
 )
 from services.ingest.form import parse_submit_form
+from services.ingest.openapi import UUID, ApiRoutes, Form, Reply, in_header, in_path, in_query
 from services.ingest.status import status_body
 from services.ingest.submit import submit
 
@@ -28,8 +30,42 @@ FORMATS = {
     "srt": ("b2_transcript_srt_key", "application/x-subrip"),
     "vtt": ("b2_transcript_vtt_key", "text/vtt; charset=utf-8"),
 }
+TRANSCRIPT_MEDIA = {
+    "text/plain": {"type": "string"},
+    "application/json": {"type": "object"},
+    "application/x-subrip": {"type": "string"},
+    "text/vtt": {"type": "string"},
+}
+
+ROUTES = ApiRoutes("jobs")
+JOB_ID = in_path("audio_file_id", "the job", UUID)
+NO_SUCH_JOB = "no such job for this key"
 
 
+@ROUTES.post(
+    "/api/media/transcribe",
+    operation_id="submit",
+    summary="Submit a recording (exactly one of recording_id, url, file)",
+    params=[
+        in_header(
+            "Idempotency-Key",
+            "a retry with the same key returns the same job",
+            bodies.IDEMPOTENCY_KEY_SCHEMA,
+        )
+    ],
+    form=Form(bodies.SubmitFields, upload="file"),
+    responses={
+        200: Reply("accepted (or the existing job for the same URL / key)", bodies.Accepted),
+        400: "bad form, URL refused (SSRF guard), invalid b2_prefix or option",
+        403: "b2_prefix outside the key's tenant prefix",
+        404: "recording_id not found",
+        409: "recording_id matches several recordings, or an identical submission is still "
+        "in progress",
+        413: "the recording exceeds MAX_UPLOAD_BYTES",
+        415: "not a recognised audio format, or not a form content type",
+        422: "the download failed (upstream status, timeout, empty body)",
+    },
+)
 async def post_transcribe(request: web.Request) -> web.Response:
     key = await authenticate(request)
     settings = request.app[SETTINGS]
@@ -47,9 +83,16 @@ async def post_transcribe(request: web.Request) -> web.Response:
     finally:
         if form.upload:
             form.upload.discard()
-    return web.json_response(accepted.body())
+    return bodies.answer(accepted.body())
 
 
+@ROUTES.get(
+    "/api/media/status/{audio_file_id}",
+    operation_id="status",
+    summary="Job status, transcript and metadata",
+    params=[JOB_ID],
+    responses={200: Reply("the job", bodies.Status), 404: NO_SUCH_JOB},
+)
 async def get_status(request: web.Request) -> web.Response:
     key = await authenticate(request)
     row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
@@ -58,12 +101,31 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(status_body(row))
 
 
+@ROUTES.post(
+    "/api/media/rerun/{audio_file_id}",
+    operation_id="rerun",
+    summary="Requeue a completed or failed job for a new transcription",
+    params=[
+        JOB_ID,
+        in_query(
+            "force",
+            "requeue even a job that is still queued or running (true/false, 1/0, yes/no)",
+            {"type": "boolean"},
+        ),
+    ],
+    responses={
+        200: Reply("requeued", bodies.Requeued),
+        400: "force is not a boolean",
+        404: NO_SUCH_JOB,
+        409: "the job is still queued or running (use force=true)",
+    },
+)
 async def post_rerun(request: web.Request) -> web.Response:
     """Requeue a finished job for a new transcription. A job still queued or running is left
     alone (409) unless `?force=true`: it is about to produce a result anyway, and a second event
     would transcribe it twice."""
     key = await authenticate(request)
-    force = request.query.get("force", "").lower() in ("1", "true", "yes")
+    force = params.parse_bool(request.query.get("force"), "force")
     pool = request.app[POOL]
     job = await record.load(pool, job_id(request), api_key_id=uuid.UUID(key.id))
     if job is None:
@@ -77,9 +139,31 @@ async def post_rerun(request: web.Request) -> web.Response:
             f"the job is {job.status}; it will finish on its own (add ?force=true to requeue anyway)",
             code="job_active",
         )
-    return web.json_response({"audio_file_id": str(job.id), "status": "QUEUED"})
+    return bodies.answer(bodies.Requeued(audio_file_id=str(job.id), status="QUEUED"))
 
 
+_TRANSCRIPT_ERRORS: dict[int, str] = {
+    400: "unknown format",
+    404: NO_SUCH_JOB,
+    409: "the transcript is not ready yet",
+}
+
+
+@ROUTES.get(
+    "/api/media/transcript/{audio_file_id}",
+    operation_id="transcriptByQuery",
+    summary="Download the transcript; ?format=txt|json|srt|vtt (default txt)",
+    params=[JOB_ID, in_query("format", schema={"type": "string", "enum": sorted(FORMATS)})],
+    responses={200: Reply("the transcript file", media=TRANSCRIPT_MEDIA), **_TRANSCRIPT_ERRORS},
+)
+# Registered before the route above (decorators apply bottom-up): `.{fmt}` must match first.
+@ROUTES.get(
+    "/api/media/transcript/{audio_file_id}.{fmt}",
+    operation_id="transcript",
+    summary="Download the transcript as txt, json, srt or vtt",
+    params=[JOB_ID, in_path("fmt", schema={"type": "string", "enum": sorted(FORMATS)})],
+    responses={200: Reply("the transcript file", media=TRANSCRIPT_MEDIA), **_TRANSCRIPT_ERRORS},
+)
 async def get_transcript(request: web.Request) -> web.Response:
     key = await authenticate(request)
     fmt = request.match_info.get("fmt") or request.query.get("format", "txt")
@@ -106,8 +190,4 @@ async def get_transcript(request: web.Request) -> web.Response:
 
 
 def register(app: web.Application) -> None:
-    app.router.add_post("/api/media/transcribe", post_transcribe)
-    app.router.add_get("/api/media/status/{audio_file_id}", get_status)
-    app.router.add_post("/api/media/rerun/{audio_file_id}", post_rerun)
-    app.router.add_get("/api/media/transcript/{audio_file_id}.{fmt}", get_transcript)
-    app.router.add_get("/api/media/transcript/{audio_file_id}", get_transcript)
+    ROUTES.register(app)

@@ -8,17 +8,22 @@ those with no job at all (a foreign or undecodable message), and may requeue any
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from aiohttp import web
 
 from libs import apikeys
 from libs.deadletters import records
 from libs.deadletters.requeue import requeue
-from libs.errors import InvalidInput, NotFound
+from libs.errors import NotFound
+from services.ingest import bodies, params
 from services.ingest.context import NATS_CLIENT, POOL, TRACE_ID, authenticate
+from services.ingest.openapi import BOOLEAN, DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
 
 MAX_LIMIT = 500
+DEFAULT_LIMIT = 100
+ROUTES = ApiRoutes("dead letters")
+DEAD_LETTER_ID = in_path("dead_letter_id", "id from the dead-letter list", {"type": "integer"})
+NO_SUCH_DEAD_LETTER = "no such dead letter for this key"
 
 
 def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
@@ -26,54 +31,51 @@ def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
 
 
 def _dead_letter_id(request: web.Request) -> int:
-    raw = request.match_info["dead_letter_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("no such dead letter")
-    return int(raw)
+    return params.path_int_id(request.match_info["dead_letter_id"], "dead letter")
 
 
-def _since(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput("since must be an ISO 8601 timestamp", code="invalid_since") from None
-    if value.tzinfo is None:
-        raise InvalidInput(
-            "since needs a time zone, e.g. 2026-11-24T10:00:00Z", code="invalid_since"
-        )
-    return value
-
-
+@ROUTES.get(
+    "/api/ops/dead-letters",
+    summary="Dead letters, newest first: a key sees its own jobs', the bootstrap key all",
+    params=[
+        in_query("since", "captured at or after this ISO 8601 time (zone-less: UTC)", DATE_TIME),
+        in_query("open", "only those not requeued yet (true/false, 1/0, yes/no)", BOOLEAN),
+        in_query("audio_file_id", "only this job's", UUID),
+        in_query(
+            "limit",
+            f"at most this many (default {DEFAULT_LIMIT})",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        ),
+    ],
+    responses={
+        200: Reply("the dead letters", bodies.DeadLetters),
+        400: "since, open, audio_file_id or limit malformed",
+    },
+)
 async def list_dead_letters(request: web.Request) -> web.Response:
     key = await authenticate(request)
     q = request.query
-    try:
-        limit = int(q.get("limit", "100"))
-    except ValueError:
-        raise InvalidInput("limit must be an integer", code="invalid_limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
-    job: uuid.UUID | None = None
-    if q.get("audio_file_id"):
-        try:
-            job = uuid.UUID(q["audio_file_id"])
-        except ValueError:
-            raise InvalidInput(
-                "audio_file_id must be a UUID", code="invalid_audio_file_id"
-            ) from None
+    limit = params.parse_int(q.get("limit"), "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
+    job = params.parse_uuid(q.get("audio_file_id"), "audio_file_id", required=False)
+    since = params.parse_time(q.get("since"), "since", required=False)
+    only_open = params.parse_bool(q.get("open"), "open")
     rows = await records.list_(
         request.app[POOL],
         api_key_id=_scope(key),
-        since=_since(q.get("since")),
-        open_only=q.get("open", "false").lower() in ("1", "true", "yes"),
+        since=since,
+        open_only=only_open,
         audio_file_id=job,
         limit=limit,
     )
     return web.json_response({"dead_letters": [records.to_json(r) for r in rows]})
 
 
+@ROUTES.get(
+    "/api/ops/dead-letters/{dead_letter_id}",
+    summary="One dead letter, with its original event",
+    params=[DEAD_LETTER_ID],
+    responses={200: Reply("the dead letter", bodies.DeadLetter), 404: NO_SUCH_DEAD_LETTER},
+)
 async def get_dead_letter(request: web.Request) -> web.Response:
     key = await authenticate(request)
     row = await records.get(request.app[POOL], _dead_letter_id(request), api_key_id=_scope(key))
@@ -82,6 +84,17 @@ async def get_dead_letter(request: web.Request) -> web.Response:
     return web.json_response(records.to_json(row))
 
 
+@ROUTES.post(
+    "/api/ops/dead-letters/{dead_letter_id}/requeue",
+    operation_id="requeueDeadLetter",
+    summary="Put a dead letter's work back (a forced AudioStored, or its result event again)",
+    params=[DEAD_LETTER_ID],
+    responses={
+        200: Reply("requeued", bodies.RequeueAction),
+        404: NO_SUCH_DEAD_LETTER,
+        409: "this dead letter cannot be requeued",
+    },
+)
 async def post_requeue(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
@@ -91,10 +104,8 @@ async def post_requeue(request: web.Request) -> web.Response:
     action = await requeue(
         pool, request.app[NATS_CLIENT].jetstream(), row, trace_id=request[TRACE_ID]
     )
-    return web.json_response({"id": row["id"], "action": action})
+    return bodies.answer(bodies.RequeueAction(id=row["id"], action=action))
 
 
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/ops/dead-letters", list_dead_letters)
-    app.router.add_get("/api/ops/dead-letters/{dead_letter_id}", get_dead_letter)
-    app.router.add_post("/api/ops/dead-letters/{dead_letter_id}/requeue", post_requeue)
+    ROUTES.register(app)

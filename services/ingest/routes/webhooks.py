@@ -18,21 +18,29 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from libs.errors import InvalidInput, NotFound
+from libs.errors import InvalidInput
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.webhooks import admin
+from services.ingest import bodies
 from services.ingest.context import POOL, SETTINGS, authenticate
+from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
+from services.ingest.params import parse_seconds, parse_time, parse_uuid, path_int_id
 
 # "Send a test event" waits this long by default for the first attempt's answer: longer than
 # the notifier's POST timeout, so a slow receiver still gets a verdict.
 TEST_WAIT_DEFAULT = 20.0
 TEST_WAIT_MAX = 30.0
+
+ROUTES = ApiRoutes("webhooks")
+DELIVERY_ID = in_path("delivery_id", "delivery id from the delivery list", {"type": "integer"})
+NO_SUCH_DELIVERY = "no such delivery for this key"
+ENDPOINT_STATE = "the key's endpoint: url, enabled, disabled reason, failure streak"
+NOT_FOR_BOOTSTRAP = "the bootstrap key's endpoint comes from WEBHOOK_URL / WEBHOOK_SECRET"
 
 
 async def _params(request: web.Request) -> dict[str, str]:
@@ -53,53 +61,81 @@ async def _params(request: web.Request) -> dict[str, str]:
     return params
 
 
-def parse_time(value: str | None, name: str, *, required: bool) -> datetime | None:
-    """ISO 8601; a time without a zone is UTC."""
-    if not value:
-        if required:
-            raise InvalidInput(f"give {name} as an ISO 8601 time", code=f"missing_{name}")
-        return None
-    try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} must be an ISO 8601 time", code=f"invalid_{name}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _delivery_id(request: web.Request) -> int:
-    raw = request.match_info["delivery_id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("no such delivery")
-    return int(raw)
+    return path_int_id(request.match_info["delivery_id"], "delivery")
 
 
+@ROUTES.get(
+    "/api/webhooks/deliveries",
+    summary="Deliveries of a job, each with every attempt (status code, latency, error; "
+    "never response bodies)",
+    params=[in_query("audio_file_id", "the job", UUID, required=True)],
+    responses={
+        200: Reply("the job's deliveries", bodies.Deliveries),
+        400: "audio_file_id missing or malformed",
+        404: "no such job for this key",
+    },
+)
 async def list_deliveries(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    raw = request.query.get("audio_file_id", "")
-    try:
-        job = uuid.UUID(raw)
-    except ValueError:
-        raise InvalidInput(
-            "give the job as ?audio_file_id=<id>", code="invalid_audio_file_id"
-        ) from None
+    job = parse_uuid(
+        request.query.get("audio_file_id"),
+        "audio_file_id",
+        required=True,
+        hint="give the job as ?audio_file_id=<id>",
+    )
+    assert job is not None
     pool = request.app[POOL]
     rows = await admin.list_for_job(pool, admin.Scope.key(key.id), job)
     return web.json_response({"audio_file_id": str(job), "deliveries": rows})
 
 
+@ROUTES.get(
+    "/api/webhooks/deliveries/{delivery_id}",
+    summary="One delivery with its attempts",
+    params=[DELIVERY_ID],
+    responses={200: Reply("the delivery", bodies.Delivery), 404: NO_SUCH_DELIVERY},
+)
 async def get_delivery(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, delivery_id = request.app[POOL], _delivery_id(request)
     return web.json_response(await admin.get(pool, admin.Scope.key(key.id), delivery_id))
 
 
+@ROUTES.post(
+    "/api/webhooks/deliveries/{delivery_id}/resend",
+    summary="Send a delivery again now (same webhook-id, same body, a fresh retry schedule)",
+    params=[DELIVERY_ID],
+    responses={
+        202: Reply("queued", bodies.Resending),
+        404: NO_SUCH_DELIVERY,
+        409: "the endpoint is disabled",
+    },
+)
 async def resend(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, delivery_id = request.app[POOL], _delivery_id(request)
     await admin.resend(pool, admin.Scope.key(key.id), delivery_id)
-    return web.json_response({"id": delivery_id, "status": "pending"}, status=202)
+    return bodies.answer(bodies.Resending(id=delivery_id, status="pending"), status=202)
 
 
+@ROUTES.post(
+    "/api/webhooks/recover",
+    summary="Resend every failed or cancelled delivery created since a time",
+    params=[
+        in_query(
+            "since",
+            "ISO 8601, zone-less means UTC (also as form or JSON field)",
+            DATE_TIME,
+            required=True,
+        ),
+        in_query("until", "ISO 8601, optional, after since", DATE_TIME),
+    ],
+    responses={
+        202: Reply("the deliveries queued again", bodies.Recovered),
+        400: "since missing or not ISO 8601, or until before since",
+    },
+)
 async def recover(request: web.Request) -> web.Response:
     key = await authenticate(request)
     params = await _params(request)
@@ -110,19 +146,38 @@ async def recover(request: web.Request) -> web.Response:
         raise InvalidInput("until must be after since", code="invalid_until")
     pool = request.app[POOL]
     n = await admin.recover(pool, admin.Scope.key(key.id), since, until)
-    return web.json_response({"recovered": n}, status=202)
+    return bodies.answer(bodies.Recovered(recovered=n), status=202)
 
 
+@ROUTES.post(
+    "/api/webhooks/test",
+    summary="Send a signed webhook.test event to the key's endpoint or to url; waits up to "
+    "wait seconds (default 20) for the answer",
+    params=[
+        in_query("url", "target; default the key's webhook URL"),
+        in_query(
+            "wait",
+            "seconds to wait for the answer",
+            {
+                "type": "number",
+                "minimum": 0,
+                "maximum": TEST_WAIT_MAX,
+                "default": TEST_WAIT_DEFAULT,
+            },
+        ),
+    ],
+    responses={
+        200: Reply("the test delivery with its first attempt", bodies.Delivery),
+        202: Reply("the test delivery, not attempted yet", bodies.Delivery),
+        400: "url refused by the SSRF policy, or bad wait",
+        409: "no webhook URL",
+    },
+)
 async def send_test(request: web.Request) -> web.Response:
     key = await authenticate(request)
     params = await _params(request)
     url = _checked_url(request, params["url"]) if params.get("url") else None
-    try:
-        wait = float(params.get("wait", TEST_WAIT_DEFAULT))
-    except ValueError:
-        raise InvalidInput("wait must be a number of seconds", code="invalid_wait") from None
-    if not 0 <= wait <= TEST_WAIT_MAX:
-        raise InvalidInput(f"wait must be between 0 and {TEST_WAIT_MAX}", code="invalid_wait")
+    wait = parse_seconds(params.get("wait"), "wait", default=TEST_WAIT_DEFAULT, high=TEST_WAIT_MAX)
     pool = request.app[POOL]
     key_id = uuid.UUID(key.id)
     delivery_id = await admin.send_test(pool, key_id, url)
@@ -137,12 +192,22 @@ async def send_test(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if body["attempt_log"] else 202)
 
 
+@ROUTES.get(
+    "/api/webhooks/endpoint",
+    summary="The key's default webhook endpoint and its health",
+    responses={200: Reply(ENDPOINT_STATE, bodies.Endpoint)},
+)
 async def get_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
     return web.json_response(await admin.endpoint(pool, uuid.UUID(key.id)))
 
 
+@ROUTES.post(
+    "/api/webhooks/endpoint/enable",
+    summary="Re-enable the endpoint after 410 Gone or auto-disable (failure streak reset)",
+    responses={200: Reply(ENDPOINT_STATE, bodies.Endpoint), 409: "the key has no webhook URL"},
+)
 async def enable_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
@@ -161,6 +226,16 @@ def _checked_url(request: web.Request, url: str | None) -> str:
     return url
 
 
+@ROUTES.put(
+    "/api/webhooks/endpoint",
+    summary="Set the key's default webhook URL (enabled; a whsec_ secret generated if none)",
+    params=[in_query("url", "http(s) URL (also as form or JSON field)", required=True)],
+    responses={
+        200: Reply(ENDPOINT_STATE + "; webhook_secret when generated now", bodies.Endpoint),
+        400: "url missing or refused",
+        409: NOT_FOR_BOOTSTRAP,
+    },
+)
 async def put_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     url = _checked_url(request, (await _params(request)).get("url"))
@@ -172,6 +247,14 @@ async def put_endpoint(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@ROUTES.post(
+    "/api/webhooks/endpoint/rotate-secret",
+    summary="New whsec_ secret; deliveries carry signatures by both until finish-rotation",
+    responses={
+        200: Reply("endpoint state plus webhook_secret (shown once)", bodies.Endpoint),
+        409: NOT_FOR_BOOTSTRAP,
+    },
+)
 async def rotate_secret(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
@@ -180,6 +263,11 @@ async def rotate_secret(request: web.Request) -> web.Response:
     return web.json_response(body | {"webhook_secret": secret})
 
 
+@ROUTES.post(
+    "/api/webhooks/endpoint/finish-rotation",
+    summary="Stop signing with the previous secret",
+    responses={200: Reply(ENDPOINT_STATE, bodies.Endpoint), 409: NOT_FOR_BOOTSTRAP},
+)
 async def finish_rotation(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
@@ -188,138 +276,9 @@ async def finish_rotation(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _op(
-    summary: str,
-    ok: str,
-    *,
-    status: str = "200",
-    params: tuple[tuple[str, str, str, bool], ...] = (),
-    errors: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """One OpenAPI operation; params are (name, in, description, required)."""
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    responses: dict[str, Any] = {
-        status: {
-            "description": ok,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        },
-        "401": {"description": "missing or invalid X-API-Key", "content": error},
-        "503": {"description": "Postgres unavailable; retry after Retry-After", "content": error},
-    }
-    for e in errors:
-        code, _, text = e.partition(" ")
-        responses[code] = {"description": text, "content": error}
-    return {
-        "tags": ["webhooks"],
-        "summary": summary,
-        "parameters": [
-            {
-                "name": n,
-                "in": where,
-                "description": d,
-                "required": req,
-                "schema": {"type": "string"},
-            }
-            for n, where, d, req in params
-        ],
-        "responses": responses,
-    }
-
-
-_DELIVERY = (("delivery_id", "path", "delivery id from the delivery list", True),)
-_ENDPOINT_STATE = "the key's endpoint: url, enabled, disabled reason, failure streak"
-OPENAPI: dict[str, dict[str, Any]] = {
-    "/api/webhooks/deliveries": {
-        "get": _op(
-            "Deliveries of a job, each with every attempt (status code, latency, error; "
-            "never response bodies)",
-            "{audio_file_id, deliveries: [...]}",
-            params=(("audio_file_id", "query", "the job", True),),
-            errors=("400 audio_file_id missing or malformed", "404 no such job for this key"),
-        )
-    },
-    "/api/webhooks/deliveries/{delivery_id}": {
-        "get": _op(
-            "One delivery with its attempts",
-            "the delivery",
-            params=_DELIVERY,
-            errors=("404 no such delivery for this key",),
-        )
-    },
-    "/api/webhooks/deliveries/{delivery_id}/resend": {
-        "post": _op(
-            "Send a delivery again now (same webhook-id, same body, a fresh retry schedule)",
-            "queued",
-            status="202",
-            params=_DELIVERY,
-            errors=("404 no such delivery for this key", "409 the endpoint is disabled"),
-        )
-    },
-    "/api/webhooks/recover": {
-        "post": _op(
-            "Resend every failed or cancelled delivery created since a time",
-            "{recovered: n}",
-            status="202",
-            params=(
-                ("since", "query", "ISO 8601 (also as form or JSON field)", True),
-                ("until", "query", "ISO 8601, optional", False),
-            ),
-            errors=("400 since missing or not ISO 8601, or until before since",),
-        )
-    },
-    "/api/webhooks/test": {
-        "post": _op(
-            "Send a signed webhook.test event to the key's endpoint or to url; waits up to "
-            "wait seconds (default 20) for the answer",
-            "the test delivery with its first attempt (202 when not attempted yet)",
-            params=(
-                ("url", "query", "target; default the key's webhook URL", False),
-                ("wait", "query", "seconds to wait for the answer, 0..30", False),
-            ),
-            errors=("400 url refused by the SSRF policy, or bad wait", "409 no webhook URL"),
-        )
-    },
-    "/api/webhooks/endpoint": {
-        "get": _op("The key's default webhook endpoint and its health", _ENDPOINT_STATE),
-        "put": _op(
-            "Set the key's default webhook URL (enabled; a whsec_ secret generated if none)",
-            _ENDPOINT_STATE,
-            params=(("url", "query", "http(s) URL (also as form or JSON field)", True),),
-            errors=("400 url missing or refused", "409 bootstrap key: set WEBHOOK_URL"),
-        ),
-    },
-    "/api/webhooks/endpoint/enable": {
-        "post": _op(
-            "Re-enable the endpoint after 410 Gone or auto-disable (failure streak reset)",
-            _ENDPOINT_STATE,
-            errors=("409 the key has no webhook URL",),
-        )
-    },
-    "/api/webhooks/endpoint/rotate-secret": {
-        "post": _op(
-            "New whsec_ secret; deliveries carry signatures by both until finish-rotation",
-            "endpoint state plus webhook_secret (shown once)",
-            errors=("409 bootstrap key: set WEBHOOK_SECRET",),
-        )
-    },
-    "/api/webhooks/endpoint/finish-rotation": {
-        "post": _op(
-            "Stop signing with the previous secret",
-            _ENDPOINT_STATE,
-            errors=("409 bootstrap key: set WEBHOOK_SECRET",),
-        )
-    },
-}
-
-
 def register(app: web.Application) -> None:
-    app.router.add_get("/api/webhooks/deliveries", list_deliveries)
-    app.router.add_get("/api/webhooks/deliveries/{delivery_id}", get_delivery)
-    app.router.add_post("/api/webhooks/deliveries/{delivery_id}/resend", resend)
-    app.router.add_post("/api/webhooks/recover", recover)
-    app.router.add_post("/api/webhooks/test", send_test)
-    app.router.add_get("/api/webhooks/endpoint", get_endpoint)
-    app.router.add_post("/api/webhooks/endpoint/enable", enable_endpoint)
-    app.router.add_put("/api/webhooks/endpoint", put_endpoint)
-    app.router.add_post("/api/webhooks/endpoint/rotate-secret", rotate_secret)
-    app.router.add_post("/api/webhooks/endpoint/finish-rotation", finish_rotation)
+    ROUTES.register(app)
+
+
+# This module's part of /openapi.json, {path: {method: operation}}.
+OPENAPI = ROUTES.paths()

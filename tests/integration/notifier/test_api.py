@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from libs import apikeys, bus
 from libs.blobstore import MemoryBlobStore
 from libs.settings import Settings
+from services.ingest import bodies
 from services.ingest.app import create_app
 from tests.integration.notifier.harness import (
     Notifier,
@@ -25,6 +26,7 @@ from tests.integration.notifier.harness import (
     ready_event,
     receiver,
 )
+from tests.shapes import conforms
 from tests.stack_fixtures import eventually
 
 pytestmark = pytest.mark.integration
@@ -64,6 +66,7 @@ async def test_a_key_lists_its_jobs_deliveries_with_attempts_and_nobody_elses(
         return body if ok else None
 
     body = await eventually(listed, timeout=5)
+    conforms(body, bodies.Deliveries)
     [d] = body["deliveries"]  # type: ignore[index]
     assert d["webhook_id"] == event.event_id
     assert d["endpoint_url"] == r.url
@@ -149,6 +152,7 @@ async def test_resend_recover_test_event_and_re_enable(
 
         state = await eventually(endpoint_disabled, timeout=5)
         assert state["disabled_reason"] == "410 Gone"
+        conforms(state, bodies.Endpoint)
         e2 = ready_event(second)
         await publish(js, e2)
 
@@ -204,6 +208,7 @@ async def test_secret_rotation_signs_with_both_until_finished(
         assert resp.status == 200
         state = await resp.json()
         new = state["webhook_secret"]
+        conforms(state, bodies.Endpoint)
         assert new.startswith("whsec_") and new != old
         assert state["secret_rotation_in_progress"] is True
 

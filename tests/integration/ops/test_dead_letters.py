@@ -22,6 +22,7 @@ from libs.deadletters import records as dl_repo
 from libs.jobs import record
 from services.cli import replay as cli
 from services.cli.deadletters import requeue_many
+from services.ingest import bodies
 from tests.integration.ops.conftest import (
     FIXTURES_WAV,
     DeadLetterService,
@@ -30,6 +31,7 @@ from tests.integration.ops.conftest import (
     new_job,
     submit,
 )
+from tests.shapes import conforms
 from tests.stack_fixtures import API_KEY, RunningStack, WebhookInbox, eventually
 
 pytestmark = pytest.mark.integration
@@ -71,6 +73,7 @@ async def test_terminated_job_is_recorded_visible_to_its_owner_and_requeueable(
     # The owner (here the bootstrap key) sees it; another key does not.
     status, body = await _api(running_stack, "GET", f"/api/ops/dead-letters?audio_file_id={job.id}")
     assert status == 200
+    conforms(body, bodies.DeadLetters)
     listed = body["dead_letters"]
     assert isinstance(listed, list) and [d["id"] for d in listed] == [dl["id"]]
     assert listed[0]["event"]["audio_file_id"] == str(job.id)

@@ -1,0 +1,257 @@
+"""The JSON bodies of the ingest API as msgspec Structs: handlers build their answers from them
+(`answer(...)`), and `/openapi.json` takes their JSON Schema from them, so the document and the
+wire cannot drift apart. Field names and order are the wire format; do not rename.
+
+Bodies built elsewhere as dicts (the status body, dead letters, webhook deliveries and endpoint)
+are described here too; tests convert real answers into these types.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from aiohttp import web
+
+from services.ingest.submission import DEFAULT_TIMESTAMPS, IDEMPOTENCY_KEY_MAX, Model, Timestamps
+
+DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+Uuid = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+
+# The public job status of /status; `metadata.state` has the internal one (JOB_STATES).
+PublicStatus = Literal["pending", "completed", "failed"]
+JobState = Literal["queued", "processing", "completed", "failed"]
+DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+
+
+def answer(
+    body: msgspec.Struct, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response from a body Struct (unset optional fields are left out)."""
+    return web.json_response(msgspec.to_builtins(body), status=status, headers=headers)
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error: a stable machine-readable code and a sentence for humans."""
+
+    error: Annotated[str, msgspec.Meta(description="stable code, e.g. invalid_model")]
+    detail: str
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+def _field(description: str) -> Any:
+    return msgspec.Meta(description=description)
+
+
+class SubmitFields(msgspec.Struct):
+    """The form fields of POST /api/media/transcribe (urlencoded or multipart; multipart adds
+    the `file` part). Exactly one of recording_id, url, file."""
+
+    recording_id: Annotated[
+        str | Unset,
+        _field(
+            "id in public.recordings (text; exact match first, then a location match with "
+            "LIKE wildcards escaped)"
+        ),
+    ] = UNSET
+    url: Annotated[
+        str | Unset,
+        msgspec.Meta(
+            description="http(s) URL of the recording", extra_json_schema={"format": "uri"}
+        ),
+    ] = UNSET
+    b2_prefix: Annotated[
+        str | Unset,
+        _field(
+            "tenant namespace for the object key (letters, digits, '.', '_', '-', '/' between "
+            "segments; no '..', no leading '/'); default GATEWAY_B2_PREFIX or the key's"
+        ),
+    ] = UNSET
+    phone: Annotated[str | Unset, _field("fallback when the database has none")] = UNSET
+    campaign: Annotated[str | Unset, _field("fallback campaign name")] = UNSET
+    campaign_id: Annotated[str | Unset, _field("fallback campaign id (name from the DB)")] = UNSET
+    company: str | Unset = UNSET
+    callback_url: Annotated[
+        str | Unset,
+        msgspec.Meta(description="webhook for this job", extra_json_schema={"format": "uri"}),
+    ] = UNSET
+    model: Model | Unset = UNSET
+    language: Annotated[str | Unset, _field("ISO-639 code, e.g. en")] = UNSET
+    timestamps: Timestamps = DEFAULT_TIMESTAMPS
+
+
+class Accepted(msgspec.Struct):
+    """A submission was accepted (or is the existing job for the same URL / Idempotency-Key)."""
+
+    audio_file_id: Uuid
+    status: Literal["QUEUED"]
+    b2_key: Annotated[
+        str, msgspec.Meta(description="[<b2_prefix>/]<campaign>/audio/<phone>/<uuid>.<ext>")
+    ]
+    b2_url: str
+
+
+class Requeued(msgspec.Struct):
+    """The job is queued again for a new transcription."""
+
+    audio_file_id: Uuid
+    status: Literal["QUEUED"]
+
+
+class JobError(msgspec.Struct):
+    code: str | None
+    detail: str | None
+    permanent: bool | Unset = UNSET
+
+
+class StatusMetadata(msgspec.Struct):
+    """Always the job's facts; the transcript keys when completed; `error` when failed;
+    `last_error` while a pending job is retrying after a transient failure."""
+
+    audio_file_id: Uuid
+    state: JobState
+    recording_id: str | None
+    phone: str | None
+    campaign: str | None
+    company: str | None
+    b2_prefix: str | None
+    b2_key: str | None
+    attempts: int
+    created_at: DateTime
+    updated_at: DateTime
+    model: str | Unset | None = UNSET
+    engine: str | Unset | None = UNSET
+    language: str | Unset | None = UNSET
+    duration: float | Unset | None = UNSET
+    word_count: int | Unset | None = UNSET
+    b2_transcript_json_key: str | Unset | None = UNSET
+    b2_transcript_txt_key: str | Unset | None = UNSET
+    b2_transcript_srt_key: str | Unset | None = UNSET
+    b2_transcript_vtt_key: str | Unset | None = UNSET
+    completed_at: DateTime | Unset | None = UNSET
+    error: JobError | Unset = UNSET
+    last_error: JobError | Unset = UNSET
+
+
+class Status(msgspec.Struct):
+    """The reference status shape."""
+
+    status: PublicStatus
+    transcript: str | None
+    metadata: StatusMetadata
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+class Alive(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class Readiness(msgspec.Struct):
+    """Each dependency is "ok" or "unavailable: <error class>"."""
+
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+
+
+# --- dead letters ---------------------------------------------------------------------------
+
+
+class DeadLetter(msgspec.Struct):
+    """A message JetStream gave up on, with its original event inline when it is JSON."""
+
+    id: int
+    kind: Literal["max_deliveries", "terminated"]
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int
+    reason: str | None
+    subject: str | None
+    event_type: str | None
+    event_id: str | None
+    audio_file_id: Uuid | None
+    job_status: str | None
+    tenant_prefix: str | None
+    event: Annotated[Any, _field("the original event (JSON), null when not decodable")]
+    occurred_at: DateTime
+    captured_at: DateTime
+    requeued_at: DateTime | None
+    requeue_count: int
+
+
+class DeadLetters(msgspec.Struct):
+    dead_letters: list[DeadLetter]
+
+
+class RequeueAction(msgspec.Struct):
+    id: int
+    action: Annotated[str, _field("what was put back, e.g. transcription_requeued")]
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+class Attempt(msgspec.Struct):
+    attempt: int
+    at: DateTime | None
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+
+
+class Delivery(msgspec.Struct):
+    """A webhook delivery and every attempt (status code, latency, error; never bodies)."""
+
+    id: int
+    webhook_id: Annotated[str, _field("the webhook-id header: the event id")]
+    event_type: str
+    audio_file_id: Uuid | None
+    endpoint_url: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: DateTime | None
+    last_status_code: int | None
+    last_error: str | None
+    last_latency_ms: int | None
+    created_at: DateTime | None
+    updated_at: DateTime | None
+    attempt_log: list[Attempt]
+
+
+class Deliveries(msgspec.Struct):
+    audio_file_id: Uuid
+    deliveries: list[Delivery]
+
+
+class Resending(msgspec.Struct):
+    id: int
+    status: Literal["pending"]
+
+
+class Recovered(msgspec.Struct):
+    recovered: Annotated[int, _field("deliveries queued again")]
+
+
+class Endpoint(msgspec.Struct):
+    """The key's default webhook endpoint and its health."""
+
+    webhook_url: str | None
+    signed: bool
+    secret_rotation_in_progress: bool
+    enabled: bool
+    disabled_at: DateTime | None
+    disabled_reason: str | None
+    failing_since: DateTime | None
+    consecutive_failures: int
+    webhook_secret: Annotated[str, _field("whsec_ secret, shown once when generated")] | Unset = (
+        UNSET
+    )
+
+
+IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX}

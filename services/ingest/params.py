@@ -1,0 +1,108 @@
+"""Parameters of every ingest route, one rule per kind (query strings, form and JSON fields).
+
+- **Times**: ISO 8601 (`2026-11-24T10:00:00Z`, `2026-11-24T10:00:00+01:00`, `2026-11-24`); a
+  trailing `Z` is UTC, and **a time without a zone is UTC**. Anything else: 400
+  `invalid_<name>`; a required time that is missing: 400 `missing_<name>`.
+- **Booleans**: `true/false`, `1/0`, `yes/no`, case-insensitive; absent or empty is the
+  default. Anything else: 400 `invalid_<name>`.
+- **Integers and limits**: decimal digits within the route's bounds (inclusive); absent or
+  empty is the default. Anything else: 400 `invalid_<name>`. Seconds (`wait`) are the same with
+  a decimal number.
+- **Ids**: a job (`audio_file_id`) is a UUID; a dead letter or delivery is a positive integer of
+  at most 18 digits. A malformed id in a query or body is 400 `invalid_<name>`; in a path it
+  names nothing, so it is 404 like any unknown id.
+
+Domain errors only (libs.errors); services/ingest/errors.py gives them their status.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from libs.errors import InvalidInput, NotFound
+
+TRUE = frozenset({"true", "1", "yes"})
+FALSE = frozenset({"false", "0", "no"})
+MAX_ID_DIGITS = 18
+
+
+def parse_time(value: str | None, name: str, *, required: bool) -> datetime | None:
+    """ISO 8601; a time without a zone is UTC."""
+    if not value or not value.strip():
+        if required:
+            raise InvalidInput(f"give {name} as an ISO 8601 time", code=f"missing_{name}")
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be an ISO 8601 time, e.g. 2026-11-24T10:00:00Z", code=f"invalid_{name}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def parse_bool(value: str | None, name: str, *, default: bool = False) -> bool:
+    """true/false, 1/0, yes/no (any case); absent or empty means the default."""
+    if value is None or not value.strip():
+        return default
+    word = value.strip().lower()
+    if word in TRUE:
+        return True
+    if word in FALSE:
+        return False
+    raise InvalidInput(f"{name} must be true or false", code=f"invalid_{name}")
+
+
+def parse_int(value: str | None, name: str, *, default: int, low: int, high: int) -> int:
+    """A decimal integer in [low, high]; absent or empty means the default."""
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer", code=f"invalid_{name}") from None
+    if not low <= number <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}", code=f"invalid_{name}")
+    return number
+
+
+def parse_seconds(value: str | None, name: str, *, default: float, high: float) -> float:
+    """A number of seconds in [0, high]; absent or empty means the default."""
+    if value is None or not value.strip():
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number of seconds", code=f"invalid_{name}") from None
+    if not 0 <= number <= high:  # also refuses nan
+        raise InvalidInput(f"{name} must be between 0 and {high}", code=f"invalid_{name}")
+    return number
+
+
+def parse_uuid(value: str | None, name: str, *, required: bool, hint: str = "") -> uuid.UUID | None:
+    """A UUID from a query string or body; malformed (or missing when required) is 400."""
+    if not value:
+        if not required:
+            return None
+    else:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidInput(hint or f"{name} must be a UUID", code=f"invalid_{name}")
+
+
+def path_uuid(value: str, what: str) -> uuid.UUID:
+    """A UUID from the path: anything else names no `what` (404)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"no such {what}") from None
+
+
+def path_int_id(value: str, what: str) -> int:
+    """A numeric id from the path: anything else names no `what` (404)."""
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_ID_DIGITS:
+        raise NotFound(f"no such {what}")
+    return int(value)

@@ -1,0 +1,170 @@
+"""A submission as one typed value: the form and headers of `POST /api/media/transcribe`,
+validated once, before anything touches the database, storage or the network.
+
+`Submission.parse` checks, in this order (the first failure is the answer): exactly one source
+(`empty_recording_id`, `exactly_one_source`), the `b2_prefix` (`invalid_b2_prefix`,
+`prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`),
+the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
+(`invalid_idempotency_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
+
+from libs.apikeys import ApiKey
+from libs.errors import Forbidden, InvalidInput
+from libs.layout import InvalidPrefix, validate_prefix
+from services.ingest.form import SubmitForm, Upload
+
+# The accepted option values: the one list the checks below and /openapi.json both use.
+Model = Literal["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"]
+Timestamps = Literal["none", "segment", "word"]
+MODELS: frozenset[str] = frozenset(get_args(Model))
+TIMESTAMPS: frozenset[str] = frozenset(get_args(Timestamps))
+DEFAULT_TIMESTAMPS: Timestamps = "segment"
+IDEMPOTENCY_KEY_MAX = 200
+
+SourceKind = Literal["recording_id", "url", "file"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSource:
+    """A recording id in the customer's database (`public.recordings` or LOOKUP_SQL_FILE)."""
+
+    kind: ClassVar[SourceKind] = "recording_id"
+    recording_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UrlSource:
+    """An http(s) URL to download (it may equal a known recording's location)."""
+
+    kind: ClassVar[SourceKind] = "url"
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSource:
+    """A multipart upload, already spooled to disk."""
+
+    kind: ClassVar[SourceKind] = "file"
+    upload: Upload
+
+
+Source = RecordingSource | UrlSource | UploadSource
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How to transcribe: None means the transcriber's default."""
+
+    model: str | None
+    language: str | None
+    timestamps: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fallbacks:
+    """Form values used only where the recordings database has nothing (it is the truth)."""
+
+    phone: str | None
+    campaign: str | None
+    campaign_id: str | None
+    company: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    source: Source
+    prefix: str
+    options: Options
+    fallbacks: Fallbacks
+    callback_url: str | None
+    idempotency_key: str | None
+    trace_id: str | None
+
+    @classmethod
+    def parse(
+        cls,
+        form: SubmitForm,
+        key: ApiKey,
+        *,
+        idempotency_key: str | None,
+        trace_id: str | None,
+        validate_callback: Callable[[str], None],
+    ) -> Submission:
+        source = parse_source(form)
+        prefix = choose_prefix(form.get("b2_prefix"), key)
+        options = parse_options(form)
+        callback_url = form.get("callback_url")
+        if callback_url is not None:
+            validate_callback(callback_url)
+        if idempotency_key is not None and not (1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX):
+            raise InvalidInput(
+                f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} characters",
+                code="invalid_idempotency_key",
+            )
+        return cls(
+            source=source,
+            prefix=prefix,
+            options=options,
+            fallbacks=Fallbacks(
+                phone=form.get("phone"),
+                campaign=form.get("campaign"),
+                campaign_id=form.get("campaign_id"),
+                company=form.get("company"),
+            ),
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+            trace_id=trace_id,
+        )
+
+
+def parse_source(form: SubmitForm) -> Source:
+    recording_id, url = form.get("recording_id"), form.get("url")
+    given = [s for s in (recording_id, url, form.upload) if s is not None]
+    if "recording_id" in form.fields and recording_id is None and not given:
+        raise InvalidInput("recording_id is empty", code="empty_recording_id")
+    if len(given) != 1:
+        raise InvalidInput(
+            "provide exactly one of recording_id, url or file", code="exactly_one_source"
+        )
+    if recording_id is not None:
+        return RecordingSource(recording_id)
+    if url is not None:
+        return UrlSource(url)
+    assert form.upload is not None
+    return UploadSource(form.upload)
+
+
+def choose_prefix(requested: str | None, key: ApiKey) -> str:
+    """The tenant prefix: the requested one, else the key's; a tenant key stays inside its own."""
+    try:
+        prefix = validate_prefix(requested if requested is not None else key.tenant_prefix)
+    except InvalidPrefix as exc:
+        raise InvalidInput(str(exc), code="invalid_b2_prefix") from exc
+    bound = key.tenant_prefix.strip("/")
+    outside = prefix != bound and not prefix.startswith(bound + "/")
+    if requested is not None and bound and not key.is_bootstrap and outside:
+        raise Forbidden(f"this key may only use b2_prefix {bound!r}", code="prefix_not_allowed")
+    return prefix
+
+
+def parse_options(form: SubmitForm) -> Options:
+    model = form.get("model")
+    if model is not None and model not in MODELS:
+        raise InvalidInput(f"model must be one of {sorted(MODELS)}", code="invalid_model")
+    language = form.get("language")
+    if language is not None and not (
+        2 <= len(language) <= 8 and language.replace("-", "").isalpha()
+    ):
+        raise InvalidInput("language must be an ISO-639 code such as 'en'", code="invalid_language")
+    timestamps = form.get("timestamps") or DEFAULT_TIMESTAMPS
+    if timestamps not in TIMESTAMPS:
+        raise InvalidInput(
+            f"timestamps must be one of {sorted(TIMESTAMPS)}", code="invalid_timestamps"
+        )
+    return Options(model=model, language=language, timestamps=timestamps)
