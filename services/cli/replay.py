@@ -12,17 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
 
-from libs import bus, db, replay
+from libs import bus, db, params, replay
 from libs.contracts import streams
+from libs.errors import InvalidInput
 from libs.jobs import record
 from libs.observability.collector import consumer_views
 from libs.settings import Settings
@@ -31,8 +31,6 @@ T = TypeVar("T")
 
 # The scan of one job starts a little before the job's row was written (clock skew).
 JOB_SCAN_MARGIN = timedelta(minutes=5)
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 class UsageError(ValueError):
@@ -40,18 +38,11 @@ class UsageError(ValueError):
 
 
 def parse_time(raw: str, *, now: datetime | None = None) -> datetime:
-    """ISO 8601 with a zone (2026-11-24T10:00:00Z), or an age like 90m, 2h, 7d."""
-    match = _RELATIVE.match(raw.strip())
-    if match:
-        delta = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-        return (now or datetime.now(UTC)) - delta
+    """libs.params' rule: ISO 8601 (no zone means UTC), or an age like 90m, 2h, 7d."""
     try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return params.parse_since(raw, now=now)
+    except InvalidInput:
         raise UsageError(f"not a time: {raw!r} (use 2026-11-24T10:00:00Z or 2h)") from None
-    if value.tzinfo is None:
-        raise UsageError(f"{raw!r} needs a time zone, e.g. {raw}Z")
-    return value
 
 
 def with_embedded_stack(settings: Settings) -> Settings:

@@ -17,12 +17,13 @@ import json
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from libs.errors import DomainError
+from libs import params
+from libs.errors import DomainError, InvalidInput
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.settings import Settings
 from libs.webhooks import admin
@@ -30,11 +31,11 @@ from services.cli.common import with_conn
 
 
 def _time(value: str) -> datetime:
+    """libs.params' rule (ISO 8601, no zone means UTC), or an age like 2h."""
     try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return params.parse_since(value)
+    except InvalidInput:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _run(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> int:

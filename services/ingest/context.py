@@ -9,12 +9,11 @@ import structlog
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from libs import apikeys
+from libs import apikeys, params
 from libs.blobstore import BlobStore
 from libs.errors import RateLimited, Unauthenticated
 from libs.ratelimit import RateLimiter
 from libs.settings import Settings
-from services.ingest import params
 from services.ingest.submit import SubmitContext
 
 SETTINGS = web.AppKey("settings", Settings)

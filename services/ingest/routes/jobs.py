@@ -6,10 +6,11 @@ import uuid
 
 from aiohttp import web
 
+from libs import params
 from libs.blobstore import BlobNotFound
 from libs.errors import Conflict, InvalidInput, NotFound
 from libs.jobs import record, requeue, views
-from services.ingest import bodies, params
+from services.ingest import bodies
 from services.ingest.context import (
     POOL,
     SETTINGS,

@@ -11,11 +11,11 @@ import uuid
 
 from aiohttp import web
 
-from libs import apikeys
+from libs import apikeys, params
 from libs.deadletters import records
 from libs.deadletters.requeue import requeue
 from libs.errors import NotFound
-from services.ingest import bodies, params
+from services.ingest import bodies
 from services.ingest.context import NATS_CLIENT, POOL, TRACE_ID, authenticate
 from services.ingest.openapi import BOOLEAN, DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
 

@@ -24,12 +24,12 @@ import msgspec
 from aiohttp import web
 
 from libs.errors import InvalidInput
+from libs.params import parse_seconds, parse_time, parse_uuid, path_int_id
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.webhooks import admin
 from services.ingest import bodies
 from services.ingest.context import POOL, SETTINGS, authenticate
 from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
-from services.ingest.params import parse_seconds, parse_time, parse_uuid, path_int_id
 
 # "Send a test event" waits this long by default for the first attempt's answer: longer than
 # the notifier's POST timeout, so a slow receiver still gets a verdict.

@@ -120,6 +120,8 @@ def test_parse_time() -> None:
     assert cli.parse_time("2h", now=now) == datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     assert cli.parse_time("90m", now=now) == datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
     assert cli.parse_time("2026-11-24T10:00:00Z") == datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-    for bad in ("yesterday", "2026-11-24T10:00:00", "2w"):
+    # One rule for every time parameter (libs.params): no zone means UTC.
+    assert cli.parse_time("2026-11-24T10:00:00") == datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    for bad in ("yesterday", "2026-13-24T10:00:00", "2w"):
         with pytest.raises(cli.UsageError):
             cli.parse_time(bad)

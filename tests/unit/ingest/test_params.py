@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from libs import params
 from libs.errors import DomainError
-from services.ingest import params
 from services.ingest.errors import answer
 
 

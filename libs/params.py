@@ -1,4 +1,5 @@
-"""Parameters of every ingest route, one rule per kind (query strings, form and JSON fields).
+"""Parameters, one rule per kind, for every route of the API (query strings, form and JSON
+fields) and every option of the CLI. Pure functions raising domain errors (libs.errors).
 
 - **Times**: ISO 8601 (`2026-11-24T10:00:00Z`, `2026-11-24T10:00:00+01:00`, `2026-11-24`); a
   trailing `Z` is UTC, and **a time without a zone is UTC**. Anything else: 400
@@ -12,13 +13,15 @@
   at most 18 digits. A malformed id in a query or body is 400 `invalid_<name>`; in a path it
   names nothing, so it is 404 like any unknown id.
 
-Domain errors only (libs.errors); services/ingest/errors.py gives them their status.
+The HTTP layer gives the errors their status (services/ingest/errors.py); the CLI prints them.
+The CLI also takes an age (`90m`, `2h`, `7d`) wherever it takes a time (`parse_since`).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from libs.errors import InvalidInput, NotFound
 
@@ -40,6 +43,21 @@ def parse_time(value: str | None, name: str, *, required: bool) -> datetime | No
             f"{name} must be an ISO 8601 time, e.g. 2026-11-24T10:00:00Z", code=f"invalid_{name}"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str, name: str = "since", *, now: datetime | None = None) -> datetime:
+    """A time as `parse_time` reads it, or an age before `now`: `90m`, `2h`, `7d` (the CLI)."""
+    match = _AGE.match(value.strip())
+    if match:
+        delta = timedelta(**{_AGE_UNITS[match.group(2)]: float(match.group(1))})
+        return (now or datetime.now(UTC)) - delta
+    when = parse_time(value, name, required=True)
+    assert when is not None
+    return when
 
 
 def parse_bool(value: str | None, name: str, *, default: bool = False) -> bool:
