@@ -12,7 +12,7 @@ import asyncpg
 from libs import outbox
 from libs.contracts import subjects
 from libs.jobs import claims
-from libs.jobs.record import audio_stored_event
+from libs.jobs.record import JOB_COLUMNS, Job, audio_stored_event
 
 # The job row and the AudioStored event (the row outbox.enqueue writes), written by one statement together with
 # the release of the submission's claims; no row at all if the claims are gone (swept).
@@ -36,22 +36,17 @@ WITH released AS (
 )
 SELECT count(*) FROM event
 """
-FIND_BY_URL = """
-SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
-       a.recording_id, a.url, a.url_sha1, a.bucket, a.b2_object_key, a.content_type, a.size_bytes,
-       a.sha256, a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts,
-       a.last_error, a.trace_id, a.created_at, a.updated_at
-FROM media_pipeline.audio_files a
-WHERE a.api_key_id = $1 AND a.tenant_prefix = $2 AND a.url_sha1 = $3
-"""
-FIND_BY_IDEMPOTENCY_KEY = """
-SELECT a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
-       a.recording_id, a.url, a.url_sha1, a.bucket, a.b2_object_key, a.content_type, a.size_bytes,
-       a.sha256, a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts,
-       a.last_error, a.trace_id, a.created_at, a.updated_at
-FROM media_pipeline.audio_files a
-WHERE a.api_key_id = $1 AND a.idempotency_key = $2
-"""
+FIND_BY_URL = (
+    "SELECT"
+    + JOB_COLUMNS
+    + """FROM media_pipeline.audio_files a
+WHERE a.api_key_id = $1 AND a.tenant_prefix = $2 AND a.url_sha1 = $3"""
+)
+FIND_BY_IDEMPOTENCY_KEY = (
+    "SELECT"
+    + JOB_COLUMNS
+    + "FROM media_pipeline.audio_files a WHERE a.api_key_id = $1 AND a.idempotency_key = $2"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +115,24 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
     )
     if not inserted:
         raise claims.ClaimLost(f"claim of {job.id} expired before the job was recorded")
+
+
+async def find_existing(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    api_key_id: uuid.UUID,
+    *,
+    prefix: str,
+    url_sha1: str | None,
+    idempotency_key: str | None,
+) -> Job | None:
+    """The job an identical submission made: same Idempotency-Key first, then same tenant
+    prefix + URL."""
+    if idempotency_key is not None:
+        row = await conn.fetchrow(FIND_BY_IDEMPOTENCY_KEY, api_key_id, idempotency_key)
+        if row is not None:
+            return Job.from_row(row)
+    if url_sha1 is not None:
+        row = await conn.fetchrow(FIND_BY_URL, api_key_id, prefix, url_sha1)
+        if row is not None:
+            return Job.from_row(row)
+    return None

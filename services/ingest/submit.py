@@ -35,6 +35,7 @@ from libs.db import DatabaseUnavailable
 from libs.errors import Conflict, NotFound, SourceFailed, Unavailable, UnsupportedMedia
 from libs.jobs import claims
 from libs.jobs import submission as jobs
+from libs.jobs.record import Job
 from libs.layout import audio_key
 from libs.metrics import JOBS_SUBMITTED
 from services.ingest import bodies
@@ -257,21 +258,17 @@ class Dedup:
             prefix=self.prefix, url_sha1=self.url_sha1, idempotency_key=self.idempotency_key
         )
 
-    async def find(self, pool: asyncpg.Pool) -> asyncpg.Record | None:
-        if self.idempotency_key is not None:
-            row = await pool.fetchrow(
-                jobs.FIND_BY_IDEMPOTENCY_KEY, self.api_key_id, self.idempotency_key
-            )
-            if row is not None:
-                return row
-        if self.url_sha1 is not None:
-            return await pool.fetchrow(
-                jobs.FIND_BY_URL, self.api_key_id, self.prefix, self.url_sha1
-            )
-        return None
+    async def find(self, pool: asyncpg.Pool) -> Job | None:
+        return await jobs.find_existing(
+            pool,
+            self.api_key_id,
+            prefix=self.prefix,
+            url_sha1=self.url_sha1,
+            idempotency_key=self.idempotency_key,
+        )
 
 
-async def _claim_or_wait(ctx: SubmitContext, claim: Claim) -> asyncpg.Record | None:
+async def _claim_or_wait(ctx: SubmitContext, claim: Claim) -> Job | None:
     """Claim the de-duplication keys, or wait for the submission holding them to finish and
     return its job. None means: ours to download."""
     dedup = claim.dedup
@@ -447,12 +444,12 @@ def object_stem(*, prefix: str, campaign: str, phone: str | None, file_id: uuid.
     ).removesuffix(".bin")
 
 
-def _existing(row: asyncpg.Record, ctx: SubmitContext, source: str) -> Accepted:
+def _existing(job: Job, ctx: SubmitContext, source: str) -> Accepted:
     JOBS_SUBMITTED.labels(source=source, outcome="existing").inc()
     return Accepted(
-        audio_file_id=str(row["id"]),
-        b2_key=row["b2_object_key"],
-        b2_url=ctx.store.url_for(row["b2_object_key"]),
+        audio_file_id=str(job.id),
+        b2_key=job.object_key,
+        b2_url=ctx.store.url_for(job.object_key),
         existing=True,
     )
 
