@@ -249,9 +249,9 @@ class Endpoint(msgspec.Struct):
     disabled_reason: str | None
     failing_since: DateTime | None
     consecutive_failures: int
-    webhook_secret: Annotated[str, _field("whsec_ secret, shown once when generated")] | Unset = (
-        UNSET
-    )
+    webhook_secret: (
+        Annotated[str, _field("the new whsec_ secret, shown once (rotate-secret)")] | Unset
+    ) = UNSET
 
 
 IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX}

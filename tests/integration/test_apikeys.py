@@ -78,3 +78,33 @@ async def test_a_changed_api_key_retires_the_old_one(conn: asyncpg.Connection) -
         )
         == 0
     )
+
+
+async def test_the_bootstrap_key_without_webhook_secret_gets_one_and_keeps_it(
+    conn: asyncpg.Connection,
+) -> None:
+    # Every webhook is signed: no WEBHOOK_SECRET means a generated secret, kept across starts.
+    await apikeys.ensure_bootstrap(
+        conn, "boot", tenant_prefix="", webhook_url="https://a.example/hook", webhook_secret=None
+    )
+    first = await apikeys.bootstrap_secret(conn, "boot")
+    assert first is not None and first.startswith("whsec_")
+    await apikeys.ensure_bootstrap(
+        conn, "boot", tenant_prefix="", webhook_url="https://a.example/hook", webhook_secret=None
+    )
+    assert await apikeys.bootstrap_secret(conn, "boot") == first
+    key = await apikeys.authenticate(conn, "boot")
+    assert key is not None and key.signing_secrets == [first]
+
+    # WEBHOOK_SECRET set later takes over (the generated one signs alongside, as on a change).
+    chosen = apikeys.generate_webhook_secret()
+    await apikeys.ensure_bootstrap(
+        conn, "boot", tenant_prefix="", webhook_url="https://a.example/hook", webhook_secret=chosen
+    )
+    key = await apikeys.authenticate(conn, "boot")
+    assert key is not None and key.signing_secrets == [chosen, first]
+    # ...and stays when the next start passes it again.
+    await apikeys.ensure_bootstrap(
+        conn, "boot", tenant_prefix="", webhook_url="https://a.example/hook", webhook_secret=chosen
+    )
+    assert await apikeys.bootstrap_secret(conn, "boot") == chosen

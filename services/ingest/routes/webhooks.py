@@ -25,7 +25,6 @@ from aiohttp import web
 
 from libs.errors import InvalidInput
 from libs.params import parse_seconds, parse_time, parse_uuid, path_int_id
-from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.webhooks import admin
 from services.ingest import bodies
 from services.ingest.context import POOL, SETTINGS, authenticate
@@ -217,21 +216,15 @@ async def enable_endpoint(request: web.Request) -> web.Response:
 
 
 def _checked_url(request: web.Request, url: str | None) -> str:
-    if not url:
-        raise InvalidInput("give the webhook URL as url", code="missing_url")
-    try:
-        validate_url(url, parse_allowlist(request.app[SETTINGS].ssrf_allowlist))
-    except BlockedUrl as exc:
-        raise InvalidInput(f"url refused: {exc.message}", code=f"url_{exc.code}") from exc
-    return url
+    return admin.checked_url(url, request.app[SETTINGS].ssrf_allowlist)
 
 
 @ROUTES.put(
     "/api/webhooks/endpoint",
-    summary="Set the key's default webhook URL (enabled; a whsec_ secret generated if none)",
+    summary="Set the key's default webhook URL (enabled; its whsec_ secret is unchanged)",
     params=[in_query("url", "http(s) URL (also as form or JSON field)", required=True)],
     responses={
-        200: Reply(ENDPOINT_STATE + "; webhook_secret when generated now", bodies.Endpoint),
+        200: Reply(ENDPOINT_STATE, bodies.Endpoint),
         400: "url missing or refused",
         409: NOT_FOR_BOOTSTRAP,
     },
@@ -240,10 +233,8 @@ async def put_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     url = _checked_url(request, (await _params(request)).get("url"))
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
-    secret = await admin.set_url(pool, key_id, url)
+    await admin.set_url(pool, key_id, url)
     body: dict[str, Any] = await admin.endpoint(pool, key_id)
-    if secret:
-        body["webhook_secret"] = secret  # generated now: shown this once
     return web.json_response(body)
 
 
