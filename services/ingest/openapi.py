@@ -39,6 +39,7 @@ STRING: Mapping[str, Any] = {"type": "string"}
 UUID: Mapping[str, Any] = {"type": "string", "format": "uuid"}
 DATE_TIME: Mapping[str, Any] = {"type": "string", "format": "date-time"}
 BOOLEAN: Mapping[str, Any] = {"type": "boolean"}
+URI: Mapping[str, Any] = {"type": "string", "format": "uri"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +112,15 @@ AUTH_ERRORS: Mapping[int, Reply] = {
 
 @dataclass(frozen=True, slots=True)
 class Form:
-    """A form request body (urlencoded; multipart too when `upload` names a file part)."""
+    """A form request body (urlencoded; multipart too when `upload` names a file part).
+
+    `one_of`: fields of which exactly one must be given (with the upload part, in multipart),
+    rendered as `oneOf` of `required` alternatives: exactly one alternative holds exactly when
+    exactly one of those fields is present."""
 
     fields: Body
     upload: str | None = None
+    one_of: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +166,22 @@ class Operation:
 def _form_body(form: Form, schemas: Mapping[str, Any]) -> dict[str, Any]:
     # Inline, so the form's fields are readable right at the operation.
     fields = dict(schemas[form.fields.__name__])
-    content: dict[str, Any] = {"application/x-www-form-urlencoded": {"schema": fields}}
+    urlencoded = fields | _exactly_one(form.one_of)
+    content: dict[str, Any] = {"application/x-www-form-urlencoded": {"schema": urlencoded}}
     if form.upload is not None:
         properties = dict(fields.get("properties", {}))
         properties[form.upload] = {"type": "string", "format": "binary"}
-        content["multipart/form-data"] = {"schema": fields | {"properties": properties}}
+        one_of = (*form.one_of, form.upload) if form.one_of else ()
+        content["multipart/form-data"] = {
+            "schema": fields | {"properties": properties} | _exactly_one(one_of)
+        }
     return {"required": True, "content": content}
+
+
+def _exactly_one(names: tuple[str, ...]) -> dict[str, Any]:
+    if not names:
+        return {}
+    return {"oneOf": [{"required": [name]} for name in names]}
 
 
 @dataclass(frozen=True, slots=True)

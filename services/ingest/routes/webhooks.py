@@ -28,7 +28,7 @@ from libs.params import parse_seconds, parse_time, parse_uuid, path_int_id
 from libs.webhooks import admin
 from services.ingest import bodies
 from services.ingest.context import POOL, SETTINGS, authenticate
-from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
+from services.ingest.openapi import DATE_TIME, URI, UUID, ApiRoutes, Reply, in_path, in_query
 
 # "Send a test event" waits this long by default for the first attempt's answer: longer than
 # the notifier's POST timeout, so a slow receiver still gets a verdict.
@@ -132,7 +132,7 @@ async def resend(request: web.Request) -> web.Response:
     ],
     responses={
         202: Reply("the deliveries queued again", bodies.Recovered),
-        400: "since missing or not ISO 8601, or until before since",
+        400: "since missing or not ISO 8601, until before since, or a body that is not JSON",
     },
 )
 async def recover(request: web.Request) -> web.Response:
@@ -153,7 +153,7 @@ async def recover(request: web.Request) -> web.Response:
     summary="Send a signed webhook.test event to the key's endpoint or to url; waits up to "
     "wait seconds (default 20) for the answer",
     params=[
-        in_query("url", "target; default the key's webhook URL"),
+        in_query("url", "target; default the key's webhook URL", URI),
         in_query(
             "wait",
             "seconds to wait for the answer",
@@ -168,7 +168,7 @@ async def recover(request: web.Request) -> web.Response:
     responses={
         200: Reply("the test delivery with its first attempt", bodies.Delivery),
         202: Reply("the test delivery, not attempted yet", bodies.Delivery),
-        400: "url refused by the SSRF policy, or bad wait",
+        400: "url refused by the SSRF policy, bad wait, or a body that is not JSON",
         409: "no webhook URL",
     },
 )
@@ -222,10 +222,10 @@ def _checked_url(request: web.Request, url: str | None) -> str:
 @ROUTES.put(
     "/api/webhooks/endpoint",
     summary="Set the key's default webhook URL (enabled; its whsec_ secret is unchanged)",
-    params=[in_query("url", "http(s) URL (also as form or JSON field)", required=True)],
+    params=[in_query("url", "http(s) URL (also as form or JSON field)", URI, required=True)],
     responses={
         200: Reply(ENDPOINT_STATE, bodies.Endpoint),
-        400: "url missing or refused",
+        400: "url missing or refused by the SSRF policy, or a body that is not JSON",
         409: NOT_FOR_BOOTSTRAP,
     },
 )
