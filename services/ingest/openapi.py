@@ -133,6 +133,8 @@ class Operation:
     params: tuple[Param, ...] = ()
     form: Form | None = None
     authenticated: bool = True
+    # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
+    params_in_body: bool = False
 
     def bodies(self) -> set[Body]:
         found = {r.body for r in self.responses.values() if r.body is not None}
@@ -156,6 +158,8 @@ class Operation:
             op["parameters"] = [p.render() for p in self.params]
         if self.form is not None:
             op["requestBody"] = _form_body(self.form, schemas)
+        elif self.params_in_body:
+            op["requestBody"] = _params_body(self.params)
         responses = dict(self.responses)
         if self.authenticated:
             responses = dict(AUTH_ERRORS) | responses
@@ -176,6 +180,21 @@ def _form_body(form: Form, schemas: Mapping[str, Any]) -> dict[str, Any]:
             "schema": fields | {"properties": properties} | _exactly_one(one_of)
         }
     return {"required": True, "content": content}
+
+
+def _params_body(params: Iterable[Param]) -> dict[str, Any]:
+    """The query parameters as an optional form or JSON object (either place works; required
+    ones must be in one of them, so the body itself requires nothing)."""
+    schema = {
+        "type": "object",
+        "properties": {p.name: dict(p.schema) for p in params if p.where == "query"},
+    }
+    media = ("application/json", "application/x-www-form-urlencoded")
+    return {
+        "required": False,
+        "description": "the query parameters, as a JSON object or a form instead",
+        "content": {m: {"schema": schema} for m in media},
+    }
 
 
 def _exactly_one(names: tuple[str, ...]) -> dict[str, Any]:
@@ -216,6 +235,7 @@ class ApiRoutes:
         description: str = "",
         operation_id: str | None = None,
         authenticated: bool = True,
+        params_in_body: bool = False,
     ) -> Callable[[H], H]:
         """Document and collect a handler. Stacked decorators register bottom-up: put the more
         specific path nearest the function."""
@@ -242,6 +262,7 @@ class ApiRoutes:
                 params=tuple(params),
                 form=form,
                 authenticated=authenticated,
+                params_in_body=params_in_body,
             )
             self.routes.append(Route(method, path, handler, operation))
             return handler

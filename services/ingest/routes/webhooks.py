@@ -121,6 +121,7 @@ async def resend(request: web.Request) -> web.Response:
 @ROUTES.post(
     "/api/webhooks/recover",
     summary="Resend every failed or cancelled delivery created since a time",
+    params_in_body=True,
     params=[
         in_query(
             "since",
@@ -152,6 +153,7 @@ async def recover(request: web.Request) -> web.Response:
     "/api/webhooks/test",
     summary="Send a signed webhook.test event to the key's endpoint or to url; waits up to "
     "wait seconds (default 20) for the answer",
+    params_in_body=True,
     params=[
         in_query("url", "target; default the key's webhook URL", URI),
         in_query(
@@ -222,6 +224,7 @@ def _checked_url(request: web.Request, url: str | None) -> str:
 @ROUTES.put(
     "/api/webhooks/endpoint",
     summary="Set the key's default webhook URL (enabled; its whsec_ secret is unchanged)",
+    params_in_body=True,
     params=[in_query("url", "http(s) URL (also as form or JSON field)", URI, required=True)],
     responses={
         200: Reply(ENDPOINT_STATE, bodies.Endpoint),

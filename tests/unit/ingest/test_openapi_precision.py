@@ -148,3 +148,22 @@ def test_body_fields_are_typed_by_kind(spec: dict[str, Any]) -> None:
                 assert prop.get("format") == "uri", where
             if field in {"signed", "enabled", "permanent", "secret_rotation_in_progress"}:
                 assert prop.get("type") == "boolean", where
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/webhooks/recover"),
+        ("post", "/api/webhooks/test"),
+        ("put", "/api/webhooks/endpoint"),
+    ],
+)
+def test_webhook_posts_document_their_parameters_as_a_body_too(
+    spec: dict[str, Any], method: str, path: str
+) -> None:
+    op = spec["paths"][path][method]
+    body = op["requestBody"]
+    assert body["required"] is False
+    query = {p["name"]: p["schema"] for p in op["parameters"] if p["in"] == "query"}
+    for media in ("application/json", "application/x-www-form-urlencoded"):
+        assert body["content"][media]["schema"] == {"type": "object", "properties": query}
