@@ -2,7 +2,7 @@
 
 Every key has a `whsec_` webhook signing secret from its creation on (generated unless given),
 so every webhook it causes (its default endpoint, per-job `callback_url`s, test events) is
-signed; the column is NOT NULL (migration 0006)."""
+signed; the column is NOT NULL (migration 0007)."""
 
 from __future__ import annotations
 

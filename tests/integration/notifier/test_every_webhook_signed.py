@@ -1,5 +1,5 @@
 """Every webhook is signed: keys created without a webhook URL (their jobs' callback_urls, their
-test events), keys created before secrets were universal (migration 0006), and no delivery is
+test events), keys created before secrets were universal (migration 0007), and no delivery is
 ever POSTed without a signature."""
 
 from __future__ import annotations
@@ -100,10 +100,10 @@ async def test_migration_gives_keys_without_a_secret_one_and_forbids_none(
     dsn = await create_database(postgres_server, "signmig")
     conn = await asyncpg.connect(dsn)
     try:
-        # The schema as it was before 0006, with keys that had no secret.
+        # The schema as it was before 0007, with keys that had no secret.
         await conn.execute(migrate.CREATE_VERSIONS)
         for m in migrate.load_migrations():
-            if m.version < 6:
+            if m.version < 7:
                 await conn.execute(m.sql)
                 await conn.execute(migrate.RECORD_VERSION, m.version, m.name)
         old = [uuid.uuid4(), uuid.uuid4()]
@@ -122,7 +122,7 @@ async def test_migration_gives_keys_without_a_secret_one_and_forbids_none(
             kept,
         )
         applied = await migrate.migrate(conn)
-        assert 6 in [m.version for m in applied]
+        assert 7 in [m.version for m in applied]
         secrets = {
             r["name"] + str(r["id"]): r["webhook_secret"]
             for r in await conn.fetch("SELECT * FROM media_pipeline.api_keys")

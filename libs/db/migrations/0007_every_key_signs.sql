@@ -1,4 +1,6 @@
 -- Every webhook is signed: every key has a `whsec_` signing secret from now on.
+-- (Version 0007: 0006 is the tenant-transcripts / request-fingerprint migration of the same
+-- issue, on a parallel branch; versions may have gaps, they are applied in order.)
 --
 -- Keys created before (without --webhook-url, or a bootstrap key without WEBHOOK_SECRET) get a
 -- fresh secret here: 32 random bytes from two gen_random_uuid() (pg_strong_random; 244 random
