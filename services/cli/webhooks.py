@@ -27,6 +27,7 @@ from libs.errors import DomainError, InvalidInput
 from libs.settings import Settings
 from libs.webhooks import admin
 from services.cli.common import with_conn
+from services.cli.replay import with_embedded_stack
 
 
 def _time(value: str) -> datetime:
@@ -38,6 +39,8 @@ def _time(value: str) -> datetime:
 
 
 def _run(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> int:
+    # As `transcribe keys`: the embedded stack of TRANSCRIBE_HOME when DATABASE_URL is unset.
+    settings = with_embedded_stack(settings)
     try:
         result = asyncio.run(with_conn(settings, fn))
     except DomainError as exc:

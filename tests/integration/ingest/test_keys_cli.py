@@ -22,8 +22,12 @@ pytestmark = pytest.mark.integration
 
 
 def _keys(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _cli(env, "keys", *args)
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(Path(sys.executable).parent / "transcribe"), "--log-format", "console", "keys", *args],
+        [str(Path(sys.executable).parent / "transcribe"), "--log-format", "console", *args],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **env},
@@ -105,6 +109,11 @@ async def test_transcribe_home_alone_finds_the_embedded_database(
     listed = _keys(env, "list")
     assert listed.returncode == 0, listed.stderr
     assert out["id"] in [k["id"] for k in json.loads(listed.stdout)]
+    # The secret shown at creation is replaced through the webhooks CLI, from the same home.
+    rotated = _cli(env, "webhooks", "rotate-secret", "--key", out["id"])
+    assert rotated.returncode == 0, rotated.stderr
+    new_secret = json.loads(rotated.stdout)["webhook_secret"]
+    assert new_secret.startswith("whsec_") and new_secret != out["webhook_secret"]
     revoked = _keys(env, "revoke", out["id"])
     assert revoked.returncode == 0, revoked.stderr
     # Without a home holding a stack, and no DATABASE_URL, it says what is missing.
