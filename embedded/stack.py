@@ -135,9 +135,10 @@ async def infrastructure(
         )
         allow.append(samples_url.split("://", 1)[1])
         webhook_url = settings.webhook_url
-        webhook_secret = settings.webhook_secret
+        # Every webhook is signed: without WEBHOOK_SECRET the bootstrap key signs with the
+        # secret generated once for this home (credentials.json), printed in the banner.
+        webhook_secret = settings.webhook_secret or creds["webhook_secret"]
         if webhook_url is None:
-            webhook_secret = webhook_secret or creds["webhook_secret"]
             inbox_url = await stack.enter_async_context(
                 demo_servers.serve(
                     demo_servers.webhook_inbox_app(webhook_secret),
@@ -175,5 +176,8 @@ Transcription gateway is up at {base}   (Ctrl-C stops everything)
     curl -H "X-API-Key: {key}" -F file=@{sample} {base}/api/media/transcribe
   Poll:
     curl -H "X-API-Key: {key}" {base}/api/media/status/<audio_file_id>
-  Webhooks go to {settings.webhook_url} (signed with WEBHOOK_SECRET).
+  Webhooks go to {settings.webhook_url}, signed (Standard Webhooks) with
+    {settings.webhook_secret}
+  (WEBHOOK_SECRET when set; otherwise generated once for this TRANSCRIBE_HOME). Per-job
+  callback_url deliveries and test events carry the same signature.
 """

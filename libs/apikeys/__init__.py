@@ -1,7 +1,12 @@
-"""API keys: stored as sha256 hashes, each bound to a tenant prefix and optional webhook."""
+"""API keys: stored as sha256 hashes, each bound to a tenant prefix and optional webhook.
+
+Every key has a `whsec_` webhook signing secret from its creation on (generated unless given),
+so every webhook it causes (its default endpoint, per-job `callback_url`s, test events) is
+signed; the column is NOT NULL (migration 0007)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import uuid
@@ -39,7 +44,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 UPSERT_BOOTSTRAP = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret)
-VALUES ($1, 'bootstrap', $2, $3, $4, true, $5, $6)
+VALUES ($1, 'bootstrap', $2, $3, $4, true, $5, coalesce($6, $7))
 ON CONFLICT (key_hash) DO UPDATE SET
     tenant_prefix = EXCLUDED.tenant_prefix, is_bootstrap = true, revoked_at = NULL,
     webhook_url = EXCLUDED.webhook_url,
@@ -53,11 +58,16 @@ ON CONFLICT (key_hash) DO UPDATE SET
     webhook_consecutive_failures = CASE WHEN media_pipeline.api_keys.webhook_url IS DISTINCT FROM EXCLUDED.webhook_url
         THEN 0 ELSE media_pipeline.api_keys.webhook_consecutive_failures END,
     webhook_secret_previous = CASE
-        WHEN media_pipeline.api_keys.webhook_secret IS DISTINCT FROM EXCLUDED.webhook_secret
+        WHEN $6::text IS NOT NULL AND media_pipeline.api_keys.webhook_secret IS DISTINCT FROM $6
         THEN media_pipeline.api_keys.webhook_secret
         ELSE media_pipeline.api_keys.webhook_secret_previous END,
-    webhook_secret = EXCLUDED.webhook_secret
+    -- Without WEBHOOK_SECRET the secret generated at the first start is kept.
+    webhook_secret = coalesce($6, media_pipeline.api_keys.webhook_secret, $7)
 RETURNING id
+"""
+SELECT_BOOTSTRAP_SIGNING = """
+SELECT webhook_secret FROM media_pipeline.api_keys
+WHERE key_hash = $1 AND is_bootstrap AND revoked_at IS NULL
 """
 # A changed API_KEY retires the previous bootstrap key instead of leaving it valid for ever.
 RETIRE_OLD_BOOTSTRAP = """
@@ -81,7 +91,7 @@ class ApiKey:
     tenant_prefix: str
     is_bootstrap: bool
     webhook_url: str | None
-    webhook_secret: str | None
+    webhook_secret: str
     webhook_secret_previous: str | None
     webhook_disabled_at: datetime | None
     rate_limit_per_minute: int | None
@@ -124,8 +134,6 @@ def generate_key() -> str:
 
 
 def generate_webhook_secret() -> str:
-    import base64
-
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -147,7 +155,10 @@ async def ensure_bootstrap(
     webhook_url: str | None,
     webhook_secret: str | None,
 ) -> str:
-    """Register `API_KEY` from the environment (hashed) so it works like any other key."""
+    """Register `API_KEY` from the environment (hashed) so it works like any other key.
+
+    Its signing secret is `webhook_secret` (WEBHOOK_SECRET) when given; otherwise the one it
+    already has, or one generated now and kept (`bootstrap_secret` shows it)."""
     digest = hash_key(raw)
     async with conn.transaction():
         key_id = await conn.fetchval(
@@ -158,9 +169,16 @@ async def ensure_bootstrap(
             tenant_prefix,
             webhook_url,
             webhook_secret,
+            generate_webhook_secret(),
         )
         await conn.execute(RETIRE_OLD_BOOTSTRAP, digest)
     return str(key_id)
+
+
+async def bootstrap_secret(conn: asyncpg.Connection | asyncpg.Pool, raw: str) -> str | None:
+    """The signing secret of the bootstrap key `raw` (generated when WEBHOOK_SECRET is unset)."""
+    secret: str | None = await conn.fetchval(SELECT_BOOTSTRAP_SIGNING, hash_key(raw))
+    return secret
 
 
 async def create(
@@ -174,8 +192,11 @@ async def create(
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the raw key (shown once, never stored) and its record.
 
-    Raises InvalidKeySettings for a prefix that is not a safe object-key prefix (no '..', no
-    leading '/', safe characters), a non-positive rate limit or a malformed webhook secret."""
+    Every key gets a signing secret: `webhook_secret` or, without one, a generated one (read it
+    from the returned record; show it once). Raises InvalidKeySettings for a prefix that is not
+    a safe object-key prefix (no '..', no leading '/', safe characters), a non-positive rate
+    limit or a malformed webhook secret. The caller checks the webhook URL against its SSRF
+    policy (libs.webhooks.admin.checked_url); here only its scheme is checked."""
     try:
         tenant_prefix = validate_prefix(tenant_prefix)
     except InvalidPrefix as exc:
@@ -186,6 +207,8 @@ async def create(
         raise InvalidKeySettings("webhook secrets have the form whsec_<base64>")
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
         raise InvalidKeySettings("the webhook URL must be http(s)")
+    if webhook_secret is None:
+        webhook_secret = generate_webhook_secret()
     raw = generate_key()
     key_id = uuid.uuid4()
     await conn.execute(

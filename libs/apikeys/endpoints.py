@@ -37,13 +37,12 @@ RETURNING id
 # A new URL is a new endpoint: whatever disabled the old one does not apply to it.
 SET_URL = """
 UPDATE media_pipeline.api_keys
-SET webhook_url = $2, webhook_secret = coalesce(webhook_secret, $3),
+SET webhook_url = $2,
     webhook_disabled_at = NULL, webhook_disabled_reason = NULL,
     webhook_failing_since = NULL, webhook_consecutive_failures = 0
 WHERE id = $1 AND NOT is_bootstrap
 RETURNING id
 """
-SIGNED = "SELECT webhook_secret IS NOT NULL FROM media_pipeline.api_keys WHERE id = $1"
 FIND_KEY = """
 SELECT id FROM media_pipeline.api_keys
 WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL
@@ -97,16 +96,10 @@ async def finish_rotation(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: u
     return await conn.fetchval(FINISH_ROTATION, api_key_id) is not None
 
 
-async def is_signed(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> bool:
-    return bool(await conn.fetchval(SIGNED, api_key_id))
-
-
-async def set_url(
-    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, url: str, secret: str | None
-) -> bool:
-    """Point the endpoint at `url` (enabled, streak reset), setting `secret` if it had none;
-    False for the bootstrap key (its endpoint is configured)."""
-    return await conn.fetchval(SET_URL, api_key_id, url, secret) is not None
+async def set_url(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, url: str) -> bool:
+    """Point the endpoint at `url` (enabled, streak reset); False for the bootstrap key (its
+    endpoint is configured)."""
+    return await conn.fetchval(SET_URL, api_key_id, url) is not None
 
 
 async def succeeded(

@@ -17,6 +17,7 @@ import asyncpg
 from libs import apikeys, errors
 from libs.apikeys import endpoints
 from libs.contracts import new_event_id, utcnow
+from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.webhooks import payload
 
 # Errors shown to API users are cut short: they are receivers' words, not ours.
@@ -261,13 +262,21 @@ async def finish_rotation(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: u
         raise ManagedByEnvironment("the bootstrap key's secret is WEBHOOK_SECRET; change it there")
 
 
-async def set_url(
-    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, url: str
-) -> str | None:
-    """Point the key's default webhook at `url` (enabled, streak reset). Returns a newly
-    generated secret when the key had none, else None (the secret is unchanged)."""
-    had = await endpoints.is_signed(conn, api_key_id)
-    fresh = None if had else apikeys.generate_webhook_secret()
-    if not await endpoints.set_url(conn, api_key_id, url, fresh):
+def checked_url(url: str | None, ssrf_allowlist: str) -> str:
+    """A webhook URL the SSRF policy lets us POST to (http(s), no private network unless its
+    `host:port` is in SSRF_ALLOWLIST): the one check of the API (PUT endpoint, test url) and
+    the CLI (`keys create --webhook-url`, `webhooks set-url`, `webhooks test --url`)."""
+    if not url:
+        raise errors.InvalidInput("give the webhook URL as url", code="missing_url")
+    try:
+        validate_url(url, parse_allowlist(ssrf_allowlist))
+    except BlockedUrl as exc:
+        raise errors.InvalidInput(f"url refused: {exc.message}", code=f"url_{exc.code}") from exc
+    return url
+
+
+async def set_url(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, url: str) -> None:
+    """Point the key's default webhook at `url` (enabled, streak reset). The signing secret,
+    which every key has had since its creation, is unchanged."""
+    if not await endpoints.set_url(conn, api_key_id, url):
         raise ManagedByEnvironment("the bootstrap key's endpoint is WEBHOOK_URL; change it there")
-    return fresh

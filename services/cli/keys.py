@@ -1,4 +1,9 @@
-"""`transcribe keys ...`: API keys (printed once, stored hashed)."""
+"""`transcribe keys ...`: API keys (printed once, stored hashed), each with its webhook signing
+secret (printed once at creation; `transcribe webhooks rotate-secret` makes a new one).
+
+Like the other operator commands, these find the embedded stack of TRANSCRIBE_HOME when
+DATABASE_URL is unset, and check a webhook URL exactly as the API does (SSRF policy and
+SSRF_ALLOWLIST)."""
 
 from __future__ import annotations
 
@@ -11,8 +16,11 @@ from typing import Any
 import asyncpg
 
 from libs import apikeys
+from libs.errors import InvalidInput
 from libs.settings import Settings
+from libs.webhooks import admin
 from services.cli.common import with_conn
+from services.cli.replay import with_embedded_stack
 
 
 def _key_json(key: apikeys.ApiKey) -> dict[str, Any]:
@@ -31,9 +39,13 @@ def _key_json(key: apikeys.ApiKey) -> dict[str, Any]:
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    secret = args.webhook_secret
-    if args.webhook_url and not secret:
-        secret = apikeys.generate_webhook_secret()
+    settings = with_embedded_stack(settings)
+    if args.webhook_url is not None:
+        try:
+            admin.checked_url(args.webhook_url, settings.ssrf_allowlist)
+        except InvalidInput as exc:
+            print(f"cannot create the key: {exc.detail}", file=sys.stderr)
+            return 2
 
     async def go(conn: asyncpg.Connection) -> tuple[str, apikeys.ApiKey]:
         return await apikeys.create(
@@ -41,7 +53,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             name=args.name,
             tenant_prefix=args.prefix,
             webhook_url=args.webhook_url,
-            webhook_secret=secret,
+            webhook_secret=args.webhook_secret,
             rate_limit_per_minute=args.rate_limit,
         )
 
@@ -50,21 +62,27 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     except apikeys.InvalidKeySettings as exc:
         print(f"cannot create the key: {exc}", file=sys.stderr)
         return 2
-    out = _key_json(key) | {"api_key": raw}
-    if secret:
-        out["webhook_secret"] = secret
+    # Every key signs its webhooks (its own endpoint, callback_urls, test events).
+    out = _key_json(key) | {"api_key": raw, "webhook_secret": key.webhook_secret}
     print(json.dumps(out, indent=2))
-    print("Store the api_key now: only its hash is kept.", file=sys.stderr)
+    print(
+        "Store the api_key now: only its hash is kept. webhook_secret verifies the key's "
+        "webhooks (Standard Webhooks); `transcribe webhooks rotate-secret` replaces it.",
+        file=sys.stderr,
+    )
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
     keys = asyncio.run(with_conn(settings, apikeys.list_keys))
     print(json.dumps([_key_json(k) for k in keys], indent=2))
     return 0
 
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
+
     async def go(conn: asyncpg.Connection) -> bool:
         return await apikeys.revoke(conn, args.key)
 
@@ -81,8 +99,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kc = ksub.add_parser("create", help="create a key (printed once)")
     kc.add_argument("--name", required=True)
     kc.add_argument("--prefix", default="", help="tenant prefix this key writes under")
-    kc.add_argument("--webhook-url")
-    kc.add_argument("--webhook-secret", help="whsec_ secret; generated when a webhook URL is given")
+    kc.add_argument(
+        "--webhook-url",
+        help="default webhook endpoint; private networks refused unless in SSRF_ALLOWLIST",
+    )
+    kc.add_argument(
+        "--webhook-secret", help="whsec_ signing secret; generated (and printed once) if not given"
+    )
     kc.add_argument("--rate-limit", type=int, help="requests per minute")
     kc.set_defaults(fn=cmd_keys_create)
     ksub.add_parser("list", help="list keys (never the keys themselves)").set_defaults(

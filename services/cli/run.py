@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from libs.settings import Settings
-from services.cli.common import run_service
+from services.cli.common import run_service, with_conn
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -43,6 +43,15 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(provision(settings))
     print("provisioned: schema, bootstrap key, bucket, stream and consumers")
+    if settings.api_key and not settings.webhook_secret:
+        # Every webhook is signed: the bootstrap key got a secret of its own, kept across runs.
+        from libs import apikeys
+
+        raw = settings.api_key
+        secret = asyncio.run(with_conn(settings, lambda c: apikeys.bootstrap_secret(c, raw)))
+        print(
+            f"bootstrap key webhook secret (generated; set WEBHOOK_SECRET to choose one): {secret}"
+        )
     return 0
 
 

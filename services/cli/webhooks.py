@@ -24,10 +24,10 @@ import asyncpg
 
 from libs import params
 from libs.errors import DomainError, InvalidInput
-from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.settings import Settings
 from libs.webhooks import admin
 from services.cli.common import with_conn
+from services.cli.replay import with_embedded_stack
 
 
 def _time(value: str) -> datetime:
@@ -39,6 +39,8 @@ def _time(value: str) -> datetime:
 
 
 def _run(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> int:
+    # As `transcribe keys`: the embedded stack of TRANSCRIBE_HOME when DATABASE_URL is unset.
+    settings = with_embedded_stack(settings)
     try:
         result = asyncio.run(with_conn(settings, fn))
     except DomainError as exc:
@@ -119,9 +121,9 @@ def cmd_enable(args: argparse.Namespace, settings: Settings) -> int:
 
 def _refused(url: str, settings: Settings) -> bool:
     try:
-        validate_url(url, parse_allowlist(settings.ssrf_allowlist))
-    except BlockedUrl as exc:
-        print(f"url refused: {exc.message}", file=sys.stderr)
+        admin.checked_url(url, settings.ssrf_allowlist)
+    except InvalidInput as exc:
+        print(str(exc), file=sys.stderr)
         return True
     return False
 
@@ -132,9 +134,8 @@ def cmd_set_url(args: argparse.Namespace, settings: Settings) -> int:
 
     async def go(conn: asyncpg.Connection) -> dict[str, Any]:
         key_id = await _key(conn, args.key)
-        secret = await admin.set_url(conn, key_id, args.url)
-        out = await admin.endpoint(conn, key_id)
-        return out | {"webhook_secret": secret} if secret else out
+        await admin.set_url(conn, key_id, args.url)
+        return await admin.endpoint(conn, key_id)
 
     return _run(settings, go)
 

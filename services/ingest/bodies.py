@@ -17,6 +17,7 @@ from services.ingest.submission import DEFAULT_TIMESTAMPS, IDEMPOTENCY_KEY_MAX, 
 
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 Uuid = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
+Uri = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uri"})]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
@@ -77,7 +78,11 @@ class SubmitFields(msgspec.Struct):
     company: str | Unset = UNSET
     callback_url: Annotated[
         str | Unset,
-        msgspec.Meta(description="webhook for this job", extra_json_schema={"format": "uri"}),
+        msgspec.Meta(
+            description="webhook for this job, signed with the key's whsec_ secret like every "
+            "webhook",
+            extra_json_schema={"format": "uri"},
+        ),
     ] = UNSET
     model: Model | Unset = UNSET
     language: Annotated[str | Unset, _field("ISO-639 code, e.g. en")] = UNSET
@@ -92,7 +97,7 @@ class Accepted(msgspec.Struct):
     b2_key: Annotated[
         str, msgspec.Meta(description="[<b2_prefix>/]<campaign>/audio/<phone>/<uuid>.<ext>")
     ]
-    b2_url: str
+    b2_url: Uri
 
 
 class Requeued(msgspec.Struct):
@@ -209,10 +214,15 @@ class Delivery(msgspec.Struct):
     """A webhook delivery and every attempt (status code, latency, error; never bodies)."""
 
     id: int
-    webhook_id: Annotated[str, _field("the webhook-id header: the event id")]
+    webhook_id: Annotated[
+        str,
+        msgspec.Meta(
+            description="the webhook-id header: the event id", extra_json_schema={"format": "uuid"}
+        ),
+    ]
     event_type: str
     audio_file_id: Uuid | None
-    endpoint_url: str
+    endpoint_url: Uri
     status: DeliveryStatus
     attempts: int
     next_attempt_at: DateTime | None
@@ -241,17 +251,17 @@ class Recovered(msgspec.Struct):
 class Endpoint(msgspec.Struct):
     """The key's default webhook endpoint and its health."""
 
-    webhook_url: str | None
-    signed: bool
+    webhook_url: Uri | None
+    signed: Annotated[bool, _field("always true: every key signs its webhooks")]
     secret_rotation_in_progress: bool
     enabled: bool
     disabled_at: DateTime | None
     disabled_reason: str | None
     failing_since: DateTime | None
     consecutive_failures: int
-    webhook_secret: Annotated[str, _field("whsec_ secret, shown once when generated")] | Unset = (
-        UNSET
-    )
+    webhook_secret: (
+        Annotated[str, _field("the new whsec_ secret, shown once (rotate-secret)")] | Unset
+    ) = UNSET
 
 
 IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX}

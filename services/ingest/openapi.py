@@ -39,6 +39,7 @@ STRING: Mapping[str, Any] = {"type": "string"}
 UUID: Mapping[str, Any] = {"type": "string", "format": "uuid"}
 DATE_TIME: Mapping[str, Any] = {"type": "string", "format": "date-time"}
 BOOLEAN: Mapping[str, Any] = {"type": "boolean"}
+URI: Mapping[str, Any] = {"type": "string", "format": "uri"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +112,15 @@ AUTH_ERRORS: Mapping[int, Reply] = {
 
 @dataclass(frozen=True, slots=True)
 class Form:
-    """A form request body (urlencoded; multipart too when `upload` names a file part)."""
+    """A form request body (urlencoded; multipart too when `upload` names a file part).
+
+    `one_of`: fields of which exactly one must be given (with the upload part, in multipart),
+    rendered as `oneOf` of `required` alternatives: exactly one alternative holds exactly when
+    exactly one of those fields is present."""
 
     fields: Body
     upload: str | None = None
+    one_of: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +133,8 @@ class Operation:
     params: tuple[Param, ...] = ()
     form: Form | None = None
     authenticated: bool = True
+    # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
+    params_in_body: bool = False
 
     def bodies(self) -> set[Body]:
         found = {r.body for r in self.responses.values() if r.body is not None}
@@ -150,6 +158,8 @@ class Operation:
             op["parameters"] = [p.render() for p in self.params]
         if self.form is not None:
             op["requestBody"] = _form_body(self.form, schemas)
+        elif self.params_in_body:
+            op["requestBody"] = _params_body(self.params)
         responses = dict(self.responses)
         if self.authenticated:
             responses = dict(AUTH_ERRORS) | responses
@@ -160,12 +170,37 @@ class Operation:
 def _form_body(form: Form, schemas: Mapping[str, Any]) -> dict[str, Any]:
     # Inline, so the form's fields are readable right at the operation.
     fields = dict(schemas[form.fields.__name__])
-    content: dict[str, Any] = {"application/x-www-form-urlencoded": {"schema": fields}}
+    urlencoded = fields | _exactly_one(form.one_of)
+    content: dict[str, Any] = {"application/x-www-form-urlencoded": {"schema": urlencoded}}
     if form.upload is not None:
         properties = dict(fields.get("properties", {}))
         properties[form.upload] = {"type": "string", "format": "binary"}
-        content["multipart/form-data"] = {"schema": fields | {"properties": properties}}
+        one_of = (*form.one_of, form.upload) if form.one_of else ()
+        content["multipart/form-data"] = {
+            "schema": fields | {"properties": properties} | _exactly_one(one_of)
+        }
     return {"required": True, "content": content}
+
+
+def _params_body(params: Iterable[Param]) -> dict[str, Any]:
+    """The query parameters as an optional form or JSON object (either place works; required
+    ones must be in one of them, so the body itself requires nothing)."""
+    schema = {
+        "type": "object",
+        "properties": {p.name: dict(p.schema) for p in params if p.where == "query"},
+    }
+    media = ("application/json", "application/x-www-form-urlencoded")
+    return {
+        "required": False,
+        "description": "the query parameters, as a JSON object or a form instead",
+        "content": {m: {"schema": schema} for m in media},
+    }
+
+
+def _exactly_one(names: tuple[str, ...]) -> dict[str, Any]:
+    if not names:
+        return {}
+    return {"oneOf": [{"required": [name]} for name in names]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +235,7 @@ class ApiRoutes:
         description: str = "",
         operation_id: str | None = None,
         authenticated: bool = True,
+        params_in_body: bool = False,
     ) -> Callable[[H], H]:
         """Document and collect a handler. Stacked decorators register bottom-up: put the more
         specific path nearest the function."""
@@ -226,6 +262,7 @@ class ApiRoutes:
                 params=tuple(params),
                 form=form,
                 authenticated=authenticated,
+                params_in_body=params_in_body,
             )
             self.routes.append(Route(method, path, handler, operation))
             return handler

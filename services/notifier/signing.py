@@ -1,5 +1,6 @@
 """Standard Webhooks signatures, made with the reference `standardwebhooks` package itself so
-receivers verifying with it always agree with us."""
+receivers verifying with it always agree with us. There is no unsigned request: without a
+secret there are no headers to send (`Unsigned`)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,24 @@ from datetime import datetime
 from standardwebhooks.webhooks import Webhook
 
 
-def signature_header(
-    secrets: list[str], msg_id: str, timestamp: datetime, body: bytes
-) -> str | None:
+class Unsigned(ValueError):
+    """No signing secret: the delivery must not be sent."""
+
+
+def signature_header(secrets: list[str], msg_id: str, timestamp: datetime, body: bytes) -> str:
     """`v1,<sig>` for each secret, space separated: during a rotation receivers holding either
-    the old or the new secret accept the delivery."""
+    the old or the new secret accept the delivery. Raises Unsigned without a secret."""
     if not secrets:
-        return None
+        raise Unsigned("no signing secret")
     payload = body.decode("utf-8")
     return " ".join(Webhook(secret).sign(msg_id, timestamp, payload) for secret in secrets)
 
 
 def headers(secrets: list[str], msg_id: str, timestamp: datetime, body: bytes) -> dict[str, str]:
-    out = {
+    return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signature_header(secrets, msg_id, timestamp, body),
         "content-type": "application/json",
         "user-agent": "transcription-gateway-webhooks/1",
     }
-    sig = signature_header(secrets, msg_id, timestamp, body)
-    if sig:
-        out["webhook-signature"] = sig
-    return out

@@ -326,16 +326,17 @@ class Deliverer:
             audio_file_id=str(due.audio_file_id),
             attempt=attempt_no,
         ):
-            # Each attempt is signed with its own timestamp, so receivers' replay windows hold.
-            headers = signing.headers(
-                list(due.secrets), due.event_id, datetime.now(UTC), due.payload
-            )
             status: int | None = None
             error: str | None = None
             retry_after: float | None = None
             permanent = False
             latency_ms = 0
             try:
+                # Each attempt is signed with its own timestamp, so receivers' replay windows
+                # hold. No secret (a row whose key is gone): no POST at all, never an unsigned one.
+                headers = signing.headers(
+                    list(due.secrets), due.event_id, datetime.now(UTC), due.payload
+                )
                 result = await self._http.post(
                     due.endpoint_url, body=due.payload, headers=headers, timeout=self._timeout
                 )
@@ -349,6 +350,9 @@ class Deliverer:
                 permanent = exc.code != "unresolvable_host"
             except UpstreamError as exc:
                 error = f"{exc.code}: {exc.message}"
+            except signing.Unsigned:
+                error = "unsigned: the key has no signing secret; not sent"
+                permanent = True
             outcome = judge(
                 status,
                 steps_done=due.schedule_step + 1,

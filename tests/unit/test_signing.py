@@ -38,12 +38,6 @@ def test_tampered_body_fails_verification() -> None:
         Webhook(secret).verify(b'{"a":2}', headers)
 
 
-def test_no_secret_means_no_signature_header() -> None:
-    headers = signing.headers([], "msg_4", datetime.now(UTC), b"{}")
-    assert "webhook-signature" not in headers
-    assert headers["webhook-id"] == "msg_4"
-
-
 def test_retry_schedule() -> None:
     assert MAX_ATTEMPTS == 8
     first = next_delay(1, None)
@@ -53,3 +47,9 @@ def test_retry_schedule() -> None:
     later = next_delay(1, 120.0)
     assert later == 120.0
     assert RETRY_SCHEDULE[-1] == 36000.0
+
+
+def test_no_secret_means_no_headers_at_all() -> None:
+    # Every webhook is signed: the unsigned request this used to build no longer exists.
+    with pytest.raises(signing.Unsigned):
+        signing.headers([], "msg_4", datetime.now(UTC), b'{"a":1}')

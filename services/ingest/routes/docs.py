@@ -84,8 +84,17 @@ async def docs_page(_: web.Request) -> web.Response:
     operation_id="docsAsset",
     summary="Swagger UI assets",
     authenticated=False,
-    params=[in_path("asset", "file name of the asset")],
-    responses={200: Reply("asset"), 404: Reply("unknown")},
+    params=[in_path("asset", "file name of the asset", {"type": "string", "enum": sorted(ASSETS)})],
+    responses={
+        200: Reply(
+            "the asset",
+            media={
+                media: {"type": "string", "format": "binary"}
+                for media in sorted(set(ASSETS.values()))
+            },
+        ),
+        404: Reply("not one of the assets", media={"text/plain": {"type": "string"}}),
+    },
 )
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["asset"]

@@ -54,10 +54,11 @@ NO_SUCH_JOB = "no such job for this key"
             bodies.IDEMPOTENCY_KEY_SCHEMA,
         )
     ],
-    form=Form(bodies.SubmitFields, upload="file"),
+    form=Form(bodies.SubmitFields, upload="file", one_of=("recording_id", "url")),
     responses={
         200: Reply("accepted (or the existing job for the same URL / key)", bodies.Accepted),
-        400: "bad form, URL refused (SSRF guard), invalid b2_prefix or option",
+        400: "bad form (not exactly one of recording_id, url, file; a bad option), URL "
+        "refused (SSRF guard), invalid b2_prefix",
         403: "b2_prefix outside the key's tenant prefix",
         404: "recording_id not found",
         409: "recording_id matches several recordings, or an identical submission is still "

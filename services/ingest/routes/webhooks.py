@@ -25,11 +25,10 @@ from aiohttp import web
 
 from libs.errors import InvalidInput
 from libs.params import parse_seconds, parse_time, parse_uuid, path_int_id
-from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.webhooks import admin
 from services.ingest import bodies
 from services.ingest.context import POOL, SETTINGS, authenticate
-from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
+from services.ingest.openapi import DATE_TIME, URI, UUID, ApiRoutes, Reply, in_path, in_query
 
 # "Send a test event" waits this long by default for the first attempt's answer: longer than
 # the notifier's POST timeout, so a slow receiver still gets a verdict.
@@ -122,6 +121,7 @@ async def resend(request: web.Request) -> web.Response:
 @ROUTES.post(
     "/api/webhooks/recover",
     summary="Resend every failed or cancelled delivery created since a time",
+    params_in_body=True,
     params=[
         in_query(
             "since",
@@ -133,7 +133,7 @@ async def resend(request: web.Request) -> web.Response:
     ],
     responses={
         202: Reply("the deliveries queued again", bodies.Recovered),
-        400: "since missing or not ISO 8601, or until before since",
+        400: "since missing or not ISO 8601, until before since, or a body that is not JSON",
     },
 )
 async def recover(request: web.Request) -> web.Response:
@@ -153,8 +153,9 @@ async def recover(request: web.Request) -> web.Response:
     "/api/webhooks/test",
     summary="Send a signed webhook.test event to the key's endpoint or to url; waits up to "
     "wait seconds (default 20) for the answer",
+    params_in_body=True,
     params=[
-        in_query("url", "target; default the key's webhook URL"),
+        in_query("url", "target; default the key's webhook URL", URI),
         in_query(
             "wait",
             "seconds to wait for the answer",
@@ -169,7 +170,7 @@ async def recover(request: web.Request) -> web.Response:
     responses={
         200: Reply("the test delivery with its first attempt", bodies.Delivery),
         202: Reply("the test delivery, not attempted yet", bodies.Delivery),
-        400: "url refused by the SSRF policy, or bad wait",
+        400: "url refused by the SSRF policy, bad wait, or a body that is not JSON",
         409: "no webhook URL",
     },
 )
@@ -217,22 +218,17 @@ async def enable_endpoint(request: web.Request) -> web.Response:
 
 
 def _checked_url(request: web.Request, url: str | None) -> str:
-    if not url:
-        raise InvalidInput("give the webhook URL as url", code="missing_url")
-    try:
-        validate_url(url, parse_allowlist(request.app[SETTINGS].ssrf_allowlist))
-    except BlockedUrl as exc:
-        raise InvalidInput(f"url refused: {exc.message}", code=f"url_{exc.code}") from exc
-    return url
+    return admin.checked_url(url, request.app[SETTINGS].ssrf_allowlist)
 
 
 @ROUTES.put(
     "/api/webhooks/endpoint",
-    summary="Set the key's default webhook URL (enabled; a whsec_ secret generated if none)",
-    params=[in_query("url", "http(s) URL (also as form or JSON field)", required=True)],
+    summary="Set the key's default webhook URL (enabled; its whsec_ secret is unchanged)",
+    params_in_body=True,
+    params=[in_query("url", "http(s) URL (also as form or JSON field)", URI, required=True)],
     responses={
-        200: Reply(ENDPOINT_STATE + "; webhook_secret when generated now", bodies.Endpoint),
-        400: "url missing or refused",
+        200: Reply(ENDPOINT_STATE, bodies.Endpoint),
+        400: "url missing or refused by the SSRF policy, or a body that is not JSON",
         409: NOT_FOR_BOOTSTRAP,
     },
 )
@@ -240,10 +236,8 @@ async def put_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     url = _checked_url(request, (await _params(request)).get("url"))
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
-    secret = await admin.set_url(pool, key_id, url)
+    await admin.set_url(pool, key_id, url)
     body: dict[str, Any] = await admin.endpoint(pool, key_id)
-    if secret:
-        body["webhook_secret"] = secret  # generated now: shown this once
     return web.json_response(body)
 
 

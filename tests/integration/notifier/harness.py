@@ -147,12 +147,16 @@ class Receiver:
 
 @asynccontextmanager
 async def receiver(secret: str) -> AsyncIterator[Receiver]:
+    """A receiver; on leaving, every request it got must have verified (with the secret it
+    held then): there is no unsigned delivery."""
     r = Receiver(secret=secret)
     await r.up()
     try:
         yield r
     finally:
         await r.down()
+    unverified = [h for h in r.hits if not h.verified]
+    assert not unverified, f"{len(unverified)} deliveries did not verify: {unverified[0]}"
 
 
 @dataclass(frozen=True)
@@ -166,13 +170,15 @@ class Key:
 async def make_key(
     pool: asyncpg.Pool, *, webhook_url: str | None, secret: str | None = None
 ) -> Key:
-    secret = secret or apikeys.generate_webhook_secret()
+    """A key as `transcribe keys create` makes it: without `secret`, the secret is the one
+    generated at creation (every key has one)."""
     tenant = f"nt{uuid.uuid4().hex[:8]}"
     async with pool.acquire() as conn:
         raw, key = await apikeys.create(
             conn, name=tenant, tenant_prefix=tenant, webhook_url=webhook_url, webhook_secret=secret
         )
-    return Key(uuid.UUID(key.id), raw, tenant, secret)
+    assert key.webhook_secret.startswith("whsec_")
+    return Key(uuid.UUID(key.id), raw, tenant, key.webhook_secret)
 
 
 INSERT_JOB = """

@@ -236,9 +236,6 @@ async def test_setting_the_endpoint_url(
     api: TestClient, npool: asyncpg.Pool, notifier_settings: Settings
 ) -> None:
     key = await make_key(npool, webhook_url=None, secret=None)
-    await npool.execute(
-        "UPDATE media_pipeline.api_keys SET webhook_secret = NULL WHERE id = $1", key.id
-    )
     h = {"X-API-Key": key.raw}
     for bad in ({}, {"url": "http://169.254.169.254/"}, {"url": "ftp://hooks.example/"}):
         resp = await api.put("/api/webhooks/endpoint", json=bad, headers=h)
@@ -249,11 +246,16 @@ async def test_setting_the_endpoint_url(
     assert resp.status == 200
     body = await resp.json()
     assert body["webhook_url"] == "https://hooks.example/in" and body["enabled"] is True
-    assert body["webhook_secret"].startswith("whsec_")  # generated, shown once
+    # Every key has had its secret since creation (shown then): setting a URL keeps it.
+    assert body["signed"] is True and "webhook_secret" not in body
     resp = await api.put(
         "/api/webhooks/endpoint", json={"url": "https://hooks.example/v2"}, headers=h
     )
     assert "webhook_secret" not in await resp.json()  # kept
+    secret = await npool.fetchval(
+        "SELECT webhook_secret FROM media_pipeline.api_keys WHERE id = $1", key.id
+    )
+    assert secret == key.secret
 
     # The bootstrap key's endpoint and secret belong to WEBHOOK_URL / WEBHOOK_SECRET.
     raw = f"bootstrap-{uuid.uuid4().hex}"

@@ -294,6 +294,7 @@ async def test_sustained_failure_auto_disables_the_key_endpoint(
 ) -> None:
     async with receiver("") as r:
         key = await make_key(npool, webhook_url=r.url)
+        r.secret = key.secret
         r.script = [(500, {})] * 50
         policy = DeliveryPolicy(
             schedule=(0.1,) * 10, jitter=0.0, disable_after_seconds=0.5, disable_min_failures=4
