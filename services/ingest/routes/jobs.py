@@ -61,6 +61,11 @@ NO_SUCH_JOB = "no such job for this key"
             "accepted (or the existing job for the same URL / key, with the header "
             "Idempotent-Replayed: true)",
             bodies.Accepted,
+            headers={
+                "Idempotent-Replayed": "'true' when the answer is the existing job of an "
+                "identical earlier submission (same Idempotency-Key and request, or same "
+                "b2_prefix + url); absent for a new job"
+            },
         ),
         400: "bad form, URL refused (SSRF guard), invalid b2_prefix or option, a field too "
         "long to store (field_too_long) or an object key over 1024 bytes (object_key_too_long)",

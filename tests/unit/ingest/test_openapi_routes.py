@@ -102,3 +102,10 @@ def test_handlers_answer_with_the_documented_structs() -> None:
         consecutive_failures=0,
     )
     assert "webhook_secret" not in msgspec.to_builtins(endpoint)  # unset: left out
+
+
+def test_submit_documents_the_idempotent_replayed_header_and_the_422() -> None:
+    _, spec = _spec()
+    responses = spec["paths"]["/api/media/transcribe"]["post"]["responses"]
+    assert "Idempotent-Replayed" in responses["200"]["headers"]
+    assert "idempotency_key_reused" in responses["422"]["description"]
