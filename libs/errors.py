@@ -73,6 +73,14 @@ class UnsupportedMedia(DomainError):
     code = "unsupported_media"
 
 
+class IdempotencyKeyReused(DomainError):
+    """An Idempotency-Key already used for a different request (another source, prefix or
+    options): the key names one request, so this one is refused rather than answered with the
+    other request's job."""
+
+    code = "idempotency_key_reused"
+
+
 class SourceFailed(DomainError):
     """The client's source (a recording URL) could not be used: download failed, empty body."""
 

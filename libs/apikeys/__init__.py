@@ -189,18 +189,32 @@ async def create(
     webhook_url: str | None = None,
     webhook_secret: str | None = None,
     rate_limit_per_minute: int | None = None,
+    unscoped: bool = False,
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the raw key (shown once, never stored) and its record.
 
     Every key gets a signing secret: `webhook_secret` or, without one, a generated one (read it
-    from the returned record; show it once). Raises InvalidKeySettings for a prefix that is not
-    a safe object-key prefix (no '..', no leading '/', safe characters), a non-positive rate
-    limit or a malformed webhook secret. The caller checks the webhook URL against its SSRF
-    policy (libs.webhooks.admin.checked_url); here only its scheme is checked."""
+    from the returned record; show it once). Tenants are isolated by default: a key needs a
+    tenant prefix, and writes only under it. `unscoped=True` (the operator's explicit choice,
+    `transcribe keys create --unscoped`) creates a key without one, which, like the bootstrap
+    key, may use any `b2_prefix`.
+
+    Raises InvalidKeySettings for a missing prefix (without `unscoped`), a prefix given together
+    with `unscoped`, a prefix that is not a safe object-key prefix (no '..', no leading '/',
+    safe characters), a non-positive rate limit or a malformed webhook secret. The caller checks
+    the webhook URL against its SSRF policy (libs.webhooks.admin.checked_url); here only its
+    scheme is checked."""
     try:
         tenant_prefix = validate_prefix(tenant_prefix)
     except InvalidPrefix as exc:
         raise InvalidKeySettings(f"tenant prefix: {exc}") from exc
+    if not tenant_prefix and not unscoped:
+        raise InvalidKeySettings(
+            "a key needs a tenant prefix (--prefix); an operator key that may write under any "
+            "prefix must be asked for explicitly (--unscoped)"
+        )
+    if tenant_prefix and unscoped:
+        raise InvalidKeySettings("a key is either scoped to a prefix or --unscoped, not both")
     if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
         raise InvalidKeySettings("the rate limit must be a positive number of requests a minute")
     if webhook_secret is not None and not webhook_secret.startswith("whsec_"):

@@ -25,7 +25,7 @@ from libs.transcript import Transcript
 
 LOAD_JOB = """
 SELECT a.id, a.tenant_prefix, a.campaign_name, a.recording_id, a.b2_object_key, a.status,
-       a.attempts, a.trace_id,
+       a.attempts, a.trace_id, a.transcript_prefix,
        (t.audio_file_id IS NOT NULL) AS has_transcript,
        f.status AS failure_status,
        GREATEST(EXTRACT(EPOCH FROM f.cooldown_until - now()), 0)::float8 AS cooldown_left
@@ -123,6 +123,8 @@ class ProcessingJob:
     trace_id: str | None
     # Seconds until a transient failure's cooldown ends (0 when none is running).
     cooldown_left: float = 0.0
+    # '' for the reference transcript layout, else the prefix transcripts go under (libs/layout).
+    transcript_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,7 @@ async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> ProcessingJob | No
         failure_status=row["failure_status"],
         trace_id=row["trace_id"],
         cooldown_left=float(row["cooldown_left"] or 0.0),
+        transcript_prefix=row["transcript_prefix"],
     )
 
 

@@ -17,7 +17,7 @@ JOB_COLUMNS = """
 a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
 a.recording_id, a.url, a.bucket, a.b2_object_key, a.content_type, a.size_bytes, a.sha256,
 a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts, a.last_error,
-a.trace_id, a.created_at, a.updated_at
+a.trace_id, a.created_at, a.updated_at, a.idempotency_key, a.request_sha256, a.transcript_prefix
 """
 LOAD = "SELECT" + JOB_COLUMNS + "FROM media_pipeline.audio_files a WHERE a.id = $1"
 LOAD_FOR_UPDATE = LOAD + " FOR UPDATE"
@@ -51,6 +51,12 @@ class Job:
     trace_id: str | None
     created_at: datetime
     updated_at: datetime
+    idempotency_key: str | None = None
+    # sha256 of the canonical request (services/ingest/submission.py), kept for jobs submitted
+    # with an Idempotency-Key: the key may only be replayed with the same request.
+    request_sha256: str | None = None
+    # '' for the reference transcript layout, else the prefix above `<campaign>/transcriptions/`.
+    transcript_prefix: str = ""
 
     @property
     def finished(self) -> bool:
@@ -83,6 +89,9 @@ class Job:
             trace_id=row["trace_id"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            idempotency_key=row["idempotency_key"],
+            request_sha256=row["request_sha256"],
+            transcript_prefix=row["transcript_prefix"],
         )
 
 

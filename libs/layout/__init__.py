@@ -1,9 +1,14 @@
 """Object keys, exactly as the reference system lays them out (existing readers depend on them).
 
 - audio:       [<prefix>/]<campaign>/audio/<phone>/<uuid>.<ext>
-- transcripts: <campaign>/transcriptions/<fmt>/<rest>.<fmt>, where <rest> is the audio key after
-  "<campaign>/audio/" without its extension: transcripts mirror the audio path under the
-  campaign, without the gateway prefix.
+- transcripts: [<transcript prefix>/]<campaign>/transcriptions/<fmt>/<rest>.<fmt>, where <rest>
+  is the audio key after "<campaign>/audio/" without its extension: transcripts mirror the audio
+  path under the campaign. The transcript prefix is empty (the reference layout, no gateway
+  prefix) for the operator's keys; a tenant key's jobs get their own prefix there, so two
+  tenants never share a transcript path (chosen at submit, stored as
+  `audio_files.transcript_prefix`).
+
+Every key must fit S3's limit of 1024 bytes (UTF-8); `oversized` tells which would not.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 UNKNOWN_PHONE = "unknown"
 UNKNOWN_CAMPAIGN = "unassigned"
+# S3 (and B2, MinIO, SeaweedFS) refuse longer object keys.
+MAX_KEY_BYTES = 1024
 
 
 class InvalidPrefix(ValueError):
@@ -54,7 +61,7 @@ def audio_key(*, prefix: str, campaign: str, phone: str | None, file_id: str, ex
     return "/".join(parts)
 
 
-def transcript_key(audio_object_key: str, fmt: str, *, campaign: str) -> str:
+def transcript_key(audio_object_key: str, fmt: str, *, campaign: str, prefix: str = "") -> str:
     camp = segment(campaign, UNKNOWN_CAMPAIGN)
     marker = f"{camp}/audio/"
     idx = audio_object_key.find(marker)
@@ -62,13 +69,22 @@ def transcript_key(audio_object_key: str, fmt: str, *, campaign: str) -> str:
         audio_object_key[idx + len(marker) :] if idx >= 0 else audio_object_key.rsplit("/", 1)[-1]
     )
     stem = rest.rsplit(".", 1)[0] if "." in rest.rsplit("/", 1)[-1] else rest
-    return f"{camp}/transcriptions/{fmt}/{stem}.{fmt}"
+    root = prefix.strip("/")
+    key = f"{camp}/transcriptions/{fmt}/{stem}.{fmt}"
+    return f"{root}/{key}" if root else key
 
 
-def transcript_keys(audio_object_key: str, *, campaign: str) -> TranscriptKeys:
+def transcript_keys(audio_object_key: str, *, campaign: str, prefix: str = "") -> TranscriptKeys:
+    """The four transcript keys of an audio object; `prefix` is the job's transcript prefix
+    ('' for the reference layout)."""
     return TranscriptKeys(
-        json=transcript_key(audio_object_key, "json", campaign=campaign),
-        txt=transcript_key(audio_object_key, "txt", campaign=campaign),
-        srt=transcript_key(audio_object_key, "srt", campaign=campaign),
-        vtt=transcript_key(audio_object_key, "vtt", campaign=campaign),
+        json=transcript_key(audio_object_key, "json", campaign=campaign, prefix=prefix),
+        txt=transcript_key(audio_object_key, "txt", campaign=campaign, prefix=prefix),
+        srt=transcript_key(audio_object_key, "srt", campaign=campaign, prefix=prefix),
+        vtt=transcript_key(audio_object_key, "vtt", campaign=campaign, prefix=prefix),
     )
+
+
+def oversized(keys: list[str | None]) -> list[str]:
+    """The keys longer than S3 allows (MAX_KEY_BYTES of UTF-8); None entries are skipped."""
+    return [k for k in keys if k is not None and len(k.encode("utf-8")) > MAX_KEY_BYTES]

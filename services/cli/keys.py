@@ -55,6 +55,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             webhook_url=args.webhook_url,
             webhook_secret=args.webhook_secret,
             rate_limit_per_minute=args.rate_limit,
+            unscoped=args.unscoped,
         )
 
     try:
@@ -98,7 +99,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ksub = kp.add_subparsers(dest="keys_command", required=True)
     kc = ksub.add_parser("create", help="create a key (printed once)")
     kc.add_argument("--name", required=True)
-    kc.add_argument("--prefix", default="", help="tenant prefix this key writes under")
+    kc.add_argument(
+        "--prefix",
+        default="",
+        help="tenant prefix this key writes under (and sub-prefixes); required unless --unscoped",
+    )
+    kc.add_argument(
+        "--unscoped",
+        action="store_true",
+        help="operator key without a tenant prefix: may write under ANY b2_prefix, matches "
+        "recordings by location, keeps the reference transcript layout; give it to no tenant",
+    )
     kc.add_argument(
         "--webhook-url",
         help="default webhook endpoint; private networks refused unless in SSRF_ALLOWLIST",

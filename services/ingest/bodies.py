@@ -98,6 +98,14 @@ class Accepted(msgspec.Struct):
         str, msgspec.Meta(description="[<b2_prefix>/]<campaign>/audio/<phone>/<uuid>.<ext>")
     ]
     b2_url: Uri
+    callback_url_ignored: Annotated[
+        bool | Unset,
+        msgspec.Meta(
+            description="true when this is an existing job (see the Idempotent-Replayed header) "
+            "and the request's callback_url differs from the job's: the job keeps its own"
+        ),
+    ] = UNSET
+    detail: Annotated[str | Unset, msgspec.Meta(description="why a field was ignored")] = UNSET
 
 
 class Requeued(msgspec.Struct):

@@ -83,6 +83,8 @@ class Reply:
     body: Body | None = None
     media: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     retry_after: bool = False
+    # Response headers the reply may carry: name -> description (string values).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def render(self) -> dict[str, Any]:
         out: dict[str, Any] = {"description": self.description}
@@ -91,10 +93,14 @@ class Reply:
             content["application/json"] = {"schema": {"$ref": _ref(self.body)}}
         if content:
             out["content"] = content
+        headers: dict[str, Any] = {
+            name: {"schema": {"type": "string"}, "description": description}
+            for name, description in self.headers.items()
+        }
         if self.retry_after:
-            out["headers"] = {
-                "Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}
-            }
+            headers["Retry-After"] = {"schema": {"type": "integer"}, "description": "seconds"}
+        if headers:
+            out["headers"] = headers
         return out
 
 

@@ -1,7 +1,9 @@
 """A submission as one typed value: the form and headers of `POST /api/media/transcribe`,
 validated once, before anything touches the database, storage or the network.
 
-`Submission.parse` checks, in this order (the first failure is the answer): exactly one source
+`Submission.parse` checks, in this order (the first failure is the answer): the length of every
+stored text (`field_too_long`, naming the field: a value that cannot be stored is refused here,
+never by Postgres or S3 later), exactly one source
 (`empty_recording_id`, `exactly_one_source`), the `b2_prefix` (`invalid_b2_prefix`,
 `prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`),
 the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
@@ -10,6 +12,8 @@ the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
@@ -26,6 +30,19 @@ MODELS: frozenset[str] = frozenset(get_args(Model))
 TIMESTAMPS: frozenset[str] = frozenset(get_args(Timestamps))
 DEFAULT_TIMESTAMPS: Timestamps = "segment"
 IDEMPOTENCY_KEY_MAX = 200
+# The most bytes (UTF-8) of each stored text field. The schema's columns are `text`, so these
+# are the gateway's own limits: generous for real values, small enough that no value can make a
+# row, an index entry or an object key (b2_prefix, campaign and phone are in the key; see
+# submit.check_object_keys for the 1024-byte S3 limit) unstorable.
+FIELD_MAX_BYTES: dict[str, int] = {
+    "recording_id": 256,
+    "url": 4096,
+    "callback_url": 2048,
+    "phone": 64,
+    "campaign": 256,
+    "campaign_id": 256,
+    "company": 256,
+}
 
 SourceKind = Literal["recording_id", "url", "file"]
 
@@ -85,6 +102,37 @@ class Submission:
     callback_url: str | None
     idempotency_key: str | None
     trace_id: str | None
+    # Where the job's transcripts go above `<campaign>/transcriptions/`: '' (the reference
+    # layout) for the operator's keys, the job's prefix for a tenant key (libs/layout).
+    transcript_prefix: str = ""
+
+    def fingerprint(self, upload_sha256: str | None = None) -> str:
+        """sha256 of what the request asks for, canonically: the source (recording id, URL or
+        the upload's content sha256), the prefix, the options and the form's fallbacks. An
+        Idempotency-Key reused with another fingerprint is refused. The callback_url is left
+        out on purpose: a different one is reported (`callback_url_ignored`), not refused."""
+        source = self.source
+        match source:
+            case RecordingSource(recording_id=rid):
+                ident = rid
+            case UrlSource(url=url):
+                ident = url
+            case UploadSource():
+                ident = upload_sha256 or ""
+        canonical = {
+            "v": 1,
+            "source": [source.kind, ident],
+            "prefix": self.prefix,
+            "model": self.options.model,
+            "language": self.options.language,
+            "timestamps": self.options.timestamps,
+            "phone": self.fallbacks.phone,
+            "campaign": self.fallbacks.campaign,
+            "campaign_id": self.fallbacks.campaign_id,
+            "company": self.fallbacks.company,
+        }
+        raw = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(raw).hexdigest()
 
     @classmethod
     def parse(
@@ -96,6 +144,7 @@ class Submission:
         trace_id: str | None,
         validate_callback: Callable[[str], None],
     ) -> Submission:
+        check_lengths(form)
         source = parse_source(form)
         prefix = choose_prefix(form.get("b2_prefix"), key)
         options = parse_options(form)
@@ -120,7 +169,27 @@ class Submission:
             callback_url=callback_url,
             idempotency_key=idempotency_key,
             trace_id=trace_id,
+            transcript_prefix=transcript_prefix(prefix, key),
         )
+
+
+def check_lengths(form: SubmitForm) -> None:
+    """Every stored text within FIELD_MAX_BYTES; the error names the field."""
+    for name, limit in FIELD_MAX_BYTES.items():
+        value = form.get(name)
+        if value is not None and len(value.encode("utf-8")) > limit:
+            raise InvalidInput(
+                f"{name} is longer than {limit} bytes (UTF-8)", code="field_too_long"
+            )
+
+
+def transcript_prefix(prefix: str, key: ApiKey) -> str:
+    """Tenant keys' transcripts live under the job's prefix, so two tenants never share a
+    transcript path; the operator's keys (bootstrap, or created --unscoped) keep the reference
+    layout `<campaign>/transcriptions/...` that existing readers expect."""
+    if key.is_bootstrap or not key.tenant_prefix.strip("/"):
+        return ""
+    return prefix
 
 
 def parse_source(form: SubmitForm) -> Source:

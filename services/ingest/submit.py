@@ -19,7 +19,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -29,14 +29,22 @@ import structlog
 
 from libs.apikeys import ApiKey
 from libs.audio.sniff import SNIFF_BYTES as HEAD_BYTES
-from libs.audio.sniff import AudioFormat, sniff
+from libs.audio.sniff import SUPPORTED, AudioFormat, sniff
 from libs.blobstore import BlobStore
 from libs.db import DatabaseUnavailable
-from libs.errors import Conflict, NotFound, SourceFailed, Unavailable, UnsupportedMedia
+from libs.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotFound,
+    SourceFailed,
+    Unavailable,
+    UnsupportedMedia,
+)
 from libs.jobs import claims
 from libs.jobs import submission as jobs
 from libs.jobs.record import Job
-from libs.layout import audio_key
+from libs.layout import MAX_KEY_BYTES, audio_key, oversized, transcript_keys
 from libs.metrics import JOBS_SUBMITTED
 from services.ingest import bodies
 from services.ingest.form import SubmitForm
@@ -68,6 +76,7 @@ __all__ = [
     "Accepted",
     "SubmitContext",
     "accept",
+    "check_object_keys",
     "claim_or_find",
     "object_stem",
     "record",
@@ -88,15 +97,29 @@ class Accepted:
     audio_file_id: str
     b2_key: str
     b2_url: str
+    # The job an earlier identical submission made (same Idempotency-Key, or same prefix + URL):
+    # answered with the header `Idempotent-Replayed: true`.
     existing: bool
+    # An existing job whose callback_url differs from this request's: the job keeps its own.
+    callback_url_ignored: bool = False
 
     def body(self) -> bodies.Accepted:
-        return bodies.Accepted(
+        body = bodies.Accepted(
             audio_file_id=self.audio_file_id,
             status="QUEUED",
             b2_key=self.b2_key,
             b2_url=self.b2_url,
         )
+        if self.callback_url_ignored:
+            body.callback_url_ignored = True
+            body.detail = (
+                "this is the existing job of an identical submission; it keeps the callback_url "
+                "it was submitted with, the request's callback_url was not recorded"
+            )
+        return body
+
+    def headers(self) -> dict[str, str]:
+        return {"Idempotent-Replayed": "true"} if self.existing else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +160,63 @@ async def submit(
 
 
 async def accept(ctx: SubmitContext, key: ApiKey, submission: Submission) -> Accepted:
-    origin = await resolve(ctx, submission)
-    claim = await claim_or_find(ctx, key, submission, origin)
+    # Only the operator's keys (no tenant prefix) may match a recording by a part of its
+    # location: a tenant's guess must not reach, or enumerate, recordings by substring.
+    origin = await resolve(
+        ctx, submission, location_fallback=key.is_bootstrap or not key.tenant_prefix
+    )
+    check_object_keys(submission, origin)
+    fingerprint = await _fingerprint(submission)
+    claim = await claim_or_find(ctx, key, submission, origin, fingerprint)
     if isinstance(claim, Accepted):
         return claim
     stored = await store(ctx, submission.source, origin, claim)
-    return await record(ctx, key, submission, origin, claim, stored)
+    return await record(ctx, key, submission, origin, claim, stored, fingerprint)
+
+
+async def _fingerprint(submission: Submission) -> str | None:
+    """The request fingerprint, needed only with an Idempotency-Key; an upload is identified by
+    its content (sha256 of the spooled file, hashed off the event loop)."""
+    if submission.idempotency_key is None:
+        return None
+    upload_sha256 = None
+    if isinstance(submission.source, UploadSource):
+        upload_sha256 = await asyncio.to_thread(_sha256_file, submission.source.upload.path)
+    return submission.fingerprint(upload_sha256)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_LONGEST_EXT = max((fmt.ext for fmt in SUPPORTED), key=len)
+
+
+def check_object_keys(submission: Submission, origin: Origin) -> None:
+    """Refuse, before anything is claimed or downloaded, a submission whose audio key or any of
+    its transcript keys would exceed S3's key limit: the store would refuse it (a 503 for the
+    client and an operator alarm) or the transcriber could never write the result."""
+    stem = object_stem(
+        prefix=submission.prefix,
+        campaign=origin.campaign,
+        phone=origin.phone,
+        file_id=uuid.UUID(int=0),
+    )
+    audio = f"{stem}.{_LONGEST_EXT}"
+    t = transcript_keys(audio, campaign=origin.campaign, prefix=submission.transcript_prefix)
+    too_long = oversized([audio, t.json, t.txt, t.srt, t.vtt])
+    if too_long:
+        raise InvalidInput(
+            f"the object key would be {len(too_long[0].encode())} bytes, over the "
+            f"{MAX_KEY_BYTES} object storage allows; it is built from b2_prefix "
+            f"({len(submission.prefix)} bytes) and campaign ({len(origin.campaign)} bytes): "
+            "shorten them",
+            code="object_key_too_long",
+        )
 
 
 # --- step 1: resolve the source -------------------------------------------------------------
@@ -164,15 +238,17 @@ class Origin:
     source_row_id: int | None
 
 
-async def resolve(ctx: SubmitContext, submission: Submission) -> Origin:
+async def resolve(
+    ctx: SubmitContext, submission: Submission, *, location_fallback: bool = True
+) -> Origin:
     """Look the recording up (by id, or a URL equal to a recording's location); fill the gaps
-    from the form's fallbacks."""
+    from the form's fallbacks. Without `location_fallback` a recording id must match exactly."""
     fallbacks = submission.fallbacks
     source = submission.source
     rec: Recording | None = None
     url: str | None = None
     if isinstance(source, RecordingSource):
-        rec = await _find_recording(ctx, source.recording_id)
+        rec = await _find_recording(ctx, source.recording_id, location_fallback)
         url = rec.url
     elif isinstance(source, UrlSource):
         url = source.url
@@ -197,9 +273,14 @@ async def resolve(ctx: SubmitContext, submission: Submission) -> Origin:
     )
 
 
-async def _find_recording(ctx: SubmitContext, recording_id: str) -> Recording:
+async def _find_recording(
+    ctx: SubmitContext, recording_id: str, location_fallback: bool
+) -> Recording:
+    queries = ctx.queries
+    if not location_fallback:
+        queries = replace(queries, by_location=None)
     try:
-        return await find_recording(ctx.pool, recording_id, ctx.queries)
+        return await find_recording(ctx.pool, recording_id, queries)
     except RecordingNotFound as exc:
         raise NotFound(str(exc), code="recording_not_found") from exc
     except AmbiguousRecording as exc:
@@ -223,7 +304,11 @@ class Claim:
 
 
 async def claim_or_find(
-    ctx: SubmitContext, key: ApiKey, submission: Submission, origin: Origin
+    ctx: SubmitContext,
+    key: ApiKey,
+    submission: Submission,
+    origin: Origin,
+    fingerprint: str | None = None,
 ) -> Claim | Accepted:
     """Claim the submission's de-duplication keys, or answer the identical job that exists (or
     finishes while we wait)."""
@@ -240,7 +325,7 @@ async def claim_or_find(
     claim = Claim(file_id=file_id, stem=stem, dedup=dedup)
     existing = await _claim_or_wait(ctx, claim)
     if existing is not None:
-        return _existing(existing, ctx, submission.source.kind)
+        return _existing(existing, ctx, submission, fingerprint)
     return claim
 
 
@@ -357,10 +442,11 @@ async def record(
     origin: Origin,
     claim: Claim,
     stored: Stored,
+    fingerprint: str | None = None,
 ) -> Accepted:
     """Commit the job row with its outbox event; if that fails or loses a duplicate race, the
     stored object is deleted again."""
-    job = _new_job(ctx, key, submission, origin, claim, stored)
+    job = _new_job(ctx, key, submission, origin, claim, stored, fingerprint)
     written = [stored.object_key]
     kind = submission.source.kind
     try:
@@ -372,7 +458,7 @@ async def record(
         winner = await claim.dedup.find(ctx.pool)
         if winner is None:
             raise
-        return _existing(winner, ctx, kind)
+        return _existing(winner, ctx, submission, fingerprint)
     except claims.ClaimLost as exc:
         await _abandon(ctx, claim.file_id, written)
         raise Unavailable(
@@ -406,6 +492,7 @@ def _new_job(
     origin: Origin,
     claim: Claim,
     stored: Stored,
+    fingerprint: str | None,
 ) -> jobs.NewJob:
     options, fallbacks = submission.options, submission.fallbacks
     return jobs.NewJob(
@@ -434,6 +521,8 @@ def _new_job(
         language=options.language,
         timestamps=options.timestamps,
         trace_id=submission.trace_id,
+        transcript_prefix=submission.transcript_prefix,
+        request_sha256=fingerprint,
     )
 
 
@@ -444,13 +533,33 @@ def object_stem(*, prefix: str, campaign: str, phone: str | None, file_id: uuid.
     ).removesuffix(".bin")
 
 
-def _existing(job: Job, ctx: SubmitContext, source: str) -> Accepted:
-    JOBS_SUBMITTED.labels(source=source, outcome="existing").inc()
+def _existing(
+    job: Job, ctx: SubmitContext, submission: Submission, fingerprint: str | None
+) -> Accepted:
+    """The answer for a job an identical submission made. The same Idempotency-Key with a
+    different request (fingerprint) is refused; a different callback_url is reported, never
+    silently dropped."""
+    key = submission.idempotency_key
+    if (
+        key is not None
+        and job.idempotency_key == key
+        and job.request_sha256 is not None
+        and fingerprint is not None
+        and job.request_sha256 != fingerprint
+    ):
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used for a different request (source, b2_prefix, options "
+            "or form fields); use a new key for a new request"
+        )
+    JOBS_SUBMITTED.labels(source=submission.source.kind, outcome="existing").inc()
     return Accepted(
         audio_file_id=str(job.id),
         b2_key=job.object_key,
         b2_url=ctx.store.url_for(job.object_key),
         existing=True,
+        callback_url_ignored=(
+            submission.callback_url is not None and submission.callback_url != job.callback_url
+        ),
     )
 
 

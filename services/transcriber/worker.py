@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from libs.blobstore import BlobNotFound, BlobStore, BlobStoreUnavailable
+from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
 from libs.contracts import AudioStored, audio_stored_decoder, subjects
@@ -43,6 +43,12 @@ log = structlog.get_logger()
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
 
 AUTH_PAUSE_SECONDS = 60.0
+
+
+class TranscriptRefused(Exception):
+    """The object store finally refused a transcript upload (a 4xx such as a key too long or a
+    policy refusal): retrying cannot help, and every retry would pay for the transcription
+    again, so the job fails permanently with `storage_refused`."""
 
 
 class Transcriber:
@@ -128,7 +134,9 @@ class Transcriber:
             if not await repo.mark_processing(self._pool, job, force=event.force):
                 return "already_completed"
             transcript = await self._transcribe(job, event)
-            keys = transcript_keys(job.object_key, campaign=job.campaign_name)
+            keys = transcript_keys(
+                job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
+            )
             await self._upload(transcript, keys)
             ready = await repo.complete(
                 self._pool, job, transcript, keys, force=event.force, trace_id=event.trace_id
@@ -138,6 +146,9 @@ class Transcriber:
         except PermanentEngineError as exc:
             await self._fail(job, event, exc.code, exc.detail)
             raise Reject(exc.detail) from exc
+        except TranscriptRefused as exc:
+            await self._fail(job, event, "storage_refused", str(exc))
+            raise Reject(str(exc)) from exc
         except BlobNotFound as exc:
             await self._fail(
                 job, event, "audio_missing", f"audio object {job.object_key} not found"
@@ -204,7 +215,16 @@ class Transcriber:
             if key:
                 uploads.append(self._store.put_bytes(key, render(transcript), content_type))
         # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
-        await asyncio.gather(*uploads)
+        results = await asyncio.gather(*uploads, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        # An outage (or anything unexpected) wins over a refusal: it is retried.
+        for error in errors:
+            if not isinstance(error, BlobStoreRefused):
+                raise error
+        if errors:
+            raise TranscriptRefused(
+                f"object storage refused the transcript upload: {errors[0]}"
+            ) from errors[0]
 
     async def _pause(
         self,

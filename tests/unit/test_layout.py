@@ -49,3 +49,21 @@ def test_bad_prefixes_are_refused(bad: str) -> None:
 )
 def test_good_prefixes(given: str, expected: str) -> None:
     assert validate_prefix(given) == expected
+
+
+def test_a_tenant_transcript_prefix_goes_in_front_of_the_campaign() -> None:
+    key = "acme/east/spring/audio/442079460018/u4.wav"
+    keys = transcript_keys(key, campaign="spring", prefix="acme/east")
+    assert keys.json == "acme/east/spring/transcriptions/json/442079460018/u4.json"
+    assert keys.vtt == "acme/east/spring/transcriptions/vtt/442079460018/u4.vtt"
+    # '' is the reference layout.
+    assert transcript_keys(key, campaign="spring", prefix="").txt == (
+        "spring/transcriptions/txt/442079460018/u4.txt"
+    )
+
+
+def test_oversized_keys_are_measured_in_utf8_bytes() -> None:
+    from libs.layout import MAX_KEY_BYTES, oversized
+
+    assert oversized(["a" * MAX_KEY_BYTES, None]) == []
+    assert oversized(["é" * (MAX_KEY_BYTES // 2 + 1)]) == ["é" * (MAX_KEY_BYTES // 2 + 1)]

@@ -50,22 +50,33 @@ NO_SUCH_JOB = "no such job for this key"
     params=[
         in_header(
             "Idempotency-Key",
-            "a retry with the same key returns the same job",
+            "a retry with the same key and the same request returns the same job (header "
+            "Idempotent-Replayed: true); the same key with a different request is 422",
             bodies.IDEMPOTENCY_KEY_SCHEMA,
         )
     ],
     form=Form(bodies.SubmitFields, upload="file", one_of=("recording_id", "url")),
     responses={
-        200: Reply("accepted (or the existing job for the same URL / key)", bodies.Accepted),
-        400: "bad form (not exactly one of recording_id, url, file; a bad option), URL "
-        "refused (SSRF guard), invalid b2_prefix",
+        200: Reply(
+            "accepted (or the existing job for the same URL / key, with the header "
+            "Idempotent-Replayed: true)",
+            bodies.Accepted,
+            headers={
+                "Idempotent-Replayed": "'true' when the answer is the existing job of an "
+                "identical earlier submission (same Idempotency-Key and request, or same "
+                "b2_prefix + url); absent for a new job"
+            },
+        ),
+        400: "bad form, URL refused (SSRF guard), invalid b2_prefix or option, a field too "
+        "long to store (field_too_long) or an object key over 1024 bytes (object_key_too_long)",
         403: "b2_prefix outside the key's tenant prefix",
         404: "recording_id not found",
         409: "recording_id matches several recordings, or an identical submission is still "
         "in progress",
         413: "the recording exceeds MAX_UPLOAD_BYTES",
         415: "not a recognised audio format, or not a form content type",
-        422: "the download failed (upstream status, timeout, empty body)",
+        422: "the download failed (upstream status, timeout, empty body), or the "
+        "Idempotency-Key was used for a different request (idempotency_key_reused)",
     },
 )
 async def post_transcribe(request: web.Request) -> web.Response:
@@ -85,7 +96,7 @@ async def post_transcribe(request: web.Request) -> web.Response:
     finally:
         if form.upload:
             form.upload.discard()
-    return bodies.answer(accepted.body())
+    return bodies.answer(accepted.body(), headers=accepted.headers())
 
 
 @ROUTES.get(

@@ -231,5 +231,8 @@ def unique_prefix() -> str:
 
 
 async def make_key(pool: asyncpg.Pool, **kwargs: Any) -> tuple[str, apikeys.ApiKey]:
+    """A key of its own tenant (a fresh prefix) unless the test says otherwise."""
+    if "tenant_prefix" not in kwargs and not kwargs.get("unscoped"):
+        kwargs["tenant_prefix"] = unique_prefix()
     async with pool.acquire() as conn:
         return await apikeys.create(conn, name=f"test-{uuid.uuid4().hex[:6]}", **kwargs)

@@ -37,7 +37,10 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _create(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return _keys(env, "create", "--name", f"cli-{uuid.uuid4().hex[:6]}", *args)
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    # Tenant keys need a prefix (tenants are isolated by default).
+    scope = () if "--prefix" in args else ("--prefix", name)
+    return _keys(env, "create", "--name", name, *scope, *args)
 
 
 PRIVATE = [

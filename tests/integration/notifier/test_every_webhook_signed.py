@@ -144,6 +144,6 @@ async def test_migration_gives_keys_without_a_secret_one_and_forbids_none(
 
 async def test_every_key_made_by_the_library_has_a_secret(npool: asyncpg.Pool) -> None:
     async with npool.acquire() as conn:
-        _, record = await apikeys.create(conn, name="plain")
+        _, record = await apikeys.create(conn, name="plain", tenant_prefix="plain")
     assert record.webhook_secret.startswith("whsec_")
     assert record.signing_secrets == [record.webhook_secret]

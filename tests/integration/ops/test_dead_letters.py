@@ -78,7 +78,9 @@ async def test_terminated_job_is_recorded_visible_to_its_owner_and_requeueable(
     assert isinstance(listed, list) and [d["id"] for d in listed] == [dl["id"]]
     assert listed[0]["event"]["audio_file_id"] == str(job.id)
     async with pool.acquire() as conn:
-        other_raw, _ = await apikeys.create(conn, name=f"other-{uuid.uuid4().hex[:6]}")
+        other_raw, _ = await apikeys.create(
+            conn, name=f"other-{uuid.uuid4().hex[:6]}", tenant_prefix="other"
+        )
     status, body = await _api(running_stack, "GET", "/api/ops/dead-letters", key=other_raw)
     assert status == 200 and all(d["id"] != dl["id"] for d in body["dead_letters"])  # type: ignore[attr-defined]
     status, _ = await _api(running_stack, "GET", f"/api/ops/dead-letters/{dl['id']}", other_raw)

@@ -70,7 +70,9 @@ def test_schemas_are_the_body_structs_and_enums_come_from_the_code() -> None:
     assert multipart["properties"]["file"] == {"type": "string", "format": "binary"}
     ok = submit["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/Accepted"}
-    assert schemas["Accepted"]["required"] == list(bodies.Accepted.__struct_fields__)
+    # The reference shape is required; what a replay may add (callback_url_ignored, detail) is not.
+    assert schemas["Accepted"]["required"] == ["audio_file_id", "status", "b2_key", "b2_url"]
+    assert set(schemas["Accepted"]["properties"]) == set(bodies.Accepted.__struct_fields__)
     fmt = spec["paths"]["/api/media/transcript/{audio_file_id}.{fmt}"]["get"]["parameters"][1]
     assert fmt["schema"]["enum"] == sorted(FORMATS)
     dead = spec["paths"]["/api/ops/dead-letters"]["get"]["responses"]["200"]
@@ -100,3 +102,10 @@ def test_handlers_answer_with_the_documented_structs() -> None:
         consecutive_failures=0,
     )
     assert "webhook_secret" not in msgspec.to_builtins(endpoint)  # unset: left out
+
+
+def test_submit_documents_the_idempotent_replayed_header_and_the_422() -> None:
+    _, spec = _spec()
+    responses = spec["paths"]["/api/media/transcribe"]["post"]["responses"]
+    assert "Idempotent-Replayed" in responses["200"]["headers"]
+    assert "idempotency_key_reused" in responses["422"]["description"]
