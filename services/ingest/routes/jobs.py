@@ -71,7 +71,10 @@ async def post_transcribe(request: web.Request) -> web.Response:
     key = await authenticate(request)
     settings = request.app[SETTINGS]
     form = await parse_submit_form(
-        request, max_upload_bytes=settings.max_upload_bytes, spool_dir=None
+        request,
+        max_upload_bytes=settings.max_upload_bytes,
+        spool_dir=settings.ingest_spool_dir,
+        read_timeout=settings.ingest_body_read_timeout,
     )
     try:
         accepted = await submit(
