@@ -46,6 +46,7 @@ _PARSE_ERRORS = (
     LookupError,
     RuntimeError,
     HttpProcessingError,
+    web.RequestPayloadError,  # a bad chunk, a Content-Encoding that does not decode
     BadContentDispositionHeader,
     BadContentDispositionParam,
 )

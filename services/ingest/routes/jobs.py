@@ -57,9 +57,12 @@ NO_SUCH_JOB = "no such job for this key"
     form=Form(bodies.SubmitFields, upload="file"),
     responses={
         200: Reply("accepted (or the existing job for the same URL / key)", bodies.Accepted),
-        400: "bad form, URL refused (SSRF guard), invalid b2_prefix or option",
+        400: "bad form (a value not UTF-8, with control characters, too long or repeated: "
+        "`invalid_field`, `field_too_long`, `duplicate_field`, `invalid_multipart`, ...), URL "
+        "refused (SSRF guard), invalid b2_prefix or option",
         403: "b2_prefix outside the key's tenant prefix",
         404: "recording_id not found",
+        408: "the body did not arrive within INGEST_BODY_READ_TIMEOUT (`body_read_timeout`)",
         409: "recording_id matches several recordings, or an identical submission is still "
         "in progress",
         413: "the recording exceeds MAX_UPLOAD_BYTES",

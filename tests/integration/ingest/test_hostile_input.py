@@ -306,6 +306,36 @@ CASES: dict[str, bytes] = {
     "path_ff": http("GET", "/api/media/status/%ff%00", [(b"X-API-Key", KEY)]),
     "path_long": http("GET", "/api/media/status/" + "a" * 5000, [(b"X-API-Key", KEY)]),
     "not_found": http("GET", "/nope", []),
+    "form_bad_chunk": http(
+        "POST",
+        "/api/media/transcribe",
+        [(b"X-API-Key", KEY), (b"Content-Type", FORM), (b"Transfer-Encoding", b"chunked")],
+    ).replace(b"Content-Length: 0\r\n", b"")
+    + b"zz\r\nrecording_id=a\r\n0\r\n\r\n",
+    "mp_bad_chunk": http(
+        "POST",
+        "/api/media/transcribe",
+        [(b"X-API-Key", KEY), (b"Content-Type", MP), (b"Transfer-Encoding", b"chunked")],
+    ).replace(b"Content-Length: 0\r\n", b"")
+    + b"5\r\n--XyZ\r\nzz\r\n",
+    "form_bad_gzip": http(
+        "POST",
+        "/api/media/transcribe",
+        [(b"X-API-Key", KEY), (b"Content-Type", FORM), (b"Content-Encoding", b"gzip")],
+        b"not gzip at all",
+    ),
+    "mp_bad_gzip": http(
+        "POST",
+        "/api/media/transcribe",
+        [(b"X-API-Key", KEY), (b"Content-Type", MP), (b"Content-Encoding", b"gzip")],
+        b"not gzip at all",
+    ),
+    "form_bogus_encoding": http(
+        "POST",
+        "/api/media/transcribe",
+        [(b"X-API-Key", KEY), (b"Content-Type", FORM), (b"Content-Encoding", b"bogus")],
+        b"recording_id=a",
+    ),
     "bad_method": http("DELETE", "/api/media/transcribe", [(b"X-API-Key", KEY)]),
 }
 
@@ -348,10 +378,24 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "path_ff": (404, "not_found"),
     "path_long": (404, "not_found"),
     "not_found": (404, "not_found"),
+    "form_bad_gzip": (400, "invalid_form"),
+    "mp_bad_gzip": (400, "invalid_multipart"),
+    # An unknown Content-Encoding is not decoded: the body is read as sent.
+    "form_bogus_encoding": (409, "ambiguous_recording"),
     "bad_method": (405, "method_not_allowed"),
 }
 # Refused by aiohttp's HTTP parser (400, text/plain) before the app sees a request.
-FRAMING = ("key_nul", "key_ctl", "key_cr", "key_10k", "header_100k", "idem_nul", "mp_bad_boundary")
+FRAMING = (
+    "form_bad_chunk",
+    "mp_bad_chunk",
+    "key_nul",
+    "key_ctl",
+    "key_cr",
+    "key_10k",
+    "header_100k",
+    "idem_nul",
+    "mp_bad_boundary",
+)
 CASES["query_raw_ff"] = http("GET", "/api/webhooks/deliveries?a=", [(b"X-API-Key", KEY)]).replace(
     b"?a= ", b"?a=\xff "
 )
