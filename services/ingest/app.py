@@ -17,6 +17,8 @@ from typing import Any
 import asyncpg
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from nats.aio.client import Client as NATS
 
 from libs import bus, db
@@ -25,7 +27,7 @@ from libs.errors import DomainError, Unavailable
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
-from services.ingest import edge
+from services.ingest import bodies, edge
 from services.ingest.context import (
     NATS_CLIENT,
     POOL,
@@ -68,7 +70,7 @@ IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 
 def runner_options(settings: Settings) -> dict[str, Any]:
-    """Options of the AppRunner serving the API (main.py and the tests use the same).
+    """Options of the AppRunner serving the API (`make_runner`).
 
     aiohttp's keep-alive timer also runs while a connection has not sent complete request
     headers, so `keepalive_timeout` is the header read timeout too: a client dribbling its
@@ -84,6 +86,57 @@ def runner_options(settings: Settings) -> dict[str, Any]:
         # (spool files, claims) runs to completion instead of being interrupted.
         "handler_cancellation": False,
     }
+
+
+class _JsonErrorsProtocol(RequestHandler):
+    """aiohttp's connection protocol, answering its own errors as JSON `{error, detail}`: a
+    request its HTTP parser refuses (bad framing, control bytes in a header, over-long lines)
+    never reaches the app and its middleware, and an unhandled exception is a bare 500."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if already sent
+        if status == 400:
+            first = (message or "").strip().splitlines()[:1]
+            code, detail = "invalid_http", "the request is not valid HTTP"
+            if first:
+                detail += f": {first[0][:200]}"
+        elif status == 500:
+            code, detail = "internal_error", "the gateway failed; the error is logged"
+        else:
+            code, detail = f"http_{status}", HTTPStatus(status).phrase
+        response = bodies.answer(bodies.ErrorBody(error=code, detail=detail), status=status)
+        response.force_close()
+        return response
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorsProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class IngestRunner(web.AppRunner):
+    """The AppRunner of the API: aiohttp's own error answers are JSON too."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _JsonErrorsServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+
+def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The runner serving the API with its connection limits (main.py and the tests)."""
+    return IngestRunner(app, **runner_options(settings))
 
 
 def _http_error(exc: web.HTTPException) -> ErrorAnswer:

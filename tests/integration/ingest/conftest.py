@@ -20,7 +20,7 @@ from aiohttp import web
 from embedded import demo as demo_servers
 from libs import apikeys
 from libs.settings import Settings
-from services.ingest.app import create_app, runner_options
+from services.ingest.app import create_app, make_runner
 from tests.stack_fixtures import API_KEY, FIXTURES, create_database
 
 WAV = (FIXTURES / "hello_campaign.wav").read_bytes()
@@ -202,7 +202,7 @@ async def serve_api(settings: Settings, **options: Any) -> AsyncIterator[Api]:
     from libs.db import create_pool
 
     app = create_app(settings, **options)
-    runner = web.AppRunner(app, **runner_options(settings))
+    runner = make_runner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

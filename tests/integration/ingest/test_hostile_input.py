@@ -2,8 +2,8 @@
 
 Every case the app sees answers 4xx with a JSON `{error, detail}` body and a stable code;
 malformed HTTP framing (control bytes in header values, a CR without LF, over-long header
-lines, raw non-ASCII in the URL) is refused with 400 by aiohttp's parser before any handler
-runs. Connection hardening: header and body read timeouts, the in-flight limit, the upload
+lines, raw non-ASCII in the URL) is refused by aiohttp's parser before any handler runs, still
+as a JSON 400 (`invalid_http`). Connection hardening: header and body read timeouts, the in-flight limit, the upload
 spool. No test takes more than a few seconds."""
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 
 from libs import apikeys
 from libs.settings import Settings
+from services.ingest.app import make_runner
 from tests.integration.ingest.conftest import WAV, Api, Upstream, serve_api, unique_prefix
 from tests.stack_fixtures import API_KEY, eventually
 
@@ -384,7 +386,7 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "form_bogus_encoding": (409, "ambiguous_recording"),
     "bad_method": (405, "method_not_allowed"),
 }
-# Refused by aiohttp's HTTP parser (400, text/plain) before the app sees a request.
+# Refused by aiohttp's HTTP parser before the app sees a request (400 `invalid_http`).
 FRAMING = (
     "form_bad_chunk",
     "mp_bad_chunk",
@@ -420,10 +422,12 @@ async def test_hostile_input_is_a_json_4xx(api: Api, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", FRAMING)
-async def test_malformed_framing_is_400_before_the_app(api: Api, case: str) -> None:
+async def test_malformed_framing_is_a_json_400_before_the_app(api: Api, case: str) -> None:
     answer = await raw_request(api.base_url, CASES[case])
     assert answer is not None, "closed without an answer"
     assert answer.status == 400, answer.body[:300]
+    body = answer.json()
+    assert body["error"] == "invalid_http" and body["detail"], body
 
 
 async def test_a_safe_request_id_is_echoed_an_unsafe_one_replaced(api: Api) -> None:
@@ -568,3 +572,23 @@ def _async(check: Callable[[], object]) -> Callable[[], Awaitable[object]]:
         return check()
 
     return run
+
+
+async def test_an_unexpected_error_is_a_json_500_without_details(ingest_settings: Settings) -> None:
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    app = web.Application()
+    app.router.add_get("/boom", boom)
+    runner = make_runner(app, ingest_settings)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        answer = await raw_request(f"http://127.0.0.1:{port}", http("GET", "/boom", []))
+        assert answer is not None and answer.status == 500
+        assert answer.json()["error"] == "internal_error"
+        assert b"secret" not in answer.body
+    finally:
+        await runner.cleanup()
