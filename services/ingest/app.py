@@ -187,7 +187,7 @@ async def handle_errors(
                 in_flight.count += 1
                 counted = True
             edge.check_headers(request.headers)
-            edge.check_query(request.query)
+            edge.check_query(request.rel_url.raw_query_string)
             response = await handler(request)
             status = response.status
             response.headers["X-Request-ID"] = trace_id

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote_to_bytes
 
-from multidict import CIMultiDictProxy, MultiDict, MultiMapping
+from multidict import CIMultiDictProxy, MultiDict
 
 from libs.errors import InvalidInput
 
@@ -74,8 +74,13 @@ def check_headers(headers: CIMultiDictProxy[str]) -> None:
             )
 
 
-def check_query(query: MultiMapping[str]) -> None:
-    check_fields(query.items(), limit=MAX_QUERY_VALUE, what="query parameter")
+def check_query(raw_query: str) -> None:
+    """The query string as sent (percent-encoded): decoded strictly like a form body, so a
+    `%ff` is refused here rather than turned into U+FFFD by the URL parser."""
+    if raw_query:
+        parse_urlencoded(
+            raw_query.encode("ascii", "replace"), limit=MAX_QUERY_VALUE, what="query parameter"
+        )
 
 
 def check_fields(
@@ -111,15 +116,17 @@ def check_charset(charset: str | None) -> None:
         raise InvalidInput("form bodies must be UTF-8", code="invalid_charset")
 
 
-def decode_text(name: str, raw: bytes) -> str:
+def decode_text(name: str, raw: bytes, *, what: str = "field") -> str:
     """A form value's bytes as strict UTF-8."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput(f"field {name!r} is not UTF-8", code="invalid_field") from None
+        raise InvalidInput(f"{what} {name!r} is not UTF-8", code="invalid_field") from None
 
 
-def parse_urlencoded(body: bytes) -> MultiDict[str]:
+def parse_urlencoded(
+    body: bytes, *, limit: int = MAX_FIELD_CHARS, what: str = "field"
+) -> MultiDict[str]:
     """`application/x-www-form-urlencoded`, strictly: ASCII on the wire, UTF-8 once
     percent-decoded, checked by `check_fields`."""
     try:
@@ -133,12 +140,12 @@ def parse_urlencoded(body: bytes) -> MultiDict[str]:
         if not chunk:
             continue
         raw_name, _, raw_value = chunk.partition("=")
-        name = decode_text("?", unquote_to_bytes(raw_name.replace("+", " ")))
-        value = decode_text(name, unquote_to_bytes(raw_value.replace("+", " ")))
+        name = decode_text("?", unquote_to_bytes(raw_name.replace("+", " ")), what=what)
+        value = decode_text(name, unquote_to_bytes(raw_value.replace("+", " ")), what=what)
         pairs.append((name, value))
         if len(pairs) > MAX_FIELDS:
             break
-    check_fields(pairs)
+    check_fields(pairs, limit=limit, what=what)
     return MultiDict(pairs)
 
 

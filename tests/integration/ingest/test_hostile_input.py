@@ -300,6 +300,9 @@ CASES: dict[str, bytes] = {
     "query_raw_ff": http(
         "GET", b"/api/webhooks/deliveries?a=\xff".decode("latin-1"), [(b"X-API-Key", KEY)]
     ),
+    "query_pct_ff": http(
+        "GET", "/api/webhooks/deliveries?audio_file_id=%ff", [(b"X-API-Key", KEY)]
+    ),
     "query_dup": http(
         "GET",
         "/api/media/status/00000000-0000-0000-0000-000000000000?x=1&x=2",
@@ -376,6 +379,7 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "webhook_mp_garbage": (400, "invalid_multipart"),
     "webhook_json_ff": (400, "invalid_json"),
     "query_ff": (400, "invalid_field"),
+    "query_pct_ff": (400, "invalid_field"),
     "query_dup": (400, "duplicate_field"),
     "path_ff": (404, "not_found"),
     "path_long": (404, "not_found"),

@@ -110,3 +110,24 @@ def test_hardening_settings_from_env() -> None:
     assert str(s.ingest_spool_dir) == "/var/spool/ingest"
     default = Settings.from_env({"INGEST_PORT": "9000"})
     assert default.ingest_spool_dir.name == "transcribe-ingest-9000"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("a=%ff", "invalid_field"),
+        ("a=%00", "invalid_field"),
+        ("a=1&a=2", "duplicate_field"),
+        ("a=" + "x" * (edge.MAX_QUERY_VALUE + 1), "field_too_long"),
+    ],
+)
+def test_bad_query_strings(raw: str, code: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        edge.check_query(raw)
+    assert err.value.code == code
+    assert "query parameter" in err.value.detail
+
+
+def test_good_query_strings_pass() -> None:
+    edge.check_query("")
+    edge.check_query("since=2026-11-24T10%3A00%3A00%2B01%3A00&limit=5&q=caf%C3%A9+x")
