@@ -103,3 +103,9 @@ class Unavailable(DomainError):
     default_retry_after: ClassVar[int] = 5
     # A misconfiguration rather than an outage: nothing a client can fix, logged as an error.
     refused: ClassVar[bool] = False
+
+
+class TimedOut(DomainError):
+    """The client did not send its request in time (a body trickling in, or stalled)."""
+
+    code = "request_timeout"

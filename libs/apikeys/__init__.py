@@ -137,7 +137,24 @@ def generate_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+# No key is longer; a longer value is not looked up at all.
+MAX_KEY_CHARS = 256
+
+
+def plausible(raw: str) -> bool:
+    """Could `raw` be a key? Printable text within MAX_KEY_CHARS: never a NUL, a control
+    character or a byte that was not UTF-8 (a lone surrogate from aiohttp's decoding)."""
+    return (
+        0 < len(raw) <= MAX_KEY_CHARS
+        and raw.isprintable()
+        and not any("\ud800" <= ch <= "\udfff" for ch in raw)
+    )
+
+
 async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, raw: str) -> ApiKey | None:
+    """The active key `raw` names, or None; never raises on a strange value (it is None)."""
+    if not plausible(raw):
+        return None
     row = await conn.fetchrow(SELECT_ACTIVE_BY_HASH, hash_key(raw))
     return ApiKey.from_row(row) if row else None
 

@@ -6,6 +6,7 @@ The names are the operator contract (see DESIGN.md); they never change meaning.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +51,17 @@ class Settings:
     default_phone_region: str = "US"
     # SQL file replacing the recording lookup queries (for source schemas that differ).
     lookup_sql_file: Path | None = None
+    # Connection hardening (README "Security"): complete request headers must arrive within
+    # this many seconds of a connection opening or of the previous answer (also the keep-alive
+    # idle limit); a whole request body within ingest_body_read_timeout (else 408).
+    ingest_idle_timeout: float = 30.0
+    ingest_body_read_timeout: float = 900.0
+    # Requests handled at once per process (each holds a connection); over it, 503 +
+    # Retry-After. 0: no limit.
+    ingest_max_connections: int = 256
+    # Where uploads are spooled; one directory per process (leftovers are removed at start).
+    # Default: <tmp>/transcribe-ingest-<port>.
+    ingest_spool_dir_override: Path | None = None
 
     # Transcription
     engine: EngineName = "offline"
@@ -163,6 +175,10 @@ class Settings:
             download_total_timeout=get_float("DOWNLOAD_TOTAL_TIMEOUT", 1800.0),
             default_phone_region=get("DEFAULT_PHONE_REGION") or "US",
             lookup_sql_file=_optional_path(get("LOOKUP_SQL_FILE")),
+            ingest_idle_timeout=get_float("INGEST_IDLE_TIMEOUT", 30.0),
+            ingest_body_read_timeout=get_float("INGEST_BODY_READ_TIMEOUT", 900.0),
+            ingest_max_connections=get_int("INGEST_MAX_CONNECTIONS", 256),
+            ingest_spool_dir_override=_optional_path(get("INGEST_SPOOL_DIR")),
             engine=engine,
             openai_api_key=openai_key,
             openai_base_url=get("OPENAI_BASE_URL"),
@@ -217,6 +233,12 @@ class Settings:
     @property
     def public_base_url(self) -> str:
         return self.public_base_url_override or f"http://{self.ingest_host}:{self.ingest_port}"
+
+    @property
+    def ingest_spool_dir(self) -> Path:
+        return self.ingest_spool_dir_override or (
+            Path(tempfile.gettempdir()) / f"transcribe-ingest-{self.ingest_port}"
+        )
 
     @property
     def nats_servers(self) -> list[str]:

@@ -8,13 +8,17 @@ answers are the Structs of services/ingest/bodies.py.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
 
 import asyncpg
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from nats.aio.client import Client as NATS
 
 from libs import bus, db
@@ -23,6 +27,7 @@ from libs.errors import DomainError, Unavailable
 from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
+from services.ingest import bodies, edge
 from services.ingest.context import (
     NATS_CLIENT,
     POOL,
@@ -32,8 +37,9 @@ from services.ingest.context import (
     SUBMIT_CTX,
     TRACE_ID,
 )
-from services.ingest.errors import answer, json_error, translate_driver_error
+from services.ingest.errors import ErrorAnswer, answer, json_error, translate_driver_error
 from services.ingest.fetch import SafeAudioFetcher, callback_validator
+from services.ingest.form import clean_spool
 from services.ingest.lookup import load_queries
 from services.ingest.routes import ROUTE_MODULES
 from services.ingest.submit import SubmitContext
@@ -46,11 +52,119 @@ CLAIM_TTL = 90.0
 _ANSWERED: tuple[type[BaseException], ...] = (DomainError, *db.CONNECTION_ERRORS)
 
 
+# Never refused by the in-flight limit: an overloaded process is still alive and observable.
+_UNLIMITED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+# Headers of aiohttp's own HTTP errors (router 404/405, body too large) kept on the JSON answer.
+_KEPT_HEADERS = ("Allow", "Retry-After", "Location")
+
+
+@dataclass(slots=True)
+class InFlight:
+    """Requests being handled by this process, bounded by INGEST_MAX_CONNECTIONS."""
+
+    limit: int
+    count: int = 0
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+
+
+def runner_options(settings: Settings) -> dict[str, Any]:
+    """Options of the AppRunner serving the API (`make_runner`).
+
+    aiohttp's keep-alive timer also runs while a connection has not sent complete request
+    headers, so `keepalive_timeout` is the header read timeout too: a client dribbling its
+    headers is cut off after INGEST_IDLE_TIMEOUT. Over-long request lines and header fields
+    are refused by aiohttp's parser (400) before the app sees a request."""
+    return {
+        "access_log": None,
+        "keepalive_timeout": settings.ingest_idle_timeout,
+        "max_line_size": 8190,
+        "max_field_size": 8190,
+        "max_headers": 64,
+        # A client that disconnects does not cancel its handler: the handler's own cleanup
+        # (spool files, claims) runs to completion instead of being interrupted.
+        "handler_cancellation": False,
+    }
+
+
+class _JsonErrorsProtocol(RequestHandler):
+    """aiohttp's connection protocol, answering its own errors as JSON `{error, detail}`: a
+    request its HTTP parser refuses (bad framing, control bytes in a header, over-long lines)
+    never reaches the app and its middleware, and an unhandled exception is a bare 500."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if already sent
+        if status == 400:
+            first = (message or "").strip().splitlines()[:1]
+            code, detail = "invalid_http", "the request is not valid HTTP"
+            if first:
+                detail += f": {first[0][:200]}"
+        elif status == 500:
+            code, detail = "internal_error", "the gateway failed; the error is logged"
+        else:
+            code, detail = f"http_{status}", HTTPStatus(status).phrase
+        response = bodies.answer(bodies.ErrorBody(error=code, detail=detail), status=status)
+        response.force_close()
+        return response
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorsProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class IngestRunner(web.AppRunner):
+    """The AppRunner of the API: aiohttp's own error answers are JSON too."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _JsonErrorsServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+
+def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The runner serving the API with its connection limits (main.py and the tests)."""
+    return IngestRunner(app, **runner_options(settings))
+
+
+def _http_error(exc: web.HTTPException) -> ErrorAnswer:
+    """aiohttp's own errors (no route, wrong method, body over client_max_size) as JSON."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        code = "method_not_allowed"
+        detail = (
+            f"{exc.method} is not allowed here; allowed: {', '.join(sorted(exc.allowed_methods))}"
+        )
+    elif exc.status == 404:
+        code, detail = "not_found", "no such route"
+    elif exc.status == 413:
+        code, detail = "too_large", "the request body is too large"
+    else:
+        phrase = (
+            HTTPStatus(exc.status).phrase if exc.status in HTTPStatus._value2member_map_ else ""
+        )
+        code = phrase.lower().replace(" ", "_").replace("-", "_") or f"http_{exc.status}"
+        detail = exc.reason
+    headers = {k: exc.headers[k] for k in _KEPT_HEADERS if k in exc.headers}
+    return ErrorAnswer(exc.status, code, detail, headers)
+
+
 @web.middleware
 async def handle_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    trace_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    trace_id = edge.request_id(request.headers.get("X-Request-ID"))
     request[TRACE_ID] = trace_id
     route = (
         request.match_info.route.resource.canonical
@@ -59,15 +173,32 @@ async def handle_errors(
     )
     started = time.perf_counter()
     status = 500
+    in_flight = request.app[IN_FLIGHT]
+    counted = False
     with structlog.contextvars.bound_contextvars(trace_id=trace_id):
         try:
+            if in_flight.limit and route not in _UNLIMITED_ROUTES:
+                if in_flight.count >= in_flight.limit:
+                    raise Unavailable(
+                        "too many requests in progress, retry shortly",
+                        code="overloaded",
+                        retry_after=1,
+                    )
+                in_flight.count += 1
+                counted = True
+            edge.check_headers(request.headers)
+            edge.check_query(request.rel_url.raw_query_string)
             response = await handler(request)
             status = response.status
             response.headers["X-Request-ID"] = trace_id
             return response
         except web.HTTPException as exc:
-            status = exc.status
-            raise
+            if exc.status < 400:
+                status = exc.status
+                raise
+            result = _http_error(exc)
+            status = result.status
+            return json_error(result, {"X-Request-ID": trace_id})
         except _ANSWERED as exc:
             error = exc if isinstance(exc, DomainError) else translate_driver_error(exc)
             assert error is not None
@@ -80,15 +211,21 @@ async def handle_errors(
                     dependency=error.dependency,
                     error=str(exc),
                 )
-            return json_error(result, {"X-Request-ID": trace_id})
+            response = json_error(result, {"X-Request-ID": trace_id})
+            if status == 408:
+                # The rest of a trickling body is not worth reading: close the connection.
+                response.force_close()
+            return response
         finally:
+            if counted:
+                in_flight.count -= 1
             elapsed = time.perf_counter() - started
             HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).inc()
             HTTP_LATENCY.labels(route=route, method=request.method).observe(elapsed)
             log.info(
                 "http_request",
                 method=request.method,
-                path=request.path,
+                path=request.rel_url.raw_path,  # as sent: percent-encoded, no control bytes
                 status=status,
                 ms=round(elapsed * 1000, 1),
             )
@@ -109,6 +246,16 @@ def create_app(
     `claim_ttl`: how long a submission's claim lives between heartbeats' extensions."""
     app = web.Application(middlewares=[handle_errors], client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app[IN_FLIGHT] = InFlight(limit=settings.ingest_max_connections)
+
+    async def spool(app: web.Application) -> None:
+        removed = clean_spool(settings.ingest_spool_dir)
+        if removed:
+            log.warning(
+                "spool_leftovers_removed", count=removed, dir=str(settings.ingest_spool_dir)
+            )
+
+    app.on_startup.append(spool)
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:

@@ -1,15 +1,26 @@
-"""Parsing the submit form: urlencoded or multipart; uploads are spooled to disk, never to RAM."""
+"""Parsing the submit form: urlencoded or multipart; uploads are spooled to disk, never to RAM.
+
+Every value passes the edge checks (services/ingest/edge.py) while it is read; any failure of
+aiohttp's multipart reader (bad boundary, bogus Content-Transfer-Encoding, unknown charset,
+over-long header lines, a truncated body) is 400 `invalid_multipart`; a body that does not
+arrive within INGEST_BODY_READ_TIMEOUT is 408; the spool file is removed on every error path,
+a client that disconnects mid-upload included.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
-from libs.errors import DomainError, InvalidInput, TooLarge, UnsupportedMedia
+from libs.errors import DomainError, InvalidInput, TimedOut, TooLarge, UnsupportedMedia
+from services.ingest import edge
 
 TEXT_FIELDS = (
     "recording_id",
@@ -24,8 +35,21 @@ TEXT_FIELDS = (
     "language",
     "timestamps",
 )
-MAX_FIELD_BYTES = 8 * 1024
+MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024
+SPOOL_PREFIX = "upload-"
+# What aiohttp's form and multipart readers raise on a malformed body (its Content-Disposition
+# warnings too, raised where warnings are errors, as under pytest).
+_PARSE_ERRORS = (
+    ValueError,
+    AssertionError,
+    LookupError,
+    RuntimeError,
+    HttpProcessingError,
+    web.RequestPayloadError,  # a bad chunk, a Content-Encoding that does not decode
+    BadContentDispositionHeader,
+    BadContentDispositionParam,
+)
 
 
 @dataclass(slots=True)
@@ -49,26 +73,71 @@ class SubmitForm:
 
 
 async def parse_submit_form(
-    request: web.Request, *, max_upload_bytes: int, spool_dir: Path | None
+    request: web.Request,
+    *,
+    max_upload_bytes: int,
+    spool_dir: Path | None,
+    read_timeout: float | None = None,
+    fields: tuple[str, ...] | None = TEXT_FIELDS,
+    upload: str | None = "file",
 ) -> SubmitForm:
+    """The form, urlencoded or multipart. `fields`: the text fields kept (None: every one);
+    `upload`: the name of the file part (None: no file accepted)."""
+    form = SubmitForm()
+    try:
+        async with asyncio.timeout(read_timeout):
+            await _parse(
+                request,
+                form,
+                max_upload_bytes=max_upload_bytes,
+                spool_dir=spool_dir,
+                fields=fields,
+                upload=upload,
+            )
+    except BaseException as exc:
+        if form.upload:
+            form.upload.discard()
+        if isinstance(exc, TimeoutError):
+            raise TimedOut(
+                f"the request body did not arrive within {read_timeout:g} s",
+                code="body_read_timeout",
+            ) from exc
+        raise
+    return form
+
+
+async def _parse(
+    request: web.Request,
+    form: SubmitForm,
+    *,
+    max_upload_bytes: int,
+    spool_dir: Path | None,
+    fields: tuple[str, ...] | None,
+    upload: str | None,
+) -> None:
     ctype = request.content_type
+    edge.check_charset(request.charset)
     if ctype == "multipart/form-data":
-        return await _parse_multipart(
-            request, max_upload_bytes=max_upload_bytes, spool_dir=spool_dir
+        await _parse_multipart(
+            request,
+            form,
+            max_upload_bytes=max_upload_bytes,
+            spool_dir=spool_dir,
+            fields=fields,
+            upload=upload,
         )
+        return
     if ctype in ("application/x-www-form-urlencoded", ""):
         try:
-            data = await request.post()
+            body = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
             raise TooLarge("form body too large", code="form_too_large") from exc
-        except ValueError as exc:
-            raise InvalidInput(f"could not parse the form: {exc}", code="invalid_form") from exc
-        form = SubmitForm()
-        for name in TEXT_FIELDS:
-            value = data.get(name)
-            if isinstance(value, str):
+        except _PARSE_ERRORS as exc:
+            raise InvalidInput(f"could not read the form: {exc}", code="invalid_form") from exc
+        for name, value in edge.parse_urlencoded(body).items():
+            if fields is None or name in fields:
                 form.fields[name] = value
-        return form
+        return
     raise UnsupportedMedia(
         "send application/x-www-form-urlencoded or multipart/form-data",
         code="unsupported_content_type",
@@ -76,45 +145,65 @@ async def parse_submit_form(
 
 
 async def _parse_multipart(
-    request: web.Request, *, max_upload_bytes: int, spool_dir: Path | None
-) -> SubmitForm:
-    form = SubmitForm()
+    request: web.Request,
+    form: SubmitForm,
+    *,
+    max_upload_bytes: int,
+    spool_dir: Path | None,
+    fields: tuple[str, ...] | None,
+    upload: str | None,
+) -> None:
+    seen: set[str] = set()
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
+            if len(seen) >= edge.MAX_FIELDS:
+                raise InvalidInput(f"more than {edge.MAX_FIELDS} parts", code="too_many_fields")
             if not isinstance(part, BodyPartReader):
-                continue
-            name = part.name or ""
-            if name == "file":
-                if form.upload is not None:
-                    raise InvalidInput("send exactly one file part", code="duplicate_file")
-                form.upload = await _spool(
-                    part, max_upload_bytes=max_upload_bytes, spool_dir=spool_dir
+                raise InvalidInput(
+                    "nested multipart bodies are not accepted", code="invalid_multipart"
                 )
-            elif name in TEXT_FIELDS:
-                raw = await part.read(decode=True)
-                if len(raw) > MAX_FIELD_BYTES:
-                    raise InvalidInput(f"field {name!r} is too long", code="field_too_long")
-                form.fields[name] = raw.decode("utf-8", errors="replace")
+            for header, value in part.headers.items():
+                edge.check_value(header, value, what="part header")
+            name = part.name or ""
+            edge.check_value("name", name, limit=256, what="part")
+            if name in seen and name == upload:
+                raise InvalidInput("send exactly one file part", code="duplicate_file")
+            if name in seen:
+                raise InvalidInput(f"field {name!r} is sent more than once", code="duplicate_field")
+            seen.add(name)
+            if upload is not None and name == upload:
+                filename = part.filename
+                if filename is not None:
+                    edge.check_value("filename", filename, limit=1024, what="part")
+                form.upload = await _spool(
+                    part, filename, max_upload_bytes=max_upload_bytes, spool_dir=spool_dir
+                )
+            elif fields is None or name in fields:
+                raw = bytearray()
+                while chunk := await part.read_chunk(_CHUNK):
+                    raw += chunk
+                    if len(raw) > MAX_FIELD_BYTES * 4:  # even base64-encoded, too long
+                        raise InvalidInput(f"field {name!r} is too long", code="field_too_long")
+                value = edge.decode_text(name, bytes(part.decode(bytes(raw))))
+                edge.check_value(name, value, limit=MAX_FIELD_BYTES)
+                form.fields[name] = value
             else:
                 # Unknown parts are drained so the connection stays usable; their content is ignored.
                 while await part.read_chunk(_CHUNK):
                     pass
     except DomainError:
-        if form.upload:
-            form.upload.discard()
         raise
-    except (ValueError, AssertionError, UnicodeDecodeError) as exc:
-        if form.upload:
-            form.upload.discard()
+    except _PARSE_ERRORS as exc:
         raise InvalidInput(
             f"could not parse the multipart body: {exc}", code="invalid_multipart"
         ) from exc
-    return form
 
 
-async def _spool(part: BodyPartReader, *, max_upload_bytes: int, spool_dir: Path | None) -> Upload:
-    fd, name = tempfile.mkstemp(prefix="upload-", dir=spool_dir)
+async def _spool(
+    part: BodyPartReader, filename: str | None, *, max_upload_bytes: int, spool_dir: Path | None
+) -> Upload:
+    fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=spool_dir)
     path = Path(name)
     size = 0
     try:
@@ -130,4 +219,15 @@ async def _spool(part: BodyPartReader, *, max_upload_bytes: int, spool_dir: Path
     if size == 0:
         path.unlink(missing_ok=True)
         raise InvalidInput("the uploaded file is empty", code="empty_file")
-    return Upload(path=path, filename=part.filename, size=size)
+    return Upload(path=path, filename=filename, size=size)
+
+
+def clean_spool(spool_dir: Path) -> int:
+    """Create the spool directory (owner-only) and remove uploads a previous run left behind
+    (a crash, a kill -9). The directory belongs to one process: never share it."""
+    spool_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    removed = 0
+    for leftover in spool_dir.glob(SPOOL_PREFIX + "*"):
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed

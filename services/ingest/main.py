@@ -13,7 +13,7 @@ from libs.blobstore import S3BlobStore
 from libs.jobs import claims
 from libs.outbox import OutboxRelay
 from libs.settings import Settings
-from services.ingest.app import create_app
+from services.ingest.app import create_app, make_runner
 
 log = structlog.get_logger()
 
@@ -24,7 +24,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with S3BlobStore.open(settings.require_s3()) as store:
             app = create_app(settings, pool=pool, store=store, nc=nc)
-            runner = web.AppRunner(app, access_log=None)
+            runner = make_runner(app, settings)
             await runner.setup()
             site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
             await site.start()

@@ -112,7 +112,11 @@ def error(description: str, *, retry_after: bool = False) -> Reply:
 AUTH_ERRORS: Mapping[int, Reply] = {
     401: error("missing or invalid X-API-Key"),
     429: error("rate limit of the key exceeded (token bucket); see Retry-After", retry_after=True),
-    503: error("Postgres or object storage unavailable; retry after Retry-After", retry_after=True),
+    503: error(
+        "Postgres or object storage unavailable, or the process is handling "
+        "INGEST_MAX_CONNECTIONS requests (`overloaded`); retry after Retry-After",
+        retry_after=True,
+    ),
 }
 
 

@@ -67,10 +67,13 @@ NO_SUCH_JOB = "no such job for this key"
                 "b2_prefix + url); absent for a new job"
             },
         ),
-        400: "bad form, URL refused (SSRF guard), invalid b2_prefix or option, a field too "
-        "long to store (field_too_long) or an object key over 1024 bytes (object_key_too_long)",
+        400: "bad form (a value not UTF-8, with control characters, too long or repeated: "
+        "`invalid_field`, `field_too_long`, `duplicate_field`, `invalid_multipart`, ...), URL "
+        "refused (SSRF guard), invalid b2_prefix or option, a field too long to store "
+        "(field_too_long) or an object key over 1024 bytes (object_key_too_long)",
         403: "b2_prefix outside the key's tenant prefix",
         404: "recording_id not found",
+        408: "the body did not arrive within INGEST_BODY_READ_TIMEOUT (`body_read_timeout`)",
         409: "recording_id matches several recordings, or an identical submission is still "
         "in progress",
         413: "the recording exceeds MAX_UPLOAD_BYTES",
@@ -83,7 +86,10 @@ async def post_transcribe(request: web.Request) -> web.Response:
     key = await authenticate(request)
     settings = request.app[SETTINGS]
     form = await parse_submit_form(
-        request, max_upload_bytes=settings.max_upload_bytes, spool_dir=None
+        request,
+        max_upload_bytes=settings.max_upload_bytes,
+        spool_dir=settings.ingest_spool_dir,
+        read_timeout=settings.ingest_body_read_timeout,
     )
     try:
         accepted = await submit(

@@ -26,8 +26,9 @@ from aiohttp import web
 from libs.errors import InvalidInput
 from libs.params import parse_seconds, parse_time, parse_uuid, path_int_id
 from libs.webhooks import admin
-from services.ingest import bodies
+from services.ingest import bodies, edge
 from services.ingest.context import POOL, SETTINGS, authenticate
+from services.ingest.form import parse_submit_form
 from services.ingest.openapi import DATE_TIME, URI, UUID, ApiRoutes, Reply, in_path, in_query
 
 # "Send a test event" waits this long by default for the first attempt's answer: longer than
@@ -43,6 +44,7 @@ NOT_FOR_BOOTSTRAP = "the bootstrap key's endpoint comes from WEBHOOK_URL / WEBHO
 
 
 async def _params(request: web.Request) -> dict[str, str]:
+    """The query string, then a JSON object or form body; every value through the edge checks."""
     params: dict[str, str] = dict(request.query)
     if not request.can_read_body:
         return params
@@ -53,10 +55,20 @@ async def _params(request: web.Request) -> dict[str, str]:
             raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object", code="invalid_json")
-        params.update({str(k): str(v) for k, v in body.items() if v is not None})
+        values = {str(k): str(v) for k, v in body.items() if v is not None}
+        edge.check_mapping(values)
+        params.update(values)
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        settings = request.app[SETTINGS]
+        form = await parse_submit_form(
+            request,
+            max_upload_bytes=0,
+            spool_dir=None,
+            read_timeout=settings.ingest_body_read_timeout,
+            fields=None,
+            upload=None,
+        )
+        params.update(form.fields)
     return params
 
 

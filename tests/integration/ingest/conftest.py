@@ -20,7 +20,7 @@ from aiohttp import web
 from embedded import demo as demo_servers
 from libs import apikeys
 from libs.settings import Settings
-from services.ingest.app import create_app
+from services.ingest.app import create_app, make_runner
 from tests.stack_fixtures import API_KEY, FIXTURES, create_database
 
 WAV = (FIXTURES / "hello_campaign.wav").read_bytes()
@@ -103,7 +103,11 @@ async def upstream() -> AsyncIterator[Upstream]:
 
 @pytest.fixture(scope="package")
 async def ingest_settings(
-    settings: Settings, upstream: Upstream, postgres_server: Any, samples_url: str
+    settings: Settings,
+    upstream: Upstream,
+    postgres_server: Any,
+    samples_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     """Settings with a database of its own: no relay or transcriber of the session's running
     stack sees these jobs, so tests can put jobs in any state and count outbox events."""
@@ -118,6 +122,8 @@ async def ingest_settings(
         ssrf_allowlist=f"{settings.ssrf_allowlist},{host}",
         max_upload_bytes=MAX_BYTES,
         download_read_timeout=10.0,
+        # Uploads spooled where this session alone looks (and cleans up at start).
+        ingest_spool_dir_override=tmp_path_factory.mktemp("spool"),
     )
     await migrate_database(dsn)
     await ensure_bootstrap_key(ours)
@@ -196,7 +202,7 @@ async def serve_api(settings: Settings, **options: Any) -> AsyncIterator[Api]:
     from libs.db import create_pool
 
     app = create_app(settings, **options)
-    runner = web.AppRunner(app, access_log=None)
+    runner = make_runner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
