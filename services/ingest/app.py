@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from nats.aio.client import Client as NATS
@@ -92,6 +93,16 @@ class _JsonErrorsProtocol(RequestHandler):
     """aiohttp's connection protocol, answering its own errors as JSON `{error, detail}`: a
     request its HTTP parser refuses (bad framing, control bytes in a header, over-long lines)
     never reaches the app and its middleware, and an unhandled exception is a bare 500."""
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """A request the HTTP parser refused is the client's fault, not the gateway's: one info
+        line, not an ERROR traceback a hostile client could fill the operator's logs with."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            first = (exc.message or "").strip().splitlines()[:1]
+            log.info("http_refused", status=exc.code, error=first[0][:200] if first else "")
+            return
+        super().log_exception(*args, **kw)
 
     def handle_error(
         self,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, Literal, TypeVar
 
@@ -109,7 +109,13 @@ def error(description: str, *, retry_after: bool = False) -> Reply:
 
 
 # What every authenticated route may answer besides its own responses.
+HEADER_ERRORS = (
+    "a header the API reads (X-API-Key, Idempotency-Key) that is not UTF-8 text, holds control "
+    "characters, is too long or is sent twice (`invalid_header`, `header_too_long`, "
+    "`duplicate_header`)"
+)
 AUTH_ERRORS: Mapping[int, Reply] = {
+    400: error(HEADER_ERRORS),
     401: error("missing or invalid X-API-Key"),
     429: error("rate limit of the key exceeded (token bucket); see Retry-After", retry_after=True),
     503: error(
@@ -172,7 +178,13 @@ class Operation:
             op["requestBody"] = _params_body(self.params)
         responses = dict(self.responses)
         if self.authenticated:
+            own_400 = responses.get(400)
             responses = dict(AUTH_ERRORS) | responses
+            if own_400 is not None:
+                # Its own bad inputs, and the headers every authenticated route checks.
+                responses[400] = replace(
+                    own_400, description=f"{own_400.description}; or {HEADER_ERRORS}"
+                )
         op["responses"] = {str(code): responses[code].render() for code in sorted(responses)}
         return op
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from libs.errors import NotFound
 from services.ingest import openapi
 from services.ingest.openapi import ApiRoutes, Reply, in_path
 
@@ -93,14 +94,14 @@ async def docs_page(_: web.Request) -> web.Response:
                 for media in sorted(set(ASSETS.values()))
             },
         ),
-        404: Reply("not one of the assets", media={"text/plain": {"type": "string"}}),
+        404: "not one of the assets",
     },
 )
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["asset"]
     content_type = ASSETS.get(name)
     if content_type is None:
-        raise web.HTTPNotFound()
+        raise NotFound("not one of the Swagger UI assets")
     return web.FileResponse(_assets_dir() / name, headers={"Content-Type": content_type})
 
 

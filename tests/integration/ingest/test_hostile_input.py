@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
@@ -426,12 +427,17 @@ async def test_hostile_input_is_a_json_4xx(api: Api, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", FRAMING)
-async def test_malformed_framing_is_a_json_400_before_the_app(api: Api, case: str) -> None:
-    answer = await raw_request(api.base_url, CASES[case])
+async def test_malformed_framing_is_a_json_400_before_the_app(
+    api: Api, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        answer = await raw_request(api.base_url, CASES[case])
     assert answer is not None, "closed without an answer"
     assert answer.status == 400, answer.body[:300]
     body = answer.json()
     assert body["error"] == "invalid_http" and body["detail"], body
+    # The client's fault: no ERROR traceback for a hostile client to fill the logs with.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 async def test_a_safe_request_id_is_echoed_an_unsafe_one_replaced(api: Api) -> None:
