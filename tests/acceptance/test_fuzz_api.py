@@ -14,17 +14,14 @@ with another seed and more time, e.g. `FUZZ_SEED=7 FUZZ_MAX_TIME=900 pytest -k f
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_reference_curl import _alive, _descendants, _using, stack_home
-from tests.stack_fixtures import eventually, free_port
+from tests.acceptance.up import running_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -35,8 +32,6 @@ SEED = os.environ.get("FUZZ_SEED", "20261201")
 MAX_TIME = os.environ.get("FUZZ_MAX_TIME", "90")
 MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "40")
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-
-__all__ = ["stack_home"]  # the fixture, imported so that it applies here too
 
 
 async def _schemathesis(base: str, *headers: str, report: Path) -> tuple[int, str]:
@@ -68,52 +63,18 @@ async def _schemathesis(base: str, *headers: str, report: Path) -> tuple[int, st
 async def test_no_generated_request_gets_a_5xx_or_an_undocumented_answer(
     stack_home: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/root"),
-        "TRANSCRIBE_HOME": str(stack_home),
-        "INGEST_PORT": str(port),
-        # Fuzzed URLs and callbacks must not leave the machine: public hosts fail DNS here, and
-        # private ones are refused by the SSRF guard before any connection.
-    }
-    log_path = stack_home / "up.log"
-    log = log_path.open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        str(BIN / "transcribe"), "up", cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    stack: set[int] = set()
-    try:
-
-        async def ready() -> bool:
-            assert proc.returncode is None, log_path.read_text()[-4000:]
-            return "Transcription gateway is up" in log_path.read_text()
-
-        await eventually(ready, timeout=300, interval=0.25)
-        stack = _descendants(proc.pid)
-        key = json.loads((stack_home / "credentials.json").read_text())["api_key"]
-
+    # Fuzzed URLs and callbacks never leave the machine: public hosts fail DNS here, and private
+    # ones are refused by the SSRF guard before any connection.
+    async with running_up([BIN / "transcribe", "up"], home=stack_home, cwd=ROOT, env={}) as up:
         # With the operator's key (every operation reachable), then with none at all.
-        code, out = await _schemathesis(base, f"X-API-Key: {key}", report=tmp_path / "key.xml")
+        code, out = await _schemathesis(
+            up.base_url, f"X-API-Key: {up.api_key}", report=tmp_path / "key.xml"
+        )
         print(out[-6000:])
         assert code == 0, out[-12000:]
-        code, out = await _schemathesis(base, report=tmp_path / "anonymous.xml")
+        code, out = await _schemathesis(up.base_url, report=tmp_path / "anonymous.xml")
         print(out[-3000:])
         assert code == 0, out[-12000:]
 
         # The gateway itself logged no unhandled error while being fuzzed.
-        assert "Error handling request" not in log_path.read_text()
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            stopped = await asyncio.wait_for(proc.wait(), 90)
-        finally:
-            log.close()
-    assert stopped == 0, log_path.read_text()[-4000:]
-
-    async def all_gone() -> bool:
-        return not _alive(stack) and not _using(stack_home)
-
-    await eventually(all_gone, timeout=30, interval=0.2)
+        assert "Error handling request" not in up.log()

@@ -9,21 +9,19 @@ host filled in; SIGTERM then stops everything, and no process of the stack is le
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.stack_fixtures import eventually, free_port
+from tests.acceptance.up import running_up
+from tests.stack_fixtures import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "spec" / "000_5dfd248df889793e.txt"
@@ -51,52 +49,6 @@ def test_the_curl_lines_are_the_reference_ones() -> None:
         assert line in text
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, set[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, set()).add(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), set()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
-def _using(home: Path) -> set[int]:
-    """Processes whose command line names the temporary home: the stack's servers."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if str(home).encode() in (entry / "cmdline").read_bytes():
-                    found.add(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 async def _curl(template: str, base: str, **values: str) -> dict[str, object]:
     command = template.replace(REFERENCE_HOST, base)
     for name, value in values.items():
@@ -115,52 +67,17 @@ async def _curl(template: str, base: str, **values: str) -> dict[str, object]:
     return body
 
 
-@pytest.fixture
-def stack_home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "home"
-    home.mkdir()
-    yield home
-    # Whatever the test did, never leave servers running.
-    for pid in _using(home):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 @pytest.mark.timeout(600)
 async def test_scripts_up_and_the_reference_curl_lines(stack_home: Path, samples_url: str) -> None:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")  # Debian images used here ship it
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     samples_host = samples_url.split("://", 1)[1]
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/root"),
-        "TRANSCRIBE_HOME": str(stack_home),
-        "INGEST_PORT": str(port),
-        "SSRF_ALLOWLIST": samples_host,
-    }
-    log = (stack_home / "up.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        str(ROOT / "scripts" / "up"),
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    stack: set[int] = set()
-    try:
-
-        async def ready() -> bool:
-            assert proc.returncode is None, (stack_home / "up.log").read_text()[-4000:]
-            return "Transcription gateway is up" in (stack_home / "up.log").read_text()
-
-        await eventually(ready, timeout=300, interval=0.25)
-        stack = _descendants(proc.pid)
-        assert stack, "transcribe up started no server processes"
-        banner = (stack_home / "up.log").read_text()
+    async with running_up(
+        [ROOT / "scripts" / "up"], home=stack_home, cwd=ROOT, env={"SSRF_ALLOWLIST": samples_host}
+    ) as up:
+        base, key = up.base_url, up.api_key
+        banner = up.log()
         assert "recording_id=1001&b2_prefix=gateway" in banner
-        key = json.loads((stack_home / "credentials.json").read_text())["api_key"]
         assert key in banner
 
         by_id = await _curl(SUBMIT_RECORDING, base, key=key, RID="1001")
@@ -185,16 +102,3 @@ async def test_scripts_up_and_the_reference_curl_lines(stack_home: Path, samples
             assert isinstance(metadata, dict)
             assert str(metadata["b2_transcript_json_key"]).endswith(".json")
             assert str(metadata["b2_transcript_txt_key"]).endswith(".txt")
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(proc.wait(), 90)
-        finally:
-            log.close()
-    assert code == 0, (stack_home / "up.log").read_text()[-4000:]
-
-    async def all_gone() -> bool:
-        return not _alive(stack) and not _using(stack_home)
-
-    await eventually(all_gone, timeout=30, interval=0.2)

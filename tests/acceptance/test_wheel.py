@@ -11,10 +11,7 @@ is transcribed, and SIGTERM stops everything cleanly.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,14 +20,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.acceptance.test_reference_curl import _alive, _descendants, _using, stack_home
-from tests.stack_fixtures import eventually, free_port
+from tests.acceptance.up import running_up
+from tests.stack_fixtures import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-__all__ = ["stack_home"]  # the fixture, imported so that it applies here too
 
 
 def _run(*argv: str | Path, cwd: Path) -> str:
@@ -79,40 +74,15 @@ async def test_transcribe_up_from_an_installed_wheel(tmp_path: Path, stack_home:
     for path in where.split():
         assert Path(path).is_relative_to(venv), where
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/root"),
-        "PYTHONNOUSERSITE": "1",
-        "TRANSCRIBE_HOME": str(stack_home),
-        "INGEST_PORT": str(port),
-    }
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
-    log_path = stack_home / "up.log"
-    log = log_path.open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        str(venv / "bin" / "transcribe"),
-        "up",
-        cwd=run_dir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    stack: set[int] = set()
-    try:
-
-        async def ready() -> bool:
-            assert proc.returncode is None, log_path.read_text()[-4000:]
-            return "Transcription gateway is up" in log_path.read_text()
-
-        await eventually(ready, timeout=300, interval=0.25)
-        up = time.monotonic()
-        stack = _descendants(proc.pid)
-        assert stack, "transcribe up started no server processes"
-        banner = log_path.read_text()
-        key = json.loads((stack_home / "credentials.json").read_text())["api_key"]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONNOUSERSITE": "1"}
+    async with running_up(
+        [venv / "bin" / "transcribe", "up"], home=stack_home, cwd=run_dir, env=env
+    ) as up:
+        ready_at = time.monotonic()
+        banner = up.log()
+        key = up.api_key
         assert key in banner
         match = re.search(r"-F file=@(\S+)", banner)
         assert match, banner[-3000:]
@@ -121,7 +91,7 @@ async def test_transcribe_up_from_an_installed_wheel(tmp_path: Path, stack_home:
         assert sample.is_file() and sample.name == "hello_campaign.wav"
 
         headers = {"X-API-Key": key}
-        async with aiohttp.ClientSession(base_url=base, headers=headers) as http:
+        async with aiohttp.ClientSession(base_url=up.base_url, headers=headers) as http:
             form = aiohttp.FormData()
             form.add_field("file", sample.read_bytes(), filename=sample.name)
             async with http.post("/api/media/transcribe", data=form) as resp:
@@ -144,21 +114,8 @@ async def test_transcribe_up_from_an_installed_wheel(tmp_path: Path, stack_home:
 
             status = await eventually(transcribed, timeout=180, interval=0.5)
             assert re.search(r"\bcampaign\b", str(status["transcript"])), status
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.wait_for(proc.wait(), 90)
-        finally:
-            log.close()
-    assert code == 0, log_path.read_text()[-4000:]
-
-    async def all_gone() -> bool:
-        return not _alive(stack) and not _using(stack_home)
-
-    await eventually(all_gone, timeout=30, interval=0.2)
     print(
         f"wheel built and installed in {installed - began:.1f}s, "
-        f"`transcribe up` ready {up - installed:.1f}s later, "
+        f"`transcribe up` ready {ready_at - installed:.1f}s later, "
         f"whole test {time.monotonic() - began:.1f}s"
     )
