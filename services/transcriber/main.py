@@ -39,11 +39,19 @@ async def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
         )
         stack.push_async_callback(engine.aclose)
         default = engine
+    elif settings.engine == "whisper":
+        from services.transcriber.engines.whisper import FasterWhisperEngine, WhisperConfig
+
+        whisper = FasterWhisperEngine(WhisperConfig.from_settings(settings))
+        # Verifies the pinned model hashes and loads it: a tampered model fails the start.
+        await whisper.warm_up()
+        default = whisper
     return Engines(default=default, offline=offline)
 
 
 # OpenAI jobs spend their time waiting on the network; the offline engine holds the GIL, so
-# one job at a time per process (scale it with processes).
+# one job at a time per process (scale it with processes); the whisper engine spreads one job
+# over every core already.
 OPENAI_CONCURRENCY = 64
 OFFLINE_CONCURRENCY = 1
 

@@ -1,0 +1,230 @@
+"""The Whisper engine (faster-whisper, the packaged tiny.en) on real speech.
+
+The fixture shipped in tests/fixtures always runs; the speech-dev corpus (`shared/speech-dev`
+beside the repository, as on developers' machines and in CI) adds real human read speech when
+present, and those tests skip cleanly when it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from libs.settings import Settings
+from libs.transcript import Transcript
+from services.transcriber.engines.base import Engine, EngineOptions, PermanentEngineError
+from services.transcriber.engines.whisper import (
+    PACKAGED_MODEL_NAME,
+    FasterWhisperEngine,
+    ModelVerificationError,
+    WhisperConfig,
+    packaged_model_dir,
+)
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+CORPUS = REPO_ROOT.parent / "shared" / "speech-dev"
+SENTENCE = "hello this is a test call about your campaign please call me back tomorrow morning"
+FIXTURE_SECONDS = 102884 / 16000
+# Short real (human) clips of the corpus, each a different source and speaker.
+CORPUS_CLIPS = ("ps_librivox_0880.wav", "ps_goforward.wav", "ps_librivox_0890.wav")
+
+
+@pytest.fixture(scope="module")
+async def engine() -> FasterWhisperEngine:
+    engine = FasterWhisperEngine()
+    # One load (hash check included, ~1.5 s) for the whole module.
+    await engine.warm_up()
+    return engine
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def _wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = _words(reference), _words(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i]
+        for j, h in enumerate(hyp, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1] / len(ref)
+
+
+def _assert_sane_timings(transcript: Transcript) -> None:
+    assert transcript.segments
+    assert [s.id for s in transcript.segments] == list(range(len(transcript.segments)))
+    previous_end = 0.0
+    for segment in transcript.segments:
+        assert previous_end <= segment.start <= segment.end <= transcript.duration
+        assert segment.text == segment.text.strip() != ""
+        previous_end = segment.end
+    assert transcript.text == " ".join(s.text for s in transcript.segments)
+
+
+def test_satisfies_engine_protocol() -> None:
+    engine: Engine = FasterWhisperEngine()
+    assert engine.name == "whisper"
+    assert engine.default_model == PACKAGED_MODEL_NAME
+    assert engine.limits is None
+
+
+def test_settings_select_and_configure_it() -> None:
+    settings = Settings.from_env(
+        {
+            "TRANSCRIBE_ENGINE": "whisper",
+            "OFFLINE_BEAM_SIZE": "5",
+            "OFFLINE_VAD": "on",
+            "OFFLINE_DEVICE": "cpu",
+            "OFFLINE_THREADS": "2",
+        }
+    )
+    assert settings.engine == "whisper"
+    config = WhisperConfig.from_settings(settings)
+    assert (config.model, config.device, config.compute_type) == (None, "cpu", "int8")
+    assert (config.beam_size, config.vad, config.threads) == (5, True, 2)
+    # Not the default yet: without the setting, the offline engine is still pocketsphinx.
+    assert Settings.from_env({}).engine == "offline"
+
+
+@pytest.mark.parametrize("fixture", ["hello_campaign.wav", "hello_campaign.m4a"])
+async def test_transcribes_the_fixture(engine: FasterWhisperEngine, fixture: str) -> None:
+    # The m4a is 44.1 kHz stereo AAC: libs.audio resamples and downmixes, not faster-whisper.
+    transcript = await engine.transcribe(FIXTURES / fixture, EngineOptions())
+    assert _wer(SENTENCE, transcript.text) < 0.2, transcript.text
+    assert transcript.language == "en"
+    assert transcript.engine_metadata["language_probability"] > 0.5
+    assert transcript.model == PACKAGED_MODEL_NAME
+    assert transcript.engine == "whisper"
+    assert transcript.duration == pytest.approx(FIXTURE_SECONDS, abs=0.05)
+    assert transcript.words is None
+    _assert_sane_timings(transcript)
+
+
+async def test_word_timestamps(engine: FasterWhisperEngine) -> None:
+    transcript = await engine.transcribe(
+        FIXTURES / "hello_campaign.wav", EngineOptions(timestamps="word")
+    )
+    assert transcript.words
+    assert _wer(SENTENCE, " ".join(w.word for w in transcript.words)) < 0.2
+    previous_start = 0.0
+    for word in transcript.words:
+        assert previous_start <= word.start <= word.end <= transcript.duration
+        previous_start = word.start
+    # "campaign" is said in the first half of the clip, "morning" at its end.
+    times = {_words(w.word)[0]: w.start for w in transcript.words if _words(w.word)}
+    assert times["campaign"] < transcript.duration / 2 < times["morning"]
+    _assert_sane_timings(transcript)
+
+
+async def test_no_timestamps(engine: FasterWhisperEngine) -> None:
+    transcript = await engine.transcribe(
+        FIXTURES / "hello_campaign.wav", EngineOptions(timestamps="none")
+    )
+    assert transcript.segments == () and transcript.words is None
+    assert _wer(SENTENCE, transcript.text) < 0.2
+
+
+async def test_event_loop_keeps_running_during_a_job(engine: FasterWhisperEngine) -> None:
+    ticks = 0
+    longest_gap = 0.0
+
+    async def tick() -> None:
+        nonlocal ticks, longest_gap
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            longest_gap = max(longest_gap, now - last)
+            last = now
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await engine.transcribe(FIXTURES / "hello_campaign.wav", EngineOptions())
+    finally:
+        ticker.cancel()
+    assert ticks > 10
+    # CTranslate2 releases the GIL; decoding holds it only in short numpy steps.
+    assert longest_gap < 0.5, longest_gap
+
+
+async def test_undecodable_media_is_permanent(engine: FasterWhisperEngine, tmp_path: Path) -> None:
+    bogus = tmp_path / "noise.wav"
+    bogus.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
+    with pytest.raises(PermanentEngineError) as caught:
+        await engine.transcribe(bogus, EngineOptions())
+    assert caught.value.code == "invalid_media"
+
+
+async def test_non_english_is_refused(engine: FasterWhisperEngine) -> None:
+    with pytest.raises(PermanentEngineError) as caught:
+        await engine.transcribe(FIXTURES / "hello_campaign.wav", EngineOptions(language="de"))
+    assert caught.value.code == "unsupported_language"
+
+
+async def test_tampered_model_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(packaged_model_dir(), copy)
+    # The packaged pins apply to a copy of the packaged files too.
+    with (copy / "model.bin").open("r+b") as weights:
+        weights.seek(4096)
+        byte = weights.read(1)
+        weights.seek(4096)
+        weights.write(bytes([byte[0] ^ 0xFF]))
+    pinned = FasterWhisperEngine(
+        WhisperConfig(model=copy, model_sha256=_packaged_digest("model.bin"))
+    )
+    with pytest.raises(ModelVerificationError, match=r"model\.bin has SHA-256 .* refusing"):
+        await pinned.warm_up()
+
+
+async def test_packaged_model_verification_refuses_altered_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A changed package: same place, different tokenizer (or weights) -> refused at load.
+    copy = tmp_path / "model"
+    shutil.copytree(packaged_model_dir(), copy)
+    (copy / "tokenizer.json").write_text("{}")
+    monkeypatch.setattr("services.transcriber.engines.whisper.packaged_model_dir", lambda: copy)
+    with pytest.raises(ModelVerificationError, match=r"tokenizer\.json"):
+        await FasterWhisperEngine().warm_up()
+
+
+def _packaged_digest(name: str) -> str:
+    from services.transcriber.engines.whisper import PACKAGED_MODEL_SHA256
+
+    return PACKAGED_MODEL_SHA256[name]
+
+
+def _corpus_refs() -> dict[str, str]:
+    with (CORPUS / "refs.tsv").open(newline="") as handle:
+        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return {row["file"]: row["reference"] for row in rows}
+
+
+@pytest.mark.skipif(not (CORPUS / "refs.tsv").is_file(), reason=f"no speech corpus at {CORPUS}")
+@pytest.mark.parametrize("band", ["16k", "tel"])
+async def test_real_speech_from_the_corpus(engine: FasterWhisperEngine, band: str) -> None:
+    refs = _corpus_refs()
+    errors = words = 0
+    for clip in CORPUS_CLIPS:
+        path = CORPUS / clip if band == "16k" else CORPUS / "tel" / clip
+        transcript = await engine.transcribe(path, EngineOptions(timestamps="word"))
+        _assert_sane_timings(transcript)
+        assert transcript.words
+        reference = refs[clip]
+        errors += round(_wer(reference, transcript.text) * len(_words(reference)))
+        words += len(_words(reference))
+    # tiny.en on these clips: a handful of errors in ~40 words (pocketsphinx: several times more).
+    assert errors / words < 0.2, (band, errors, words)
