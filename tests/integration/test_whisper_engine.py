@@ -12,6 +12,8 @@ import csv
 import re
 import shutil
 import time
+import wave
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from services.transcriber.engines.whisper import (
     WhisperConfig,
     packaged_model_dir,
 )
+from services.transcriber.main import build_engines, concurrency
 
 pytestmark = pytest.mark.integration
 
@@ -157,6 +160,54 @@ async def test_event_loop_keeps_running_during_a_job(engine: FasterWhisperEngine
     assert ticks > 10
     # CTranslate2 releases the GIL; decoding holds it only in short numpy steps.
     assert longest_gap < 0.5, longest_gap
+
+
+async def test_concurrent_jobs_queue_and_both_finish(engine: FasterWhisperEngine) -> None:
+    options = EngineOptions()
+    first, second = await asyncio.gather(
+        engine.transcribe(FIXTURES / "hello_campaign.wav", options),
+        engine.transcribe(FIXTURES / "hello_campaign.wav", options),
+    )
+    assert first.text == second.text
+    assert _wer(SENTENCE, first.text) < 0.2
+
+
+async def test_cancelled_job_leaves_the_engine_usable(engine: FasterWhisperEngine) -> None:
+    job = asyncio.create_task(engine.transcribe(FIXTURES / "hello_campaign.wav", EngineOptions()))
+    await asyncio.sleep(0.05)
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    transcript = await engine.transcribe(FIXTURES / "hello_campaign.wav", EngineOptions())
+    assert _wer(SENTENCE, transcript.text) < 0.2
+
+
+async def test_silence_gives_an_empty_transcript(
+    engine: FasterWhisperEngine, tmp_path: Path
+) -> None:
+    # Whisper is known to invent "Thank you." on silence; its no-speech check must hold here.
+    path = tmp_path / "silence.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(bytes(3 * 8000 * 2))
+    transcript = await engine.transcribe(path, EngineOptions(timestamps="word"))
+    assert transcript.text == ""
+    assert transcript.segments == ()
+    assert transcript.words == ()
+    assert transcript.duration == pytest.approx(3.0, abs=0.01)
+
+
+async def test_transcriber_builds_it_from_settings() -> None:
+    settings = Settings.from_env({"TRANSCRIBE_ENGINE": "whisper"})
+    async with AsyncExitStack() as stack:
+        engines = await build_engines(settings, stack)
+    assert engines.default.name == "whisper"
+    # model=offline still means pocketsphinx until the whisper engine becomes the default.
+    assert engines.for_model("offline").name == "offline"
+    assert engines.for_model(None).name == "whisper"
+    assert concurrency(settings) == 1
 
 
 async def test_undecodable_media_is_permanent(engine: FasterWhisperEngine, tmp_path: Path) -> None:
