@@ -55,3 +55,49 @@ def test_configured_infrastructure_wins_over_embedded() -> None:
     )
     assert s.nats_url == "nats://a:4222"
     assert s.database_url == "postgresql://embedded"
+
+
+def test_whisper_engine_settings() -> None:
+    defaults = Settings.from_env({"TRANSCRIBE_ENGINE": "whisper"})
+    assert defaults.engine == "whisper"
+    assert defaults.offline_model is None and defaults.offline_model_sha256 is None
+    assert (defaults.offline_device, defaults.offline_compute_type) == ("auto", "int8")
+    assert (defaults.offline_beam_size, defaults.offline_vad, defaults.offline_threads) == (
+        1,
+        False,
+        0,
+    )
+    digest = "AB" * 32
+    custom = Settings.from_env(
+        {
+            "TRANSCRIBE_ENGINE": "Faster-Whisper",
+            "OFFLINE_MODEL": "/models/small.en",
+            "OFFLINE_MODEL_SHA256": digest,
+            "OFFLINE_DEVICE": "CUDA",
+            "OFFLINE_COMPUTE_TYPE": "float16",
+            "OFFLINE_BEAM_SIZE": "5",
+            "OFFLINE_VAD": "yes",
+            "OFFLINE_THREADS": "4",
+        }
+    )
+    assert custom.engine == "whisper"
+    assert str(custom.offline_model) == "/models/small.en"
+    assert custom.offline_model_sha256 == digest.lower()
+    assert (custom.offline_device, custom.offline_compute_type) == ("cuda", "float16")
+    assert (custom.offline_beam_size, custom.offline_vad, custom.offline_threads) == (5, True, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRANSCRIBE_ENGINE", "kaldi"),
+        ("OFFLINE_DEVICE", "tpu"),
+        ("OFFLINE_BEAM_SIZE", "0"),
+        ("OFFLINE_THREADS", "-1"),
+        ("OFFLINE_VAD", "maybe"),
+        ("OFFLINE_MODEL_SHA256", "not-a-digest"),
+    ],
+)
+def test_bad_whisper_settings_are_reported_by_name(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
