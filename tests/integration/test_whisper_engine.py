@@ -120,6 +120,8 @@ async def test_word_timestamps(engine: FasterWhisperEngine) -> None:
     )
     assert transcript.words
     assert _wer(SENTENCE, " ".join(w.word for w in transcript.words)) < 0.2
+    # Bare words, like the other engines' (the segment text keeps the punctuation).
+    assert all(w.word.isalpha() for w in transcript.words), transcript.words
     previous_start = 0.0
     for word in transcript.words:
         assert previous_start <= word.start <= word.end <= transcript.duration

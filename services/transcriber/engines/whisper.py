@@ -59,6 +59,8 @@ PACKAGED_MODEL_SHA256: Mapping[str, str] = {
 
 _ENGLISH = re.compile(r"^(en|eng|english)([-_][a-z0-9]+)?$", re.IGNORECASE)
 _HASH_CHUNK = 1 << 20
+# faster-whisper attaches these to the neighbouring word (its prepend/append punctuation).
+_PUNCTUATION = '"\u201c\u201d\u00bf([{-)]}.,!?:;\u3002\uff0c\uff01\uff1f\uff1a\u3001'
 
 _log = structlog.get_logger()
 
@@ -255,7 +257,9 @@ class FasterWhisperEngine:
             end = max(start, _clamp(piece.end, duration))
             segments.append(Segment(id=len(segments), start=start, end=end, text=text))
             for word in piece.words or ():
-                spoken = word.word.strip()
+                # Bare words, as the OpenAI and pocketsphinx engines give them; the segment
+                # text keeps Whisper's punctuation.
+                spoken = word.word.strip().strip(_PUNCTUATION)
                 if spoken:
                     w_start = _clamp(word.start, duration)
                     w_end = max(w_start, _clamp(word.end, duration))
