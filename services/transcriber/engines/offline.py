@@ -39,6 +39,7 @@ from services.transcriber.engines.base import (
     Timestamps,
     UploadLimits,
 )
+from services.transcriber.engines.threads import run_cancellable
 
 MODEL_NAME = "pocketsphinx-en-us"
 LANGUAGE = "en"
@@ -118,22 +119,9 @@ class PocketsphinxEngine:
                 f"the offline engine only transcribes English, not {options.language!r}",
                 code="unsupported_language",
             )
-        cancelled = threading.Event()
-        async with self._slots:
-            work = asyncio.ensure_future(
-                asyncio.to_thread(self._transcribe_blocking, audio, options, cancelled)
-            )
-            try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # A thread cannot be interrupted: ask it to stop at the next chunk rather than
-                # decode the rest of a long file for nobody, and keep the slot until it has
-                # (well under a second), so a cancelled job never overlaps the next one.
-                cancelled.set()
-                await asyncio.wait([work])
-                if not work.cancelled():
-                    work.exception()  # retrieve it, so asyncio does not log it as unhandled
-                raise
+        return await run_cancellable(
+            self._slots, lambda cancelled: self._transcribe_blocking(audio, options, cancelled)
+        )
 
     def _transcribe_blocking(
         self, audio: Path, options: EngineOptions, cancelled: threading.Event

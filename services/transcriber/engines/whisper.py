@@ -43,6 +43,7 @@ from services.transcriber.engines.base import (
     Timestamps,
     UploadLimits,
 )
+from services.transcriber.engines.threads import run_cancellable
 
 if TYPE_CHECKING:
     from libs.settings import Settings
@@ -213,20 +214,9 @@ class FasterWhisperEngine:
                 f"the whisper engine's model is English-only, not {options.language!r}",
                 code="unsupported_language",
             )
-        cancelled = threading.Event()
-        async with self._slot:
-            work = asyncio.ensure_future(
-                asyncio.to_thread(self._transcribe_blocking, audio, options, cancelled)
-            )
-            try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # The thread stops at the next segment; keep the slot until it has.
-                cancelled.set()
-                await asyncio.wait([work])
-                if not work.cancelled():
-                    work.exception()
-                raise
+        return await run_cancellable(
+            self._slot, lambda cancelled: self._transcribe_blocking(audio, options, cancelled)
+        )
 
     def _transcribe_blocking(
         self, audio: Path, options: EngineOptions, cancelled: threading.Event
