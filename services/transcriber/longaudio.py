@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, probe_duration
-from libs.audio.split import CHUNK_EXTENSION, encode_window, frame_energies, plan_chunks
+from libs.audio.split import chunk_extension, encode_window, frame_energies, plan_chunks
 from libs.jobs.lifecycle import StoredChunk
 from libs.transcript import Transcript
 from libs.transcript.merge import ChunkTranscript, merge
@@ -58,7 +59,7 @@ def needs_splitting(audio: Path, limits: UploadLimits) -> bool:
     """Blocking (probes the file): over the size or duration limit, or a container the engine
     does not take. Undecodable files are left to the engine, whose answer is the verdict."""
     ext = audio.suffix.lower().lstrip(".")
-    if ext not in limits.extensions:
+    if limits.extensions is not None and ext not in limits.extensions:
         return True
     size = audio.stat().st_size
     if size > limits.max_bytes:
@@ -86,6 +87,19 @@ def _wav_duration(audio: Path) -> float | None:
         return None
 
 
+def chunk_bounds(policy: SplitPolicy, limits: UploadLimits | None) -> dict[str, float]:
+    """`plan_chunks` arguments: the policy's chunk length, shortened so that no chunk (its
+    overlap included) is longer than the engine takes in one request."""
+    target = policy.chunk_seconds
+    if limits is not None:
+        target = min(target, limits.max_seconds - policy.overlap_seconds)
+    return {
+        "target_seconds": target,
+        "search_seconds": min(policy.search_seconds, target / 4),
+        "overlap_seconds": policy.overlap_seconds,
+    }
+
+
 def request_key(options: EngineOptions, model: str) -> str:
     return f"{model}|{options.timestamps}|{options.language or ''}"
 
@@ -109,21 +123,20 @@ class LongAudio:
         *,
         job_id: uuid.UUID,
         model: str,
-        timed: bool,
     ) -> Transcript:
         policy = self.policy
+        wanted = options.timestamps
+        if wanted == "none" and engine.output_shape(model, "segment").segment_timings:
+            # Chunks that come back timed are joined by their times, exactly; by text alone the
+            # seam is a guess. The caller still gets no segments.
+            options = msgspec.structs.replace(options, timestamps="segment")
+        timed = engine.output_shape(model, options.timestamps).segment_timings
         started = time.perf_counter()
         try:
             energies, total = await asyncio.to_thread(frame_energies, audio)
         except UndecodableAudio as exc:
             raise PermanentEngineError(str(exc), code="invalid_media") from exc
-        plans = plan_chunks(
-            energies,
-            total,
-            target_seconds=policy.chunk_seconds,
-            search_seconds=policy.search_seconds,
-            overlap_seconds=policy.overlap_seconds,
-        )
+        plans = plan_chunks(energies, total, **chunk_bounds(policy, engine.limits))
         del energies
         key = request_key(options, model)
         saved = await self._load(job_id)
@@ -135,7 +148,12 @@ class LongAudio:
             == (p.start, p.end, key)
         }
         reused = len(results)
-        slots = asyncio.Semaphore(max(1, policy.chunk_concurrency))
+        limits = engine.limits
+        encoding = limits.chunk_encoding if limits is not None else "opus"
+        parallel = policy.chunk_concurrency
+        if limits is not None and limits.parallel_chunks is not None:
+            parallel = min(parallel, limits.parallel_chunks)
+        slots = asyncio.Semaphore(max(1, parallel))
         errors: list[BaseException] = []
 
         async def run(index: int) -> None:
@@ -143,10 +161,17 @@ class LongAudio:
             async with slots:
                 if errors:
                     return  # the attempt is lost anyway; leave the rest for the retry
-                path = audio.with_name(f"{audio.stem}-chunk-{plan.index}.{CHUNK_EXTENSION}")
+                path = audio.with_name(
+                    f"{audio.stem}-chunk-{plan.index}.{chunk_extension(encoding)}"
+                )
                 try:
                     await asyncio.to_thread(
-                        encode_window, audio, path, start=plan.start, samples=plan.samples
+                        encode_window,
+                        audio,
+                        path,
+                        start=plan.start,
+                        samples=plan.samples,
+                        encoding=encoding,
                     )
                     transcript = await engine.transcribe(path, options)
                     await self._save(
@@ -200,6 +225,8 @@ class LongAudio:
             },
         }
         transcript = merge(parts, duration=total / SAMPLE_RATE, timed=timed, metadata=metadata)
+        if wanted == "none":
+            transcript = msgspec.structs.replace(transcript, segments=())
         log.info(
             "long_audio_transcribed",
             chunks=len(plans),

@@ -22,10 +22,11 @@ log = structlog.get_logger()
 
 
 async def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
-    from services.transcriber.engines.offline import PocketsphinxEngine
+    from services.transcriber.engines.whisper import FasterWhisperEngine, WhisperConfig
 
-    offline = PocketsphinxEngine()
-    # Load the model now: a broken install fails at start, not on the first job.
+    offline = FasterWhisperEngine(WhisperConfig.from_settings(settings))
+    # Verify the pinned model hashes and load it now: a broken or tampered install fails at
+    # start, not on the first job.
     await offline.warm_up()
     default: Engine = offline
     if settings.engine == "openai":
@@ -39,27 +40,19 @@ async def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
         )
         stack.push_async_callback(engine.aclose)
         default = engine
-    elif settings.engine == "whisper":
-        from services.transcriber.engines.whisper import FasterWhisperEngine, WhisperConfig
-
-        whisper = FasterWhisperEngine(WhisperConfig.from_settings(settings))
-        # Verifies the pinned model hashes and loads it: a tampered model fails the start.
-        await whisper.warm_up()
-        default = whisper
     return Engines(default=default, offline=offline)
 
 
-# OpenAI jobs spend their time waiting on the network; the offline engine holds the GIL, so
-# one job at a time per process (scale it with processes); the whisper engine spreads one job
-# over every core already.
+# OpenAI jobs spend their time waiting on the network. Offline jobs spend it computing: the
+# engine decodes OFFLINE_JOBS requests at once whatever the consumer fetches, and a job waiting
+# for the engine still heartbeats, so the consumer takes as many as the engine runs.
 OPENAI_CONCURRENCY = 64
-OFFLINE_CONCURRENCY = 1
 
 
 def concurrency(settings: Settings) -> int:
     if settings.transcriber_concurrency > 0:
         return settings.transcriber_concurrency
-    return OPENAI_CONCURRENCY if settings.engine == "openai" else OFFLINE_CONCURRENCY
+    return OPENAI_CONCURRENCY if settings.engine == "openai" else settings.offline_jobs
 
 
 def check_scope(settings: Settings, scope: str | None) -> None:

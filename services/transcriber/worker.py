@@ -197,7 +197,6 @@ class Transcriber:
                     options,
                     job_id=job.id,
                     model=model,
-                    timed=engine.output_shape(model, options.timestamps).segment_timings,
                 )
             else:
                 transcript = await engine.transcribe(audio, options)

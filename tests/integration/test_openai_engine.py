@@ -28,9 +28,9 @@ from services.transcriber.engines.base import (
     PermanentEngineError,
     TransientEngineError,
 )
+from services.transcriber.engines.languages import normalize_language
 from services.transcriber.engines.openai.engine import OpenAIEngine, build_client
 from services.transcriber.engines.openai.errors import parse_retry_after
-from services.transcriber.engines.openai.languages import normalize_language
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, RecordedRequest
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The Whisper engine (faster-whisper, the packaged tiny.en) on real speech.
+"""The offline engine (Whisper through faster-whisper, the packaged tiny.en) on real speech.
 
 The fixture shipped in tests/fixtures always runs; the speech-dev corpus (`shared/speech-dev`
 beside the repository, as on developers' machines and in CI) adds real human read speech when
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import wave
 from contextlib import AsyncExitStack
@@ -77,26 +80,28 @@ def _assert_sane_timings(transcript: Transcript) -> None:
 
 def test_satisfies_engine_protocol() -> None:
     engine: Engine = FasterWhisperEngine()
-    assert engine.name == "whisper"
+    assert engine.name == "offline"
     assert engine.default_model == PACKAGED_MODEL_NAME
-    assert engine.limits is None
+    # Long recordings come in lossless chunks of at most ten minutes, one at a time.
+    assert engine.limits is not None
+    assert (engine.limits.max_seconds, engine.limits.extensions) == (600.0, None)
+    assert (engine.limits.chunk_encoding, engine.limits.parallel_chunks) == ("pcm", 1)
 
 
 def test_settings_select_and_configure_it() -> None:
     settings = Settings.from_env(
         {
-            "TRANSCRIBE_ENGINE": "whisper",
+            "TRANSCRIBE_ENGINE": "whisper",  # the old name of the offline engine
             "OFFLINE_BEAM_SIZE": "5",
             "OFFLINE_VAD": "on",
             "OFFLINE_DEVICE": "cpu",
             "OFFLINE_THREADS": "2",
         }
     )
-    assert settings.engine == "whisper"
+    assert settings.engine == "offline"
     config = WhisperConfig.from_settings(settings)
-    assert (config.model, config.device, config.compute_type) == (None, "cpu", "int8")
-    assert (config.beam_size, config.vad, config.threads) == (5, True, 2)
-    # Not the default yet: without the setting, the offline engine is still pocketsphinx.
+    assert (config.model, config.device, config.compute_type) == (None, "cpu", "auto")
+    assert (config.beam_size, config.vad, config.threads, config.jobs) == (5, True, 2, 1)
     assert Settings.from_env({}).engine == "offline"
 
 
@@ -108,7 +113,9 @@ async def test_transcribes_the_fixture(engine: FasterWhisperEngine, fixture: str
     assert transcript.language == "en"
     assert transcript.engine_metadata["language_probability"] > 0.5
     assert transcript.model == PACKAGED_MODEL_NAME
-    assert transcript.engine == "whisper"
+    assert transcript.engine == "offline"
+    # compute type "auto" is int8 on a CPU.
+    assert transcript.engine_metadata["compute_type"] == "int8"
     assert transcript.duration == pytest.approx(FIXTURE_SECONDS, abs=0.05)
     assert transcript.words is None
     _assert_sane_timings(transcript)
@@ -202,14 +209,15 @@ async def test_silence_gives_an_empty_transcript(
 
 
 async def test_transcriber_builds_it_from_settings() -> None:
-    settings = Settings.from_env({"TRANSCRIBE_ENGINE": "whisper"})
+    # No key: the offline engine is the default, and model=offline names the same engine.
+    settings = Settings.from_env({"OFFLINE_JOBS": "2"})
     async with AsyncExitStack() as stack:
         engines = await build_engines(settings, stack)
-    assert engines.default.name == "whisper"
-    # model=offline still means pocketsphinx until the whisper engine becomes the default.
-    assert engines.for_model("offline").name == "offline"
-    assert engines.for_model(None).name == "whisper"
-    assert concurrency(settings) == 1
+    assert isinstance(engines.default, FasterWhisperEngine)
+    assert engines.for_model("offline") is engines.default is engines.for_model(None)
+    # The consumer takes as many jobs as the engine decodes at once.
+    assert concurrency(settings) == 2
+    assert engines.default.limits is not None and engines.default.limits.parallel_chunks == 2
 
 
 async def test_undecodable_media_is_permanent(engine: FasterWhisperEngine, tmp_path: Path) -> None:
@@ -236,7 +244,7 @@ async def test_tampered_model_is_refused(tmp_path: Path) -> None:
         weights.seek(4096)
         weights.write(bytes([byte[0] ^ 0xFF]))
     pinned = FasterWhisperEngine(
-        WhisperConfig(model=copy, model_sha256=_packaged_digest("model.bin"))
+        WhisperConfig(model=str(copy), model_sha256=_packaged_digest("model.bin"))
     )
     with pytest.raises(ModelVerificationError, match=r"model\.bin has SHA-256 .* refusing"):
         await pinned.warm_up()
@@ -281,3 +289,68 @@ async def test_real_speech_from_the_corpus(engine: FasterWhisperEngine, band: st
         words += len(_words(reference))
     # tiny.en on these clips: a handful of errors in ~40 words (pocketsphinx: several times more).
     assert errors / words < 0.2, (band, errors, words)
+
+
+async def test_a_named_model_is_taken_from_the_cache(tmp_path: Path) -> None:
+    # OFFLINE_MODEL=tiny.en: a model name, looked up in OFFLINE_MODEL_DIR before any download,
+    # and pinned by OFFLINE_MODEL_SHA256 like a directory.
+    shutil.copytree(packaged_model_dir(), tmp_path / "tiny.en")
+    engine = FasterWhisperEngine(
+        WhisperConfig(
+            model="tiny.en", model_dir=tmp_path, model_sha256=_packaged_digest("model.bin")
+        )
+    )
+    assert engine.default_model == "whisper-tiny.en"
+    transcript = await engine.transcribe(FIXTURES / "hello_campaign.wav", EngineOptions())
+    assert transcript.model == "whisper-tiny.en"
+    assert _wer(SENTENCE, transcript.text) < 0.2
+
+
+async def test_an_unknown_model_name_is_refused_at_start(tmp_path: Path) -> None:
+    engine = FasterWhisperEngine(WhisperConfig(model="tiny-ish", model_dir=tmp_path))
+    with pytest.raises(ModelVerificationError, match=r"'tiny-ish' is neither .* large-v3"):
+        await engine.warm_up()
+
+
+def test_a_model_that_cannot_be_fetched_fails_the_start_clearly(tmp_path: Path) -> None:
+    # A fresh process, so the model hub's endpoint (read at import) is a closed local port.
+    script = (
+        "import asyncio\n"
+        "from pathlib import Path\n"
+        "from services.transcriber.engines.whisper import FasterWhisperEngine, WhisperConfig\n"
+        f"engine = FasterWhisperEngine(WhisperConfig(model='base.en', model_dir=Path({str(tmp_path)!r})))\n"
+        "asyncio.run(engine.warm_up())\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "ModelVerificationError: could not fetch the Whisper model 'base.en'" in done.stderr
+    assert "set OFFLINE_MODEL to its path" in done.stderr
+    assert not (tmp_path / "base.en" / "model.bin").exists()
+
+
+async def test_a_prompt_reaches_the_model(engine: FasterWhisperEngine) -> None:
+    plain = await engine.transcribe(FIXTURES / "hello_campaign.wav", EngineOptions())
+    prompted = await engine.transcribe(
+        FIXTURES / "hello_campaign.wav",
+        EngineOptions(prompt="Hello. This is a test call from ACME CORP about your CAMPAIGN."),
+    )
+    assert prompted.engine_metadata["prompt"] is True and "prompt" not in plain.engine_metadata
+    # The prompt is context, never part of the transcript.
+    assert "ACME" not in prompted.text
+    assert _wer(SENTENCE, prompted.text) < 0.2
+
+
+def test_a_multilingual_language_name_or_code_is_normalised() -> None:
+    from services.transcriber.engines.languages import normalize_language
+
+    assert normalize_language("English") == "en" and normalize_language("de") == "de"

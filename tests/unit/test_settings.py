@@ -57,11 +57,12 @@ def test_configured_infrastructure_wins_over_embedded() -> None:
     assert s.database_url == "postgresql://embedded"
 
 
-def test_whisper_engine_settings() -> None:
-    defaults = Settings.from_env({"TRANSCRIBE_ENGINE": "whisper"})
-    assert defaults.engine == "whisper"
+def test_offline_engine_settings() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.engine == "offline"
     assert defaults.offline_model is None and defaults.offline_model_sha256 is None
-    assert (defaults.offline_device, defaults.offline_compute_type) == ("auto", "int8")
+    assert defaults.offline_model_dir is None and defaults.offline_jobs == 1
+    assert (defaults.offline_device, defaults.offline_compute_type) == ("auto", "auto")
     assert (defaults.offline_beam_size, defaults.offline_vad, defaults.offline_threads) == (
         1,
         False,
@@ -78,10 +79,15 @@ def test_whisper_engine_settings() -> None:
             "OFFLINE_BEAM_SIZE": "5",
             "OFFLINE_VAD": "yes",
             "OFFLINE_THREADS": "4",
+            "OFFLINE_JOBS": "2",
+            "OFFLINE_MODEL_DIR": "/var/cache/models",
         }
     )
-    assert custom.engine == "whisper"
-    assert str(custom.offline_model) == "/models/small.en"
+    # Both former names of the offline engine still select it.
+    assert custom.engine == "offline"
+    assert Settings.from_env({"TRANSCRIBE_ENGINE": "pocketsphinx"}).engine == "offline"
+    assert custom.offline_model == "/models/small.en"
+    assert custom.offline_jobs == 2 and str(custom.offline_model_dir) == "/var/cache/models"
     assert custom.offline_model_sha256 == digest.lower()
     assert (custom.offline_device, custom.offline_compute_type) == ("cuda", "float16")
     assert (custom.offline_beam_size, custom.offline_vad, custom.offline_threads) == (5, True, 4)
@@ -94,10 +100,11 @@ def test_whisper_engine_settings() -> None:
         ("OFFLINE_DEVICE", "tpu"),
         ("OFFLINE_BEAM_SIZE", "0"),
         ("OFFLINE_THREADS", "-1"),
+        ("OFFLINE_JOBS", "0"),
         ("OFFLINE_VAD", "maybe"),
         ("OFFLINE_MODEL_SHA256", "not-a-digest"),
     ],
 )
-def test_bad_whisper_settings_are_reported_by_name(name: str, value: str) -> None:
+def test_bad_offline_settings_are_reported_by_name(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})

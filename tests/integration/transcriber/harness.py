@@ -3,6 +3,7 @@ S3 with the OpenAI engine pointed at the fake server."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -17,12 +18,19 @@ from libs.bus import Delivery
 from libs.contracts import AudioStored, encode, new_event_id, subjects, utcnow
 from libs.settings import Settings
 from services.transcriber.engines import Engines, UploadLimits
-from services.transcriber.engines.offline import PocketsphinxEngine
 from services.transcriber.engines.openai.engine import OpenAIEngine, build_client
 from services.transcriber.engines.openai.models import LIMITS
+from services.transcriber.engines.whisper import FasterWhisperEngine
 from services.transcriber.longaudio import SplitPolicy
 from services.transcriber.worker import Transcriber
 from tests.fakes.openai_server import FakeOpenAIServer
+
+
+@functools.cache
+def offline_engine() -> FasterWhisperEngine:
+    """One offline engine for the test process: its model loads once, on the first job."""
+    return FasterWhisperEngine()
+
 
 INSERT_JOB = """
 INSERT INTO media_pipeline.audio_files (id, api_key_id, tenant_prefix, campaign_name, bucket,
@@ -117,7 +125,7 @@ async def transcriber(
                 Transcriber(
                     pool,
                     store,
-                    Engines(default=engine, offline=PocketsphinxEngine()),
+                    Engines(default=engine, offline=offline_engine()),
                     split_policy=split_policy,
                     skip_tenants=skip_tenants,
                 ),

@@ -19,7 +19,6 @@ from libs.bus.consumer import Outcome, decide
 from libs.provision import ensure_bootstrap_key, migrate_database
 from libs.settings import Settings
 from services.transcriber.engines import Engines
-from services.transcriber.engines.offline import PocketsphinxEngine
 from services.transcriber.engines.openai.engine import OpenAIEngine, build_client
 from services.transcriber.engines.openai.models import LIMITS
 from services.transcriber.worker import Transcriber
@@ -90,7 +89,9 @@ async def test_a_refused_transcript_upload_fails_the_job_once_and_for_all(
     try:
         async with S3BlobStore.open(settings.require_s3()) as s3:
             store = RefusingTranscripts(s3)
-            worker = Transcriber(pool, store, Engines(default=engine, offline=PocketsphinxEngine()))
+            worker = Transcriber(
+                pool, store, Engines(default=engine, offline=harness.offline_engine())
+            )
             job = await harness.make_job(pool, s3, SPEECH)
             delivery = harness.delivery(job.event)
             with pytest.raises(Reject) as raised:

@@ -27,9 +27,9 @@ from services.transcriber.engines import (
     Timestamps,
     UploadLimits,
 )
-from services.transcriber.engines.offline import MODEL_NAME, PocketsphinxEngine
 from services.transcriber.engines.openai.engine import OpenAIEngine, build_client
 from services.transcriber.engines.openai.models import DEFAULT_MODEL, output_shape
+from services.transcriber.engines.whisper import PACKAGED_MODEL_NAME, FasterWhisperEngine
 from services.transcriber.longaudio import SplitPolicy
 from services.transcriber.worker import Transcriber
 
@@ -128,7 +128,7 @@ def _job_and_event(model: str | None) -> tuple[Job, AudioStored]:
 async def _transcribe(
     engine: ProtocolOnlyEngine, model: str | None, tmp_path: Path
 ) -> tuple[Transcript, RecordingPool]:
-    # mypy checks the real engines against `Engine` (engines/offline.py, openai/engine.py);
+    # mypy checks the real engines against `Engine` (engines/whisper.py, openai/engine.py);
     # tests are not type-checked, so this one is checked by behaving as the worker expects.
     _: Engine = engine
     pool = RecordingPool()
@@ -197,8 +197,8 @@ def test_openai_output_shapes(model: str, timestamps: Timestamps, shape: OutputS
     [("none", False, False), ("segment", True, False), ("word", True, True)],
 )
 def test_offline_output_shape(timestamps: Timestamps, segments: bool, words: bool) -> None:
-    engine = PocketsphinxEngine()  # loads no model until the first job
-    assert engine.default_model == MODEL_NAME
+    engine = FasterWhisperEngine()  # loads no model until the first job
+    assert engine.default_model == PACKAGED_MODEL_NAME
     assert engine.output_shape("whisper-1", timestamps) == OutputShape(
         response_format=None, segment_timings=segments, word_timings=words
     )

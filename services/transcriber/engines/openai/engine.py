@@ -27,8 +27,8 @@ from services.transcriber.engines.base import (
     TransientEngineError,
     UploadLimits,
 )
+from services.transcriber.engines.languages import normalize_language
 from services.transcriber.engines.openai.errors import classify_openai_error
-from services.transcriber.engines.openai.languages import normalize_language
 from services.transcriber.engines.openai.models import (
     DEFAULT_MODEL,
     LIMITS,

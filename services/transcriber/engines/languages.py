@@ -1,4 +1,5 @@
-"""Whisper's language names to the ISO-639-1 codes the rest of the pipeline uses."""
+"""Whisper's language names to the ISO-639-1 codes the rest of the pipeline uses (the OpenAI
+engine reads names in verbose_json; the offline engine takes names or codes)."""
 
 from __future__ import annotations
 
