@@ -260,7 +260,7 @@ async def long_rss(args: argparse.Namespace) -> dict[str, Any]:
                     with contextlib.suppress(psutil.Error):
                         rss.append(proc.memory_info().rss)
                     if (
-                        int(await pool.fetchval(DONE, ids, READY_SUBJECTS)) >= 1
+                        int(await pool.fetchval(DONE, ids, READY_SUBJECTS, 0)) >= 1
                         or time.perf_counter() - t0 > args.timeout
                     ):
                         break

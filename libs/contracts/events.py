@@ -46,6 +46,8 @@ class AudioStored(Event, frozen=True, kw_only=True, tag="audio.stored"):
     callback_url: str | None = None
     # A replay with force=True re-transcribes even a completed job.
     force: bool = False
+    # Vocabulary or context for the model (names, products, spellings).
+    prompt: str | None = None
 
 
 class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,7 +13,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from services.ingest.submission import DEFAULT_TIMESTAMPS, IDEMPOTENCY_KEY_MAX, Model, Timestamps
+from services.ingest.submission import (
+    DEFAULT_TIMESTAMPS,
+    IDEMPOTENCY_KEY_MAX,
+    MAX_PROMPT_CHARS,
+    Model,
+    Timestamps,
+)
 
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 Uuid = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
@@ -87,6 +93,17 @@ class SubmitFields(msgspec.Struct):
     model: Model | Unset = UNSET
     language: Annotated[str | Unset, _field("ISO-639 code, e.g. en")] = UNSET
     timestamps: Timestamps = DEFAULT_TIMESTAMPS
+    prompt: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="vocabulary or context for the model: names, products, spellings"
+                " (one line). Sent to the offline engine and to OpenAI models that take a prompt",
+                max_length=MAX_PROMPT_CHARS,
+            ),
+        ]
+        | Unset
+    ) = UNSET
 
 
 class Accepted(msgspec.Struct):

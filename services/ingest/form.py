@@ -34,6 +34,7 @@ TEXT_FIELDS = (
     "model",
     "language",
     "timestamps",
+    "prompt",
 )
 MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024

@@ -27,6 +27,9 @@ from services.ingest.form import SubmitForm, Upload
 Model = Literal["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"]
 Timestamps = Literal["none", "segment", "word"]
 MODELS: frozenset[str] = frozenset(get_args(Model))
+# Whisper reads only the last 224 tokens of a prompt (about 1,000 characters of English);
+# twice that leaves room for other models without storing essays.
+MAX_PROMPT_CHARS = 2000
 TIMESTAMPS: frozenset[str] = frozenset(get_args(Timestamps))
 DEFAULT_TIMESTAMPS: Timestamps = "segment"
 IDEMPOTENCY_KEY_MAX = 200
@@ -81,6 +84,7 @@ class Options:
     model: str | None
     language: str | None
     timestamps: str
+    prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,9 @@ class Submission:
             "campaign_id": self.fallbacks.campaign_id,
             "company": self.fallbacks.company,
         }
+        if self.options.prompt is not None:
+            # Only when given, so requests fingerprinted before prompts existed still match.
+            canonical["prompt"] = self.options.prompt
         raw = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()
 
@@ -236,4 +243,9 @@ def parse_options(form: SubmitForm) -> Options:
         raise InvalidInput(
             f"timestamps must be one of {sorted(TIMESTAMPS)}", code="invalid_timestamps"
         )
-    return Options(model=model, language=language, timestamps=timestamps)
+    prompt = form.get("prompt")
+    if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidInput(
+            f"prompt must be at most {MAX_PROMPT_CHARS} characters", code="invalid_prompt"
+        )
+    return Options(model=model, language=language, timestamps=timestamps, prompt=prompt)

@@ -173,6 +173,7 @@ class Transcriber:
         options = EngineOptions(
             model=event.model if event.model != "offline" else None,
             language=event.language,
+            prompt=event.prompt,
             timestamps="word"
             if event.timestamps == "word"
             else "none"

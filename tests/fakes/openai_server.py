@@ -556,6 +556,13 @@ class FakeOpenAIServer:
             return _json_error(
                 400, "diarized_json is not supported by this fake", param="response_format"
             )
+        if record.prompt is not None and "diarize" in model:
+            return _json_error(
+                400,
+                f"prompt is not supported with model '{model}'.",
+                param="prompt",
+                code="unsupported_parameter",
+            )
         granularities = record.timestamp_granularities
         if granularities and response_format != "verbose_json":
             return _json_error(

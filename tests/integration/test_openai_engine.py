@@ -131,6 +131,32 @@ async def test_whisper_word_timestamps(
     assert sent.language == "en"
 
 
+@pytest.mark.parametrize("model", ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
+async def test_a_prompt_is_sent_to_models_that_take_one(
+    engine: OpenAIEngine, server: FakeOpenAIServer, wav: Path, model: str
+) -> None:
+    prompt = "Acme Telecom, SuperSaver 5G"
+    transcript = await engine.transcribe(wav, EngineOptions(model=model, prompt=prompt))
+    assert only_request(server).prompt == prompt
+    assert transcript.engine_metadata["prompt"] == "sent"
+
+
+async def test_no_prompt_no_prompt_field(
+    engine: OpenAIEngine, server: FakeOpenAIServer, wav: Path
+) -> None:
+    transcript = await engine.transcribe(wav, EngineOptions())
+    assert only_request(server).prompt is None
+    assert "prompt" not in transcript.engine_metadata
+
+
+def test_the_diarizing_model_takes_no_prompt() -> None:
+    # OpenAI refuses a prompt for gpt-4o-transcribe-diarize (the fake does too): not sent.
+    from services.transcriber.engines.openai.models import takes_prompt
+
+    assert not takes_prompt("gpt-4o-transcribe-diarize")
+    assert takes_prompt("whisper-1") and takes_prompt("gpt-4o-transcribe")
+
+
 @pytest.mark.parametrize("model", ["gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
 async def test_gpt4o_json_gets_one_segment_spanning_the_audio(
     engine: OpenAIEngine, server: FakeOpenAIServer, tmp_path: Path, model: str

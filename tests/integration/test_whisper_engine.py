@@ -344,7 +344,7 @@ async def test_a_prompt_reaches_the_model(engine: FasterWhisperEngine) -> None:
         FIXTURES / "hello_campaign.wav",
         EngineOptions(prompt="Hello. This is a test call from ACME CORP about your CAMPAIGN."),
     )
-    assert prompted.engine_metadata["prompt"] is True and "prompt" not in plain.engine_metadata
+    assert prompted.engine_metadata["prompt"] == "sent" and "prompt" not in plain.engine_metadata
     # The prompt is context, never part of the transcript.
     assert "ACME" not in prompted.text
     assert _wer(SENTENCE, prompted.text) < 0.2

@@ -400,7 +400,7 @@ class FasterWhisperEngine:
             "vad": self._config.vad,
         }
         if options.prompt is not None:
-            metadata["prompt"] = True
+            metadata["prompt"] = "sent"
         if options.model not in (None, self._source.label):
             metadata["requested_model"] = options.model
         return Transcript(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 
 import aiohttp
@@ -204,6 +205,9 @@ async def test_idempotency_key_returns_the_same_job_for_uploads(api: Api) -> Non
         ({"url": "http://example.com/a.wav", "model": "gpt-5"}, "invalid_model"),
         ({"url": "http://example.com/a.wav", "language": "english!"}, "invalid_language"),
         ({"url": "http://example.com/a.wav", "timestamps": "chars"}, "invalid_timestamps"),
+        ({"url": "http://example.com/a.wav", "prompt": "x" * 2001}, "invalid_prompt"),
+        ({"url": "http://example.com/a.wav", "prompt": "names:\x00Acme"}, "invalid_field"),
+        ({"url": "http://example.com/a.wav", "prompt": "two\nlines"}, "invalid_field"),
         (
             {"url": "http://example.com/a.wav", "callback_url": "http://169.254.169.254/hook"},
             "callback_url_",
@@ -369,3 +373,22 @@ async def test_overlong_multipart_field_is_400(api: Api) -> None:
     status, body, _ = await api.submit(form)
     assert status == 400, body
     assert body["error"] == "field_too_long"
+
+
+async def test_a_prompt_is_kept_with_the_job_and_sent_with_its_event(api: Api) -> None:
+    prefix = unique_prefix()
+    prompt = "Acme Telecom, Zoë Ngata, the SuperSaver 5G plan"
+    form = aiohttp.FormData()
+    form.add_field("b2_prefix", prefix)
+    form.add_field("prompt", prompt)
+    form.add_field("file", OPUS, filename="call.opus")
+    status, body, _ = await api.submit(form)
+    assert status == 200, body
+    [row] = await api.rows(prefix)
+    assert row["prompt"] == prompt
+    payload = await api.pool.fetchval(
+        "SELECT payload FROM media_pipeline.outbox WHERE convert_from(payload, 'UTF8') LIKE $1",
+        f"%{body['audio_file_id']}%",
+    )
+    event = json.loads(payload)
+    assert (event["type"], event["prompt"]) == ("audio.stored", prompt)

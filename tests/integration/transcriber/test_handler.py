@@ -3,6 +3,7 @@ idempotency, replays with and without force, every failure class and what it lea
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from libs.bus import Pause, Reject, Retry
 from libs.contracts import audio_stored_decoder
+from libs.jobs import record
 from libs.provision import ensure_bootstrap_key, migrate_database
 from libs.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
@@ -299,3 +301,23 @@ async def test_default_pool_leaves_tenants_with_dedicated_pools_alone(
         assert (await harness.job_state(pool, vip.id))["status"] == "queued"
         assert (await harness.job_state(pool, other.id))["status"] == "completed"
         assert len(fake.requests) == 1
+
+
+async def test_the_jobs_prompt_reaches_the_engine_and_survives_a_rerun(
+    settings: Settings, pool: asyncpg.Pool, fake: FakeOpenAIServer
+) -> None:
+    prompt = "Acme Telecom, SuperSaver 5G"
+    async with harness.transcriber(settings, pool, fake) as (worker, store):
+        job = await harness.make_job(pool, store, SPEECH)
+        await pool.execute(
+            "UPDATE media_pipeline.audio_files SET prompt = $2 WHERE id = $1::uuid", job.id, prompt
+        )
+        # A rerun (or requeue) builds its event from the row: the prompt comes along.
+        loaded = await record.load(pool, uuid.UUID(job.id))
+        assert loaded is not None
+        event = record.audio_stored_event(loaded)
+        assert event.prompt == prompt
+        await worker.handle(harness.delivery(event))
+    assert [r.prompt for r in fake.requests] == [prompt]
+    state = await harness.job_state(pool, job.id)
+    assert state["status"] == "completed"

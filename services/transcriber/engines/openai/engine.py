@@ -34,6 +34,7 @@ from services.transcriber.engines.openai.models import (
     LIMITS,
     output_shape,
     response_format_for,
+    takes_prompt,
 )
 
 # Long uploads of up to 25 MB plus server-side transcription can legitimately take minutes.
@@ -145,6 +146,7 @@ class OpenAIEngine:
         )
         content_type = mimetypes.guess_type(audio.name)[0] or "application/octet-stream"
         bound = log.bind(model=model, audio=audio.name, response_format=response_format)
+        prompt = options.prompt if options.prompt and takes_prompt(model) else None
 
         # An open file (not bytes, not a Path: the SDK reads a Path fully into memory) lets
         # the HTTP client stream the upload from disk in 64 KiB chunks.
@@ -158,6 +160,7 @@ class OpenAIEngine:
                     model=model,
                     response_format=response_format,
                     language=options.language or openai.omit,
+                    prompt=prompt if prompt is not None else openai.omit,
                     timestamp_granularities=(
                         granularities if response_format == "verbose_json" else openai.omit
                     ),
@@ -199,6 +202,9 @@ class OpenAIEngine:
             "latency_ms": latency_ms,
             "response_format": response_format,
         }
+        if options.prompt:
+            # A model that takes no prompt (the diarizing one) is not sent it, and says so.
+            metadata["prompt"] = "sent" if prompt is not None else "ignored"
         processing_ms = raw.headers.get("openai-processing-ms")
         if processing_ms is not None and processing_ms.isdigit():
             # Server-side model time; latency_ms minus this is upload and queueing.

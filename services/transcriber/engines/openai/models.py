@@ -31,6 +31,12 @@ def response_format_for(model: str) -> ResponseFormat:
     return "json" if model.startswith("gpt-") else "verbose_json"
 
 
+def takes_prompt(model: str) -> bool:
+    """Whisper-style and gpt-4o transcription models take a `prompt`; the diarizing model
+    refuses one (400)."""
+    return "diarize" not in model
+
+
 def output_shape(model: str, timestamps: Timestamps) -> OutputShape:
     """`verbose_json` carries segments always and words when asked for; `json` only text."""
     response_format = response_format_for(model)
