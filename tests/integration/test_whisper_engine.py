@@ -1,8 +1,8 @@
 """The offline engine (Whisper through faster-whisper, the packaged tiny.en) on real speech.
 
-The fixture shipped in tests/fixtures always runs; the speech-dev corpus (`shared/speech-dev`
-beside the repository, as on developers' machines and in CI) adds real human read speech when
-present, and those tests skip cleanly when it is not.
+The synthetic fixture and three clips of real read speech (tests/fixtures/speech, copied from
+the development corpus with their licences: BSD-2-Clause package, public-domain LibriVox audio)
+at 16 kHz and as telephone audio.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
-CORPUS = REPO_ROOT.parent / "shared" / "speech-dev"
+CORPUS = FIXTURES / "speech"
 SENTENCE = "hello this is a test call about your campaign please call me back tomorrow morning"
 FIXTURE_SECONDS = 102884 / 16000
 # Short real (human) clips of the corpus, each a different source and speaker.
@@ -274,7 +274,6 @@ def _corpus_refs() -> dict[str, str]:
         return {row["file"]: row["reference"] for row in rows}
 
 
-@pytest.mark.skipif(not (CORPUS / "refs.tsv").is_file(), reason=f"no speech corpus at {CORPUS}")
 @pytest.mark.parametrize("band", ["16k", "tel"])
 async def test_real_speech_from_the_corpus(engine: FasterWhisperEngine, band: str) -> None:
     refs = _corpus_refs()
@@ -287,8 +286,10 @@ async def test_real_speech_from_the_corpus(engine: FasterWhisperEngine, band: st
         reference = refs[clip]
         errors += round(_wer(reference, transcript.text) * len(_words(reference)))
         words += len(_words(reference))
-    # tiny.en on these clips: a handful of errors in ~40 words (pocketsphinx: several times more).
-    assert errors / words < 0.2, (band, errors, words)
+    # Measured (bench/results/offline_wer.json, beam 1): 2 errors in these 26 words at 16 kHz,
+    # 4 on the telephone copies (pocketsphinx: 8 and 14). At most 5 (19%) leaves a word of
+    # slack for CPU-dependent decoding, and fails an engine or decoder twice as bad as today's.
+    assert errors <= 5, (band, errors, words)
 
 
 async def test_a_named_model_is_taken_from_the_cache(tmp_path: Path) -> None:
