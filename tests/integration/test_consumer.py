@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,6 +92,50 @@ async def test_heartbeats_keep_a_long_job_from_being_redelivered(
         stop.set()
         await asyncio.gather(*tasks)
     assert deliveries == [1]
+
+
+async def test_heartbeats_continue_while_the_offline_engine_computes(
+    js_stream: tuple[JetStreamContext, str, str, str], tmp_path: Path
+) -> None:
+    # The same, with the real offline engine decoding ~40 s of speech (several AckWaits of
+    # CPU): CTranslate2 runs on a thread without the GIL, so in_progress() keeps going out.
+    from services.transcriber.engines import EngineOptions
+    from tests.integration.transcriber.harness import offline_engine
+    from tests.integration.transcriber.test_long_audio import long_recording
+
+    audio, _ = long_recording(40 / 60, seed=3)
+    path = tmp_path / "long.wav"
+    path.write_bytes(audio)
+    engine = offline_engine()
+    await engine.warm_up()
+    js, stream, subject, durable = js_stream
+    deliveries: list[int] = []
+    took: list[float] = []
+
+    async def handler(d: Delivery) -> None:
+        deliveries.append(d.num_delivered)
+        started = time.perf_counter()
+        await engine.transcribe(path, EngineOptions())
+        took.append(time.perf_counter() - started)
+
+    await js.publish(f"{subject}.offline", b"offline")
+    a = PullConsumer(js, stream=stream, durable=durable, handler=handler)
+    b = PullConsumer(js, stream=stream, durable=durable, handler=handler)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
+
+    async def acked() -> bool:
+        info = await js.consumer_info(stream, durable)
+        return bool(took) and info.num_ack_pending == 0
+
+    try:
+        await eventually(acked, timeout=300)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert deliveries == [1]
+    # Longer than the AckWait (1 s), or this proved nothing.
+    assert took[0] > 1.0, took
 
 
 async def test_shutdown_hands_in_flight_work_back(
