@@ -82,9 +82,9 @@ def test_satisfies_engine_protocol() -> None:
     engine: Engine = FasterWhisperEngine()
     assert engine.name == "offline"
     assert engine.default_model == PACKAGED_MODEL_NAME
-    # Long recordings come in lossless chunks of at most ten minutes, one at a time.
+    # Long recordings come in lossless chunks of at most four minutes, one at a time.
     assert engine.limits is not None
-    assert (engine.limits.max_seconds, engine.limits.extensions) == (600.0, None)
+    assert (engine.limits.max_seconds, engine.limits.extensions) == (240.0, None)
     assert (engine.limits.chunk_encoding, engine.limits.parallel_chunks) == ("pcm", 1)
 
 

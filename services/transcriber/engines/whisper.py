@@ -72,8 +72,9 @@ class ModelVerificationError(RuntimeError):
     """The model directory is not the one pinned: refuse to load it."""
 
 
-# The longest request the engine decodes at once, by default (see `FasterWhisperEngine.limits`).
-WINDOW_SECONDS = 600.0
+# The longest request the engine decodes at once, by default (see `FasterWhisperEngine.limits`):
+# memory, not accuracy, sets it; the cuts fall in pauses, and Whisper reads 30 s at a time.
+WINDOW_SECONDS = 240.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +235,11 @@ class FasterWhisperEngine:
     """`Engine` backed by faster-whisper (CTranslate2) and a verified Whisper model."""
 
     name = "offline"
-    # Set per instance from the config: one request decodes at most `window_seconds` of audio
-    # (~40 MB of samples and features for 600 s, bench/offline_rss.py measures the peak), as
-    # lossless chunks, one chunk per free place in the engine.
+    # Set per instance from the config: one request decodes at most `window_seconds` of audio,
+    # as lossless chunks, one chunk per free place in the engine. faster-whisper computes the
+    # log-mel features of a whole request at once (numpy's FFT in float64): ~0.75 MB per second
+    # of audio at the peak, so 240 s peaks ~180 MB above the loaded model, and 600 s ~470 MB
+    # (bench/README.md "Offline engine").
     limits: UploadLimits | None
 
     def __init__(self, config: WhisperConfig | None = None) -> None:
@@ -425,15 +428,21 @@ class _Cancelled(Exception):
 
 
 def _decode(audio: Path) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The whole recording as 16 kHz mono float32 in [-1, 1), from the project's decoder."""
+    """The whole request as 16 kHz mono float32 in [-1, 1), from the project's decoder: each
+    decoded block is scaled as it arrives, so only the blocks and their concatenation are ever
+    held (8 bytes per sample), never an int16 copy of the whole as well."""
+    blocks: list[np.ndarray[Any, np.dtype[np.float32]]] = []
     try:
         with closing(iter_pcm(audio)) as pcm:
-            chunks = [np.frombuffer(chunk, dtype="<i2") for chunk in pcm]
+            for chunk in pcm:
+                block = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
+                block *= 1.0 / 32768.0
+                blocks.append(block)
     except UndecodableAudio as exc:
         raise PermanentEngineError(str(exc), code="invalid_media") from exc
-    if not chunks:
+    if not blocks:
         return np.zeros(0, dtype=np.float32)
-    return (np.concatenate(chunks).astype(np.float32) / 32768.0).astype(np.float32)
+    return np.concatenate(blocks)
 
 
 def _clamp(seconds: float, duration: float) -> float:
