@@ -45,14 +45,19 @@ async def build_engines(settings: Settings, stack: AsyncExitStack) -> Engines:
 
 # OpenAI jobs spend their time waiting on the network. Offline jobs spend it computing: the
 # engine decodes OFFLINE_JOBS requests at once whatever the consumer fetches, and a job waiting
-# for the engine still heartbeats, so the consumer takes as many as the engine runs.
+# for the engine still heartbeats. The consumer takes one job more than the engine runs, so
+# the next job's download and the last one's uploads and commits overlap the engine's work
+# instead of leaving it idle between jobs (bench/offline_gateway.py).
 OPENAI_CONCURRENCY = 64
+OFFLINE_PREFETCH = 1
 
 
 def concurrency(settings: Settings) -> int:
     if settings.transcriber_concurrency > 0:
         return settings.transcriber_concurrency
-    return OPENAI_CONCURRENCY if settings.engine == "openai" else settings.offline_jobs
+    if settings.engine == "openai":
+        return OPENAI_CONCURRENCY
+    return settings.offline_jobs + OFFLINE_PREFETCH
 
 
 def check_scope(settings: Settings, scope: str | None) -> None:

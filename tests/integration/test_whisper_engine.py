@@ -215,8 +215,8 @@ async def test_transcriber_builds_it_from_settings() -> None:
         engines = await build_engines(settings, stack)
     assert isinstance(engines.default, FasterWhisperEngine)
     assert engines.for_model("offline") is engines.default is engines.for_model(None)
-    # The consumer takes as many jobs as the engine decodes at once.
-    assert concurrency(settings) == 2
+    # The consumer takes one job more than the engine decodes at once (its I/O overlaps).
+    assert concurrency(settings) == 3
     assert engines.default.limits is not None and engines.default.limits.parallel_chunks == 2
 
 
