@@ -2,6 +2,7 @@
 speech-dev corpus.
 
     python -m bench.offline_wer [--corpus ../shared/speech-dev] [--beams 1,5] [--vad]
+                                [--model small.en|/path/to/ct2-dir] [--compute-type int8]
 
 Runs the offline engine (faster-whisper, the packaged tiny.en, int8, once per beam size asked
 for, and with VAD if asked) over every clip in refs.tsv, at 16 kHz and as telephone audio (`tel/`:
@@ -203,6 +204,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--beams", default="1,5", help="whisper beam sizes to run, e.g. 1,5")
+    parser.add_argument(
+        "--model", default=None, help="OFFLINE_MODEL to measure (default: the packaged tiny.en)"
+    )
+    parser.add_argument("--compute-type", default="auto", help="OFFLINE_COMPUTE_TYPE")
     parser.add_argument("--vad", action="store_true", help="also run whisper beam 1 with VAD")
     parser.add_argument(
         "--quiet-db", type=float, default=0.0, help="also run the 16 kHz clips this many dB down"
@@ -214,14 +219,15 @@ async def main() -> None:
     # pocketsphinx, the offline engine before this one, measured 59.1% / 86.5% WER (16 kHz /
     # telephone) on the real subset with this script; see bench/README.md.
     engines: list[tuple[str, Engine]] = []
+    common: dict[str, Any] = {"model": args.model, "compute_type": args.compute_type}
     for beam in (int(b) for b in args.beams.split(",") if b):
-        whisper = FasterWhisperEngine(WhisperConfig(beam_size=beam))
+        whisper = FasterWhisperEngine(WhisperConfig(**common, beam_size=beam))
         await whisper.warm_up()
-        engines.append((f"whisper-tiny.en beam={beam}", whisper))
+        engines.append((f"{whisper.default_model} beam={beam}", whisper))
     if args.vad:
-        whisper = FasterWhisperEngine(WhisperConfig(beam_size=1, vad=True))
+        whisper = FasterWhisperEngine(WhisperConfig(**common, beam_size=1, vad=True))
         await whisper.warm_up()
-        engines.append(("whisper-tiny.en beam=1 vad", whisper))
+        engines.append((f"{whisper.default_model} beam=1 vad", whisper))
 
     runs = []
     bands = {"16k": args.corpus, "tel": args.corpus / "tel"}
