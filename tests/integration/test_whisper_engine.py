@@ -93,7 +93,7 @@ def test_settings_select_and_configure_it() -> None:
         {
             "TRANSCRIBE_ENGINE": "whisper",  # the old name of the offline engine
             "OFFLINE_BEAM_SIZE": "5",
-            "OFFLINE_VAD": "on",
+            "OFFLINE_VAD": "off",
             "OFFLINE_DEVICE": "cpu",
             "OFFLINE_THREADS": "2",
         }
@@ -101,7 +101,7 @@ def test_settings_select_and_configure_it() -> None:
     assert settings.engine == "offline"
     config = WhisperConfig.from_settings(settings)
     assert (config.model, config.device, config.compute_type) == (None, "cpu", "auto")
-    assert (config.beam_size, config.vad, config.threads, config.jobs) == (5, True, 2, 1)
+    assert (config.beam_size, config.vad, config.threads, config.jobs) == (5, False, 2, 1)
     assert Settings.from_env({}).engine == "offline"
 
 

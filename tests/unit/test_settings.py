@@ -65,7 +65,7 @@ def test_offline_engine_settings() -> None:
     assert (defaults.offline_device, defaults.offline_compute_type) == ("auto", "auto")
     assert (defaults.offline_beam_size, defaults.offline_vad, defaults.offline_threads) == (
         1,
-        False,
+        True,
         0,
     )
     digest = "AB" * 32
@@ -77,7 +77,7 @@ def test_offline_engine_settings() -> None:
             "OFFLINE_DEVICE": "CUDA",
             "OFFLINE_COMPUTE_TYPE": "float16",
             "OFFLINE_BEAM_SIZE": "5",
-            "OFFLINE_VAD": "yes",
+            "OFFLINE_VAD": "no",
             "OFFLINE_THREADS": "4",
             "OFFLINE_JOBS": "2",
             "OFFLINE_MODEL_DIR": "/var/cache/models",
@@ -90,7 +90,7 @@ def test_offline_engine_settings() -> None:
     assert custom.offline_jobs == 2 and str(custom.offline_model_dir) == "/var/cache/models"
     assert custom.offline_model_sha256 == digest.lower()
     assert (custom.offline_device, custom.offline_compute_type) == ("cuda", "float16")
-    assert (custom.offline_beam_size, custom.offline_vad, custom.offline_threads) == (5, True, 4)
+    assert (custom.offline_beam_size, custom.offline_vad, custom.offline_threads) == (5, False, 4)
 
 
 @pytest.mark.parametrize(
