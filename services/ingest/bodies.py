@@ -22,8 +22,11 @@ UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
 # The public job status of /status; `metadata.state` has the internal one (JOB_STATES).
-PublicStatus = Literal["pending", "completed", "failed"]
-JobState = Literal["queued", "processing", "completed", "failed"]
+PublicStatus = Literal["pending", "completed", "failed", "deleted"]
+JobState = Literal["queued", "processing", "completed", "failed", "deleted"]
+# What `GET /api/media/jobs?status=` takes: a public status or a state (pending = queued or
+# processing).
+ListStatus = Literal["pending", "queued", "processing", "completed", "failed", "deleted"]
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 
 
@@ -148,6 +151,11 @@ class StatusMetadata(msgspec.Struct):
     completed_at: DateTime | Unset | None = UNSET
     error: JobError | Unset = UNSET
     last_error: JobError | Unset = UNSET
+    deleted_at: DateTime | Unset | None = UNSET
+    deleted_by: Annotated[
+        str | Unset | None,
+        _field("who deleted the job: `key:<key hint>` (DELETE) or `retention`"),
+    ] = UNSET
 
 
 class Status(msgspec.Struct):
@@ -156,6 +164,16 @@ class Status(msgspec.Struct):
     status: PublicStatus
     transcript: str | None
     metadata: StatusMetadata
+
+
+class JobList(msgspec.Struct):
+    """A page of the key's jobs, newest first; each item is the status body of that job."""
+
+    jobs: list[Status]
+    next_cursor: Annotated[
+        str | None,
+        _field("pass as ?cursor= for the next (older) page; null on the last page"),
+    ]
 
 
 # --- health ---------------------------------------------------------------------------------

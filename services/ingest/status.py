@@ -9,7 +9,7 @@ import asyncpg
 
 def status_body(row: asyncpg.Record) -> dict[str, Any]:
     state = row["status"]
-    public = "completed" if state == "completed" else "failed" if state == "failed" else "pending"
+    public = state if state in ("completed", "failed", "deleted") else "pending"
     metadata: dict[str, Any] = {
         "audio_file_id": str(row["id"]),
         "state": state,
@@ -37,6 +37,12 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
             b2_transcript_srt_key=row["b2_transcript_srt_key"],
             b2_transcript_vtt_key=row["b2_transcript_vtt_key"],
             completed_at=row["completed_at"].isoformat() if row["completed_at"] else None,
+        )
+    if public == "deleted":
+        # The tombstone: ids and timestamps stay, the personal content is gone.
+        metadata.update(
+            deleted_at=row["deleted_at"].isoformat() if row["deleted_at"] else None,
+            deleted_by=row["deleted_by"],
         )
     if public == "failed":
         metadata["error"] = {

@@ -21,7 +21,16 @@ from services.ingest.context import (
     job_id,
 )
 from services.ingest.form import parse_submit_form
-from services.ingest.openapi import UUID, ApiRoutes, Form, Reply, in_header, in_path, in_query
+from services.ingest.openapi import (
+    DATE_TIME,
+    UUID,
+    ApiRoutes,
+    Form,
+    Reply,
+    in_header,
+    in_path,
+    in_query,
+)
 from services.ingest.status import status_body
 from services.ingest.submit import submit
 
@@ -118,6 +127,78 @@ async def get_status(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound("no such job")
     return web.json_response(status_body(row))
+
+
+LIST_DEFAULT_LIMIT = 50
+LIST_MAX_LIMIT = 200
+# ?status= -> the states it means.
+LIST_STATES: dict[str, tuple[str, ...]] = {
+    "pending": ("queued", "processing"),
+    "queued": ("queued",),
+    "processing": ("processing",),
+    "completed": ("completed",),
+    "failed": ("failed",),
+    "deleted": ("deleted",),
+}
+CAMPAIGN_MAX = 256
+
+
+@ROUTES.get(
+    "/api/media/jobs",
+    operation_id="listJobs",
+    summary="The key's jobs, newest first, cursor-paginated (items: the status body)",
+    params=[
+        in_query(
+            "status",
+            "pending (= queued or processing), a state, completed, failed or deleted",
+            {"type": "string", "enum": sorted(LIST_STATES)},
+        ),
+        in_query("since", "jobs created at or after this time (ISO 8601)", DATE_TIME),
+        in_query("until", "jobs created before this time (ISO 8601)", DATE_TIME),
+        in_query("campaign", "exact campaign name", {"type": "string", "maxLength": CAMPAIGN_MAX}),
+        in_query(
+            "limit",
+            f"jobs per page (default {LIST_DEFAULT_LIMIT})",
+            {"type": "integer", "minimum": 1, "maximum": LIST_MAX_LIMIT},
+        ),
+        in_query("cursor", "next_cursor of the previous page"),
+    ],
+    responses={
+        200: Reply("a page of jobs", bodies.JobList),
+        400: "status, since, until, campaign, limit or cursor malformed "
+        "(`invalid_<name>`, `field_too_long`)",
+    },
+)
+async def get_jobs(request: web.Request) -> web.Response:
+    """A page of the caller's own jobs. Keyset pagination on (created_at, id): a job submitted
+    while a client pages through never shifts or repeats an item."""
+    key = await authenticate(request)
+    q = request.query
+    status = q.get("status") or None
+    if status is not None and status not in LIST_STATES:
+        raise InvalidInput(f"status must be one of {sorted(LIST_STATES)}", code="invalid_status")
+    campaign = q.get("campaign") or None
+    if campaign is not None and len(campaign.encode()) > CAMPAIGN_MAX:
+        raise InvalidInput(f"campaign is longer than {CAMPAIGN_MAX} bytes", code="invalid_campaign")
+    limit = params.parse_int(
+        q.get("limit"), "limit", default=LIST_DEFAULT_LIMIT, low=1, high=LIST_MAX_LIMIT
+    )
+    where = views.ListFilter(
+        states=LIST_STATES[status] if status else None,
+        since=params.parse_time(q.get("since"), "since", required=False),
+        until=params.parse_time(q.get("until"), "until", required=False),
+        campaign=campaign,
+        after=params.parse_cursor(q.get("cursor")),
+    )
+    # One more than the page: whether there is a next page, without a count query.
+    rows = await views.list_jobs(request.app[POOL], uuid.UUID(key.id), where, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = (
+        params.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+    )
+    return web.json_response(
+        {"jobs": [status_body(row) for row in page], "next_cursor": next_cursor}
+    )
 
 
 @ROUTES.post(

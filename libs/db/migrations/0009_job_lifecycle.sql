@@ -1,0 +1,34 @@
+-- Job lifecycle: listing a key's jobs, deleting a job with everything it stored.
+-- (Version 0009, reserved for this issue; versions may have gaps, they are applied in order.)
+
+-- Listing: a key's jobs newest first, paginated by the keyset (created_at, id), so a page
+-- boundary never moves when jobs are inserted concurrently.
+CREATE INDEX audio_files_key_created
+    ON media_pipeline.audio_files (api_key_id, created_at DESC, id DESC);
+
+-- A deleted job stays as a tombstone: its ids, timestamps and who deleted it; its personal
+-- content (phone, url, transcript text, raw response) is gone (libs/jobs/deletion.py).
+ALTER TABLE media_pipeline.audio_files DROP CONSTRAINT audio_files_status_check;
+ALTER TABLE media_pipeline.audio_files ADD CONSTRAINT audio_files_status_check
+    CHECK (status IN ('queued', 'processing', 'completed', 'failed', 'deleted'));
+ALTER TABLE media_pipeline.audio_files
+    ADD COLUMN deleted_at timestamptz,
+    ADD COLUMN deleted_by text;
+
+-- The durable half of a deletion: recorded in the same transaction as the tombstone, with
+-- every object key the job may have stored; `finished_at` is set once every object is gone.
+-- A deletion whose objects could not be removed (S3 down) is retried by the finisher
+-- (`next_attempt_at`, leased with FOR UPDATE SKIP LOCKED, so any number of replicas is safe).
+CREATE TABLE media_pipeline.job_deletions (
+    audio_file_id   uuid PRIMARY KEY REFERENCES media_pipeline.audio_files (id) ON DELETE CASCADE,
+    requested_at    timestamptz NOT NULL DEFAULT now(),
+    requested_by    text NOT NULL,
+    reason          text NOT NULL CHECK (reason IN ('api', 'retention')),
+    object_keys     text[] NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    last_error      text,
+    finished_at     timestamptz
+);
+CREATE INDEX job_deletions_due
+    ON media_pipeline.job_deletions (next_attempt_at) WHERE finished_at IS NULL;
