@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 
 from libs.contracts import Event, encode
@@ -27,3 +29,21 @@ async def enqueue(conn: asyncpg.Connection, event: Event, subject: str) -> None:
         # An event written outside the state change's transaction breaks the outbox guarantee.
         raise RuntimeError("outbox.enqueue must run inside the state change's transaction")
     await conn.execute(INSERT_EVENT, *event_row(event, subject))
+
+
+# A deleted job's events leave the outbox, published or not: an unpublished result must not be
+# announced any more, and published copies carry its phone (AudioStored). The outbox has no job
+# column, so this scans it; published rows are purged after a few days (relay.PURGE_PUBLISHED),
+# which keeps the table small. A row the relay holds is waited for (its lock), then deleted.
+DELETE_EVENTS_OF_JOB = """
+DELETE FROM media_pipeline.outbox
+WHERE position(convert_to($1::text, 'UTF8') IN payload) > 0
+"""
+
+
+async def forget_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> int:
+    """Delete every event row that names the job (inside the deletion's transaction)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.forget_job must run inside the deletion's transaction")
+    result = await conn.execute(DELETE_EVENTS_OF_JOB, f'"audio_file_id":"{job_id}"')
+    return int(result.rsplit(" ", 1)[-1])

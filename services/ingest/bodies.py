@@ -154,7 +154,7 @@ class StatusMetadata(msgspec.Struct):
     deleted_at: DateTime | Unset | None = UNSET
     deleted_by: Annotated[
         str | Unset | None,
-        _field("who deleted the job: `key:<key hint>` (DELETE) or `retention`"),
+        _field("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),
     ] = UNSET
 
 
@@ -164,6 +164,18 @@ class Status(msgspec.Struct):
     status: PublicStatus
     transcript: str | None
     metadata: StatusMetadata
+
+
+class Deleted(msgspec.Struct):
+    """The job is deleted: a tombstone keeps its id and timestamps; its personal content is gone
+    from Postgres, and its objects from the bucket (`objects_removed`; false while object
+    storage is unreachable: the deletion is recorded and finishes on its own)."""
+
+    audio_file_id: Uuid
+    status: Literal["deleted"]
+    deleted_at: DateTime
+    deleted_by: Annotated[str, _field("`key:<api key id>` (DELETE) or `retention`")]
+    objects_removed: bool
 
 
 class JobList(msgspec.Struct):

@@ -150,6 +150,8 @@ class Transcriber:
             await self._fail(job, event, "storage_refused", str(exc))
             raise Reject(str(exc)) from exc
         except BlobNotFound as exc:
+            if await repo.is_deleted(self._pool, job.id):
+                return "deleted"  # deleted while queued: its audio is gone, nothing to say
             await self._fail(
                 job, event, "audio_missing", f"audio object {job.object_key} not found"
             )

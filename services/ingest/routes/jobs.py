@@ -9,7 +9,7 @@ from aiohttp import web
 from libs import params
 from libs.blobstore import BlobNotFound
 from libs.errors import Conflict, InvalidInput, NotFound
-from libs.jobs import record, requeue, views
+from libs.jobs import deletion, record, requeue, views
 from services.ingest import bodies
 from services.ingest.context import (
     POOL,
@@ -201,6 +201,53 @@ async def get_jobs(request: web.Request) -> web.Response:
     )
 
 
+@ROUTES.delete(
+    "/api/media/{audio_file_id}",
+    operation_id="deleteJob",
+    summary="Delete a job: every object it stored, and its personal data (a tombstone stays)",
+    params=[JOB_ID],
+    responses={
+        200: Reply(
+            "deleted, every object removed (also the answer to a repeated DELETE)", bodies.Deleted
+        ),
+        202: Reply(
+            "deleted; object storage is unreachable, so its objects are removed later "
+            "(the deletion is recorded and finishes on its own)",
+            bodies.Deleted,
+        ),
+        404: NO_SUCH_JOB,
+    },
+)
+async def delete_job(request: web.Request) -> web.Response:
+    """Idempotent. A job still queued or running is cancelled: the transcriber acks its message
+    without work and no completion is announced; a `transcription.deleted` webhook is."""
+    key = await authenticate(request)
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        outcome = await deletion.request(
+            conn,
+            job_id(request),
+            api_key_id=uuid.UUID(key.id),
+            requested_by=f"key:{key.id}",
+            reason="api",
+            trace_id=request[TRACE_ID],
+        )
+    if outcome is None:
+        raise NotFound("no such job")
+    deleted, _made_now = outcome
+    removed = deleted.objects_removed
+    if not removed:
+        removed = await deletion.finish(pool, request.app[STORE], deleted.audio_file_id)
+    body = bodies.Deleted(
+        audio_file_id=str(deleted.audio_file_id),
+        status="deleted",
+        deleted_at=deleted.deleted_at.isoformat(),
+        deleted_by=deleted.requested_by,
+        objects_removed=removed,
+    )
+    return bodies.answer(body, status=200 if removed else 202)
+
+
 @ROUTES.post(
     "/api/media/rerun/{audio_file_id}",
     operation_id="rerun",
@@ -217,7 +264,7 @@ async def get_jobs(request: web.Request) -> web.Response:
         200: Reply("requeued", bodies.Requeued),
         400: "force is not a boolean",
         404: NO_SUCH_JOB,
-        409: "the job is still queued or running (use force=true)",
+        409: "the job is still queued or running (use force=true), or deleted (job_deleted)",
     },
 )
 async def post_rerun(request: web.Request) -> web.Response:
@@ -234,6 +281,8 @@ async def post_rerun(request: web.Request) -> web.Response:
         requeued = await requeue.requeue(
             conn, job.id, trace_id=request[TRACE_ID], even_if_active=force
         )
+    if requeued is None and job.status == "deleted":
+        raise Conflict("the job was deleted", code="job_deleted")
     if requeued is None:
         raise Conflict(
             f"the job is {job.status}; it will finish on its own (add ?force=true to requeue anyway)",
@@ -245,7 +294,7 @@ async def post_rerun(request: web.Request) -> web.Response:
 _TRANSCRIPT_ERRORS: dict[int, str] = {
     400: "unknown format",
     404: NO_SUCH_JOB,
-    409: "the transcript is not ready yet",
+    409: "the transcript is not ready yet, or the job was deleted (job_deleted)",
 }
 
 
@@ -272,6 +321,8 @@ async def get_transcript(request: web.Request) -> web.Response:
     row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
     if row is None:
         raise NotFound("no such job")
+    if row["status"] == "deleted":
+        raise Conflict("the job was deleted", code="job_deleted")
     column, content_type = FORMATS[fmt]
     object_key = row[column] if row["status"] == "completed" else None
     if not object_key:

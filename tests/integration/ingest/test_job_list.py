@@ -37,9 +37,7 @@ async def _all(api: Api, key: str, query: str = "?limit=2") -> list[str]:
     return ids
 
 
-async def test_newest_first_in_pages_and_stable_under_inserts(
-    api: Api, upstream: Upstream
-) -> None:
+async def test_newest_first_in_pages_and_stable_under_inserts(api: Api, upstream: Upstream) -> None:
     raw, _ = await make_key(api.pool)
     made = [await _job(api, upstream, raw) for _ in range(5)]
     first, cursor = await _page(api, raw, "?limit=2")
