@@ -9,6 +9,8 @@ fields) and every option of the CLI. Pure functions raising domain errors (libs.
 - **Integers and limits**: decimal digits within the route's bounds (inclusive); absent or
   empty is the default. Anything else: 400 `invalid_<name>`. Seconds (`wait`) are the same with
   a decimal number.
+- **Durations** (retention TTLs): `<n><unit>` with unit `s`, `m`, `h` or `d` (`90m`, `7d`), or a
+  number of seconds; at least 1 s, at most 100 years. Anything else: 400 `invalid_<name>`.
 - **Cursors** (`cursor` of a paginated list): opaque text the previous page answered; anything
   else (tampered, truncated, not ours) is 400 `invalid_cursor`.
 - **Ids**: a job (`audio_file_id`) is a UUID; a dead letter or delivery is a positive integer of
@@ -157,3 +159,24 @@ def parse_cursor(value: str | None, name: str = "cursor") -> tuple[datetime, uui
     if when.tzinfo is None:
         raise bad
     return when, job_id
+
+
+_DURATION = re.compile(r"^([0-9]{1,12})([smhd]?)$")
+_DURATION_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
+def parse_duration(value: str | None, name: str) -> int | None:
+    """Whole seconds from `7d`, `36h`, `90m`, `45s` or `3600`; absent or empty is None."""
+    if value is None or not value.strip():
+        return None
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise InvalidInput(
+            f"{name} must be a duration such as 7d, 36h, 90m or a number of seconds",
+            code=f"invalid_{name}",
+        )
+    seconds = int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+    if not 1 <= seconds <= MAX_DURATION_SECONDS:
+        raise InvalidInput(f"{name} must be between 1s and 100 years", code=f"invalid_{name}")
+    return seconds

@@ -43,7 +43,7 @@ from libs.webhooks import queue as webhooks
 
 log = structlog.get_logger()
 
-Reason = Literal["api", "retention"]
+Reason = Literal["api", "retention", "audio_retention"]
 
 # The first attempt is the request's own (inline, right after commit); the finisher leaves the
 # row alone that long, then takes over if the requester died.
@@ -60,10 +60,16 @@ LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
 WHERE a.id = $1 AND ($2::uuid IS NULL OR a.api_key_id = $2)
 FOR UPDATE OF a
 """
+# Upsert: a job whose audio alone went (audio retention) already has a (finished) row.
 INSERT_DELETION = """
-INSERT INTO media_pipeline.job_deletions
+INSERT INTO media_pipeline.job_deletions AS d
     (audio_file_id, requested_by, reason, object_keys, next_attempt_at)
 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+ON CONFLICT (audio_file_id) DO UPDATE SET
+    requested_at = now(), requested_by = EXCLUDED.requested_by, reason = EXCLUDED.reason,
+    object_keys = ARRAY(SELECT DISTINCT k FROM unnest(d.object_keys || EXCLUDED.object_keys) AS k),
+    finished_at = NULL, last_error = NULL, attempts = d.attempts + 1,
+    next_attempt_at = EXCLUDED.next_attempt_at
 """
 # The tombstone: what identifies the job and when things happened stays; what is personal goes.
 # The object key names the phone, so it becomes `deleted/<id>` (UNIQUE, NOT NULL); the url's

@@ -50,3 +50,12 @@ DELETION_LAG = Gauge(
     "transcribe_deletion_lag_seconds",
     "Age of the oldest deletion whose objects are not all removed yet (0: none)",
 )
+RETENTION_REMOVED = Counter(
+    "transcribe_retention_removed_total",
+    "What retention removed: whole jobs (transcript TTL) and audio objects (audio TTL)",
+    ["what"],
+)
+RETENTION_LAG = Gauge(
+    "transcribe_retention_lag_seconds",
+    "How far behind retention is: age of the oldest expiry not yet carried out (0: none)",
+)

@@ -90,6 +90,20 @@ class SubmitFields(msgspec.Struct):
     model: Model | Unset = UNSET
     language: Annotated[str | Unset, _field("ISO-639 code, e.g. en")] = UNSET
     timestamps: Timestamps = DEFAULT_TIMESTAMPS
+    audio_ttl: Annotated[
+        str | Unset,
+        _field(
+            "remove the audio object this long after submission, once the job is finished "
+            "(7d, 36h, 90m or seconds); only shorter than the key's audio TTL"
+        ),
+    ] = UNSET
+    transcript_ttl: Annotated[
+        str | Unset,
+        _field(
+            "delete the whole job (transcripts, audio, personal data) this long after "
+            "submission (7d, 36h, 90m or seconds); only shorter than the key's transcript TTL"
+        ),
+    ] = UNSET
 
 
 class Accepted(msgspec.Struct):
@@ -152,6 +166,15 @@ class StatusMetadata(msgspec.Struct):
     error: JobError | Unset = UNSET
     last_error: JobError | Unset = UNSET
     deleted_at: DateTime | Unset | None = UNSET
+    audio_expires_at: Annotated[
+        DateTime | Unset, _field("retention: when the audio object is removed")
+    ] = UNSET
+    transcript_expires_at: Annotated[
+        DateTime | Unset, _field("retention: when the whole job is deleted")
+    ] = UNSET
+    audio_removed_at: Annotated[
+        DateTime | Unset, _field("retention removed the audio object then")
+    ] = UNSET
     deleted_by: Annotated[
         str | Unset | None,
         _field("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),

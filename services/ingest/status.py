@@ -23,6 +23,10 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
+    # Retention: when the audio goes, when the whole job goes, when the audio went.
+    for name in ("audio_expires_at", "transcript_expires_at", "audio_removed_at"):
+        if row[name] is not None and state != "deleted":
+            metadata[name] = row[name].isoformat()
     transcript = None
     if public == "completed" and row["text"] is not None:
         transcript = row["text"]

@@ -523,6 +523,8 @@ def _new_job(
         trace_id=submission.trace_id,
         transcript_prefix=submission.transcript_prefix,
         request_sha256=fingerprint,
+        audio_ttl_seconds=submission.retention.audio_ttl,
+        transcript_ttl_seconds=submission.retention.transcript_ttl,
     )
 
 

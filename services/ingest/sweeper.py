@@ -1,5 +1,6 @@
-"""The ingest process's background sweeper: finishes deletions whose objects could not be
-removed at once (object storage was down, or the requesting process died).
+"""The ingest process's background sweeper: carries out retention (expired jobs deleted,
+expired audio removed: libs/jobs/retention.py) and finishes deletions whose objects could not
+be removed at once (object storage was down, or the requesting process died).
 
 Safe with any number of ingest replicas: each batch leases its rows with FOR UPDATE SKIP
 LOCKED (libs/jobs/deletion.py). `run_until_idle` does the work of one wake-up with no waiting,
@@ -14,8 +15,8 @@ import asyncpg
 import structlog
 
 from libs.db import DatabaseUnavailable
-from libs.jobs import deletion
-from libs.metrics import DELETION_LAG, DELETIONS_PENDING
+from libs.jobs import deletion, retention
+from libs.metrics import DELETION_LAG, DELETIONS_PENDING, RETENTION_LAG
 
 log = structlog.get_logger()
 
@@ -38,8 +39,19 @@ class Sweeper:
         self._batch = batch
 
     async def run_until_idle(self) -> deletion.FinishRun:
-        """Finish every deletion that is due now (until a batch comes back empty or only with
-        rows that stay pending); updates the lag gauges."""
+        """Carry out every expiry that has passed, then finish every deletion that is due now
+        (until a batch comes back empty or only with rows that stay pending); updates the lag
+        gauges."""
+        expired = retention.Expired()
+        while True:
+            jobs = await retention.expire_jobs(self._pool, self._store, limit=self._batch)
+            audio = await retention.expire_audio(self._pool, self._store, limit=self._batch)
+            expired = retention.Expired(expired.jobs + jobs, expired.audio + audio)
+            if jobs < self._batch and audio < self._batch:
+                break
+        if expired.jobs or expired.audio:
+            log.info("retention_swept", jobs=expired.jobs, audio=expired.audio)
+        RETENTION_LAG.set(await retention.lag(self._pool))
         finished = pending = 0
         while True:
             run = await deletion.finish_due(self._pool, self._store, limit=self._batch)

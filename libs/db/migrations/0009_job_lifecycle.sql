@@ -1,4 +1,4 @@
--- Job lifecycle: listing a key's jobs, deleting a job with everything it stored.
+-- Job lifecycle: listing a key's jobs, deleting a job with everything it stored, retention.
 -- (Version 0009, reserved for this issue; versions may have gaps, they are applied in order.)
 
 -- Listing: a key's jobs newest first, paginated by the keyset (created_at, id), so a page
@@ -23,7 +23,8 @@ CREATE TABLE media_pipeline.job_deletions (
     audio_file_id   uuid PRIMARY KEY REFERENCES media_pipeline.audio_files (id) ON DELETE CASCADE,
     requested_at    timestamptz NOT NULL DEFAULT now(),
     requested_by    text NOT NULL,
-    reason          text NOT NULL CHECK (reason IN ('api', 'retention')),
+    -- 'audio_retention': only the audio object went (the job and its transcripts stay).
+    reason          text NOT NULL CHECK (reason IN ('api', 'retention', 'audio_retention')),
     object_keys     text[] NOT NULL,
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
@@ -32,3 +33,22 @@ CREATE TABLE media_pipeline.job_deletions (
 );
 CREATE INDEX job_deletions_due
     ON media_pipeline.job_deletions (next_attempt_at) WHERE finished_at IS NULL;
+
+-- Retention: a key's TTLs (seconds; NULL keeps forever). At submit, each job gets its expiry
+-- times from its key's TTLs, shortened by the job's own (`audio_ttl`, `transcript_ttl` form
+-- fields: downwards only), so a key's new TTLs apply to the jobs submitted afterwards.
+-- `transcript_expires_at`: the whole job is deleted (as DELETE does); `audio_expires_at`: only
+-- its audio object is removed (`audio_removed_at`), once the job is finished.
+ALTER TABLE media_pipeline.api_keys
+    ADD COLUMN audio_ttl_seconds bigint
+        CHECK (audio_ttl_seconds IS NULL OR audio_ttl_seconds > 0),
+    ADD COLUMN transcript_ttl_seconds bigint
+        CHECK (transcript_ttl_seconds IS NULL OR transcript_ttl_seconds > 0);
+ALTER TABLE media_pipeline.audio_files
+    ADD COLUMN audio_expires_at timestamptz,
+    ADD COLUMN transcript_expires_at timestamptz,
+    ADD COLUMN audio_removed_at timestamptz;
+CREATE INDEX audio_files_transcript_expiry ON media_pipeline.audio_files (transcript_expires_at)
+    WHERE transcript_expires_at IS NOT NULL AND status <> 'deleted';
+CREATE INDEX audio_files_audio_expiry ON media_pipeline.audio_files (audio_expires_at)
+    WHERE audio_expires_at IS NOT NULL AND audio_removed_at IS NULL AND status <> 'deleted';
