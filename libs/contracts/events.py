@@ -89,7 +89,20 @@ class TranscriptionDeleted(Event, frozen=True, kw_only=True, tag="transcript.del
     recording_id: str | None = None
 
 
-AnyEvent = AudioStored | TranscriptReady | TranscriptionFailed | TranscriptionDeleted
+class JobProgress(Event, frozen=True, kw_only=True, tag="job.progress"):
+    """How far a running job got (long recordings, chunk by chunk); rate-limited per job."""
+
+    audio_file_id: str
+    tenant: str
+    # "transcribing" (chunk of chunks) or "rendering"; a plain str so new stages decode.
+    stage: str
+    fraction: float | None = None
+    chunk: int | None = None
+    chunks: int | None = None
+    channel: int | None = None
+
+
+AnyEvent = AudioStored | TranscriptReady | TranscriptionFailed | TranscriptionDeleted | JobProgress
 
 _encoder = msgspec.json.Encoder()
 

@@ -138,6 +138,18 @@ class JobError(msgspec.Struct):
     permanent: bool | Unset = UNSET
 
 
+class Progress(msgspec.Struct):
+    """Where the job is. Stages: queued, transcribing (long recordings: chunk of chunks, and
+    `fraction` = chunk / chunks), rendering, completed, failed."""
+
+    stage: str
+    fraction: Annotated[float | None, _field("0..1 when known")]
+    updated_at: DateTime
+    chunk: Annotated[int | Unset, _field("chunks of the recording transcribed so far")] = UNSET
+    chunks: Annotated[int | Unset, _field("chunks the recording was split into")] = UNSET
+    channel: int | Unset = UNSET
+
+
 class StatusMetadata(msgspec.Struct):
     """Always the job's facts; the transcript keys when completed; `error` when failed;
     `last_error` while a pending job is retrying after a transient failure."""
@@ -172,6 +184,7 @@ class StatusMetadata(msgspec.Struct):
     transcript_expires_at: Annotated[
         DateTime | Unset, _field("retention: when the whole job is deleted")
     ] = UNSET
+    progress: Progress | Unset = UNSET
     audio_removed_at: Annotated[
         DateTime | Unset, _field("retention removed the audio object then")
     ] = UNSET

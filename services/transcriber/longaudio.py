@@ -37,6 +37,9 @@ from services.transcriber.engines import (
 
 log = structlog.get_logger()
 
+# (chunks done, chunks in all); must not raise (progress never fails a job).
+OnChunk = Callable[[int, int], Awaitable[None]]
+
 # AMR-NB's lowest mode is 4.75 kbit/s; nothing we accept packs speech tighter than 500 B/s.
 _MIN_BYTES_PER_SECOND = 500
 
@@ -110,7 +113,10 @@ class LongAudio:
         job_id: uuid.UUID,
         model: str,
         timed: bool,
+        on_chunk: OnChunk | None = None,
     ) -> Transcript:
+        """`on_chunk(done, total)`: told once the plan is known (chunks reused from an earlier
+        attempt count as done) and after every chunk transcribed (progress reporting)."""
         policy = self.policy
         started = time.perf_counter()
         try:
@@ -135,6 +141,8 @@ class LongAudio:
             == (p.start, p.end, key)
         }
         reused = len(results)
+        if on_chunk is not None:
+            await on_chunk(reused, len(plans))
         slots = asyncio.Semaphore(max(1, policy.chunk_concurrency))
         errors: list[BaseException] = []
 
@@ -160,6 +168,8 @@ class LongAudio:
                         ),
                     )
                     results[plan.index] = transcript
+                    if on_chunk is not None:
+                        await on_chunk(len(results), len(plans))
                 except Exception as exc:  # noqa: BLE001 - collected, the most severe re-raised
                     errors.append(exc)
                 finally:

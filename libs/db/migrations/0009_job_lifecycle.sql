@@ -52,3 +52,10 @@ CREATE INDEX audio_files_transcript_expiry ON media_pipeline.audio_files (transc
     WHERE transcript_expires_at IS NOT NULL AND status <> 'deleted';
 CREATE INDEX audio_files_audio_expiry ON media_pipeline.audio_files (audio_expires_at)
     WHERE audio_expires_at IS NOT NULL AND audio_removed_at IS NULL AND status <> 'deleted';
+
+-- Progress of a running job (libs/jobs/progress.py): the latest stage / fraction / chunk shown
+-- by /status, and when the last JobProgress event went out (events are rate-limited per job).
+ALTER TABLE media_pipeline.audio_files
+    ADD COLUMN progress jsonb,
+    ADD COLUMN progress_updated_at timestamptz,
+    ADD COLUMN progress_event_at timestamptz;
