@@ -114,7 +114,7 @@ def encode(event: Event) -> bytes:
 # One decoder per subject family; each accepts only the event types that family carries.
 audio_stored_decoder: msgspec.json.Decoder[AudioStored] = msgspec.json.Decoder(AudioStored)
 # What the notifier consumes: the outcomes of a job that webhooks announce.
-TranscriptResult = TranscriptReady | TranscriptionFailed | TranscriptionDeleted
+TranscriptResult = TranscriptReady | TranscriptionFailed | TranscriptionDeleted | JobProgress
 transcript_result_decoder: msgspec.json.Decoder[TranscriptResult] = msgspec.json.Decoder(
     TranscriptResult
 )

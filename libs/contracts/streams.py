@@ -76,6 +76,7 @@ def notifier_consumer() -> ConsumerSpec:
             f"{subjects.TRANSCRIPT_READY}.>",
             f"{subjects.TRANSCRIPT_FAILED}.>",
             f"{subjects.TRANSCRIPT_DELETED}.>",
+            f"{subjects.JOB_PROGRESS}.>",
         ),
         ack_wait_seconds=30.0,
         max_deliver=20,

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from libs.contracts import TranscriptionDeleted, TranscriptionFailed, TranscriptReady
+from libs.contracts import JobProgress, TranscriptionDeleted, TranscriptionFailed, TranscriptReady
 
 # Beyond this the body carries a link instead of the whole transcript.
 TRANSCRIPT_CAP = 64 * 1024
@@ -16,6 +16,7 @@ TRANSCRIPT_CAP = 64 * 1024
 COMPLETED = "transcription.completed"
 FAILED = "transcription.failed"
 DELETED = "transcription.deleted"
+PROGRESS = "transcription.progress"
 
 
 TEST = "webhook.test"
@@ -89,6 +90,23 @@ def deleted_body(event: TranscriptionDeleted, job: asyncpg.Record) -> bytes:
         "trace_id": event.trace_id,
     }
     return msgspec.json.encode({"type": DELETED, "timestamp": event.occurred_at, "data": data})
+
+
+def progress_body(event: JobProgress, job: asyncpg.Record) -> bytes:
+    """How far a running job got (opt-in per key); no personal data."""
+    data: dict[str, Any] = {
+        "audio_file_id": event.audio_file_id,
+        "recording_id": job["recording_id"],
+        "status": "processing",
+        "b2_prefix": event.tenant,
+        "stage": event.stage,
+        "fraction": event.fraction,
+        "chunk": event.chunk,
+        "chunks": event.chunks,
+        "channel": event.channel,
+        "trace_id": event.trace_id,
+    }
+    return msgspec.json.encode({"type": PROGRESS, "timestamp": event.occurred_at, "data": data})
 
 
 def test_body(*, event_id: str, occurred_at: datetime, key_hint: str) -> bytes:

@@ -14,7 +14,7 @@ from libs.apikeys import endpoints
 JOB_FOR_EVENT = """
 SELECT a.id, a.api_key_id, a.campaign_name, a.phone, a.callback_url, a.b2_object_key,
        a.recording_id, a.status, t.text,
-       k.webhook_url AS key_webhook_url, k.webhook_disabled_at
+       k.webhook_url AS key_webhook_url, k.webhook_disabled_at, k.webhook_progress
 FROM media_pipeline.audio_files a
 JOIN media_pipeline.api_keys k ON k.id = a.api_key_id
 LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id

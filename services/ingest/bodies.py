@@ -333,6 +333,9 @@ class Endpoint(msgspec.Struct):
     disabled_reason: str | None
     failing_since: DateTime | None
     consecutive_failures: int
+    progress: Annotated[
+        bool, _field("transcription.progress webhooks are sent for the key's running jobs")
+    ]
     webhook_secret: (
         Annotated[str, _field("the new whsec_ secret, shown once (rotate-secret)")] | Unset
     ) = UNSET

@@ -23,6 +23,7 @@ import structlog
 from libs.apikeys import endpoints
 from libs.bus import Delivery, Reject, Retry
 from libs.contracts import (
+    JobProgress,
     TranscriptionDeleted,
     TranscriptReady,
     TranscriptResult,
@@ -94,6 +95,11 @@ class Scheduler:
         if job["status"] == "deleted" and not isinstance(event, TranscriptionDeleted):
             # A result that reaches the notifier after its job was deleted is not announced.
             return 0
+        if isinstance(event, JobProgress) and (
+            not job["webhook_progress"] or job["status"] != "processing"
+        ):
+            # Progress webhooks are opt-in per key, and stale once the job has finished.
+            return 0
         # (url, live): the key's disabled endpoint still gets a cancelled row, recoverable later.
         endpoints: dict[str, bool] = {}
         if job["callback_url"]:
@@ -111,6 +117,9 @@ class Scheduler:
                 cap=self._cap,
             )
             event_type = payload.COMPLETED
+        elif isinstance(event, JobProgress):
+            body = payload.progress_body(event, job)
+            event_type = payload.PROGRESS
         elif isinstance(event, TranscriptionDeleted):
             body = payload.deleted_body(event, job)
             event_type = payload.DELETED

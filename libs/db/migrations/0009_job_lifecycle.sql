@@ -59,3 +59,7 @@ ALTER TABLE media_pipeline.audio_files
     ADD COLUMN progress jsonb,
     ADD COLUMN progress_updated_at timestamptz,
     ADD COLUMN progress_event_at timestamptz;
+
+-- Opt-in `transcription.progress` webhooks of a key (libs/apikeys/endpoints.py).
+ALTER TABLE media_pipeline.api_keys
+    ADD COLUMN webhook_progress boolean NOT NULL DEFAULT false;
