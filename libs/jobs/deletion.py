@@ -194,10 +194,12 @@ async def request(
     requested_by: str,
     reason: Reason,
     trace_id: str | None = None,
+    forget_events: bool = True,
 ) -> tuple[Deletion, bool] | None:
     """Tombstone the job and record its deletion (one transaction). Returns the deletion and
     whether this call made it (False: it was already deleted; nothing is written); None when
-    there is no such job (for `api_key_id`: no such job of that key)."""
+    there is no such job (for `api_key_id`: no such job of that key). `forget_events=False`:
+    the caller has already removed the job's outbox events (a batch: outbox.forget_jobs)."""
     async with conn.transaction():
         job = await conn.fetchrow(LOCK_JOB, job_id, api_key_id)
         if job is None:
@@ -213,7 +215,8 @@ async def request(
         await conn.execute(DELETE_CHUNKS, job_id)
         await webhooks.scrub_for_deleted_job(conn, job_id)
         await dead_letters.forget_payloads_of_job(conn, job_id)
-        await outbox.forget_job(conn, job_id)
+        if forget_events:
+            await outbox.forget_job(conn, job_id)
         event = TranscriptionDeleted(
             event_id=new_event_id(),
             occurred_at=utcnow(),

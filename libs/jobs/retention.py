@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from libs import outbox
 from libs.jobs import deletion
 from libs.metrics import RETENTION_REMOVED
 
@@ -61,9 +62,16 @@ async def expire_jobs(pool: asyncpg.Pool, store: deletion.ObjectDeleter, *, limi
     """Delete up to `limit` expired jobs (one transaction for the batch), then their objects."""
     async with pool.acquire() as conn, conn.transaction():
         ids: list[uuid.UUID] = [r["id"] for r in await conn.fetch(DUE_JOBS, limit)]
+        # Their events leave the outbox in one pass (before the deletions announce themselves).
+        await outbox.forget_jobs(conn, ids)
         for job_id in ids:
             await deletion.request(
-                conn, job_id, api_key_id=None, requested_by=RETENTION_BY, reason="retention"
+                conn,
+                job_id,
+                api_key_id=None,
+                requested_by=RETENTION_BY,
+                reason="retention",
+                forget_events=False,
             )
     await asyncio.gather(*(deletion.finish(pool, store, job_id) for job_id in ids))
     RETENTION_REMOVED.labels(what="job").inc(len(ids))

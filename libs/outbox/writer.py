@@ -41,6 +41,24 @@ WHERE position(convert_to($1::text, 'UTF8') IN payload) > 0
 """
 
 
+# The same for a batch of jobs (retention) in ONE pass over the outbox instead of one per job.
+DELETE_EVENTS_OF_JOBS = """
+DELETE FROM media_pipeline.outbox
+WHERE substring(convert_from(payload, 'UTF8') FROM '"audio_file_id":"([0-9a-f-]{36})"')
+      = ANY($1::text[])
+"""
+
+
+async def forget_jobs(conn: asyncpg.Connection, job_ids: list[uuid.UUID]) -> int:
+    """Delete every event row of these jobs (inside the deletions' transaction)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.forget_jobs must run inside the deletion's transaction")
+    if not job_ids:
+        return 0
+    result = await conn.execute(DELETE_EVENTS_OF_JOBS, [str(j) for j in job_ids])
+    return int(result.rsplit(" ", 1)[-1])
+
+
 async def forget_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> int:
     """Delete every event row that names the job (inside the deletion's transaction)."""
     if not conn.is_in_transaction():

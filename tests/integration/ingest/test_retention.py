@@ -148,6 +148,20 @@ async def test_expired_jobs_and_audio_are_removed_by_the_sweeper(
         uuid.UUID(gone_id),
     )
     assert phone == 1
+
+    async def audio_events(file_id: object) -> int:
+        return int(
+            await api.pool.fetchval(
+                "SELECT count(*) FROM media_pipeline.outbox WHERE subject LIKE $1 "
+                "AND convert_from(payload, 'UTF8') LIKE $2",
+                "transcribe.audio.stored.%",
+                f"%{file_id}%",
+            )
+        )
+
+    # The expired job's events left the outbox (one pass for the batch); the others' did not.
+    assert await audio_events(gone_id) == 0
+    assert await audio_events(kept["audio_file_id"]) == 1
     _, shown, _ = await api.request("GET", f"/api/media/status/{audio_id}", key=raw)
     assert shown["status"] == "completed" and shown["metadata"]["audio_removed_at"]
     assert shown["transcript"] == "kept words"
