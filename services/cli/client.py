@@ -120,6 +120,8 @@ class Gateway:
                 return body
         except aiohttp.ClientError as exc:
             raise ApiError(0, "unreachable", f"{self.base_url}: {exc}") from exc
+        except TimeoutError as exc:
+            raise ApiError(0, "timed_out", f"{self.base_url} did not answer in time") from exc
 
 
 def _settings_target(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
