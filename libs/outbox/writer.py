@@ -42,10 +42,12 @@ WHERE position(convert_to($1::text, 'UTF8') IN payload) > 0
 
 
 # The same for a batch of jobs (retention) in ONE pass over the outbox instead of one per job.
+# The 36 bytes after `"audio_file_id":"` (a byte search; no UTF-8 decoding, no regex: ~10x
+# cheaper per row, bench/lifecycle_bench.py).
 DELETE_EVENTS_OF_JOBS = """
 DELETE FROM media_pipeline.outbox
-WHERE substring(convert_from(payload, 'UTF8') FROM '"audio_file_id":"([0-9a-f-]{36})"')
-      = ANY($1::text[])
+WHERE encode(substring(payload FROM position('"audio_file_id":"'::bytea IN payload) + 17 FOR 36),
+             'escape') = ANY($1::text[])
 """
 
 
