@@ -9,6 +9,10 @@ fields) and every option of the CLI. Pure functions raising domain errors (libs.
 - **Integers and limits**: decimal digits within the route's bounds (inclusive); absent or
   empty is the default. Anything else: 400 `invalid_<name>`. Seconds (`wait`) are the same with
   a decimal number.
+- **Durations** (retention TTLs): `<n><unit>` with unit `s`, `m`, `h` or `d` (`90m`, `7d`), or a
+  number of seconds; at least 1 s, at most 100 years. Anything else: 400 `invalid_<name>`.
+- **Cursors** (`cursor` of a paginated list): opaque text the previous page answered; anything
+  else (tampered, truncated, not ours) is 400 `invalid_cursor`.
 - **Ids**: a job (`audio_file_id`) is a UUID; a dead letter or delivery is a positive integer of
   at most 18 digits. A malformed id in a query or body is 400 `invalid_<name>`; in a path it
   names nothing, so it is 404 like any unknown id.
@@ -19,6 +23,8 @@ The CLI also takes an age (`90m`, `2h`, `7d`) wherever it takes a time (`parse_s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -124,3 +130,53 @@ def path_int_id(value: str, what: str) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > MAX_ID_DIGITS:
         raise NotFound(f"no such {what}")
     return int(value)
+
+
+_CURSOR_MAX = 200
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    """The opaque cursor after the job (created_at, id): base64url of `<iso time>|<uuid>`."""
+    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_cursor(value: str | None, name: str = "cursor") -> tuple[datetime, uuid.UUID] | None:
+    """A cursor made by `encode_cursor`; absent or empty is None (the first page)."""
+    if value is None or not value.strip():
+        return None
+    bad = InvalidInput(f"{name} must be a cursor from a previous page", code=f"invalid_{name}")
+    text = value.strip()
+    if len(text) > _CURSOR_MAX or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        when_text, _, id_text = raw.partition("|")
+        when = datetime.fromisoformat(when_text)
+        job_id = uuid.UUID(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad from None
+    if when.tzinfo is None:
+        raise bad
+    return when, job_id
+
+
+_DURATION = re.compile(r"^([0-9]{1,12})([smhd]?)$")
+_DURATION_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
+def parse_duration(value: str | None, name: str) -> int | None:
+    """Whole seconds from `7d`, `36h`, `90m`, `45s` or `3600`; absent or empty is None."""
+    if value is None or not value.strip():
+        return None
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise InvalidInput(
+            f"{name} must be a duration such as 7d, 36h, 90m or a number of seconds",
+            code=f"invalid_{name}",
+        )
+    seconds = int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+    if not 1 <= seconds <= MAX_DURATION_SECONDS:
+        raise InvalidInput(f"{name} must be between 1s and 100 years", code=f"invalid_{name}")
+    return seconds

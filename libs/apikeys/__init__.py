@@ -22,24 +22,33 @@ BOOTSTRAP_NAME = "bootstrap"
 
 SELECT_ACTIVE_BY_HASH = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       audio_ttl_seconds, transcript_ttl_seconds
 FROM media_pipeline.api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 """
 SELECT_BY_ID = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       audio_ttl_seconds, transcript_ttl_seconds
 FROM media_pipeline.api_keys WHERE id = $1
 """
 LIST_KEYS = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       audio_ttl_seconds, transcript_ttl_seconds
 FROM media_pipeline.api_keys ORDER BY created_at
 """
 INSERT_KEY = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-     rate_limit_per_minute)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     rate_limit_per_minute, audio_ttl_seconds, transcript_ttl_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
+# NULL keeps forever. Applies to jobs submitted afterwards (their expiry is set at submit).
+SET_RETENTION = """
+UPDATE media_pipeline.api_keys SET audio_ttl_seconds = $2, transcript_ttl_seconds = $3
+WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL
+RETURNING id
 """
 UPSERT_BOOTSTRAP = """
 INSERT INTO media_pipeline.api_keys
@@ -98,6 +107,10 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     key_hint: str
+    # Retention of the key's jobs (seconds; None keeps forever): the audio object, and the
+    # whole job (transcripts included). A job may ask for shorter ones, never longer.
+    audio_ttl_seconds: int | None = None
+    transcript_ttl_seconds: int | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ApiKey:
@@ -114,6 +127,8 @@ class ApiKey:
             created_at=row["created_at"],
             revoked_at=row["revoked_at"],
             key_hint=row["key_hint"],
+            audio_ttl_seconds=row["audio_ttl_seconds"],
+            transcript_ttl_seconds=row["transcript_ttl_seconds"],
         )
 
     @property
@@ -207,6 +222,8 @@ async def create(
     webhook_secret: str | None = None,
     rate_limit_per_minute: int | None = None,
     unscoped: bool = False,
+    audio_ttl_seconds: int | None = None,
+    transcript_ttl_seconds: int | None = None,
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the raw key (shown once, never stored) and its record.
 
@@ -234,6 +251,7 @@ async def create(
         raise InvalidKeySettings("a key is either scoped to a prefix or --unscoped, not both")
     if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
         raise InvalidKeySettings("the rate limit must be a positive number of requests a minute")
+    _check_ttls(audio_ttl_seconds, transcript_ttl_seconds)
     if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
         raise InvalidKeySettings("webhook secrets have the form whsec_<base64>")
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
@@ -253,6 +271,8 @@ async def create(
         webhook_url,
         webhook_secret,
         rate_limit_per_minute,
+        audio_ttl_seconds,
+        transcript_ttl_seconds,
     )
     record = await get(conn, str(key_id))
     assert record is not None
@@ -265,3 +285,24 @@ async def list_keys(conn: asyncpg.Connection) -> list[ApiKey]:
 
 async def revoke(conn: asyncpg.Connection, key_id_or_hint: str) -> bool:
     return await conn.fetchval(REVOKE_KEY, key_id_or_hint) is not None
+
+
+def _check_ttls(*ttls: int | None) -> None:
+    if any(ttl is not None and ttl <= 0 for ttl in ttls):
+        raise InvalidKeySettings("a retention TTL must be a positive duration")
+
+
+async def set_retention(
+    conn: asyncpg.Connection,
+    key_id_or_hint: str,
+    *,
+    audio_ttl_seconds: int | None,
+    transcript_ttl_seconds: int | None,
+) -> bool:
+    """Set (None: clear, keep forever) the key's TTLs; they apply to jobs submitted afterwards.
+    False when there is no such active key."""
+    _check_ttls(audio_ttl_seconds, transcript_ttl_seconds)
+    found = await conn.fetchval(
+        SET_RETENTION, key_id_or_hint, audio_ttl_seconds, transcript_ttl_seconds
+    )
+    return found is not None

@@ -11,8 +11,13 @@ import asyncpg
 ENDPOINT = """
 SELECT id, key_hint, webhook_url, webhook_secret IS NOT NULL AS signed,
        webhook_secret_previous IS NOT NULL AS rotating, webhook_disabled_at,
-       webhook_disabled_reason, webhook_failing_since, webhook_consecutive_failures
+       webhook_disabled_reason, webhook_failing_since, webhook_consecutive_failures,
+       webhook_progress
 FROM media_pipeline.api_keys WHERE id = $1
+"""
+# Opt-in: `transcription.progress` webhooks for the key's running jobs (its URL and callbacks).
+SET_PROGRESS = """
+UPDATE media_pipeline.api_keys SET webhook_progress = $2 WHERE id = $1 RETURNING id
 """
 ENABLE = """
 UPDATE media_pipeline.api_keys
@@ -73,6 +78,12 @@ async def get(
 ) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(ENDPOINT, api_key_id)
     return row
+
+
+async def set_progress(
+    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, enabled: bool
+) -> bool:
+    return await conn.fetchval(SET_PROGRESS, api_key_id, enabled) is not None
 
 
 async def enable(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> bool:

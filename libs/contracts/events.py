@@ -79,7 +79,32 @@ class TranscriptionFailed(Event, frozen=True, kw_only=True, tag="transcript.fail
     recording_id: str | None = None
 
 
-AnyEvent = AudioStored | TranscriptReady | TranscriptionFailed
+class TranscriptionDeleted(Event, frozen=True, kw_only=True, tag="transcript.deleted"):
+    """A job was deleted (by its key or by retention): its objects are being removed and its
+    personal content is gone from Postgres. Carries no personal data itself."""
+
+    audio_file_id: str
+    tenant: str
+    # `key:<api key id>` (DELETE) or `retention`.
+    deleted_by: str
+    reason: str = "api"  # "api" | "retention"; a plain str so old consumers accept new values
+    recording_id: str | None = None
+
+
+class JobProgress(Event, frozen=True, kw_only=True, tag="job.progress"):
+    """How far a running job got (long recordings, chunk by chunk); rate-limited per job."""
+
+    audio_file_id: str
+    tenant: str
+    # "transcribing" (chunk of chunks) or "rendering"; a plain str so new stages decode.
+    stage: str
+    fraction: float | None = None
+    chunk: int | None = None
+    chunks: int | None = None
+    channel: int | None = None
+
+
+AnyEvent = AudioStored | TranscriptReady | TranscriptionFailed | TranscriptionDeleted | JobProgress
 
 _encoder = msgspec.json.Encoder()
 
@@ -90,7 +115,9 @@ def encode(event: Event) -> bytes:
 
 # One decoder per subject family; each accepts only the event types that family carries.
 audio_stored_decoder: msgspec.json.Decoder[AudioStored] = msgspec.json.Decoder(AudioStored)
-transcript_result_decoder: msgspec.json.Decoder[TranscriptReady | TranscriptionFailed] = (
-    msgspec.json.Decoder(TranscriptReady | TranscriptionFailed)
+# What the notifier consumes: the outcomes of a job that webhooks announce.
+TranscriptResult = TranscriptReady | TranscriptionFailed | TranscriptionDeleted | JobProgress
+transcript_result_decoder: msgspec.json.Decoder[TranscriptResult] = msgspec.json.Decoder(
+    TranscriptResult
 )
 any_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)

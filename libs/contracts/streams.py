@@ -72,7 +72,12 @@ def transcriber_consumer(scope: str | None = None, *, ack_wait: float = 60.0) ->
 def notifier_consumer() -> ConsumerSpec:
     return ConsumerSpec(
         durable=NOTIFIER_DURABLE,
-        filter_subjects=(f"{subjects.TRANSCRIPT_READY}.>", f"{subjects.TRANSCRIPT_FAILED}.>"),
+        filter_subjects=(
+            f"{subjects.TRANSCRIPT_READY}.>",
+            f"{subjects.TRANSCRIPT_FAILED}.>",
+            f"{subjects.TRANSCRIPT_DELETED}.>",
+            f"{subjects.JOB_PROGRESS}.>",
+        ),
         ack_wait_seconds=30.0,
         max_deliver=20,
         max_ack_pending=1000,

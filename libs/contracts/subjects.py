@@ -8,6 +8,8 @@ ROOT = "transcribe"
 AUDIO_STORED = f"{ROOT}.audio.stored"
 TRANSCRIPT_READY = f"{ROOT}.transcript.ready"
 TRANSCRIPT_FAILED = f"{ROOT}.transcript.failed"
+TRANSCRIPT_DELETED = f"{ROOT}.transcript.deleted"
+JOB_PROGRESS = f"{ROOT}.job.progress"
 
 # The empty prefix needs a token of its own; "~" can never come out of escaping a real prefix.
 DEFAULT_TENANT_TOKEN = "~"  # noqa: S105 - not a secret
@@ -44,9 +46,19 @@ def transcript_failed(prefix: str) -> str:
     return f"{TRANSCRIPT_FAILED}.{tenant_token(prefix)}"
 
 
+def transcript_deleted(prefix: str) -> str:
+    return f"{TRANSCRIPT_DELETED}.{tenant_token(prefix)}"
+
+
+def job_progress(prefix: str) -> str:
+    return f"{JOB_PROGRESS}.{tenant_token(prefix)}"
+
+
 def for_event_type(event_type: str, prefix: str) -> str:
     return {
         "audio.stored": audio_stored,
         "transcript.ready": transcript_ready,
         "transcript.failed": transcript_failed,
+        "transcript.deleted": transcript_deleted,
+        "job.progress": job_progress,
     }[event_type](prefix)

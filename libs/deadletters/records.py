@@ -144,3 +144,14 @@ def to_json(row: asyncpg.Record) -> dict[str, Any]:
         "requeued_at": row["requeued_at"].isoformat() if row["requeued_at"] else None,
         "requeue_count": row["requeue_count"],
     }
+
+
+# A deleted job's dead letters keep their record but not the original event (an AudioStored
+# carries the phone). Runs in the deletion's transaction.
+FORGET_PAYLOADS_OF_JOB = """
+UPDATE media_pipeline.dead_letters SET payload = NULL WHERE audio_file_id = $1
+"""
+
+
+async def forget_payloads_of_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
+    await conn.execute(FORGET_PAYLOADS_OF_JOB, job_id)

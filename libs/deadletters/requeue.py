@@ -56,7 +56,7 @@ async def requeue(
                 raise NotRequeueable("its job no longer exists")
             await records.mark_requeued(conn, row["id"])
         action = "transcription_requeued"
-    elif event_type in ("transcript.ready", "transcript.failed"):
+    elif event_type in ("transcript.ready", "transcript.failed", "transcript.deleted"):
         if row["payload"] is None or not row["subject"]:
             raise NotRequeueable("the original event is no longer in the stream")
         try:

@@ -21,6 +21,7 @@ from libs.contracts import (
     subjects,
     utcnow,
 )
+from libs.jobs import deletion
 from libs.transcript import Transcript
 
 LOAD_JOB = """
@@ -37,7 +38,7 @@ WHERE a.id = $1
 MARK_PROCESSING = """
 UPDATE media_pipeline.audio_files
 SET status = 'processing', attempts = attempts + 1, updated_at = now()
-WHERE id = $1 AND (status <> 'completed' OR $2)
+WHERE id = $1 AND status <> 'deleted' AND (status <> 'completed' OR $2)
 """
 # The whole completion in ONE statement (one transaction, one round trip): guarded so that two
 # racing workers (or a redelivery) complete a job, and announce it, once; everything after the
@@ -46,7 +47,7 @@ COMPLETE_WITH_EVENT = """
 WITH done AS (
     UPDATE media_pipeline.audio_files
     SET status = 'completed', last_error = NULL, updated_at = now()
-    WHERE id = $1 AND (status <> 'completed' OR $2)
+    WHERE id = $1 AND status <> 'deleted' AND (status <> 'completed' OR $2)
     RETURNING id
 ), transcription AS (
     INSERT INTO media_pipeline.transcriptions (
@@ -90,7 +91,7 @@ RETURNING attempts
 """
 MARK_FAILED = """
 UPDATE media_pipeline.audio_files SET status = 'failed', last_error = left($2, 2000), updated_at = now()
-WHERE id = $1 AND status <> 'completed'
+WHERE id = $1 AND status NOT IN ('completed', 'deleted')
 """
 LOAD_CHUNKS = """
 SELECT chunk_index, start_sample, end_sample, request_key, transcript
@@ -99,10 +100,17 @@ FROM media_pipeline.transcription_chunks WHERE audio_file_id = $1
 SAVE_CHUNK = """
 INSERT INTO media_pipeline.transcription_chunks
     (audio_file_id, chunk_index, start_sample, end_sample, request_key, transcript)
-VALUES ($1, $2, $3, $4, $5, $6)
+SELECT $1, $2, $3, $4, $5, $6
+WHERE EXISTS (
+    -- A deleted job keeps no transcript, not even a chunk's.
+    SELECT 1 FROM media_pipeline.audio_files WHERE id = $1 AND status <> 'deleted'
+)
 ON CONFLICT (audio_file_id, chunk_index) DO UPDATE SET
     start_sample = EXCLUDED.start_sample, end_sample = EXCLUDED.end_sample,
     request_key = EXCLUDED.request_key, transcript = EXCLUDED.transcript, created_at = now()
+"""
+IS_DELETED = """
+SELECT EXISTS (SELECT 1 FROM media_pipeline.audio_files WHERE id = $1 AND status = 'deleted')
 """
 MARK_QUEUED_AFTER_ERROR = """
 UPDATE media_pipeline.audio_files SET status = 'queued', last_error = left($2, 2000), updated_at = now()
@@ -247,6 +255,11 @@ async def complete(
         *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
     )
     if written == 0:
+        # Completed elsewhere, or deleted meanwhile: then the transcripts just uploaded must go
+        # too (a no-op for a job that has no deletion).
+        await deletion.rearm(
+            pool, job.id, [k for k in (keys.json, keys.txt, keys.srt, keys.vtt) if k]
+        )
         return None
     if written != 3:
         raise RuntimeError(f"completing {job.id} wrote {written} of 3 rows")
@@ -287,3 +300,8 @@ async def fail(
         )
         await outbox.enqueue(conn, event, subjects.transcript_failed(job.tenant_prefix))
     return event
+
+
+async def is_deleted(pool: asyncpg.Pool, job_id: uuid.UUID) -> bool:
+    """The job was deleted (its audio may be gone: not a failure, nothing to announce)."""
+    return bool(await pool.fetchval(IS_DELETED, job_id))

@@ -23,7 +23,7 @@ from libs.jobs.record import JOB_COLUMNS, Job, audio_stored_event
 REQUEUE = (
     """
 UPDATE media_pipeline.audio_files a SET status = 'queued', last_error = NULL, updated_at = now()
-WHERE a.id = $1 AND (a.status IN ('completed', 'failed') OR $2)
+WHERE a.id = $1 AND a.status <> 'deleted' AND (a.status IN ('completed', 'failed') OR $2)
 RETURNING"""
     + JOB_COLUMNS
 )
@@ -35,7 +35,7 @@ SELECT a.id, a.tenant_prefix, coalesce(f.status, 'permanent') AS failure_status,
        coalesce(f.last_failed_at, a.updated_at) AS failed_at
 FROM media_pipeline.audio_files a
 LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
-WHERE a.status <> 'completed'
+WHERE a.status NOT IN ('completed', 'deleted')
   AND (f.audio_file_id IS NOT NULL OR a.status = 'failed')
   AND (coalesce(f.status, 'permanent') = 'transient' OR $1)
   AND ($2::timestamptz IS NULL OR coalesce(f.last_failed_at, a.updated_at) >= $2)

@@ -24,9 +24,11 @@ WITH released AS (
         id, api_key_id, tenant_prefix, phone, campaign_name, campaign_id, company, recording_id,
         url, url_sha1, idempotency_key, started, stopped, bucket, b2_object_key, content_type,
         size_bytes, sha256, source_table, source_row_id, callback_url, model, language,
-        timestamps, trace_id, transcript_prefix, request_sha256, prompt)
+        timestamps, trace_id, transcript_prefix, request_sha256, prompt, audio_expires_at,
+        transcript_expires_at)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-           $19, $20, $21, $22, $23, $24, $25, $26, $27, $28
+           $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
+           now() + make_interval(secs => $33::float8), now() + make_interval(secs => $34::float8)
     WHERE EXISTS (SELECT 1 FROM released)
     RETURNING id
 ), event AS (
@@ -79,6 +81,9 @@ class NewJob:
     transcript_prefix: str = ""
     request_sha256: str | None = None
     prompt: str | None = None
+    # Retention (seconds from now; None: kept forever): the audio object, the whole job.
+    audio_ttl_seconds: int | None = None
+    transcript_ttl_seconds: int | None = None
 
 
 async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
@@ -118,6 +123,8 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
         job.request_sha256,
         job.prompt,
         *outbox.event_row(event, subjects.audio_stored(job.tenant_prefix)),
+        job.audio_ttl_seconds,
+        job.transcript_ttl_seconds,
     )
     if not inserted:
         raise claims.ClaimLost(f"claim of {job.id} expired before the job was recorded")

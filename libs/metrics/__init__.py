@@ -36,3 +36,26 @@ WEBHOOK_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
 )
 OUTBOX_PUBLISHED = Counter("transcribe_outbox_published_total", "Outbox events published")
+DELETIONS = Counter(
+    "transcribe_deletions_total", "Jobs deleted, by reason (api, retention)", ["reason"]
+)
+DELETIONS_FINISHED = Counter(
+    "transcribe_deletions_finished_total",
+    "Deleted jobs whose objects were all removed from the bucket",
+)
+DELETIONS_PENDING = Gauge(
+    "transcribe_deletions_pending", "Deleted jobs whose objects are not all removed yet"
+)
+DELETION_LAG = Gauge(
+    "transcribe_deletion_lag_seconds",
+    "Age of the oldest deletion whose objects are not all removed yet (0: none)",
+)
+RETENTION_REMOVED = Counter(
+    "transcribe_retention_removed_total",
+    "What retention removed: whole jobs (transcript TTL) and audio objects (audio TTL)",
+    ["what"],
+)
+RETENTION_LAG = Gauge(
+    "transcribe_retention_lag_seconds",
+    "How far behind retention is: age of the oldest expiry not yet carried out (0: none)",
+)

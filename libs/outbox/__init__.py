@@ -1,4 +1,12 @@
 from libs.outbox.relay import OutboxRelay, PublishFailed, lag
-from libs.outbox.writer import enqueue, event_row
+from libs.outbox.writer import enqueue, event_row, forget_job, forget_jobs
 
-__all__ = ["OutboxRelay", "PublishFailed", "enqueue", "event_row", "lag"]
+__all__ = [
+    "OutboxRelay",
+    "PublishFailed",
+    "enqueue",
+    "event_row",
+    "forget_job",
+    "forget_jobs",
+    "lag",
+]

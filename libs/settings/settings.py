@@ -105,6 +105,12 @@ class Settings:
     webhook_secret: str | None = None
     webhook_timeout: float = 15.0
 
+    # The `transcribe submit` / `transcribe jobs list|show|delete` client: the gateway it talks
+    # to (default: this machine's ingest, public_base_url) and the X-API-Key it sends (default:
+    # API_KEY, the bootstrap key of a local `transcribe up`).
+    client_api_url: str | None = None
+    client_api_key: str | None = None
+
     # Embedded stack
     home: Path = field(default_factory=lambda: Path(".transcribe"))
 
@@ -213,6 +219,8 @@ class Settings:
             nats_url=get("NATS_URL"),
             s3=s3,
             api_key=get("API_KEY"),
+            client_api_url=get("TRANSCRIBE_API_URL"),
+            client_api_key=get("TRANSCRIBE_API_KEY"),
             ingest_host=get("INGEST_HOST") or "127.0.0.1",
             ingest_port=get_int("INGEST_PORT", 8000),
             public_base_url_override=get("PUBLIC_BASE_URL"),

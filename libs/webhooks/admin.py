@@ -232,7 +232,16 @@ async def endpoint(
         "disabled_reason": row["webhook_disabled_reason"],
         "failing_since": _iso(row["webhook_failing_since"]),
         "consecutive_failures": row["webhook_consecutive_failures"],
+        "progress": row["webhook_progress"],
     }
+
+
+async def set_progress(
+    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID, enabled: bool
+) -> None:
+    """Opt the key in (or out) of `transcription.progress` webhooks."""
+    if not await endpoints.set_progress(conn, api_key_id, enabled):
+        raise NotFound("no such key")
 
 
 async def enable(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> None:

@@ -8,13 +8,15 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from libs.contracts import TranscriptionFailed, TranscriptReady
+from libs.contracts import JobProgress, TranscriptionDeleted, TranscriptionFailed, TranscriptReady
 
 # Beyond this the body carries a link instead of the whole transcript.
 TRANSCRIPT_CAP = 64 * 1024
 
 COMPLETED = "transcription.completed"
 FAILED = "transcription.failed"
+DELETED = "transcription.deleted"
+PROGRESS = "transcription.progress"
 
 
 TEST = "webhook.test"
@@ -73,6 +75,38 @@ def failed_body(event: TranscriptionFailed, job: asyncpg.Record) -> bytes:
         "trace_id": event.trace_id,
     }
     return msgspec.json.encode({"type": FAILED, "timestamp": event.occurred_at, "data": data})
+
+
+def deleted_body(event: TranscriptionDeleted, job: asyncpg.Record) -> bytes:
+    """The job is deleted: ids and who deleted it, no personal data (the job has none left)."""
+    data: dict[str, Any] = {
+        "audio_file_id": event.audio_file_id,
+        "recording_id": event.recording_id or job["recording_id"],
+        "status": "deleted",
+        "b2_prefix": event.tenant,
+        "campaign": job["campaign_name"],
+        "deleted_by": event.deleted_by,
+        "reason": event.reason,
+        "trace_id": event.trace_id,
+    }
+    return msgspec.json.encode({"type": DELETED, "timestamp": event.occurred_at, "data": data})
+
+
+def progress_body(event: JobProgress, job: asyncpg.Record) -> bytes:
+    """How far a running job got (opt-in per key); no personal data."""
+    data: dict[str, Any] = {
+        "audio_file_id": event.audio_file_id,
+        "recording_id": job["recording_id"],
+        "status": "processing",
+        "b2_prefix": event.tenant,
+        "stage": event.stage,
+        "fraction": event.fraction,
+        "chunk": event.chunk,
+        "chunks": event.chunks,
+        "channel": event.channel,
+        "trace_id": event.trace_id,
+    }
+    return msgspec.json.encode({"type": PROGRESS, "timestamp": event.occurred_at, "data": data})
 
 
 def test_body(*, event_id: str, occurred_at: datetime, key_hint: str) -> bytes:

@@ -13,8 +13,8 @@ from libs.apikeys import endpoints
 
 JOB_FOR_EVENT = """
 SELECT a.id, a.api_key_id, a.campaign_name, a.phone, a.callback_url, a.b2_object_key,
-       a.recording_id, t.text,
-       k.webhook_url AS key_webhook_url, k.webhook_disabled_at
+       a.recording_id, a.status, t.text,
+       k.webhook_url AS key_webhook_url, k.webhook_disabled_at, k.webhook_progress
 FROM media_pipeline.audio_files a
 JOIN media_pipeline.api_keys k ON k.id = a.api_key_id
 LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
@@ -170,3 +170,22 @@ async def disable_endpoint(
     async with conn.transaction():
         await endpoints.disable(conn, api_key_id, url, reason)
         await conn.execute(CANCEL_PENDING_FOR_ENDPOINT, api_key_id, url)
+
+
+# A deleted job (libs/jobs/deletion.py): its deliveries keep their log but lose their bodies
+# (transcript text, phone), and those still pending are cancelled, so no result of the job is
+# announced after its deletion. Runs in the deletion's transaction.
+SCRUB_FOR_DELETED_JOB = """
+UPDATE media_pipeline.webhook_deliveries
+SET payload = convert_to(json_build_object(
+        'type', event_type, 'data', json_build_object(
+            'audio_file_id', audio_file_id, 'deleted', true))::text, 'UTF8'),
+    status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+    last_error = CASE WHEN status = 'pending' THEN 'job deleted' ELSE last_error END,
+    updated_at = now()
+WHERE audio_file_id = $1
+"""
+
+
+async def scrub_for_deleted_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
+    await conn.execute(SCRUB_FOR_DELETED_JOB, job_id)

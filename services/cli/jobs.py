@@ -15,6 +15,7 @@ import json
 from libs import db
 from libs.jobs.requeue import Requeued, requeue_failed
 from libs.settings import Settings
+from services.cli import client
 from services.cli.replay import UsageError, parse_time, with_embedded_stack
 
 
@@ -60,7 +61,9 @@ def cmd_requeue_failed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("jobs", help="job maintenance")
+    p = sub.add_parser(
+        "jobs", help="your jobs on a gateway (list, show, delete); operator maintenance"
+    )
     jsub = p.add_subparsers(dest="jobs_command", required=True)
     r = jsub.add_parser(
         "requeue-failed",
@@ -72,3 +75,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--limit", type=int, default=1000)
     r.add_argument("--dry-run", action="store_true", help="list, change nothing")
     r.set_defaults(fn=cmd_requeue_failed)
+    client.register_jobs(jsub)

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from libs import apikeys
+from libs import apikeys, params
 from libs.errors import InvalidInput
 from libs.settings import Settings
 from libs.webhooks import admin
@@ -33,13 +33,28 @@ def _key_json(key: apikeys.ApiKey) -> dict[str, Any]:
         "webhook_url": key.webhook_url,
         "webhook_disabled": key.webhook_disabled_at is not None,
         "rate_limit_per_minute": key.rate_limit_per_minute,
+        "audio_ttl_seconds": key.audio_ttl_seconds,
+        "transcript_ttl_seconds": key.transcript_ttl_seconds,
         "created_at": key.created_at.isoformat(),
         "revoked": key.revoked_at is not None,
     }
 
 
+def _ttl(value: str | None, name: str) -> int | None:
+    """A TTL option: a duration (7d, 36h, 90m, seconds); `none` (or absent) keeps forever."""
+    if value is None or value.strip().lower() == "none":
+        return None
+    return params.parse_duration(value, name)
+
+
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_embedded_stack(settings)
+    try:
+        audio_ttl = _ttl(args.audio_ttl, "audio_ttl")
+        transcript_ttl = _ttl(args.transcript_ttl, "transcript_ttl")
+    except InvalidInput as exc:
+        print(f"cannot create the key: {exc.detail}", file=sys.stderr)
+        return 2
     if args.webhook_url is not None:
         try:
             admin.checked_url(args.webhook_url, settings.ssrf_allowlist)
@@ -56,6 +71,8 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             webhook_secret=args.webhook_secret,
             rate_limit_per_minute=args.rate_limit,
             unscoped=args.unscoped,
+            audio_ttl_seconds=audio_ttl,
+            transcript_ttl_seconds=transcript_ttl,
         )
 
     try:
@@ -94,6 +111,49 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 1
 
 
+def cmd_keys_retention(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
+    try:
+        audio_ttl = _ttl(args.audio_ttl, "audio_ttl")
+        transcript_ttl = _ttl(args.transcript_ttl, "transcript_ttl")
+    except InvalidInput as exc:
+        print(f"cannot set the retention: {exc.detail}", file=sys.stderr)
+        return 2
+
+    async def go(conn: asyncpg.Connection) -> bool:
+        return await apikeys.set_retention(
+            conn, args.key, audio_ttl_seconds=audio_ttl, transcript_ttl_seconds=transcript_ttl
+        )
+
+    if asyncio.run(with_conn(settings, go)):
+        print(
+            json.dumps({"audio_ttl_seconds": audio_ttl, "transcript_ttl_seconds": transcript_ttl})
+        )
+        return 0
+    print("no active key with that id or hint", file=sys.stderr)
+    return 1
+
+
+TTL_HELP = (
+    "{what} this long after submission: 7d, 36h, 90m or seconds; 'none' keeps forever "
+    "(default). Jobs may ask for less (form field {field}), never more"
+)
+
+
+def _ttl_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--audio-ttl",
+        help=TTL_HELP.format(what="remove a finished job's audio", field="audio_ttl"),
+    )
+    parser.add_argument(
+        "--transcript-ttl",
+        help=TTL_HELP.format(
+            what="delete the whole job (transcripts, audio, personal data)",
+            field="transcript_ttl",
+        ),
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kp = sub.add_parser("keys", help="API keys")
     ksub = kp.add_subparsers(dest="keys_command", required=True)
@@ -118,6 +178,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--webhook-secret", help="whsec_ signing secret; generated (and printed once) if not given"
     )
     kc.add_argument("--rate-limit", type=int, help="requests per minute")
+    _ttl_options(kc)
     kc.set_defaults(fn=cmd_keys_create)
     ksub.add_parser("list", help="list keys (never the keys themselves)").set_defaults(
         fn=cmd_keys_list
@@ -125,3 +186,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kr = ksub.add_parser("revoke", help="revoke a key by id or hint")
     kr.add_argument("key")
     kr.set_defaults(fn=cmd_keys_revoke)
+    kt = ksub.add_parser(
+        "retention",
+        help="set a key's TTLs (both options; an option left out clears that TTL); they apply "
+        "to jobs submitted afterwards",
+    )
+    kt.add_argument("key", help="id or hint")
+    _ttl_options(kt)
+    kt.set_defaults(fn=cmd_keys_retention)

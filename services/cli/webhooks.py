@@ -158,6 +158,15 @@ def cmd_finish_rotation(args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, go)
 
 
+def cmd_progress(args: argparse.Namespace, settings: Settings) -> int:
+    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+        key_id = await _key(conn, args.key)
+        await admin.set_progress(conn, key_id, args.state == "on")
+        return await admin.endpoint(conn, key_id)
+
+    return _run(settings, go)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     wp = sub.add_parser("webhooks", help="webhook deliveries and endpoints")
     wsub = wp.add_subparsers(dest="webhooks_command", required=True)
@@ -202,6 +211,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = wsub.add_parser("rotate-secret", help="new signing secret; the old one keeps signing")
     p.add_argument("--key", required=True)
     p.set_defaults(fn=cmd_rotate)
+
+    p = wsub.add_parser(
+        "progress", help="opt a key in (on) or out (off) of transcription.progress webhooks"
+    )
+    p.add_argument("--key", required=True)
+    p.add_argument("state", choices=["on", "off"])
+    p.set_defaults(fn=cmd_progress)
 
     p = wsub.add_parser("finish-rotation", help="stop signing with the previous secret")
     p.add_argument("--key", required=True)

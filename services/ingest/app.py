@@ -7,6 +7,7 @@ answers are the Structs of services/ingest/bodies.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -44,6 +45,7 @@ from services.ingest.form import clean_spool
 from services.ingest.lookup import load_queries
 from services.ingest.routes import ROUTE_MODULES
 from services.ingest.submit import SubmitContext
+from services.ingest.sweeper import Sweeper
 
 log = structlog.get_logger()
 
@@ -250,11 +252,13 @@ def create_app(
     nc: NATS | None = None,
     claim_wait: float = 30.0,
     claim_ttl: float | None = None,
+    sweeper: bool = True,
 ) -> web.Application:
     """Build the app. Clients not passed in are opened on startup and closed on cleanup.
 
     `claim_wait`: how long a duplicate submission waits for the one in progress before 409;
-    `claim_ttl`: how long a submission's claim lives between heartbeats' extensions."""
+    `claim_ttl`: how long a submission's claim lives between heartbeats' extensions;
+    `sweeper`: run the background sweeper (finishes deletions; services/ingest/sweeper.py)."""
     app = web.Application(middlewares=[handle_errors], client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[IN_FLIGHT] = InFlight(limit=settings.ingest_max_connections)
@@ -298,6 +302,15 @@ def create_app(
                 claim_ttl=CLAIM_TTL if claim_ttl is None else claim_ttl,
                 claim_wait=claim_wait,
             )
+            if sweeper:
+                stop = asyncio.Event()
+                task = asyncio.create_task(Sweeper(app[POOL], app[STORE]).run(stop))
+
+                async def stop_sweeper() -> None:
+                    stop.set()
+                    await task
+
+                stack.push_async_callback(stop_sweeper)
             yield
 
     app.cleanup_ctx.append(clients)

@@ -28,8 +28,11 @@ UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
 # The public job status of /status; `metadata.state` has the internal one (JOB_STATES).
-PublicStatus = Literal["pending", "completed", "failed"]
-JobState = Literal["queued", "processing", "completed", "failed"]
+PublicStatus = Literal["pending", "completed", "failed", "deleted"]
+JobState = Literal["queued", "processing", "completed", "failed", "deleted"]
+# What `GET /api/media/jobs?status=` takes: a public status or a state (pending = queued or
+# processing).
+ListStatus = Literal["pending", "queued", "processing", "completed", "failed", "deleted"]
 DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 
 
@@ -104,6 +107,20 @@ class SubmitFields(msgspec.Struct):
         ]
         | Unset
     ) = UNSET
+    audio_ttl: Annotated[
+        str | Unset,
+        _field(
+            "remove the audio object this long after submission, once the job is finished "
+            "(7d, 36h, 90m or seconds); only shorter than the key's audio TTL"
+        ),
+    ] = UNSET
+    transcript_ttl: Annotated[
+        str | Unset,
+        _field(
+            "delete the whole job (transcripts, audio, personal data) this long after "
+            "submission (7d, 36h, 90m or seconds); only shorter than the key's transcript TTL"
+        ),
+    ] = UNSET
 
 
 class Accepted(msgspec.Struct):
@@ -138,6 +155,18 @@ class JobError(msgspec.Struct):
     permanent: bool | Unset = UNSET
 
 
+class Progress(msgspec.Struct):
+    """Where the job is. Stages: queued, transcribing (long recordings: chunk of chunks, and
+    `fraction` = chunk / chunks), rendering, completed, failed."""
+
+    stage: str
+    fraction: Annotated[float | None, _field("0..1 when known")]
+    updated_at: DateTime
+    chunk: Annotated[int | Unset, _field("chunks of the recording transcribed so far")] = UNSET
+    chunks: Annotated[int | Unset, _field("chunks the recording was split into")] = UNSET
+    channel: int | Unset = UNSET
+
+
 class StatusMetadata(msgspec.Struct):
     """Always the job's facts; the transcript keys when completed; `error` when failed;
     `last_error` while a pending job is retrying after a transient failure."""
@@ -165,6 +194,21 @@ class StatusMetadata(msgspec.Struct):
     completed_at: DateTime | Unset | None = UNSET
     error: JobError | Unset = UNSET
     last_error: JobError | Unset = UNSET
+    deleted_at: DateTime | Unset | None = UNSET
+    audio_expires_at: Annotated[
+        DateTime | Unset, _field("retention: when the audio object is removed")
+    ] = UNSET
+    transcript_expires_at: Annotated[
+        DateTime | Unset, _field("retention: when the whole job is deleted")
+    ] = UNSET
+    progress: Progress | Unset = UNSET
+    audio_removed_at: Annotated[
+        DateTime | Unset, _field("retention removed the audio object then")
+    ] = UNSET
+    deleted_by: Annotated[
+        str | Unset | None,
+        _field("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),
+    ] = UNSET
 
 
 class Status(msgspec.Struct):
@@ -173,6 +217,28 @@ class Status(msgspec.Struct):
     status: PublicStatus
     transcript: str | None
     metadata: StatusMetadata
+
+
+class Deleted(msgspec.Struct):
+    """The job is deleted: a tombstone keeps its id and timestamps; its personal content is gone
+    from Postgres, and its objects from the bucket (`objects_removed`; false while object
+    storage is unreachable: the deletion is recorded and finishes on its own)."""
+
+    audio_file_id: Uuid
+    status: Literal["deleted"]
+    deleted_at: DateTime
+    deleted_by: Annotated[str, _field("`key:<api key id>` (DELETE) or `retention`")]
+    objects_removed: bool
+
+
+class JobList(msgspec.Struct):
+    """A page of the key's jobs, newest first; each item is the status body of that job."""
+
+    jobs: list[Status]
+    next_cursor: Annotated[
+        str | None,
+        _field("pass as ?cursor= for the next (older) page; null on the last page"),
+    ]
 
 
 # --- health ---------------------------------------------------------------------------------
@@ -284,6 +350,9 @@ class Endpoint(msgspec.Struct):
     disabled_reason: str | None
     failing_since: DateTime | None
     consecutive_failures: int
+    progress: Annotated[
+        bool, _field("transcription.progress webhooks are sent for the key's running jobs")
+    ]
     webhook_secret: (
         Annotated[str, _field("the new whsec_ secret, shown once (rotate-secret)")] | Unset
     ) = UNSET

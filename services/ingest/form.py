@@ -35,6 +35,8 @@ TEXT_FIELDS = (
     "language",
     "timestamps",
     "prompt",
+    "audio_ttl",
+    "transcript_ttl",
 )
 MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024

@@ -300,6 +300,9 @@ class ApiRoutes:
     def put(self, path: str, **doc: Any) -> Callable[[H], H]:
         return self.route("PUT", path, **doc)
 
+    def delete(self, path: str, **doc: Any) -> Callable[[H], H]:
+        return self.route("DELETE", path, **doc)
+
     def register(self, app: web.Application) -> None:
         for r in self.routes:
             app.router.add_route(r.method, r.path, r.handler)

@@ -9,7 +9,7 @@ import asyncpg
 
 def status_body(row: asyncpg.Record) -> dict[str, Any]:
     state = row["status"]
-    public = "completed" if state == "completed" else "failed" if state == "failed" else "pending"
+    public = state if state in ("completed", "failed", "deleted") else "pending"
     metadata: dict[str, Any] = {
         "audio_file_id": str(row["id"]),
         "state": state,
@@ -23,6 +23,13 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
+    # Retention: when the audio goes, when the whole job goes, when the audio went.
+    for name in ("audio_expires_at", "transcript_expires_at", "audio_removed_at"):
+        if row[name] is not None and state != "deleted":
+            metadata[name] = row[name].isoformat()
+    progress = _progress(row)
+    if progress is not None:
+        metadata["progress"] = progress
     transcript = None
     if public == "completed" and row["text"] is not None:
         transcript = row["text"]
@@ -38,6 +45,12 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
             b2_transcript_vtt_key=row["b2_transcript_vtt_key"],
             completed_at=row["completed_at"].isoformat() if row["completed_at"] else None,
         )
+    if public == "deleted":
+        # The tombstone: ids and timestamps stay, the personal content is gone.
+        metadata.update(
+            deleted_at=row["deleted_at"].isoformat() if row["deleted_at"] else None,
+            deleted_by=row["deleted_by"],
+        )
     if public == "failed":
         metadata["error"] = {
             "code": row["error_code"],
@@ -48,3 +61,19 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
         # Still pending, but the last attempt failed: say so, so callers know it is retrying.
         metadata["last_error"] = {"code": row["error_code"], "detail": row["failure_error"]}
     return {"status": public, "transcript": transcript, "metadata": metadata}
+
+
+def _progress(row: asyncpg.Record) -> dict[str, Any] | None:
+    """Where the job is: `queued`, `transcribing` (chunk n of m for long recordings, as the
+    transcriber last reported), `rendering`, `completed` or `failed`; none for a deleted job."""
+    state = row["status"]
+    updated = row["updated_at"]
+    if state == "deleted":
+        return None
+    if state == "processing":
+        stored = row["progress"]
+        if isinstance(stored, dict) and stored.get("stage"):
+            return {**stored, "updated_at": row["progress_updated_at"].isoformat()}
+        return {"stage": "transcribing", "fraction": None, "updated_at": updated.isoformat()}
+    fraction = {"queued": 0.0, "completed": 1.0}.get(state)
+    return {"stage": state, "fraction": fraction, "updated_at": updated.isoformat()}

@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal, get_args
 
+from libs import params
 from libs.apikeys import ApiKey
 from libs.errors import Forbidden, InvalidInput
 from libs.layout import InvalidPrefix, validate_prefix
@@ -98,6 +99,30 @@ class Fallbacks:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """The job's effective TTLs in seconds (None: kept forever): the key's, or shorter."""
+
+    audio_ttl: int | None
+    transcript_ttl: int | None
+
+
+def parse_retention(form: SubmitForm, key: ApiKey) -> Retention:
+    """`audio_ttl` / `transcript_ttl` may shorten the key's retention, never lengthen it."""
+    ttls = []
+    for name, key_ttl in (
+        ("audio_ttl", key.audio_ttl_seconds),
+        ("transcript_ttl", key.transcript_ttl_seconds),
+    ):
+        asked = params.parse_duration(form.get(name), name)
+        if asked is not None and key_ttl is not None and asked > key_ttl:
+            raise InvalidInput(
+                f"{name} may only shorten the key's retention ({key_ttl} s)", code=f"invalid_{name}"
+            )
+        ttls.append(key_ttl if asked is None else asked)
+    return Retention(audio_ttl=ttls[0], transcript_ttl=ttls[1])
+
+
+@dataclass(frozen=True, slots=True)
 class Submission:
     source: Source
     prefix: str
@@ -109,6 +134,7 @@ class Submission:
     # Where the job's transcripts go above `<campaign>/transcriptions/`: '' (the reference
     # layout) for the operator's keys, the job's prefix for a tenant key (libs/layout).
     transcript_prefix: str = ""
+    retention: Retention = field(default_factory=lambda: Retention(None, None))
 
     def fingerprint(self, upload_sha256: str | None = None) -> str:
         """sha256 of what the request asks for, canonically: the source (recording id, URL or
@@ -177,6 +203,7 @@ class Submission:
             idempotency_key=idempotency_key,
             trace_id=trace_id,
             transcript_prefix=transcript_prefix(prefix, key),
+            retention=parse_retention(form, key),
         )
 
 

@@ -524,6 +524,8 @@ def _new_job(
         transcript_prefix=submission.transcript_prefix,
         request_sha256=fingerprint,
         prompt=options.prompt,
+        audio_ttl_seconds=submission.retention.audio_ttl,
+        transcript_ttl_seconds=submission.retention.transcript_ttl,
     )
 
 

@@ -22,7 +22,13 @@ import structlog
 
 from libs.apikeys import endpoints
 from libs.bus import Delivery, Reject, Retry
-from libs.contracts import TranscriptionFailed, TranscriptReady, transcript_result_decoder
+from libs.contracts import (
+    JobProgress,
+    TranscriptionDeleted,
+    TranscriptReady,
+    TranscriptResult,
+    transcript_result_decoder,
+)
 from libs.db import DatabaseUnavailable
 from libs.db.listen import Wakeup, sleep_until
 from libs.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_LATENCY
@@ -76,7 +82,7 @@ class Scheduler:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             log.info("webhooks_scheduled", endpoints=n, type=type(event).__name__)
 
-    async def schedule(self, event: TranscriptReady | TranscriptionFailed) -> int:
+    async def schedule(self, event: TranscriptResult) -> int:
         """Write the event's deliveries (idempotent per event and endpoint); returns how many."""
         try:
             job_id = uuid.UUID(event.audio_file_id)
@@ -86,6 +92,14 @@ class Scheduler:
         job = await self._pool.fetchrow(repo.JOB_FOR_EVENT, job_id)
         if job is None:
             raise Reject(f"no job {event.audio_file_id}")
+        if job["status"] == "deleted" and not isinstance(event, TranscriptionDeleted):
+            # A result that reaches the notifier after its job was deleted is not announced.
+            return 0
+        if isinstance(event, JobProgress) and (
+            not job["webhook_progress"] or job["status"] != "processing"
+        ):
+            # Progress webhooks are opt-in per key, and stale once the job has finished.
+            return 0
         # (url, live): the key's disabled endpoint still gets a cancelled row, recoverable later.
         endpoints: dict[str, bool] = {}
         if job["callback_url"]:
@@ -103,6 +117,12 @@ class Scheduler:
                 cap=self._cap,
             )
             event_type = payload.COMPLETED
+        elif isinstance(event, JobProgress):
+            body = payload.progress_body(event, job)
+            event_type = payload.PROGRESS
+        elif isinstance(event, TranscriptionDeleted):
+            body = payload.deleted_body(event, job)
+            event_type = payload.DELETED
         else:
             body = payload.failed_body(event, job)
             event_type = payload.FAILED

@@ -38,6 +38,9 @@ from services.transcriber.engines import (
 
 log = structlog.get_logger()
 
+# (chunks done, chunks in all); must not raise (progress never fails a job).
+OnChunk = Callable[[int, int], Awaitable[None]]
+
 # AMR-NB's lowest mode is 4.75 kbit/s; nothing we accept packs speech tighter than 500 B/s.
 _MIN_BYTES_PER_SECOND = 500
 
@@ -123,7 +126,10 @@ class LongAudio:
         *,
         job_id: uuid.UUID,
         model: str,
+        on_chunk: OnChunk | None = None,
     ) -> Transcript:
+        """`on_chunk(done, total)`: told once the plan is known (chunks reused from an earlier
+        attempt count as done) and after every chunk transcribed (progress reporting)."""
         policy = self.policy
         wanted = options.timestamps
         if wanted == "none" and engine.output_shape(model, "segment").segment_timings:
@@ -153,6 +159,8 @@ class LongAudio:
         parallel = policy.chunk_concurrency
         if limits is not None and limits.parallel_chunks is not None:
             parallel = min(parallel, limits.parallel_chunks)
+        if on_chunk is not None:
+            await on_chunk(reused, len(plans))
         slots = asyncio.Semaphore(max(1, parallel))
         errors: list[BaseException] = []
 
@@ -185,6 +193,8 @@ class LongAudio:
                         ),
                     )
                     results[plan.index] = transcript
+                    if on_chunk is not None:
+                        await on_chunk(len(results), len(plans))
                 except Exception as exc:  # noqa: BLE001 - collected, the most severe re-raised
                     errors.append(exc)
                 finally:

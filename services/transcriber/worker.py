@@ -23,6 +23,7 @@ from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
 from libs.contracts import AudioStored, audio_stored_decoder, subjects
 from libs.db import DatabaseUnavailable
 from libs.jobs import lifecycle as repo
+from libs.jobs import progress
 from libs.layout import transcript_keys
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
 from libs.transcript import Transcript
@@ -150,6 +151,8 @@ class Transcriber:
             await self._fail(job, event, "storage_refused", str(exc))
             raise Reject(str(exc)) from exc
         except BlobNotFound as exc:
+            if await repo.is_deleted(self._pool, job.id):
+                return "deleted"  # deleted while queued: its audio is gone, nothing to say
             await self._fail(
                 job, event, "audio_missing", f"audio object {job.object_key} not found"
             )
@@ -198,6 +201,7 @@ class Transcriber:
                     options,
                     job_id=job.id,
                     model=model,
+                    on_chunk=lambda done, total: self._progress(job, event, done, total),
                 )
             else:
                 transcript = await engine.transcribe(audio, options)
@@ -207,6 +211,24 @@ class Transcriber:
         finally:
             audio.unlink(missing_ok=True)
         return transcript
+
+    async def _progress(
+        self, job: repo.ProcessingJob, event: AudioStored, done: int, total: int
+    ) -> None:
+        """Chunk `done` of `total` of a long recording (status + rate-limited JobProgress);
+        the last one means the transcript is being assembled and rendered. Never fails a job."""
+        try:
+            await progress.report(
+                self._pool,
+                job_id=job.id,
+                tenant=job.tenant_prefix,
+                stage="rendering" if done >= total else "transcribing",
+                chunk=done,
+                chunks=total,
+                trace_id=event.trace_id,
+            )
+        except DatabaseUnavailable as exc:
+            log.warning("progress_not_recorded", error=str(exc))
 
     async def _upload(self, transcript: Transcript, keys: object) -> None:
         uploads = []

@@ -9,7 +9,7 @@ from aiohttp import web
 from libs import params
 from libs.blobstore import BlobNotFound
 from libs.errors import Conflict, InvalidInput, NotFound
-from libs.jobs import record, requeue, views
+from libs.jobs import deletion, record, requeue, views
 from services.ingest import bodies
 from services.ingest.context import (
     POOL,
@@ -21,7 +21,16 @@ from services.ingest.context import (
     job_id,
 )
 from services.ingest.form import parse_submit_form
-from services.ingest.openapi import UUID, ApiRoutes, Form, Reply, in_header, in_path, in_query
+from services.ingest.openapi import (
+    DATE_TIME,
+    UUID,
+    ApiRoutes,
+    Form,
+    Reply,
+    in_header,
+    in_path,
+    in_query,
+)
 from services.ingest.status import status_body
 from services.ingest.submit import submit
 
@@ -120,6 +129,125 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(status_body(row))
 
 
+LIST_DEFAULT_LIMIT = 50
+LIST_MAX_LIMIT = 200
+# ?status= -> the states it means.
+LIST_STATES: dict[str, tuple[str, ...]] = {
+    "pending": ("queued", "processing"),
+    "queued": ("queued",),
+    "processing": ("processing",),
+    "completed": ("completed",),
+    "failed": ("failed",),
+    "deleted": ("deleted",),
+}
+CAMPAIGN_MAX = 256
+
+
+@ROUTES.get(
+    "/api/media/jobs",
+    operation_id="listJobs",
+    summary="The key's jobs, newest first, cursor-paginated (items: the status body)",
+    params=[
+        in_query(
+            "status",
+            "pending (= queued or processing), a state, completed, failed or deleted",
+            {"type": "string", "enum": sorted(LIST_STATES)},
+        ),
+        in_query("since", "jobs created at or after this time (ISO 8601)", DATE_TIME),
+        in_query("until", "jobs created before this time (ISO 8601)", DATE_TIME),
+        in_query("campaign", "exact campaign name", {"type": "string", "maxLength": CAMPAIGN_MAX}),
+        in_query(
+            "limit",
+            f"jobs per page (default {LIST_DEFAULT_LIMIT})",
+            {"type": "integer", "minimum": 1, "maximum": LIST_MAX_LIMIT},
+        ),
+        in_query("cursor", "next_cursor of the previous page"),
+    ],
+    responses={
+        200: Reply("a page of jobs", bodies.JobList),
+        400: "status, since, until, campaign, limit or cursor malformed "
+        "(`invalid_<name>`, `field_too_long`)",
+    },
+)
+async def get_jobs(request: web.Request) -> web.Response:
+    """A page of the caller's own jobs. Keyset pagination on (created_at, id): a job submitted
+    while a client pages through never shifts or repeats an item."""
+    key = await authenticate(request)
+    q = request.query
+    status = q.get("status") or None
+    if status is not None and status not in LIST_STATES:
+        raise InvalidInput(f"status must be one of {sorted(LIST_STATES)}", code="invalid_status")
+    campaign = q.get("campaign") or None
+    if campaign is not None and len(campaign.encode()) > CAMPAIGN_MAX:
+        raise InvalidInput(f"campaign is longer than {CAMPAIGN_MAX} bytes", code="invalid_campaign")
+    limit = params.parse_int(
+        q.get("limit"), "limit", default=LIST_DEFAULT_LIMIT, low=1, high=LIST_MAX_LIMIT
+    )
+    where = views.ListFilter(
+        states=LIST_STATES[status] if status else None,
+        since=params.parse_time(q.get("since"), "since", required=False),
+        until=params.parse_time(q.get("until"), "until", required=False),
+        campaign=campaign,
+        after=params.parse_cursor(q.get("cursor")),
+    )
+    # One more than the page: whether there is a next page, without a count query.
+    rows = await views.list_jobs(request.app[POOL], uuid.UUID(key.id), where, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = (
+        params.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+    )
+    return web.json_response(
+        {"jobs": [status_body(row) for row in page], "next_cursor": next_cursor}
+    )
+
+
+@ROUTES.delete(
+    "/api/media/{audio_file_id}",
+    operation_id="deleteJob",
+    summary="Delete a job: every object it stored, and its personal data (a tombstone stays)",
+    params=[JOB_ID],
+    responses={
+        200: Reply(
+            "deleted, every object removed (also the answer to a repeated DELETE)", bodies.Deleted
+        ),
+        202: Reply(
+            "deleted; object storage is unreachable, so its objects are removed later "
+            "(the deletion is recorded and finishes on its own)",
+            bodies.Deleted,
+        ),
+        404: NO_SUCH_JOB,
+    },
+)
+async def delete_job(request: web.Request) -> web.Response:
+    """Idempotent. A job still queued or running is cancelled: the transcriber acks its message
+    without work and no completion is announced; a `transcription.deleted` webhook is."""
+    key = await authenticate(request)
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        outcome = await deletion.request(
+            conn,
+            job_id(request),
+            api_key_id=uuid.UUID(key.id),
+            requested_by=f"key:{key.id}",
+            reason="api",
+            trace_id=request[TRACE_ID],
+        )
+    if outcome is None:
+        raise NotFound("no such job")
+    deleted, _made_now = outcome
+    removed = deleted.objects_removed
+    if not removed:
+        removed = await deletion.finish(pool, request.app[STORE], deleted.audio_file_id)
+    body = bodies.Deleted(
+        audio_file_id=str(deleted.audio_file_id),
+        status="deleted",
+        deleted_at=deleted.deleted_at.isoformat(),
+        deleted_by=deleted.requested_by,
+        objects_removed=removed,
+    )
+    return bodies.answer(body, status=200 if removed else 202)
+
+
 @ROUTES.post(
     "/api/media/rerun/{audio_file_id}",
     operation_id="rerun",
@@ -136,7 +264,7 @@ async def get_status(request: web.Request) -> web.Response:
         200: Reply("requeued", bodies.Requeued),
         400: "force is not a boolean",
         404: NO_SUCH_JOB,
-        409: "the job is still queued or running (use force=true)",
+        409: "the job is still queued or running (use force=true), or deleted (job_deleted)",
     },
 )
 async def post_rerun(request: web.Request) -> web.Response:
@@ -153,6 +281,8 @@ async def post_rerun(request: web.Request) -> web.Response:
         requeued = await requeue.requeue(
             conn, job.id, trace_id=request[TRACE_ID], even_if_active=force
         )
+    if requeued is None and job.status == "deleted":
+        raise Conflict("the job was deleted", code="job_deleted")
     if requeued is None:
         raise Conflict(
             f"the job is {job.status}; it will finish on its own (add ?force=true to requeue anyway)",
@@ -164,7 +294,7 @@ async def post_rerun(request: web.Request) -> web.Response:
 _TRANSCRIPT_ERRORS: dict[int, str] = {
     400: "unknown format",
     404: NO_SUCH_JOB,
-    409: "the transcript is not ready yet",
+    409: "the transcript is not ready yet, or the job was deleted (job_deleted)",
 }
 
 
@@ -191,6 +321,8 @@ async def get_transcript(request: web.Request) -> web.Response:
     row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
     if row is None:
         raise NotFound("no such job")
+    if row["status"] == "deleted":
+        raise Conflict("the job was deleted", code="job_deleted")
     column, content_type = FORMATS[fmt]
     object_key = row[column] if row["status"] == "completed" else None
     if not object_key:

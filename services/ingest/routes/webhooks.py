@@ -10,6 +10,7 @@
     PUT  /api/webhooks/endpoint  url=...                 set the key's default webhook URL
     POST /api/webhooks/endpoint/rotate-secret            new secret; both sign until finished
     POST /api/webhooks/endpoint/finish-rotation          stop signing with the old secret
+    PUT  /api/webhooks/endpoint/progress?enabled=true    opt in to transcription.progress
 
 Parameters of POST routes come from the query string, a form or a JSON object.
 """
@@ -24,7 +25,7 @@ import msgspec
 from aiohttp import web
 
 from libs.errors import InvalidInput
-from libs.params import parse_seconds, parse_time, parse_uuid, path_int_id
+from libs.params import parse_bool, parse_seconds, parse_time, parse_uuid, path_int_id
 from libs.webhooks import admin
 from services.ingest import bodies, edge
 from services.ingest.context import POOL, SETTINGS, authenticate
@@ -249,6 +250,24 @@ async def put_endpoint(request: web.Request) -> web.Response:
     url = _checked_url(request, (await _params(request)).get("url"))
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
     await admin.set_url(pool, key_id, url)
+    body: dict[str, Any] = await admin.endpoint(pool, key_id)
+    return web.json_response(body)
+
+
+@ROUTES.put(
+    "/api/webhooks/endpoint/progress",
+    summary="Opt in (enabled=true) or out of transcription.progress webhooks for running jobs",
+    params=[in_query("enabled", "true/false, 1/0, yes/no", {"type": "boolean"}, required=True)],
+    responses={200: Reply(ENDPOINT_STATE, bodies.Endpoint), 400: "enabled is not a boolean"},
+)
+async def put_progress(request: web.Request) -> web.Response:
+    key = await authenticate(request)
+    raw = request.query.get("enabled")
+    if raw is None or not raw.strip():
+        raise InvalidInput("give enabled=true or enabled=false", code="missing_enabled")
+    enabled = parse_bool(raw, "enabled")
+    pool, key_id = request.app[POOL], uuid.UUID(key.id)
+    await admin.set_progress(pool, key_id, enabled)
     body: dict[str, Any] = await admin.endpoint(pool, key_id)
     return web.json_response(body)
 

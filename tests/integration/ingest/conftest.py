@@ -198,10 +198,12 @@ class Api:
 
 @asynccontextmanager
 async def serve_api(settings: Settings, **options: Any) -> AsyncIterator[Api]:
-    """The ingest app on a free loopback port; `options` go to create_app."""
+    """The ingest app on a free loopback port; `options` go to create_app. Its background
+    sweeper is off unless asked for: tests run the sweeper themselves (run_until_idle), so its
+    timing never races their assertions."""
     from libs.db import create_pool
 
-    app = create_app(settings, **options)
+    app = create_app(settings, **{"sweeper": False, **options})
     runner = make_runner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

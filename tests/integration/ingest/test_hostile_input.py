@@ -342,7 +342,8 @@ CASES: dict[str, bytes] = {
         [(b"X-API-Key", KEY), (b"Content-Type", FORM), (b"Content-Encoding", b"bogus")],
         b"recording_id=a",
     ),
-    "bad_method": http("DELETE", "/api/media/transcribe", [(b"X-API-Key", KEY)]),
+    # DELETE is a route (/api/media/{id}) since jobs can be deleted; PATCH is none.
+    "bad_method": http("PATCH", "/api/media/transcribe", [(b"X-API-Key", KEY)]),
 }
 
 
@@ -462,7 +463,8 @@ async def test_router_errors_are_json(api: Api) -> None:
     assert (status, body["error"]) == (404, "not_found")
     status, body, headers = await api.request("PUT", "/api/media/transcribe")
     assert (status, body["error"]) == (405, "method_not_allowed")
-    assert headers["Allow"] == "POST"
+    # DELETE /api/media/{audio_file_id} matches this path too (and answers 404 for it).
+    assert headers["Allow"] == "DELETE,POST"
 
 
 # --- connection hardening --------------------------------------------------------------------

@@ -100,6 +100,7 @@ def test_handlers_answer_with_the_documented_structs() -> None:
         disabled_reason=None,
         failing_since=None,
         consecutive_failures=0,
+        progress=False,
     )
     assert "webhook_secret" not in msgspec.to_builtins(endpoint)  # unset: left out
 

@@ -77,10 +77,12 @@ class ProtocolOnlyEngine:
 
 
 class RecordingPool:
-    """The two statements long audio runs: no chunks saved yet, and each chunk saved."""
+    """The statements long audio runs: no chunks saved yet, each chunk saved, and the job's
+    progress reported (libs/jobs/progress: one statement answering rows written)."""
 
     def __init__(self) -> None:
         self.saved: list[tuple[Any, ...]] = []
+        self.progress: list[tuple[Any, ...]] = []
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         return []
@@ -88,6 +90,10 @@ class RecordingPool:
     async def execute(self, query: str, *args: Any) -> str:
         self.saved.append(args)
         return "INSERT 0 1"
+
+    async def fetchval(self, query: str, *args: Any) -> int:
+        self.progress.append(args)
+        return 2
 
 
 class FixtureStore:
@@ -158,6 +164,11 @@ async def test_long_audio_asks_the_protocol_for_model_and_timings(
     assert engine.shapes == [("fake-default", "segment")]
     assert {args[4] for args in chunks} == {"fake-default|segment|"}
     assert transcript.text == " ".join(f"part{i}" for i in range(len(chunks)))
+    # Progress: chunk 0 of n once planned, then each chunk, the last one "rendering".
+    reported = [(args[1]["stage"], args[1]["chunk"]) for args in pool.progress]
+    n = len(chunks)
+    assert reported[0] == ("transcribing", 0) and reported[-1] == ("rendering", n)
+    assert sorted(chunk for _, chunk in reported) == list(range(n + 1))
     offsets = [args[2] / SAMPLE_RATE for args in chunks]
     if timed:
         # The engine's own timings, moved to each chunk's position in the recording.
