@@ -1,0 +1,157 @@
+"""Conversation metrics from utterance timestamps (no audio needed, so any engine qualifies).
+
+Every figure is defined in the README ("Conversation metrics"); in short, with each utterance
+taken as the interval [start, end) of the recording:
+
+- talk time (per speaker): the length of the union of that speaker's utterances;
+  talk ratio: a speaker's talk time over the sum of all speakers' talk times;
+- silence: the part of the recording no utterance covers (silence ratio: over the duration);
+- overlap: the part covered by utterances of two or more speakers at once;
+- interruption: an utterance that starts while another speaker's utterance is in progress
+  (credited to the speaker who starts);
+- words per minute (per speaker): words / talk time in minutes (None without talk time);
+- monologue: a speaker's turn, from the start of an utterance to the end of the last one of
+  theirs before another speaker starts; the longest monologue is the longest such turn.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from libs.transcript.model import Conversation, SpeakerMetrics, Utterance
+
+_ROUND = 3
+_WORDLIKE = re.compile(r"\w")
+
+
+def summarize(utterances: Sequence[Utterance], *, duration: float, method: str) -> Conversation:
+    ordered = sorted(utterances, key=lambda u: (u.start, u.end))
+    speakers: dict[str, list[Utterance]] = {}
+    for utterance in ordered:
+        speakers.setdefault(utterance.speaker, []).append(utterance)
+    talk = {name: _union_length(_intervals(items)) for name, items in speakers.items()}
+    total_talk = sum(talk.values())
+    monologues = _monologues(ordered)
+    interruptions = _interruptions(ordered)
+    covered = _union_length(_intervals(ordered))
+    duration = max(duration, max((u.end for u in ordered), default=0.0))
+    silence = max(0.0, duration - covered)
+    per_speaker = []
+    for name, items in speakers.items():
+        words = sum(_word_count(u) for u in items)
+        seconds = talk[name]
+        per_speaker.append(
+            SpeakerMetrics(
+                speaker=name,
+                role=items[0].role,
+                channel=items[0].channel,
+                utterances=len(items),
+                words=words,
+                talk_time=round(seconds, _ROUND),
+                talk_ratio=round(seconds / total_talk, 4) if total_talk > 0 else 0.0,
+                words_per_minute=round(words / (seconds / 60), 1) if seconds > 0 else None,
+                longest_monologue=round(monologues.get(name, 0.0), _ROUND),
+                interruptions=interruptions.get(name, 0),
+            )
+        )
+    return Conversation(
+        method=method,
+        duration=round(duration, _ROUND),
+        speakers=tuple(sorted(per_speaker, key=_speaker_order)),
+        talk_time=round(covered, _ROUND),
+        silence_time=round(silence, _ROUND),
+        silence_ratio=round(silence / duration, 4) if duration > 0 else 0.0,
+        overlap_time=round(_overlap_length(speakers), _ROUND),
+        interruptions=sum(interruptions.values()),
+        longest_monologue=round(max(monologues.values(), default=0.0), _ROUND),
+    )
+
+
+def _speaker_order(metrics: SpeakerMetrics) -> tuple[int, str]:
+    return (metrics.channel if metrics.channel is not None else 1 << 30, metrics.speaker)
+
+
+def _word_count(utterance: Utterance) -> int:
+    if utterance.words is not None:
+        return len(utterance.words)
+    # Tokens with a letter or digit: a lone "&" or "-" is not a word spoken.
+    return sum(1 for token in utterance.text.split() if _WORDLIKE.search(token))
+
+
+def _intervals(utterances: Iterable[Utterance]) -> list[tuple[float, float]]:
+    return [(u.start, u.end) for u in utterances if u.end > u.start]
+
+
+def _union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _union_length(intervals: Iterable[tuple[float, float]]) -> float:
+    return sum(end - start for start, end in _union(intervals))
+
+
+def _overlap_length(speakers: dict[str, list[Utterance]]) -> float:
+    """Time during which two or more speakers talk: a sweep over each speaker's own union, so
+    one speaker's overlapping utterances (an engine artefact) never count as overlap."""
+    events: list[tuple[float, int]] = []
+    for items in speakers.values():
+        for start, end in _union(_intervals(items)):
+            events.append((start, 1))
+            events.append((end, -1))
+    # Ends before starts at the same instant: touching turns are not an overlap.
+    events.sort(key=lambda e: (e[0], e[1]))
+    overlap, active, previous = 0.0, 0, 0.0
+    for time, step in events:
+        if active >= 2:
+            overlap += time - previous
+        active += step
+        previous = time
+    return overlap
+
+
+def _interruptions(ordered: Sequence[Utterance]) -> dict[str, int]:
+    """Per speaker, how many of their utterances start strictly inside another speaker's."""
+    counts: dict[str, int] = {}
+    # Each speaker's latest end among utterances that started strictly earlier (ordered by start,
+    # so one pass, with ties held back until the start moves on).
+    ends: dict[str, float] = {}
+    pending: list[Utterance] = []
+    for utterance in ordered:
+        if pending and pending[0].start < utterance.start:
+            for done in pending:
+                ends[done.speaker] = max(ends.get(done.speaker, done.end), done.end)
+            pending = []
+        if any(
+            speaker != utterance.speaker and end > utterance.start for speaker, end in ends.items()
+        ):
+            counts[utterance.speaker] = counts.get(utterance.speaker, 0) + 1
+        pending.append(utterance)
+    return counts
+
+
+def _monologues(ordered: Sequence[Utterance]) -> dict[str, float]:
+    longest: dict[str, float] = {}
+    current: Utterance | None = None
+    turn_start = turn_end = 0.0
+    for utterance in ordered:
+        if current is not None and utterance.speaker == current.speaker:
+            turn_end = max(turn_end, utterance.end)
+            continue
+        if current is not None:
+            _keep_longest(longest, current.speaker, turn_end - turn_start)
+        current, turn_start, turn_end = utterance, utterance.start, utterance.end
+    if current is not None:
+        _keep_longest(longest, current.speaker, turn_end - turn_start)
+    return longest
+
+
+def _keep_longest(longest: dict[str, float], speaker: str, seconds: float) -> None:
+    longest[speaker] = max(longest.get(speaker, 0.0), seconds)
