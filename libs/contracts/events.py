@@ -46,6 +46,11 @@ class AudioStored(Event, frozen=True, kw_only=True, tag="audio.stored"):
     callback_url: str | None = None
     # A replay with force=True re-transcribes even a completed job.
     force: bool = False
+    # "auto" | "true" | "false": transcribe each channel on its own (a plain str, like
+    # timestamps). Events from before multichannel existed downmix, as they did then.
+    multichannel: str = "false"
+    # Role of channel k (e.g. ["agent", "customer"]); None: the transcriber's default.
+    channel_roles: list[str] | None = None
 
 
 class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):

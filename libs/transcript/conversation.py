@@ -16,13 +16,126 @@ taken as the interval [start, end) of the recording:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from libs.transcript.model import Conversation, SpeakerMetrics, Utterance
+from libs.transcript.model import (
+    Conversation,
+    Segment,
+    SpeakerMetrics,
+    Transcript,
+    Utterance,
+    Word,
+)
+
+# Channel k's role when neither the job nor its key says otherwise.
+DEFAULT_CHANNEL_ROLES: tuple[str, ...] = ("agent", "customer")
+# Consecutive segments of one speaker, with nobody else starting in between, are one utterance
+# when the pause between them is at most this long (a breath, not a turn).
+UTTERANCE_GAP = 1.0
 
 _ROUND = 3
 _WORDLIKE = re.compile(r"\w")
+
+
+def channel_speaker(channel: int) -> str:
+    return f"Channel {channel}"
+
+
+def from_channels(
+    channels: Sequence[Transcript],
+    *,
+    roles: Sequence[str],
+    duration: float,
+    metadata: dict[str, Any] | None = None,
+) -> Transcript:
+    """One conversation from one transcript per channel (channel k = `channels[k]`, timed in
+    seconds of the original recording): utterances merged by time, each with its channel, its
+    speaker ("Channel k") and role `roles[k]` (none past the end of `roles`)."""
+    if not channels:
+        raise ValueError("no channels")
+    pieces: list[Utterance] = []
+    for channel, transcript in enumerate(channels):
+        role = roles[channel] if channel < len(roles) else None
+        pieces.extend(_channel_utterances(transcript, channel, role))
+    pieces.sort(key=lambda u: (u.start, u.channel or 0, u.end))
+    utterances = _join_turns(pieces)
+    first = channels[0]
+    words: tuple[Word, ...] | None = None
+    if any(t.words is not None for t in channels):
+        words = tuple(sorted((w for u in utterances for w in u.words or ()), key=_word_start))
+    duration = max(duration, max((u.end for u in utterances), default=0.0))
+    return Transcript(
+        text=" ".join(u.text for u in utterances),
+        language=next((t.language for t in channels if t.language), None),
+        duration=round(duration, 3),
+        segments=tuple(
+            Segment(id=i, start=u.start, end=u.end, text=u.text) for i, u in enumerate(utterances)
+        ),
+        words=words,
+        model=first.model,
+        engine=first.engine,
+        engine_metadata=metadata or {},
+        utterances=utterances,
+        conversation=summarize(utterances, duration=duration, method="channels"),
+    )
+
+
+def _word_start(word: Word) -> float:
+    return word.start
+
+
+def _channel_utterances(
+    transcript: Transcript, channel: int, role: str | None
+) -> Iterable[Utterance]:
+    segments = [s for s in transcript.segments if s.text.strip()]
+    if not segments and transcript.text.strip():
+        # An engine that answers text only, and no chunking: one utterance for the channel.
+        segments = [Segment(id=0, start=0.0, end=transcript.duration, text=transcript.text)]
+    starts = [s.start for s in segments]
+    owned: list[list[Word]] = [[] for _ in segments]
+    for word in transcript.words or ():
+        # A word belongs to the last segment that starts at or before it (a little slack for
+        # engines whose word and segment clocks disagree by a frame).
+        index = bisect.bisect_right(starts, word.start + 0.05) - 1
+        owned[max(index, 0)].append(word)
+    for segment, words in zip(segments, owned, strict=True):
+        yield Utterance(
+            speaker=channel_speaker(channel),
+            start=round(segment.start, 3),
+            end=round(max(segment.start, segment.end), 3),
+            text=" ".join(segment.text.split()),
+            role=role,
+            channel=channel,
+            words=tuple(words) if transcript.words is not None else None,
+        )
+
+
+def _join_turns(ordered: Sequence[Utterance]) -> tuple[Utterance, ...]:
+    joined: list[Utterance] = []
+    for utterance in ordered:
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.speaker == utterance.speaker
+            and utterance.start - last.end <= UTTERANCE_GAP
+        ):
+            joined[-1] = Utterance(
+                speaker=last.speaker,
+                start=last.start,
+                end=max(last.end, utterance.end),
+                text=f"{last.text} {utterance.text}",
+                role=last.role,
+                channel=last.channel,
+                words=None
+                if last.words is None and utterance.words is None
+                else (*(last.words or ()), *(utterance.words or ())),
+            )
+        else:
+            joined.append(utterance)
+    return tuple(joined)
 
 
 def summarize(utterances: Sequence[Utterance], *, duration: float, method: str) -> Conversation:

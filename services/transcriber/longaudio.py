@@ -7,6 +7,11 @@ saved in Postgres at once. A failed chunk fails the attempt (the consumer retrie
 the next attempt, in this process or another, loads the saved chunks and only sends the rest.
 The chunk transcripts are reassembled by libs.transcript.merge with timings offset by each
 chunk's exact sample position.
+
+A multichannel recording goes through here once per channel (`channel=k`): the same plan,
+encode and resume steps on channel k decoded alone, its chunks saved under indexes
+`(k + 1) * CHANNEL_STRIDE + i` so the channels of one job never reuse each other's chunks, and
+one semaphore shared by the channels bounds the job's requests in flight.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ log = structlog.get_logger()
 
 # AMR-NB's lowest mode is 4.75 kbit/s; nothing we accept packs speech tighter than 500 B/s.
 _MIN_BYTES_PER_SECOND = 500
+
+# Saved chunk indexes of channel k start at (k + 1) * CHANNEL_STRIDE (a downmix's at 0): more
+# chunks than this in one channel would be a recording of over two months.
+CHANNEL_STRIDE = 10_000
 
 LoadChunks = Callable[[uuid.UUID], Awaitable[dict[int, StoredChunk]]]
 SaveChunk = Callable[[uuid.UUID, StoredChunk], Awaitable[None]]
@@ -86,8 +95,9 @@ def _wav_duration(audio: Path) -> float | None:
         return None
 
 
-def request_key(options: EngineOptions, model: str) -> str:
-    return f"{model}|{options.timestamps}|{options.language or ''}"
+def request_key(options: EngineOptions, model: str, channel: int | None = None) -> str:
+    key = f"{model}|{options.timestamps}|{options.language or ''}"
+    return key if channel is None else f"{key}|ch{channel}"
 
 
 class LongAudio:
@@ -110,11 +120,15 @@ class LongAudio:
         job_id: uuid.UUID,
         model: str,
         timed: bool,
+        channel: int | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> Transcript:
+        """The whole recording (its downmix, or one `channel`), chunk by chunk. `slots` bounds
+        the requests in flight; pass one semaphore to every channel of a job to share it."""
         policy = self.policy
         started = time.perf_counter()
         try:
-            energies, total = await asyncio.to_thread(frame_energies, audio)
+            energies, total = await asyncio.to_thread(frame_energies, audio, channel=channel)
         except UndecodableAudio as exc:
             raise PermanentEngineError(str(exc), code="invalid_media") from exc
         plans = plan_chunks(
@@ -125,17 +139,22 @@ class LongAudio:
             overlap_seconds=policy.overlap_seconds,
         )
         del energies
-        key = request_key(options, model)
+        key = request_key(options, model, channel)
+        base = 0 if channel is None else (channel + 1) * CHANNEL_STRIDE
         saved = await self._load(job_id)
-        results: dict[int, Transcript] = {
-            p.index: saved[p.index].transcript
-            for p in plans
-            if p.index in saved
-            and (saved[p.index].start_sample, saved[p.index].end_sample, saved[p.index].request_key)
-            == (p.start, p.end, key)
-        }
+        results: dict[int, Transcript] = {}
+        for p in plans:
+            stored = saved.get(base + p.index)
+            if stored is not None and (
+                stored.start_sample,
+                stored.end_sample,
+                stored.request_key,
+            ) == (p.start, p.end, key):
+                results[p.index] = stored.transcript
         reused = len(results)
-        slots = asyncio.Semaphore(max(1, policy.chunk_concurrency))
+        if slots is None:
+            slots = asyncio.Semaphore(max(1, policy.chunk_concurrency))
+        tag = "" if channel is None else f"-ch{channel}"
         errors: list[BaseException] = []
 
         async def run(index: int) -> None:
@@ -143,16 +162,21 @@ class LongAudio:
             async with slots:
                 if errors:
                     return  # the attempt is lost anyway; leave the rest for the retry
-                path = audio.with_name(f"{audio.stem}-chunk-{plan.index}.{CHUNK_EXTENSION}")
+                path = audio.with_name(f"{audio.stem}{tag}-chunk-{plan.index}.{CHUNK_EXTENSION}")
                 try:
                     await asyncio.to_thread(
-                        encode_window, audio, path, start=plan.start, samples=plan.samples
+                        encode_window,
+                        audio,
+                        path,
+                        start=plan.start,
+                        samples=plan.samples,
+                        channel=channel,
                     )
                     transcript = await engine.transcribe(path, options)
                     await self._save(
                         job_id,
                         StoredChunk(
-                            index=plan.index,
+                            index=base + plan.index,
                             start_sample=plan.start,
                             end_sample=plan.end,
                             request_key=key,
@@ -169,12 +193,13 @@ class LongAudio:
         if errors:
             log.warning(
                 "long_audio_attempt_failed",
+                channel=channel,
                 chunks=len(plans),
                 done=len(results),
                 reused=reused,
                 failed=len(errors),
             )
-            raise _most_severe(errors)
+            raise most_severe(errors)
         parts = [
             ChunkTranscript(
                 offset=p.start / SAMPLE_RATE,
@@ -202,6 +227,7 @@ class LongAudio:
         transcript = merge(parts, duration=total / SAMPLE_RATE, timed=timed, metadata=metadata)
         log.info(
             "long_audio_transcribed",
+            channel=channel,
             chunks=len(plans),
             reused=reused,
             audio_seconds=round(total / SAMPLE_RATE, 1),
@@ -210,7 +236,7 @@ class LongAudio:
         return transcript
 
 
-def _most_severe(errors: list[BaseException]) -> BaseException:
+def most_severe(errors: list[BaseException]) -> BaseException:
     """Auth beats permanent beats anything else: what the consumer should act on."""
     for kind in (EngineAuthError, PermanentEngineError):
         for error in errors:

@@ -17,6 +17,8 @@ import asyncpg
 import msgspec
 import structlog
 
+from libs.audio import UndecodableAudio
+from libs.audio.channels import analyze_channels, channel_count
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
@@ -26,6 +28,7 @@ from libs.jobs import lifecycle as repo
 from libs.layout import transcript_keys
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
 from libs.transcript import Transcript
+from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels
 from libs.transcript.render import FORMATS
 from services.transcriber.engines import (
     Engine,
@@ -35,7 +38,7 @@ from services.transcriber.engines import (
     PermanentEngineError,
     TransientEngineError,
 )
-from services.transcriber.longaudio import LongAudio, SplitPolicy, needs_splitting
+from services.transcriber.longaudio import LongAudio, SplitPolicy, most_severe, needs_splitting
 
 log = structlog.get_logger()
 
@@ -43,6 +46,8 @@ log = structlog.get_logger()
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
 
 AUTH_PAUSE_SECONDS = 60.0
+# Channels transcribed separately at most; `auto` downmixes a file with more, `true` fails it.
+MAX_CHANNELS = 8
 
 
 class TranscriptRefused(Exception):
@@ -189,7 +194,12 @@ class Transcriber:
             await self._store.download_to(job.object_key, audio)
             started = time.perf_counter()
             limits = engine.limits
-            if limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
+            channels = await self._channels_to_split(audio, event.multichannel)
+            if channels:
+                transcript = await self._transcribe_channels(
+                    engine, audio, options, job, channels, event.channel_roles
+                )
+            elif limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
                 model = options.model or engine.default_model
                 transcript = await self._long_audio.transcribe(
                     engine,
@@ -207,6 +217,92 @@ class Transcriber:
         finally:
             audio.unlink(missing_ok=True)
         return transcript
+
+    async def _channels_to_split(self, audio: Path, mode: str) -> int:
+        """How many channels to transcribe one by one; 0 to downmix as a mono recording."""
+        if mode not in ("auto", "true"):
+            return 0
+        try:
+            count = await asyncio.to_thread(channel_count, audio)
+            if count < 2:
+                return 0
+            if count > MAX_CHANNELS:
+                if mode == "true":
+                    raise PermanentEngineError(
+                        f"the recording has {count} channels; multichannel takes at most"
+                        f" {MAX_CHANNELS}",
+                        code="too_many_channels",
+                    )
+                log.info("multichannel_downmixed", channels=count, reason="too_many_channels")
+                return 0
+            if mode == "true":
+                return count
+            report = await asyncio.to_thread(analyze_channels, audio)
+        except UndecodableAudio:
+            return 0  # the engine's answer on the downmix path is the verdict
+        log.info(
+            "multichannel_checked",
+            channels=count,
+            distinct=report.distinct,
+            levels_dbfs=list(report.levels_dbfs),
+            max_correlation=report.max_correlation,
+        )
+        return count if report.distinct else 0
+
+    async def _transcribe_channels(
+        self,
+        engine: Engine,
+        audio: Path,
+        options: EngineOptions,
+        job: repo.ProcessingJob,
+        channels: int,
+        roles: list[str] | None,
+    ) -> Transcript:
+        """Every channel through the long-audio path at once, one shared bound on the requests
+        in flight; the transcripts merged by time into one conversation."""
+        model = options.model or engine.default_model
+        timed = engine.output_shape(model, options.timestamps).segment_timings
+        slots = asyncio.Semaphore(max(1, self._long_audio.policy.chunk_concurrency))
+        results = await asyncio.gather(
+            *(
+                self._long_audio.transcribe(
+                    engine,
+                    audio,
+                    options,
+                    job_id=job.id,
+                    model=model,
+                    timed=timed,
+                    channel=channel,
+                    slots=slots,
+                )
+                for channel in range(channels)
+            ),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise most_severe(errors)
+        transcripts = [r for r in results if isinstance(r, Transcript)]
+        role_map = tuple(roles) if roles is not None else DEFAULT_CHANNEL_ROLES
+        metadata = {
+            "speakers": "channels",
+            "channels": [
+                {
+                    "channel": channel,
+                    **{k: v for k, v in t.engine_metadata.items() if k != "raw_response"},
+                }
+                for channel, t in enumerate(transcripts)
+            ],
+            "raw_response": {
+                "channels": [t.engine_metadata.get("raw_response") for t in transcripts]
+            },
+        }
+        return from_channels(
+            transcripts,
+            roles=role_map,
+            duration=max(t.duration for t in transcripts),
+            metadata=metadata,
+        )
 
     async def _upload(self, transcript: Transcript, keys: object) -> None:
         uploads = []

@@ -148,3 +148,58 @@ def test_speaker_without_talk_time_has_no_words_per_minute() -> None:
     c = summarize([_u("A", 1, 1, "hi")], duration=2, method="channels")
     assert c.speakers[0].words_per_minute is None
     assert c.speakers[0].talk_ratio == 0.0
+
+
+def _channel(
+    *segments: tuple[float, float, str], words: tuple[Word, ...] | None = None
+) -> Transcript:
+    return Transcript(
+        text=" ".join(s[2] for s in segments),
+        language="en",
+        duration=20.0,
+        segments=tuple(
+            Segment(id=i, start=a, end=b, text=t) for i, (a, b, t) in enumerate(segments)
+        ),
+        words=words,
+        model="m",
+        engine="e",
+    )
+
+
+def test_channels_merge_by_time_and_join_a_speakers_breaths() -> None:
+    left = _channel(
+        (0.5, 2.0, " Hello."),
+        (2.5, 3.0, " How can I help?"),  # 0.5 s later, nobody in between: the same turn
+        (9.0, 10.0, " Sure."),
+        words=(Word(0.5, 1.0, "Hello"), Word(2.5, 2.7, "How"), Word(9.0, 9.5, "Sure")),
+    )
+    right = _channel((4.0, 8.0, "My card."), (8.5, 9.5, "Thanks."), words=(Word(4.1, 4.5, "My"),))
+    from libs.transcript.conversation import from_channels
+
+    t = from_channels([left, right], roles=("agent", "customer"), duration=12.0, metadata={"x": 1})
+    assert [(u.label, u.start, u.end, u.text) for u in t.utterances] == [
+        ("Agent", 0.5, 3.0, "Hello. How can I help?"),
+        ("Customer", 4.0, 9.5, "My card. Thanks."),
+        ("Agent", 9.0, 10.0, "Sure."),
+    ]
+    assert [len(u.words or ()) for u in t.utterances] == [2, 1, 1]
+    assert t.words is not None and [w.word for w in t.words] == ["Hello", "How", "My", "Sure"]
+    assert [s.text for s in t.segments] == [u.text for u in t.utterances]
+    assert t.text == "Hello. How can I help? My card. Thanks. Sure."
+    assert t.engine_metadata == {"x": 1} and t.duration == 12.0
+    assert t.conversation is not None and t.conversation.interruptions == 1
+
+
+def test_channels_without_timings_or_roles() -> None:
+    from libs.transcript.conversation import from_channels
+
+    text_only = Transcript(text="hi there", language=None, duration=5.0, model="m", engine="e")
+    silent = Transcript(text="", language="en", duration=5.0, model="m", engine="e")
+    t = from_channels([text_only, silent, text_only], roles=("agent",), duration=5.0)
+    assert [(u.label, u.start, u.end) for u in t.utterances] == [
+        ("Agent", 0.0, 5.0),
+        ("Channel 2", 0.0, 5.0),
+    ]
+    assert t.words is None and t.language == "en"
+    with pytest.raises(ValueError, match="no channels"):
+        from_channels([], roles=(), duration=1.0)
