@@ -17,7 +17,8 @@ JOB_COLUMNS = """
 a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
 a.recording_id, a.url, a.bucket, a.b2_object_key, a.content_type, a.size_bytes, a.sha256,
 a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts, a.last_error,
-a.trace_id, a.created_at, a.updated_at, a.idempotency_key, a.request_sha256, a.transcript_prefix
+a.trace_id, a.created_at, a.updated_at, a.idempotency_key, a.request_sha256, a.transcript_prefix,
+a.multichannel, a.channel_roles
 """
 LOAD = "SELECT" + JOB_COLUMNS + "FROM media_pipeline.audio_files a WHERE a.id = $1"
 LOAD_FOR_UPDATE = LOAD + " FOR UPDATE"
@@ -57,6 +58,9 @@ class Job:
     request_sha256: str | None = None
     # '' for the reference transcript layout, else the prefix above `<campaign>/transcriptions/`.
     transcript_prefix: str = ""
+    # "auto" | "true" | "false" (migration 0011); the role of channel k, None for the key's map.
+    multichannel: str = "false"
+    channel_roles: tuple[str, ...] | None = None
 
     @property
     def finished(self) -> bool:
@@ -92,6 +96,8 @@ class Job:
             idempotency_key=row["idempotency_key"],
             request_sha256=row["request_sha256"],
             transcript_prefix=row["transcript_prefix"],
+            multichannel=row["multichannel"],
+            channel_roles=None if row["channel_roles"] is None else tuple(row["channel_roles"]),
         )
 
 
@@ -126,6 +132,10 @@ class StoredAudio(Protocol):
     def callback_url(self) -> str | None: ...
     @property
     def trace_id(self) -> str | None: ...
+    @property
+    def multichannel(self) -> str: ...
+    @property
+    def channel_roles(self) -> tuple[str, ...] | None: ...
 
 
 def audio_stored_event(
@@ -150,6 +160,8 @@ def audio_stored_event(
         timestamps=job.timestamps,
         callback_url=job.callback_url,
         force=force,
+        multichannel=job.multichannel,
+        channel_roles=None if job.channel_roles is None else list(job.channel_roles),
     )
 
 

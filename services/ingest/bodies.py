@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from services.ingest.submission import DEFAULT_TIMESTAMPS, IDEMPOTENCY_KEY_MAX, Model, Timestamps
+from services.ingest.submission import (
+    DEFAULT_MULTICHANNEL,
+    DEFAULT_TIMESTAMPS,
+    IDEMPOTENCY_KEY_MAX,
+    Model,
+    Multichannel,
+    Timestamps,
+)
 
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 Uuid = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
@@ -87,6 +94,26 @@ class SubmitFields(msgspec.Struct):
     model: Model | Unset = UNSET
     language: Annotated[str | Unset, _field("ISO-639 code, e.g. en")] = UNSET
     timestamps: Timestamps = DEFAULT_TIMESTAMPS
+    multichannel: Annotated[
+        Multichannel,
+        _field(
+            "a recording with several channels (a call with agent and customer on the two "
+            "sides of a stereo file): 'auto' transcribes each channel on its own when they "
+            "carry different voices (not a mono copied to both), 'true' always, 'false' "
+            "downmixes to one voice; see utterances and conversation in the transcript"
+        ),
+    ] = DEFAULT_MULTICHANNEL
+    channel_roles: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="role of channel 0, 1, ... comma-separated (up to 8; each a lower-case"
+                " word), e.g. customer,agent; default the key's map, else agent,customer",
+                pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{0,31}( *, *[a-zA-Z][a-zA-Z0-9_-]{0,31}){0,7}$",
+            ),
+        ]
+        | Unset
+    ) = UNSET
 
 
 class Accepted(msgspec.Struct):

@@ -34,6 +34,8 @@ TEXT_FIELDS = (
     "model",
     "language",
     "timestamps",
+    "multichannel",
+    "channel_roles",
 )
 MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024

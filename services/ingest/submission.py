@@ -5,7 +5,8 @@ validated once, before anything touches the database, storage or the network.
 stored text (`field_too_long`, naming the field: a value that cannot be stored is refused here,
 never by Postgres or S3 later), exactly one source
 (`empty_recording_id`, `exactly_one_source`), the `b2_prefix` (`invalid_b2_prefix`,
-`prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`),
+`prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`,
+`invalid_multichannel`, `invalid_channel_roles`),
 the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
 (`invalid_idempotency_key`).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
@@ -29,6 +31,13 @@ Timestamps = Literal["none", "segment", "word"]
 MODELS: frozenset[str] = frozenset(get_args(Model))
 TIMESTAMPS: frozenset[str] = frozenset(get_args(Timestamps))
 DEFAULT_TIMESTAMPS: Timestamps = "segment"
+Multichannel = Literal["auto", "true", "false"]
+MULTICHANNEL: frozenset[str] = frozenset(get_args(Multichannel))
+DEFAULT_MULTICHANNEL: Multichannel = "auto"
+# channel_roles: comma-separated, one role per channel from channel 0 (the transcriber splits
+# at most 8 channels); a role is a short lower-case word such as agent, customer, supervisor.
+MAX_CHANNEL_ROLES = 8
+ROLE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 IDEMPOTENCY_KEY_MAX = 200
 # The most bytes (UTF-8) of each stored text field. The schema's columns are `text`, so these
 # are the gateway's own limits: generous for real values, small enough that no value can make a
@@ -81,6 +90,9 @@ class Options:
     model: str | None
     language: str | None
     timestamps: str
+    multichannel: str = DEFAULT_MULTICHANNEL
+    # The role of channel k; None: the key's map (else the transcriber's default).
+    channel_roles: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +143,11 @@ class Submission:
             "campaign_id": self.fallbacks.campaign_id,
             "company": self.fallbacks.company,
         }
+        # Only when asked for, so requests from before these options keep their fingerprint.
+        if self.options.multichannel != DEFAULT_MULTICHANNEL:
+            canonical["multichannel"] = self.options.multichannel
+        if self.options.channel_roles is not None:
+            canonical["channel_roles"] = ",".join(self.options.channel_roles)
         raw = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()
 
@@ -236,4 +253,29 @@ def parse_options(form: SubmitForm) -> Options:
         raise InvalidInput(
             f"timestamps must be one of {sorted(TIMESTAMPS)}", code="invalid_timestamps"
         )
-    return Options(model=model, language=language, timestamps=timestamps)
+    multichannel = (form.get("multichannel") or DEFAULT_MULTICHANNEL).lower()
+    if multichannel not in MULTICHANNEL:
+        raise InvalidInput(
+            f"multichannel must be one of {sorted(MULTICHANNEL)}", code="invalid_multichannel"
+        )
+    return Options(
+        model=model,
+        language=language,
+        timestamps=timestamps,
+        multichannel=multichannel,
+        channel_roles=parse_channel_roles(form.get("channel_roles")),
+    )
+
+
+def parse_channel_roles(value: str | None) -> tuple[str, ...] | None:
+    """ "customer,agent" -> ("customer", "agent"): the role of channel 0, 1, ..."""
+    if value is None:
+        return None
+    roles = tuple(part.strip().lower() for part in value.split(","))
+    if len(roles) > MAX_CHANNEL_ROLES or not all(ROLE_PATTERN.fullmatch(r) for r in roles):
+        raise InvalidInput(
+            f"channel_roles must be 1-{MAX_CHANNEL_ROLES} comma-separated roles, each a letter"
+            " then up to 31 letters, digits, '_' or '-' (e.g. customer,agent)",
+            code="invalid_channel_roles",
+        )
+    return roles

@@ -520,6 +520,8 @@ def _new_job(
         model=options.model,
         language=options.language,
         timestamps=options.timestamps,
+        multichannel=options.multichannel,
+        channel_roles=options.channel_roles,
         trace_id=submission.trace_id,
         transcript_prefix=submission.transcript_prefix,
         request_sha256=fingerprint,
