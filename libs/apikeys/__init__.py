@@ -16,30 +16,39 @@ from datetime import datetime
 import asyncpg
 
 from libs.layout import InvalidPrefix, validate_prefix
+from libs.transcript.conversation import parse_roles
 
 KEY_PREFIX = "tgw_"
 BOOTSTRAP_NAME = "bootstrap"
 
 SELECT_ACTIVE_BY_HASH = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       channel_roles
 FROM media_pipeline.api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 """
 SELECT_BY_ID = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       channel_roles
 FROM media_pipeline.api_keys WHERE id = $1
 """
 LIST_KEYS = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       channel_roles
 FROM media_pipeline.api_keys ORDER BY created_at
 """
 INSERT_KEY = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-     rate_limit_per_minute)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     rate_limit_per_minute, channel_roles)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+# A key's channel -> role map (NULL: the default agent, customer).
+SET_CHANNEL_ROLES = """
+UPDATE media_pipeline.api_keys SET channel_roles = $2
+WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL RETURNING id
 """
 UPSERT_BOOTSTRAP = """
 INSERT INTO media_pipeline.api_keys
@@ -98,6 +107,8 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     key_hint: str
+    # The role of channel k for this key's (tenant's) jobs; None: agent, customer.
+    channel_roles: tuple[str, ...] | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ApiKey:
@@ -114,6 +125,7 @@ class ApiKey:
             created_at=row["created_at"],
             revoked_at=row["revoked_at"],
             key_hint=row["key_hint"],
+            channel_roles=None if row["channel_roles"] is None else tuple(row["channel_roles"]),
         )
 
     @property
@@ -207,6 +219,7 @@ async def create(
     webhook_secret: str | None = None,
     rate_limit_per_minute: int | None = None,
     unscoped: bool = False,
+    channel_roles: str | None = None,
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the raw key (shown once, never stored) and its record.
 
@@ -238,6 +251,7 @@ async def create(
         raise InvalidKeySettings("webhook secrets have the form whsec_<base64>")
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
         raise InvalidKeySettings("the webhook URL must be http(s)")
+    roles = _roles(channel_roles)
     if webhook_secret is None:
         webhook_secret = generate_webhook_secret()
     raw = generate_key()
@@ -253,6 +267,7 @@ async def create(
         webhook_url,
         webhook_secret,
         rate_limit_per_minute,
+        None if roles is None else list(roles),
     )
     record = await get(conn, str(key_id))
     assert record is not None
@@ -261,6 +276,26 @@ async def create(
 
 async def list_keys(conn: asyncpg.Connection) -> list[ApiKey]:
     return [ApiKey.from_row(r) for r in await conn.fetch(LIST_KEYS)]
+
+
+def _roles(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        return parse_roles(value)
+    except ValueError as exc:
+        raise InvalidKeySettings(str(exc)) from exc
+
+
+async def set_channel_roles(
+    conn: asyncpg.Connection, key_id_or_hint: str, channel_roles: str | None
+) -> bool:
+    """Set (None: clear) the channel -> role map of an active key; False if there is none."""
+    roles = _roles(channel_roles)
+    updated = await conn.fetchval(
+        SET_CHANNEL_ROLES, key_id_or_hint, None if roles is None else list(roles)
+    )
+    return updated is not None
 
 
 async def revoke(conn: asyncpg.Connection, key_id_or_hint: str) -> bool:

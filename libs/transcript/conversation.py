@@ -35,9 +35,24 @@ DEFAULT_CHANNEL_ROLES: tuple[str, ...] = ("agent", "customer")
 # Consecutive segments of one speaker, with nobody else starting in between, are one utterance
 # when the pause between them is at most this long (a breath, not a turn).
 UTTERANCE_GAP = 1.0
+# A role map names at most this many channels (the transcriber splits at most 8).
+MAX_ROLES = 8
+_ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 _ROUND = 3
 _WORDLIKE = re.compile(r"\w")
+
+
+def parse_roles(value: str) -> tuple[str, ...]:
+    """ "Customer, agent" -> ("customer", "agent"): the role of channel 0, 1, ...; raises
+    ValueError unless 1-MAX_ROLES roles, each a letter then up to 31 letters, digits, _ or -."""
+    roles = tuple(part.strip().lower() for part in value.split(","))
+    if len(roles) > MAX_ROLES or not all(_ROLE.fullmatch(r) for r in roles):
+        raise ValueError(
+            f"channel roles are 1-{MAX_ROLES} comma-separated roles, each a letter then up to 31"
+            " letters, digits, '_' or '-' (e.g. customer,agent)"
+        )
+    return roles
 
 
 def channel_speaker(channel: int) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
@@ -23,6 +22,7 @@ from typing import ClassVar, Literal, get_args
 from libs.apikeys import ApiKey
 from libs.errors import Forbidden, InvalidInput
 from libs.layout import InvalidPrefix, validate_prefix
+from libs.transcript.conversation import parse_roles
 from services.ingest.form import SubmitForm, Upload
 
 # The accepted option values: the one list the checks below and /openapi.json both use.
@@ -34,10 +34,6 @@ DEFAULT_TIMESTAMPS: Timestamps = "segment"
 Multichannel = Literal["auto", "true", "false"]
 MULTICHANNEL: frozenset[str] = frozenset(get_args(Multichannel))
 DEFAULT_MULTICHANNEL: Multichannel = "auto"
-# channel_roles: comma-separated, one role per channel from channel 0 (the transcriber splits
-# at most 8 channels); a role is a short lower-case word such as agent, customer, supervisor.
-MAX_CHANNEL_ROLES = 8
-ROLE_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 IDEMPOTENCY_KEY_MAX = 200
 # The most bytes (UTF-8) of each stored text field. The schema's columns are `text`, so these
 # are the gateway's own limits: generous for real values, small enough that no value can make a
@@ -271,11 +267,7 @@ def parse_channel_roles(value: str | None) -> tuple[str, ...] | None:
     """ "customer,agent" -> ("customer", "agent"): the role of channel 0, 1, ..."""
     if value is None:
         return None
-    roles = tuple(part.strip().lower() for part in value.split(","))
-    if len(roles) > MAX_CHANNEL_ROLES or not all(ROLE_PATTERN.fullmatch(r) for r in roles):
-        raise InvalidInput(
-            f"channel_roles must be 1-{MAX_CHANNEL_ROLES} comma-separated roles, each a letter"
-            " then up to 31 letters, digits, '_' or '-' (e.g. customer,agent)",
-            code="invalid_channel_roles",
-        )
-    return roles
+    try:
+        return parse_roles(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_channel_roles") from exc

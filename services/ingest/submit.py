@@ -521,7 +521,8 @@ def _new_job(
         language=options.language,
         timestamps=options.timestamps,
         multichannel=options.multichannel,
-        channel_roles=options.channel_roles,
+        # The job's own map, else its key's (tenant's); None leaves the transcriber's default.
+        channel_roles=options.channel_roles or key.channel_roles,
         trace_id=submission.trace_id,
         transcript_prefix=submission.transcript_prefix,
         request_sha256=fingerprint,

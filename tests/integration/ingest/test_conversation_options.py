@@ -4,13 +4,17 @@ its AudioStored event; every bad or hostile value is a 400 that stores nothing."
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 
+from libs import apikeys
+from libs.settings import Settings
 from tests.fixtures.calls import CALL_STEREO
-from tests.integration.ingest.conftest import Api, unique_prefix
+from tests.integration.ingest.conftest import Api, make_key, unique_prefix
+from tests.integration.ingest.test_keys_cli import _keys
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +103,45 @@ async def test_non_utf8_option_is_400(api: Api) -> None:
     )
     assert status == 400, body
     assert await api.rows(prefix) == []
+
+
+async def test_the_keys_role_map_applies_unless_the_job_says_otherwise(api: Api) -> None:
+    raw, key = await make_key(api.pool, channel_roles="customer,agent")
+    assert key.channel_roles == ("customer", "agent")
+    prefix = key.tenant_prefix
+    status, body, _ = await api.submit(_form(prefix), key=raw)
+    assert status == 200, body
+    event = await _event(api, body["audio_file_id"])
+    assert event["channel_roles"] == ["customer", "agent"]
+    status, body, _ = await api.submit(_form(prefix, channel_roles="supervisor,agent"), key=raw)
+    assert status == 200, body
+    event = await _event(api, body["audio_file_id"])
+    assert event["channel_roles"] == ["supervisor", "agent"]
+
+
+async def test_a_bad_key_role_map_is_refused(api: Api) -> None:
+    with pytest.raises(apikeys.InvalidKeySettings, match="channel roles"):
+        await make_key(api.pool, channel_roles="agent,")
+    async with api.pool.acquire() as conn:
+        assert not await apikeys.set_channel_roles(conn, str(uuid.uuid4()), "agent")
+
+
+async def test_keys_cli_sets_and_clears_the_role_map(api: Api, ingest_settings: Settings) -> None:
+    env = {"DATABASE_URL": ingest_settings.require_database_url()}
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    created = _keys(
+        env, "create", "--name", name, "--prefix", name, "--channel-roles", "Customer,agent"
+    )
+    assert created.returncode == 0, created.stderr
+    out = json.loads(created.stdout)
+    assert out["channel_roles"] == ["customer", "agent"]
+    changed = _keys(env, "roles", out["id"], "agent,customer,supervisor")
+    assert changed.returncode == 0, changed.stderr
+    key = await apikeys.get(api.pool, out["id"])
+    assert key is not None and key.channel_roles == ("agent", "customer", "supervisor")
+    assert _keys(env, "roles", out["id"], "default").returncode == 0
+    key = await apikeys.get(api.pool, out["id"])
+    assert key is not None and key.channel_roles is None
+    refused = _keys(env, "roles", out["id"], "agent;drop")
+    assert refused.returncode == 2 and "channel roles" in refused.stderr
+    assert _keys(env, "roles", "nokey", "agent").returncode == 1
