@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -70,6 +71,9 @@ class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
     keys: TranscriptKeys
     word_count: int
     recording_id: str | None = None
+    # A conversation's speakers and metrics (libs.transcript Conversation as JSON): the
+    # `conversation` of the transcription.completed webhook. None for a single voice.
+    conversation: dict[str, Any] | None = None
 
 
 class TranscriptionFailed(Event, frozen=True, kw_only=True, tag="transcript.failed"):

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from libs.transcript import Conversation
 from services.ingest.submission import (
     DEFAULT_MULTICHANNEL,
     DEFAULT_TIMESTAMPS,
@@ -173,6 +174,15 @@ class StatusMetadata(msgspec.Struct):
     b2_transcript_srt_key: str | Unset | None = UNSET
     b2_transcript_vtt_key: str | Unset | None = UNSET
     completed_at: DateTime | Unset | None = UNSET
+    conversation: Annotated[
+        Conversation | Unset,
+        _field(
+            "a completed conversation (multichannel call or diarized recording): how the "
+            "speakers were found (method: channels | diarization), each speaker with role, "
+            "talk time and ratio, words per minute, longest monologue and interruptions, and the "
+            "call's silence, overlap and interruptions; see the README's Conversation metrics"
+        ),
+    ] = UNSET
     error: JobError | Unset = UNSET
     last_error: JobError | Unset = UNSET
 

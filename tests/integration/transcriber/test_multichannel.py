@@ -73,7 +73,7 @@ async def _run(
             pool, store, path.read_bytes(), ext=path.suffix.lstrip("."), **job
         )
         await worker.handle(harness.delivery(made.event))
-        state = await harness.job_state(pool, made.id)
+        state = await harness.job_state(pool, made.id) | {"id": made.id}
         stem = made.key.split("/audio/", 1)[1].rsplit(".", 1)[0]
         files = {
             fmt: await store.get_bytes(f"camp/transcriptions/{fmt}/{stem}.{fmt}")
@@ -121,6 +121,16 @@ async def test_a_stereo_call_becomes_an_agent_customer_conversation(
     assert 0 < conversation.silence_ratio < 1
     assert state["metadata"]["speakers"] == "channels"
     assert state["text"] == transcript.text
+    # Stored with the transcription (the status answer) and sent with TranscriptReady.
+    stored = msgspec.json.decode(msgspec.json.encode(conversation))
+    assert state["metadata"]["conversation"] == stored
+    payload = await pool.fetchval(
+        "SELECT convert_from(payload, 'UTF8')::jsonb FROM media_pipeline.outbox"
+        " WHERE subject LIKE 'transcribe.transcript.ready.%'"
+        " AND convert_from(payload, 'UTF8')::jsonb->>'audio_file_id' = $1",
+        state["id"],
+    )
+    assert payload["conversation"] == stored
 
 
 async def test_a_copied_mono_is_not_split_under_auto(
@@ -132,6 +142,7 @@ async def test_a_copied_mono_is_not_split_under_auto(
     transcript = msgspec.json.decode(files["json"], type=Transcript)
     assert transcript.utterances == () and transcript.conversation is None
     assert not files["txt"].startswith(b"Agent:")
+    assert "conversation" not in state["metadata"]
 
 
 async def test_true_splits_even_a_copied_mono_and_false_never_splits(
