@@ -66,7 +66,7 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     # "channels" (one speaker per recorded channel) or "diarization" (the engine told voices apart).
     method: str
     duration: float
-    speakers: tuple[SpeakerMetrics, ...] = ()
+    speakers: tuple[SpeakerMetrics, ...]
     talk_time: float = 0.0
     silence_time: float = 0.0
     silence_ratio: float = 0.0
