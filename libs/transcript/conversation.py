@@ -55,6 +55,12 @@ def parse_roles(value: str) -> tuple[str, ...]:
     return roles
 
 
+def speaker_label(label: str) -> str:
+    """A diarizing engine's label as a speaker: "A" -> "Speaker A"; a name stays a name."""
+    label = " ".join(label.split()) or "?"
+    return f"Speaker {label}" if len(label) <= 2 else label
+
+
 def channel_speaker(channel: int) -> str:
     return f"Channel {channel}"
 

@@ -26,7 +26,13 @@ from libs.transcript.conversation import parse_roles
 from services.ingest.form import SubmitForm, Upload
 
 # The accepted option values: the one list the checks below and /openapi.json both use.
-Model = Literal["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"]
+Model = Literal[
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-transcribe-diarize",
+    "offline",
+]
 Timestamps = Literal["none", "segment", "word"]
 MODELS: frozenset[str] = frozenset(get_args(Model))
 TIMESTAMPS: frozenset[str] = frozenset(get_args(Timestamps))

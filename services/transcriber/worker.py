@@ -28,7 +28,7 @@ from libs.jobs import lifecycle as repo
 from libs.layout import transcript_keys
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
 from libs.transcript import Transcript
-from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels
+from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
 from libs.transcript.render import FORMATS
 from services.transcriber.engines import (
     Engine,
@@ -48,6 +48,10 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, Data
 AUTH_PAUSE_SECONDS = 60.0
 # Channels transcribed separately at most; `auto` downmixes a file with more, `true` fails it.
 MAX_CHANNELS = 8
+
+
+def _asks_for_speakers(model: str | None) -> bool:
+    return model is not None and "diarize" in model
 
 
 class TranscriptRefused(Exception):
@@ -211,6 +215,26 @@ class Transcriber:
                 )
             else:
                 transcript = await engine.transcribe(audio, options)
+            if not transcript.utterances and _asks_for_speakers(event.model):
+                # The model asks for diarization but this engine (offline, or a default engine
+                # that ignores model names) cannot: the metadata says so instead of guessing.
+                log.info("diarization_unavailable", engine=engine.name, model=event.model)
+                transcript = msgspec.structs.replace(
+                    transcript,
+                    engine_metadata={
+                        **transcript.engine_metadata,
+                        "speakers": "none",
+                        "speakers_detail": f"the {engine.name} engine does not diarize",
+                    },
+                )
+            if transcript.utterances and transcript.conversation is None:
+                # The engine told voices apart (diarization): the same metrics as channels.
+                transcript = msgspec.structs.replace(
+                    transcript,
+                    conversation=summarize(
+                        transcript.utterances, duration=transcript.duration, method="diarization"
+                    ),
+                )
             ENGINE_LATENCY.labels(engine=engine.name, model=transcript.model).observe(
                 time.perf_counter() - started
             )

@@ -203,3 +203,45 @@ def test_channels_without_timings_or_roles() -> None:
     assert t.words is None and t.language == "en"
     with pytest.raises(ValueError, match="no channels"):
         from_channels([], roles=(), duration=1.0)
+
+
+def test_speaker_labels() -> None:
+    from libs.transcript.conversation import speaker_label
+
+    assert speaker_label("A") == "Speaker A"
+    assert speaker_label(" agent ") == "agent"
+    assert speaker_label("") == "Speaker ?"
+
+
+def test_diarized_chunks_merge_with_per_part_labels() -> None:
+    from libs.transcript.merge import ChunkTranscript, merge
+
+    def chunk(*utterances: Utterance) -> Transcript:
+        return Transcript(
+            text=" ".join(u.text for u in utterances),
+            language=None,
+            duration=10.0,
+            segments=tuple(
+                Segment(id=i, start=u.start, end=u.end, text=u.text)
+                for i, u in enumerate(utterances)
+            ),
+            model="m",
+            engine="e",
+            utterances=utterances,
+        )
+
+    first = chunk(_u("Speaker A", 0, 4, "one"), _u("Speaker B", 5, 9.5, "two"))
+    # The second chunk starts at 9 s (1 s overlap): "two" is heard again and dropped.
+    second = chunk(_u("Speaker A", 0.1, 0.5, "two"), _u("Speaker A", 2, 4, "three"))
+    merged = merge(
+        [ChunkTranscript(0.0, 9.0, first), ChunkTranscript(9.0, 19.0, second)],
+        duration=19.0,
+        timed=True,
+    )
+    assert [(u.speaker, u.start, u.text) for u in merged.utterances] == [
+        ("Speaker A (part 1)", 0.0, "one"),
+        ("Speaker B (part 1)", 5.0, "two"),
+        ("Speaker A (part 2)", 11.0, "three"),
+    ]
+    single = merge([ChunkTranscript(0.0, 10.0, first)], duration=10.0, timed=True)
+    assert [u.speaker for u in single.utterances] == ["Speaker A", "Speaker B"]
