@@ -10,6 +10,8 @@ correlate near 0 (echo and crosstalk bleed keep it well under the threshold).
 from __future__ import annotations
 
 import math
+import wave
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +19,23 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from libs.audio.decode import _audio_stream, _frames, _open, _translated_errors
+from libs.audio.decode import (
+    SAMPLE_RATE,
+    SAMPLE_WIDTH,
+    UndecodableAudio,
+    _audio_stream,
+    _frames,
+    _open,
+    _translated_errors,
+)
 
 # Pairs correlating at least this much carry the same signal.
 DUPLICATE_CORRELATION = 0.9
 # A channel quieter than this (RMS, dBFS) carries nothing worth a transcription of its own.
 SILENT_DBFS = -50.0
-# Enough of any real call to tell; the rest of a two-hour file is not decoded for this.
-ANALYSIS_SECONDS = 300.0
+# Enough of any real call to tell (a copied mono is copied throughout); the rest of a two-hour
+# file is not decoded for this.
+ANALYSIS_SECONDS = 120.0
 _RATE = 8_000  # correlation needs no more than telephone bandwidth
 
 
@@ -79,6 +90,28 @@ def analyze_channels(path: Path, *, max_seconds: float = ANALYSIS_SECONDS) -> Ch
                     break
     if gram is None or seen == 0:
         return ChannelReport(channels, (), None, 0.0)
+    return _report(gram, seen, _RATE)
+
+
+def analyze_wavs(paths: list[Path], *, max_seconds: float = ANALYSIS_SECONDS) -> ChannelReport:
+    """The same report from channels already extracted as mono 16-bit WAVs (write_channel_wavs),
+    read with numpy: no second decoding of the recording."""
+    columns = []
+    for path in paths:
+        with wave.open(str(path), "rb") as wav:
+            frames = min(wav.getnframes(), round(max_seconds * wav.getframerate()))
+            rate = wav.getframerate()
+            columns.append(np.frombuffer(wav.readframes(frames), dtype="<i2"))
+    seen = min((c.size for c in columns), default=0)
+    if seen == 0:
+        return ChannelReport(len(paths), (), None, 0.0)
+    # Every other sample: correlation needs no more than telephone bandwidth (as _RATE).
+    step = max(1, rate // _RATE)
+    samples = np.stack([c[:seen:step] for c in columns], axis=1).astype(np.float64)
+    return _report(samples.T @ samples, samples.shape[0], rate // step)
+
+
+def _report(gram: npt.NDArray[np.float64], seen: int, rate: int) -> ChannelReport:
     power = np.diag(gram) / seen
     levels = tuple(20 * math.log10(math.sqrt(p) / 32768) if p > 0 else float("-inf") for p in power)
     sounding = [i for i, level in enumerate(levels) if level > SILENT_DBFS]
@@ -91,5 +124,68 @@ def analyze_channels(path: Path, *, max_seconds: float = ANALYSIS_SECONDS) -> Ch
         channels=gram.shape[0],
         levels_dbfs=tuple(round(level, 1) for level in levels),
         max_correlation=round(max(correlations), 4) if correlations else None,
-        seconds_analyzed=round(seen / _RATE, 3),
+        seconds_analyzed=round(seen / rate, 3),
     )
+
+
+def write_channel_wavs(path: Path, dests: list[Path]) -> int:
+    """Channel k of `path` as 16 kHz mono PCM WAV at `dests[k]`, all in ONE decoding pass (the
+    same samples as `iter_pcm(path, channel=k)`); returns the samples written per channel."""
+    written = 0
+    with _open(path) as container, ExitStack() as stack:
+        stream = _audio_stream(container, path)
+        channels = int(stream.codec_context.channels or 0)
+        if len(dests) > channels:
+            raise UndecodableAudio(f"{path.name}: {len(dests)} channels asked, it has {channels}")
+        native = (
+            container.format.name == "wav"
+            and stream.codec_context.name == "pcm_s16le"
+            and stream.codec_context.sample_rate == SAMPLE_RATE
+        )
+        outs = []
+        for dest in dests:
+            out = stack.enter_context(wave.open(str(dest), "wb"))
+            out.setnchannels(1)
+            out.setsampwidth(SAMPLE_WIDTH)
+            out.setframerate(SAMPLE_RATE)
+            outs.append(out)
+        if native:
+            # Already 16 kHz s16: de-interleaving is all there is to do (~10x faster than
+            # FFmpeg's resampler doing the same through per-frame Python calls).
+            written = _split_pcm_wav(path, channels, outs)
+            if written:
+                return written
+        resampler = av.AudioResampler(format="s16p", rate=SAMPLE_RATE)
+        with _translated_errors(path):
+            for frame in _frames(container, stream, path):
+                for resampled in resampler.resample(frame):
+                    written += _write_planes(resampled, outs)
+            for resampled in resampler.resample(None):
+                written += _write_planes(resampled, outs)
+    if written == 0:
+        raise UndecodableAudio(f"{path.name}: no audio samples could be decoded")
+    return written
+
+
+def _split_pcm_wav(path: Path, channels: int, outs: list[wave.Wave_write]) -> int:
+    """0 when Python's wave module cannot read the file (FFmpeg then does the work)."""
+    written = 0
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getnchannels() != channels or wav.getsampwidth() != SAMPLE_WIDTH:
+                return 0
+            while block := wav.readframes(10 * SAMPLE_RATE):
+                samples = np.frombuffer(block, dtype="<i2").reshape(-1, channels)
+                for channel, out in enumerate(outs):
+                    out.writeframesraw(np.ascontiguousarray(samples[:, channel]).tobytes())
+                written += samples.shape[0]
+    except (wave.Error, EOFError, ValueError):
+        return 0
+    return written
+
+
+def _write_planes(frame: av.AudioFrame, outs: list[wave.Wave_write]) -> int:
+    size = frame.samples * SAMPLE_WIDTH
+    for plane, out in zip(frame.planes, outs, strict=False):
+        out.writeframesraw(memoryview(plane)[:size])
+    return int(frame.samples)

@@ -28,7 +28,13 @@ from typing import Any
 import structlog
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, probe_duration
-from libs.audio.split import CHUNK_EXTENSION, encode_window, frame_energies, plan_chunks
+from libs.audio.split import (
+    CHUNK_EXTENSION,
+    ChunkPlan,
+    encode_window,
+    frame_energies,
+    plan_chunks,
+)
 from libs.jobs.lifecycle import StoredChunk
 from libs.transcript import Transcript
 from libs.transcript.merge import ChunkTranscript, merge
@@ -85,6 +91,21 @@ def needs_splitting(audio: Path, limits: UploadLimits) -> bool:
     return duration > limits.max_seconds
 
 
+def fits_one_request(seconds: float, limits: UploadLimits | None, policy: SplitPolicy) -> bool:
+    """Would `seconds` of 16 kHz mono PCM WAV go to the engine in one request, unsplit?"""
+    if seconds > policy.chunk_seconds:
+        return False
+    if limits is None:
+        return True
+    size = 44 + seconds * SAMPLE_RATE * 2
+    return "wav" in limits.extensions and size <= limits.max_bytes and seconds <= limits.max_seconds
+
+
+def _wav_frames(path: Path) -> int:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes()
+
+
 def _wav_duration(audio: Path) -> float | None:
     """PCM WAV's duration from its header (microseconds, not FFmpeg's milliseconds)."""
     try:
@@ -122,23 +143,30 @@ class LongAudio:
         timed: bool,
         channel: int | None = None,
         slots: asyncio.Semaphore | None = None,
+        prepared: Path | None = None,
     ) -> Transcript:
         """The whole recording (its downmix, or one `channel`), chunk by chunk. `slots` bounds
-        the requests in flight; pass one semaphore to every channel of a job to share it."""
+        the requests in flight; pass one semaphore to every channel of a job to share it.
+        `prepared`: that channel already extracted whole as a 16 kHz mono WAV that fits one
+        request (`write_channel_wavs`), sent as its one chunk instead of planned and encoded."""
         policy = self.policy
         started = time.perf_counter()
-        try:
-            energies, total = await asyncio.to_thread(frame_energies, audio, channel=channel)
-        except UndecodableAudio as exc:
-            raise PermanentEngineError(str(exc), code="invalid_media") from exc
-        plans = plan_chunks(
-            energies,
-            total,
-            target_seconds=policy.chunk_seconds,
-            search_seconds=policy.search_seconds,
-            overlap_seconds=policy.overlap_seconds,
-        )
-        del energies
+        if prepared is not None:
+            total = await asyncio.to_thread(_wav_frames, prepared)
+            plans = [ChunkPlan(index=0, start=0, cut=total, end=total)]
+        else:
+            try:
+                energies, total = await asyncio.to_thread(frame_energies, audio, channel=channel)
+            except UndecodableAudio as exc:
+                raise PermanentEngineError(str(exc), code="invalid_media") from exc
+            plans = plan_chunks(
+                energies,
+                total,
+                target_seconds=policy.chunk_seconds,
+                search_seconds=policy.search_seconds,
+                overlap_seconds=policy.overlap_seconds,
+            )
+            del energies
         key = request_key(options, model, channel)
         base = 0 if channel is None else (channel + 1) * CHANNEL_STRIDE
         saved = await self._load(job_id)
@@ -162,16 +190,19 @@ class LongAudio:
             async with slots:
                 if errors:
                     return  # the attempt is lost anyway; leave the rest for the retry
-                path = audio.with_name(f"{audio.stem}{tag}-chunk-{plan.index}.{CHUNK_EXTENSION}")
+                path = prepared or audio.with_name(
+                    f"{audio.stem}{tag}-chunk-{plan.index}.{CHUNK_EXTENSION}"
+                )
                 try:
-                    await asyncio.to_thread(
-                        encode_window,
-                        audio,
-                        path,
-                        start=plan.start,
-                        samples=plan.samples,
-                        channel=channel,
-                    )
+                    if prepared is None:
+                        await asyncio.to_thread(
+                            encode_window,
+                            audio,
+                            path,
+                            start=plan.start,
+                            samples=plan.samples,
+                            channel=channel,
+                        )
                     transcript = await engine.transcribe(path, options)
                     await self._save(
                         job_id,

@@ -17,8 +17,13 @@ import asyncpg
 import msgspec
 import structlog
 
-from libs.audio import UndecodableAudio
-from libs.audio.channels import analyze_channels, channel_count
+from libs.audio import UndecodableAudio, probe_duration
+from libs.audio.channels import (
+    analyze_channels,
+    analyze_wavs,
+    channel_count,
+    write_channel_wavs,
+)
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
@@ -38,7 +43,13 @@ from services.transcriber.engines import (
     PermanentEngineError,
     TransientEngineError,
 )
-from services.transcriber.longaudio import LongAudio, SplitPolicy, most_severe, needs_splitting
+from services.transcriber.longaudio import (
+    LongAudio,
+    SplitPolicy,
+    fits_one_request,
+    most_severe,
+    needs_splitting,
+)
 
 log = structlog.get_logger()
 
@@ -48,6 +59,11 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, Data
 AUTH_PAUSE_SECONDS = 60.0
 # Channels transcribed separately at most; `auto` downmixes a file with more, `true` fails it.
 MAX_CHANNELS = 8
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _asks_for_speakers(model: str | None) -> bool:
@@ -198,10 +214,10 @@ class Transcriber:
             await self._store.download_to(job.object_key, audio)
             started = time.perf_counter()
             limits = engine.limits
-            channels = await self._channels_to_split(audio, event.multichannel)
+            channels, extracted = await self._channels_to_split(engine, audio, event.multichannel)
             if channels:
                 transcript = await self._transcribe_channels(
-                    engine, audio, options, job, channels, event.channel_roles
+                    engine, audio, options, job, channels, extracted, event.channel_roles
                 )
             elif limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
                 model = options.model or engine.default_model
@@ -242,14 +258,18 @@ class Transcriber:
             audio.unlink(missing_ok=True)
         return transcript
 
-    async def _channels_to_split(self, audio: Path, mode: str) -> int:
-        """How many channels to transcribe one by one; 0 to downmix as a mono recording."""
+    async def _channels_to_split(
+        self, engine: Engine, audio: Path, mode: str
+    ) -> tuple[int, list[Path] | None]:
+        """How many channels to transcribe one by one (0: downmix as a mono recording), and,
+        when each channel fits one request whole, the channels extracted as WAV files (the
+        caller removes them)."""
         if mode not in ("auto", "true"):
-            return 0
+            return 0, None
         try:
             count = await asyncio.to_thread(channel_count, audio)
             if count < 2:
-                return 0
+                return 0, None
             if count > MAX_CHANNELS:
                 if mode == "true":
                     raise PermanentEngineError(
@@ -258,12 +278,34 @@ class Transcriber:
                         code="too_many_channels",
                     )
                 log.info("multichannel_downmixed", channels=count, reason="too_many_channels")
-                return 0
-            if mode == "true":
-                return count
-            report = await asyncio.to_thread(analyze_channels, audio)
+                return 0, None
+            seconds = await asyncio.to_thread(probe_duration, audio)
         except UndecodableAudio:
-            return 0  # the engine's answer on the downmix path is the verdict
+            return 0, None  # the engine's answer on the downmix path is the verdict
+        extracted: list[Path] | None = None
+        if fits_one_request(seconds, engine.limits, self._long_audio.policy):
+            # Each channel goes whole in one request: extract them all in one decoding pass as
+            # PCM WAV (Opus-encoding 10 minutes costs seconds of CPU; a mono file this size is
+            # sent as is too), and judge `auto` from those files rather than decode again.
+            extracted = [audio.with_name(f"{audio.stem}-ch{k}.wav") for k in range(count)]
+            try:
+                await asyncio.to_thread(write_channel_wavs, audio, extracted)
+            except UndecodableAudio:
+                _remove(extracted)
+                return 0, None
+        if mode == "true":
+            return count, extracted
+        try:
+            if extracted is not None:
+                report = await asyncio.to_thread(analyze_wavs, extracted)
+            else:
+                report = await asyncio.to_thread(analyze_channels, audio)
+        except UndecodableAudio:
+            report = None
+        if report is None or not report.distinct:
+            _remove(extracted or [])
+        if report is None:
+            return 0, None
         log.info(
             "multichannel_checked",
             channels=count,
@@ -271,7 +313,7 @@ class Transcriber:
             levels_dbfs=list(report.levels_dbfs),
             max_correlation=report.max_correlation,
         )
-        return count if report.distinct else 0
+        return (count, extracted) if report.distinct else (0, None)
 
     async def _transcribe_channels(
         self,
@@ -280,6 +322,7 @@ class Transcriber:
         options: EngineOptions,
         job: repo.ProcessingJob,
         channels: int,
+        extracted: list[Path] | None,
         roles: list[str] | None,
     ) -> Transcript:
         """Every channel through the long-audio path at once, one shared bound on the requests
@@ -287,22 +330,26 @@ class Transcriber:
         model = options.model or engine.default_model
         timed = engine.output_shape(model, options.timestamps).segment_timings
         slots = asyncio.Semaphore(max(1, self._long_audio.policy.chunk_concurrency))
-        results = await asyncio.gather(
-            *(
-                self._long_audio.transcribe(
-                    engine,
-                    audio,
-                    options,
-                    job_id=job.id,
-                    model=model,
-                    timed=timed,
-                    channel=channel,
-                    slots=slots,
-                )
-                for channel in range(channels)
-            ),
-            return_exceptions=True,
-        )
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._long_audio.transcribe(
+                        engine,
+                        audio,
+                        options,
+                        job_id=job.id,
+                        model=model,
+                        timed=timed,
+                        channel=channel,
+                        slots=slots,
+                        prepared=None if extracted is None else extracted[channel],
+                    )
+                    for channel in range(channels)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            _remove(extracted or [])
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise most_severe(errors)

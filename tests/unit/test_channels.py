@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, iter_pcm
-from libs.audio.channels import analyze_channels, channel_count
+from libs.audio.channels import (
+    analyze_channels,
+    analyze_wavs,
+    channel_count,
+    write_channel_wavs,
+)
 from libs.audio.split import FRAME_SECONDS, frame_energies
 from tests.fixtures.calls import CALL_DUP_MONO, CALL_STEREO, CALL_STEREO_8K, DURATION, TIMELINE
 
@@ -81,3 +86,43 @@ def test_inverted_or_quieter_copies_are_duplicates_silence_is_not_a_voice(
 
 def test_analysis_stops_at_its_window() -> None:
     assert analyze_channels(CALL_STEREO, max_seconds=2.0).seconds_analyzed == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("path", [CALL_STEREO, CALL_STEREO_8K])
+def test_channels_extracted_in_one_pass_equal_each_channel_decoded_alone(
+    path: Path, tmp_path: Path
+) -> None:
+    dests = [tmp_path / "c0.wav", tmp_path / "c1.wav"]
+    samples = write_channel_wavs(path, dests)
+    for channel, dest in enumerate(dests):
+        with wave.open(str(dest)) as out:
+            assert (out.getnchannels(), out.getframerate(), out.getnframes()) == (
+                1,
+                SAMPLE_RATE,
+                samples,
+            )
+        assert np.array_equal(_pcm(dest), _pcm(path, channel=channel))
+    with pytest.raises(UndecodableAudio, match="3 channels asked"):
+        write_channel_wavs(path, [*dests, tmp_path / "c2.wav"])
+
+
+@pytest.mark.parametrize(
+    ("path", "distinct"), [(CALL_STEREO, True), (CALL_STEREO_8K, True), (CALL_DUP_MONO, False)]
+)
+def test_the_extracted_channels_tell_the_same_as_the_recording(
+    path: Path, distinct: bool, tmp_path: Path
+) -> None:
+    dests = [tmp_path / "c0.wav", tmp_path / "c1.wav"]
+    write_channel_wavs(path, dests)
+    from_wavs, from_file = analyze_wavs(dests), analyze_channels(path)
+    assert from_wavs.distinct is from_file.distinct is distinct
+    assert from_wavs.levels_dbfs == pytest.approx(from_file.levels_dbfs, abs=0.5)
+    assert analyze_wavs(dests, max_seconds=2.0).seconds_analyzed == pytest.approx(2.0)
+
+
+def test_a_16khz_pcm_wav_is_split_without_ffmpeg_to_the_same_samples(tmp_path: Path) -> None:
+    left, right = _pcm(CALL_STEREO, channel=0), _pcm(CALL_STEREO, channel=1)
+    source = _stereo(tmp_path, left, right)
+    dests = [tmp_path / "c0.wav", tmp_path / "c1.wav"]
+    assert write_channel_wavs(source, dests) == left.size
+    assert np.array_equal(_pcm(dests[0]), left) and np.array_equal(_pcm(dests[1]), right)

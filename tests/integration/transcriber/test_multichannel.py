@@ -19,6 +19,7 @@ from libs.audio import SAMPLE_RATE, iter_pcm
 from libs.bus import Retry
 from libs.settings import Settings
 from libs.transcript import Transcript
+from services.transcriber.longaudio import SplitPolicy
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, RecordedRequest
 from tests.fixtures.calls import CALL_DUP_MONO, CALL_STEREO, CALL_STEREO_8K, TIMELINE
 from tests.integration.transcriber import harness
@@ -92,8 +93,8 @@ async def test_a_stereo_call_becomes_an_agent_customer_conversation(
     state, files = await _run(settings, pool, fake, path, multichannel="auto")
     assert state["status"] == "completed"
     uploads = [r for r in fake.requests if r.status == 200]
-    assert len(uploads) == 2  # one per channel, each a mono Ogg/Opus of the whole channel
-    assert all(r.filename and r.filename.endswith(".ogg") for r in uploads)
+    # One per channel: each channel whole, as 16 kHz mono WAV (it fits one request).
+    assert sorted((r.filename or "")[-8:] for r in uploads) == ["-ch0.wav", "-ch1.wav"]
     assert files["txt"].decode() == (
         f"Agent: {AGENT_1}\nCustomer: {CUSTOMER_1}\nAgent: {AGENT_2}\nCustomer: {CUSTOMER_2}\n"
     )
@@ -193,3 +194,28 @@ async def test_a_failed_channel_resumes_without_redoing_the_other(
     reused = [c["chunks_reused"] for c in state["metadata"]["channels"]]
     assert sorted(reused) == [0, 1]
     assert state["chunks"] == 0
+
+
+async def test_channels_longer_than_a_chunk_go_through_the_long_audio_path(
+    settings: Settings, pool: asyncpg.Pool, fake: CallFake
+) -> None:
+    policy = SplitPolicy(chunk_seconds=9, search_seconds=4, overlap_seconds=0.5)
+    async with harness.transcriber(settings, pool, fake, split_policy=policy) as (worker, store):
+        made = await harness.make_job(
+            pool, store, CALL_STEREO.read_bytes(), ext="ogg", multichannel="auto"
+        )
+        await worker.handle(harness.delivery(made.event))
+        state = await harness.job_state(pool, made.id)
+        stem = made.key.split("/audio/", 1)[1].rsplit(".", 1)[0]
+        raw = await store.get_bytes(f"camp/transcriptions/json/{stem}.json")
+    assert state["status"] == "completed"
+    uploads = [r for r in fake.requests if r.status == 200]
+    # 15.5 s in chunks of at most 9 s: two Opus chunks per channel, cut at silence.
+    assert len(uploads) == 4
+    assert all(r.filename and r.filename.endswith(".ogg") for r in uploads)
+    assert [len(c["chunks"]) for c in state["metadata"]["channels"]] == [2, 2]
+    transcript = msgspec.json.decode(raw, type=Transcript)
+    # Chunk offsets are added back: every turn is where the fixture put it.
+    assert [u.channel for u in transcript.utterances] == [0, 1, 0, 1]
+    for utterance, (_, start, _, _) in zip(transcript.utterances, TIMELINE, strict=True):
+        assert start <= utterance.start < start + 0.6
