@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from libs.layout import InvalidPrefix, validate_prefix
+from libs.transcript.conversation import parse_roles
 
 KEY_PREFIX = "tgw_"
 BOOTSTRAP_NAME = "bootstrap"
@@ -23,32 +24,40 @@ BOOTSTRAP_NAME = "bootstrap"
 SELECT_ACTIVE_BY_HASH = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
        webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
-       audio_ttl_seconds, transcript_ttl_seconds
+       audio_ttl_seconds, transcript_ttl_seconds,
+       channel_roles
 FROM media_pipeline.api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 """
 SELECT_BY_ID = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
        webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
-       audio_ttl_seconds, transcript_ttl_seconds
+       audio_ttl_seconds, transcript_ttl_seconds,
+       channel_roles
 FROM media_pipeline.api_keys WHERE id = $1
 """
 LIST_KEYS = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
        webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
-       audio_ttl_seconds, transcript_ttl_seconds
+       audio_ttl_seconds, transcript_ttl_seconds,
+       channel_roles
 FROM media_pipeline.api_keys ORDER BY created_at
 """
 INSERT_KEY = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-     rate_limit_per_minute, audio_ttl_seconds, transcript_ttl_seconds)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     rate_limit_per_minute, audio_ttl_seconds, transcript_ttl_seconds, channel_roles)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 """
 # NULL keeps forever. Applies to jobs submitted afterwards (their expiry is set at submit).
 SET_RETENTION = """
 UPDATE media_pipeline.api_keys SET audio_ttl_seconds = $2, transcript_ttl_seconds = $3
 WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL
 RETURNING id
+"""
+# A key's channel -> role map (NULL: the default agent, customer).
+SET_CHANNEL_ROLES = """
+UPDATE media_pipeline.api_keys SET channel_roles = $2
+WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL RETURNING id
 """
 UPSERT_BOOTSTRAP = """
 INSERT INTO media_pipeline.api_keys
@@ -111,6 +120,8 @@ class ApiKey:
     # whole job (transcripts included). A job may ask for shorter ones, never longer.
     audio_ttl_seconds: int | None = None
     transcript_ttl_seconds: int | None = None
+    # The role of channel k for this key's (tenant's) jobs; None: agent, customer.
+    channel_roles: tuple[str, ...] | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ApiKey:
@@ -129,6 +140,7 @@ class ApiKey:
             key_hint=row["key_hint"],
             audio_ttl_seconds=row["audio_ttl_seconds"],
             transcript_ttl_seconds=row["transcript_ttl_seconds"],
+            channel_roles=None if row["channel_roles"] is None else tuple(row["channel_roles"]),
         )
 
     @property
@@ -224,6 +236,7 @@ async def create(
     unscoped: bool = False,
     audio_ttl_seconds: int | None = None,
     transcript_ttl_seconds: int | None = None,
+    channel_roles: str | None = None,
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the raw key (shown once, never stored) and its record.
 
@@ -256,6 +269,7 @@ async def create(
         raise InvalidKeySettings("webhook secrets have the form whsec_<base64>")
     if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
         raise InvalidKeySettings("the webhook URL must be http(s)")
+    roles = _roles(channel_roles)
     if webhook_secret is None:
         webhook_secret = generate_webhook_secret()
     raw = generate_key()
@@ -273,6 +287,7 @@ async def create(
         rate_limit_per_minute,
         audio_ttl_seconds,
         transcript_ttl_seconds,
+        None if roles is None else list(roles),
     )
     record = await get(conn, str(key_id))
     assert record is not None
@@ -281,6 +296,26 @@ async def create(
 
 async def list_keys(conn: asyncpg.Connection) -> list[ApiKey]:
     return [ApiKey.from_row(r) for r in await conn.fetch(LIST_KEYS)]
+
+
+def _roles(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        return parse_roles(value)
+    except ValueError as exc:
+        raise InvalidKeySettings(str(exc)) from exc
+
+
+async def set_channel_roles(
+    conn: asyncpg.Connection, key_id_or_hint: str, channel_roles: str | None
+) -> bool:
+    """Set (None: clear) the channel -> role map of an active key; False if there is none."""
+    roles = _roles(channel_roles)
+    updated = await conn.fetchval(
+        SET_CHANNEL_ROLES, key_id_or_hint, None if roles is None else list(roles)
+    )
+    return updated is not None
 
 
 async def revoke(conn: asyncpg.Connection, key_id_or_hint: str) -> bool:

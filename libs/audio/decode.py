@@ -84,8 +84,13 @@ def iter_pcm(
     start: float = 0.0,
     max_samples: int | None = None,
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+    channel: int | None = None,
 ) -> Generator[bytes, None, None]:
     """Yield 16 kHz mono s16le PCM in chunks of exactly `chunk_samples` (the last may be shorter).
+
+    `channel=None` downmixes every channel; `channel=k` yields channel k (0-based) alone, with
+    the same sample positions, so channel k's sample n is the downmix's sample n. Asking for a
+    channel the file does not have raises `UndecodableAudio`.
 
     `start` (seconds) seeks before decoding and then trims to the sample, so consecutive windows
     `(start=k * w, max_samples=w * SAMPLE_RATE)` tile the file. Memory is bounded by one chunk
@@ -100,13 +105,15 @@ def iter_pcm(
         raise ValueError(f"start must be a finite number of seconds >= 0, got {start}")
     if max_samples is not None and max_samples < 0:
         raise ValueError(f"max_samples must be >= 0, got {max_samples}")
+    if channel is not None and channel < 0:
+        raise ValueError(f"channel must be >= 0, got {channel}")
     if max_samples == 0:
         return
     chunk_bytes = chunk_samples * SAMPLE_WIDTH
     remaining = None if max_samples is None else max_samples * SAMPLE_WIDTH
     pending = bytearray()
     emitted = False
-    for piece in _resampled(path, start):
+    for piece in _resampled(path, start, channel):
         if remaining is not None:
             piece = piece[:remaining]
             remaining -= len(piece)
@@ -126,22 +133,24 @@ def iter_pcm(
         raise UndecodableAudio(f"{path.name}: no audio samples could be decoded")
 
 
-def _resampled(path: Path, start: float) -> Iterator[memoryview]:
+def _resampled(path: Path, start: float, channel: int | None) -> Iterator[memoryview]:
     if start > 0:
         try:
-            yield from _decode(path, start, seek=True)
+            yield from _decode(path, start, seek=True, channel=channel)
         except _SeekMissed:
             pass
         else:
             return
-    yield from _decode(path, start, seek=False)
+    yield from _decode(path, start, seek=False, channel=channel)
 
 
 class _SeekMissed(Exception):
     """Raised before anything is yielded, so the caller can start over without seeking."""
 
 
-def _decode(path: Path, start: float, *, seek: bool) -> Iterator[memoryview]:
+def _decode(
+    path: Path, start: float, *, seek: bool, channel: int | None = None
+) -> Iterator[memoryview]:
     """Resampler output from `start` on, as views on the frames (no copy until the caller's).
 
     Sample 0 of the output is the stream's first decodable sample, whatever its timestamp
@@ -149,7 +158,14 @@ def _decode(path: Path, start: float, *, seek: bool) -> Iterator[memoryview]:
     """
     with _open(path) as container:
         stream = _audio_stream(container, path)
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        if channel is None:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        else:
+            channels = int(stream.codec_context.channels or 0)
+            if channel >= channels:
+                raise UndecodableAudio(f"{path.name}: no channel {channel} (it has {channels})")
+            # Planar output in the input's own layout: plane k is channel k, resampled alone.
+            resampler = av.AudioResampler(format="s16p", rate=SAMPLE_RATE)
         # Without a seek the file is decoded from the top and everything before `start` dropped.
         skip = round(start * SAMPLE_RATE) * SAMPLE_WIDTH
         first = True
@@ -167,7 +183,7 @@ def _decode(path: Path, start: float, *, seek: bool) -> Iterator[memoryview]:
                     skip = round(lead * SAMPLE_RATE) * SAMPLE_WIDTH
                 first = False
                 for out in resampler.resample(frame):
-                    view, skip = _skip(_pcm_view(out), skip)
+                    view, skip = _skip(_pcm_view(out, channel), skip)
                     if view:
                         yield view
             if first and seek:
@@ -175,7 +191,7 @@ def _decode(path: Path, start: float, *, seek: bool) -> Iterator[memoryview]:
                 # astray; only a linear decode can tell which.
                 raise _SeekMissed
             for out in resampler.resample(None):
-                view, skip = _skip(_pcm_view(out), skip)
+                view, skip = _skip(_pcm_view(out, channel), skip)
                 if view:
                     yield view
 
@@ -250,9 +266,9 @@ def _frames(container: Any, stream: Any, path: Path) -> Iterator[Any]:
         )
 
 
-def _pcm_view(frame: Any) -> memoryview:
+def _pcm_view(frame: Any, channel: int | None = None) -> memoryview:
     # The plane buffer is padded for SIMD; only samples * width bytes are audio.
-    return memoryview(frame.planes[0])[: frame.samples * SAMPLE_WIDTH]
+    return memoryview(frame.planes[channel or 0])[: frame.samples * SAMPLE_WIDTH]
 
 
 def _declared_duration(container: Any, stream: Any) -> float | None:

@@ -69,14 +69,17 @@ class ChunkPlan:
         return self.end - self.start
 
 
-def frame_energies(path: Path) -> tuple[npt.NDArray[np.float32], int]:
+def frame_energies(
+    path: Path, *, channel: int | None = None
+) -> tuple[npt.NDArray[np.float32], int]:
     """Mean square amplitude of every 100 ms frame (the last may be partial), and the total
-    number of samples; raises `UndecodableAudio` like `iter_pcm`."""
+    number of samples, of the downmix or of one `channel`; raises `UndecodableAudio` like
+    `iter_pcm`."""
     energies: list[npt.NDArray[np.float32]] = []
     total = 0
     tail = np.zeros(0, dtype=np.float32)
     # 10 s per decoded chunk keeps numpy's per-call overhead negligible.
-    with closing(iter_pcm(path, chunk_samples=FRAME_SAMPLES * 100)) as pcm:
+    with closing(iter_pcm(path, chunk_samples=FRAME_SAMPLES * 100, channel=channel)) as pcm:
         for chunk in pcm:
             samples = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
             total += samples.size
@@ -157,11 +160,17 @@ def chunk_extension(encoding: str) -> str:
 
 
 def encode_window(
-    source: Path, dest: Path, *, start: int, samples: int, encoding: str = "opus"
+    source: Path,
+    dest: Path,
+    *,
+    start: int,
+    samples: int,
+    encoding: str = "opus",
+    channel: int | None = None,
 ) -> int:
-    """Transcode samples [start, start + samples) of `source` to `dest`, as Ogg/Opus or (with
-    `encoding="pcm"`) 16-bit WAV; returns the number of samples written (fewer if the source
-    ends early)."""
+    """Transcode samples [start, start + samples) of `source` (its downmix, or one `channel`) to
+    mono Ogg/Opus at `dest`, or (with `encoding="pcm"`) 16-bit WAV; returns the number of
+    samples written (fewer if the source ends early)."""
     written = 0
     pcm = encoding == "pcm"
     with av.open(str(dest), mode="w", format="wav" if pcm else "ogg") as out:
@@ -174,7 +183,7 @@ def encode_window(
         assert isinstance(stream, av.AudioStream)
         if not pcm:
             stream.bit_rate = CHUNK_BITRATE
-        for frame in _frames(source, start, samples):
+        for frame in _frames(source, start, samples, channel):
             written += frame.samples
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -183,10 +192,16 @@ def encode_window(
     return written
 
 
-def _frames(source: Path, start: int, samples: int) -> Iterator[av.AudioFrame]:
+def _frames(source: Path, start: int, samples: int, channel: int | None) -> Iterator[av.AudioFrame]:
     pts = 0
     with closing(
-        iter_pcm(source, start=start / SAMPLE_RATE, max_samples=samples, chunk_samples=SAMPLE_RATE)
+        iter_pcm(
+            source,
+            start=start / SAMPLE_RATE,
+            max_samples=samples,
+            chunk_samples=SAMPLE_RATE,
+            channel=channel,
+        )
     ) as pcm:
         for chunk in pcm:
             array = np.frombuffer(chunk, dtype="<i2").reshape(1, -1)

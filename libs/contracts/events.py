@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -48,6 +49,11 @@ class AudioStored(Event, frozen=True, kw_only=True, tag="audio.stored"):
     force: bool = False
     # Vocabulary or context for the model (names, products, spellings).
     prompt: str | None = None
+    # "auto" | "true" | "false": transcribe each channel on its own (a plain str, like
+    # timestamps). Events from before multichannel existed downmix, as they did then.
+    multichannel: str = "false"
+    # Role of channel k (e.g. ["agent", "customer"]); None: the transcriber's default.
+    channel_roles: list[str] | None = None
 
 
 class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +73,9 @@ class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
     keys: TranscriptKeys
     word_count: int
     recording_id: str | None = None
+    # A conversation's speakers and metrics (libs.transcript Conversation as JSON): the
+    # `conversation` of the transcription.completed webhook. None for a single voice.
+    conversation: dict[str, Any] | None = None
 
 
 class TranscriptionFailed(Event, frozen=True, kw_only=True, tag="transcript.failed"):

@@ -222,6 +222,12 @@ async def complete(
     raw = metadata.pop("raw_response", None) if store_raw_response else None
     metadata.pop("raw_response", None)
     metadata.update(segments=len(transcript.segments), has_words=transcript.words is not None)
+    conversation = (
+        None if transcript.conversation is None else msgspec.to_builtins(transcript.conversation)
+    )
+    if conversation is not None:
+        # Stored with the transcription (the status answer reads it) and sent with the event.
+        metadata["conversation"] = conversation
     event = TranscriptReady(
         event_id=new_event_id(),
         occurred_at=utcnow(),
@@ -235,6 +241,7 @@ async def complete(
         keys=keys,
         word_count=transcript.word_count,
         recording_id=job.recording_id,
+        conversation=conversation,
     )
     written = await pool.fetchval(
         COMPLETE_WITH_EVENT,

@@ -18,7 +18,7 @@ a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.
 a.recording_id, a.url, a.bucket, a.b2_object_key, a.content_type, a.size_bytes, a.sha256,
 a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts, a.last_error,
 a.trace_id, a.created_at, a.updated_at, a.idempotency_key, a.request_sha256, a.transcript_prefix,
-a.prompt
+a.prompt, a.multichannel, a.channel_roles
 """
 LOAD = "SELECT" + JOB_COLUMNS + "FROM media_pipeline.audio_files a WHERE a.id = $1"
 LOAD_FOR_UPDATE = LOAD + " FOR UPDATE"
@@ -60,6 +60,9 @@ class Job:
     transcript_prefix: str = ""
     # Vocabulary or context for the model, given at submission.
     prompt: str | None = None
+    # "auto" | "true" | "false" (migration 0011); the role of channel k, None for the key's map.
+    multichannel: str = "false"
+    channel_roles: tuple[str, ...] | None = None
 
     @property
     def finished(self) -> bool:
@@ -96,6 +99,8 @@ class Job:
             request_sha256=row["request_sha256"],
             transcript_prefix=row["transcript_prefix"],
             prompt=row["prompt"],
+            multichannel=row["multichannel"],
+            channel_roles=None if row["channel_roles"] is None else tuple(row["channel_roles"]),
         )
 
 
@@ -132,6 +137,10 @@ class StoredAudio(Protocol):
     def callback_url(self) -> str | None: ...
     @property
     def trace_id(self) -> str | None: ...
+    @property
+    def multichannel(self) -> str: ...
+    @property
+    def channel_roles(self) -> tuple[str, ...] | None: ...
 
 
 def audio_stored_event(
@@ -157,6 +166,8 @@ def audio_stored_event(
         prompt=job.prompt,
         callback_url=job.callback_url,
         force=force,
+        multichannel=job.multichannel,
+        channel_roles=None if job.channel_roles is None else list(job.channel_roles),
     )
 
 

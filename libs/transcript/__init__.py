@@ -1,3 +1,10 @@
-from libs.transcript.model import Segment, Transcript, Word
+from libs.transcript.model import (
+    Conversation,
+    Segment,
+    SpeakerMetrics,
+    Transcript,
+    Utterance,
+    Word,
+)
 
-__all__ = ["Segment", "Transcript", "Word"]
+__all__ = ["Conversation", "Segment", "SpeakerMetrics", "Transcript", "Utterance", "Word"]

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from libs.transcript.model import Segment, Transcript, Word
+import msgspec
+
+from libs.transcript.model import Segment, Transcript, Utterance, Word
 
 # Text-only de-duplication looks this many words back; the overlap is about a second of speech.
 _MAX_TEXT_OVERLAP = 20
@@ -49,6 +51,9 @@ def merge(
     words: tuple[Word, ...] | None = None
     if any(c.transcript.words is not None for c in chunks):
         words = _merge_words(chunks)
+    utterances: tuple[Utterance, ...] = ()
+    if any(c.transcript.utterances for c in chunks):
+        utterances = _merge_utterances(chunks)
     return Transcript(
         text=text,
         language=next((c.transcript.language for c in chunks if c.transcript.language), None),
@@ -58,7 +63,31 @@ def merge(
         model=first.model,
         engine=first.engine,
         engine_metadata=metadata or {},
+        utterances=utterances,
     )
+
+
+def _merge_utterances(chunks: Sequence[ChunkTranscript]) -> tuple[Utterance, ...]:
+    """Diarized utterances, kept like timed segments. A diarizing engine labels voices per
+    request, so "A" of one chunk need not be "A" of the next: with several chunks each label
+    says its part ("Speaker A (part 2)") rather than pretend to a continuity nobody checked."""
+    utterances: list[Utterance] = []
+    covered = float("-inf")
+    last = len(chunks) - 1
+    for i, chunk in enumerate(chunks):
+        for u in chunk.transcript.utterances:
+            start = round(u.start + chunk.offset, 3)
+            end = round(u.end + chunk.offset, 3)
+            if i < last and start >= chunk.cut:
+                continue
+            if (start + end) / 2 < covered:
+                continue
+            speaker = u.speaker if last == 0 else f"{u.speaker} (part {i + 1})"
+            utterances.append(
+                msgspec.structs.replace(u, speaker=speaker, start=start, end=max(start, end))
+            )
+            covered = max(covered, end)
+    return tuple(utterances)
 
 
 def _merge_timed(chunks: Sequence[ChunkTranscript]) -> list[Segment]:

@@ -1,4 +1,10 @@
-"""The canonical transcript: every engine produces it, every output format renders from it."""
+"""The canonical transcript: every engine produces it, every output format renders from it.
+
+Conversations (a call recorded on two channels, or a mono recording diarized by the engine)
+add `utterances`, one per turn of one speaker, and `conversation`, the speaker summary and the
+metrics of libs.transcript.conversation. Both default to empty, so transcripts stored before
+they existed decode unchanged.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,55 @@ class Segment(msgspec.Struct, frozen=True):
     text: str
 
 
+class Utterance(msgspec.Struct, frozen=True, kw_only=True):
+    """One turn of one speaker, timed in seconds of the original recording."""
+
+    # A stable label: "Channel 0", "Channel 1" for channels; the engine's label (or a known
+    # speaker name) for diarization.
+    speaker: str
+    start: float
+    end: float
+    text: str
+    # "agent", "customer", ... from the channel -> role map; None when no role is known.
+    role: str | None = None
+    # The source channel (0-based) when the speakers come from channels.
+    channel: int | None = None
+    words: tuple[Word, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        """What renderers print before the text: the role ("Agent") if known, else the speaker."""
+        return self.role.capitalize() if self.role else self.speaker
+
+
+class SpeakerMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    speaker: str
+    role: str | None = None
+    channel: int | None = None
+    utterances: int = 0
+    words: int = 0
+    talk_time: float = 0.0
+    talk_ratio: float = 0.0
+    words_per_minute: float | None = None
+    longest_monologue: float = 0.0
+    interruptions: int = 0
+
+
+class Conversation(msgspec.Struct, frozen=True, kw_only=True):
+    """Who spoke, and how: see "Conversation metrics" in the README for each definition."""
+
+    # "channels" (one speaker per recorded channel) or "diarization" (the engine told voices apart).
+    method: str
+    duration: float
+    speakers: tuple[SpeakerMetrics, ...]
+    talk_time: float = 0.0
+    silence_time: float = 0.0
+    silence_ratio: float = 0.0
+    overlap_time: float = 0.0
+    interruptions: int = 0
+    longest_monologue: float = 0.0
+
+
 class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     language: str | None
@@ -30,6 +85,9 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     engine: str
     engine_metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Who said what, in time order; empty when the speakers are unknown.
+    utterances: tuple[Utterance, ...] = ()
+    conversation: Conversation | None = None
 
     @property
     def word_count(self) -> int:

@@ -36,23 +36,35 @@ def render_json(transcript: Transcript) -> bytes:
 
 
 def render_txt(transcript: Transcript) -> bytes:
+    if transcript.utterances:
+        # A conversation: one "Agent: text" line per utterance, in time order.
+        lines = [
+            f"{u.label}: {text}"
+            for u in transcript.utterances
+            if (text := " ".join(u.text.split()))
+        ]
+        return "".join(f"{line}\n" for line in lines).encode()
     text = transcript.text.strip()
     # An empty transcript is an empty file rather than a lone newline.
     return f"{text}\n".encode() if text else b""
 
 
 def render_srt(transcript: Transcript) -> bytes:
+    # SubRip has no speaker markup: a conversation's cues start with "Agent: ".
     blocks = [
-        f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n"
-        for index, (start, end, text) in enumerate(_cues(transcript), start=1)
+        f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n"
+        f"{f'{speaker}: ' if speaker else ''}{text}\n"
+        for index, (start, end, text, speaker) in enumerate(_cues(transcript), start=1)
     ]
     return "\n".join(blocks).encode()
 
 
 def render_vtt(transcript: Transcript) -> bytes:
+    # A conversation's cues are WebVTT voice spans: "<v Agent>text".
     blocks = [
-        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_vtt_escape(text)}\n"
-        for start, end, text in _cues(transcript)
+        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n"
+        f"{_vtt_voice(speaker)}{_vtt_escape(text)}\n"
+        for start, end, text, speaker in _cues(transcript)
     ]
     return "\n".join(["WEBVTT\n", *blocks]).encode()
 
@@ -71,19 +83,27 @@ def render(transcript: Transcript, fmt: OutputFormatName) -> bytes:
     return FORMATS[fmt].render(transcript)
 
 
-def _cues(transcript: Transcript) -> Iterator[tuple[int, int, str]]:
-    """(start ms, end ms, text) per cue: one per segment, or one for the whole text."""
+def _cues(transcript: Transcript) -> Iterator[tuple[int, int, str, str | None]]:
+    """(start ms, end ms, text, speaker label) per cue: one per utterance of a conversation,
+    else one per segment, or one for the whole text (speaker None)."""
+    if transcript.utterances:
+        for utterance in transcript.utterances:
+            text = _cue_text(utterance.text)
+            if text:
+                start = _milliseconds(utterance.start)
+                yield start, max(start, _milliseconds(utterance.end)), text, utterance.label
+        return
     if transcript.segments:
         for segment in transcript.segments:
             text = _cue_text(segment.text)
             # A cue with no text would end the block early (the blank line is the separator).
             if text:
                 start = _milliseconds(segment.start)
-                yield start, max(start, _milliseconds(segment.end)), text
+                yield start, max(start, _milliseconds(segment.end)), text, None
         return
     text = _cue_text(transcript.text)
     if text:
-        yield 0, _milliseconds(transcript.duration), text
+        yield 0, _milliseconds(transcript.duration), text, None
 
 
 def _cue_text(text: str) -> str:
@@ -95,6 +115,14 @@ def _vtt_escape(text: str) -> str:
     # WebVTT cue text is markup, so & and < must be escaped; escaping > as well defuses "-->",
     # which is forbidden anywhere in a cue's text.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _vtt_voice(speaker: str | None) -> str:
+    if not speaker:
+        return ""
+    # The annotation ends at ">" and is itself escaped text; a line break cannot be in it.
+    name = " ".join(_vtt_escape(speaker).split())
+    return f"<v {name}>" if name else ""
 
 
 def _milliseconds(seconds: float) -> int:

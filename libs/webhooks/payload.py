@@ -54,6 +54,9 @@ def completed_body(
         "b2_transcript_vtt_key": event.keys.vtt,
         "trace_id": event.trace_id,
     }
+    if event.conversation is not None:
+        # Who spoke and how: the speakers with their roles and the conversation metrics.
+        data["conversation"] = event.conversation
     return msgspec.json.encode({"type": COMPLETED, "timestamp": event.occurred_at, "data": data})
 
 

@@ -18,6 +18,7 @@ import asyncpg
 from libs import apikeys, params
 from libs.errors import InvalidInput
 from libs.settings import Settings
+from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, parse_roles
 from libs.webhooks import admin
 from services.cli.common import with_conn
 from services.cli.replay import with_embedded_stack
@@ -37,6 +38,7 @@ def _key_json(key: apikeys.ApiKey) -> dict[str, Any]:
         "transcript_ttl_seconds": key.transcript_ttl_seconds,
         "created_at": key.created_at.isoformat(),
         "revoked": key.revoked_at is not None,
+        "channel_roles": list(key.channel_roles or DEFAULT_CHANNEL_ROLES),
     }
 
 
@@ -73,6 +75,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             unscoped=args.unscoped,
             audio_ttl_seconds=audio_ttl,
             transcript_ttl_seconds=transcript_ttl,
+            channel_roles=args.channel_roles,
         )
 
     try:
@@ -95,6 +98,26 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     settings = with_embedded_stack(settings)
     keys = asyncio.run(with_conn(settings, apikeys.list_keys))
     print(json.dumps([_key_json(k) for k in keys], indent=2))
+    return 0
+
+
+def cmd_keys_roles(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
+    roles = None if args.roles == "default" else args.roles
+
+    async def go(conn: asyncpg.Connection) -> bool:
+        return await apikeys.set_channel_roles(conn, args.key, roles)
+
+    try:
+        found = asyncio.run(with_conn(settings, go))
+    except apikeys.InvalidKeySettings as exc:
+        print(f"cannot set the roles: {exc}", file=sys.stderr)
+        return 2
+    if not found:
+        print("no active key with that id or hint", file=sys.stderr)
+        return 1
+    shown = DEFAULT_CHANNEL_ROLES if roles is None else parse_roles(roles)
+    print(json.dumps({"key": args.key, "channel_roles": list(shown)}))
     return 0
 
 
@@ -179,10 +202,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     kc.add_argument("--rate-limit", type=int, help="requests per minute")
     _ttl_options(kc)
+    kc.add_argument(
+        "--channel-roles",
+        help="role of channel 0, 1, ... of this key's multichannel calls, e.g. customer,agent "
+        "(default agent,customer); a job's channel_roles overrides it",
+    )
     kc.set_defaults(fn=cmd_keys_create)
     ksub.add_parser("list", help="list keys (never the keys themselves)").set_defaults(
         fn=cmd_keys_list
     )
+    ko = ksub.add_parser("roles", help="set the channel -> role map of a key's multichannel calls")
+    ko.add_argument("key", help="key id or hint")
+    ko.add_argument("roles", help="e.g. customer,agent (channel 0, 1, ...); 'default' clears it")
+    ko.set_defaults(fn=cmd_keys_roles)
     kr = ksub.add_parser("revoke", help="revoke a key by id or hint")
     kr.add_argument("key")
     kr.set_defaults(fn=cmd_keys_revoke)

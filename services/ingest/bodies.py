@@ -13,11 +13,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from libs.transcript import Conversation
 from services.ingest.submission import (
+    DEFAULT_MULTICHANNEL,
     DEFAULT_TIMESTAMPS,
     IDEMPOTENCY_KEY_MAX,
     MAX_PROMPT_CHARS,
     Model,
+    Multichannel,
     Timestamps,
 )
 
@@ -107,6 +110,26 @@ class SubmitFields(msgspec.Struct):
         ]
         | Unset
     ) = UNSET
+    multichannel: Annotated[
+        Multichannel,
+        _field(
+            "a recording with several channels (a call with agent and customer on the two "
+            "sides of a stereo file): 'auto' transcribes each channel on its own when they "
+            "carry different voices (not a mono copied to both), 'true' always, 'false' "
+            "downmixes to one voice; see utterances and conversation in the transcript"
+        ),
+    ] = DEFAULT_MULTICHANNEL
+    channel_roles: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="role of channel 0, 1, ... comma-separated (up to 8; each a lower-case"
+                " word), e.g. customer,agent; default the key's map, else agent,customer",
+                pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{0,31}( *, *[a-zA-Z][a-zA-Z0-9_-]{0,31}){0,7}$",
+            ),
+        ]
+        | Unset
+    ) = UNSET
     audio_ttl: Annotated[
         str | Unset,
         _field(
@@ -192,6 +215,15 @@ class StatusMetadata(msgspec.Struct):
     b2_transcript_srt_key: str | Unset | None = UNSET
     b2_transcript_vtt_key: str | Unset | None = UNSET
     completed_at: DateTime | Unset | None = UNSET
+    conversation: Annotated[
+        Conversation | Unset,
+        _field(
+            "a completed conversation (multichannel call or diarized recording): how the "
+            "speakers were found (method: channels | diarization), each speaker with role, "
+            "talk time and ratio, words per minute, longest monologue and interruptions, and the "
+            "call's silence, overlap and interruptions; see the README's Conversation metrics"
+        ),
+    ] = UNSET
     error: JobError | Unset = UNSET
     last_error: JobError | Unset = UNSET
     deleted_at: DateTime | Unset | None = UNSET

@@ -37,6 +37,8 @@ TEXT_FIELDS = (
     "prompt",
     "audio_ttl",
     "transcript_ttl",
+    "multichannel",
+    "channel_roles",
 )
 MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024

@@ -45,6 +45,8 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
             b2_transcript_vtt_key=row["b2_transcript_vtt_key"],
             completed_at=row["completed_at"].isoformat() if row["completed_at"] else None,
         )
+        if row["conversation"] is not None:
+            metadata["conversation"] = row["conversation"]
     if public == "deleted":
         # The tombstone: ids and timestamps stay, the personal content is gone.
         metadata.update(

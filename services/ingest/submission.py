@@ -5,7 +5,8 @@ validated once, before anything touches the database, storage or the network.
 stored text (`field_too_long`, naming the field: a value that cannot be stored is refused here,
 never by Postgres or S3 later), exactly one source
 (`empty_recording_id`, `exactly_one_source`), the `b2_prefix` (`invalid_b2_prefix`,
-`prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`),
+`prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`,
+`invalid_multichannel`, `invalid_channel_roles`),
 the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
 (`invalid_idempotency_key`).
 """
@@ -22,10 +23,17 @@ from libs import params
 from libs.apikeys import ApiKey
 from libs.errors import Forbidden, InvalidInput
 from libs.layout import InvalidPrefix, validate_prefix
+from libs.transcript.conversation import parse_roles
 from services.ingest.form import SubmitForm, Upload
 
 # The accepted option values: the one list the checks below and /openapi.json both use.
-Model = Literal["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "offline"]
+Model = Literal[
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-transcribe-diarize",
+    "offline",
+]
 Timestamps = Literal["none", "segment", "word"]
 MODELS: frozenset[str] = frozenset(get_args(Model))
 # Whisper reads only the last 224 tokens of a prompt (about 1,000 characters of English);
@@ -33,6 +41,9 @@ MODELS: frozenset[str] = frozenset(get_args(Model))
 MAX_PROMPT_CHARS = 2000
 TIMESTAMPS: frozenset[str] = frozenset(get_args(Timestamps))
 DEFAULT_TIMESTAMPS: Timestamps = "segment"
+Multichannel = Literal["auto", "true", "false"]
+MULTICHANNEL: frozenset[str] = frozenset(get_args(Multichannel))
+DEFAULT_MULTICHANNEL: Multichannel = "auto"
 IDEMPOTENCY_KEY_MAX = 200
 # The most bytes (UTF-8) of each stored text field. The schema's columns are `text`, so these
 # are the gateway's own limits: generous for real values, small enough that no value can make a
@@ -86,6 +97,9 @@ class Options:
     language: str | None
     timestamps: str
     prompt: str | None = None
+    multichannel: str = DEFAULT_MULTICHANNEL
+    # The role of channel k; None: the key's map (else the transcriber's default).
+    channel_roles: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +178,11 @@ class Submission:
         if self.options.prompt is not None:
             # Only when given, so requests fingerprinted before prompts existed still match.
             canonical["prompt"] = self.options.prompt
+        # Only when asked for, so requests from before these options keep their fingerprint.
+        if self.options.multichannel != DEFAULT_MULTICHANNEL:
+            canonical["multichannel"] = self.options.multichannel
+        if self.options.channel_roles is not None:
+            canonical["channel_roles"] = ",".join(self.options.channel_roles)
         raw = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()
 
@@ -275,4 +294,26 @@ def parse_options(form: SubmitForm) -> Options:
         raise InvalidInput(
             f"prompt must be at most {MAX_PROMPT_CHARS} characters", code="invalid_prompt"
         )
-    return Options(model=model, language=language, timestamps=timestamps, prompt=prompt)
+    multichannel = (form.get("multichannel") or DEFAULT_MULTICHANNEL).lower()
+    if multichannel not in MULTICHANNEL:
+        raise InvalidInput(
+            f"multichannel must be one of {sorted(MULTICHANNEL)}", code="invalid_multichannel"
+        )
+    return Options(
+        model=model,
+        language=language,
+        timestamps=timestamps,
+        prompt=prompt,
+        multichannel=multichannel,
+        channel_roles=parse_channel_roles(form.get("channel_roles")),
+    )
+
+
+def parse_channel_roles(value: str | None) -> tuple[str, ...] | None:
+    """ "customer,agent" -> ("customer", "agent"): the role of channel 0, 1, ..."""
+    if value is None:
+        return None
+    try:
+        return parse_roles(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="invalid_channel_roles") from exc

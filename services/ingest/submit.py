@@ -520,6 +520,9 @@ def _new_job(
         model=options.model,
         language=options.language,
         timestamps=options.timestamps,
+        multichannel=options.multichannel,
+        # The job's own map, else its key's (tenant's); None leaves the transcriber's default.
+        channel_roles=options.channel_roles or key.channel_roles,
         trace_id=submission.trace_id,
         transcript_prefix=submission.transcript_prefix,
         request_sha256=fingerprint,

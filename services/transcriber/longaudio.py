@@ -7,6 +7,11 @@ saved in Postgres at once. A failed chunk fails the attempt (the consumer retrie
 the next attempt, in this process or another, loads the saved chunks and only sends the rest.
 The chunk transcripts are reassembled by libs.transcript.merge with timings offset by each
 chunk's exact sample position.
+
+A multichannel recording goes through here once per channel (`channel=k`): the same plan,
+encode and resume steps on channel k decoded alone, its chunks saved under indexes
+`(k + 1) * CHANNEL_STRIDE + i` so the channels of one job never reuse each other's chunks, and
+one semaphore shared by the channels bounds the job's requests in flight.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ import msgspec
 import structlog
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, probe_duration
-from libs.audio.split import chunk_extension, encode_window, frame_energies, plan_chunks
+from libs.audio.split import (
+    ChunkPlan,
+    chunk_extension,
+    encode_window,
+    frame_energies,
+    plan_chunks,
+)
 from libs.jobs.lifecycle import StoredChunk
 from libs.transcript import Transcript
 from libs.transcript.merge import ChunkTranscript, merge
@@ -43,6 +54,10 @@ OnChunk = Callable[[int, int], Awaitable[None]]
 
 # AMR-NB's lowest mode is 4.75 kbit/s; nothing we accept packs speech tighter than 500 B/s.
 _MIN_BYTES_PER_SECOND = 500
+
+# Saved chunk indexes of channel k start at (k + 1) * CHANNEL_STRIDE (a downmix's at 0): more
+# chunks than this in one channel would be a recording of over two months.
+CHANNEL_STRIDE = 10_000
 
 LoadChunks = Callable[[uuid.UUID], Awaitable[dict[int, StoredChunk]]]
 SaveChunk = Callable[[uuid.UUID, StoredChunk], Awaitable[None]]
@@ -80,6 +95,22 @@ def needs_splitting(audio: Path, limits: UploadLimits) -> bool:
     return duration > limits.max_seconds
 
 
+def fits_one_request(seconds: float, limits: UploadLimits | None, policy: SplitPolicy) -> bool:
+    """Would `seconds` of 16 kHz mono PCM WAV go to the engine in one request, unsplit?"""
+    if seconds > policy.chunk_seconds:
+        return False
+    if limits is None:
+        return True
+    size = 44 + seconds * SAMPLE_RATE * 2
+    takes_wav = limits.extensions is None or "wav" in limits.extensions
+    return takes_wav and size <= limits.max_bytes and seconds <= limits.max_seconds
+
+
+def _wav_frames(path: Path) -> int:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes()
+
+
 def _wav_duration(audio: Path) -> float | None:
     """PCM WAV's duration from its header (microseconds, not FFmpeg's milliseconds)."""
     try:
@@ -103,8 +134,17 @@ def chunk_bounds(policy: SplitPolicy, limits: UploadLimits | None) -> dict[str, 
     }
 
 
-def request_key(options: EngineOptions, model: str) -> str:
-    return f"{model}|{options.timestamps}|{options.language or ''}"
+def chunk_parallelism(policy: SplitPolicy, limits: UploadLimits | None) -> int:
+    """Chunks of one job in flight: the policy's bound, or fewer if the engine says so."""
+    parallel = policy.chunk_concurrency
+    if limits is not None and limits.parallel_chunks is not None:
+        parallel = min(parallel, limits.parallel_chunks)
+    return max(1, parallel)
+
+
+def request_key(options: EngineOptions, model: str, channel: int | None = None) -> str:
+    key = f"{model}|{options.timestamps}|{options.language or ''}"
+    return key if channel is None else f"{key}|ch{channel}"
 
 
 class LongAudio:
@@ -127,8 +167,15 @@ class LongAudio:
         job_id: uuid.UUID,
         model: str,
         on_chunk: OnChunk | None = None,
+        channel: int | None = None,
+        slots: asyncio.Semaphore | None = None,
+        prepared: Path | None = None,
     ) -> Transcript:
-        """`on_chunk(done, total)`: told once the plan is known (chunks reused from an earlier
+        """The whole recording (its downmix, or one `channel`), chunk by chunk. `slots` bounds
+        the requests in flight; pass one semaphore to every channel of a job to share it.
+        `prepared`: that channel already extracted whole as a 16 kHz mono WAV that fits one
+        request (`write_channel_wavs`), sent as its one chunk instead of planned and encoded.
+        `on_chunk(done, total)`: told once the plan is known (chunks reused from an earlier
         attempt count as done) and after every chunk transcribed (progress reporting)."""
         policy = self.policy
         wanted = options.timestamps
@@ -138,30 +185,35 @@ class LongAudio:
             options = msgspec.structs.replace(options, timestamps="segment")
         timed = engine.output_shape(model, options.timestamps).segment_timings
         started = time.perf_counter()
-        try:
-            energies, total = await asyncio.to_thread(frame_energies, audio)
-        except UndecodableAudio as exc:
-            raise PermanentEngineError(str(exc), code="invalid_media") from exc
-        plans = plan_chunks(energies, total, **chunk_bounds(policy, engine.limits))
-        del energies
-        key = request_key(options, model)
+        if prepared is not None:
+            total = await asyncio.to_thread(_wav_frames, prepared)
+            plans = [ChunkPlan(index=0, start=0, cut=total, end=total)]
+        else:
+            try:
+                energies, total = await asyncio.to_thread(frame_energies, audio, channel=channel)
+            except UndecodableAudio as exc:
+                raise PermanentEngineError(str(exc), code="invalid_media") from exc
+            plans = plan_chunks(energies, total, **chunk_bounds(policy, engine.limits))
+            del energies
+        key = request_key(options, model, channel)
+        base = 0 if channel is None else (channel + 1) * CHANNEL_STRIDE
         saved = await self._load(job_id)
-        results: dict[int, Transcript] = {
-            p.index: saved[p.index].transcript
-            for p in plans
-            if p.index in saved
-            and (saved[p.index].start_sample, saved[p.index].end_sample, saved[p.index].request_key)
-            == (p.start, p.end, key)
-        }
+        results: dict[int, Transcript] = {}
+        for p in plans:
+            stored = saved.get(base + p.index)
+            if stored is not None and (
+                stored.start_sample,
+                stored.end_sample,
+                stored.request_key,
+            ) == (p.start, p.end, key):
+                results[p.index] = stored.transcript
         reused = len(results)
-        limits = engine.limits
-        encoding = limits.chunk_encoding if limits is not None else "opus"
-        parallel = policy.chunk_concurrency
-        if limits is not None and limits.parallel_chunks is not None:
-            parallel = min(parallel, limits.parallel_chunks)
         if on_chunk is not None:
             await on_chunk(reused, len(plans))
-        slots = asyncio.Semaphore(max(1, parallel))
+        if slots is None:
+            slots = asyncio.Semaphore(max(1, chunk_parallelism(policy, engine.limits)))
+        encoding = engine.limits.chunk_encoding if engine.limits is not None else "opus"
+        tag = "" if channel is None else f"-ch{channel}"
         errors: list[BaseException] = []
 
         async def run(index: int) -> None:
@@ -169,23 +221,25 @@ class LongAudio:
             async with slots:
                 if errors:
                     return  # the attempt is lost anyway; leave the rest for the retry
-                path = audio.with_name(
-                    f"{audio.stem}-chunk-{plan.index}.{chunk_extension(encoding)}"
+                path = prepared or audio.with_name(
+                    f"{audio.stem}{tag}-chunk-{plan.index}.{chunk_extension(encoding)}"
                 )
                 try:
-                    await asyncio.to_thread(
-                        encode_window,
-                        audio,
-                        path,
-                        start=plan.start,
-                        samples=plan.samples,
-                        encoding=encoding,
-                    )
+                    if prepared is None:
+                        await asyncio.to_thread(
+                            encode_window,
+                            audio,
+                            path,
+                            start=plan.start,
+                            samples=plan.samples,
+                            encoding=encoding,
+                            channel=channel,
+                        )
                     transcript = await engine.transcribe(path, options)
                     await self._save(
                         job_id,
                         StoredChunk(
-                            index=plan.index,
+                            index=base + plan.index,
                             start_sample=plan.start,
                             end_sample=plan.end,
                             request_key=key,
@@ -204,12 +258,13 @@ class LongAudio:
         if errors:
             log.warning(
                 "long_audio_attempt_failed",
+                channel=channel,
                 chunks=len(plans),
                 done=len(results),
                 reused=reused,
                 failed=len(errors),
             )
-            raise _most_severe(errors)
+            raise most_severe(errors)
         parts = [
             ChunkTranscript(
                 offset=p.start / SAMPLE_RATE,
@@ -235,10 +290,12 @@ class LongAudio:
             },
         }
         transcript = merge(parts, duration=total / SAMPLE_RATE, timed=timed, metadata=metadata)
-        if wanted == "none":
+        if wanted == "none" and channel is None:
+            # A channel's segments are still needed: they become the conversation's utterances.
             transcript = msgspec.structs.replace(transcript, segments=())
         log.info(
             "long_audio_transcribed",
+            channel=channel,
             chunks=len(plans),
             reused=reused,
             audio_seconds=round(total / SAMPLE_RATE, 1),
@@ -247,7 +304,7 @@ class LongAudio:
         return transcript
 
 
-def _most_severe(errors: list[BaseException]) -> BaseException:
+def most_severe(errors: list[BaseException]) -> BaseException:
     """Auth beats permanent beats anything else: what the consumer should act on."""
     for kind in (EngineAuthError, PermanentEngineError):
         for error in errors:

@@ -17,6 +17,13 @@ import asyncpg
 import msgspec
 import structlog
 
+from libs.audio import UndecodableAudio, probe_duration
+from libs.audio.channels import (
+    analyze_channels,
+    analyze_wavs,
+    channel_count,
+    write_channel_wavs,
+)
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
@@ -27,6 +34,7 @@ from libs.jobs import progress
 from libs.layout import transcript_keys
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
 from libs.transcript import Transcript
+from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
 from libs.transcript.render import FORMATS
 from services.transcriber.engines import (
     Engine,
@@ -36,7 +44,14 @@ from services.transcriber.engines import (
     PermanentEngineError,
     TransientEngineError,
 )
-from services.transcriber.longaudio import LongAudio, SplitPolicy, needs_splitting
+from services.transcriber.longaudio import (
+    LongAudio,
+    SplitPolicy,
+    chunk_parallelism,
+    fits_one_request,
+    most_severe,
+    needs_splitting,
+)
 
 log = structlog.get_logger()
 
@@ -44,6 +59,17 @@ log = structlog.get_logger()
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
 
 AUTH_PAUSE_SECONDS = 60.0
+# Channels transcribed separately at most; `auto` downmixes a file with more, `true` fails it.
+MAX_CHANNELS = 8
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def _asks_for_speakers(model: str | None) -> bool:
+    return model is not None and "diarize" in model
 
 
 class TranscriptRefused(Exception):
@@ -193,7 +219,12 @@ class Transcriber:
             await self._store.download_to(job.object_key, audio)
             started = time.perf_counter()
             limits = engine.limits
-            if limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
+            channels, extracted = await self._channels_to_split(engine, audio, event.multichannel)
+            if channels:
+                transcript = await self._transcribe_channels(
+                    engine, audio, options, job, channels, extracted, event.channel_roles
+                )
+            elif limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
                 model = options.model or engine.default_model
                 transcript = await self._long_audio.transcribe(
                     engine,
@@ -205,6 +236,26 @@ class Transcriber:
                 )
             else:
                 transcript = await engine.transcribe(audio, options)
+            if not transcript.utterances and _asks_for_speakers(event.model):
+                # The model asks for diarization but this engine (offline, or a default engine
+                # that ignores model names) cannot: the metadata says so instead of guessing.
+                log.info("diarization_unavailable", engine=engine.name, model=event.model)
+                transcript = msgspec.structs.replace(
+                    transcript,
+                    engine_metadata={
+                        **transcript.engine_metadata,
+                        "speakers": "none",
+                        "speakers_detail": f"the {engine.name} engine does not diarize",
+                    },
+                )
+            if transcript.utterances and transcript.conversation is None:
+                # The engine told voices apart (diarization): the same metrics as channels.
+                transcript = msgspec.structs.replace(
+                    transcript,
+                    conversation=summarize(
+                        transcript.utterances, duration=transcript.duration, method="diarization"
+                    ),
+                )
             ENGINE_LATENCY.labels(engine=engine.name, model=transcript.model).observe(
                 time.perf_counter() - started
             )
@@ -229,6 +280,121 @@ class Transcriber:
             )
         except DatabaseUnavailable as exc:
             log.warning("progress_not_recorded", error=str(exc))
+
+    async def _channels_to_split(
+        self, engine: Engine, audio: Path, mode: str
+    ) -> tuple[int, list[Path] | None]:
+        """How many channels to transcribe one by one (0: downmix as a mono recording), and,
+        when each channel fits one request whole, the channels extracted as WAV files (the
+        caller removes them)."""
+        if mode not in ("auto", "true"):
+            return 0, None
+        try:
+            count = await asyncio.to_thread(channel_count, audio)
+            if count < 2:
+                return 0, None
+            if count > MAX_CHANNELS:
+                if mode == "true":
+                    raise PermanentEngineError(
+                        f"the recording has {count} channels; multichannel takes at most"
+                        f" {MAX_CHANNELS}",
+                        code="too_many_channels",
+                    )
+                log.info("multichannel_downmixed", channels=count, reason="too_many_channels")
+                return 0, None
+            seconds = await asyncio.to_thread(probe_duration, audio)
+        except UndecodableAudio:
+            return 0, None  # the engine's answer on the downmix path is the verdict
+        extracted: list[Path] | None = None
+        if fits_one_request(seconds, engine.limits, self._long_audio.policy):
+            # Each channel goes whole in one request: extract them all in one decoding pass as
+            # PCM WAV (Opus-encoding 10 minutes costs seconds of CPU; a mono file this size is
+            # sent as is too), and judge `auto` from those files rather than decode again.
+            extracted = [audio.with_name(f"{audio.stem}-ch{k}.wav") for k in range(count)]
+            try:
+                await asyncio.to_thread(write_channel_wavs, audio, extracted)
+            except UndecodableAudio:
+                _remove(extracted)
+                return 0, None
+        if mode == "true":
+            return count, extracted
+        try:
+            if extracted is not None:
+                report = await asyncio.to_thread(analyze_wavs, extracted)
+            else:
+                report = await asyncio.to_thread(analyze_channels, audio)
+        except UndecodableAudio:
+            report = None
+        if report is None or not report.distinct:
+            _remove(extracted or [])
+        if report is None:
+            return 0, None
+        log.info(
+            "multichannel_checked",
+            channels=count,
+            distinct=report.distinct,
+            levels_dbfs=list(report.levels_dbfs),
+            max_correlation=report.max_correlation,
+        )
+        return (count, extracted) if report.distinct else (0, None)
+
+    async def _transcribe_channels(
+        self,
+        engine: Engine,
+        audio: Path,
+        options: EngineOptions,
+        job: repo.ProcessingJob,
+        channels: int,
+        extracted: list[Path] | None,
+        roles: list[str] | None,
+    ) -> Transcript:
+        """Every channel through the long-audio path at once, one shared bound on the requests
+        in flight; the transcripts merged by time into one conversation."""
+        model = options.model or engine.default_model
+        slots = asyncio.Semaphore(chunk_parallelism(self._long_audio.policy, engine.limits))
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._long_audio.transcribe(
+                        engine,
+                        audio,
+                        options,
+                        job_id=job.id,
+                        model=model,
+                        channel=channel,
+                        slots=slots,
+                        prepared=None if extracted is None else extracted[channel],
+                    )
+                    for channel in range(channels)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            _remove(extracted or [])
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise most_severe(errors)
+        transcripts = [r for r in results if isinstance(r, Transcript)]
+        role_map = tuple(roles) if roles is not None else DEFAULT_CHANNEL_ROLES
+        metadata = {
+            "speakers": "channels",
+            "channels": [
+                {
+                    "channel": channel,
+                    **{k: v for k, v in t.engine_metadata.items() if k != "raw_response"},
+                }
+                for channel, t in enumerate(transcripts)
+            ],
+            "raw_response": {
+                "channels": [t.engine_metadata.get("raw_response") for t in transcripts]
+            },
+        }
+        return from_channels(
+            transcripts,
+            roles=role_map,
+            duration=max(t.duration for t in transcripts),
+            metadata=metadata,
+        )
 
     async def _upload(self, transcript: Transcript, keys: object) -> None:
         uploads = []

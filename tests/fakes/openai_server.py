@@ -57,6 +57,11 @@ OPENAI_TRANSCRIPTION_MODELS = frozenset(
 SUPPORTED_EXTENSIONS = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
 RESPONSE_FORMATS = frozenset({"json", "text", "srt", "vtt", "verbose_json", "diarized_json"})
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+# gpt-4o-transcribe-diarize: diarized_json segments carry a speaker; it needs
+# chunking_strategy above 30 s of audio, takes no prompt and at most 4 known speakers.
+DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
+DIARIZE_UNCHUNKED_SECONDS = 30.0
+MAX_KNOWN_SPEAKERS = 4
 DEFAULT_API_KEY = "sk-fake-openai-key"
 
 # verbose_json reports the language by name, as Whisper does, not by ISO code.
@@ -273,6 +278,18 @@ class RecordedRequest:
     @property
     def timestamp_granularities(self) -> list[str]:
         return self.fields.get("timestamp_granularities[]", [])
+
+    @property
+    def chunking_strategy(self) -> str | None:
+        return self.value("chunking_strategy")
+
+    @property
+    def known_speaker_names(self) -> list[str]:
+        return self.fields.get("known_speaker_names[]", [])
+
+    @property
+    def known_speaker_references(self) -> list[str]:
+        return self.fields.get("known_speaker_references[]", [])
 
 
 class FakeOpenAIServer:
@@ -552,17 +569,17 @@ class FakeOpenAIServer:
                 param="response_format",
                 code="unsupported_value",
             )
-        if response_format == "diarized_json" and model != "gpt-4o-transcribe-diarize":
-            return _json_error(
-                400, "diarized_json is not supported by this fake", param="response_format"
-            )
-        if record.prompt is not None and "diarize" in model:
+        if response_format == "diarized_json" and model != DIARIZE_MODEL:
             return _json_error(
                 400,
-                f"prompt is not supported with model '{model}'.",
-                param="prompt",
-                code="unsupported_parameter",
+                f"response_format 'diarized_json' is not compatible with model '{model}'.",
+                param="response_format",
+                code="unsupported_value",
             )
+        if model == DIARIZE_MODEL:
+            refused = self._validate_diarize(record)
+            if refused is not None:
+                return refused
         granularities = record.timestamp_granularities
         if granularities and response_format != "verbose_json":
             return _json_error(
@@ -576,6 +593,29 @@ class FakeOpenAIServer:
             )
         return None
 
+    def _validate_diarize(self, record: RecordedRequest) -> web.Response | None:
+        if record.prompt is not None:
+            return _json_error(
+                400, "Prompt is not supported for diarization models.", param="prompt"
+            )
+        names, references = record.known_speaker_names, record.known_speaker_references
+        if len(names) > MAX_KNOWN_SPEAKERS:
+            return _json_error(
+                400,
+                f"At most {MAX_KNOWN_SPEAKERS} known speakers are supported.",
+                param="known_speaker_names",
+            )
+        if len(names) != len(references):
+            return _json_error(
+                400,
+                "known_speaker_names and known_speaker_references must have the same length.",
+                param="known_speaker_references",
+            )
+        strategy = record.chunking_strategy
+        if strategy is not None and strategy != "auto" and not strategy.startswith("{"):
+            return _json_error(400, "Invalid chunking_strategy", param="chunking_strategy")
+        return None
+
     def _success(self, record: RecordedRequest, audio: bytes) -> web.Response:
         text = self._text_for(record, audio)
         duration = self._duration_of(record, audio)
@@ -587,6 +627,28 @@ class FakeOpenAIServer:
         if response_format in {"srt", "vtt"}:
             body = _subtitles(_segments(text, duration), vtt=response_format == "vtt")
             return web.Response(text=body, content_type="text/plain", headers=headers)
+        if (
+            record.model == DIARIZE_MODEL
+            and record.chunking_strategy is None
+            and duration > DIARIZE_UNCHUNKED_SECONDS
+        ):
+            return _json_error(
+                400,
+                "chunking_strategy is required for diarization models when the input audio"
+                f" is longer than {DIARIZE_UNCHUNKED_SECONDS:.0f} seconds.",
+                param="chunking_strategy",
+            )
+        if response_format == "diarized_json":
+            return web.json_response(
+                {
+                    "task": "transcribe",
+                    "duration": duration,
+                    "text": text,
+                    "segments": self.diarized_segments(text, duration, record),
+                    "usage": {"type": "duration", "seconds": math.ceil(duration)},
+                },
+                headers=headers,
+            )
         if response_format == "verbose_json":
             language = record.language or self.language
             payload: dict[str, Any] = {
@@ -617,6 +679,25 @@ class FakeOpenAIServer:
         else:
             usage = {"type": "duration", "seconds": math.ceil(duration)}
         return web.json_response({"text": text, "usage": usage}, headers=headers)
+
+    def diarized_segments(
+        self, text: str, duration: float, record: RecordedRequest
+    ) -> list[dict[str, Any]]:
+        """diarized_json segments: the text in turns of `words_per_turn` words, the speakers
+        alternating A, B (or the known speaker names), as the real model labels them.
+        Override for scripted conversations."""
+        names = record.known_speaker_names or ["A", "B"]
+        return [
+            {
+                "type": "transcript.text.segment",
+                "id": f"seg_{s['id']:03d}",
+                "start": s["start"],
+                "end": s["end"],
+                "text": s["text"],
+                "speaker": names[s["id"] % len(names)],
+            }
+            for s in _segments(text, duration)
+        ]
 
     def _text_for(self, record: RecordedRequest, audio: bytes) -> str:
         if self._texts:

@@ -57,6 +57,8 @@ async def make_job(
     tenant: str | None = None,
     model: str | None = None,
     timestamps: str = "segment",
+    multichannel: str = "false",
+    channel_roles: list[str] | None = None,
 ) -> Job:
     job_id = str(uuid.uuid4())
     tenant = tenant if tenant is not None else f"t4-{uuid.uuid4().hex[:8]}"
@@ -88,6 +90,8 @@ async def make_job(
         sha256=sha,
         model=model,
         timestamps=timestamps,
+        multichannel=multichannel,
+        channel_roles=channel_roles,
     )
     return Job(id=job_id, tenant=tenant, key=key, event=event)
 

@@ -116,3 +116,12 @@ def test_parse_time_rejects(raw: str) -> None:
     with pytest.raises(DomainError) as info:
         parse_time(raw, "since", required=True)
     assert answer(info.value).status == 400
+
+
+def test_completed_body_carries_the_conversation_when_there_is_one() -> None:
+    conversation = {"method": "channels", "speakers": [{"speaker": "Channel 0", "role": "agent"}]}
+    event = msgspec.structs.replace(ready(), conversation=conversation)
+    body = msgspec.json.decode(payload.completed_body(event, JOB, "x", transcript_url="u"))
+    assert body["data"]["conversation"] == conversation
+    plain = msgspec.json.decode(payload.completed_body(ready(), JOB, "x", transcript_url="u"))
+    assert "conversation" not in plain["data"]

@@ -18,7 +18,8 @@ import structlog
 from openai import AsyncOpenAI
 
 from libs.audio.decode import UndecodableAudio, probe_duration
-from libs.transcript import Segment, Transcript, Word
+from libs.transcript import Segment, Transcript, Utterance, Word
+from libs.transcript.conversation import speaker_label
 from services.transcriber.engines.base import (
     Engine,
     EngineOptions,
@@ -74,6 +75,22 @@ class _VerboseResponse(msgspec.Struct):
     duration: float | None = None
     segments: list[_RawSegment] | None = None
     words: list[_RawWord] | None = None
+    usage: _Usage | None = None
+
+
+class _DiarizedSegment(msgspec.Struct):
+    start: float
+    end: float
+    text: str
+    speaker: str
+
+
+class _DiarizedResponse(msgspec.Struct):
+    """gpt-4o-transcribe-diarize's diarized_json: speaker-labelled segments, no words."""
+
+    text: str
+    duration: float | None = None
+    segments: list[_DiarizedSegment] | None = None
     usage: _Usage | None = None
 
 
@@ -164,6 +181,11 @@ class OpenAIEngine:
                     timestamp_granularities=(
                         granularities if response_format == "verbose_json" else openai.omit
                     ),
+                    # Required by the diarizing model above 30 s of audio, harmless below (the
+                    # server cuts at pauses; our chunks are at most ~10 minutes).
+                    chunking_strategy=(
+                        "auto" if response_format == "diarized_json" else openai.omit
+                    ),
                 )
         except openai.OpenAIError as exc:
             error = classify_openai_error(exc)
@@ -181,11 +203,13 @@ class OpenAIEngine:
         latency_ms = _ms_since(started)
         request_id = raw.request_id
 
-        parsed: _VerboseResponse | _JsonResponse
+        parsed: _VerboseResponse | _DiarizedResponse | _JsonResponse
         try:
             payload: Any = msgspec.json.decode(raw.content)
             if response_format == "verbose_json":
                 parsed = msgspec.convert(payload, _VerboseResponse)
+            elif response_format == "diarized_json":
+                parsed = msgspec.convert(payload, _DiarizedResponse)
             else:
                 parsed = msgspec.convert(payload, _JsonResponse)
         except msgspec.DecodeError as exc:
@@ -212,6 +236,8 @@ class OpenAIEngine:
 
         if isinstance(parsed, _VerboseResponse):
             transcript = await self._from_verbose(parsed, audio, model, options, metadata)
+        elif isinstance(parsed, _DiarizedResponse):
+            transcript = await self._from_diarized(parsed, audio, model, options, metadata)
         else:
             transcript = await self._from_text(parsed, audio, model, options, metadata)
         bound.info(
@@ -258,6 +284,48 @@ class OpenAIEngine:
             model=model,
             engine=self.name,
             engine_metadata=metadata,
+        )
+
+    async def _from_diarized(
+        self,
+        parsed: _DiarizedResponse,
+        audio: Path,
+        model: str,
+        options: EngineOptions,
+        metadata: dict[str, Any],
+    ) -> Transcript:
+        text = parsed.text.strip()
+        duration = parsed.duration
+        if duration is None:
+            duration = await self._local_duration(audio, parsed.usage, metadata)
+        raw = [s for s in parsed.segments or () if s.text.strip()]
+        segments = tuple(
+            Segment(id=i, start=s.start, end=max(s.start, s.end), text=s.text.strip())
+            for i, s in enumerate(raw)
+        )
+        # The model labels voices A, B, ... within this request (or by known speaker name).
+        utterances = tuple(
+            Utterance(
+                speaker=speaker_label(s.speaker),
+                start=s.start,
+                end=max(s.start, s.end),
+                text=" ".join(s.text.split()),
+            )
+            for s in raw
+        )
+        metadata["speakers"] = "diarization"
+        return Transcript(
+            text=text,
+            # diarized_json does not report the language; echo it only if the caller fixed it.
+            language=options.language,
+            duration=duration,
+            segments=segments,
+            # The diarizing model gives no word timestamps, whatever was asked.
+            words=None,
+            model=model,
+            engine=self.name,
+            engine_metadata=metadata,
+            utterances=utterances,
         )
 
     async def _from_text(

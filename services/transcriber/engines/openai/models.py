@@ -12,7 +12,7 @@ from services.transcriber.engines.base import OutputShape, Timestamps, UploadLim
 
 DEFAULT_MODEL = "whisper-1"
 
-ResponseFormat = Literal["json", "verbose_json"]
+ResponseFormat = Literal["json", "verbose_json", "diarized_json"]
 
 # OpenAI's documented limits: 25 MB per upload; the gpt-4o models also refuse audio longer
 # than 1400 s ("audio duration ... is longer than 1400 seconds"). Extensions it decodes.
@@ -25,9 +25,17 @@ LIMITS = UploadLimits(
 )
 
 
+def diarizes(model: str) -> bool:
+    """gpt-4o-transcribe-diarize (and its snapshots): segments with speaker labels."""
+    return model.startswith("gpt-") and "diarize" in model
+
+
 def response_format_for(model: str) -> ResponseFormat:
-    """gpt-* transcription models only answer `json` (text, no timings); Whisper-style models,
-    including those served by OpenAI-compatible servers, answer `verbose_json`."""
+    """Diarizing models answer `diarized_json` (timed segments with a speaker, no words); other
+    gpt-* transcription models only `json` (text, no timings); Whisper-style models, including
+    those served by OpenAI-compatible servers, answer `verbose_json`."""
+    if diarizes(model):
+        return "diarized_json"
     return "json" if model.startswith("gpt-") else "verbose_json"
 
 
@@ -38,11 +46,11 @@ def takes_prompt(model: str) -> bool:
 
 
 def output_shape(model: str, timestamps: Timestamps) -> OutputShape:
-    """`verbose_json` carries segments always and words when asked for; `json` only text."""
+    """`verbose_json` carries segments always and words when asked for; `diarized_json`
+    segments (never words); `json` only text."""
     response_format = response_format_for(model)
-    timed = response_format == "verbose_json"
     return OutputShape(
         response_format=response_format,
-        segment_timings=timed,
-        word_timings=timed and timestamps == "word",
+        segment_timings=response_format != "json",
+        word_timings=response_format == "verbose_json" and timestamps == "word",
     )
