@@ -97,6 +97,8 @@ _CVV_CONTEXT = (
     ("csc",),
     ("c", "v", "v"),
     ("c", "v", "c"),
+    ("digit", "code"),
+    ("digit", "number"),
     ("digits", "on", "the", "back"),
     ("number", "on", "the", "back"),
     ("code", "on", "the", "back"),
@@ -134,7 +136,7 @@ _SSN_CONTEXT = (
 _GLUE = frozenset(
     {"is", "it's", "its", "it", "the", "on", "of", "at", "in", "that's", "was", "are", "my"}
     | {"number", "code", "date", "card", "back", "and", "a", "please", "s", "'s", "that"}
-    | {":", ",", ".", "-", "?", "'", "’", "your", "'m", "i", "am", "front", "sure", "yes"}
+    | {":", ",", ".", "-", "?", "'", "’", "your", "'m", "i", "am", "front", "sure", "yes", "end"}
     | FILLERS
 )
 MONTHS = frozenset(
@@ -149,7 +151,7 @@ _ORDINALS = frozenset(
     | {"st", "nd", "rd", "th"}
 )
 _NUMBER_WORDS = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | {"hundred", "double"}
-_DATE_GLUE = frozenset({"/", "-", ".", ",", "of", "the", "and"})
+_DATE_GLUE = frozenset({"/", "-", ".", ",", "of", "the", "slash"})
 # A number after these is an order, account or booking reference, not a phone number or SSN.
 _REFERENCE_WORDS = frozenset(
     {"order", "reference", "ref", "account", "invoice", "ticket", "case", "tracking"}
@@ -234,7 +236,7 @@ def _date_after(tokens: Sequence[Token], i: int, limit: int = 10) -> tuple[int, 
             month = True
         elif t in _ORDINALS or t in _NUMBER_WORDS:
             digits += "#"  # a day said as an ordinal: counts as said, no digit value needed
-        elif t in _DATE_GLUE or t in FILLERS:
+        elif t in _DATE_GLUE or t in ("uh", "um", "er", "erm"):
             i += 1
             continue
         else:
@@ -324,7 +326,9 @@ def _emails(tokens: Sequence[Token]) -> list[Finding]:
         if not _label(tokens[k]):
             continue
         while k > 0:
-            if k >= 2 and _connector(tokens, k - 1) and _label(tokens[k - 2]):
+            if tokens[k].text in _NUMBER_WORDS and _label(tokens[k - 1]):
+                k -= 1  # "jones eighty seven at ...": digits said after a name
+            elif k >= 2 and _connector(tokens, k - 1) and _label(tokens[k - 2]):
                 k -= 2
             elif _label(tokens[k - 1]) and (
                 tokens[k - 1].end == tokens[k].start
@@ -407,6 +411,8 @@ def detect(text: str, classes: Collection[EntityClass]) -> list[Finding]:
     ordered: list[list[Finding]] = []
     if EntityClass.CREDIT_CARD in classes:
         ordered.append(_cards(runs))
+        # The other reading of "thirty oh ...", validated by Luhn like the first.
+        ordered.append(_cards(number_runs(tokens, tens_take_oh=True)))
     if EntityClass.SSN in classes:
         ordered.append(_written_ssns(text))
         ordered.append(_context_number(tokens, runs, _SSN_CONTEXT, (9,), EntityClass.SSN))

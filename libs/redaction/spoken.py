@@ -69,10 +69,10 @@ REPEATS = {"double": 2, "triple": 3}
 # Said between digit groups without ending the number ("four one one one, uh, okay, one ...").
 FILLERS = frozenset(
     {"uh", "um", "umm", "er", "erm", "ah", "hmm", "mm", "mhm", "okay", "ok", "yes", "yeah", "yep"}
-    | {"right", "so", "then", "and"}
+    | {"right", "so", "then", "and", "sorry", "wait", "actually", "again"}
 )
 # Punctuation an engine writes inside a spoken or written number.
-SEPARATORS = frozenset({",", ".", "-", "/", "(", ")", "+", "…", "–", "—"})
+SEPARATORS = frozenset({",", ".", "-", "/", "(", ")", "+", "…", "–", "—", "slash"})
 
 
 class Item(NamedTuple):
@@ -91,9 +91,12 @@ class NumberRun(NamedTuple):
         return "".join(i.digits for i in self.items)
 
 
-def word_number(tokens: Sequence[Token], i: int) -> tuple[str, int] | None:
+def word_number(
+    tokens: Sequence[Token], i: int, *, tens_take_oh: bool = False
+) -> tuple[str, int] | None:
     """The number said starting at token i, and the index of its last token; None if token i
-    does not start one."""
+    does not start one. ``tens_take_oh`` is the other reading of "thirty oh": one group "30"
+    (the "oh" restating the zero) instead of "30" then "0"."""
     t = tokens[i].text
     nxt = tokens[i + 1].text if i + 1 < len(tokens) else ""
     if t.isdigit():
@@ -110,8 +113,11 @@ def word_number(tokens: Sequence[Token], i: int) -> tuple[str, int] | None:
         j = i + 1
         if nxt == "-" and tokens[i].end == tokens[j].start:
             j += 1
-        if j < len(tokens) and tokens[j].text in UNITS and UNITS[tokens[j].text] != "0":
-            return TENS[t] + UNITS[tokens[j].text], j
+        if j < len(tokens) and tokens[j].text in UNITS:
+            if UNITS[tokens[j].text] != "0":
+                return TENS[t] + UNITS[tokens[j].text], j
+            if tens_take_oh:
+                return TENS[t] + "0", j
         return TENS[t] + "0", i
     if t in UNITS:
         if nxt == "thousand" and UNITS[t] != "0":
@@ -135,13 +141,13 @@ def word_number(tokens: Sequence[Token], i: int) -> tuple[str, int] | None:
     return None
 
 
-def number_runs(tokens: list[Token]) -> list[NumberRun]:
+def number_runs(tokens: Sequence[Token], *, tens_take_oh: bool = False) -> list[NumberRun]:
     """Every maximal stretch of numbers, allowing fillers and separators in between."""
     runs: list[NumberRun] = []
     items: list[Item] = []
     i = 0
     while i < len(tokens):
-        said = word_number(tokens, i)
+        said = word_number(tokens, i, tens_take_oh=tens_take_oh)
         if said is not None:
             digits, last = said
             items.append(Item(digits, tokens[i].start, tokens[last].end, i, last))

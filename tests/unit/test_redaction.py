@@ -24,8 +24,12 @@ from libs.redaction import (
 from libs.transcript.model import Segment, Transcript, Word
 from libs.transcript.render import FORMATS
 
-CORPUS = Path(__file__).resolve().parents[1] / "data" / "redaction" / "calls.json"
-SNIPPETS: list[dict[str, Any]] = json.loads(CORPUS.read_text())["snippets"]
+CORPORA = Path(__file__).resolve().parents[1] / "data" / "redaction"
+SNIPPETS: list[dict[str, Any]] = [
+    snippet
+    for name in ("calls.json", "heldout.json")
+    for snippet in json.loads((CORPORA / name).read_text())["snippets"]
+]
 ALL = frozenset(EntityClass)
 CARD = "4111111111111111"
 
@@ -70,6 +74,17 @@ TEST_CARDS = frozenset(
         "4000056655665556",
         "5200828282828210",
         "36227206271667",
+        # heldout.json
+        "4000000000000002",
+        "5454545454545454",
+        "6011111111111117",
+        "4000002500003155",
+        "5425233430109903",
+        "4263982640269299",
+        "374245455400126",
+        "6011601160116611",
+        "4917484589897107",
+        "5500000000000004",
     }
 )
 
