@@ -22,24 +22,32 @@ BOOTSTRAP_NAME = "bootstrap"
 
 SELECT_ACTIVE_BY_HASH = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       redact
 FROM media_pipeline.api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 """
 SELECT_BY_ID = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       redact
 FROM media_pipeline.api_keys WHERE id = $1
 """
 LIST_KEYS = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       redact
 FROM media_pipeline.api_keys ORDER BY created_at
 """
 INSERT_KEY = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-     rate_limit_per_minute)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     rate_limit_per_minute, redact)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+# The tenant's default redaction policy (a Policy.spec; '' for none), by key id or hint.
+SET_REDACT = """
+UPDATE media_pipeline.api_keys SET redact = $2
+WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL RETURNING id
 """
 UPSERT_BOOTSTRAP = """
 INSERT INTO media_pipeline.api_keys
@@ -98,6 +106,8 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     key_hint: str
+    # The tenant's default redaction policy (libs.redaction.Policy.spec; '' for none).
+    redact: str = ""
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ApiKey:
@@ -114,6 +124,7 @@ class ApiKey:
             created_at=row["created_at"],
             revoked_at=row["revoked_at"],
             key_hint=row["key_hint"],
+            redact=row["redact"],
         )
 
     @property
@@ -207,6 +218,7 @@ async def create(
     webhook_secret: str | None = None,
     rate_limit_per_minute: int | None = None,
     unscoped: bool = False,
+    redact: str = "",
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the raw key (shown once, never stored) and its record.
 
@@ -218,7 +230,8 @@ async def create(
 
     Raises InvalidKeySettings for a missing prefix (without `unscoped`), a prefix given together
     with `unscoped`, a prefix that is not a safe object-key prefix (no '..', no leading '/',
-    safe characters), a non-positive rate limit or a malformed webhook secret. The caller checks
+    safe characters), a non-positive rate limit or a malformed webhook secret. `redact` is a
+    policy the caller validated (libs.redaction.Policy.spec). The caller checks
     the webhook URL against its SSRF policy (libs.webhooks.admin.checked_url); here only its
     scheme is checked."""
     try:
@@ -253,6 +266,7 @@ async def create(
         webhook_url,
         webhook_secret,
         rate_limit_per_minute,
+        redact,
     )
     record = await get(conn, str(key_id))
     assert record is not None
@@ -261,6 +275,12 @@ async def create(
 
 async def list_keys(conn: asyncpg.Connection) -> list[ApiKey]:
     return [ApiKey.from_row(r) for r in await conn.fetch(LIST_KEYS)]
+
+
+async def set_redact(conn: asyncpg.Connection, key_id_or_hint: str, redact: str) -> bool:
+    """Set an active key's default redaction policy (a validated Policy.spec; '' for none).
+    Jobs submitted from then on get it; jobs already submitted keep the policy they have."""
+    return await conn.fetchval(SET_REDACT, key_id_or_hint, redact) is not None
 
 
 async def revoke(conn: asyncpg.Connection, key_id_or_hint: str) -> bool:

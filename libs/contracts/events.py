@@ -46,6 +46,9 @@ class AudioStored(Event, frozen=True, kw_only=True, tag="audio.stored"):
     callback_url: str | None = None
     # A replay with force=True re-transcribes even a completed job.
     force: bool = False
+    # The job's redaction policy (libs.redaction.Policy.spec); '' (and every older event): none.
+    # The job row is the authority; this copy lets a replay be read without the database.
+    redact: str = ""
 
 
 class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +56,14 @@ class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):
     txt: str
     srt: str | None = None
     vtt: str | None = None
+
+
+class RedactionSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What a redacted transcript had removed: the policy and counts per class, never values."""
+
+    policy: str
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    total: int = 0
 
 
 class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
@@ -65,6 +76,8 @@ class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
     keys: TranscriptKeys
     word_count: int
     recording_id: str | None = None
+    # Set when the job had a redaction policy (then every key above holds redacted text).
+    redaction: RedactionSummary | None = None
 
 
 class TranscriptionFailed(Event, frozen=True, kw_only=True, tag="transcript.failed"):

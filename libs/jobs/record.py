@@ -17,7 +17,8 @@ JOB_COLUMNS = """
 a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.company,
 a.recording_id, a.url, a.bucket, a.b2_object_key, a.content_type, a.size_bytes, a.sha256,
 a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts, a.last_error,
-a.trace_id, a.created_at, a.updated_at, a.idempotency_key, a.request_sha256, a.transcript_prefix
+a.trace_id, a.created_at, a.updated_at, a.idempotency_key, a.request_sha256, a.transcript_prefix,
+a.redact
 """
 LOAD = "SELECT" + JOB_COLUMNS + "FROM media_pipeline.audio_files a WHERE a.id = $1"
 LOAD_FOR_UPDATE = LOAD + " FOR UPDATE"
@@ -57,6 +58,8 @@ class Job:
     request_sha256: str | None = None
     # '' for the reference transcript layout, else the prefix above `<campaign>/transcriptions/`.
     transcript_prefix: str = ""
+    # The job's redaction policy (libs.redaction.Policy.spec; '' for none), chosen at submit.
+    redact: str = ""
 
     @property
     def finished(self) -> bool:
@@ -92,6 +95,7 @@ class Job:
             idempotency_key=row["idempotency_key"],
             request_sha256=row["request_sha256"],
             transcript_prefix=row["transcript_prefix"],
+            redact=row["redact"],
         )
 
 
@@ -126,6 +130,8 @@ class StoredAudio(Protocol):
     def callback_url(self) -> str | None: ...
     @property
     def trace_id(self) -> str | None: ...
+    @property
+    def redact(self) -> str: ...
 
 
 def audio_stored_event(
@@ -150,6 +156,7 @@ def audio_stored_event(
         timestamps=job.timestamps,
         callback_url=job.callback_url,
         force=force,
+        redact=job.redact,
     )
 
 

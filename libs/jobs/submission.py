@@ -24,14 +24,14 @@ WITH released AS (
         id, api_key_id, tenant_prefix, phone, campaign_name, campaign_id, company, recording_id,
         url, url_sha1, idempotency_key, started, stopped, bucket, b2_object_key, content_type,
         size_bytes, sha256, source_table, source_row_id, callback_url, model, language,
-        timestamps, trace_id, transcript_prefix, request_sha256)
+        timestamps, trace_id, transcript_prefix, request_sha256, redact)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-           $19, $20, $21, $22, $23, $24, $25, $26, $27
+           $19, $20, $21, $22, $23, $24, $25, $26, $27, $28
     WHERE EXISTS (SELECT 1 FROM released)
     RETURNING id
 ), event AS (
     INSERT INTO media_pipeline.outbox (event_id, subject, payload, headers)
-    SELECT $28, $29, $30, $31 FROM job
+    SELECT $29, $30, $31, $32 FROM job
     RETURNING 1
 )
 SELECT count(*) FROM event
@@ -78,6 +78,7 @@ class NewJob:
     trace_id: str | None
     transcript_prefix: str = ""
     request_sha256: str | None = None
+    redact: str = ""
 
 
 async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
@@ -115,6 +116,7 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
         job.trace_id,
         job.transcript_prefix,
         job.request_sha256,
+        job.redact,
         *outbox.event_row(event, subjects.audio_stored(job.tenant_prefix)),
     )
     if not inserted:

@@ -36,3 +36,8 @@ WEBHOOK_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15),
 )
 OUTBOX_PUBLISHED = Counter("transcribe_outbox_published_total", "Outbox events published")
+REDACTIONS = Counter(
+    "transcribe_redactions_total",
+    "Values redacted from transcripts, by entity class (counts only, never values)",
+    ["class"],
+)

@@ -52,6 +52,9 @@ def completed_body(
         "b2_transcript_vtt_key": event.keys.vtt,
         "trace_id": event.trace_id,
     }
+    if event.redaction is not None:
+        # The transcript above is the redacted one; these are counts, never values.
+        data["redaction"] = msgspec.to_builtins(event.redaction)
     return msgspec.json.encode({"type": COMPLETED, "timestamp": event.occurred_at, "data": data})
 
 

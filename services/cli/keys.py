@@ -17,6 +17,7 @@ import asyncpg
 
 from libs import apikeys
 from libs.errors import InvalidInput
+from libs.redaction import Policy
 from libs.settings import Settings
 from libs.webhooks import admin
 from services.cli.common import with_conn
@@ -35,6 +36,7 @@ def _key_json(key: apikeys.ApiKey) -> dict[str, Any]:
         "rate_limit_per_minute": key.rate_limit_per_minute,
         "created_at": key.created_at.isoformat(),
         "revoked": key.revoked_at is not None,
+        "redact": key.redact,
     }
 
 
@@ -47,6 +49,12 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             print(f"cannot create the key: {exc.detail}", file=sys.stderr)
             return 2
 
+    try:
+        redact = _policy(args)
+    except InvalidInput as exc:
+        print(f"cannot create the key: {exc.detail}", file=sys.stderr)
+        return 2
+
     async def go(conn: asyncpg.Connection) -> tuple[str, apikeys.ApiKey]:
         return await apikeys.create(
             conn,
@@ -56,6 +64,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             webhook_secret=args.webhook_secret,
             rate_limit_per_minute=args.rate_limit,
             unscoped=args.unscoped,
+            redact=redact,
         )
 
     try:
@@ -72,6 +81,52 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _policy(args: argparse.Namespace) -> str:
+    """The validated policy spec of --redact/--redact-substitution/--redact-keep ('' for none)."""
+    if args.redact is None:
+        if args.redact_substitution or args.redact_keep:
+            raise InvalidInput("--redact-substitution and --redact-keep need --redact")
+        return ""
+    return Policy.parse(
+        args.redact,
+        substitution=args.redact_substitution or "entity",
+        keep=args.redact_keep or "redacted",
+    ).spec
+
+
+def cmd_keys_redact(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
+    try:
+        redact = _policy(args)
+    except InvalidInput as exc:
+        print(f"cannot set the policy: {exc.detail}", file=sys.stderr)
+        return 2
+
+    async def go(conn: asyncpg.Connection) -> bool:
+        return await apikeys.set_redact(conn, args.key, redact)
+
+    if asyncio.run(with_conn(settings, go)):
+        print(json.dumps({"key": args.key, "redact": redact}))
+        return 0
+    print("no active key with that id or hint", file=sys.stderr)
+    return 1
+
+
+def _redact_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redact",
+        help="tenant default redaction, the floor of every job: pci, pii, none or classes "
+        "(credit_card, cvv, expiry, ssn, email, phone, dob), comma-separated",
+    )
+    parser.add_argument("--redact-substitution", choices=["entity", "mask", "last4"])
+    parser.add_argument(
+        "--redact-keep",
+        choices=["redacted", "both"],
+        help="redacted (default): the original transcript is never stored; both: also kept, "
+        "flagged, under .../transcriptions/unredacted/",
+    )
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -118,7 +173,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--webhook-secret", help="whsec_ signing secret; generated (and printed once) if not given"
     )
     kc.add_argument("--rate-limit", type=int, help="requests per minute")
+    _redact_arguments(kc)
     kc.set_defaults(fn=cmd_keys_create)
+    kd = ksub.add_parser(
+        "redact", help="set a key's default redaction policy (jobs submitted from now on)"
+    )
+    kd.add_argument("key", help="key id or hint")
+    _redact_arguments(kd)
+    kd.set_defaults(fn=cmd_keys_redact)
     ksub.add_parser("list", help="list keys (never the keys themselves)").set_defaults(
         fn=cmd_keys_list
     )

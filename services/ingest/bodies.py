@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from libs.redaction.policy import Keep as RedactKeep
+from libs.redaction.policy import Substitution as RedactSubstitution
 from services.ingest.submission import DEFAULT_TIMESTAMPS, IDEMPOTENCY_KEY_MAX, Model, Timestamps
 
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
@@ -87,6 +89,31 @@ class SubmitFields(msgspec.Struct):
     model: Model | Unset = UNSET
     language: Annotated[str | Unset, _field("ISO-639 code, e.g. en")] = UNSET
     timestamps: Timestamps = DEFAULT_TIMESTAMPS
+    redact: Annotated[
+        str | Unset,
+        _field(
+            "PCI/PII redaction (README: Redaction): comma-separated classes credit_card, cvv, "
+            "expiry, ssn, email, phone, dob, or the groups pci (credit_card, cvv, expiry) and "
+            "pii (all); or none. Default: the key's policy, which is also a floor (a job adds "
+            "classes, never drops one: 403 redaction_required). Unknown names: 400 "
+            "invalid_redact"
+        ),
+    ] = UNSET
+    redact_substitution: Annotated[
+        RedactSubstitution | Unset,
+        _field(
+            "entity: [CREDIT_CARD]; mask: digits as '#' (cards grouped by four); last4: cards "
+            "keep their last four digits. Default: the key's, else entity"
+        ),
+    ] = UNSET
+    redact_keep: Annotated[
+        RedactKeep | Unset,
+        _field(
+            "redacted: the unredacted transcript is never stored or published; both: the "
+            "original is also stored, as JSON, under .../transcriptions/unredacted/ (refused "
+            "when the key keeps redacted only). Default: the key's, else redacted"
+        ),
+    ] = UNSET
 
 
 class Accepted(msgspec.Struct):
@@ -121,6 +148,17 @@ class JobError(msgspec.Struct):
     permanent: bool | Unset = UNSET
 
 
+class Redaction(msgspec.Struct):
+    """What was redacted from a completed job's transcripts: counts per class, never values."""
+
+    policy: Annotated[
+        str,
+        _field("canonical policy, e.g. credit_card,cvv,expiry;substitution=entity;keep=redacted"),
+    ]
+    counts: dict[str, int]
+    total: int
+
+
 class StatusMetadata(msgspec.Struct):
     """Always the job's facts; the transcript keys when completed; `error` when failed;
     `last_error` while a pending job is retrying after a transient failure."""
@@ -148,6 +186,7 @@ class StatusMetadata(msgspec.Struct):
     completed_at: DateTime | Unset | None = UNSET
     error: JobError | Unset = UNSET
     last_error: JobError | Unset = UNSET
+    redaction: Redaction | Unset | None = UNSET
 
 
 class Status(msgspec.Struct):

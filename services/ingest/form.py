@@ -34,6 +34,9 @@ TEXT_FIELDS = (
     "model",
     "language",
     "timestamps",
+    "redact",
+    "redact_substitution",
+    "redact_keep",
 )
 MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024

@@ -38,6 +38,15 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
             b2_transcript_vtt_key=row["b2_transcript_vtt_key"],
             completed_at=row["completed_at"].isoformat() if row["completed_at"] else None,
         )
+        redaction = row["redaction"]
+        if redaction is not None:
+            # The stored record has time spans too; the status shows the counts.
+            counts = redaction.get("counts", {})
+            metadata["redaction"] = {
+                "policy": redaction.get("policy", ""),
+                "counts": counts,
+                "total": sum(counts.values()),
+            }
     if public == "failed":
         metadata["error"] = {
             "code": row["error_code"],

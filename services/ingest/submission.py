@@ -5,7 +5,8 @@ validated once, before anything touches the database, storage or the network.
 stored text (`field_too_long`, naming the field: a value that cannot be stored is refused here,
 never by Postgres or S3 later), exactly one source
 (`empty_recording_id`, `exactly_one_source`), the `b2_prefix` (`invalid_b2_prefix`,
-`prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`),
+`prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`,
+`invalid_redact`, `redaction_required`),
 the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
 (`invalid_idempotency_key`).
 """
@@ -21,6 +22,7 @@ from typing import ClassVar, Literal, get_args
 from libs.apikeys import ApiKey
 from libs.errors import Forbidden, InvalidInput
 from libs.layout import InvalidPrefix, validate_prefix
+from libs.redaction import Policy
 from services.ingest.form import SubmitForm, Upload
 
 # The accepted option values: the one list the checks below and /openapi.json both use.
@@ -81,6 +83,9 @@ class Options:
     model: str | None
     language: str | None
     timestamps: str
+    # The effective redaction policy (Policy.spec; '' for none): the key's default and the
+    # job's own `redact` fields together (see `parse_redact`).
+    redact: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,7 @@ class Submission:
             "model": self.options.model,
             "language": self.options.language,
             "timestamps": self.options.timestamps,
+            **({"redact": self.options.redact} if self.options.redact else {}),
             "phone": self.fallbacks.phone,
             "campaign": self.fallbacks.campaign,
             "campaign_id": self.fallbacks.campaign_id,
@@ -147,7 +153,7 @@ class Submission:
         check_lengths(form)
         source = parse_source(form)
         prefix = choose_prefix(form.get("b2_prefix"), key)
-        options = parse_options(form)
+        options = parse_options(form, key)
         callback_url = form.get("callback_url")
         if callback_url is not None:
             validate_callback(callback_url)
@@ -222,7 +228,42 @@ def choose_prefix(requested: str | None, key: ApiKey) -> str:
     return prefix
 
 
-def parse_options(form: SubmitForm) -> Options:
+def parse_redact(form: SubmitForm, key: ApiKey) -> str:
+    """The job's redaction policy. The key's default (its tenant's) is a floor: a job may add
+    classes and choose its substitution, but never drop a class the key redacts nor keep the
+    original (`redact_keep=both`) when the key keeps the redacted transcript only."""
+    floor = Policy.from_spec(key.redact)
+    names = form.get("redact")
+    substitution = form.get("redact_substitution")
+    keep = form.get("redact_keep")
+    if names is None and substitution is None and keep is None:
+        return floor.spec
+    asked = Policy.parse(
+        names if names is not None else ",".join(c.value for c in floor.classes),
+        substitution=substitution or floor.substitution,
+        keep=keep or floor.keep,
+    )
+    if floor.active and not asked.classes:
+        raise Forbidden(
+            f"this key redacts {', '.join(sorted(c.value for c in floor.classes))} on every job",
+            code="redaction_required",
+        )
+    if floor.active and floor.keep == "redacted" and asked.keep == "both":
+        raise Forbidden(
+            "this key keeps redacted transcripts only (redact_keep=both refused)",
+            code="redaction_required",
+        )
+    if not asked.classes and (substitution is not None or keep is not None):
+        raise InvalidInput(
+            "redact_substitution and redact_keep need redact classes", code="invalid_redact"
+        )
+    merged = Policy(
+        classes=asked.classes | floor.classes, substitution=asked.substitution, keep=asked.keep
+    )
+    return merged.spec
+
+
+def parse_options(form: SubmitForm, key: ApiKey) -> Options:
     model = form.get("model")
     if model is not None and model not in MODELS:
         raise InvalidInput(f"model must be one of {sorted(MODELS)}", code="invalid_model")
@@ -236,4 +277,6 @@ def parse_options(form: SubmitForm) -> Options:
         raise InvalidInput(
             f"timestamps must be one of {sorted(TIMESTAMPS)}", code="invalid_timestamps"
         )
-    return Options(model=model, language=language, timestamps=timestamps)
+    return Options(
+        model=model, language=language, timestamps=timestamps, redact=parse_redact(form, key)
+    )

@@ -523,6 +523,7 @@ def _new_job(
         trace_id=submission.trace_id,
         transcript_prefix=submission.transcript_prefix,
         request_sha256=fingerprint,
+        redact=options.redact,
     )
 
 

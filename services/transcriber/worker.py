@@ -6,9 +6,11 @@ Handlers only raise; `libs.bus.consumer.decide` maps how they ended to ack / nak
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
@@ -20,13 +22,15 @@ import structlog
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
-from libs.contracts import AudioStored, audio_stored_decoder, subjects
+from libs.contracts import AudioStored, RedactionSummary, audio_stored_decoder, subjects
 from libs.db import DatabaseUnavailable
+from libs.errors import InvalidInput
 from libs.jobs import lifecycle as repo
-from libs.layout import transcript_keys
-from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
+from libs.layout import transcript_keys, unredacted_transcript_key
+from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED, REDACTIONS
+from libs.redaction import NO_REDACTION, Policy, RedactionReport, redact_transcript
 from libs.transcript import Transcript
-from libs.transcript.render import FORMATS
+from libs.transcript.render import FORMATS, render_json
 from services.transcriber.engines import (
     Engine,
     EngineAuthError,
@@ -74,11 +78,22 @@ class Transcriber:
         self._engines = engines
         self._work_dir = work_dir
         self._skip_subjects = frozenset(subjects.audio_stored(t) for t in skip_tenants)
+        # The redaction policy of each job being split into chunks: a chunk's transcript is
+        # redacted before it is saved in Postgres (see _save_chunk).
+        self._chunk_policies: dict[uuid.UUID, Policy] = {}
         self._long_audio = LongAudio(
-            lambda job_id: repo.load_chunks(pool, job_id),
-            lambda job_id, chunk: repo.save_chunk(pool, job_id, chunk),
-            split_policy,
+            lambda job_id: repo.load_chunks(pool, job_id), self._save_chunk, split_policy
         )
+
+    async def _save_chunk(self, job_id: uuid.UUID, chunk: repo.StoredChunk) -> None:
+        """Saves a chunk for resuming; with a policy, only its redacted transcript. A value
+        said across two chunks is caught when the merged transcript is redacted (each chunk
+        then holds only part of it)."""
+        policy = self._chunk_policies.get(job_id)
+        if policy is not None and policy.active:
+            redacted, _ = redact_transcript(chunk.transcript, policy)
+            chunk = dataclasses.replace(chunk, transcript=redacted)
+        await repo.save_chunk(self._pool, job_id, chunk)
 
     async def handle(self, delivery: Delivery) -> None:
         try:
@@ -96,17 +111,21 @@ class Transcriber:
         ):
             started = time.perf_counter()
             outcome = "error"
+            summary_fields: dict[str, object] = {}
             try:
-                outcome = await self._process(event, delivery)
+                outcome = await self._process(event, delivery, summary_fields)
             finally:
                 log.info(
                     "transcription_handled",
                     outcome=outcome,
                     ms=round((time.perf_counter() - started) * 1000, 1),
                     force=event.force,
+                    **summary_fields,
                 )
 
-    async def _process(self, event: AudioStored, delivery: Delivery) -> str:
+    async def _process(
+        self, event: AudioStored, delivery: Delivery, summary_fields: dict[str, object]
+    ) -> str:
         try:
             job = await repo.load_job(self._pool, event.audio_file_id)
         except DatabaseUnavailable as exc:
@@ -131,15 +150,45 @@ class Transcriber:
             raise Retry("cooling down", delay=job.cooldown_left)
         engine = self._engines.for_model(event.model)
         try:
+            # The job row is the authority; an event from before the row had a policy carries ''.
+            policy = Policy.from_spec(job.redact or event.redact)
+        except InvalidInput as exc:
+            await self._fail(job, event, "invalid_redact", exc.detail)
+            raise Reject(exc.detail) from exc
+        report: RedactionReport | None = None
+        try:
             if not await repo.mark_processing(self._pool, job, force=event.force):
                 return "already_completed"
-            transcript = await self._transcribe(job, event)
+            transcript = await self._transcribe(job, event, policy)
             keys = transcript_keys(
                 job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
             )
+            record: dict[str, object] | None = None
+            summary: RedactionSummary | None = None
+            if policy.active:
+                # Redacted before anything leaves this process: S3, the row, the event, logs.
+                original = transcript
+                transcript, report = redact_transcript(original, policy)
+                record = msgspec.to_builtins(report)
+                if policy.keep == "both":
+                    original_key = unredacted_transcript_key(
+                        job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
+                    )
+                    await self._put_all([(original_key, render_json(original), "application/json")])
+                    record["original_key"] = original_key
+                summary = RedactionSummary(
+                    policy=report.policy, counts=dict(report.counts), total=report.total
+                )
             await self._upload(transcript, keys)
             ready = await repo.complete(
-                self._pool, job, transcript, keys, force=event.force, trace_id=event.trace_id
+                self._pool,
+                job,
+                transcript,
+                keys,
+                force=event.force,
+                trace_id=event.trace_id,
+                redaction=record,
+                summary=summary,
             )
         except EngineAuthError as exc:
             await self._pause(job, event, delivery, engine, exc)
@@ -166,9 +215,16 @@ class Transcriber:
             raise Retry(str(exc), delay=delay) from exc
         ENGINE_PAUSED.set(0)
         JOBS_FINISHED.labels(engine=transcript.engine, outcome="completed").inc()
+        if report is not None and ready is not None:
+            for cls, count in report.counts.items():
+                REDACTIONS.labels(cls).inc(count)
+            # Counts only: the summary line of this message carries them (never values).
+            summary_fields["redactions"] = report.total
         return "completed" if ready is not None else "completed_elsewhere"
 
-    async def _transcribe(self, job: repo.ProcessingJob, event: AudioStored) -> Transcript:
+    async def _transcribe(
+        self, job: repo.ProcessingJob, event: AudioStored, policy: Policy = NO_REDACTION
+    ) -> Transcript:
         engine = self._engines.for_model(event.model)
         options = EngineOptions(
             model=event.model if event.model != "offline" else None,
@@ -191,14 +247,18 @@ class Transcriber:
             limits = engine.limits
             if limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
                 model = options.model or engine.default_model
-                transcript = await self._long_audio.transcribe(
-                    engine,
-                    audio,
-                    options,
-                    job_id=job.id,
-                    model=model,
-                    timed=engine.output_shape(model, options.timestamps).segment_timings,
-                )
+                self._chunk_policies[job.id] = policy
+                try:
+                    transcript = await self._long_audio.transcribe(
+                        engine,
+                        audio,
+                        options,
+                        job_id=job.id,
+                        model=model,
+                        timed=engine.output_shape(model, options.timestamps).segment_timings,
+                    )
+                finally:
+                    self._chunk_policies.pop(job.id, None)
             else:
                 transcript = await engine.transcribe(audio, options)
             ENGINE_LATENCY.labels(engine=engine.name, model=transcript.model).observe(
@@ -209,11 +269,15 @@ class Transcriber:
         return transcript
 
     async def _upload(self, transcript: Transcript, keys: object) -> None:
-        uploads = []
+        objects = []
         for fmt, (render, content_type, _ext) in FORMATS.items():
             key = getattr(keys, fmt, None)
             if key:
-                uploads.append(self._store.put_bytes(key, render(transcript), content_type))
+                objects.append((key, render(transcript), content_type))
+        await self._put_all(objects)
+
+    async def _put_all(self, objects: list[tuple[str, bytes, str]]) -> None:
+        uploads = [self._store.put_bytes(key, body, ctype) for key, body, ctype in objects]
         # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
         results = await asyncio.gather(*uploads, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
