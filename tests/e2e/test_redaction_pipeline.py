@@ -21,6 +21,7 @@ import aiohttp
 import asyncpg
 import nats
 import pytest
+from prometheus_client import REGISTRY
 
 from embedded import demo as demo_servers
 from embedded.nats import NatsServer
@@ -140,6 +141,11 @@ async def _submit(stack: Stack, raw_key: str, **fields: str) -> str:
         return str(body["audio_file_id"])
 
 
+def _redactions(cls: str) -> float:
+    value = REGISTRY.get_sample_value("transcribe_redactions_total", {"class": cls})
+    return value or 0.0
+
+
 def _clean(where: str, text: str) -> None:
     for value in FORBIDDEN:
         assert value not in text, f"{value!r} in {where}"
@@ -181,6 +187,7 @@ async def _stream(settings: Settings) -> list[dict[str, Any]]:
 
 
 async def test_pci_tenant_default_keeps_card_and_cvv_out_of_everything(stack: Stack) -> None:
+    cards_before = _redactions("credit_card")
     raw, key = await _tenant(stack, Policy.parse("pci").spec)
     audio_file_id = await _submit(stack, raw)
 
@@ -191,6 +198,9 @@ async def test_pci_tenant_default_keeps_card_and_cvv_out_of_everything(stack: St
     assert "[CREDIT_CARD]" in data["transcript"] and "[CVV]" in data["transcript"]
     assert "order number is 4 5 7 8 2 and it ships at three thirty" in data["transcript"]
     assert data["redaction"]["counts"] == {"credit_card": 1, "cvv": 1}
+
+    # The metric (the services run in this process, so in this registry).
+    assert _redactions("credit_card") == cards_before + 1
 
     # The status API.
     async with (
