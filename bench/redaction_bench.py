@@ -103,6 +103,31 @@ def speed(snippets: list[dict[str, Any]], rounds: int) -> dict[str, float]:
     return {"chars": chars, "seconds": round(seconds, 3), "chars_per_s": round(chars / seconds)}
 
 
+def audio_speed(rounds: int) -> dict[str, float]:
+    """Redacting audio: the fixture call (WAV) decoded and rewritten with a beep every 2 s."""
+    import tempfile
+    import wave
+
+    from libs.audio.redact import redact_to_wav
+
+    source = REPO_ROOT / "tests" / "fixtures" / "hello_campaign.wav"
+    with wave.open(str(source), "rb") as w:
+        seconds = w.getnframes() / w.getframerate()
+    spans = [(t, t + 0.5) for t in range(0, int(seconds), 2)]
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "out.wav"
+        began = time.perf_counter()
+        for _ in range(rounds):
+            redact_to_wav(source, dest, spans, mode="beep")
+        elapsed = time.perf_counter() - began
+    audio = seconds * rounds
+    return {
+        "audio_seconds": round(audio, 1),
+        "seconds": round(elapsed, 3),
+        "x_realtime": round(audio / elapsed),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=200)
@@ -114,6 +139,7 @@ def main() -> None:
         everything += snippets
         results[name] = score(snippets)
     results["speed"] = speed(everything, args.rounds)
+    results["audio_speed"] = audio_speed(max(1, args.rounds // 4))
     for name in CORPORA:
         print(f"{name}: {results[name]['snippets']} snippets")
         print(f"  {'class':<12} {'recall':>7} {'precision':>9}  expected  FN  FP")
@@ -131,6 +157,10 @@ def main() -> None:
             print(f"  false positive: {fp}")
     s = results["speed"]
     print(f"speed: {s['chars_per_s']:,} chars/s ({s['chars']:,} chars in {s['seconds']} s)")
+    a = results["audio_speed"]
+    print(
+        f"audio: {a['x_realtime']}x real time ({a['audio_seconds']} s of audio in {a['seconds']} s)"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -178,8 +178,14 @@ def _redact_metadata(
     return kept, tuple(sorted(dropped))
 
 
-def redact_transcript(transcript: Transcript, policy: Policy) -> tuple[Transcript, RedactionReport]:
-    """The transcript with every text-bearing field redacted, and the evidence of it."""
+def redact_transcript(
+    transcript: Transcript, policy: Policy, *, timed_segments: bool = True
+) -> tuple[Transcript, RedactionReport]:
+    """The transcript with every text-bearing field redacted, and the evidence of it.
+
+    `timed_segments=False` says the segments' times are not when things were said (an engine
+    that returns text only gets one segment spanning the whole file): spans then come from
+    words or nowhere."""
     if not policy.active:
         return transcript, RedactionReport(policy="")
     text, findings = redact_text(transcript.text, policy)
@@ -196,7 +202,7 @@ def redact_transcript(transcript: Transcript, policy: Policy) -> tuple[Transcrip
     if transcript.words:
         timing = "words"
         spans = [RedactedSpan(cls=f.cls.value, start=s, end=e) for f, s, e in timed["words"]]
-    elif transcript.segments:
+    elif transcript.segments and timed_segments:
         timing = "segments"
         spans = [RedactedSpan(cls=f.cls.value, start=s, end=e) for f, s, e in timed["segments"]]
     else:

@@ -40,8 +40,10 @@ GROUPS: dict[str, frozenset[EntityClass]] = {
 
 Substitution = Literal["entity", "mask", "last4"]
 Keep = Literal["redacted", "both"]
+AudioMode = Literal["none", "beep", "silence"]
 SUBSTITUTIONS: tuple[Substitution, ...] = ("entity", "mask", "last4")
 KEEPS: tuple[Keep, ...] = ("redacted", "both")
+AUDIO_MODES: tuple[AudioMode, ...] = ("none", "beep", "silence")
 
 # Longest accepted value of any redact field: the full list of names fits with room to spare.
 MAX_SPEC_CHARS = 200
@@ -55,6 +57,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     # redacted: the unredacted transcript is never stored or published; both: the original is
     # also stored, under a separate key, flagged.
     keep: Keep = "redacted"
+    # A redacted copy of the audio, each redacted span beeped or silenced (with keep=redacted
+    # it then replaces the original).
+    audio: AudioMode = "none"
 
     @property
     def active(self) -> bool:
@@ -66,7 +71,8 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
         if not self.classes:
             return ""
         names = ",".join(sorted(c.value for c in self.classes))
-        return f"{names};substitution={self.substitution};keep={self.keep}"
+        spec = f"{names};substitution={self.substitution};keep={self.keep}"
+        return spec if self.audio == "none" else f"{spec};audio={self.audio}"
 
     @classmethod
     def from_spec(cls, spec: str) -> Policy:
@@ -79,10 +85,18 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
             names,
             substitution=options.get("substitution", "entity"),
             keep=options.get("keep", "redacted"),
+            audio=options.get("audio", "none"),
         )
 
     @classmethod
-    def parse(cls, names: str, *, substitution: str = "entity", keep: str = "redacted") -> Policy:
+    def parse(
+        cls,
+        names: str,
+        *,
+        substitution: str = "entity",
+        keep: str = "redacted",
+        audio: str = "none",
+    ) -> Policy:
         """Validates caller input; raises InvalidInput (code invalid_redact) naming the bad part (never echoing
         more than a short, printable excerpt of it)."""
         if len(names) > MAX_SPEC_CHARS:
@@ -121,7 +135,18 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidInput(
                 f"redact_keep must be one of {', '.join(KEEPS)}", code="invalid_redact"
             )
-        return cls(classes=frozenset(classes), substitution=substitution, keep=keep)
+        if audio not in AUDIO_MODES:
+            raise InvalidInput(
+                f"redact_audio must be one of {', '.join(AUDIO_MODES)}", code="invalid_redact"
+            )
+        if audio != "none" and not classes:
+            raise InvalidInput("redact_audio needs redact classes", code="invalid_redact")
+        return cls(
+            classes=frozenset(classes),
+            substitution=substitution,
+            keep=keep,
+            audio=audio,
+        )
 
 
 NO_REDACTION = Policy()

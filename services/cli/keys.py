@@ -86,13 +86,16 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 def _policy(args: argparse.Namespace) -> str:
     """The validated policy spec of --redact/--redact-substitution/--redact-keep ('' for none)."""
     if args.redact is None:
-        if args.redact_substitution or args.redact_keep:
-            raise InvalidInput("--redact-substitution and --redact-keep need --redact")
+        if args.redact_substitution or args.redact_keep or args.redact_audio:
+            raise InvalidInput(
+                "--redact-substitution, --redact-keep and --redact-audio need --redact"
+            )
         return ""
     return Policy.parse(
         args.redact,
         substitution=args.redact_substitution or "entity",
         keep=args.redact_keep or "redacted",
+        audio=args.redact_audio or "none",
     ).spec
 
 
@@ -126,6 +129,12 @@ def _redact_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["redacted", "both"],
         help="redacted (default): the original transcript is never stored; both: also kept, "
         "flagged, under .../transcriptions/unredacted/",
+    )
+    parser.add_argument(
+        "--redact-audio",
+        choices=["none", "beep", "silence"],
+        help="also a redacted copy of the audio (<uuid>.redacted.wav); with --redact-keep "
+        "redacted it replaces the original",
     )
 
 

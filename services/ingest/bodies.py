@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from libs.redaction.policy import AudioMode as RedactAudio
 from libs.redaction.policy import Keep as RedactKeep
 from libs.redaction.policy import Substitution as RedactSubstitution
 from services.ingest.submission import DEFAULT_TIMESTAMPS, IDEMPOTENCY_KEY_MAX, Model, Timestamps
@@ -112,6 +113,15 @@ class SubmitFields(msgspec.Struct):
             "redacted: the unredacted transcript is never stored or published; both: the "
             "original is also stored, as JSON, under .../transcriptions/unredacted/ (refused "
             "when the key keeps redacted only). Default: the key's, else redacted"
+        ),
+    ] = UNSET
+    redact_audio: Annotated[
+        RedactAudio | Unset,
+        _field(
+            "beep or silence: a redacted copy of the audio, each redacted span (word "
+            "timestamps, padded 0.15 s) replaced, stored beside the original as "
+            "<uuid>.redacted.wav (16 kHz mono); with redact_keep=redacted it then replaces the "
+            "original. Default: the key's, else none"
         ),
     ] = UNSET
 

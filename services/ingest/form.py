@@ -37,6 +37,7 @@ TEXT_FIELDS = (
     "redact",
     "redact_substitution",
     "redact_keep",
+    "redact_audio",
 )
 MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024

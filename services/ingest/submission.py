@@ -236,12 +236,14 @@ def parse_redact(form: SubmitForm, key: ApiKey) -> str:
     names = form.get("redact")
     substitution = form.get("redact_substitution")
     keep = form.get("redact_keep")
-    if names is None and substitution is None and keep is None:
+    audio = form.get("redact_audio")
+    if names is None and substitution is None and keep is None and audio is None:
         return floor.spec
     asked = Policy.parse(
         names if names is not None else ",".join(c.value for c in floor.classes),
         substitution=substitution or floor.substitution,
         keep=keep or floor.keep,
+        audio=audio or floor.audio,
     )
     if floor.active and not asked.classes:
         raise Forbidden(
@@ -253,12 +255,19 @@ def parse_redact(form: SubmitForm, key: ApiKey) -> str:
             "this key keeps redacted transcripts only (redact_keep=both refused)",
             code="redaction_required",
         )
+    if floor.audio != "none" and asked.audio == "none":
+        raise Forbidden(
+            f"this key redacts the audio ({floor.audio}) on every job", code="redaction_required"
+        )
     if not asked.classes and (substitution is not None or keep is not None):
         raise InvalidInput(
             "redact_substitution and redact_keep need redact classes", code="invalid_redact"
         )
     merged = Policy(
-        classes=asked.classes | floor.classes, substitution=asked.substitution, keep=asked.keep
+        classes=asked.classes | floor.classes,
+        substitution=asked.substitution,
+        keep=asked.keep,
+        audio=asked.audio,
     )
     return merged.spec
 

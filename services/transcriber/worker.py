@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,6 +19,8 @@ import asyncpg
 import msgspec
 import structlog
 
+from libs.audio.decode import UndecodableAudio
+from libs.audio.redact import AudioRedaction, redact_to_wav
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
@@ -26,7 +28,7 @@ from libs.contracts import AudioStored, RedactionSummary, audio_stored_decoder, 
 from libs.db import DatabaseUnavailable
 from libs.errors import InvalidInput
 from libs.jobs import lifecycle as repo
-from libs.layout import transcript_keys, unredacted_transcript_key
+from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED, REDACTIONS
 from libs.redaction import NO_REDACTION, Policy, RedactionReport, redact_transcript
 from libs.transcript import Transcript
@@ -42,6 +44,15 @@ from services.transcriber.engines import (
 from services.transcriber.longaudio import LongAudio, SplitPolicy, needs_splitting
 
 log = structlog.get_logger()
+
+_FILE_CHUNK = 1 << 20
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, _FILE_CHUNK):
+            yield chunk
+
 
 # Dependency outages: retried with backoff, never a failed job.
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
@@ -168,7 +179,13 @@ class Transcriber:
             if policy.active:
                 # Redacted before anything leaves this process: S3, the row, the event, logs.
                 original = transcript
-                transcript, report = redact_transcript(original, policy)
+                shape = engine.output_shape(transcript.model, "word")
+                transcript, report = redact_transcript(
+                    original, policy, timed_segments=shape.segment_timings
+                )
+                if event.timestamps != "word" and transcript.words is not None:
+                    # Words were asked of the engine for the audio's spans only.
+                    transcript = msgspec.structs.replace(transcript, words=None)
                 record = msgspec.to_builtins(report)
                 if policy.keep == "both":
                     original_key = unredacted_transcript_key(
@@ -180,6 +197,8 @@ class Transcriber:
                     policy=report.policy, counts=dict(report.counts), total=report.total
                 )
             await self._upload(transcript, keys)
+            if report is not None and record is not None and policy.audio != "none":
+                record["audio"] = await self._redact_audio(job, policy, report)
             ready = await repo.complete(
                 self._pool,
                 job,
@@ -229,8 +248,9 @@ class Transcriber:
         options = EngineOptions(
             model=event.model if event.model != "offline" else None,
             language=event.language,
+            # Audio redaction needs word timestamps, whatever the job asked to keep.
             timestamps="word"
-            if event.timestamps == "word"
+            if event.timestamps == "word" or policy.audio != "none"
             else "none"
             if event.timestamps == "none"
             else "segment",
@@ -267,6 +287,55 @@ class Transcriber:
         finally:
             audio.unlink(missing_ok=True)
         return transcript
+
+    async def _redact_audio(
+        self, job: repo.ProcessingJob, policy: Policy, report: RedactionReport
+    ) -> dict[str, object]:
+        """A copy of the audio with every redacted span beeped or silenced, beside the
+        original; with keep=redacted it then replaces the original, only once the copy is
+        stored. What happened is returned for the job's redaction record."""
+        mode: AudioRedaction = "silence" if policy.audio == "silence" else "beep"
+        if report.total == 0:
+            return {"status": "nothing_to_redact"}
+        if report.timing == "none":
+            return {
+                "status": "not_redacted",
+                "reason": "the engine returned no timestamps for this model, so the redacted "
+                "values cannot be located in the audio; the original audio is unchanged (use "
+                "whisper-1 or an offline engine for audio redaction)",
+            }
+        spans = [
+            (s.start, s.end) for s in report.spans if s.start is not None and s.end is not None
+        ]
+        key = redacted_audio_key(job.object_key)
+        suffix = "." + job.object_key.rsplit(".", 1)[-1] if "." in job.object_key else ""
+        fd, name = tempfile.mkstemp(prefix="transcribe-", suffix=suffix, dir=self._work_dir)
+        os.close(fd)
+        source = Path(name)
+        redacted = source.with_suffix(".redacted.wav")
+        try:
+            await self._store.download_to(job.object_key, source)
+            try:
+                await asyncio.to_thread(redact_to_wav, source, redacted, spans, mode=mode)
+            except UndecodableAudio as exc:
+                return {"status": "not_redacted", "reason": f"the audio did not decode: {exc}"}
+            await self._store.put_stream(key, _file_chunks(redacted), "audio/wav")
+            replaced = policy.keep == "redacted"
+            if replaced:
+                # The copy is stored (put_stream returned): only now does the original go.
+                await self._store.put_stream(job.object_key, _file_chunks(redacted), "audio/wav")
+        finally:
+            source.unlink(missing_ok=True)
+            redacted.unlink(missing_ok=True)
+        return {
+            "status": "redacted",
+            "key": key,
+            "mode": mode,
+            # words: each value's own time span; segments: the whole segments that said one.
+            "precision": report.timing,
+            "spans": len(spans),
+            "replaced_original": replaced,
+        }
 
     async def _upload(self, transcript: Transcript, keys: object) -> None:
         objects = []

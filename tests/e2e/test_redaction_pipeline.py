@@ -14,18 +14,22 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import closing
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import nats
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
 from embedded import demo as demo_servers
 from embedded.nats import NatsServer
 from libs import apikeys
+from libs.audio.decode import iter_pcm
 from libs.blobstore import S3BlobStore
 from libs.contracts import streams
 from libs.db import create_pool
@@ -268,3 +272,90 @@ async def test_keep_both_stores_the_original_apart_and_flags_it(stack: Stack) ->
     async with S3BlobStore.open(stack.settings.require_s3()) as store:
         original = json.loads(await store.get_bytes(original_key))
     assert original["text"] == CALL
+
+
+def _pcm_of(path: Path) -> np.ndarray:
+    with closing(iter_pcm(path)) as chunks:
+        return np.frombuffer(b"".join(chunks), dtype="<i2")
+
+
+async def _audio_record(stack: Stack, audio_file_id: str) -> dict[str, Any]:
+    record = await stack.pool.fetchval(
+        "SELECT redaction FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
+        uuid.UUID(audio_file_id),
+    )
+    return dict(record)
+
+
+async def test_redacted_audio_beeps_the_card_and_replaces_the_original(
+    stack: Stack, tmp_path: Path
+) -> None:
+    raw, _ = await _tenant(stack, Policy.parse("pci", audio="beep").spec)
+    # Segments only asked for: words are still taken from the engine, for the audio.
+    audio_file_id = await _submit(stack, raw, timestamps="segment")
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    audio_key = delivery["payload"]["data"]["b2_audio_key"]
+    record = await _audio_record(stack, audio_file_id)
+    audio = record["audio"]
+    assert audio["status"] == "redacted" and audio["precision"] == "words"
+    assert audio["key"] == audio_key.removesuffix(".wav") + ".redacted.wav"
+    assert audio["replaced_original"] is True
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        copy = await store.get_bytes(audio["key"])
+        # The original now holds the redacted audio (stored after the copy).
+        assert await store.get_bytes(audio_key) == copy
+        transcript = json.loads(
+            await store.get_bytes(delivery["payload"]["data"]["b2_transcript_json_key"])
+        )
+    assert transcript.get("words") is None  # not asked for, not stored
+    (tmp_path / "copy.wav").write_bytes(copy)
+    redacted = _pcm_of(tmp_path / "copy.wav")
+    original = _pcm_of(FIXTURES / "hello_campaign.wav")
+    assert len(redacted) == len(original)
+    changed = np.flatnonzero(redacted != original)
+    card = next(s for s in record["spans"] if s["cls"] == "credit_card")
+    cvv = next(s for s in record["spans"] if s["cls"] == "cvv")
+    rate = 16_000
+    # Only the (padded) spans changed, and the card's span is a 1 kHz beep.
+    allowed = np.zeros(len(original), dtype=bool)
+    for span in (card, cvv):
+        allowed[max(0, int((span["start"] - 0.2) * rate)) : int((span["end"] + 0.2) * rate)] = True
+    assert changed.size > 0 and allowed[changed].all()
+    middle = redacted[int(card["start"] * rate) : int(card["end"] * rate)].astype(np.float64)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(middle))) * rate / len(middle)
+    assert abs(peak_hz - 1000) < 5
+
+
+async def test_keep_both_leaves_the_original_audio_untouched(stack: Stack) -> None:
+    raw, _ = await _tenant(stack, "")
+    audio_file_id = await _submit(
+        stack, raw, redact="pci", redact_keep="both", redact_audio="silence"
+    )
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    audio = (await _audio_record(stack, audio_file_id))["audio"]
+    assert (audio["status"], audio["mode"], audio["replaced_original"]) == (
+        "redacted",
+        "silence",
+        False,
+    )
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        original = await store.get_bytes(delivery["payload"]["data"]["b2_audio_key"])
+        assert original == (FIXTURES / "hello_campaign.wav").read_bytes()
+        assert await store.exists(audio["key"])
+
+
+async def test_without_timestamps_the_job_says_why_the_audio_was_not_redacted(
+    stack: Stack,
+) -> None:
+    raw, _ = await _tenant(stack, Policy.parse("pci", audio="beep").spec)
+    # gpt-4o models return text only: no word or segment timings.
+    audio_file_id = await _submit(stack, raw, model="gpt-4o-transcribe")
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    _clean("webhook", json.dumps(delivery["payload"]))
+    record = await _audio_record(stack, audio_file_id)
+    assert record["timing"] == "none"
+    assert record["audio"]["status"] == "not_redacted"
+    assert "no timestamps" in record["audio"]["reason"]
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        original = await store.get_bytes(delivery["payload"]["data"]["b2_audio_key"])
+    assert original == (FIXTURES / "hello_campaign.wav").read_bytes()

@@ -256,6 +256,26 @@ def test_segments_give_coarse_times_without_words() -> None:
     assert [(s.start, s.end) for s in report.spans] == [(0.0, float(len(_call().words or ())))]
 
 
+def test_segments_without_their_own_times_give_no_spans() -> None:
+    # An engine that returns text only: one segment spanning the file is not a time span.
+    transcript = msgspec.structs.replace(_call(), words=None)
+    _, report = redact_transcript(transcript, Policy.parse("card"), timed_segments=False)
+    assert report.timing == "none"
+    assert [(s.cls, s.start, s.end) for s in report.spans] == [("credit_card", None, None)]
+
+
+def test_audio_mode_is_part_of_the_policy() -> None:
+    policy = Policy.parse("pci", audio="beep")
+    assert policy.spec.endswith(";audio=beep")
+    assert Policy.from_spec(policy.spec) == policy
+    # Specs from before audio redaction read as audio=none.
+    assert Policy.from_spec("credit_card;substitution=entity;keep=redacted").audio == "none"
+    with pytest.raises(InvalidInput):
+        Policy.parse("pci", audio="loud")
+    with pytest.raises(InvalidInput):
+        Policy.parse("none", audio="beep")
+
+
 def test_text_only_transcript_reports_untimed_spans() -> None:
     transcript = Transcript(
         text="it is 4111 1111 1111 1111", language="en", duration=3.0, model="m", engine="e"

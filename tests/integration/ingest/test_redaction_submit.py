@@ -69,6 +69,18 @@ async def test_key_default_applies_without_fields_and_is_a_floor(api: Api) -> No
         assert len(await api.objects(key.tenant_prefix)) == before
 
 
+async def test_audio_redaction_is_asked_per_job_or_required_by_the_key(api: Api) -> None:
+    raw, _ = await make_key(api.pool)
+    status, body, _ = await api.submit(_upload(redact="pci", redact_audio="silence"), key=raw)
+    assert status == 200, body
+    assert (await _job(api, body["audio_file_id"]))[0].endswith(";audio=silence")
+    raw, _ = await make_key(api.pool, redact=Policy.parse("pci", audio="beep").spec)
+    status, body, _ = await api.submit(_upload(redact_audio="none"), key=raw)
+    assert (status, body["error"]) == (403, "redaction_required")
+    status, body, _ = await api.submit(_upload(redact_audio="loud"), key=raw)
+    assert (status, body["error"]) == (400, "invalid_redact")
+
+
 async def test_without_any_policy_the_job_has_none(api: Api) -> None:
     raw, _ = await make_key(api.pool)
     status, body, _ = await api.submit(_upload(), key=raw)
