@@ -399,6 +399,23 @@ def _phones(text: str, tokens: Sequence[Token], runs: Sequence[NumberRun]) -> li
     return found
 
 
+# -- values already redacted -------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\[(" + "|".join(c.value.upper() for c in EntityClass) + r")\]")
+
+
+def _placeholders(text: str, classes: Collection[EntityClass]) -> list[Finding]:
+    """Entity-name placeholders from an earlier pass (a long recording's saved chunks are
+    redacted before they are stored): found again, so they are counted, timed and substituted
+    like the value they stand for."""
+    found = []
+    for m in _PLACEHOLDER.finditer(text):
+        cls = EntityClass(m.group(1).lower())
+        if cls in classes:
+            found.append(Finding(cls, m.start(), m.end(), ""))
+    return found
+
+
 # -- all together ------------------------------------------------------------------------------
 
 
@@ -408,7 +425,7 @@ def detect(text: str, classes: Collection[EntityClass]) -> list[Finding]:
         return []
     tokens = tokenize(text)
     runs = number_runs(tokens)
-    ordered: list[list[Finding]] = []
+    ordered: list[list[Finding]] = [_placeholders(text, classes)]
     if EntityClass.CREDIT_CARD in classes:
         ordered.append(_cards(runs))
         # The other reading of "thirty oh ...", validated by Luhn like the first.

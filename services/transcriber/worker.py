@@ -97,12 +97,15 @@ class Transcriber:
         )
 
     async def _save_chunk(self, job_id: uuid.UUID, chunk: repo.StoredChunk) -> None:
-        """Saves a chunk for resuming; with a policy, only its redacted transcript. A value
-        said across two chunks is caught when the merged transcript is redacted (each chunk
+        """Saves a chunk for resuming; with a policy, only its redacted transcript, with
+        entity-name placeholders whatever the job's substitution: the merged transcript's
+        redaction finds them again (counts, word times for the audio, final substitution).
+        A value said across two chunks is caught in the merged transcript (each saved chunk
         then holds only part of it)."""
         policy = self._chunk_policies.get(job_id)
         if policy is not None and policy.active:
-            redacted, _ = redact_transcript(chunk.transcript, policy)
+            placeholders = msgspec.structs.replace(policy, substitution="entity")
+            redacted, _ = redact_transcript(chunk.transcript, placeholders)
             chunk = dataclasses.replace(chunk, transcript=redacted)
         await repo.save_chunk(self._pool, job_id, chunk)
 

@@ -309,3 +309,13 @@ def test_clean_transcript_is_unchanged_except_raw_response() -> None:
     assert redacted.text == clean.text and redacted.segments == clean.segments
     assert report.counts == {} and report.spans == ()
     assert redacted.engine_metadata == {"request_id": "r"}
+
+
+def test_placeholders_of_an_earlier_pass_are_found_again() -> None:
+    # A long recording's chunks are saved with [CLASS] placeholders; the merged transcript's
+    # pass counts them, times them and substitutes them as the job asked.
+    text, findings = redact_text(
+        "card [CREDIT_CARD] and mail [EMAIL]", Policy.parse("pci", substitution="mask")
+    )
+    assert text == "card #### and mail [EMAIL]"
+    assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD]
