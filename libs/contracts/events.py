@@ -64,6 +64,10 @@ class RedactionSummary(msgspec.Struct, frozen=True, kw_only=True):
     policy: str
     counts: dict[str, int] = msgspec.field(default_factory=dict)
     total: int = 0
+    # With audio redaction asked for: "redacted", "nothing_to_redact" or "not_redacted" (then
+    # audio_detail says why); None when the policy has no audio redaction.
+    audio: str | None = None
+    audio_detail: str | None = None
 
 
 class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):

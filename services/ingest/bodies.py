@@ -167,6 +167,12 @@ class Redaction(msgspec.Struct):
     ]
     counts: dict[str, int]
     total: int
+    audio: Annotated[
+        Literal["redacted", "nothing_to_redact", "not_redacted"] | Unset,
+        _field("with redact_audio: what happened to the audio (not_redacted: see audio_detail)"),
+    ] = UNSET
+    audio_key: Annotated[str | Unset, _field("the redacted copy of the audio")] = UNSET
+    audio_detail: Annotated[str | Unset, _field("why the audio could not be redacted")] = UNSET
 
 
 class StatusMetadata(msgspec.Struct):

@@ -47,6 +47,13 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
                 "counts": counts,
                 "total": sum(counts.values()),
             }
+            audio = redaction.get("audio")
+            if audio:
+                metadata["redaction"]["audio"] = audio.get("status")
+                if audio.get("key"):
+                    metadata["redaction"]["audio_key"] = audio["key"]
+                if audio.get("reason"):
+                    metadata["redaction"]["audio_detail"] = audio["reason"]
     if public == "failed":
         metadata["error"] = {
             "code": row["error_code"],

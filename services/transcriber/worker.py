@@ -196,12 +196,19 @@ class Transcriber:
                     )
                     await self._put_all([(original_key, render_json(original), "application/json")])
                     record["original_key"] = original_key
-                summary = RedactionSummary(
-                    policy=report.policy, counts=dict(report.counts), total=report.total
-                )
             await self._upload(transcript, keys)
-            if report is not None and record is not None and policy.audio != "none":
-                record["audio"] = await self._redact_audio(job, policy, report)
+            if report is not None and record is not None:
+                audio: dict[str, object] = {}
+                if policy.audio != "none":
+                    audio = await self._redact_audio(job, policy, report)
+                    record["audio"] = audio
+                summary = RedactionSummary(
+                    policy=report.policy,
+                    counts=dict(report.counts),
+                    total=report.total,
+                    audio=str(audio["status"]) if audio else None,
+                    audio_detail=str(audio["reason"]) if "reason" in audio else None,
+                )
             ready = await repo.complete(
                 self._pool,
                 job,

@@ -47,8 +47,10 @@ CALL = (
     "one one one, one one one one, one one one one. And the security code on the back? Seven "
     "three seven. Lovely, your order number is 4 5 7 8 2 and it ships at three thirty."
 )
-# What must appear nowhere: the card and CVV as said, and the card as digits.
-FORBIDDEN = ("four one one one", "one one one one", "seven three", "4111", "737")
+# What must appear nowhere: the card and CVV as said, or as digits (as digits only where they
+# stand alone: ids and timestamps may contain "737" by chance).
+FORBIDDEN = ("four one one one", "one one one one", "seven three")
+FORBIDDEN_DIGITS = re.compile(r"(?<![\w.:-])(4111[\s-]?1111|737)(?![\w])")
 SECRET = "whsec_" + "cmVkYWN0aW9uLXRlc3Qtc2VjcmV0LXJlZGFjdGlvbi10ZXM="
 
 
@@ -153,6 +155,8 @@ def _redactions(cls: str) -> float:
 def _clean(where: str, text: str) -> None:
     for value in FORBIDDEN:
         assert value not in text, f"{value!r} in {where}"
+    found = FORBIDDEN_DIGITS.search(text)
+    assert found is None, f"{found.group()!r} in {where}"
 
 
 async def _every_row(pool: asyncpg.Pool) -> str:
@@ -300,6 +304,7 @@ async def test_redacted_audio_beeps_the_card_and_replaces_the_original(
     assert audio["status"] == "redacted" and audio["precision"] == "words"
     assert audio["key"] == audio_key.removesuffix(".wav") + ".redacted.wav"
     assert audio["replaced_original"] is True
+    assert delivery["payload"]["data"]["redaction"]["audio"] == "redacted"
     async with S3BlobStore.open(stack.settings.require_s3()) as store:
         copy = await store.get_bytes(audio["key"])
         # The original now holds the redacted audio (stored after the copy).
@@ -356,6 +361,17 @@ async def test_without_timestamps_the_job_says_why_the_audio_was_not_redacted(
     assert record["timing"] == "none"
     assert record["audio"]["status"] == "not_redacted"
     assert "no timestamps" in record["audio"]["reason"]
+    # The client is told: in the webhook and in /status.
+    redaction = delivery["payload"]["data"]["redaction"]
+    assert redaction["audio"] == "not_redacted" and "no timestamps" in redaction["audio_detail"]
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(
+            f"{stack.base_url}/api/media/status/{audio_file_id}", headers={"X-API-Key": raw}
+        ) as r,
+    ):
+        status = await r.json()
+    assert status["metadata"]["redaction"]["audio"] == "not_redacted"
     async with S3BlobStore.open(stack.settings.require_s3()) as store:
         original = await store.get_bytes(delivery["payload"]["data"]["b2_audio_key"])
     assert original == (FIXTURES / "hello_campaign.wav").read_bytes()
