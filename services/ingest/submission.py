@@ -86,6 +86,9 @@ class Options:
     # The effective redaction policy (Policy.spec; '' for none): the key's default and the
     # job's own `redact` fields together (see `parse_redact`).
     redact: str = ""
+    # The redact fields as the request sent them, for the fingerprint: a retry of the same
+    # request is the same request even if the key's policy changed in between.
+    redact_asked: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,11 @@ class Submission:
             "model": self.options.model,
             "language": self.options.language,
             "timestamps": self.options.timestamps,
-            **({"redact": self.options.redact} if self.options.redact else {}),
+            **(
+                {"redact": list(self.options.redact_asked)}
+                if any(v is not None for v in self.options.redact_asked)
+                else {}
+            ),
             "phone": self.fallbacks.phone,
             "campaign": self.fallbacks.campaign,
             "campaign_id": self.fallbacks.campaign_id,
@@ -228,6 +235,9 @@ def choose_prefix(requested: str | None, key: ApiKey) -> str:
     return prefix
 
 
+REDACT_FIELDS = ("redact", "redact_substitution", "redact_keep", "redact_audio")
+
+
 def parse_redact(form: SubmitForm, key: ApiKey) -> str:
     """The job's redaction policy. The key's default (its tenant's) is a floor: a job may add
     classes and choose its substitution, but never drop a class the key redacts nor keep the
@@ -287,5 +297,9 @@ def parse_options(form: SubmitForm, key: ApiKey) -> Options:
             f"timestamps must be one of {sorted(TIMESTAMPS)}", code="invalid_timestamps"
         )
     return Options(
-        model=model, language=language, timestamps=timestamps, redact=parse_redact(form, key)
+        model=model,
+        language=language,
+        timestamps=timestamps,
+        redact=parse_redact(form, key),
+        redact_asked=tuple(form.get(name) for name in REDACT_FIELDS),
     )

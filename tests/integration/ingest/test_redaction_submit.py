@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from libs import apikeys
 from libs.redaction import Policy
 from tests.integration.ingest.conftest import WAV, Api, make_key
 
@@ -123,3 +124,20 @@ async def test_non_utf8_redact_is_400(api: Api) -> None:
     )
     assert status == 400, body
     assert await api.rows(key.tenant_prefix) == []
+
+
+async def test_idempotent_retries_survive_a_policy_change_but_not_other_redact_fields(
+    api: Api,
+) -> None:
+    raw, key = await make_key(api.pool)
+    headers = {"Idempotency-Key": f"idem-{uuid.uuid4().hex}"}
+    status, first, _ = await api.submit(_upload(redact="pci"), key=raw, headers=headers)
+    assert status == 200, first
+    # The operator switches on a tenant default in between: the retry is the same request.
+    async with api.pool.acquire() as conn:
+        assert await apikeys.set_redact(conn, key.id, Policy.parse("pii").spec)
+    status, again, _ = await api.submit(_upload(redact="pci"), key=raw, headers=headers)
+    assert (status, again["audio_file_id"]) == (200, first["audio_file_id"])
+    # The same key with other redact fields is another request.
+    status, body, _ = await api.submit(_upload(redact="pci,email"), key=raw, headers=headers)
+    assert (status, body["error"]) == (422, "idempotency_key_reused")
