@@ -67,6 +67,8 @@ def test_redaction_fields_round_trip() -> None:
         "policy": "credit_card;substitution=entity;keep=redacted",
         "counts": {"credit_card": 2},
         "total": 2,
+        "audio": None,
+        "audio_detail": None,
     }
 
 
