@@ -25,28 +25,29 @@ SELECT_ACTIVE_BY_HASH = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
        webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
        audio_ttl_seconds, transcript_ttl_seconds,
-       channel_roles
+       channel_roles, redact
 FROM media_pipeline.api_keys WHERE key_hash = $1 AND revoked_at IS NULL
 """
 SELECT_BY_ID = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
        webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
        audio_ttl_seconds, transcript_ttl_seconds,
-       channel_roles
+       channel_roles, redact
 FROM media_pipeline.api_keys WHERE id = $1
 """
 LIST_KEYS = """
 SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
        webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
        audio_ttl_seconds, transcript_ttl_seconds,
-       channel_roles
+       channel_roles, redact
 FROM media_pipeline.api_keys ORDER BY created_at
 """
 INSERT_KEY = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
-     rate_limit_per_minute, audio_ttl_seconds, transcript_ttl_seconds, channel_roles)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     rate_limit_per_minute, audio_ttl_seconds, transcript_ttl_seconds, channel_roles,
+     redact)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 """
 # NULL keeps forever. Applies to jobs submitted afterwards (their expiry is set at submit).
 SET_RETENTION = """
@@ -57,6 +58,11 @@ RETURNING id
 # A key's channel -> role map (NULL: the default agent, customer).
 SET_CHANNEL_ROLES = """
 UPDATE media_pipeline.api_keys SET channel_roles = $2
+WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL RETURNING id
+"""
+# The tenant's default redaction policy (a Policy.spec; '' for none), by key id or hint.
+SET_REDACT = """
+UPDATE media_pipeline.api_keys SET redact = $2
 WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL RETURNING id
 """
 UPSERT_BOOTSTRAP = """
@@ -122,6 +128,8 @@ class ApiKey:
     transcript_ttl_seconds: int | None = None
     # The role of channel k for this key's (tenant's) jobs; None: agent, customer.
     channel_roles: tuple[str, ...] | None = None
+    # The tenant's default redaction policy (libs.redaction.Policy.spec; '' for none).
+    redact: str = ""
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ApiKey:
@@ -141,6 +149,7 @@ class ApiKey:
             audio_ttl_seconds=row["audio_ttl_seconds"],
             transcript_ttl_seconds=row["transcript_ttl_seconds"],
             channel_roles=None if row["channel_roles"] is None else tuple(row["channel_roles"]),
+            redact=row["redact"],
         )
 
     @property
@@ -237,6 +246,7 @@ async def create(
     audio_ttl_seconds: int | None = None,
     transcript_ttl_seconds: int | None = None,
     channel_roles: str | None = None,
+    redact: str = "",
 ) -> tuple[str, ApiKey]:
     """Create a key; returns the raw key (shown once, never stored) and its record.
 
@@ -248,7 +258,8 @@ async def create(
 
     Raises InvalidKeySettings for a missing prefix (without `unscoped`), a prefix given together
     with `unscoped`, a prefix that is not a safe object-key prefix (no '..', no leading '/',
-    safe characters), a non-positive rate limit or a malformed webhook secret. The caller checks
+    safe characters), a non-positive rate limit or a malformed webhook secret. `redact` is a
+    policy the caller validated (libs.redaction.Policy.spec). The caller checks
     the webhook URL against its SSRF policy (libs.webhooks.admin.checked_url); here only its
     scheme is checked."""
     try:
@@ -288,6 +299,7 @@ async def create(
         audio_ttl_seconds,
         transcript_ttl_seconds,
         None if roles is None else list(roles),
+        redact,
     )
     record = await get(conn, str(key_id))
     assert record is not None
@@ -316,6 +328,12 @@ async def set_channel_roles(
         SET_CHANNEL_ROLES, key_id_or_hint, None if roles is None else list(roles)
     )
     return updated is not None
+
+
+async def set_redact(conn: asyncpg.Connection, key_id_or_hint: str, redact: str) -> bool:
+    """Set an active key's default redaction policy (a validated Policy.spec; '' for none).
+    Jobs submitted from then on get it; jobs already submitted keep the policy they have."""
+    return await conn.fetchval(SET_REDACT, key_id_or_hint, redact) is not None
 
 
 async def revoke(conn: asyncpg.Connection, key_id_or_hint: str) -> bool:

@@ -54,6 +54,9 @@ class AudioStored(Event, frozen=True, kw_only=True, tag="audio.stored"):
     multichannel: str = "false"
     # Role of channel k (e.g. ["agent", "customer"]); None: the transcriber's default.
     channel_roles: list[str] | None = None
+    # The job's redaction policy (libs.redaction.Policy.spec); '' (and every older event): none.
+    # The job row is the authority; this copy lets a replay be read without the database.
+    redact: str = ""
 
 
 class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +64,18 @@ class TranscriptKeys(msgspec.Struct, frozen=True, kw_only=True):
     txt: str
     srt: str | None = None
     vtt: str | None = None
+
+
+class RedactionSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What a redacted transcript had removed: the policy and counts per class, never values."""
+
+    policy: str
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    total: int = 0
+    # With audio redaction asked for: "redacted", "nothing_to_redact" or "not_redacted" (then
+    # audio_detail says why); None when the policy has no audio redaction.
+    audio: str | None = None
+    audio_detail: str | None = None
 
 
 class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
@@ -76,6 +91,8 @@ class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
     # A conversation's speakers and metrics (libs.transcript Conversation as JSON): the
     # `conversation` of the transcription.completed webhook. None for a single voice.
     conversation: dict[str, Any] | None = None
+    # Set when the job had a redaction policy (then every key above holds redacted text).
+    redaction: RedactionSummary | None = None
 
 
 class TranscriptionFailed(Event, frozen=True, kw_only=True, tag="transcript.failed"):

@@ -37,7 +37,7 @@ from libs import outbox
 from libs.blobstore import BlobStoreRefused, BlobStoreUnavailable
 from libs.contracts import TranscriptionDeleted, new_event_id, subjects, utcnow
 from libs.deadletters import records as dead_letters
-from libs.layout import transcript_keys
+from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
 from libs.metrics import DELETIONS, DELETIONS_FINISHED
 from libs.webhooks import queue as webhooks
 
@@ -170,10 +170,16 @@ class Deletion:
         )
 
 
+def audio_keys(audio_object_key: str) -> list[str]:
+    """The job's audio and the redacted copy redaction may have stored beside it."""
+    return [audio_object_key, redacted_audio_key(audio_object_key)]
+
+
 def _object_keys(job: asyncpg.Record) -> list[str]:
-    """Every object the job may have stored: its audio, the transcripts it has, and those the
-    layout would give it (a transcriber still running may upload them later)."""
-    keys = [job["b2_object_key"]]
+    """Every object the job may have stored: its audio (and redacted copy), the transcripts it
+    has, and those the layout would give it (a transcriber still running may upload them
+    later), the unredacted original of a `keep=both` redaction included."""
+    keys = audio_keys(job["b2_object_key"])
     keys += [
         job[f"b2_transcript_{fmt}_key"]
         for fmt in ("json", "txt", "srt", "vtt")
@@ -183,6 +189,11 @@ def _object_keys(job: asyncpg.Record) -> list[str]:
         job["b2_object_key"], campaign=job["campaign_name"], prefix=job["transcript_prefix"]
     )
     keys += [k for k in (planned.json, planned.txt, planned.srt, planned.vtt) if k]
+    keys.append(
+        unredacted_transcript_key(
+            job["b2_object_key"], campaign=job["campaign_name"], prefix=job["transcript_prefix"]
+        )
+    )
     return list(dict.fromkeys(keys))
 
 

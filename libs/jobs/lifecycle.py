@@ -14,6 +14,7 @@ import msgspec
 from libs import outbox
 from libs.contracts import (
     AudioStored,
+    RedactionSummary,
     TranscriptionFailed,
     TranscriptKeys,
     TranscriptReady,
@@ -26,7 +27,7 @@ from libs.transcript import Transcript
 
 LOAD_JOB = """
 SELECT a.id, a.tenant_prefix, a.campaign_name, a.recording_id, a.b2_object_key, a.status,
-       a.attempts, a.trace_id, a.transcript_prefix,
+       a.attempts, a.trace_id, a.transcript_prefix, a.redact,
        (t.audio_file_id IS NOT NULL) AS has_transcript,
        f.status AS failure_status,
        GREATEST(EXTRACT(EPOCH FROM f.cooldown_until - now()), 0)::float8 AS cooldown_left
@@ -53,8 +54,8 @@ WITH done AS (
     INSERT INTO media_pipeline.transcriptions (
         audio_file_id, status, model, engine, language, duration_seconds, text, word_count,
         b2_transcript_json_key, b2_transcript_txt_key, b2_transcript_srt_key,
-        b2_transcript_vtt_key, metadata, raw_response)
-    SELECT id, 'completed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM done
+        b2_transcript_vtt_key, metadata, raw_response, redaction)
+    SELECT id, 'completed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $19 FROM done
     ON CONFLICT (audio_file_id) DO UPDATE SET
         status = 'completed', model = EXCLUDED.model, engine = EXCLUDED.engine,
         language = EXCLUDED.language, duration_seconds = EXCLUDED.duration_seconds,
@@ -63,7 +64,8 @@ WITH done AS (
         b2_transcript_txt_key = EXCLUDED.b2_transcript_txt_key,
         b2_transcript_srt_key = EXCLUDED.b2_transcript_srt_key,
         b2_transcript_vtt_key = EXCLUDED.b2_transcript_vtt_key,
-        metadata = EXCLUDED.metadata, raw_response = EXCLUDED.raw_response, updated_at = now()
+        metadata = EXCLUDED.metadata, raw_response = EXCLUDED.raw_response,
+        redaction = EXCLUDED.redaction, updated_at = now()
     RETURNING 1
 ), cleared AS (
     DELETE FROM media_pipeline.transcription_failures
@@ -133,6 +135,8 @@ class ProcessingJob:
     cooldown_left: float = 0.0
     # '' for the reference transcript layout, else the prefix transcripts go under (libs/layout).
     transcript_prefix: str = ""
+    # The job's redaction policy (libs.redaction.Policy.spec; '' for none).
+    redact: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,7 @@ async def load_job(pool: asyncpg.Pool, audio_file_id: str) -> ProcessingJob | No
         trace_id=row["trace_id"],
         cooldown_left=float(row["cooldown_left"] or 0.0),
         transcript_prefix=row["transcript_prefix"],
+        redact=row["redact"],
     )
 
 
@@ -216,8 +221,14 @@ async def complete(
     force: bool,
     trace_id: str | None,
     store_raw_response: bool = True,
+    redaction: dict[str, Any] | None = None,
+    summary: RedactionSummary | None = None,
 ) -> TranscriptReady | None:
-    """Upsert the transcription and announce it; None when another worker already completed it."""
+    """Upsert the transcription and announce it; None when another worker already completed it.
+
+    With a redaction policy the caller passes the redacted transcript, the redaction record
+    (`redaction`: class, counts, spans; stored in `transcriptions.redaction`) and its summary
+    for the event."""
     metadata: dict[str, Any] = msgspec.to_builtins(transcript.engine_metadata)
     raw = metadata.pop("raw_response", None) if store_raw_response else None
     metadata.pop("raw_response", None)
@@ -242,6 +253,7 @@ async def complete(
         word_count=transcript.word_count,
         recording_id=job.recording_id,
         conversation=conversation,
+        redaction=summary,
     )
     written = await pool.fetchval(
         COMPLETE_WITH_EVENT,
@@ -260,6 +272,7 @@ async def complete(
         metadata,
         raw,
         *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
+        redaction,
     )
     if written == 0:
         # Completed elsewhere, or deleted meanwhile: then the transcripts just uploaded must go

@@ -18,7 +18,7 @@ a.id, a.api_key_id, a.tenant_prefix, a.phone, a.campaign_name, a.campaign_id, a.
 a.recording_id, a.url, a.bucket, a.b2_object_key, a.content_type, a.size_bytes, a.sha256,
 a.callback_url, a.model, a.language, a.timestamps, a.status, a.attempts, a.last_error,
 a.trace_id, a.created_at, a.updated_at, a.idempotency_key, a.request_sha256, a.transcript_prefix,
-a.prompt, a.multichannel, a.channel_roles
+a.prompt, a.multichannel, a.channel_roles, a.redact
 """
 LOAD = "SELECT" + JOB_COLUMNS + "FROM media_pipeline.audio_files a WHERE a.id = $1"
 LOAD_FOR_UPDATE = LOAD + " FOR UPDATE"
@@ -63,6 +63,8 @@ class Job:
     # "auto" | "true" | "false" (migration 0011); the role of channel k, None for the key's map.
     multichannel: str = "false"
     channel_roles: tuple[str, ...] | None = None
+    # The job's redaction policy (libs.redaction.Policy.spec; '' for none), chosen at submit.
+    redact: str = ""
 
     @property
     def finished(self) -> bool:
@@ -101,6 +103,7 @@ class Job:
             prompt=row["prompt"],
             multichannel=row["multichannel"],
             channel_roles=None if row["channel_roles"] is None else tuple(row["channel_roles"]),
+            redact=row["redact"],
         )
 
 
@@ -141,6 +144,8 @@ class StoredAudio(Protocol):
     def multichannel(self) -> str: ...
     @property
     def channel_roles(self) -> tuple[str, ...] | None: ...
+    @property
+    def redact(self) -> str: ...
 
 
 def audio_stored_event(
@@ -168,6 +173,7 @@ def audio_stored_event(
         force=force,
         multichannel=job.multichannel,
         channel_roles=None if job.channel_roles is None else list(job.channel_roles),
+        redact=job.redact,
     )
 
 

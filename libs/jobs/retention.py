@@ -89,7 +89,7 @@ async def expire_audio(pool: asyncpg.Pool, store: deletion.ObjectDeleter, *, lim
                 row["id"],
                 RETENTION_BY,
                 "audio_retention",
-                [row["b2_object_key"]],
+                deletion.audio_keys(row["b2_object_key"]),
                 deletion.INLINE_LEASE_SECONDS,
             )
     await asyncio.gather(*(deletion.finish(pool, store, row["id"]) for row in rows))

@@ -25,15 +25,15 @@ WITH released AS (
         url, url_sha1, idempotency_key, started, stopped, bucket, b2_object_key, content_type,
         size_bytes, sha256, source_table, source_row_id, callback_url, model, language,
         timestamps, trace_id, transcript_prefix, request_sha256, prompt, multichannel,
-        channel_roles, audio_expires_at, transcript_expires_at)
+        channel_roles, redact, audio_expires_at, transcript_expires_at)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-           $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
-           now() + make_interval(secs => $35::float8), now() + make_interval(secs => $36::float8)
+           $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31,
+           now() + make_interval(secs => $36::float8), now() + make_interval(secs => $37::float8)
     WHERE EXISTS (SELECT 1 FROM released)
     RETURNING id
 ), event AS (
     INSERT INTO media_pipeline.outbox (event_id, subject, payload, headers)
-    SELECT $31, $32, $33, $34 FROM job
+    SELECT $32, $33, $34, $35 FROM job
     RETURNING 1
 )
 SELECT count(*) FROM event
@@ -88,6 +88,7 @@ class NewJob:
     # The role of channel k as the job will use it (the job's own map, else its key's); None
     # leaves the transcriber's default.
     channel_roles: tuple[str, ...] | None = None
+    redact: str = ""
 
 
 async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> None:
@@ -128,6 +129,7 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
         job.prompt,
         job.multichannel,
         None if job.channel_roles is None else list(job.channel_roles),
+        job.redact,
         *outbox.event_row(event, subjects.audio_stored(job.tenant_prefix)),
         job.audio_ttl_seconds,
         job.transcript_ttl_seconds,

@@ -15,7 +15,7 @@ SELECT a.id, a.status, a.recording_id, a.phone, a.campaign_name, a.company, a.te
        a.b2_object_key, a.url, a.created_at, a.updated_at, a.attempts, a.last_error,
        t.text, t.model, t.engine, t.language, t.duration_seconds, t.word_count,
        t.b2_transcript_json_key, t.b2_transcript_txt_key, t.b2_transcript_srt_key,
-       t.b2_transcript_vtt_key, t.created_at AS completed_at,
+       t.b2_transcript_vtt_key, t.created_at AS completed_at, t.redaction,
        t.metadata->'conversation' AS conversation,
        f.status AS failure_status, f.error_code, f.error AS failure_error, f.attempts AS failure_attempts,
        a.deleted_at, a.deleted_by, a.audio_expires_at, a.transcript_expires_at, a.audio_removed_at,

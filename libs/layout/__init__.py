@@ -8,6 +8,10 @@
   tenants never share a transcript path (chosen at submit, stored as
   `audio_files.transcript_prefix`).
 
+- redaction (issue #14): the original transcript of a `keep=both` job under
+  `.../transcriptions/unredacted/<rest>.json`; redacted audio beside the original as
+  `<uuid>.redacted.wav`.
+
 Every key must fit S3's limit of 1024 bytes (UTF-8); `oversized` tells which would not.
 """
 
@@ -83,6 +87,24 @@ def transcript_keys(audio_object_key: str, *, campaign: str, prefix: str = "") -
         srt=transcript_key(audio_object_key, "srt", campaign=campaign, prefix=prefix),
         vtt=transcript_key(audio_object_key, "vtt", campaign=campaign, prefix=prefix),
     )
+
+
+def unredacted_transcript_key(audio_object_key: str, *, campaign: str, prefix: str = "") -> str:
+    """Where a redacting job with `keep=both` stores the original transcript (JSON only):
+    `[<prefix>/]<campaign>/transcriptions/unredacted/<rest>.json`, outside the per-format
+    folders that readers of redacted transcripts list."""
+    key = transcript_key(audio_object_key, "json", campaign=campaign, prefix=prefix)
+    head, marker, tail = key.rpartition("/transcriptions/json/")
+    return f"{head}/transcriptions/unredacted/{tail}" if marker else f"unredacted/{key}"
+
+
+def redacted_audio_key(audio_object_key: str) -> str:
+    """Where the redacted copy of a job's audio goes: beside the original, `.redacted` before
+    the extension (`.../<uuid>.redacted.wav`)."""
+    head, dot, ext = audio_object_key.rpartition(".")
+    if not dot or "/" in ext:
+        return f"{audio_object_key}.redacted"
+    return f"{head}.redacted.wav"
 
 
 def oversized(keys: list[str | None]) -> list[str]:

@@ -59,3 +59,8 @@ RETENTION_LAG = Gauge(
     "transcribe_retention_lag_seconds",
     "How far behind retention is: age of the oldest expiry not yet carried out (0: none)",
 )
+REDACTIONS = Counter(
+    "transcribe_redactions_total",
+    "Values redacted from transcripts, by entity class (counts only, never values)",
+    ["class"],
+)

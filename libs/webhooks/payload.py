@@ -57,6 +57,9 @@ def completed_body(
     if event.conversation is not None:
         # Who spoke and how: the speakers with their roles and the conversation metrics.
         data["conversation"] = event.conversation
+    if event.redaction is not None:
+        # The transcript above is the redacted one; these are counts, never values.
+        data["redaction"] = msgspec.to_builtins(event.redaction)
     return msgspec.json.encode({"type": COMPLETED, "timestamp": event.occurred_at, "data": data})
 
 

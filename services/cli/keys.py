@@ -17,6 +17,7 @@ import asyncpg
 
 from libs import apikeys, params
 from libs.errors import InvalidInput
+from libs.redaction import Policy
 from libs.settings import Settings
 from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, parse_roles
 from libs.webhooks import admin
@@ -39,6 +40,7 @@ def _key_json(key: apikeys.ApiKey) -> dict[str, Any]:
         "created_at": key.created_at.isoformat(),
         "revoked": key.revoked_at is not None,
         "channel_roles": list(key.channel_roles or DEFAULT_CHANNEL_ROLES),
+        "redact": key.redact,
     }
 
 
@@ -64,6 +66,12 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             print(f"cannot create the key: {exc.detail}", file=sys.stderr)
             return 2
 
+    try:
+        redact = _policy(args)
+    except InvalidInput as exc:
+        print(f"cannot create the key: {exc.detail}", file=sys.stderr)
+        return 2
+
     async def go(conn: asyncpg.Connection) -> tuple[str, apikeys.ApiKey]:
         return await apikeys.create(
             conn,
@@ -76,6 +84,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
             audio_ttl_seconds=audio_ttl,
             transcript_ttl_seconds=transcript_ttl,
             channel_roles=args.channel_roles,
+            redact=redact,
         )
 
     try:
@@ -92,6 +101,61 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _policy(args: argparse.Namespace) -> str:
+    """The validated policy spec of --redact/--redact-substitution/--redact-keep ('' for none)."""
+    if args.redact is None:
+        if args.redact_substitution or args.redact_keep or args.redact_audio:
+            raise InvalidInput(
+                "--redact-substitution, --redact-keep and --redact-audio need --redact"
+            )
+        return ""
+    return Policy.parse(
+        args.redact,
+        substitution=args.redact_substitution or "entity",
+        keep=args.redact_keep or "redacted",
+        audio=args.redact_audio or "none",
+    ).spec
+
+
+def cmd_keys_redact(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_embedded_stack(settings)
+    try:
+        redact = _policy(args)
+    except InvalidInput as exc:
+        print(f"cannot set the policy: {exc.detail}", file=sys.stderr)
+        return 2
+
+    async def go(conn: asyncpg.Connection) -> bool:
+        return await apikeys.set_redact(conn, args.key, redact)
+
+    if asyncio.run(with_conn(settings, go)):
+        print(json.dumps({"key": args.key, "redact": redact}))
+        return 0
+    print("no active key with that id or hint", file=sys.stderr)
+    return 1
+
+
+def _redact_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redact",
+        help="tenant default redaction, the floor of every job: pci, pii, none or classes "
+        "(credit_card, cvv, expiry, ssn, email, phone, dob), comma-separated",
+    )
+    parser.add_argument("--redact-substitution", choices=["entity", "mask", "last4"])
+    parser.add_argument(
+        "--redact-keep",
+        choices=["redacted", "both"],
+        help="redacted (default): the original transcript is never stored; both: also kept, "
+        "flagged, under .../transcriptions/unredacted/",
+    )
+    parser.add_argument(
+        "--redact-audio",
+        choices=["none", "beep", "silence"],
+        help="also a redacted copy of the audio (<uuid>.redacted.wav); with --redact-keep "
+        "redacted it replaces the original",
+    )
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,7 +271,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="role of channel 0, 1, ... of this key's multichannel calls, e.g. customer,agent "
         "(default agent,customer); a job's channel_roles overrides it",
     )
+    _redact_arguments(kc)
     kc.set_defaults(fn=cmd_keys_create)
+    kd = ksub.add_parser(
+        "redact", help="set a key's default redaction policy (jobs submitted from now on)"
+    )
+    kd.add_argument("key", help="key id or hint")
+    _redact_arguments(kd)
+    kd.set_defaults(fn=cmd_keys_redact)
     ksub.add_parser("list", help="list keys (never the keys themselves)").set_defaults(
         fn=cmd_keys_list
     )

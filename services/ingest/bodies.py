@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+from libs.redaction.policy import AudioMode as RedactAudio
+from libs.redaction.policy import Keep as RedactKeep
+from libs.redaction.policy import Substitution as RedactSubstitution
 from libs.transcript import Conversation
 from services.ingest.submission import (
     DEFAULT_MULTICHANNEL,
@@ -144,6 +147,40 @@ class SubmitFields(msgspec.Struct):
             "submission (7d, 36h, 90m or seconds); only shorter than the key's transcript TTL"
         ),
     ] = UNSET
+    redact: Annotated[
+        str | Unset,
+        _field(
+            "PCI/PII redaction (README: Redaction): comma-separated classes credit_card, cvv, "
+            "expiry, ssn, email, phone, dob, or the groups pci (credit_card, cvv, expiry) and "
+            "pii (all); or none. Default: the key's policy, which is also a floor (a job adds "
+            "classes, never drops one: 403 redaction_required). Unknown names: 400 "
+            "invalid_redact"
+        ),
+    ] = UNSET
+    redact_substitution: Annotated[
+        RedactSubstitution | Unset,
+        _field(
+            "entity: [CREDIT_CARD]; mask: digits as '#' (cards grouped by four); last4: cards "
+            "keep their last four digits. Default: the key's, else entity"
+        ),
+    ] = UNSET
+    redact_keep: Annotated[
+        RedactKeep | Unset,
+        _field(
+            "redacted: the unredacted transcript is never stored or published; both: the "
+            "original is also stored, as JSON, under .../transcriptions/unredacted/ (refused "
+            "when the key keeps redacted only). Default: the key's, else redacted"
+        ),
+    ] = UNSET
+    redact_audio: Annotated[
+        RedactAudio | Unset,
+        _field(
+            "beep or silence: a redacted copy of the audio, each redacted span (word "
+            "timestamps, padded 0.15 s) replaced, stored beside the original as "
+            "<uuid>.redacted.wav (16 kHz mono); with redact_keep=redacted it then replaces the "
+            "original. Default: the key's, else none"
+        ),
+    ] = UNSET
 
 
 class Accepted(msgspec.Struct):
@@ -188,6 +225,23 @@ class Progress(msgspec.Struct):
     chunk: Annotated[int | Unset, _field("chunks of the recording transcribed so far")] = UNSET
     chunks: Annotated[int | Unset, _field("chunks the recording was split into")] = UNSET
     channel: int | Unset = UNSET
+
+
+class Redaction(msgspec.Struct):
+    """What was redacted from a completed job's transcripts: counts per class, never values."""
+
+    policy: Annotated[
+        str,
+        _field("canonical policy, e.g. credit_card,cvv,expiry;substitution=entity;keep=redacted"),
+    ]
+    counts: dict[str, int]
+    total: int
+    audio: Annotated[
+        Literal["redacted", "nothing_to_redact", "not_redacted"] | Unset,
+        _field("with redact_audio: what happened to the audio (not_redacted: see audio_detail)"),
+    ] = UNSET
+    audio_key: Annotated[str | Unset, _field("the redacted copy of the audio")] = UNSET
+    audio_detail: Annotated[str | Unset, _field("why the audio could not be redacted")] = UNSET
 
 
 class StatusMetadata(msgspec.Struct):
@@ -241,6 +295,7 @@ class StatusMetadata(msgspec.Struct):
         str | Unset | None,
         _field("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),
     ] = UNSET
+    redaction: Redaction | Unset | None = UNSET
 
 
 class Status(msgspec.Struct):

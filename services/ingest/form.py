@@ -39,6 +39,10 @@ TEXT_FIELDS = (
     "transcript_ttl",
     "multichannel",
     "channel_roles",
+    "redact",
+    "redact_substitution",
+    "redact_keep",
+    "redact_audio",
 )
 MAX_FIELD_BYTES = edge.MAX_FIELD_CHARS
 _CHUNK = 256 * 1024

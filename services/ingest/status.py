@@ -47,6 +47,22 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
         )
         if row["conversation"] is not None:
             metadata["conversation"] = row["conversation"]
+        redaction = row["redaction"]
+        if redaction is not None:
+            # The stored record has time spans too; the status shows the counts.
+            counts = redaction.get("counts", {})
+            metadata["redaction"] = {
+                "policy": redaction.get("policy", ""),
+                "counts": counts,
+                "total": sum(counts.values()),
+            }
+            audio = redaction.get("audio")
+            if audio:
+                metadata["redaction"]["audio"] = audio.get("status")
+                if audio.get("key"):
+                    metadata["redaction"]["audio_key"] = audio["key"]
+                if audio.get("reason"):
+                    metadata["redaction"]["audio_detail"] = audio["reason"]
     if public == "deleted":
         # The tombstone: ids and timestamps stay, the personal content is gone.
         metadata.update(

@@ -6,8 +6,8 @@ stored text (`field_too_long`, naming the field: a value that cannot be stored i
 never by Postgres or S3 later), exactly one source
 (`empty_recording_id`, `exactly_one_source`), the `b2_prefix` (`invalid_b2_prefix`,
 `prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`,
-`invalid_multichannel`, `invalid_channel_roles`),
-the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
+`invalid_prompt`, `invalid_multichannel`, `invalid_channel_roles`, `invalid_redact`,
+`redaction_required`), the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
 (`invalid_idempotency_key`).
 """
 
@@ -23,6 +23,7 @@ from libs import params
 from libs.apikeys import ApiKey
 from libs.errors import Forbidden, InvalidInput
 from libs.layout import InvalidPrefix, validate_prefix
+from libs.redaction import Policy
 from libs.transcript.conversation import parse_roles
 from services.ingest.form import SubmitForm, Upload
 
@@ -100,6 +101,12 @@ class Options:
     multichannel: str = DEFAULT_MULTICHANNEL
     # The role of channel k; None: the key's map (else the transcriber's default).
     channel_roles: tuple[str, ...] | None = None
+    # The effective redaction policy (Policy.spec; '' for none): the key's default and the
+    # job's own `redact` fields together (see `parse_redact`).
+    redact: str = ""
+    # The redact fields as the request sent them, for the fingerprint: a retry of the same
+    # request is the same request even if the key's policy changed in between.
+    redact_asked: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +177,11 @@ class Submission:
             "model": self.options.model,
             "language": self.options.language,
             "timestamps": self.options.timestamps,
+            **(
+                {"redact": list(self.options.redact_asked)}
+                if any(v is not None for v in self.options.redact_asked)
+                else {}
+            ),
             "phone": self.fallbacks.phone,
             "campaign": self.fallbacks.campaign,
             "campaign_id": self.fallbacks.campaign_id,
@@ -199,7 +211,7 @@ class Submission:
         check_lengths(form)
         source = parse_source(form)
         prefix = choose_prefix(form.get("b2_prefix"), key)
-        options = parse_options(form)
+        options = parse_options(form, key)
         callback_url = form.get("callback_url")
         if callback_url is not None:
             validate_callback(callback_url)
@@ -275,7 +287,54 @@ def choose_prefix(requested: str | None, key: ApiKey) -> str:
     return prefix
 
 
-def parse_options(form: SubmitForm) -> Options:
+REDACT_FIELDS = ("redact", "redact_substitution", "redact_keep", "redact_audio")
+
+
+def parse_redact(form: SubmitForm, key: ApiKey) -> str:
+    """The job's redaction policy. The key's default (its tenant's) is a floor: a job may add
+    classes and choose its substitution, but never drop a class the key redacts nor keep the
+    original (`redact_keep=both`) when the key keeps the redacted transcript only."""
+    floor = Policy.from_spec(key.redact)
+    names = form.get("redact")
+    substitution = form.get("redact_substitution")
+    keep = form.get("redact_keep")
+    audio = form.get("redact_audio")
+    if names is None and substitution is None and keep is None and audio is None:
+        return floor.spec
+    asked = Policy.parse(
+        names if names is not None else ",".join(c.value for c in floor.classes),
+        substitution=substitution or floor.substitution,
+        keep=keep or floor.keep,
+        audio=audio or floor.audio,
+    )
+    if floor.active and not asked.classes:
+        raise Forbidden(
+            f"this key redacts {', '.join(sorted(c.value for c in floor.classes))} on every job",
+            code="redaction_required",
+        )
+    if floor.active and floor.keep == "redacted" and asked.keep == "both":
+        raise Forbidden(
+            "this key keeps redacted transcripts only (redact_keep=both refused)",
+            code="redaction_required",
+        )
+    if floor.audio != "none" and asked.audio == "none":
+        raise Forbidden(
+            f"this key redacts the audio ({floor.audio}) on every job", code="redaction_required"
+        )
+    if not asked.classes and (substitution is not None or keep is not None):
+        raise InvalidInput(
+            "redact_substitution and redact_keep need redact classes", code="invalid_redact"
+        )
+    merged = Policy(
+        classes=asked.classes | floor.classes,
+        substitution=asked.substitution,
+        keep=asked.keep,
+        audio=asked.audio,
+    )
+    return merged.spec
+
+
+def parse_options(form: SubmitForm, key: ApiKey) -> Options:
     model = form.get("model")
     if model is not None and model not in MODELS:
         raise InvalidInput(f"model must be one of {sorted(MODELS)}", code="invalid_model")
@@ -306,6 +365,8 @@ def parse_options(form: SubmitForm) -> Options:
         prompt=prompt,
         multichannel=multichannel,
         channel_roles=parse_channel_roles(form.get("channel_roles")),
+        redact=parse_redact(form, key),
+        redact_asked=tuple(form.get(name) for name in REDACT_FIELDS),
     )
 
 

@@ -529,6 +529,7 @@ def _new_job(
         prompt=options.prompt,
         audio_ttl_seconds=submission.retention.audio_ttl,
         transcript_ttl_seconds=submission.retention.transcript_ttl,
+        redact=options.redact,
     )
 
 

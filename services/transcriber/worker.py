@@ -6,10 +6,12 @@ Handlers only raise; `libs.bus.consumer.decide` maps how they ended to ack / nak
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,18 +26,21 @@ from libs.audio.channels import (
     channel_count,
     write_channel_wavs,
 )
+from libs.audio.redact import AudioRedaction, redact_to_wav
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
-from libs.contracts import AudioStored, audio_stored_decoder, subjects
+from libs.contracts import AudioStored, RedactionSummary, audio_stored_decoder, subjects
 from libs.db import DatabaseUnavailable
+from libs.errors import InvalidInput
 from libs.jobs import lifecycle as repo
 from libs.jobs import progress
-from libs.layout import transcript_keys
-from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED
+from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
+from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED, REDACTIONS
+from libs.redaction import NO_REDACTION, Policy, RedactionReport, redact_transcript
 from libs.transcript import Transcript
 from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
-from libs.transcript.render import FORMATS
+from libs.transcript.render import FORMATS, render_json
 from services.transcriber.engines import (
     Engine,
     EngineAuthError,
@@ -54,6 +59,15 @@ from services.transcriber.longaudio import (
 )
 
 log = structlog.get_logger()
+
+_FILE_CHUNK = 1 << 20
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, _FILE_CHUNK):
+            yield chunk
+
 
 # Dependency outages: retried with backoff, never a failed job.
 DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
@@ -101,11 +115,25 @@ class Transcriber:
         self._engines = engines
         self._work_dir = work_dir
         self._skip_subjects = frozenset(subjects.audio_stored(t) for t in skip_tenants)
+        # The redaction policy of each job being split into chunks: a chunk's transcript is
+        # redacted before it is saved in Postgres (see _save_chunk).
+        self._chunk_policies: dict[uuid.UUID, Policy] = {}
         self._long_audio = LongAudio(
-            lambda job_id: repo.load_chunks(pool, job_id),
-            lambda job_id, chunk: repo.save_chunk(pool, job_id, chunk),
-            split_policy,
+            lambda job_id: repo.load_chunks(pool, job_id), self._save_chunk, split_policy
         )
+
+    async def _save_chunk(self, job_id: uuid.UUID, chunk: repo.StoredChunk) -> None:
+        """Saves a chunk for resuming; with a policy, only its redacted transcript, with
+        entity-name placeholders whatever the job's substitution: the merged transcript's
+        redaction finds them again (counts, word times for the audio, final substitution).
+        A value said across two chunks is caught in the merged transcript (each saved chunk
+        then holds only part of it)."""
+        policy = self._chunk_policies.get(job_id)
+        if policy is not None and policy.active:
+            placeholders = msgspec.structs.replace(policy, substitution="entity")
+            redacted, _ = redact_transcript(chunk.transcript, placeholders)
+            chunk = dataclasses.replace(chunk, transcript=redacted)
+        await repo.save_chunk(self._pool, job_id, chunk)
 
     async def handle(self, delivery: Delivery) -> None:
         try:
@@ -123,17 +151,21 @@ class Transcriber:
         ):
             started = time.perf_counter()
             outcome = "error"
+            summary_fields: dict[str, object] = {}
             try:
-                outcome = await self._process(event, delivery)
+                outcome = await self._process(event, delivery, summary_fields)
             finally:
                 log.info(
                     "transcription_handled",
                     outcome=outcome,
                     ms=round((time.perf_counter() - started) * 1000, 1),
                     force=event.force,
+                    **summary_fields,
                 )
 
-    async def _process(self, event: AudioStored, delivery: Delivery) -> str:
+    async def _process(
+        self, event: AudioStored, delivery: Delivery, summary_fields: dict[str, object]
+    ) -> str:
         try:
             job = await repo.load_job(self._pool, event.audio_file_id)
         except DatabaseUnavailable as exc:
@@ -158,15 +190,60 @@ class Transcriber:
             raise Retry("cooling down", delay=job.cooldown_left)
         engine = self._engines.for_model(event.model)
         try:
+            # The job row is the authority; an event from before the row had a policy carries ''.
+            policy = Policy.from_spec(job.redact or event.redact)
+        except InvalidInput as exc:
+            await self._fail(job, event, "invalid_redact", exc.detail)
+            raise Reject(exc.detail) from exc
+        report: RedactionReport | None = None
+        try:
             if not await repo.mark_processing(self._pool, job, force=event.force):
                 return "already_completed"
-            transcript = await self._transcribe(job, event)
+            transcript = await self._transcribe(job, event, policy)
             keys = transcript_keys(
                 job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
             )
+            record: dict[str, object] | None = None
+            summary: RedactionSummary | None = None
+            if policy.active:
+                # Redacted before anything leaves this process: S3, the row, the event, logs.
+                original = transcript
+                shape = engine.output_shape(transcript.model, "word")
+                transcript, report = redact_transcript(
+                    original, policy, timed_segments=shape.segment_timings
+                )
+                if event.timestamps != "word" and transcript.words is not None:
+                    # Words were asked of the engine for the audio's spans only.
+                    transcript = msgspec.structs.replace(transcript, words=None)
+                record = msgspec.to_builtins(report)
+                if policy.keep == "both":
+                    original_key = unredacted_transcript_key(
+                        job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
+                    )
+                    await self._put_all([(original_key, render_json(original), "application/json")])
+                    record["original_key"] = original_key
             await self._upload(transcript, keys)
+            if report is not None and record is not None:
+                audio: dict[str, object] = {}
+                if policy.audio != "none":
+                    audio = await self._redact_audio(job, policy, report)
+                    record["audio"] = audio
+                summary = RedactionSummary(
+                    policy=report.policy,
+                    counts=dict(report.counts),
+                    total=report.total,
+                    audio=str(audio["status"]) if audio else None,
+                    audio_detail=str(audio["reason"]) if "reason" in audio else None,
+                )
             ready = await repo.complete(
-                self._pool, job, transcript, keys, force=event.force, trace_id=event.trace_id
+                self._pool,
+                job,
+                transcript,
+                keys,
+                force=event.force,
+                trace_id=event.trace_id,
+                redaction=record,
+                summary=summary,
             )
         except EngineAuthError as exc:
             await self._pause(job, event, delivery, engine, exc)
@@ -195,16 +272,24 @@ class Transcriber:
             raise Retry(str(exc), delay=delay) from exc
         ENGINE_PAUSED.set(0)
         JOBS_FINISHED.labels(engine=transcript.engine, outcome="completed").inc()
+        if report is not None and ready is not None:
+            for cls, count in report.counts.items():
+                REDACTIONS.labels(cls).inc(count)
+            # Counts only: the summary line of this message carries them (never values).
+            summary_fields["redactions"] = report.total
         return "completed" if ready is not None else "completed_elsewhere"
 
-    async def _transcribe(self, job: repo.ProcessingJob, event: AudioStored) -> Transcript:
+    async def _transcribe(
+        self, job: repo.ProcessingJob, event: AudioStored, policy: Policy = NO_REDACTION
+    ) -> Transcript:
         engine = self._engines.for_model(event.model)
         options = EngineOptions(
             model=event.model if event.model != "offline" else None,
             language=event.language,
             prompt=event.prompt,
+            # Audio redaction needs word timestamps, whatever the job asked to keep.
             timestamps="word"
-            if event.timestamps == "word"
+            if event.timestamps == "word" or policy.audio != "none"
             else "none"
             if event.timestamps == "none"
             else "segment",
@@ -220,22 +305,27 @@ class Transcriber:
             started = time.perf_counter()
             limits = engine.limits
             channels, extracted = await self._channels_to_split(engine, audio, event.multichannel)
-            if channels:
-                transcript = await self._transcribe_channels(
-                    engine, audio, options, job, channels, extracted, event.channel_roles
-                )
-            elif limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
-                model = options.model or engine.default_model
-                transcript = await self._long_audio.transcribe(
-                    engine,
-                    audio,
-                    options,
-                    job_id=job.id,
-                    model=model,
-                    on_chunk=lambda done, total: self._progress(job, event, done, total),
-                )
-            else:
-                transcript = await engine.transcribe(audio, options)
+            # Chunks saved between attempts (long audio, each channel of a call) are redacted
+            # with the job's policy before they are stored.
+            self._chunk_policies[job.id] = policy
+            try:
+                if channels:
+                    transcript = await self._transcribe_channels(
+                        engine, audio, options, job, channels, extracted, event.channel_roles
+                    )
+                elif limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
+                    transcript = await self._long_audio.transcribe(
+                        engine,
+                        audio,
+                        options,
+                        job_id=job.id,
+                        model=options.model or engine.default_model,
+                        on_chunk=lambda done, total: self._progress(job, event, done, total),
+                    )
+                else:
+                    transcript = await engine.transcribe(audio, options)
+            finally:
+                self._chunk_policies.pop(job.id, None)
             if not transcript.utterances and _asks_for_speakers(event.model):
                 # The model asks for diarization but this engine (offline, or a default engine
                 # that ignores model names) cannot: the metadata says so instead of guessing.
@@ -396,12 +486,65 @@ class Transcriber:
             metadata=metadata,
         )
 
+    async def _redact_audio(
+        self, job: repo.ProcessingJob, policy: Policy, report: RedactionReport
+    ) -> dict[str, object]:
+        """A copy of the audio with every redacted span beeped or silenced, beside the
+        original; with keep=redacted it then replaces the original, only once the copy is
+        stored. What happened is returned for the job's redaction record."""
+        mode: AudioRedaction = "silence" if policy.audio == "silence" else "beep"
+        if report.total == 0:
+            return {"status": "nothing_to_redact"}
+        if report.timing == "none":
+            return {
+                "status": "not_redacted",
+                "reason": "the engine returned no timestamps for this model, so the redacted "
+                "values cannot be located in the audio; the original audio is unchanged (use "
+                "whisper-1 or an offline engine for audio redaction)",
+            }
+        spans = [
+            (s.start, s.end) for s in report.spans if s.start is not None and s.end is not None
+        ]
+        key = redacted_audio_key(job.object_key)
+        suffix = "." + job.object_key.rsplit(".", 1)[-1] if "." in job.object_key else ""
+        fd, name = tempfile.mkstemp(prefix="transcribe-", suffix=suffix, dir=self._work_dir)
+        os.close(fd)
+        source = Path(name)
+        redacted = source.with_suffix(".redacted.wav")
+        try:
+            await self._store.download_to(job.object_key, source)
+            try:
+                await asyncio.to_thread(redact_to_wav, source, redacted, spans, mode=mode)
+            except UndecodableAudio as exc:
+                return {"status": "not_redacted", "reason": f"the audio did not decode: {exc}"}
+            await self._store.put_stream(key, _file_chunks(redacted), "audio/wav")
+            replaced = policy.keep == "redacted"
+            if replaced:
+                # The copy is stored (put_stream returned): only now does the original go.
+                await self._store.put_stream(job.object_key, _file_chunks(redacted), "audio/wav")
+        finally:
+            source.unlink(missing_ok=True)
+            redacted.unlink(missing_ok=True)
+        return {
+            "status": "redacted",
+            "key": key,
+            "mode": mode,
+            # words: each value's own time span; segments: the whole segments that said one.
+            "precision": report.timing,
+            "spans": len(spans),
+            "replaced_original": replaced,
+        }
+
     async def _upload(self, transcript: Transcript, keys: object) -> None:
-        uploads = []
+        objects = []
         for fmt, (render, content_type, _ext) in FORMATS.items():
             key = getattr(keys, fmt, None)
             if key:
-                uploads.append(self._store.put_bytes(key, render(transcript), content_type))
+                objects.append((key, render(transcript), content_type))
+        await self._put_all(objects)
+
+    async def _put_all(self, objects: list[tuple[str, bytes, str]]) -> None:
+        uploads = [self._store.put_bytes(key, body, ctype) for key, body, ctype in objects]
         # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
         results = await asyncio.gather(*uploads, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]

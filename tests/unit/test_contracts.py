@@ -10,6 +10,7 @@ import pytest
 
 from libs.contracts import (
     AudioStored,
+    RedactionSummary,
     TranscriptionFailed,
     TranscriptReady,
     any_event_decoder,
@@ -45,6 +46,30 @@ def test_unknown_fields_and_missing_defaults_are_tolerated() -> None:
     assert event.force is False
     assert event.timestamps == "segment"
     assert event.version == 1
+
+
+def test_events_from_before_redaction_decode_as_unredacted() -> None:
+    stored = audio_stored_decoder.decode((GOLDEN / "audio_stored_v1.json").read_bytes())
+    assert stored.redact == ""
+    ready = any_event_decoder.decode((GOLDEN / "transcript_ready_v1.json").read_bytes())
+    assert isinstance(ready, TranscriptReady) and ready.redaction is None
+
+
+def test_redaction_fields_round_trip() -> None:
+    ready = any_event_decoder.decode((GOLDEN / "transcript_ready_v1.json").read_bytes())
+    assert isinstance(ready, TranscriptReady)
+    summary = RedactionSummary(policy="credit_card;substitution=entity;keep=redacted", total=2)
+    summary = msgspec.structs.replace(summary, counts={"credit_card": 2})
+    again = any_event_decoder.decode(encode(msgspec.structs.replace(ready, redaction=summary)))
+    assert isinstance(again, TranscriptReady) and again.redaction == summary
+    doc = json.loads(encode(again))
+    assert doc["redaction"] == {
+        "policy": "credit_card;substitution=entity;keep=redacted",
+        "counts": {"credit_card": 2},
+        "total": 2,
+        "audio": None,
+        "audio_detail": None,
+    }
 
 
 def test_round_trip_is_plain_json_with_type_tag() -> None:

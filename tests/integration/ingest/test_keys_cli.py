@@ -122,3 +122,23 @@ async def test_transcribe_home_alone_finds_the_embedded_database(
     # Without a home holding a stack, and no DATABASE_URL, it says what is missing.
     missing = _keys({"TRANSCRIBE_HOME": str(tmp_path / "nothing")}, "list")
     assert missing.returncode != 0
+
+
+async def test_keys_carry_a_tenant_redaction_policy(api: Api, ingest_settings: Settings) -> None:
+    env = {"DATABASE_URL": ingest_settings.require_database_url()}
+    result = _create(env, "--redact", "pci", "--redact-substitution", "last4")
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert created["redact"] == "credit_card,cvv,expiry;substitution=last4;keep=redacted"
+    # Switched on (or changed) later for an existing tenant, by id or hint.
+    result = _keys(env, "redact", created["hint"], "--redact", "pii")
+    assert result.returncode == 0, result.stderr
+    listed = {k["id"]: k for k in json.loads(_keys(env, "list").stdout)}
+    assert listed[created["id"]]["redact"].startswith("credit_card,cvv,dob,email,expiry,phone,ssn;")
+    for bad in (("--redact", "pci,visa"), ("--redact-keep", "both")):
+        result = _keys(env, "redact", created["hint"], *bad)
+        assert result.returncode == 2, result.stdout
+        assert "cannot set the policy" in result.stderr
+    assert _keys(env, "redact", "no-such-key", "--redact", "pci").returncode == 1
+    result = _create(env, "--redact", "pci\x1b[2J")
+    assert result.returncode == 2 and "\x1b" not in result.stderr

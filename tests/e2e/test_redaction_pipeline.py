@@ -1,0 +1,377 @@
+"""Issue #14's "done when", end to end on real nats-server, Postgres and SeaweedFS: a tenant whose
+key redacts `pci` submits a call in which the customer reads out a card number and its CVV;
+ingest, transcriber and notifier run as in production (the OpenAI engine on the fake server,
+whose answer this test writes), and neither value reaches S3, any database row, the stream or
+the webhook, while the evidence (counts, time spans) does.
+
+The stack here has its own nats-server and database: the session's running stack (offline
+engine) must not pick these jobs up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import closing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import nats
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from embedded import demo as demo_servers
+from embedded.nats import NatsServer
+from libs import apikeys
+from libs.audio.decode import iter_pcm
+from libs.blobstore import S3BlobStore
+from libs.contracts import streams
+from libs.db import create_pool
+from libs.layout import unredacted_transcript_key
+from libs.provision import provision
+from libs.redaction import Policy
+from libs.settings import Settings
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.stack_fixtures import FIXTURES, WebhookInbox, create_database, eventually, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+CALL = (
+    "Thanks for calling, can I take the card number please? Yes, it's four one one one, one "
+    "one one one, one one one one, one one one one. And the security code on the back? Seven "
+    "three seven. Lovely, your order number is 4 5 7 8 2 and it ships at three thirty."
+)
+# What must appear nowhere: the card and CVV as said, or as digits (as digits only where they
+# stand alone: ids and timestamps may contain "737" by chance).
+FORBIDDEN = ("four one one one", "one one one one", "seven three")
+FORBIDDEN_DIGITS = re.compile(r"(?<![\w.:-])(4111[\s-]?1111|737)(?![\w])")
+SECRET = "whsec_" + "cmVkYWN0aW9uLXRlc3Qtc2VjcmV0LXJlZGFjdGlvbi10ZXM="
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    base_url: str
+    inbox: WebhookInbox
+    pool: asyncpg.Pool
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    settings: Settings,
+    postgres_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    from services.ingest import main as ingest_main
+    from services.notifier import main as notifier_main
+    from services.transcriber import main as transcriber_main
+
+    inbox = WebhookInbox(secret=SECRET)
+    async with (
+        NatsServer(tmp_path_factory.mktemp("redaction-nats")) as nats_server,
+        FakeOpenAIServer(fixed_text=CALL) as fake,
+        demo_servers.serve(inbox.app()) as inbox_url,
+    ):
+        inbox.url = inbox_url + "/hooks"
+        ours = replace(
+            settings,
+            database_url=await create_database(postgres_server, "redact"),
+            nats_url=nats_server.url,
+            ingest_port=free_port(),
+            engine="openai",
+            openai_api_key=fake.api_key,
+            openai_base_url=fake.base_url,
+            ssrf_allowlist=settings.ssrf_allowlist + "," + inbox_url.split("://", 1)[1],
+            ingest_spool_dir_override=tmp_path_factory.mktemp("redaction-spool"),
+        )
+        await provision(ours)
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(ingest_main.run(ours, stop)),
+            asyncio.create_task(transcriber_main.run(ours, stop)),
+            asyncio.create_task(notifier_main.run(ours, stop)),
+        ]
+        base = f"http://{ours.ingest_host}:{ours.ingest_port}"
+
+        async def ready() -> bool:
+            for t in tasks:
+                if t.done():
+                    t.result()
+            try:
+                async with aiohttp.ClientSession() as s, s.get(base + "/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        db = await create_pool(ours.require_database_url())
+        try:
+            await eventually(ready, timeout=60)
+            yield Stack(ours, base, inbox, db)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+            await db.close()
+
+
+async def _tenant(stack: Stack, redact: str) -> tuple[str, apikeys.ApiKey]:
+    async with stack.pool.acquire() as conn:
+        return await apikeys.create(
+            conn,
+            name="redacting-tenant",
+            tenant_prefix=f"rd{uuid.uuid4().hex[:8]}",
+            webhook_url=stack.inbox.url,
+            webhook_secret=SECRET,
+            redact=redact,
+        )
+
+
+async def _submit(stack: Stack, raw_key: str, **fields: str) -> str:
+    form = aiohttp.FormData()
+    for name, value in {"timestamps": "word", **fields}.items():
+        form.add_field(name, value)
+    form.add_field("file", (FIXTURES / "hello_campaign.wav").read_bytes(), filename="call.wav")
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            stack.base_url + "/api/media/transcribe", data=form, headers={"X-API-Key": raw_key}
+        ) as r,
+    ):
+        body = await r.json()
+        assert r.status == 200, body
+        return str(body["audio_file_id"])
+
+
+def _redactions(cls: str) -> float:
+    value = REGISTRY.get_sample_value("transcribe_redactions_total", {"class": cls})
+    return value or 0.0
+
+
+def _clean(where: str, text: str) -> None:
+    for value in FORBIDDEN:
+        assert value not in text, f"{value!r} in {where}"
+    found = FORBIDDEN_DIGITS.search(text)
+    assert found is None, f"{found.group()!r} in {where}"
+
+
+async def _every_row(pool: asyncpg.Pool) -> str:
+    """Every row of every table of the gateway's schema as text (bytea decoded)."""
+    tables = await pool.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'media_pipeline'"
+    )
+    out = []
+    for (table,) in tables:
+        columns = await pool.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'media_pipeline' AND table_name = $1",
+            table,
+        )
+        exprs = [
+            f"encode({c}, 'escape')" if kind == "bytea" else f"{c}::text" for c, kind in columns
+        ]
+        rows = await pool.fetch(f"SELECT {', '.join(exprs)} FROM media_pipeline.{table}")
+        out += [" ".join(str(v) for v in row) for row in rows]
+    return "\n".join(out)
+
+
+async def _stream(settings: Settings) -> list[dict[str, Any]]:
+    nc = await nats.connect(settings.nats_servers)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(streams.STREAM_NAME)
+        msgs = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(streams.STREAM_NAME, seq)
+            _clean(f"stream message {seq}", msg.data.decode())
+            msgs.append(json.loads(msg.data))
+        return msgs
+    finally:
+        await nc.close()
+
+
+async def test_pci_tenant_default_keeps_card_and_cvv_out_of_everything(stack: Stack) -> None:
+    cards_before = _redactions("credit_card")
+    raw, key = await _tenant(stack, Policy.parse("pci").spec)
+    audio_file_id = await _submit(stack, raw)
+
+    # The webhook: redacted transcript, counts.
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    data = delivery["payload"]["data"]
+    _clean("webhook", json.dumps(delivery["payload"]))
+    assert "[CREDIT_CARD]" in data["transcript"] and "[CVV]" in data["transcript"]
+    assert "order number is 4 5 7 8 2 and it ships at three thirty" in data["transcript"]
+    assert data["redaction"]["counts"] == {"credit_card": 1, "cvv": 1}
+
+    # The metric (the services run in this process, so in this registry).
+    assert _redactions("credit_card") == cards_before + 1
+
+    # The status API.
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(
+            f"{stack.base_url}/api/media/status/{audio_file_id}", headers={"X-API-Key": raw}
+        ) as r,
+    ):
+        status = await r.json()
+    _clean("status", json.dumps(status))
+    assert status["metadata"]["redaction"]["total"] == 2
+
+    # Every transcript format in S3, and no original kept.
+    meta = status["metadata"]
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        for fmt in ("json", "txt", "srt", "vtt"):
+            body = (await store.get_bytes(meta[f"b2_transcript_{fmt}_key"])).decode()
+            _clean(f"S3 {fmt}", body)
+            assert "[CREDIT_CARD]" in body
+        doc = json.loads(await store.get_bytes(meta["b2_transcript_json_key"]))
+        card_words = [w for w in doc["words"] if w["word"] == "[CREDIT_CARD]"]
+        assert len(card_words) == 1
+        assert not await store.exists(
+            unredacted_transcript_key(
+                meta["b2_key"], campaign="unassigned", prefix=key.tenant_prefix
+            )
+        )
+
+    # Every row of every table, and the evidence without the data.
+    _clean("Postgres", await _every_row(stack.pool))
+    record = await stack.pool.fetchval(
+        "SELECT redaction FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
+        uuid.UUID(audio_file_id),
+    )
+    assert record["counts"] == {"credit_card": 1, "cvv": 1}
+    assert record["timing"] == "words"
+    spans = {s["cls"]: (s["start"], s["end"]) for s in record["spans"]}
+    assert spans["credit_card"][0] < spans["credit_card"][1] <= spans["cvv"][0]
+    assert await stack.pool.fetchval(
+        "SELECT raw_response IS NULL FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
+        uuid.UUID(audio_file_id),
+    )
+
+    # Every message on the stream (what `nats stream view` shows).
+    events = [m for m in await _stream(stack.settings) if m.get("audio_file_id") == audio_file_id]
+    by_type = {m["type"]: m for m in events}
+    assert by_type["audio.stored"]["redact"] == Policy.parse("pci").spec
+    assert by_type["transcript.ready"]["redaction"]["counts"] == {"credit_card": 1, "cvv": 1}
+
+
+async def test_keep_both_stores_the_original_apart_and_flags_it(stack: Stack) -> None:
+    raw, key = await _tenant(stack, "")
+    audio_file_id = await _submit(stack, raw, redact="pci", redact_keep="both")
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    _clean("webhook", json.dumps(delivery["payload"]))
+    record = await stack.pool.fetchval(
+        "SELECT redaction FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
+        uuid.UUID(audio_file_id),
+    )
+    original_key = record["original_key"]
+    assert re.fullmatch(
+        rf"{key.tenant_prefix}/unassigned/transcriptions/unredacted/unknown/{audio_file_id}\.json",
+        original_key,
+    )
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        original = json.loads(await store.get_bytes(original_key))
+    assert original["text"] == CALL
+
+
+def _pcm_of(path: Path) -> np.ndarray:
+    with closing(iter_pcm(path)) as chunks:
+        return np.frombuffer(b"".join(chunks), dtype="<i2")
+
+
+async def _audio_record(stack: Stack, audio_file_id: str) -> dict[str, Any]:
+    record = await stack.pool.fetchval(
+        "SELECT redaction FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
+        uuid.UUID(audio_file_id),
+    )
+    return dict(record)
+
+
+async def test_redacted_audio_beeps_the_card_and_replaces_the_original(
+    stack: Stack, tmp_path: Path
+) -> None:
+    raw, _ = await _tenant(stack, Policy.parse("pci", audio="beep").spec)
+    # Segments only asked for: words are still taken from the engine, for the audio.
+    audio_file_id = await _submit(stack, raw, timestamps="segment")
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    audio_key = delivery["payload"]["data"]["b2_audio_key"]
+    record = await _audio_record(stack, audio_file_id)
+    audio = record["audio"]
+    assert audio["status"] == "redacted" and audio["precision"] == "words"
+    assert audio["key"] == audio_key.removesuffix(".wav") + ".redacted.wav"
+    assert audio["replaced_original"] is True
+    assert delivery["payload"]["data"]["redaction"]["audio"] == "redacted"
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        copy = await store.get_bytes(audio["key"])
+        # The original now holds the redacted audio (stored after the copy).
+        assert await store.get_bytes(audio_key) == copy
+        transcript = json.loads(
+            await store.get_bytes(delivery["payload"]["data"]["b2_transcript_json_key"])
+        )
+    assert transcript.get("words") is None  # not asked for, not stored
+    (tmp_path / "copy.wav").write_bytes(copy)
+    redacted = _pcm_of(tmp_path / "copy.wav")
+    original = _pcm_of(FIXTURES / "hello_campaign.wav")
+    assert len(redacted) == len(original)
+    changed = np.flatnonzero(redacted != original)
+    card = next(s for s in record["spans"] if s["cls"] == "credit_card")
+    cvv = next(s for s in record["spans"] if s["cls"] == "cvv")
+    rate = 16_000
+    # Only the (padded) spans changed, and the card's span is a 1 kHz beep.
+    allowed = np.zeros(len(original), dtype=bool)
+    for span in (card, cvv):
+        allowed[max(0, int((span["start"] - 0.2) * rate)) : int((span["end"] + 0.2) * rate)] = True
+    assert changed.size > 0 and allowed[changed].all()
+    middle = redacted[int(card["start"] * rate) : int(card["end"] * rate)].astype(np.float64)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(middle))) * rate / len(middle)
+    assert abs(peak_hz - 1000) < 5
+
+
+async def test_keep_both_leaves_the_original_audio_untouched(stack: Stack) -> None:
+    raw, _ = await _tenant(stack, "")
+    audio_file_id = await _submit(
+        stack, raw, redact="pci", redact_keep="both", redact_audio="silence"
+    )
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    audio = (await _audio_record(stack, audio_file_id))["audio"]
+    assert (audio["status"], audio["mode"], audio["replaced_original"]) == (
+        "redacted",
+        "silence",
+        False,
+    )
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        original = await store.get_bytes(delivery["payload"]["data"]["b2_audio_key"])
+        assert original == (FIXTURES / "hello_campaign.wav").read_bytes()
+        assert await store.exists(audio["key"])
+
+
+async def test_without_timestamps_the_job_says_why_the_audio_was_not_redacted(
+    stack: Stack,
+) -> None:
+    raw, _ = await _tenant(stack, Policy.parse("pci", audio="beep").spec)
+    # gpt-4o models return text only: no word or segment timings.
+    audio_file_id = await _submit(stack, raw, model="gpt-4o-transcribe")
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    _clean("webhook", json.dumps(delivery["payload"]))
+    record = await _audio_record(stack, audio_file_id)
+    assert record["timing"] == "none"
+    assert record["audio"]["status"] == "not_redacted"
+    assert "no timestamps" in record["audio"]["reason"]
+    # The client is told: in the webhook and in /status.
+    redaction = delivery["payload"]["data"]["redaction"]
+    assert redaction["audio"] == "not_redacted" and "no timestamps" in redaction["audio_detail"]
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(
+            f"{stack.base_url}/api/media/status/{audio_file_id}", headers={"X-API-Key": raw}
+        ) as r,
+    ):
+        status = await r.json()
+    assert status["metadata"]["redaction"]["audio"] == "not_redacted"
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        original = await store.get_bytes(delivery["payload"]["data"]["b2_audio_key"])
+    assert original == (FIXTURES / "hello_campaign.wav").read_bytes()
