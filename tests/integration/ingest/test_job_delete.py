@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from libs import layout
 from libs.blobstore import S3BlobStore
 from libs.contracts import TranscriptionDeleted, TranscriptKeys, TranscriptReady, subjects
 from libs.jobs import deletion, lifecycle
@@ -345,3 +346,26 @@ async def test_notifier_announces_the_deletion_and_no_later_result(
         word_count=3,
     )
     assert await scheduler.schedule(late) == 0
+
+
+async def test_delete_removes_what_redaction_stored_beside_the_job(
+    api: Api, upstream: Upstream, store: S3BlobStore, phone: str, secret_words: str
+) -> None:
+    # A redacting job may also have stored a beeped copy of its audio and, with keep=both,
+    # its unredacted transcript: both go with the job.
+    raw, key = await make_key(api.pool)
+    file_id, _ = await _submit(api, upstream, raw, phone)
+    job = await _complete(api, store, file_id, secret_words)
+    extra = [
+        layout.redacted_audio_key(job.object_key),
+        layout.unredacted_transcript_key(
+            job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
+        ),
+    ]
+    for object_key in extra:
+        await store.put_bytes(object_key, secret_words.encode(), "application/octet-stream")
+    assert set(extra) <= set(await api.objects(key.tenant_prefix + "/"))
+
+    status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
+    assert status == 200, body
+    assert await api.objects(key.tenant_prefix + "/") == []
