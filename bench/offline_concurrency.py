@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import resource
 import statistics
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.offline_wer import DEFAULT_CORPUS, load_refs
+from bench.report import write_results
 from services.transcriber.engines.base import EngineOptions
 from services.transcriber.engines.whisper import FasterWhisperEngine, WhisperConfig
 
@@ -81,26 +80,16 @@ async def main() -> None:
             "rounds": [round(r, 3) for r in results[name]],
         }
     print(json.dumps(summary, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "load_1m": os.getloadavg()[0],
-                },
-                "clips": len(batch),
-                "peak_rss_mb_all_engines": round(
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-                ),
-                "summary": summary,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        args.out,
+        {
+            "clips": len(batch),
+            "peak_rss_mb_all_engines": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+            ),
+            "summary": summary,
+        },
     )
-    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from bench.offline_wer import DEFAULT_CORPUS, edit_distance, load_refs, normalise
+from bench.report import write_results
 from services.transcriber.engines.base import EngineOptions
 from services.transcriber.engines.whisper import FasterWhisperEngine
 from tests.acceptance.up import running_up
@@ -172,23 +171,13 @@ async def main() -> None:
         for band in bands
     }
     print(json.dumps(summary, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "load_1m": os.getloadavg()[0],
-                },
-                "summary": summary,
-                "rounds": rounds,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        args.out,
+        {
+            "summary": summary,
+            "rounds": rounds,
+        },
     )
-    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
-import os
-import platform
 import re
 import statistics
 import tempfile
@@ -35,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.report import write_results
 from services.transcriber.engines.base import Engine, EngineOptions
 from services.transcriber.engines.whisper import FasterWhisperEngine, WhisperConfig
 
@@ -255,23 +253,13 @@ async def main() -> None:
                 f"{s['wer']:>7.1%} {s['median_clip_wer']:>7.1%} {s['median_rtf']:>7.3f} "
                 f"{s['total_rtf']:>7.3f}"
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "load_1m": os.getloadavg()[0],
-                },
-                "corpus_clips": len(refs),
-                "runs": runs,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        args.out,
+        {
+            "corpus_clips": len(refs),
+            "runs": runs,
+        },
     )
-    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":
