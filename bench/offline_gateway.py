@@ -93,16 +93,22 @@ async def through_gateway(
         ids = await asyncio.gather(*(submit(path) for path, _ in batch))
         texts: dict[str, str] = {}
         while len(texts) < len(ids):
+            # One status request at a time, for the oldest job not seen completed (the
+            # transcriber takes them in order): polling every job would load the gateway with
+            # the bench's own requests, on the cores the engine needs.
             for job_id in ids:
                 if job_id in texts:
                     continue
                 async with http.get(f"/api/media/status/{job_id}") as resp:
                     body = await resp.json()
-                if body.get("status") == "completed":
-                    texts[job_id] = body["transcript"]
-                elif body.get("status") == "failed":
+                if body.get("status") == "failed":
                     raise RuntimeError(f"job {job_id} failed: {body}")
-            await asyncio.sleep(0.05)
+                if body.get("status") != "completed":
+                    break
+                texts[job_id] = body["transcript"]
+            else:
+                continue
+            await asyncio.sleep(0.1)
         wall = time.perf_counter() - started
     audio = sum(durations[path] for path, _ in batch)
     pairs = [(reference, texts[job_id]) for (_, reference), job_id in zip(batch, ids, strict=True)]
