@@ -114,6 +114,12 @@ ON CONFLICT (audio_file_id, chunk_index) DO UPDATE SET
 IS_DELETED = """
 SELECT EXISTS (SELECT 1 FROM media_pipeline.audio_files WHERE id = $1 AND status = 'deleted')
 """
+# Audio redaction replaced the stored audio: the row describes what the object now holds.
+RECORD_AUDIO_REPLACED = """
+UPDATE media_pipeline.audio_files
+SET content_type = $2, size_bytes = $3, sha256 = $4, updated_at = now()
+WHERE id = $1
+"""
 MARK_QUEUED_AFTER_ERROR = """
 UPDATE media_pipeline.audio_files SET status = 'queued', last_error = left($2, 2000), updated_at = now()
 WHERE id = $1 AND status = 'processing'
@@ -320,6 +326,14 @@ async def fail(
         )
         await outbox.enqueue(conn, event, subjects.transcript_failed(job.tenant_prefix))
     return event
+
+
+async def record_audio_replaced(
+    pool: asyncpg.Pool, job_id: uuid.UUID, *, content_type: str, size: int, sha256: str
+) -> None:
+    """The job's audio object was overwritten (by its redacted copy): its type, size and hash
+    in the row follow, so nothing describes audio that is no longer stored."""
+    await pool.execute(RECORD_AUDIO_REPLACED, job_id, content_type, size, sha256)
 
 
 async def is_deleted(pool: asyncpg.Pool, job_id: uuid.UUID) -> bool:

@@ -521,7 +521,16 @@ class Transcriber:
             replaced = policy.keep == "redacted"
             if replaced:
                 # The copy is stored (put_stream returned): only now does the original go.
-                await self._store.put_stream(job.object_key, _file_chunks(redacted), "audio/wav")
+                stored = await self._store.put_stream(
+                    job.object_key, _file_chunks(redacted), "audio/wav"
+                )
+                await repo.record_audio_replaced(
+                    self._pool,
+                    job.id,
+                    content_type="audio/wav",
+                    size=stored.size,
+                    sha256=stored.sha256,
+                )
         finally:
             source.unlink(missing_ok=True)
             redacted.unlink(missing_ok=True)

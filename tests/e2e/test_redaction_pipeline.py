@@ -10,6 +10,7 @@ engine) must not pick these jobs up."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import uuid
@@ -283,6 +284,15 @@ def _pcm_of(path: Path) -> np.ndarray:
         return np.frombuffer(b"".join(chunks), dtype="<i2")
 
 
+async def _job_row(stack: Stack, audio_file_id: str) -> asyncpg.Record:
+    row = await stack.pool.fetchrow(
+        "SELECT content_type, size_bytes, sha256 FROM media_pipeline.audio_files WHERE id = $1",
+        uuid.UUID(audio_file_id),
+    )
+    assert row is not None
+    return row
+
+
 async def _audio_record(stack: Stack, audio_file_id: str) -> dict[str, Any]:
     record = await stack.pool.fetchval(
         "SELECT redaction FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
@@ -309,6 +319,11 @@ async def test_redacted_audio_beeps_the_card_and_replaces_the_original(
         copy = await store.get_bytes(audio["key"])
         # The original now holds the redacted audio (stored after the copy).
         assert await store.get_bytes(audio_key) == copy
+    # ... and the job's row describes what is stored now, not the audio that held the card.
+    row = await _job_row(stack, audio_file_id)
+    assert (row["content_type"], row["size_bytes"]) == ("audio/wav", len(copy))
+    assert row["sha256"] == hashlib.sha256(copy).hexdigest()
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
         transcript = json.loads(
             await store.get_bytes(delivery["payload"]["data"]["b2_transcript_json_key"])
         )
