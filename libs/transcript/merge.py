@@ -10,9 +10,9 @@ the longest run of words that ends one chunk's text and starts the next one's is
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -67,64 +67,66 @@ def merge(
     )
 
 
-def _merge_utterances(chunks: Sequence[ChunkTranscript]) -> tuple[Utterance, ...]:
-    """Diarized utterances, kept like timed segments. A diarizing engine labels voices per
-    request, so "A" of one chunk need not be "A" of the next: with several chunks each label
-    says its part ("Speaker A (part 2)") rather than pretend to a continuity nobody checked."""
-    utterances: list[Utterance] = []
+class _Timed(Protocol):
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+
+
+T = TypeVar("T", bound=_Timed)
+
+
+def _across_seams(
+    chunks: Sequence[ChunkTranscript], items: Callable[[Transcript], Sequence[T]]
+) -> Iterator[tuple[int, T, float, float, float]]:
+    """The one seam rule for every timed field (segments, words, utterances): each item moved
+    to recording time, minus what was heard twice. An item starting in a chunk's overlap is
+    the next chunk's to report; one centred before what is already covered was heard by the
+    previous chunk across its cut. Yields (chunk index, item, start, end, covered before it)."""
     covered = float("-inf")
     last = len(chunks) - 1
     for i, chunk in enumerate(chunks):
-        for u in chunk.transcript.utterances:
-            start = round(u.start + chunk.offset, 3)
-            end = round(u.end + chunk.offset, 3)
-            if i < last and start >= chunk.cut:
-                continue
-            if (start + end) / 2 < covered:
-                continue
-            speaker = u.speaker if last == 0 else f"{u.speaker} (part {i + 1})"
-            utterances.append(
-                msgspec.structs.replace(u, speaker=speaker, start=start, end=max(start, end))
-            )
-            covered = max(covered, end)
-    return tuple(utterances)
-
-
-def _merge_timed(chunks: Sequence[ChunkTranscript]) -> list[Segment]:
-    segments: list[Segment] = []
-    covered = float("-inf")
-    last = len(chunks) - 1
-    for i, chunk in enumerate(chunks):
-        for seg in chunk.transcript.segments:
-            start = round(seg.start + chunk.offset, 3)
-            end = round(seg.end + chunk.offset, 3)
+        for item in items(chunk.transcript):
+            start = round(item.start + chunk.offset, 3)
+            end = round(item.end + chunk.offset, 3)
             if i < last and start >= chunk.cut:
                 continue  # heard in the overlap: the next chunk reports it
             if (start + end) / 2 < covered:
                 continue  # the previous chunk heard this across its cut
-            start = max(start, covered) if covered > float("-inf") else start
-            segments.append(
-                Segment(id=len(segments), start=start, end=max(start, end), text=seg.text)
-            )
+            yield i, item, start, end, covered
             covered = max(covered, end)
+
+
+def _merge_utterances(chunks: Sequence[ChunkTranscript]) -> tuple[Utterance, ...]:
+    """Diarized utterances, kept like timed segments. A diarizing engine labels voices per
+    request, so "A" of one chunk need not be "A" of the next: with several chunks each label
+    says its part ("Speaker A (part 2)") rather than pretend to a continuity nobody checked."""
+    several = len(chunks) > 1
+    return tuple(
+        msgspec.structs.replace(
+            u,
+            speaker=f"{u.speaker} (part {i + 1})" if several else u.speaker,
+            start=start,
+            end=max(start, end),
+        )
+        for i, u, start, end, _ in _across_seams(chunks, lambda t: t.utterances)
+    )
+
+
+def _merge_timed(chunks: Sequence[ChunkTranscript]) -> list[Segment]:
+    segments: list[Segment] = []
+    for _, seg, start, end, covered in _across_seams(chunks, lambda t: t.segments):
+        start = max(start, covered) if covered > float("-inf") else start
+        segments.append(Segment(id=len(segments), start=start, end=max(start, end), text=seg.text))
     return segments
 
 
 def _merge_words(chunks: Sequence[ChunkTranscript]) -> tuple[Word, ...]:
-    words: list[Word] = []
-    covered = float("-inf")
-    last = len(chunks) - 1
-    for i, chunk in enumerate(chunks):
-        for word in chunk.transcript.words or ():
-            start = round(word.start + chunk.offset, 3)
-            end = round(word.end + chunk.offset, 3)
-            if i < last and start >= chunk.cut:
-                continue
-            if (start + end) / 2 < covered:
-                continue
-            words.append(Word(start=start, end=end, word=word.word))
-            covered = max(covered, end)
-    return tuple(words)
+    return tuple(
+        Word(start=start, end=end, word=word.word)
+        for _, word, start, end, _ in _across_seams(chunks, lambda t: t.words or ())
+    )
 
 
 def _merge_text(chunks: Sequence[ChunkTranscript]) -> tuple[list[Segment], str]:
