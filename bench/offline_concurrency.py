@@ -1,7 +1,11 @@
 """How to spend a machine's cores on the offline engine: requests at once x threads per request.
 
-    python -m bench.offline_concurrency [--corpus ../shared/speech-dev] [--rounds 3]
+    python -m bench.offline_concurrency [--corpus DIR] [--rounds 3]
                                         [--configs 1x0,1x1,2x1,1x2,2x2]
+
+--corpus DIR: a corpus directory (`refs.tsv`, `<clip>.wav`, `tel/<clip>.wav`); default
+tests/fixtures/speech, the three clips the repository carries. The published numbers come from
+the full speech-dev corpus (docs/benchmarks.md, "The speech corpus").
 
 Each config `JxT` is one FasterWhisperEngine with OFFLINE_JOBS=J and OFFLINE_THREADS=T (0:
 CTranslate2's default, one per core), fed the whole batch at once (the real speech-dev clips at

@@ -1,6 +1,10 @@
 """The offline engine through the whole gateway, beside the same engine called directly.
 
-    python -m bench.offline_gateway [--corpus ../shared/speech-dev] [--rounds 2]
+    python -m bench.offline_gateway [--corpus DIR] [--rounds 2]
+
+--corpus DIR: a corpus directory (`refs.tsv`, `<clip>.wav`, `tel/<clip>.wav`); default
+tests/fixtures/speech, the three clips the repository carries. The published numbers come from
+the full speech-dev corpus (docs/benchmarks.md, "The speech corpus").
 
 On the speech-dev corpus (real human speech, 16 kHz and the telephone copies in `tel/`):
 

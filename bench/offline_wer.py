@@ -1,8 +1,12 @@
 """The offline engine's settings side by side: word error rate and real-time factor on the
 speech-dev corpus.
 
-    python -m bench.offline_wer [--corpus ../shared/speech-dev] [--beams 1,5] [--vad]
+    python -m bench.offline_wer [--corpus DIR] [--beams 1,5] [--vad]
                                 [--model small.en|/path/to/ct2-dir] [--compute-type int8]
+
+--corpus DIR: a corpus directory (`refs.tsv`, `<clip>.wav`, `tel/<clip>.wav`); default
+tests/fixtures/speech, the three clips the repository carries. The published numbers come from
+the full speech-dev corpus (docs/benchmarks.md, "The speech corpus").
 
 Runs the offline engine (faster-whisper, the packaged tiny.en, int8, once per beam size asked
 for, and with VAD if asked) over every clip in refs.tsv, at 16 kHz and as telephone audio (`tel/`:
@@ -11,7 +15,7 @@ for, and with VAD if asked) over every clip in refs.tsv, at 16 kHz and as teleph
 
 WER = (substitutions + deletions + insertions) / reference words, summed over the clips of a
 subset (corpus-level, the headline) and also given as the median of per-clip WERs; the
-normalisation is the corpus README's: lower case, punctuation removed, digits as words,
+normalisation is the corpus's (docs/benchmarks.md): lower case, punctuation removed, digits as words,
 contractions expanded, applied to both sides. RTF = processing seconds / audio seconds per clip
 (median and total). `real` (human speech) and `synthetic` (festival) are reported apart.
 Results: bench/results/offline_wer.json.
@@ -37,7 +41,8 @@ from services.transcriber.engines.base import Engine, EngineOptions
 from services.transcriber.engines.whisper import FasterWhisperEngine, WhisperConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "speech-dev"
+# The clips the repository carries; pass --corpus for the full speech-dev corpus.
+DEFAULT_CORPUS = REPO_ROOT / "tests" / "fixtures" / "speech"
 RESULTS = REPO_ROOT / "bench" / "results" / "offline_wer.json"
 
 _ONES = [

@@ -1,6 +1,6 @@
-"""Replaying events from the TRANSCRIBE stream with nats-py: the operations of the README's
-`nats` CLI recipes, for operators without the nats CLI (`transcribe replay ...`) and for the
-tests that keep those recipes honest."""
+"""Replaying events from the TRANSCRIBE stream with nats-py: the operations of the `nats` CLI
+recipes in docs/operations.md, for operators without the nats CLI (`transcribe replay ...`)
+and for the tests that keep those recipes honest."""
 
 from libs.replay.operations import (
     ReplayResult,

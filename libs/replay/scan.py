@@ -54,7 +54,7 @@ def consumer_config(
     durable: str | None = None,
     ack: bool = False,
 ) -> js_api.ConsumerConfig:
-    """The consumer a replay reads through (`nats consumer add --deliver ...` in the README)."""
+    """The consumer a replay reads through (`nats consumer add --deliver ...` in docs/operations.md)."""
     if start_time is not None and start_seq is not None:
         raise ValueError("give a start time or a start sequence, not both")
     if start_seq is not None:

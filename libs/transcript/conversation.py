@@ -1,6 +1,6 @@
 """Conversation metrics from utterance timestamps (no audio needed, so any engine qualifies).
 
-Every figure is defined in the README ("Conversation metrics"); in short, with each utterance
+Every figure is defined in docs/conversations.md ("Conversation metrics"); in short, with each utterance
 taken as the interval [start, end) of the recording:
 
 - talk time (per speaker): the length of the union of that speaker's utterances;

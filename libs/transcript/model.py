@@ -61,7 +61,7 @@ class SpeakerMetrics(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Conversation(msgspec.Struct, frozen=True, kw_only=True):
-    """Who spoke, and how: see "Conversation metrics" in the README for each definition."""
+    """Who spoke, and how: see docs/conversations.md, "Conversation metrics", for each definition."""
 
     # "channels" (one speaker per recorded channel) or "diarization" (the engine told voices apart).
     method: str

@@ -1,4 +1,4 @@
-"""`transcribe replay ...`: the README's nats CLI recipes without the nats CLI.
+"""`transcribe replay ...`: the nats CLI recipes of docs/operations.md without the nats CLI.
 
 events <job>                    the events of one job, from the stream
 job <job> [--force]             re-publish the job's AudioStored (force: even if completed)

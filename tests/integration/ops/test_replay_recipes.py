@@ -1,4 +1,5 @@
-"""The README's nats CLI recipes, performed step by step with nats-py against the real stack.
+"""The nats CLI recipes of docs/operations.md, performed step by step with nats-py against the
+real stack.
 
 Each test names the CLI command next to the JetStream operation it stands for, so a change to
 subjects, payloads or headers that would break a recipe breaks a test here.
