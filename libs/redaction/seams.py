@@ -28,8 +28,9 @@ from libs.redaction.detect import Finding, detect
 from libs.redaction.policy import EntityClass
 from libs.redaction.spoken import REPEATS, TEENS, TENS, UNITS, tokenize
 
-# Words that may stand between two groups of one number without ending it at a seam.
-GAP = 4
+# Words that may stand between two groups of one number without ending it at a seam (two
+# interjections: "hold on, let me see"), and between the edge and the run.
+GAP = 6
 _SPOKEN = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | frozenset(REPEATS)
 _SPOKEN |= {"hundred", "thousand", "zero", "oh", "o"}
 _HOMOPHONES = frozenset({"for", "fore", "to", "too", "won", "ate"})
