@@ -15,7 +15,10 @@ told apart) is redacted speaker by speaker: each speaker's utterances, and their
 in order as one text whatever the pauses and whoever spoke in between, so the agent's "got it"
 in the middle of the card number the customer reads does not split it. The merged views (the
 text, the segments, the time-ordered words) are then built from those redacted utterances, so
-every view, and the audio spans, come from one redaction.
+every view, and the audio spans, come from one redaction. A diarizing engine labels voices per
+request, so in a long recording each chunk's voices are their own speakers ("Speaker A (part
+2)", libs.transcript.merge): a number said across a chunk boundary would be two halves of two
+speakers, so their digit runs at the edges of each part are masked too (libs.redaction.seams).
 
 The work is linear in the text: each finding is located among the pieces by bisection, and
 the pieces are rebuilt in one sweep.
@@ -34,6 +37,7 @@ import msgspec
 from libs.redaction.detect import Finding, detect
 from libs.redaction.policy import EntityClass, Policy
 from libs.redaction.seams import Finder, with_edges
+from libs.transcript.merge import is_part
 from libs.transcript.model import Segment, Transcript, Utterance, Word
 
 Timing = Literal["words", "segments", "none"]
@@ -147,6 +151,11 @@ class _Pass:
     def of(cls, policy: Policy) -> _Pass:
         classes = policy.classes
         return cls(policy, lambda text: detect(text, classes))
+
+    def at_seams(self) -> _Pass:
+        """This pass, also masking the digit runs at the text's edges (libs.redaction.seams):
+        for a voice that a chunk boundary may have cut."""
+        return _Pass(self.policy, with_edges(self.policy.classes))
 
     def text(self, text: str) -> tuple[str, list[Finding]]:
         findings = self.find(text)
@@ -335,7 +344,8 @@ def _redact_by_speaker(
     turn_spans: list[_Timed] = []
     word_spans: list[_Timed] = []
     for turns in _turns_by_speaker(utterances):
-        new_texts, located = p.pieces([utterances[i].text for i in turns])
+        q = p.at_seams() if is_part(utterances[turns[0]].speaker) else p
+        new_texts, located = q.pieces([utterances[i].text for i in turns])
         for i, text in zip(turns, new_texts, strict=True):
             texts[i] = text
         findings += [loc.finding for loc in located]
@@ -345,7 +355,7 @@ def _redact_by_speaker(
         ]
         said = [(i, w) for i in turns for w in owned[i]]
         if said:
-            kept, spans = _redact_timed([w for _, w in said], _WORDS, p)
+            kept, spans = _redact_timed([w for _, w in said], _WORDS, q)
             word_spans += spans
             for k, word in kept:
                 words[said[k][0]].append(word)

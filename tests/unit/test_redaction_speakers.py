@@ -20,6 +20,7 @@ from libs.redaction import (
 from libs.redaction.seams import edge_runs
 from libs.transcript import Segment, Transcript, Utterance, Word
 from libs.transcript.conversation import from_channels
+from libs.transcript.merge import ChunkTranscript, merge
 from libs.transcript.render import FORMATS
 
 PCI = Policy.parse("pci")
@@ -161,6 +162,55 @@ def test_a_diarized_transcript_is_redacted_per_speaker(words: bool) -> None:
     else:
         assert report.timing == "segments" and (span.start, span.end) == (0.0, 9.0)
     assert all(u.words is None for u in redacted.utterances)
+
+
+def test_a_number_across_the_chunks_of_a_long_diarized_recording_is_masked() -> None:
+    # Each chunk's voices are labelled by that request: "B" of the second chunk may be "A" of
+    # the first, so a card cut by the chunk boundary is two halves of two speakers.
+    def chunk(turns: list[tuple[str, float, float, str]]) -> Transcript:
+        return Transcript(
+            text=" ".join(t[3] for t in turns),
+            language="en",
+            duration=10.0,
+            segments=tuple(
+                Segment(id=i, start=s, end=e, text=x) for i, (_, s, e, x) in enumerate(turns)
+            ),
+            model="gpt-4o-transcribe-diarize",
+            engine="openai",
+            utterances=tuple(Utterance(speaker=p, start=s, end=e, text=x) for p, s, e, x in turns),
+        )
+
+    first = chunk(
+        [
+            ("Speaker A", 1.0, 3.0, "go ahead"),
+            ("Speaker B", 5.0, 9.5, "it is four one one one one one one one"),
+        ]
+    )
+    second = chunk(
+        [
+            ("Speaker A", 0.5, 4.0, "one one one one one one one one"),
+            ("Speaker B", 5.0, 6.0, "thank you very much for that information today"),
+        ]
+    )
+    merged = merge(
+        [ChunkTranscript(0.0, 10.0, first), ChunkTranscript(10.0, 20.0, second)],
+        duration=20.0,
+        timed=True,
+    )
+    assert [u.speaker for u in merged.utterances][1:3] == [
+        "Speaker B (part 1)",
+        "Speaker A (part 2)",
+    ]
+    redacted, report = redact_transcript(merged, PCI)
+    for text in _texts(redacted):
+        assert SPOKEN_CARD.search(text) is None, text
+    assert [u.text for u in redacted.utterances] == [
+        "go ahead",
+        "it is [CREDIT_CARD]",
+        "[CREDIT_CARD]",
+        "thank you very much for that information today",
+    ]
+    assert report.timing == "segments" and len(report.spans) == 2
 
 
 def test_a_pause_inside_a_number_does_not_split_it() -> None:
