@@ -4,7 +4,7 @@ A job's path is five steps, each a method that reads on its own (`_process` call
 order): guard the job's state (`_guard`), transcribe it (`_transcribe`: one request, long audio
 in chunks, or each channel of a call), redact it (`_redact`, services.transcriber.redact: off
 the event loop, bounded, fail closed), store it (`_store`: every object the job writes goes
-through `_put_all` / `_put_file`), and announce it (`_announce`: the row and TranscriptReady in
+through `_put_all`), and announce it (`_announce`: the row and TranscriptReady in
 one statement). An attempt that fails ends by one table, services.transcriber.failures
 (`_settle`). Handlers only raise; `libs.bus.consumer.decide` maps how they ended to ack / nak /
 term.
@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -626,10 +626,10 @@ class Transcriber:
                 return AudioOutcome(
                     status="not_redacted", reason=f"the audio did not decode: {exc}"
                 )
-            await self._put_file(key, redacted, "audio/wav")
+            await self._put_all([(key, redacted, "audio/wav")])
             if replaced:
                 # The copy is stored (put_stream returned): only now does the original go.
-                stored = await self._put_file(job.object_key, redacted, "audio/wav")
+                (stored,) = await self._put_all([(job.object_key, redacted, "audio/wav")])
                 await repo.record_audio_replaced(
                     self._pool,
                     job.id,
@@ -657,10 +657,12 @@ class Transcriber:
                 objects.append((key, render(transcript), content_type))
         await self._put_all(objects)
 
-    # Every object a job writes goes through _put_all (transcripts) or _put_file (audio).
-
-    async def _put_all(self, objects: list[tuple[str, bytes, str]]) -> None:
-        uploads = [self._store.put_bytes(key, body, ctype) for key, body, ctype in objects]
+    async def _put_all(
+        self, objects: Sequence[tuple[str, bytes | Path, str]]
+    ) -> list[StoredObject]:
+        """The one place a job writes objects: transcripts (bytes) and audio (a file, streamed
+        in constant memory), all at once. A refusal fails the job (`storage_refused`)."""
+        uploads = [self._put(key, body, ctype) for key, body, ctype in objects]
         # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
         results = await asyncio.gather(*uploads, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -672,9 +674,12 @@ class Transcriber:
             raise TranscriptRefused(
                 f"object storage refused the transcript upload: {errors[0]}"
             ) from errors[0]
+        return [r for r in results if isinstance(r, StoredObject)]
 
-    async def _put_file(self, key: str, path: Path, content_type: str) -> StoredObject:
-        return await self._store.put_stream(key, _file_chunks(path), content_type)
+    def _put(self, key: str, body: bytes | Path, content_type: str) -> Awaitable[StoredObject]:
+        if isinstance(body, Path):
+            return self._store.put_stream(key, _file_chunks(body), content_type)
+        return self._store.put_bytes(key, body, content_type)
 
     async def _pause(
         self,
