@@ -268,7 +268,8 @@ def _redact(
         redacted, evidence = _redact_by_speaker(transcript, p, timed_segments)
     else:
         redacted, evidence = _redact_flat(transcript, p, timed_segments)
-    metadata, dropped = _redact_metadata(transcript.engine_metadata, p)
+    # Metadata is not speech: its strings (request ids, model names) get the detectors only.
+    metadata, dropped = _redact_metadata(transcript.engine_metadata, _Pass.of(p.policy))
     redacted = msgspec.structs.replace(redacted, engine_metadata=metadata)
     return redacted, evidence.report(p.policy, dropped)
 

@@ -272,6 +272,11 @@ def test_a_saved_chunk_keeps_no_digit_said_near_its_cut() -> None:
         )
     )
     assert redact_chunk(middle, PCI).text == middle.text
+    # Metadata is not speech: a request id or a model name ending in digits is kept.
+    tagged = msgspec.structs.replace(
+        _channel(said), engine_metadata={"request_id": "req_12", "model": "whisper-1"}
+    )
+    assert redact_chunk(tagged, PCI).engine_metadata == tagged.engine_metadata
     # A policy with no digit classes masks nothing.
     assert redact_chunk(_channel(said), Policy.parse("email")).text == _channel(said).text
 
