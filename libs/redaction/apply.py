@@ -287,10 +287,12 @@ class _Evidence:
         words: list[_Timed] | None,
         segments: list[_Timed] | None,
     ) -> _Evidence:
-        """Spans from word times if there are words, else from segment times if they are
-        times, else untimed."""
+        """Spans from word times if there are words (plus, failing closed, the segments of any
+        value the words did not show), else from segment times if they are times, else
+        untimed."""
         if words is not None:
-            return cls(findings, _spans(words), "words")
+            timed = sorted(words + _uncovered(segments or [], words), key=lambda t: t[1])
+            return cls(findings, _spans(timed), "words")
         if segments is not None:
             return cls(findings, _spans(segments), "segments")
         return cls(findings, [RedactedSpan(cls=f.cls.value) for f in findings], "none")
@@ -307,6 +309,21 @@ class _Evidence:
             timing=self.timing,
             dropped_metadata=dropped,
         )
+
+
+def _uncovered(coarse: list[_Timed], fine: list[_Timed]) -> list[_Timed]:
+    """The coarse spans (segments) that no fine span (words) overlaps."""
+    ordered = sorted((s, e) for _, s, e in fine)
+    starts = [s for s, _ in ordered]
+    reach: list[float] = []  # the latest end among the fine spans up to each index
+    for _, e in ordered:
+        reach.append(max(e, reach[-1]) if reach else e)
+    out = []
+    for span in coarse:
+        before = bisect.bisect_left(starts, span[2])
+        if before == 0 or reach[before - 1] <= span[1]:
+            out.append(span)
+    return out
 
 
 def _spans(timed: list[_Timed]) -> list[RedactedSpan]:

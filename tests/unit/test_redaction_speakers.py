@@ -226,6 +226,30 @@ def test_a_pause_inside_a_number_does_not_split_it() -> None:
     assert [(s.start, s.end) for s in report.spans] == [(said[2][0], said[-1][1])]
 
 
+def test_a_value_the_words_do_not_show_is_still_beeped_by_its_segment() -> None:
+    # The engine's words and segments disagree (a digit dropped from the words): the text and
+    # segments redact the card, and the audio must not keep it because the words did not.
+    transcript = Transcript(
+        text="hello. the card is 4111 1111 1111 1111 thanks",
+        language="en",
+        duration=9.0,
+        segments=(
+            Segment(id=0, start=0.0, end=1.0, text="hello."),
+            Segment(id=1, start=2.0, end=8.0, text="the card is 4111 1111 1111 1111 thanks"),
+        ),
+        words=tuple(
+            Word(start=2.0 + i, end=2.5 + i, word=w)
+            for i, w in enumerate(["the", "card", "is", "4111", "1111", "1111", "111", "thanks"])
+        ),
+        model="whisper-1",
+        engine="openai",
+    )
+    redacted, report = redact_transcript(transcript, PCI)
+    assert "[CREDIT_CARD]" in redacted.text and report.counts == {"credit_card": 1}
+    assert report.timing == "words"
+    assert [(s.start, s.end) for s in report.spans] == [(2.0, 8.0)]
+
+
 # -- chunks saved for resuming ----------------------------------------------------------------
 
 
