@@ -1,13 +1,18 @@
 """The transcriber: AudioStored in, transcripts in S3 + a transcriptions row + TranscriptReady out.
 
-A job's path is five steps, each a method that reads on its own (`_process` calls them in
-order): guard the job's state (`_guard`), transcribe it (`_transcribe`: one request, long audio
-in chunks, or each channel of a call), redact it (`_redact`, services.transcriber.redact: off
-the event loop, bounded, fail closed), store it (`_store`: every object the job writes goes
-through `_put_all`), and announce it (`_announce`: the row and TranscriptReady in
-one statement). An attempt that fails ends by one table, services.transcriber.failures
-(`_settle`). Handlers only raise; `libs.bus.consumer.decide` maps how they ended to ack / nak /
-term.
+A job's path is five steps, each a method that can be read (and tested) on its own, called in
+order by `_process`:
+
+1. `_guard`: the job's state says whether this delivery has work (completed, failed for good,
+   cooling down);
+2. `_transcribe`: one request, long audio in chunks, or each channel of a call (the chunks
+   saved between attempts are redacted with the job's policy, passed down: `_long_audio`);
+3. `_redact` (services.transcriber.redact): off the event loop, bounded, failing closed;
+4. `_store_job`: every object, through `_put_all`, the one place a job writes objects;
+5. `_announce`: the transcription row and TranscriptReady in one statement.
+
+An attempt that fails ends as one table says (services.transcriber.failures, in `_settle`).
+Handlers only raise; `libs.bus.consumer.decide` maps how they ended to ack / nak / term.
 """
 
 from __future__ import annotations
