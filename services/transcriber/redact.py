@@ -1,8 +1,8 @@
 """The redact step: a job's transcript redacted off the event loop, in bounded time, failing
 closed.
 
-Redaction is CPU work on text an engine (or a caller's audio) chose, so it runs in a worker
-thread: the event loop, which in `transcribe up` also serves the API, keeps serving. It gets
+Redaction is CPU work on text an engine (or a caller's audio) chose, so it runs in a thread
+of its own: the event loop, which in `transcribe up` also serves the API, keeps serving. It gets
 `timeout` seconds (REDACTION_TIMEOUT_SECONDS); if it raises or runs out of time the step
 raises `RedactionFailed`, before anything has been written, and the job fails permanently
 (the same transcript would fail the same way on every retry, each paying for the
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -31,6 +32,11 @@ from libs.transcript import Transcript
 from services.transcriber.failures import RedactionFailed
 
 T = TypeVar("T")
+
+# Threads of their own: a redaction never waits behind audio decoding on the default executor
+# (which would eat into its time) nor holds the threads file and decoding work need. Its time
+# counts from submission, so it includes waiting for one of these.
+_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="redaction")
 
 
 class Redactor(Protocol):
@@ -79,7 +85,8 @@ async def redact_saved_chunk(
 
 async def _bounded(call: Callable[[], T], timeout: float) -> T:
     try:
-        return await asyncio.wait_for(asyncio.to_thread(call), timeout)
+        running = asyncio.get_running_loop().run_in_executor(_THREADS, call)
+        return await asyncio.wait_for(running, timeout)
     except TimeoutError as exc:
         raise RedactionFailed(f"redaction did not finish within {timeout:g} s") from exc
     except (RecursionError, RedactionTimeout) as exc:
