@@ -14,6 +14,11 @@ is that a resumed job may show a placeholder, and count a value, for digits that
 is an entity name (``[CREDIT_CARD]``, or the policy's most sensitive digit class), which the
 merged transcript's redaction finds again: counted, timed for the audio, substituted.
 
+A conversation's edges are each speaker's: in a saved chunk, the digit runs at the start and
+end of every speaker's words are masked. The same holds in the final redaction of a long
+diarized recording, whose voices are labelled per chunk ("Speaker A (part 2)"), so that a
+number cut by the chunk boundary is two halves of two "speakers".
+
 Digits: written (any script: Arabic-Indic, full-width...), spoken ("four", "oh", "forty",
 "double"), and "for", "to", "too" when they touch a run (an engine's homophones).
 """
