@@ -23,6 +23,7 @@ from libs.contracts import (
     utcnow,
 )
 from libs.jobs import deletion
+from libs.redaction import RedactionRecord
 from libs.transcript import Transcript
 
 LOAD_JOB = """
@@ -227,7 +228,7 @@ async def complete(
     force: bool,
     trace_id: str | None,
     store_raw_response: bool = True,
-    redaction: dict[str, Any] | None = None,
+    redaction: RedactionRecord | None = None,
     summary: RedactionSummary | None = None,
 ) -> TranscriptReady | None:
     """Upsert the transcription and announce it; None when another worker already completed it.
@@ -278,7 +279,7 @@ async def complete(
         metadata,
         raw,
         *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
-        redaction,
+        None if redaction is None else msgspec.to_builtins(redaction),
     )
     if written == 0:
         # Completed elsewhere, or deleted meanwhile: then the transcripts just uploaded must go

@@ -99,6 +99,8 @@ class Settings:
     # JetStream AckWait of the transcriber durables: how soon a dead worker's jobs come back
     # (live workers extend it with heartbeats).
     transcriber_ack_wait: float = 60.0
+    # Seconds one redaction may take; past it the job fails (redaction_failed), nothing stored.
+    redaction_timeout: float = 60.0
 
     # Webhooks
     webhook_url: str | None = None
@@ -214,6 +216,9 @@ class Settings:
             raise SettingsError("OFFLINE_MODEL_SHA256 must be 64 hex digits")
 
         scope_raw = get("TRANSCRIBER_SCOPE") or ""
+        redaction_timeout = get_float("REDACTION_TIMEOUT_SECONDS", 60.0)
+        if not 0 < redaction_timeout < float("inf"):
+            raise SettingsError(f"REDACTION_TIMEOUT_SECONDS must be > 0, got {redaction_timeout}")
         return cls(
             database_url=normalise_dsn(get("DATABASE_URL")),
             nats_url=get("NATS_URL"),
@@ -253,6 +258,7 @@ class Settings:
             offline_jobs=offline_jobs,
             transcriber_shutdown_grace=get_float("TRANSCRIBER_SHUTDOWN_GRACE", 30.0),
             transcriber_ack_wait=get_float("TRANSCRIBER_ACK_WAIT", 60.0),
+            redaction_timeout=redaction_timeout,
             transcriber_scope=tuple(
                 p.strip().strip("/") for p in scope_raw.split(",") if p.strip()
             ),

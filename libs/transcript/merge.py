@@ -21,6 +21,7 @@ from libs.transcript.model import Segment, Transcript, Utterance, Word
 # Text-only de-duplication looks this many words back; the overlap is about a second of speech.
 _MAX_TEXT_OVERLAP = 20
 _NORMALISE = re.compile(r"[^\w']+")
+_PART = re.compile(r" \(part \d+\)\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +107,23 @@ def _merge_utterances(chunks: Sequence[ChunkTranscript]) -> tuple[Utterance, ...
     return tuple(
         msgspec.structs.replace(
             u,
-            speaker=f"{u.speaker} (part {i + 1})" if several else u.speaker,
+            speaker=part_label(u.speaker, i) if several else u.speaker,
             start=start,
             end=max(start, end),
         )
         for i, u, start, end, _ in _across_seams(chunks, lambda t: t.utterances)
     )
+
+
+def part_label(speaker: str, chunk: int) -> str:
+    """A diarized speaker of chunk `chunk` (0-based) of several: "Speaker A (part 2)"."""
+    return f"{speaker} (part {chunk + 1})"
+
+
+def is_part(speaker: str) -> bool:
+    """Whether a speaker label is one chunk's (`part_label`): that voice may go on, under
+    another label, in the next chunk."""
+    return _PART.search(speaker) is not None
 
 
 def _merge_timed(chunks: Sequence[ChunkTranscript]) -> list[Segment]:

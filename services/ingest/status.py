@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import msgspec
+
+from libs.redaction import RedactionRecord
 
 
 def status_body(row: asyncpg.Record) -> dict[str, Any]:
@@ -47,22 +50,8 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
         )
         if row["conversation"] is not None:
             metadata["conversation"] = row["conversation"]
-        redaction = row["redaction"]
-        if redaction is not None:
-            # The stored record has time spans too; the status shows the counts.
-            counts = redaction.get("counts", {})
-            metadata["redaction"] = {
-                "policy": redaction.get("policy", ""),
-                "counts": counts,
-                "total": sum(counts.values()),
-            }
-            audio = redaction.get("audio")
-            if audio:
-                metadata["redaction"]["audio"] = audio.get("status")
-                if audio.get("key"):
-                    metadata["redaction"]["audio_key"] = audio["key"]
-                if audio.get("reason"):
-                    metadata["redaction"]["audio_detail"] = audio["reason"]
+        if row["redaction"] is not None:
+            metadata["redaction"] = _redaction(row["redaction"])
     if public == "deleted":
         # The tombstone: ids and timestamps stay, the personal content is gone.
         metadata.update(
@@ -79,6 +68,24 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
         # Still pending, but the last attempt failed: say so, so callers know it is retrying.
         metadata["last_error"] = {"code": row["error_code"], "detail": row["failure_error"]}
     return {"status": public, "transcript": transcript, "metadata": metadata}
+
+
+def _redaction(stored: object) -> dict[str, Any]:
+    """The stored record (libs.redaction.RedactionRecord) has time spans too; the status shows
+    the counts and what happened to the audio."""
+    record = msgspec.convert(stored, RedactionRecord)
+    shown: dict[str, Any] = {
+        "policy": record.policy,
+        "counts": record.counts,
+        "total": record.total,
+    }
+    if record.audio is not None:
+        shown["audio"] = record.audio.status
+        if record.audio.key:
+            shown["audio_key"] = record.audio.key
+        if record.audio.reason:
+            shown["audio_detail"] = record.audio.reason
+    return shown
 
 
 def _progress(row: asyncpg.Record) -> dict[str, Any] | None:

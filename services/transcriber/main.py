@@ -101,6 +101,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
             store,
             engines,
             skip_tenants=settings.transcriber_scope if scope is None else (),
+            redaction_timeout=settings.redaction_timeout,
         )
         consumer = bus.PullConsumer(
             js,

@@ -1,5 +1,17 @@
 """The transcriber: AudioStored in, transcripts in S3 + a transcriptions row + TranscriptReady out.
 
+A job's path is five steps, each a method that can be read (and tested) on its own, called in
+order by `_process`:
+
+1. `_guard`: the job's state says whether this delivery has work (completed, failed for good,
+   cooling down);
+2. `_transcribe`: one request, long audio in chunks, or each channel of a call (the chunks
+   saved between attempts are redacted with the job's policy, passed down: `_long_audio`);
+3. `_redact` (services.transcriber.redact): off the event loop, bounded, failing closed;
+4. `_store_job`: every object, through `_put_all`, the one place a job writes objects;
+5. `_announce`: the transcription row and TranscriptReady in one statement.
+
+An attempt that fails ends as one table says (services.transcriber.failures, in `_settle`).
 Handlers only raise; `libs.bus.consumer.decide` maps how they ended to ack / nak / term.
 """
 
@@ -7,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import asyncpg
 import msgspec
@@ -27,27 +41,40 @@ from libs.audio.channels import (
     write_channel_wavs,
 )
 from libs.audio.redact import AudioRedaction, redact_to_wav
-from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
+from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, StoredObject
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.bus.consumer import MAX_RETRY_DELAY, backoff, clamp_delay
-from libs.contracts import AudioStored, RedactionSummary, audio_stored_decoder, subjects
+from libs.contracts import AudioStored, TranscriptKeys, audio_stored_decoder, subjects
 from libs.db import DatabaseUnavailable
 from libs.errors import InvalidInput
 from libs.jobs import lifecycle as repo
 from libs.jobs import progress
 from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED, REDACTIONS
-from libs.redaction import NO_REDACTION, Policy, RedactionReport, redact_transcript
+from libs.redaction import (
+    NO_REDACTION,
+    AudioOutcome,
+    Policy,
+    RedactionRecord,
+    RedactionReport,
+    redact_transcript,
+)
 from libs.transcript import Transcript
 from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
 from libs.transcript.render import FORMATS, render_json
+from services.transcriber import redact
 from services.transcriber.engines import (
     Engine,
     EngineAuthError,
     EngineOptions,
     Engines,
     PermanentEngineError,
-    TransientEngineError,
+)
+from services.transcriber.failures import (
+    FAILURE_TYPES,
+    InvalidRedaction,
+    TranscriptRefused,
+    classify,
 )
 from services.transcriber.longaudio import (
     LongAudio,
@@ -69,12 +96,16 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-# Dependency outages: retried with backoff, never a failed job.
-DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (BlobStoreUnavailable, DatabaseUnavailable)
-
 AUTH_PAUSE_SECONDS = 60.0
 # Channels transcribed separately at most; `auto` downmixes a file with more, `true` fails it.
 MAX_CHANNELS = 8
+# Seconds one redaction may take (REDACTION_TIMEOUT_SECONDS) when the caller says nothing.
+REDACTION_TIMEOUT = 60.0
+_NO_TIMINGS = (
+    "the engine returned no timestamps for this model, so the redacted values cannot be located"
+    " in the audio; the original audio is unchanged (use whisper-1 or an offline engine for"
+    " audio redaction)"
+)
 
 
 def _remove(paths: list[Path]) -> None:
@@ -86,10 +117,53 @@ def _asks_for_speakers(model: str | None) -> bool:
     return model is not None and "diarize" in model
 
 
-class TranscriptRefused(Exception):
-    """The object store finally refused a transcript upload (a 4xx such as a key too long or a
-    policy refusal): retrying cannot help, and every retry would pay for the transcription
-    again, so the job fails permanently with `storage_refused`."""
+def _suffix(object_key: str) -> str:
+    return "." + object_key.rsplit(".", 1)[-1] if "." in object_key else ""
+
+
+def engine_options(event: AudioStored, policy: Policy) -> EngineOptions:
+    return EngineOptions(
+        model=event.model if event.model != "offline" else None,
+        language=event.language,
+        prompt=event.prompt,
+        # Audio redaction needs word timestamps, whatever the job asked to keep.
+        timestamps="word"
+        if event.timestamps == "word" or policy.audio != "none"
+        else "none"
+        if event.timestamps == "none"
+        else "segment",
+    )
+
+
+Outcome = Literal[
+    "error",
+    "completed",
+    "completed_elsewhere",
+    "already_completed",
+    "already_failed",
+    "deleted",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """How a delivery ended when it did not raise, for the summary log line."""
+
+    outcome: Outcome
+    # Values redacted (counts only, never values); None without a policy.
+    redactions: int | None = None
+
+    def log_fields(self) -> dict[str, object]:
+        return {} if self.redactions is None else {"redactions": self.redactions}
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the store step wrote: the transcript's keys and the evidence of its redaction."""
+
+    transcript: Transcript
+    keys: TranscriptKeys
+    record: RedactionRecord | None = None
 
 
 class Transcriber:
@@ -98,6 +172,8 @@ class Transcriber:
     `skip_tenants` is for the default pool when some tenants have dedicated pools: NATS filters
     cannot exclude a subject, so the default durable still receives their events and acks them
     without work, leaving them to the pool whose durable filters on exactly that tenant.
+    `redaction_timeout` bounds each redaction (REDACTION_TIMEOUT_SECONDS); `redactor` is the
+    redaction itself (tests give one that fails).
     """
 
     def __init__(
@@ -109,29 +185,36 @@ class Transcriber:
         work_dir: Path | None = None,
         skip_tenants: Iterable[str] = (),
         split_policy: SplitPolicy | None = None,
+        redaction_timeout: float = REDACTION_TIMEOUT,
+        redactor: redact.Redactor = redact_transcript,
     ) -> None:
         self._pool = pool
         self._store = store
         self._engines = engines
         self._work_dir = work_dir
         self._skip_subjects = frozenset(subjects.audio_stored(t) for t in skip_tenants)
-        # The redaction policy of each job being split into chunks: a chunk's transcript is
-        # redacted before it is saved in Postgres (see _save_chunk).
-        self._chunk_policies: dict[uuid.UUID, Policy] = {}
-        self._long_audio = LongAudio(
-            lambda job_id: repo.load_chunks(pool, job_id), self._save_chunk, split_policy
+        self._split = split_policy or SplitPolicy()
+        self._redaction_timeout = redaction_timeout
+        self._redactor = redactor
+
+    def _long_audio(self, policy: Policy) -> LongAudio:
+        """Long audio for one job: its chunks are saved redacted with the job's policy."""
+        return LongAudio(
+            lambda job_id: repo.load_chunks(self._pool, job_id),
+            functools.partial(self._save_chunk, policy),
+            self._split,
         )
 
-    async def _save_chunk(self, job_id: uuid.UUID, chunk: repo.StoredChunk) -> None:
-        """Saves a chunk for resuming; with a policy, only its redacted transcript, with
-        entity-name placeholders whatever the job's substitution: the merged transcript's
-        redaction finds them again (counts, word times for the audio, final substitution).
-        A value said across two chunks is caught in the merged transcript (each saved chunk
-        then holds only part of it)."""
-        policy = self._chunk_policies.get(job_id)
-        if policy is not None and policy.active:
-            placeholders = msgspec.structs.replace(policy, substitution="entity")
-            redacted, _ = redact_transcript(chunk.transcript, placeholders)
+    async def _save_chunk(self, policy: Policy, job_id: uuid.UUID, chunk: repo.StoredChunk) -> None:
+        """Saves a chunk for resuming; with a policy, only as `libs.redaction.redact_chunk`
+        leaves it: entity placeholders, which the merged transcript's redaction finds again
+        (counts, word times for the audio, final substitution), and every digit run at the
+        chunk's edges masked as well, since it may be part of a value said across the cut
+        (libs.redaction.seams). If that redaction fails, nothing is saved and the job fails."""
+        if policy.active:
+            redacted = await redact.redact_saved_chunk(
+                chunk.transcript, policy, timeout=self._redaction_timeout
+            )
             chunk = dataclasses.replace(chunk, transcript=redacted)
         await repo.save_chunk(self._pool, job_id, chunk)
 
@@ -150,22 +233,38 @@ class Transcriber:
             attempt=delivery.num_delivered,
         ):
             started = time.perf_counter()
-            outcome = "error"
-            summary_fields: dict[str, object] = {}
+            handled = Handled("error")
             try:
-                outcome = await self._process(event, delivery, summary_fields)
+                handled = await self._process(event, delivery)
             finally:
                 log.info(
                     "transcription_handled",
-                    outcome=outcome,
+                    outcome=handled.outcome,
                     ms=round((time.perf_counter() - started) * 1000, 1),
                     force=event.force,
-                    **summary_fields,
+                    **handled.log_fields(),
                 )
 
-    async def _process(
-        self, event: AudioStored, delivery: Delivery, summary_fields: dict[str, object]
-    ) -> str:
+    async def _process(self, event: AudioStored, delivery: Delivery) -> Handled:
+        job = await self._guard(event, delivery)
+        if isinstance(job, Handled):
+            return job
+        engine = self._engines.for_model(event.model)
+        try:
+            policy = self._policy(job, event)
+            if not await repo.mark_processing(self._pool, job, force=event.force):
+                return Handled("already_completed")
+            transcript = await self._transcribe(job, event, policy)
+            redacted = await self._redact(transcript, policy, event, engine)
+            stored = await self._store_job(job, redacted, policy)
+            return await self._announce(job, event, stored)
+        except EngineAuthError as exc:
+            await self._pause(job, event, delivery, engine, exc)
+        except FAILURE_TYPES as exc:
+            return await self._settle(job, event, delivery, exc)
+
+    async def _guard(self, event: AudioStored, delivery: Delivery) -> repo.ProcessingJob | Handled:
+        """The job this delivery is for, if it has work to do; else how the delivery ends."""
         try:
             job = await repo.load_job(self._pool, event.audio_file_id)
         except DatabaseUnavailable as exc:
@@ -174,10 +273,10 @@ class Transcriber:
             # Outbox rows commit with their job, so this is a foreign or hand-made event.
             raise Reject(f"no job {event.audio_file_id}")
         if job.has_transcript and job.status == "completed" and not event.force:
-            return "already_completed"
+            return Handled("already_completed")
         if job.failure_status == "permanent" and not event.force:
             # The reference worker's --skip-failed: a permanent failure is final until a rerun.
-            return "already_failed"
+            return Handled("already_failed")
         if (
             job.failure_status == "transient"
             and job.cooldown_left > 1.0
@@ -188,169 +287,187 @@ class Transcriber:
             # brought the event back (a replay, a second pool, a redelivery racing the nak).
             # Never on the last delivery, which a nak would throw away.
             raise Retry("cooling down", delay=job.cooldown_left)
-        engine = self._engines.for_model(event.model)
+        return job
+
+    @staticmethod
+    def _policy(job: repo.ProcessingJob, event: AudioStored) -> Policy:
         try:
             # The job row is the authority; an event from before the row had a policy carries ''.
-            policy = Policy.from_spec(job.redact or event.redact)
+            return Policy.from_spec(job.redact or event.redact)
         except InvalidInput as exc:
-            await self._fail(job, event, "invalid_redact", exc.detail)
-            raise Reject(exc.detail) from exc
-        report: RedactionReport | None = None
-        try:
-            if not await repo.mark_processing(self._pool, job, force=event.force):
-                return "already_completed"
-            transcript = await self._transcribe(job, event, policy)
-            keys = transcript_keys(
+            raise InvalidRedaction(exc.detail) from exc
+
+    async def _settle(
+        self, job: repo.ProcessingJob, event: AudioStored, delivery: Delivery, exc: Exception
+    ) -> Handled:
+        """An attempt that failed, as services.transcriber.failures says: a permanent failure
+        is recorded and rejected, a transient one recorded and retried (both raise)."""
+        failure = classify(exc)
+        if failure is None:
+            raise exc
+        if isinstance(exc, BlobNotFound):
+            if await repo.is_deleted(self._pool, job.id):
+                return Handled("deleted")  # deleted while queued: its audio is gone
+            failure = dataclasses.replace(
+                failure, detail=f"audio object {job.object_key} not found"
+            )
+        if failure.permanent:
+            await self._fail(job, event, failure.code, failure.detail)
+            raise Reject(failure.detail) from exc
+        delay = await self._transient(
+            job, event, delivery, failure.code, failure.detail, failure.retry_after
+        )
+        raise Retry(failure.detail, delay=delay) from exc
+
+    async def _redact(
+        self, transcript: Transcript, policy: Policy, event: AudioStored, engine: Engine
+    ) -> redact.Redacted:
+        """Redacted before anything leaves this process: S3, the row, the event, logs."""
+        shape = engine.output_shape(transcript.model, "word")
+        return await redact.redact(
+            transcript,
+            policy,
+            timed_segments=shape.segment_timings,
+            timestamps=event.timestamps,
+            timeout=self._redaction_timeout,
+            redactor=self._redactor,
+        )
+
+    async def _store_job(
+        self, job: repo.ProcessingJob, redacted: redact.Redacted, policy: Policy
+    ) -> Stored:
+        """Every object of the job: the unredacted original first when the policy keeps both,
+        the transcript in every format, then the redacted audio; and the redaction record."""
+        keys = transcript_keys(
+            job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
+        )
+        original_key: str | None = None
+        if redacted.original is not None:
+            original_key = unredacted_transcript_key(
                 job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
             )
-            record: dict[str, object] | None = None
-            summary: RedactionSummary | None = None
-            if policy.active:
-                # Redacted before anything leaves this process: S3, the row, the event, logs.
-                original = transcript
-                shape = engine.output_shape(transcript.model, "word")
-                transcript, report = redact_transcript(
-                    original, policy, timed_segments=shape.segment_timings
-                )
-                if event.timestamps != "word" and transcript.words is not None:
-                    # Words were asked of the engine for the audio's spans only.
-                    transcript = msgspec.structs.replace(transcript, words=None)
-                record = msgspec.to_builtins(report)
-                if policy.keep == "both":
-                    original_key = unredacted_transcript_key(
-                        job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
-                    )
-                    await self._put_all([(original_key, render_json(original), "application/json")])
-                    record["original_key"] = original_key
-            await self._upload(transcript, keys)
-            if report is not None and record is not None:
-                audio: dict[str, object] = {}
-                if policy.audio != "none":
-                    audio = await self._redact_audio(job, policy, report)
-                    record["audio"] = audio
-                summary = RedactionSummary(
-                    policy=report.policy,
-                    counts=dict(report.counts),
-                    total=report.total,
-                    audio=str(audio["status"]) if audio else None,
-                    audio_detail=str(audio["reason"]) if "reason" in audio else None,
-                )
-            ready = await repo.complete(
-                self._pool,
-                job,
-                transcript,
-                keys,
-                force=event.force,
-                trace_id=event.trace_id,
-                redaction=record,
-                summary=summary,
+            await self._put_all(
+                [(original_key, render_json(redacted.original), "application/json")]
             )
-        except EngineAuthError as exc:
-            await self._pause(job, event, delivery, engine, exc)
-        except PermanentEngineError as exc:
-            await self._fail(job, event, exc.code, exc.detail)
-            raise Reject(exc.detail) from exc
-        except TranscriptRefused as exc:
-            await self._fail(job, event, "storage_refused", str(exc))
-            raise Reject(str(exc)) from exc
-        except BlobNotFound as exc:
-            if await repo.is_deleted(self._pool, job.id):
-                return "deleted"  # deleted while queued: its audio is gone, nothing to say
-            await self._fail(
-                job, event, "audio_missing", f"audio object {job.object_key} not found"
-            )
-            raise Reject("audio object missing") from exc
-        except TransientEngineError as exc:
-            delay = await self._transient(
-                job, event, delivery, exc.code, exc.detail, exc.retry_after
-            )
-            raise Retry(exc.detail, delay=delay) from exc
-        except DEPENDENCY_ERRORS as exc:
-            delay = await self._transient(
-                job, event, delivery, "dependency_unavailable", str(exc), None
-            )
-            raise Retry(str(exc), delay=delay) from exc
+        await self._upload(redacted.transcript, keys)
+        if redacted.report is None:
+            return Stored(redacted.transcript, keys)
+        audio = None
+        if policy.audio != "none":
+            audio = await self._redact_audio(job, policy, redacted.report)
+        record = RedactionRecord.of(redacted.report, original_key=original_key, audio=audio)
+        return Stored(redacted.transcript, keys, record)
+
+    async def _announce(
+        self, job: repo.ProcessingJob, event: AudioStored, stored: Stored
+    ) -> Handled:
+        """The transcription row and TranscriptReady, in one statement (once per job)."""
+        record = stored.record
+        ready = await repo.complete(
+            self._pool,
+            job,
+            stored.transcript,
+            stored.keys,
+            force=event.force,
+            trace_id=event.trace_id,
+            redaction=record,
+            summary=None if record is None else record.summary(),
+        )
         ENGINE_PAUSED.set(0)
-        JOBS_FINISHED.labels(engine=transcript.engine, outcome="completed").inc()
-        if report is not None and ready is not None:
-            for cls, count in report.counts.items():
-                REDACTIONS.labels(cls).inc(count)
-            # Counts only: the summary line of this message carries them (never values).
-            summary_fields["redactions"] = report.total
-        return "completed" if ready is not None else "completed_elsewhere"
+        JOBS_FINISHED.labels(engine=stored.transcript.engine, outcome="completed").inc()
+        if ready is None:
+            return Handled("completed_elsewhere")
+        if record is None:
+            return Handled("completed")
+        for cls, count in record.counts.items():
+            REDACTIONS.labels(cls).inc(count)
+        return Handled("completed", redactions=record.total)
+
+    def _temp_path(self, object_key: str) -> Path:
+        """A fresh temporary file named like the object (its extension tells decoders what it
+        is). A file, not a directory per job: mkdtemp + rmtree cost ~5% of the worker's CPU at
+        50 jobs/s. Long audio's chunk files are named after it, so they cannot collide."""
+        fd, name = tempfile.mkstemp(
+            prefix="transcribe-", suffix=_suffix(object_key), dir=self._work_dir
+        )
+        os.close(fd)
+        return Path(name)
 
     async def _transcribe(
         self, job: repo.ProcessingJob, event: AudioStored, policy: Policy = NO_REDACTION
     ) -> Transcript:
         engine = self._engines.for_model(event.model)
-        options = EngineOptions(
-            model=event.model if event.model != "offline" else None,
-            language=event.language,
-            prompt=event.prompt,
-            # Audio redaction needs word timestamps, whatever the job asked to keep.
-            timestamps="word"
-            if event.timestamps == "word" or policy.audio != "none"
-            else "none"
-            if event.timestamps == "none"
-            else "segment",
-        )
-        suffix = "." + job.object_key.rsplit(".", 1)[-1] if "." in job.object_key else ""
-        # A file, not a directory per job: mkdtemp + rmtree cost ~5% of the worker's CPU at
-        # 50 jobs/s. Long audio's chunk files are named after it, so they cannot collide.
-        fd, name = tempfile.mkstemp(prefix="transcribe-", suffix=suffix, dir=self._work_dir)
-        os.close(fd)
-        audio = Path(name)
+        audio = self._temp_path(job.object_key)
         try:
             await self._store.download_to(job.object_key, audio)
             started = time.perf_counter()
-            limits = engine.limits
-            channels, extracted = await self._channels_to_split(engine, audio, event.multichannel)
-            # Chunks saved between attempts (long audio, each channel of a call) are redacted
-            # with the job's policy before they are stored.
-            self._chunk_policies[job.id] = policy
-            try:
-                if channels:
-                    transcript = await self._transcribe_channels(
-                        engine, audio, options, job, channels, extracted, event.channel_roles
-                    )
-                elif limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
-                    transcript = await self._long_audio.transcribe(
-                        engine,
-                        audio,
-                        options,
-                        job_id=job.id,
-                        model=options.model or engine.default_model,
-                        on_chunk=lambda done, total: self._progress(job, event, done, total),
-                    )
-                else:
-                    transcript = await engine.transcribe(audio, options)
-            finally:
-                self._chunk_policies.pop(job.id, None)
-            if not transcript.utterances and _asks_for_speakers(event.model):
-                # The model asks for diarization but this engine (offline, or a default engine
-                # that ignores model names) cannot: the metadata says so instead of guessing.
-                log.info("diarization_unavailable", engine=engine.name, model=event.model)
-                transcript = msgspec.structs.replace(
-                    transcript,
-                    engine_metadata={
-                        **transcript.engine_metadata,
-                        "speakers": "none",
-                        "speakers_detail": f"the {engine.name} engine does not diarize",
-                    },
-                )
-            if transcript.utterances and transcript.conversation is None:
-                # The engine told voices apart (diarization): the same metrics as channels.
-                transcript = msgspec.structs.replace(
-                    transcript,
-                    conversation=summarize(
-                        transcript.utterances, duration=transcript.duration, method="diarization"
-                    ),
-                )
+            transcript = await self._transcribe_file(engine, audio, job, event, policy)
+            transcript = self._with_speakers(transcript, engine, event)
             ENGINE_LATENCY.labels(engine=engine.name, model=transcript.model).observe(
                 time.perf_counter() - started
             )
         finally:
             audio.unlink(missing_ok=True)
+        return transcript
+
+    async def _transcribe_file(
+        self,
+        engine: Engine,
+        audio: Path,
+        job: repo.ProcessingJob,
+        event: AudioStored,
+        policy: Policy,
+    ) -> Transcript:
+        """Each channel of a call, a recording too long for one request in chunks, or the
+        file in one request. Chunks saved between attempts are redacted with `policy`."""
+        options = engine_options(event, policy)
+        long_audio = self._long_audio(policy)
+        channels, extracted = await self._channels_to_split(engine, audio, event.multichannel)
+        if channels:
+            return await self._transcribe_channels(
+                engine,
+                audio,
+                options,
+                job,
+                channels,
+                extracted,
+                event.channel_roles,
+                long_audio,
+            )
+        limits = engine.limits
+        if limits is not None and await asyncio.to_thread(needs_splitting, audio, limits):
+            return await long_audio.transcribe(
+                engine,
+                audio,
+                options,
+                job_id=job.id,
+                model=options.model or engine.default_model,
+                on_chunk=lambda done, total: self._progress(job, event, done, total),
+            )
+        return await engine.transcribe(audio, options)
+
+    @staticmethod
+    def _with_speakers(transcript: Transcript, engine: Engine, event: AudioStored) -> Transcript:
+        """Says what is known of the speakers: a diarized transcript gets the conversation
+        metrics channels get; a model that asks for diarization from an engine that cannot
+        gets metadata saying so, rather than a guess."""
+        if not transcript.utterances and _asks_for_speakers(event.model):
+            log.info("diarization_unavailable", engine=engine.name, model=event.model)
+            return msgspec.structs.replace(
+                transcript,
+                engine_metadata={
+                    **transcript.engine_metadata,
+                    "speakers": "none",
+                    "speakers_detail": f"the {engine.name} engine does not diarize",
+                },
+            )
+        if transcript.utterances and transcript.conversation is None:
+            return msgspec.structs.replace(
+                transcript,
+                conversation=summarize(
+                    transcript.utterances, duration=transcript.duration, method="diarization"
+                ),
+            )
         return transcript
 
     async def _progress(
@@ -396,7 +513,7 @@ class Transcriber:
         except UndecodableAudio:
             return 0, None  # the engine's answer on the downmix path is the verdict
         extracted: list[Path] | None = None
-        if fits_one_request(seconds, engine.limits, self._long_audio.policy):
+        if fits_one_request(seconds, engine.limits, self._split):
             # Each channel goes whole in one request: extract them all in one decoding pass as
             # PCM WAV (Opus-encoding 10 minutes costs seconds of CPU; a mono file this size is
             # sent as is too), and judge `auto` from those files rather than decode again.
@@ -437,15 +554,17 @@ class Transcriber:
         channels: int,
         extracted: list[Path] | None,
         roles: list[str] | None,
+        long_audio: LongAudio,
     ) -> Transcript:
         """Every channel through the long-audio path at once, one shared bound on the requests
-        in flight; the transcripts merged by time into one conversation."""
+        in flight; the transcripts merged by time into one conversation (redacted later,
+        speaker by speaker: libs.redaction.apply)."""
         model = options.model or engine.default_model
-        slots = asyncio.Semaphore(chunk_parallelism(self._long_audio.policy, engine.limits))
+        slots = asyncio.Semaphore(chunk_parallelism(self._split, engine.limits))
         try:
             results = await asyncio.gather(
                 *(
-                    self._long_audio.transcribe(
+                    long_audio.transcribe(
                         engine,
                         audio,
                         options,
@@ -488,42 +607,34 @@ class Transcriber:
 
     async def _redact_audio(
         self, job: repo.ProcessingJob, policy: Policy, report: RedactionReport
-    ) -> dict[str, object]:
+    ) -> AudioOutcome:
         """A copy of the audio with every redacted span beeped or silenced, beside the
         original; with keep=redacted it then replaces the original, only once the copy is
         stored. What happened is returned for the job's redaction record."""
         mode: AudioRedaction = "silence" if policy.audio == "silence" else "beep"
         if report.total == 0:
-            return {"status": "nothing_to_redact"}
+            return AudioOutcome(status="nothing_to_redact")
         if report.timing == "none":
-            return {
-                "status": "not_redacted",
-                "reason": "the engine returned no timestamps for this model, so the redacted "
-                "values cannot be located in the audio; the original audio is unchanged (use "
-                "whisper-1 or an offline engine for audio redaction)",
-            }
+            return AudioOutcome(status="not_redacted", reason=_NO_TIMINGS)
         spans = [
             (s.start, s.end) for s in report.spans if s.start is not None and s.end is not None
         ]
         key = redacted_audio_key(job.object_key)
-        suffix = "." + job.object_key.rsplit(".", 1)[-1] if "." in job.object_key else ""
-        fd, name = tempfile.mkstemp(prefix="transcribe-", suffix=suffix, dir=self._work_dir)
-        os.close(fd)
-        source = Path(name)
+        source = self._temp_path(job.object_key)
         redacted = source.with_suffix(".redacted.wav")
+        replaced = policy.keep == "redacted"
         try:
             await self._store.download_to(job.object_key, source)
             try:
                 await asyncio.to_thread(redact_to_wav, source, redacted, spans, mode=mode)
             except UndecodableAudio as exc:
-                return {"status": "not_redacted", "reason": f"the audio did not decode: {exc}"}
-            await self._store.put_stream(key, _file_chunks(redacted), "audio/wav")
-            replaced = policy.keep == "redacted"
+                return AudioOutcome(
+                    status="not_redacted", reason=f"the audio did not decode: {exc}"
+                )
+            await self._put_all([(key, redacted, "audio/wav")])
             if replaced:
                 # The copy is stored (put_stream returned): only now does the original go.
-                stored = await self._store.put_stream(
-                    job.object_key, _file_chunks(redacted), "audio/wav"
-                )
+                (stored,) = await self._put_all([(job.object_key, redacted, "audio/wav")])
                 await repo.record_audio_replaced(
                     self._pool,
                     job.id,
@@ -534,15 +645,14 @@ class Transcriber:
         finally:
             source.unlink(missing_ok=True)
             redacted.unlink(missing_ok=True)
-        return {
-            "status": "redacted",
-            "key": key,
-            "mode": mode,
-            # words: each value's own time span; segments: the whole segments that said one.
-            "precision": report.timing,
-            "spans": len(spans),
-            "replaced_original": replaced,
-        }
+        return AudioOutcome(
+            status="redacted",
+            key=key,
+            mode=mode,
+            precision=report.timing,
+            spans=len(spans),
+            replaced_original=replaced,
+        )
 
     async def _upload(self, transcript: Transcript, keys: object) -> None:
         objects = []
@@ -552,8 +662,12 @@ class Transcriber:
                 objects.append((key, render(transcript), content_type))
         await self._put_all(objects)
 
-    async def _put_all(self, objects: list[tuple[str, bytes, str]]) -> None:
-        uploads = [self._store.put_bytes(key, body, ctype) for key, body, ctype in objects]
+    async def _put_all(
+        self, objects: Sequence[tuple[str, bytes | Path, str]]
+    ) -> list[StoredObject]:
+        """The one place a job writes objects: transcripts (bytes) and audio (a file, streamed
+        in constant memory), all at once. A refusal fails the job (`storage_refused`)."""
+        uploads = [self._put(key, body, ctype) for key, body, ctype in objects]
         # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
         results = await asyncio.gather(*uploads, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -565,6 +679,12 @@ class Transcriber:
             raise TranscriptRefused(
                 f"object storage refused the transcript upload: {errors[0]}"
             ) from errors[0]
+        return [r for r in results if isinstance(r, StoredObject)]
+
+    def _put(self, key: str, body: bytes | Path, content_type: str) -> Awaitable[StoredObject]:
+        if isinstance(body, Path):
+            return self._store.put_stream(key, _file_chunks(body), content_type)
+        return self._store.put_bytes(key, body, content_type)
 
     async def _pause(
         self,

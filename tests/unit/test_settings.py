@@ -108,3 +108,11 @@ def test_offline_engine_settings() -> None:
 def test_bad_offline_settings_are_reported_by_name(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_redaction_timeout() -> None:
+    assert Settings.from_env({}).redaction_timeout == 60.0
+    assert Settings.from_env({"REDACTION_TIMEOUT_SECONDS": "2.5"}).redaction_timeout == 2.5
+    for bad in ("0", "-1", "inf", "nan"):
+        with pytest.raises(SettingsError, match="REDACTION_TIMEOUT_SECONDS"):
+            Settings.from_env({"REDACTION_TIMEOUT_SECONDS": bad})

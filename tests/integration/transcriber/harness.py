@@ -119,7 +119,9 @@ async def transcriber(
     timeout: float = 30.0,
     api_key: str | None = None,
     limits: UploadLimits = LIMITS,
+    **options: Any,
 ) -> AsyncIterator[tuple[Transcriber, S3BlobStore]]:
+    """`options`: further Transcriber keywords (redaction_timeout, redactor)."""
     engine = OpenAIEngine(
         build_client(api_key or fake.api_key, fake.base_url, timeout), limits=limits
     )
@@ -132,6 +134,7 @@ async def transcriber(
                     Engines(default=engine, offline=offline_engine()),
                     split_policy=split_policy,
                     skip_tenants=skip_tenants,
+                    **options,
                 ),
                 store,
             )

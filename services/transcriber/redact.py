@@ -1,0 +1,94 @@
+"""The redact step: a job's transcript redacted off the event loop, in bounded time, failing
+closed.
+
+Redaction is CPU work on text an engine (or a caller's audio) chose, so it runs in a thread
+of its own: the event loop, which in `transcribe up` also serves the API, keeps serving. It gets
+`timeout` seconds (REDACTION_TIMEOUT_SECONDS); if it raises or runs out of time the step
+raises `RedactionFailed`, before anything has been written, and the job fails permanently
+(the same transcript would fail the same way on every retry, each paying for the
+transcription again). A thread cannot be stopped from outside: past the timeout nothing waits
+for it or uses what it returns, and a redaction given a deadline of its own stops there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from libs.redaction import (
+    Policy,
+    RedactionReport,
+    RedactionTimeout,
+    redact_chunk,
+    redact_transcript,
+)
+from libs.transcript import Transcript
+from services.transcriber.failures import RedactionFailed
+
+T = TypeVar("T")
+
+# Threads of their own: a redaction never waits behind audio decoding on the default executor
+# (which would eat into its time) nor holds the threads file and decoding work need. Its time
+# counts from submission, so it includes waiting for one of these.
+_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="redaction")
+
+
+class Redactor(Protocol):
+    def __call__(
+        self, transcript: Transcript, policy: Policy, *, timed_segments: bool = True
+    ) -> tuple[Transcript, RedactionReport]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    """What the store step writes: the transcript that may leave this process, the evidence
+    (None without a policy) and, only when the policy keeps both, the unredacted original."""
+
+    transcript: Transcript
+    report: RedactionReport | None = None
+    original: Transcript | None = None
+
+
+async def redact(
+    transcript: Transcript,
+    policy: Policy,
+    *,
+    timed_segments: bool,
+    timestamps: str,
+    timeout: float,
+    redactor: Redactor = redact_transcript,
+) -> Redacted:
+    """`transcript` as the job's policy wants it stored and sent (unchanged without one).
+    `timed_segments`: whether the engine's segment times are when things were said."""
+    if not policy.active:
+        return Redacted(transcript)
+    call = functools.partial(redactor, transcript, policy, timed_segments=timed_segments)
+    redacted, report = await _bounded(call, timeout)
+    if timestamps != "word" and redacted.words is not None:
+        # Words were asked of the engine for the audio's spans only.
+        redacted = msgspec.structs.replace(redacted, words=None)
+    return Redacted(redacted, report, transcript if policy.keep == "both" else None)
+
+
+async def redact_saved_chunk(
+    transcript: Transcript, policy: Policy, *, timeout: float
+) -> Transcript:
+    """A chunk's transcript as it may be saved in Postgres for resuming (`redact_chunk`)."""
+    return await _bounded(functools.partial(redact_chunk, transcript, policy), timeout)
+
+
+async def _bounded(call: Callable[[], T], timeout: float) -> T:
+    try:
+        running = asyncio.get_running_loop().run_in_executor(_THREADS, call)
+        return await asyncio.wait_for(running, timeout)
+    except TimeoutError as exc:
+        raise RedactionFailed(f"redaction did not finish within {timeout:g} s") from exc
+    except (RecursionError, RedactionTimeout) as exc:
+        # The message names the error, never the text it was redacting.
+        raise RedactionFailed(f"redaction failed ({type(exc).__name__})") from exc
