@@ -16,9 +16,11 @@ Two halves, so a deletion is never half-done:
    delay, and the finisher (services/ingest/sweeper.py, any number of replicas: rows are
    leased with FOR UPDATE SKIP LOCKED) completes it later.
 
-A transcriber that was already transcribing when the job was deleted may still upload its
-transcripts afterwards; completing then finds the job deleted and `rearm`s the deletion with
-those keys, so they are removed too.
+A transcriber that was already transcribing when the job was deleted stops at its next chunk
+and writes nothing more: it checks the tombstone before and after each upload
+(services/transcriber/tombstone.py), and what it wrote while the deletion happened is handed
+back (`hand_back`: the deletion is re-armed with those keys and finished at once, or by the
+finisher when object storage is down). Completing a deleted job is refused (lifecycle.py).
 """
 
 from __future__ import annotations
@@ -84,12 +86,15 @@ RETURNING deleted_at
 """
 TOMBSTONE_TRANSCRIPTION = """
 UPDATE media_pipeline.transcriptions
-SET text = '', raw_response = NULL, metadata = '{}'::jsonb, b2_transcript_json_key = '',
+SET text = '', raw_response = NULL, metadata = '{}'::jsonb, redaction = NULL,
+    b2_transcript_json_key = '',
     b2_transcript_txt_key = '', b2_transcript_srt_key = NULL, b2_transcript_vtt_key = NULL,
     updated_at = now()
 WHERE audio_file_id = $1
 """
 DELETE_CHUNKS = "DELETE FROM media_pipeline.transcription_chunks WHERE audio_file_id = $1"
+# A failure's text may name the object key (and so the phone); the tombstone needs none of it.
+DELETE_FAILURES = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
 LOAD = """
 SELECT d.audio_file_id, d.requested_at, d.requested_by, d.reason, d.object_keys, d.attempts,
        d.last_error, d.finished_at, a.deleted_at
@@ -224,6 +229,7 @@ async def request(
         await conn.fetchval(TOMBSTONE_JOB, job_id, requested_by)
         await conn.execute(TOMBSTONE_TRANSCRIPTION, job_id)
         await conn.execute(DELETE_CHUNKS, job_id)
+        await conn.execute(DELETE_FAILURES, job_id)
         await webhooks.scrub_for_deleted_job(conn, job_id)
         await dead_letters.forget_payloads_of_job(conn, job_id)
         if forget_events:
@@ -305,6 +311,17 @@ async def rearm(
     """Objects were written for a job after its deletion (a transcriber that was already
     running): make the deletion due again, with those keys too."""
     await conn.execute(REARM, job_id, list(keys))
+
+
+async def hand_back(
+    pool: asyncpg.Pool, store: ObjectDeleter, job_id: uuid.UUID, keys: Sequence[str]
+) -> bool:
+    """Objects written for a job that turned out to be deleted meanwhile (a transcriber that was
+    running): re-arm its deletion with those keys, durably, then remove them now. True when every
+    object of the deletion is gone; False when object storage is down (the finisher completes
+    it later). A job without a deletion row is left alone (nothing to re-arm)."""
+    await rearm(pool, job_id, keys)
+    return await finish(pool, store, job_id)
 
 
 async def lag(pool: asyncpg.Pool) -> tuple[int, float]:

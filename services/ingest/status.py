@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from libs.layout import redacted_audio_key
+
 
 def status_body(row: asyncpg.Record) -> dict[str, Any]:
     state = row["status"]
@@ -59,8 +61,9 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
             audio = redaction.get("audio")
             if audio:
                 metadata["redaction"]["audio"] = audio.get("status")
-                if audio.get("key"):
-                    metadata["redaction"]["audio_key"] = audio["key"]
+                if audio.get("status") == "redacted":
+                    # From the job's audio key: the record holds no key (keys name the phone).
+                    metadata["redaction"]["audio_key"] = redacted_audio_key(row["b2_object_key"])
                 if audio.get("reason"):
                     metadata["redaction"]["audio_detail"] = audio["reason"]
     if public == "deleted":

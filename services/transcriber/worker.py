@@ -57,6 +57,7 @@ from services.transcriber.longaudio import (
     most_severe,
     needs_splitting,
 )
+from services.transcriber.tombstone import JobDeleted, Tombstone
 
 log = structlog.get_logger()
 
@@ -119,7 +120,11 @@ class Transcriber:
         # redacted before it is saved in Postgres (see _save_chunk).
         self._chunk_policies: dict[uuid.UUID, Policy] = {}
         self._long_audio = LongAudio(
-            lambda job_id: repo.load_chunks(pool, job_id), self._save_chunk, split_policy
+            lambda job_id: repo.load_chunks(pool, job_id),
+            self._save_chunk,
+            split_policy,
+            # deletion: a deleted long job stops at its next chunk
+            before_chunk=lambda job_id: Tombstone(pool, store, job_id).check(),
         )
 
     async def _save_chunk(self, job_id: uuid.UUID, chunk: repo.StoredChunk) -> None:
@@ -173,6 +178,8 @@ class Transcriber:
         if job is None:
             # Outbox rows commit with their job, so this is a foreign or hand-made event.
             raise Reject(f"no job {event.audio_file_id}")
+        if job.status == "deleted":
+            return "deleted"  # deletion: nothing to do, nothing to say
         if job.has_transcript and job.status == "completed" and not event.force:
             return "already_completed"
         if job.failure_status == "permanent" and not event.force:
@@ -196,6 +203,8 @@ class Transcriber:
             await self._fail(job, event, "invalid_redact", exc.detail)
             raise Reject(exc.detail) from exc
         report: RedactionReport | None = None
+        # deletion: every upload below is guarded by the job's tombstone (tombstone.py)
+        tombstone = Tombstone(self._pool, self._store, job.id)
         try:
             if not await repo.mark_processing(self._pool, job, force=event.force):
                 return "already_completed"
@@ -220,13 +229,16 @@ class Transcriber:
                     original_key = unredacted_transcript_key(
                         job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
                     )
-                    await self._put_all([(original_key, render_json(original), "application/json")])
-                    record["original_key"] = original_key
-            await self._upload(transcript, keys)
+                    await self._put_all(
+                        [(original_key, render_json(original), "application/json")], tombstone
+                    )
+                    # Where is known from the job (libs/layout); the key names the phone.
+                    record["original_stored"] = True
+            await self._upload(transcript, keys, tombstone)
             if report is not None and record is not None:
                 audio: dict[str, object] = {}
                 if policy.audio != "none":
-                    audio = await self._redact_audio(job, policy, report)
+                    audio = await self._redact_audio(job, policy, report, tombstone)
                     record["audio"] = audio
                 summary = RedactionSummary(
                     policy=report.policy,
@@ -245,6 +257,10 @@ class Transcriber:
                 redaction=record,
                 summary=summary,
             )
+            if ready is None:
+                await tombstone.check()  # deletion: refused because the job was deleted?
+        except JobDeleted:
+            return "deleted"  # deletion: what it wrote is handed back; acked, nothing announced
         except EngineAuthError as exc:
             await self._pause(job, event, delivery, engine, exc)
         except PermanentEngineError as exc:
@@ -256,9 +272,8 @@ class Transcriber:
         except BlobNotFound as exc:
             if await repo.is_deleted(self._pool, job.id):
                 return "deleted"  # deleted while queued: its audio is gone, nothing to say
-            await self._fail(
-                job, event, "audio_missing", f"audio object {job.object_key} not found"
-            )
+            # Not the key in the detail: it names the phone.
+            await self._fail(job, event, "audio_missing", "the job's audio object was not found")
             raise Reject("audio object missing") from exc
         except TransientEngineError as exc:
             delay = await self._transient(
@@ -487,7 +502,11 @@ class Transcriber:
         )
 
     async def _redact_audio(
-        self, job: repo.ProcessingJob, policy: Policy, report: RedactionReport
+        self,
+        job: repo.ProcessingJob,
+        policy: Policy,
+        report: RedactionReport,
+        tombstone: Tombstone,
     ) -> dict[str, object]:
         """A copy of the audio with every redacted span beeped or silenced, beside the
         original; with keep=redacted it then replaces the original, only once the copy is
@@ -517,13 +536,15 @@ class Transcriber:
                 await asyncio.to_thread(redact_to_wav, source, redacted, spans, mode=mode)
             except UndecodableAudio as exc:
                 return {"status": "not_redacted", "reason": f"the audio did not decode: {exc}"}
-            await self._store.put_stream(key, _file_chunks(redacted), "audio/wav")
+            async with tombstone.writing([key]):  # deletion
+                await self._store.put_stream(key, _file_chunks(redacted), "audio/wav")
             replaced = policy.keep == "redacted"
             if replaced:
                 # The copy is stored (put_stream returned): only now does the original go.
-                stored = await self._store.put_stream(
-                    job.object_key, _file_chunks(redacted), "audio/wav"
-                )
+                async with tombstone.writing([job.object_key]):  # deletion
+                    stored = await self._store.put_stream(
+                        job.object_key, _file_chunks(redacted), "audio/wav"
+                    )
                 await repo.record_audio_replaced(
                     self._pool,
                     job.id,
@@ -536,7 +557,7 @@ class Transcriber:
             redacted.unlink(missing_ok=True)
         return {
             "status": "redacted",
-            "key": key,
+            # Not the key (it names the phone): redacted_audio_key(the job's audio key).
             "mode": mode,
             # words: each value's own time span; segments: the whole segments that said one.
             "precision": report.timing,
@@ -544,18 +565,19 @@ class Transcriber:
             "replaced_original": replaced,
         }
 
-    async def _upload(self, transcript: Transcript, keys: object) -> None:
+    async def _upload(self, transcript: Transcript, keys: object, tombstone: Tombstone) -> None:
         objects = []
         for fmt, (render, content_type, _ext) in FORMATS.items():
             key = getattr(keys, fmt, None)
             if key:
                 objects.append((key, render(transcript), content_type))
-        await self._put_all(objects)
+        await self._put_all(objects, tombstone)
 
-    async def _put_all(self, objects: list[tuple[str, bytes, str]]) -> None:
-        uploads = [self._store.put_bytes(key, body, ctype) for key, body, ctype in objects]
+    async def _put_all(self, objects: list[tuple[str, bytes, str]], tombstone: Tombstone) -> None:
         # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
-        results = await asyncio.gather(*uploads, return_exceptions=True)
+        async with tombstone.writing([key for key, _, _ in objects]):  # deletion
+            uploads = [self._store.put_bytes(key, body, ctype) for key, body, ctype in objects]
+            results = await asyncio.gather(*uploads, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         # An outage (or anything unexpected) wins over a refusal: it is retried.
         for error in errors:
