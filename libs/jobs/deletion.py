@@ -180,24 +180,28 @@ def audio_keys(audio_object_key: str) -> list[str]:
     return [audio_object_key, redacted_audio_key(audio_object_key)]
 
 
+def planned_keys(audio_object_key: str, *, campaign: str, prefix: str) -> list[str]:
+    """Every key the layout gives a job (libs/layout), whether written yet or not: its audio
+    (which audio redaction may replace), the redacted copy, the four transcript formats and the
+    unredacted original of a `keep=both` redaction. (Long audio's chunk files are local files,
+    never objects.)"""
+    planned = transcript_keys(audio_object_key, campaign=campaign, prefix=prefix)
+    keys = audio_keys(audio_object_key)
+    keys += [k for k in (planned.json, planned.txt, planned.srt, planned.vtt) if k]
+    keys.append(unredacted_transcript_key(audio_object_key, campaign=campaign, prefix=prefix))
+    return keys
+
+
 def _object_keys(job: asyncpg.Record) -> list[str]:
-    """Every object the job may have stored: its audio (and redacted copy), the transcripts it
-    has, and those the layout would give it (a transcriber still running may upload them
-    later), the unredacted original of a `keep=both` redaction included."""
-    keys = audio_keys(job["b2_object_key"])
-    keys += [
+    """Every object the job may have stored: the transcripts it has, and every key the layout
+    gives it (a transcriber still running may upload them later)."""
+    keys = [
         job[f"b2_transcript_{fmt}_key"]
         for fmt in ("json", "txt", "srt", "vtt")
         if job[f"b2_transcript_{fmt}_key"]
     ]
-    planned = transcript_keys(
+    keys += planned_keys(
         job["b2_object_key"], campaign=job["campaign_name"], prefix=job["transcript_prefix"]
-    )
-    keys += [k for k in (planned.json, planned.txt, planned.srt, planned.vtt) if k]
-    keys.append(
-        unredacted_transcript_key(
-            job["b2_object_key"], campaign=job["campaign_name"], prefix=job["transcript_prefix"]
-        )
     )
     return list(dict.fromkeys(keys))
 

@@ -8,6 +8,10 @@ ran; what was written then is handed back to the deletion (re-armed with those k
 at once, or by the finisher when object storage is down) and `JobDeleted` ends the message as
 "deleted": acked, no failure recorded, nothing announced. Long audio reads it once before each
 chunk (`Tombstone.check`), so a deleted long job stops at its next chunk.
+
+An attempt that never ended (the process died between an upload and the check after it) is
+covered by its message's redelivery: a redelivered message of a deleted job hands every key
+the job may have written back to the deletion once more (`after_unfinished_attempt`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import PurePosixPath
 
 import asyncpg
 import structlog
@@ -65,3 +70,24 @@ class Tombstone:
             raise
         if await self.handed_back(keys):
             raise JobDeleted(str(self._job_id))
+
+
+async def after_unfinished_attempt(
+    pool: asyncpg.Pool,
+    store: deletion.ObjectDeleter,
+    job: lifecycle.ProcessingJob,
+    audio_object_key: str,
+) -> None:
+    """A deleted job's message came back: the attempt before may have died after an upload and
+    before its check, with the deletion already finished. Remove every key the job may have
+    written once more. The tombstone no longer holds the object key (it names the phone), so it
+    comes from the message; only a key named after this job is taken (the layout names the
+    audio after the job's id, and every other key mirrors it)."""
+    if PurePosixPath(audio_object_key).stem != str(job.id):
+        log.warning("deleted_job_key_not_its_own")
+        return
+    keys = deletion.planned_keys(
+        audio_object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
+    )
+    removed = await deletion.hand_back(pool, store, job.id, keys)
+    log.info("deleted_job_swept_again", objects=len(keys), removed_now=removed)

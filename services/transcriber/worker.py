@@ -57,7 +57,7 @@ from services.transcriber.longaudio import (
     most_severe,
     needs_splitting,
 )
-from services.transcriber.tombstone import JobDeleted, Tombstone
+from services.transcriber.tombstone import JobDeleted, Tombstone, after_unfinished_attempt
 
 log = structlog.get_logger()
 
@@ -178,8 +178,13 @@ class Transcriber:
         if job is None:
             # Outbox rows commit with their job, so this is a foreign or hand-made event.
             raise Reject(f"no job {event.audio_file_id}")
-        if job.status == "deleted":
-            return "deleted"  # deletion: nothing to do, nothing to say
+        if job.status == "deleted":  # deletion: nothing to do, nothing to say
+            if delivery.num_delivered > 1:  # ...but an attempt before may have died mid-upload
+                try:
+                    await after_unfinished_attempt(self._pool, self._store, job, event.storage_key)
+                except DatabaseUnavailable as exc:
+                    raise Retry(f"Postgres unavailable: {exc}") from exc
+            return "deleted"
         if job.has_transcript and job.status == "completed" and not event.force:
             return "already_completed"
         if job.failure_status == "permanent" and not event.force:

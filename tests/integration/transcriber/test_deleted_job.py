@@ -17,6 +17,7 @@ import pytest
 
 from libs.blobstore import S3BlobStore
 from libs.jobs import deletion
+from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
 from libs.redaction import Policy
 from libs.settings import Settings
 from services.ingest.sweeper import Sweeper
@@ -289,3 +290,35 @@ async def test_a_deleted_long_job_stops_at_its_next_chunk(
         assert await Sweeper(pool, store).run_until_idle() is not None
         assert await _objects(settings, job) == []
     assert await _rows_of(pool, job.id) == {}
+
+
+async def test_a_redelivered_message_of_a_deleted_job_removes_what_a_dead_attempt_wrote(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """An attempt died between its uploads and the check after them, with the deletion already
+    finished: its message comes back, and the job's keys are swept once more."""
+    phone = _phone()
+    async with (
+        FakeOpenAIServer() as fake,
+        harness.transcriber(settings, pool, fake) as (worker, store),
+    ):
+        job = await harness.make_job(pool, store, AUDIO, phone=phone)
+        assert await _api_delete(pool, store, job.id)
+        keys = transcript_keys(job.key, campaign="camp")
+        late = [
+            keys.json,
+            keys.txt,
+            keys.srt,
+            keys.vtt,
+            unredacted_transcript_key(job.key, campaign="camp"),
+            redacted_audio_key(job.key),
+            job.key,  # a replaced original
+        ]
+        for key in late:
+            await store.put_bytes(key, b"written by an attempt that died", "text/plain")
+        assert len(await _objects(settings, job)) == len(late)
+        await worker.handle(harness.delivery(job.event, attempt=2))
+        assert await _objects(settings, job) == []
+        assert fake.requests == []
+    assert await _rows_of(pool, job.id) == {}
+    assert await _leftovers(pool, [phone]) == []
