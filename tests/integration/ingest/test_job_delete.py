@@ -349,14 +349,29 @@ async def test_notifier_announces_the_deletion_and_no_later_result(
     assert await scheduler.schedule(late) == 0
 
 
+@pytest.mark.parametrize("completed", [True, False])
 async def test_delete_removes_what_redaction_stored_beside_the_job(
-    api: Api, upstream: Upstream, store: S3BlobStore, phone: str, secret_words: str
+    api: Api,
+    upstream: Upstream,
+    store: S3BlobStore,
+    phone: str,
+    secret_words: str,
+    completed: bool,
 ) -> None:
     # A redacting job may also have stored a beeped copy of its audio and, with keep=both,
-    # its unredacted transcript: both go with the job.
+    # its unredacted transcript: both go with the job. Also while it runs (no transcription
+    # row yet): the keys come from the job's row and the layout.
     raw, key = await make_key(api.pool)
     file_id, _ = await _submit(api, upstream, raw, phone)
-    job = await _complete(api, store, file_id, secret_words)
+    if completed:
+        job = await _complete(api, store, file_id, secret_words)
+    else:
+        running = await lifecycle.load_job(api.pool, file_id)
+        assert running is not None and await lifecycle.mark_processing(
+            api.pool, running, force=False
+        )
+        job = running
+        await _upload(store, _keys(job), _transcript(secret_words))
     extra = [
         layout.redacted_audio_key(job.object_key),
         layout.unredacted_transcript_key(
