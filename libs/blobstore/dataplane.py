@@ -27,6 +27,7 @@ from yarl import URL
 
 from libs.blobstore.sigv4 import EMPTY_SHA256, SigV4Signer
 from libs.blobstore.store import BlobNotFound, BlobStoreRefused, BlobStoreUnavailable
+from libs.layout import loggable
 from libs.settings import S3Settings
 
 MAX_ATTEMPTS = 3
@@ -108,7 +109,7 @@ class DataPlane:
         restart: Callable[[], Any] | None = None,
         sha256: str = EMPTY_SHA256,
     ) -> None:
-        what = f"{method.lower()} {key}"
+        what = f"{method.lower()} {loggable(key)}"  # errors never name the phone
         url = self.url_for(key)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiobotocore.session
 import structlog
@@ -24,6 +25,7 @@ from libs.blobstore.store import (
     BlobStoreUnavailable,
     StoredObject,
 )
+from libs.layout import loggable
 from libs.settings import S3Settings
 
 log = structlog.get_logger()
@@ -34,16 +36,26 @@ MAX_POOL_CONNECTIONS = 64
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def _translate(exc: Exception, what: str, key: str = "") -> Exception:
+    """The store's error for a botocore one. `key` is kept out of the text: botocore's texts
+    quote the request URL, which holds the key and so the phone (errors go to logs and failure
+    records); the object is named by its file name, as in `what`."""
+    detail = _without_key(str(exc), key)
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _NOT_FOUND:
             return BlobNotFound(what)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if status >= 500 or status == 0:
-            return BlobStoreUnavailable(f"{what}: {code or exc}")
-        return BlobStoreRefused(f"{what}: object store refused: {code} {exc}")
-    return BlobStoreUnavailable(f"{what}: {exc}")
+            return BlobStoreUnavailable(f"{what}: {code or detail}")
+        return BlobStoreRefused(f"{what}: object store refused: {code} {detail}")
+    return BlobStoreUnavailable(f"{what}: {detail}")
+
+
+def _without_key(text: str, key: str) -> str:
+    for form in (key, quote(key, safe="/")) if key else ():
+        text = text.replace(form, loggable(key))
+    return text
 
 
 class S3BlobStore:
@@ -151,7 +163,7 @@ class S3BlobStore:
             if upload_id is not None:
                 await self._abort(key, upload_id)
             if isinstance(exc, ClientError | BotoCoreError | OSError):
-                raise _translate(exc, f"put {key}") from exc
+                raise _translate(exc, f"put {loggable(key)}", key) from exc
             raise
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
@@ -170,7 +182,7 @@ class S3BlobStore:
             )
         except (ClientError, BotoCoreError, OSError) as exc:
             # The bucket's lifecycle rule for incomplete uploads is the backstop.
-            log.warning("multipart_abort_failed", key=key, error=str(exc))
+            log.warning("multipart_abort_failed", object=loggable(key), error=str(exc))
 
     async def download_to(self, key: str, path: Path) -> int:
         with path.open("wb") as fh:
@@ -190,18 +202,18 @@ class S3BlobStore:
         try:
             await self._client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError, OSError) as exc:
-            raise _translate(exc, f"delete {key}") from exc
+            raise _translate(exc, f"delete {loggable(key)}", key) from exc
 
     async def exists(self, key: str) -> bool:
         try:
             await self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            translated = _translate(exc, f"head {key}")
+            translated = _translate(exc, f"head {loggable(key)}", key)
             if isinstance(translated, BlobNotFound):
                 return False
             raise translated from exc
         except (BotoCoreError, OSError) as exc:
-            raise _translate(exc, f"head {key}") from exc
+            raise _translate(exc, f"head {loggable(key)}", key) from exc
         return True
 
     def url_for(self, key: str) -> str:

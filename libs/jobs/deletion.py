@@ -16,9 +16,11 @@ Two halves, so a deletion is never half-done:
    delay, and the finisher (services/ingest/sweeper.py, any number of replicas: rows are
    leased with FOR UPDATE SKIP LOCKED) completes it later.
 
-A transcriber that was already transcribing when the job was deleted may still upload its
-transcripts afterwards; completing then finds the job deleted and `rearm`s the deletion with
-those keys, so they are removed too.
+A transcriber that was already transcribing when the job was deleted stops at its next chunk
+and writes nothing more: it checks the tombstone before and after each upload
+(services/transcriber/tombstone.py), and what it wrote while the deletion happened is handed
+back (`hand_back`: the deletion is re-armed with those keys and finished at once, or by the
+finisher when object storage is down). Completing a deleted job is refused (lifecycle.py).
 """
 
 from __future__ import annotations
@@ -84,12 +86,15 @@ RETURNING deleted_at
 """
 TOMBSTONE_TRANSCRIPTION = """
 UPDATE media_pipeline.transcriptions
-SET text = '', raw_response = NULL, metadata = '{}'::jsonb, b2_transcript_json_key = '',
+SET text = '', raw_response = NULL, metadata = '{}'::jsonb, redaction = NULL,
+    b2_transcript_json_key = '',
     b2_transcript_txt_key = '', b2_transcript_srt_key = NULL, b2_transcript_vtt_key = NULL,
     updated_at = now()
 WHERE audio_file_id = $1
 """
 DELETE_CHUNKS = "DELETE FROM media_pipeline.transcription_chunks WHERE audio_file_id = $1"
+# A failure's text may name the object key (and so the phone); the tombstone needs none of it.
+DELETE_FAILURES = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
 LOAD = """
 SELECT d.audio_file_id, d.requested_at, d.requested_by, d.reason, d.object_keys, d.attempts,
        d.last_error, d.finished_at, a.deleted_at
@@ -175,24 +180,28 @@ def audio_keys(audio_object_key: str) -> list[str]:
     return [audio_object_key, redacted_audio_key(audio_object_key)]
 
 
+def planned_keys(audio_object_key: str, *, campaign: str, prefix: str) -> list[str]:
+    """Every key the layout gives a job (libs/layout), whether written yet or not: its audio
+    (which audio redaction may replace), the redacted copy, the four transcript formats and the
+    unredacted original of a `keep=both` redaction. (Long audio's chunk files are local files,
+    never objects.)"""
+    planned = transcript_keys(audio_object_key, campaign=campaign, prefix=prefix)
+    keys = audio_keys(audio_object_key)
+    keys += [k for k in (planned.json, planned.txt, planned.srt, planned.vtt) if k]
+    keys.append(unredacted_transcript_key(audio_object_key, campaign=campaign, prefix=prefix))
+    return keys
+
+
 def _object_keys(job: asyncpg.Record) -> list[str]:
-    """Every object the job may have stored: its audio (and redacted copy), the transcripts it
-    has, and those the layout would give it (a transcriber still running may upload them
-    later), the unredacted original of a `keep=both` redaction included."""
-    keys = audio_keys(job["b2_object_key"])
-    keys += [
+    """Every object the job may have stored: the transcripts it has, and every key the layout
+    gives it (a transcriber still running may upload them later)."""
+    keys = [
         job[f"b2_transcript_{fmt}_key"]
         for fmt in ("json", "txt", "srt", "vtt")
         if job[f"b2_transcript_{fmt}_key"]
     ]
-    planned = transcript_keys(
+    keys += planned_keys(
         job["b2_object_key"], campaign=job["campaign_name"], prefix=job["transcript_prefix"]
-    )
-    keys += [k for k in (planned.json, planned.txt, planned.srt, planned.vtt) if k]
-    keys.append(
-        unredacted_transcript_key(
-            job["b2_object_key"], campaign=job["campaign_name"], prefix=job["transcript_prefix"]
-        )
     )
     return list(dict.fromkeys(keys))
 
@@ -224,6 +233,7 @@ async def request(
         await conn.fetchval(TOMBSTONE_JOB, job_id, requested_by)
         await conn.execute(TOMBSTONE_TRANSCRIPTION, job_id)
         await conn.execute(DELETE_CHUNKS, job_id)
+        await conn.execute(DELETE_FAILURES, job_id)
         await webhooks.scrub_for_deleted_job(conn, job_id)
         await dead_letters.forget_payloads_of_job(conn, job_id)
         if forget_events:
@@ -305,6 +315,17 @@ async def rearm(
     """Objects were written for a job after its deletion (a transcriber that was already
     running): make the deletion due again, with those keys too."""
     await conn.execute(REARM, job_id, list(keys))
+
+
+async def hand_back(
+    pool: asyncpg.Pool, store: ObjectDeleter, job_id: uuid.UUID, keys: Sequence[str]
+) -> bool:
+    """Objects written for a job that turned out to be deleted meanwhile (a transcriber that was
+    running): re-arm its deletion with those keys, durably, then remove them now. True when every
+    object of the deletion is gone; False when object storage is down (the finisher completes
+    it later). A job without a deletion row is left alone (nothing to re-arm)."""
+    await rearm(pool, job_id, keys)
+    return await finish(pool, store, job_id)
 
 
 async def lag(pool: asyncpg.Pool) -> tuple[int, float]:

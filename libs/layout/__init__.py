@@ -107,6 +107,12 @@ def redacted_audio_key(audio_object_key: str) -> str:
     return f"{head}.redacted.wav"
 
 
+def loggable(key: str) -> str:
+    """What of an object key may go into a log line or an error text: its file name (the job's
+    id and extension). The path names the phone, which outlives a deletion in logs."""
+    return key.rsplit("/", 1)[-1]
+
+
 def oversized(keys: list[str | None]) -> list[str]:
     """The keys longer than S3 allows (MAX_KEY_BYTES of UTF-8); None entries are skipped."""
     return [k for k in keys if k is not None and len(k.encode("utf-8")) > MAX_KEY_BYTES]

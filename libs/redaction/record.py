@@ -2,8 +2,8 @@
 back by the status answer: one type, defined here, for the writer and the readers.
 
 The stored shape is the one the transcriber has always written (the report's fields, then
-`original_key` and `audio` only when they apply), so records stored before this type existed
-decode unchanged.
+`original_stored` and `audio` only when they apply), so records stored before this type existed
+decode unchanged (migration 0024 took the object keys out of older ones).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class AudioOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 
     status: AudioStatus
     reason: str | None = None  # not_redacted: why (said to the client)
-    key: str | None = None  # the redacted copy
+    # No key: keys name the phone; the copy's key follows from the job's audio key by the
+    # layout (libs.layout.redacted_audio_key).
     mode: Literal["beep", "silence"] | None = None
     # words: each value's own time span; segments: the whole segments that said one.
     precision: Timing | None = None
@@ -38,8 +39,9 @@ class RedactionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     spans: tuple[RedactedSpan, ...]
     timing: Timing
     dropped_metadata: tuple[str, ...]
-    # keep=both: where the unredacted transcript is.
-    original_key: str | None = None
+    # keep=both: the unredacted transcript is stored (at the layout's key for the job; no key
+    # here, since keys name the phone).
+    original_stored: bool | None = None
     # Set when the policy asks for audio redaction.
     audio: AudioOutcome | None = None
 
@@ -48,7 +50,7 @@ class RedactionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
         cls,
         report: RedactionReport,
         *,
-        original_key: str | None = None,
+        original_stored: bool | None = None,
         audio: AudioOutcome | None = None,
     ) -> RedactionRecord:
         return cls(
@@ -57,7 +59,7 @@ class RedactionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
             spans=report.spans,
             timing=report.timing,
             dropped_metadata=report.dropped_metadata,
-            original_key=original_key,
+            original_stored=original_stored,
             audio=audio,
         )
 

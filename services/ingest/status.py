@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from libs.layout import redacted_audio_key
 from libs.redaction import RedactionRecord
 
 
@@ -51,7 +52,7 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
         if row["conversation"] is not None:
             metadata["conversation"] = row["conversation"]
         if row["redaction"] is not None:
-            metadata["redaction"] = _redaction(row["redaction"])
+            metadata["redaction"] = _redaction(row["redaction"], row["b2_object_key"])
     if public == "deleted":
         # The tombstone: ids and timestamps stay, the personal content is gone.
         metadata.update(
@@ -70,7 +71,7 @@ def status_body(row: asyncpg.Record) -> dict[str, Any]:
     return {"status": public, "transcript": transcript, "metadata": metadata}
 
 
-def _redaction(stored: object) -> dict[str, Any]:
+def _redaction(stored: object, audio_key: str) -> dict[str, Any]:
     """The stored record (libs.redaction.RedactionRecord) has time spans too; the status shows
     the counts and what happened to the audio."""
     record = msgspec.convert(stored, RedactionRecord)
@@ -81,8 +82,9 @@ def _redaction(stored: object) -> dict[str, Any]:
     }
     if record.audio is not None:
         shown["audio"] = record.audio.status
-        if record.audio.key:
-            shown["audio_key"] = record.audio.key
+        if record.audio.status == "redacted":
+            # From the job's audio key: the record holds no key (keys name the phone).
+            shown["audio_key"] = redacted_audio_key(audio_key)
         if record.audio.reason:
             shown["audio_detail"] = record.audio.reason
     return shown

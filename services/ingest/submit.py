@@ -44,7 +44,7 @@ from libs.errors import (
 from libs.jobs import claims
 from libs.jobs import submission as jobs
 from libs.jobs.record import Job
-from libs.layout import MAX_KEY_BYTES, audio_key, oversized, transcript_keys
+from libs.layout import MAX_KEY_BYTES, audio_key, loggable, oversized, transcript_keys
 from libs.metrics import JOBS_SUBMITTED
 from services.ingest import bodies
 from services.ingest.form import SubmitForm
@@ -577,7 +577,8 @@ async def _abandon(ctx: SubmitContext, file_id: uuid.UUID, written: list[str]) -
         for object_key in written:
             await ctx.store.delete(object_key)
     except Exception:
-        log.warning("orphan_object_delete_failed", keys=written, exc_info=True)
+        names = [loggable(k) for k in written]  # the keys' paths name the phone
+        log.warning("orphan_object_delete_failed", objects=names, exc_info=True)
         with contextlib.suppress(DatabaseUnavailable):
             await claims.expire_now(ctx.pool, file_id)
         return

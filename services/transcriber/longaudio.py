@@ -12,6 +12,10 @@ A multichannel recording goes through here once per channel (`channel=k`): the s
 encode and resume steps on channel k decoded alone, its chunks saved under indexes
 `(k + 1) * CHANNEL_STRIDE + i` so the channels of one job never reuse each other's chunks, and
 one semaphore shared by the channels bounds the job's requests in flight.
+
+Before each chunk is sent, `before_chunk(job_id)` may stop the job (it raises: the transcriber
+reads the job's tombstone there, so a deleted job stops at its next chunk); the chunks not yet
+started are then not sent at all.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from services.transcriber.engines import (
     PermanentEngineError,
     UploadLimits,
 )
+from services.transcriber.tombstone import JobDeleted
 
 log = structlog.get_logger()
 
@@ -61,6 +66,8 @@ CHANNEL_STRIDE = 10_000
 
 LoadChunks = Callable[[uuid.UUID], Awaitable[dict[int, StoredChunk]]]
 SaveChunk = Callable[[uuid.UUID, StoredChunk], Awaitable[None]]
+# Called once before each chunk is sent; raises to stop the job (e.g. JobDeleted).
+BeforeChunk = Callable[[uuid.UUID], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +160,12 @@ class LongAudio:
         load: LoadChunks,
         save: SaveChunk,
         policy: SplitPolicy | None = None,
+        before_chunk: BeforeChunk | None = None,
     ) -> None:
         self._load = load
         self._save = save
         self.policy = policy or SplitPolicy()
+        self._before_chunk = before_chunk
 
     async def transcribe(
         self,
@@ -225,6 +234,8 @@ class LongAudio:
                     f"{audio.stem}{tag}-chunk-{plan.index}.{chunk_extension(encoding)}"
                 )
                 try:
+                    if self._before_chunk is not None:
+                        await self._before_chunk(job_id)
                     if prepared is None:
                         await asyncio.to_thread(
                             encode_window,
@@ -305,8 +316,9 @@ class LongAudio:
 
 
 def most_severe(errors: list[BaseException]) -> BaseException:
-    """Auth beats permanent beats anything else: what the consumer should act on."""
-    for kind in (EngineAuthError, PermanentEngineError):
+    """Deleted beats auth beats permanent beats anything else: what the consumer should act
+    on (nothing matters any more for a deleted job)."""
+    for kind in (JobDeleted, EngineAuthError, PermanentEngineError):
         for error in errors:
             if isinstance(error, kind):
                 return error

@@ -84,6 +84,7 @@ from services.transcriber.longaudio import (
     most_severe,
     needs_splitting,
 )
+from services.transcriber.tombstone import JobDeleted, Tombstone, after_unfinished_attempt
 
 log = structlog.get_logger()
 
@@ -203,7 +204,12 @@ class Transcriber:
             lambda job_id: repo.load_chunks(self._pool, job_id),
             functools.partial(self._save_chunk, policy),
             self._split,
+            # A deleted long job stops at its next chunk.
+            before_chunk=lambda job_id: self._tombstone(job_id).check(),
         )
+
+    def _tombstone(self, job_id: uuid.UUID) -> Tombstone:
+        return Tombstone(self._pool, self._store, job_id)
 
     async def _save_chunk(self, policy: Policy, job_id: uuid.UUID, chunk: repo.StoredChunk) -> None:
         """Saves a chunk for resuming; with a policy, only as `libs.redaction.redact_chunk`
@@ -258,6 +264,8 @@ class Transcriber:
             redacted = await self._redact(transcript, policy, event, engine)
             stored = await self._store_job(job, redacted, policy)
             return await self._announce(job, event, stored)
+        except JobDeleted:
+            return Handled("deleted")  # what it wrote is handed back; acked, nothing announced
         except EngineAuthError as exc:
             await self._pause(job, event, delivery, engine, exc)
         except FAILURE_TYPES as exc:
@@ -272,6 +280,13 @@ class Transcriber:
         if job is None:
             # Outbox rows commit with their job, so this is a foreign or hand-made event.
             raise Reject(f"no job {event.audio_file_id}")
+        if job.status == "deleted":  # nothing to do, nothing to say
+            if delivery.num_delivered > 1:  # ...but an attempt before may have died mid-upload
+                try:
+                    await after_unfinished_attempt(self._pool, self._store, job, event.storage_key)
+                except DatabaseUnavailable as exc:
+                    raise Retry(f"Postgres unavailable: {exc}") from exc
+            return Handled("deleted")
         if job.has_transcript and job.status == "completed" and not event.force:
             return Handled("already_completed")
         if job.failure_status == "permanent" and not event.force:
@@ -308,9 +323,8 @@ class Transcriber:
         if isinstance(exc, BlobNotFound):
             if await repo.is_deleted(self._pool, job.id):
                 return Handled("deleted")  # deleted while queued: its audio is gone
-            failure = dataclasses.replace(
-                failure, detail=f"audio object {job.object_key} not found"
-            )
+            # Not the key in the detail: it names the phone.
+            failure = dataclasses.replace(failure, detail="the job's audio object was not found")
         if failure.permanent:
             await self._fail(job, event, failure.code, failure.detail)
             raise Reject(failure.detail) from exc
@@ -341,21 +355,22 @@ class Transcriber:
         keys = transcript_keys(
             job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
         )
-        original_key: str | None = None
         if redacted.original is not None:
             original_key = unredacted_transcript_key(
                 job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
             )
             await self._put_all(
-                [(original_key, render_json(redacted.original), "application/json")]
+                job.id, [(original_key, render_json(redacted.original), "application/json")]
             )
-        await self._upload(redacted.transcript, keys)
+        await self._upload(job.id, redacted.transcript, keys)
         if redacted.report is None:
             return Stored(redacted.transcript, keys)
         audio = None
         if policy.audio != "none":
             audio = await self._redact_audio(job, policy, redacted.report)
-        record = RedactionRecord.of(redacted.report, original_key=original_key, audio=audio)
+        # Where the original is follows from the job (libs/layout); the key names the phone.
+        original_stored = True if redacted.original is not None else None
+        record = RedactionRecord.of(redacted.report, original_stored=original_stored, audio=audio)
         return Stored(redacted.transcript, keys, record)
 
     async def _announce(
@@ -376,6 +391,7 @@ class Transcriber:
         ENGINE_PAUSED.set(0)
         JOBS_FINISHED.labels(engine=stored.transcript.engine, outcome="completed").inc()
         if ready is None:
+            await self._tombstone(job.id).check()  # refused because the job was deleted?
             return Handled("completed_elsewhere")
         if record is None:
             return Handled("completed")
@@ -631,10 +647,10 @@ class Transcriber:
                 return AudioOutcome(
                     status="not_redacted", reason=f"the audio did not decode: {exc}"
                 )
-            await self._put_all([(key, redacted, "audio/wav")])
+            await self._put_all(job.id, [(key, redacted, "audio/wav")])
             if replaced:
                 # The copy is stored (put_stream returned): only now does the original go.
-                (stored,) = await self._put_all([(job.object_key, redacted, "audio/wav")])
+                (stored,) = await self._put_all(job.id, [(job.object_key, redacted, "audio/wav")])
                 await repo.record_audio_replaced(
                     self._pool,
                     job.id,
@@ -647,29 +663,31 @@ class Transcriber:
             redacted.unlink(missing_ok=True)
         return AudioOutcome(
             status="redacted",
-            key=key,
             mode=mode,
             precision=report.timing,
             spans=len(spans),
             replaced_original=replaced,
         )
 
-    async def _upload(self, transcript: Transcript, keys: object) -> None:
+    async def _upload(self, job_id: uuid.UUID, transcript: Transcript, keys: object) -> None:
         objects = []
         for fmt, (render, content_type, _ext) in FORMATS.items():
             key = getattr(keys, fmt, None)
             if key:
                 objects.append((key, render(transcript), content_type))
-        await self._put_all(objects)
+        await self._put_all(job_id, objects)
 
     async def _put_all(
-        self, objects: Sequence[tuple[str, bytes | Path, str]]
+        self, job_id: uuid.UUID, objects: Sequence[tuple[str, bytes | Path, str]]
     ) -> list[StoredObject]:
         """The one place a job writes objects: transcripts (bytes) and audio (a file, streamed
-        in constant memory), all at once. A refusal fails the job (`storage_refused`)."""
-        uploads = [self._put(key, body, ctype) for key, body, ctype in objects]
-        # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
-        results = await asyncio.gather(*uploads, return_exceptions=True)
+        in constant memory), all at once. A refusal fails the job (`storage_refused`). Guarded
+        by the job's tombstone (services.transcriber.tombstone): nothing is written for a
+        deleted job, and what was written while a DELETE landed is removed (JobDeleted)."""
+        async with self._tombstone(job_id).writing([key for key, _, _ in objects]):
+            uploads = [self._put(key, body, ctype) for key, body, ctype in objects]
+            # Concurrently: four round trips to S3 would otherwise dominate a 1-second job.
+            results = await asyncio.gather(*uploads, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         # An outage (or anything unexpected) wins over a refusal: it is retried.
         for error in errors:

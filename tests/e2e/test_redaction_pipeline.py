@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import re
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -20,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiobotocore.session
 import aiohttp
 import asyncpg
 import nats
@@ -34,11 +36,12 @@ from libs.audio.decode import iter_pcm
 from libs.blobstore import S3BlobStore
 from libs.contracts import streams
 from libs.db import create_pool
-from libs.layout import unredacted_transcript_key
+from libs.layout import redacted_audio_key, unredacted_transcript_key
 from libs.provision import provision
 from libs.redaction import Policy
 from libs.settings import Settings
-from tests.fakes.openai_server import FakeOpenAIServer
+from services.ingest.sweeper import Sweeper
+from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from tests.stack_fixtures import FIXTURES, WebhookInbox, create_database, eventually, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -61,6 +64,7 @@ class Stack:
     base_url: str
     inbox: WebhookInbox
     pool: asyncpg.Pool
+    fake: FakeOpenAIServer
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +117,7 @@ async def stack(
         db = await create_pool(ours.require_database_url())
         try:
             await eventually(ready, timeout=60)
-            yield Stack(ours, base, inbox, db)
+            yield Stack(ours, base, inbox, db, fake)
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
@@ -260,18 +264,29 @@ async def test_pci_tenant_default_keeps_card_and_cvv_out_of_everything(stack: St
     assert by_type["transcript.ready"]["redaction"]["counts"] == {"credit_card": 1, "cvv": 1}
 
 
+def _phone() -> str:
+    return f"+1415{secrets.randbelow(8_000_000) + 2_000_000}"
+
+
 async def test_keep_both_stores_the_original_apart_and_flags_it(stack: Stack) -> None:
     raw, key = await _tenant(stack, "")
-    audio_file_id = await _submit(stack, raw, redact="pci", redact_keep="both")
+    phone = _phone()
+    audio_file_id = await _submit(stack, raw, redact="pci", redact_keep="both", phone=phone)
     (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
     _clean("webhook", json.dumps(delivery["payload"]))
     record = await stack.pool.fetchval(
         "SELECT redaction FROM media_pipeline.transcriptions WHERE audio_file_id = $1",
         uuid.UUID(audio_file_id),
     )
-    original_key = record["original_key"]
+    # The record flags the original but names no key: the key names the phone (issue 24).
+    assert record["original_stored"] is True and "original_key" not in record
+    assert phone.lstrip("+") not in json.dumps(record)
+    original_key = unredacted_transcript_key(
+        delivery["payload"]["data"]["b2_audio_key"], campaign="unassigned", prefix=key.tenant_prefix
+    )
     assert re.fullmatch(
-        rf"{key.tenant_prefix}/unassigned/transcriptions/unredacted/unknown/{audio_file_id}\.json",
+        rf"{key.tenant_prefix}/unassigned/transcriptions/unredacted/{phone.lstrip('+')}/"
+        rf"{audio_file_id}\.json",
         original_key,
     )
     async with S3BlobStore.open(stack.settings.require_s3()) as store:
@@ -312,11 +327,19 @@ async def test_redacted_audio_beeps_the_card_and_replaces_the_original(
     record = await _audio_record(stack, audio_file_id)
     audio = record["audio"]
     assert audio["status"] == "redacted" and audio["precision"] == "words"
-    assert audio["key"] == audio_key.removesuffix(".wav") + ".redacted.wav"
+    assert "key" not in audio  # keys name the phone: /status recomputes it from the job's
     assert audio["replaced_original"] is True
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(
+            f"{stack.base_url}/api/media/status/{audio_file_id}", headers={"X-API-Key": raw}
+        ) as r,
+    ):
+        shown = (await r.json())["metadata"]["redaction"]
+    assert shown["audio_key"] == audio_key.removesuffix(".wav") + ".redacted.wav"
     assert delivery["payload"]["data"]["redaction"]["audio"] == "redacted"
     async with S3BlobStore.open(stack.settings.require_s3()) as store:
-        copy = await store.get_bytes(audio["key"])
+        copy = await store.get_bytes(redacted_audio_key(audio_key))
         # The original now holds the redacted audio (stored after the copy).
         assert await store.get_bytes(audio_key) == copy
     # ... and the job's row describes what is stored now, not the audio that held the card.
@@ -361,7 +384,7 @@ async def test_keep_both_leaves_the_original_audio_untouched(stack: Stack) -> No
     async with S3BlobStore.open(stack.settings.require_s3()) as store:
         original = await store.get_bytes(delivery["payload"]["data"]["b2_audio_key"])
         assert original == (FIXTURES / "hello_campaign.wav").read_bytes()
-        assert await store.exists(audio["key"])
+        assert await store.exists(redacted_audio_key(delivery["payload"]["data"]["b2_audio_key"]))
 
 
 async def test_without_timestamps_the_job_says_why_the_audio_was_not_redacted(
@@ -390,3 +413,85 @@ async def test_without_timestamps_the_job_says_why_the_audio_was_not_redacted(
     async with S3BlobStore.open(stack.settings.require_s3()) as store:
         original = await store.get_bytes(delivery["payload"]["data"]["b2_audio_key"])
     assert original == (FIXTURES / "hello_campaign.wav").read_bytes()
+
+
+async def _objects_of(settings: Settings, audio_file_id: str) -> list[str]:
+    """Every object in the bucket whose key names the job (its audio, copies, transcripts)."""
+    s3 = settings.require_s3()
+    async with aiobotocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        region_name=s3.region,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    ) as client:
+        found = []
+        async for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket):
+            found += [o["Key"] for o in page.get("Contents", []) if audio_file_id in o["Key"]]
+        return found
+
+
+async def _transcriber_idle(settings: Settings) -> bool:
+    """Every AudioStored message handled and acked (a deleted job's included)."""
+    nc = await nats.connect(settings.nats_servers)
+    try:
+        info = await nc.jetstream().consumer_info(streams.STREAM_NAME, streams.TRANSCRIBER_DURABLE)
+        return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+    finally:
+        await nc.close()
+
+
+async def test_a_delete_while_the_engine_works_leaves_nothing_of_the_job(stack: Stack) -> None:
+    """Issue 24: DELETE while the engine is transcribing a keep=both job with audio redaction.
+    The DELETE answers at once; the transcriber then finds the tombstone and writes nothing (no
+    transcript, no unredacted copy, no beeped audio); after the sweeper nothing of the job is
+    left in S3, and nothing of it but its tombstone in Postgres."""
+    raw, _ = await _tenant(stack, "")
+    phone = _phone()
+    engine_may_answer = asyncio.Event()
+    stack.fake.fail_next(Fault.held(engine_may_answer))
+    asked = len(stack.fake.requests)
+    audio_file_id = await _submit(
+        stack, raw, redact="pci", redact_keep="both", redact_audio="beep", phone=phone
+    )
+
+    async def engine_working() -> bool:
+        return len(stack.fake.requests) > asked
+
+    await eventually(engine_working, timeout=120)
+    assert len(await _objects_of(stack.settings, audio_file_id)) == 1  # the audio
+    async with (
+        aiohttp.ClientSession() as s,
+        s.delete(f"{stack.base_url}/api/media/{audio_file_id}", headers={"X-API-Key": raw}) as r,
+    ):
+        body = await r.json()
+    assert (r.status, body["objects_removed"]) == (200, True), body
+    engine_may_answer.set()
+
+    async def transcriber_done() -> bool:
+        return await _transcriber_idle(stack.settings)
+
+    await eventually(transcriber_done, timeout=120)
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        await Sweeper(stack.pool, store).run_until_idle()
+    assert await _objects_of(stack.settings, audio_file_id) == []
+    job = uuid.UUID(audio_file_id)
+    for table in ("transcriptions", "transcription_chunks", "transcription_failures"):
+        left = await stack.pool.fetchval(
+            f"SELECT count(*) FROM media_pipeline.{table} WHERE audio_file_id = $1", job
+        )
+        assert left == 0, table
+    results = await stack.pool.fetchval(
+        "SELECT count(*) FROM media_pipeline.outbox WHERE (subject LIKE 'transcribe.transcript."
+        "ready.%' OR subject LIKE 'transcribe.transcript.failed.%') AND "
+        "convert_from(payload, 'UTF8') LIKE $1",
+        f"%{audio_file_id}%",
+    )
+    assert results == 0
+    rows = await _every_row(stack.pool)
+    _clean("Postgres", rows)
+    assert phone.lstrip("+") not in rows
+    state = await stack.pool.fetchval(
+        "SELECT status FROM media_pipeline.audio_files WHERE id = $1", job
+    )
+    assert state == "deleted"  # the tombstone

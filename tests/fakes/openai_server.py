@@ -105,7 +105,8 @@ class Fault:
     `status=None` means "answer normally after `delay`": with a delay longer than the
     client's timeout that is a hang. `disconnect=True` drops the connection without answering.
     Any status/body pair works, e.g. `Fault(status=200, body={"bogus": 1})` for a malformed
-    success; a `str` body is sent as HTML, like a proxy's error page.
+    success; a `str` body is sent as HTML, like a proxy's error page. `hold`: the request is
+    held (received, not answered) until the test sets that event, then handled as above.
     """
 
     status: int | None = None
@@ -113,6 +114,7 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     disconnect: bool = False
+    hold: asyncio.Event | None = None
 
     @classmethod
     def rate_limited(
@@ -221,6 +223,11 @@ class Fault:
                 type="server_error",
             ),
         )
+
+    @classmethod
+    def held(cls, until: asyncio.Event) -> Fault:
+        """Answer normally, once `until` is set (the engine "working" as long as a test needs)."""
+        return cls(hold=until)
 
     @classmethod
     def hang(cls, seconds: float) -> Fault:
@@ -461,6 +468,8 @@ class FakeOpenAIServer:
 
         if self._faults:
             fault = self._faults.popleft()
+            if fault.hold is not None:
+                await self._held(fault.hold)
             if fault.delay:
                 await self._sleep(fault.delay)
             if fault.disconnect:
@@ -716,6 +725,15 @@ class FakeOpenAIServer:
             return round(wav.getnframes() / wav.getframerate(), 6)
         # Not a WAV: assume a 128 kbit/s compressed stream.
         return round(record.file_size / 16_000, 6)
+
+    async def _held(self, until: asyncio.Event) -> None:
+        """Until the test sets `until`, or the server closes."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (until, self._closing)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

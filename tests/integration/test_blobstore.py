@@ -156,6 +156,13 @@ async def test_unreachable_store_is_unavailable(s3_server: Any) -> None:
             await down.put_bytes("k.txt", b"x", "text/plain")
         with pytest.raises(BlobStoreUnavailable, match="get"):
             await down.get_bytes("k.txt")
+        # An error names the object by its file name only: the key's path names the phone, and
+        # error texts go to logs and failure records that outlive a deletion.
+        key = "gw/camp/audio/14155550123/0b1c.wav"
+        for call in (down.put_bytes(key, b"x", "audio/wav"), down.delete(key)):
+            with pytest.raises(BlobStoreUnavailable) as error:
+                await call
+            assert "0b1c.wav" in str(error.value) and "14155550123" not in str(error.value)
 
 
 class FlakyS3:

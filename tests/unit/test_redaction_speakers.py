@@ -317,7 +317,6 @@ def test_the_record_is_stored_in_the_shape_it_always_had() -> None:
     )
     audio = AudioOutcome(
         status="redacted",
-        key="k.redacted.wav",
         mode="beep",
         precision="words",
         spans=1,
@@ -327,7 +326,6 @@ def test_the_record_is_stored_in_the_shape_it_always_had() -> None:
     before = msgspec.to_builtins(report) | {
         "audio": {
             "status": "redacted",
-            "key": "k.redacted.wav",
             "mode": "beep",
             "precision": "words",
             "spans": 1,
@@ -337,10 +335,15 @@ def test_the_record_is_stored_in_the_shape_it_always_had() -> None:
     assert msgspec.to_builtins(record) == before
     plain = msgspec.to_builtins(RedactionRecord.of(report))
     assert plain == msgspec.to_builtins(report)
-    # Records stored before the type existed decode; so do the audio outcomes they held.
+    # keep=both says the original is stored, never where (keys name the phone).
+    both = msgspec.to_builtins(RedactionRecord.of(report, original_stored=True))
+    assert both == msgspec.to_builtins(report) | {"original_stored": True}
+    # Records stored before the type existed decode (the keys they held are ignored); so do
+    # the audio outcomes they held.
     old = before | {"original_key": "u.json", "audio": {"status": "not_redacted", "reason": "x"}}
+    old["audio"]["key"] = "k.redacted.wav"
     decoded = msgspec.convert(old, RedactionRecord)
-    assert decoded.original_key == "u.json" and decoded.audio == AudioOutcome(
+    assert decoded.original_stored is None and decoded.audio == AudioOutcome(
         status="not_redacted", reason="x"
     )
     summary = decoded.summary()

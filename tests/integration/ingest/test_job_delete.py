@@ -16,6 +16,7 @@ import pytest
 from libs import layout
 from libs.blobstore import S3BlobStore
 from libs.contracts import TranscriptionDeleted, TranscriptKeys, TranscriptReady, subjects
+from libs.db.migrate import load_migrations
 from libs.jobs import deletion, lifecycle
 from libs.layout import transcript_keys
 from libs.settings import S3Settings
@@ -348,14 +349,29 @@ async def test_notifier_announces_the_deletion_and_no_later_result(
     assert await scheduler.schedule(late) == 0
 
 
+@pytest.mark.parametrize("completed", [True, False])
 async def test_delete_removes_what_redaction_stored_beside_the_job(
-    api: Api, upstream: Upstream, store: S3BlobStore, phone: str, secret_words: str
+    api: Api,
+    upstream: Upstream,
+    store: S3BlobStore,
+    phone: str,
+    secret_words: str,
+    completed: bool,
 ) -> None:
     # A redacting job may also have stored a beeped copy of its audio and, with keep=both,
-    # its unredacted transcript: both go with the job.
+    # its unredacted transcript: both go with the job. Also while it runs (no transcription
+    # row yet): the keys come from the job's row and the layout.
     raw, key = await make_key(api.pool)
     file_id, _ = await _submit(api, upstream, raw, phone)
-    job = await _complete(api, store, file_id, secret_words)
+    if completed:
+        job = await _complete(api, store, file_id, secret_words)
+    else:
+        running = await lifecycle.load_job(api.pool, file_id)
+        assert running is not None and await lifecycle.mark_processing(
+            api.pool, running, force=False
+        )
+        job = running
+        await _upload(store, _keys(job), _transcript(secret_words))
     extra = [
         layout.redacted_audio_key(job.object_key),
         layout.unredacted_transcript_key(
@@ -369,3 +385,86 @@ async def test_delete_removes_what_redaction_stored_beside_the_job(
     status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
     assert status == 200, body
     assert await api.objects(key.tenant_prefix + "/") == []
+
+
+def _old_record(job: lifecycle.ProcessingJob) -> dict[str, Any]:
+    """A redaction record as the transcriber wrote it before issue 24: naming two keys."""
+    return {
+        "policy": "credit_card,cvv,expiry;substitution=entity;keep=both;audio=beep",
+        "counts": {"credit_card": 1},
+        "spans": [{"cls": "credit_card", "start": 1.0, "end": 2.5}],
+        "timing": "words",
+        "original_key": layout.unredacted_transcript_key(
+            job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
+        ),
+        "audio": {
+            "status": "redacted",
+            "key": layout.redacted_audio_key(job.object_key),
+            "mode": "beep",
+        },
+    }
+
+
+async def test_delete_forgets_the_redaction_record_and_failures_that_name_the_phone(
+    api: Api, upstream: Upstream, store: S3BlobStore, phone: str, secret_words: str
+) -> None:
+    raw, _ = await make_key(api.pool)
+    file_id, _ = await _submit(api, upstream, raw, phone)
+    job = await lifecycle.load_job(api.pool, file_id)
+    assert job is not None
+    assert await lifecycle.mark_processing(api.pool, job, force=False)
+    await _upload(store, _keys(job), _transcript(secret_words))
+    ready = await lifecycle.complete(
+        api.pool,
+        job,
+        _transcript(secret_words),
+        _keys(job),
+        force=False,
+        trace_id=None,
+        redaction=_old_record(job),
+    )
+    assert ready is not None
+    # A later attempt (a rerun) failed, its detail naming the audio key.
+    await lifecycle.record_transient(
+        api.pool,
+        job,
+        code="audio_missing",
+        detail=f"{job.object_key} not found",
+        cooldown_seconds=0,
+    )
+    digits = phone.lstrip("+")
+    assert set(await _leftovers(api, [digits])) >= {
+        "transcriptions.redaction ~ ",
+        "transcription_failures.error ~ ",
+    }
+
+    status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
+    assert status == 200, body
+    assert await _leftovers(api, [digits, secret_words]) == []
+
+
+async def test_records_written_before_lose_their_keys(
+    api: Api, upstream: Upstream, store: S3BlobStore, phone: str
+) -> None:
+    """Migration 0024 on a record written before it: the evidence stays, the keys go."""
+    raw, _ = await make_key(api.pool)
+    file_id, _ = await _submit(api, upstream, raw, phone)
+    job = await _complete(api, store, file_id, "nothing to see")
+    await api.pool.execute(
+        "UPDATE media_pipeline.transcriptions SET redaction = $2 WHERE audio_file_id = $1",
+        job.id,
+        _old_record(job),
+    )
+    [migration] = [m for m in load_migrations() if m.version == 24]
+    await api.pool.execute(migration.sql)
+    record = await api.pool.fetchval(
+        "SELECT redaction FROM media_pipeline.transcriptions WHERE audio_file_id = $1", job.id
+    )
+    assert phone.lstrip("+") not in msgspec.json.encode(record).decode()
+    assert record["original_stored"] is True and "original_key" not in record
+    assert record["audio"] == {"status": "redacted", "mode": "beep"}
+    assert record["counts"] == {"credit_card": 1} and record["timing"] == "words"
+    # /status still tells where the beeped copy is, from the job's own key.
+    status, shown, _ = await api.request("GET", f"/api/media/status/{file_id}", key=raw)
+    assert status == 200
+    assert shown["metadata"]["redaction"]["audio_key"] == layout.redacted_audio_key(job.object_key)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -34,8 +34,8 @@ def offline_engine() -> FasterWhisperEngine:
 
 INSERT_JOB = """
 INSERT INTO media_pipeline.audio_files (id, api_key_id, tenant_prefix, campaign_name, bucket,
-    b2_object_key, content_type, size_bytes, sha256, model, timestamps)
-SELECT $1, id, $2, $3, $4, $5, $6, $7, $8, $9, $10
+    b2_object_key, content_type, size_bytes, sha256, model, timestamps, phone, redact)
+SELECT $1, id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
 FROM media_pipeline.api_keys WHERE is_bootstrap ORDER BY created_at LIMIT 1
 """
 
@@ -59,10 +59,13 @@ async def make_job(
     timestamps: str = "segment",
     multichannel: str = "false",
     channel_roles: list[str] | None = None,
+    phone: str = "15550001",
+    redact: str = "",
 ) -> Job:
+    """`phone` goes into the object key, as ingest lays it out; `redact` is a Policy.spec."""
     job_id = str(uuid.uuid4())
     tenant = tenant if tenant is not None else f"t4-{uuid.uuid4().hex[:8]}"
-    key = f"{tenant}/camp/audio/15550001/{job_id}.{ext}"
+    key = f"{tenant}/camp/audio/{phone}/{job_id}.{ext}"
     await store.put_bytes(key, audio, "audio/wav")
     sha = hashlib.sha256(audio).hexdigest()
     await pool.execute(
@@ -77,6 +80,8 @@ async def make_job(
         sha,
         model,
         timestamps,
+        "+" + phone,
+        redact,
     )
     event = AudioStored(
         event_id=new_event_id(),
@@ -92,6 +97,7 @@ async def make_job(
         timestamps=timestamps,
         multichannel=multichannel,
         channel_roles=channel_roles,
+        redact=redact,
     )
     return Job(id=job_id, tenant=tenant, key=key, event=event)
 
@@ -119,9 +125,11 @@ async def transcriber(
     timeout: float = 30.0,
     api_key: str | None = None,
     limits: UploadLimits = LIMITS,
+    wrap_store: Callable[[S3BlobStore], Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[Transcriber, S3BlobStore]]:
-    """`options`: further Transcriber keywords (redaction_timeout, redactor)."""
+    """`wrap_store`: what the transcriber gets instead of the bucket (the test gets the bucket).
+    `options`: further Transcriber keywords (redaction_timeout, redactor)."""
     engine = OpenAIEngine(
         build_client(api_key or fake.api_key, fake.base_url, timeout), limits=limits
     )
@@ -130,7 +138,7 @@ async def transcriber(
             yield (
                 Transcriber(
                     pool,
-                    store,
+                    store if wrap_store is None else wrap_store(store),
                     Engines(default=engine, offline=offline_engine()),
                     split_policy=split_policy,
                     skip_tenants=skip_tenants,

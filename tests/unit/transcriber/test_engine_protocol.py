@@ -2,7 +2,8 @@
 
 The long-audio path once read the OpenAI engine's `default_model` with getattr and imported its
 `response_format_for`; here an engine implementing only the protocol drives that path, without
-servers (a fake pool records the saved chunks, a fake store serves the fixture).
+servers (a fake pool records the saved chunks and answers the tombstone read, a fake store
+serves the fixture).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from libs.audio import SAMPLE_RATE
 from libs.contracts import AudioStored
 from libs.contracts.events import new_event_id, utcnow
+from libs.jobs import lifecycle
 from libs.jobs.lifecycle import ProcessingJob as Job
 from libs.transcript import Segment, Transcript
 from services.transcriber.engines import (
@@ -92,6 +94,8 @@ class RecordingPool:
         return "INSERT 0 1"
 
     async def fetchval(self, query: str, *args: Any) -> int:
+        if query == lifecycle.IS_DELETED:
+            return False  # the tombstone, read before each chunk: the job is not deleted
         self.progress.append(args)
         return 2
 
