@@ -38,7 +38,7 @@ from libs.jobs import progress
 from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED, REDACTIONS
 from libs.redaction import NO_REDACTION, Policy, RedactionReport, redact_transcript
-from libs.transcript import Transcript
+from libs.transcript import Transcript, with_asked_timings
 from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
 from libs.transcript.render import FORMATS, render_json
 from services.transcriber.engines import (
@@ -212,16 +212,15 @@ class Transcriber:
                 transcript, report = redact_transcript(
                     original, policy, timed_segments=shape.segment_timings
                 )
-                if event.timestamps != "word" and transcript.words is not None:
-                    # Words were asked of the engine for the audio's spans only.
-                    transcript = msgspec.structs.replace(transcript, words=None)
                 record = msgspec.to_builtins(report)
                 if policy.keep == "both":
                     original_key = unredacted_transcript_key(
                         job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
                     )
+                    original = with_asked_timings(original, event.timestamps)
                     await self._put_all([(original_key, render_json(original), "application/json")])
                     record["original_key"] = original_key
+            transcript = with_asked_timings(transcript, event.timestamps)  # words only if asked
             await self._upload(transcript, keys)
             if report is not None and record is not None:
                 audio: dict[str, object] = {}
