@@ -35,7 +35,12 @@ from libs.db import DatabaseUnavailable
 from libs.errors import InvalidInput
 from libs.jobs import lifecycle as repo
 from libs.jobs import progress
-from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
+from libs.layout import (
+    redacted_audio_key,
+    replaced_audio_key,
+    transcript_keys,
+    unredacted_transcript_key,
+)
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED, REDACTIONS
 from libs.redaction import NO_REDACTION, Policy, RedactionReport, redact_transcript
 from libs.transcript import Transcript, with_asked_timings
@@ -519,16 +524,12 @@ class Transcriber:
             await self._store.put_stream(key, _file_chunks(redacted), "audio/wav")
             replaced = policy.keep == "redacted"
             if replaced:
-                # The copy is stored (put_stream returned): only now does the original go.
-                stored = await self._store.put_stream(
-                    job.object_key, _file_chunks(redacted), "audio/wav"
-                )
+                # Stored under a .wav key; the row moves to it; only then does the original go.
+                wav_key = replaced_audio_key(job.object_key)
+                stored = await self._store.put_stream(wav_key, _file_chunks(redacted), "audio/wav")
+                new = repo.StoredAudio(wav_key, "audio/wav", stored.size, stored.sha256)
                 await repo.record_audio_replaced(
-                    self._pool,
-                    job.id,
-                    content_type="audio/wav",
-                    size=stored.size,
-                    sha256=stored.sha256,
+                    self._pool, self._store, job.id, job.object_key, new
                 )
         finally:
             source.unlink(missing_ok=True)
