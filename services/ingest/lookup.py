@@ -85,7 +85,7 @@ class Recording:
     def source_row_id(self) -> int | None:
         # Non-numeric ids stay text; only numeric ones fit the bigint column.
         rid = self.recording_id
-        return int(rid) if rid.isdigit() and len(rid) < 19 else None
+        return int(rid) if rid.isascii() and rid.isdigit() and len(rid) < 19 else None
 
 
 @dataclass(frozen=True, slots=True)
