@@ -17,6 +17,7 @@ import pytest
 from libs import apikeys
 from libs.blobstore import S3BlobStore
 from libs.contracts import TranscriptionDeleted, subjects
+from libs.deadletters import records
 from libs.jobs import lifecycle, requeue
 from libs.layout import transcript_keys
 from libs.settings import Settings
@@ -210,6 +211,31 @@ async def test_rerun_after_audio_retention_is_409_and_keeps_the_transcript(
     assert shown["status"] == "completed" and shown["transcript"] == "kept words"
     status, text, _ = await api.request("GET", f"/api/media/transcript/{file_id}.txt", key=raw)
     assert status == 200 and b"kept words" in text
+    # So does the requeue of a dead letter of its transcription (nothing marked requeued).
+    dead_letter = await records.insert(
+        api.pool,
+        records.NewDeadLetter(
+            kind="max_deliveries",
+            stream="TRANSCRIBE",
+            consumer="transcriber",
+            stream_seq=secrets.randbelow(10**9),
+            deliveries=10,
+            reason=None,
+            subject=None,
+            event_type="audio.stored",
+            event_id=None,
+            audio_file_id=job.id,
+            tenant_prefix=key.tenant_prefix,
+            payload=None,
+            advisory={},
+            occurred_at=None,
+        ),
+    )
+    status, answer, _ = await api.request(
+        "POST", f"/api/ops/dead-letters/{dead_letter}/requeue", key=raw
+    )
+    assert (status, answer["error"]) == (409, "audio_expired"), answer
+    assert (await records.get(api.pool, dead_letter, api_key_id=None))["requeued_at"] is None
     # An operator's requeue of failed jobs passes over it too.
     await api.pool.execute(
         "UPDATE media_pipeline.audio_files SET status = 'failed' WHERE id = $1", job.id
