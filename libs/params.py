@@ -2,13 +2,16 @@
 fields) and every option of the CLI. Pure functions raising domain errors (libs.errors).
 
 - **Times**: ISO 8601 (`2026-11-24T10:00:00Z`, `2026-11-24T10:00:00+01:00`, `2026-11-24`); a
-  trailing `Z` is UTC, and **a time without a zone is UTC**. Anything else: 400
+  trailing `Z` is UTC, and **a time without a zone is UTC**. A time must lie within years
+  1-9999 once converted to UTC (`0001-01-01T00:00:00+14:00` does not: it is 400 like any
+  malformed time; a cursor that decodes to one is 400 `invalid_cursor`). Anything else: 400
   `invalid_<name>`; a required time that is missing: 400 `missing_<name>`.
 - **Booleans**: `true/false`, `1/0`, `yes/no`, case-insensitive; absent or empty is the
   default. Anything else: 400 `invalid_<name>`.
-- **Integers and limits**: decimal digits within the route's bounds (inclusive); absent or
-  empty is the default. Anything else: 400 `invalid_<name>`. Seconds (`wait`) are the same with
-  a decimal number.
+- **Integers and limits**: ASCII decimal digits (`0-9`, nothing else: no sign, no `_`, no
+  Arabic-Indic or full-width digits) within the route's bounds (inclusive); absent or empty is
+  the default. Anything else: 400 `invalid_<name>`. Seconds (`wait`) are the same with an
+  optional decimal part (`2.5`).
 - **Durations** (retention TTLs): `<n><unit>` with unit `s`, `m`, `h` or `d` (`90m`, `7d`), or a
   number of seconds; at least 1 s, at most 100 years. Anything else: 400 `invalid_<name>`.
 - **Cursors** (`cursor` of a paginated list): opaque text the previous page answered; anything
@@ -37,7 +40,7 @@ MAX_ID_DIGITS = 18
 
 
 def parse_time(value: str | None, name: str, *, required: bool) -> datetime | None:
-    """ISO 8601; a time without a zone is UTC."""
+    """ISO 8601; a time without a zone is UTC; it must stay within years 1-9999 in UTC."""
     if not value or not value.strip():
         if required:
             raise InvalidInput(f"give {name} as an ISO 8601 time", code=f"missing_{name}")
@@ -48,10 +51,27 @@ def parse_time(value: str | None, name: str, *, required: bool) -> datetime | No
         raise InvalidInput(
             f"{name} must be an ISO 8601 time, e.g. 2026-11-24T10:00:00Z", code=f"invalid_{name}"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if not in_calendar(when):
+        raise InvalidInput(
+            f"{name} must lie between years 1 and 9999 in UTC", code=f"invalid_{name}"
+        )
+    return when
 
 
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+def in_calendar(when: datetime) -> bool:
+    """Whether an aware time converts to UTC without leaving years 1-9999: the one rule for
+    every time a client gives (query, body, cursor). `0001-01-01T00:00:00+14:00` is in year 0
+    in UTC, which neither Python nor the database driver can represent (Postgres's own range
+    is wider, so every time that passes fits a timestamptz)."""
+    try:
+        when.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
+_AGE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -59,8 +79,11 @@ def parse_since(value: str, name: str = "since", *, now: datetime | None = None)
     """A time as `parse_time` reads it, or an age before `now`: `90m`, `2h`, `7d` (the CLI)."""
     match = _AGE.match(value.strip())
     if match:
-        delta = timedelta(**{_AGE_UNITS[match.group(2)]: float(match.group(1))})
-        return (now or datetime.now(UTC)) - delta
+        try:
+            delta = timedelta(**{_AGE_UNITS[match.group(2)]: float(match.group(1))})
+            return (now or datetime.now(UTC)) - delta
+        except OverflowError:
+            raise InvalidInput(f"{name} is too long ago", code=f"invalid_{name}") from None
     when = parse_time(value, name, required=True)
     assert when is not None
     return when
@@ -78,14 +101,20 @@ def parse_bool(value: str | None, name: str, *, default: bool = False) -> bool:
     raise InvalidInput(f"{name} must be true or false", code=f"invalid_{name}")
 
 
+# The one rule for numbers a client writes: ASCII digits only. Python's int() and float() also
+# take a sign, `_` separators and any Unicode digit (`١٠`, `１０`), which no client means.
+_INTEGER = re.compile(r"[0-9]{1,18}")
+_DECIMAL = re.compile(r"[0-9]{1,18}(?:\.[0-9]{0,18})?|\.[0-9]{1,18}")
+
+
 def parse_int(value: str | None, name: str, *, default: int, low: int, high: int) -> int:
     """A decimal integer in [low, high]; absent or empty means the default."""
     if value is None or not value.strip():
         return default
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise InvalidInput(f"{name} must be an integer", code=f"invalid_{name}") from None
+    text = value.strip()
+    if not _INTEGER.fullmatch(text):
+        raise InvalidInput(f"{name} must be an integer", code=f"invalid_{name}")
+    number = int(text)
     if not low <= number <= high:
         raise InvalidInput(f"{name} must be between {low} and {high}", code=f"invalid_{name}")
     return number
@@ -95,11 +124,11 @@ def parse_seconds(value: str | None, name: str, *, default: float, high: float) 
     """A number of seconds in [0, high]; absent or empty means the default."""
     if value is None or not value.strip():
         return default
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number of seconds", code=f"invalid_{name}") from None
-    if not 0 <= number <= high:  # also refuses nan
+    text = value.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise InvalidInput(f"{name} must be a number of seconds", code=f"invalid_{name}")
+    number = float(text)
+    if not 0 <= number <= high:
         raise InvalidInput(f"{name} must be between 0 and {high}", code=f"invalid_{name}")
     return number
 
@@ -156,7 +185,7 @@ def parse_cursor(value: str | None, name: str = "cursor") -> tuple[datetime, uui
         job_id = uuid.UUID(id_text)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad from None
-    if when.tzinfo is None:
+    if when.tzinfo is None or not in_calendar(when):
         raise bad
     return when, job_id
 

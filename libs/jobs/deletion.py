@@ -39,13 +39,18 @@ from libs import outbox
 from libs.blobstore import BlobStoreRefused, BlobStoreUnavailable
 from libs.contracts import TranscriptionDeleted, new_event_id, subjects, utcnow
 from libs.deadletters import records as dead_letters
-from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
+from libs.layout import (
+    redacted_audio_key,
+    replaced_audio_key,
+    transcript_keys,
+    unredacted_transcript_key,
+)
 from libs.metrics import DELETIONS, DELETIONS_FINISHED
 from libs.webhooks import queue as webhooks
 
 log = structlog.get_logger()
 
-Reason = Literal["api", "retention", "audio_retention"]
+Reason = Literal["api", "retention", "audio_retention", "audio_replaced"]
 
 # The first attempt is the request's own (inline, right after commit); the finisher leaves the
 # row alone that long, then takes over if the requester died.
@@ -132,11 +137,14 @@ UPDATE media_pipeline.job_deletions
 SET last_error = left($3, 2000), next_attempt_at = now() + make_interval(secs => $4)
 WHERE audio_file_id = $1 AND attempts = $2 AND finished_at IS NULL
 """
+# Only a deleted job's: a live job may have a (finished) row from its audio's retention or
+# replacement, and the keys given here are then its live objects.
 REARM = """
 UPDATE media_pipeline.job_deletions
 SET finished_at = NULL, next_attempt_at = now(), attempts = attempts + 1,
     object_keys = ARRAY(SELECT DISTINCT k FROM unnest(object_keys || $2::text[]) AS k)
-WHERE audio_file_id = $1
+WHERE audio_file_id = $1 AND EXISTS (
+    SELECT 1 FROM media_pipeline.audio_files a WHERE a.id = $1 AND a.status = 'deleted')
 """
 LAG = """
 SELECT count(*) AS pending,
@@ -176,8 +184,10 @@ class Deletion:
 
 
 def audio_keys(audio_object_key: str) -> list[str]:
-    """The job's audio and the redacted copy redaction may have stored beside it."""
-    return [audio_object_key, redacted_audio_key(audio_object_key)]
+    """The job's audio, the redacted copy redaction may have stored beside it, and the `.wav`
+    that replaces the original under `keep=redacted` (stored before the row points to it)."""
+    keys = [audio_object_key, redacted_audio_key(audio_object_key)]
+    return list(dict.fromkeys([*keys, replaced_audio_key(audio_object_key)]))
 
 
 def planned_keys(audio_object_key: str, *, campaign: str, prefix: str) -> list[str]:

@@ -115,12 +115,14 @@ ON CONFLICT (audio_file_id, chunk_index) DO UPDATE SET
 IS_DELETED = """
 SELECT EXISTS (SELECT 1 FROM media_pipeline.audio_files WHERE id = $1 AND status = 'deleted')
 """
-# Audio redaction replaced the stored audio: the row describes what the object now holds.
+# Audio redaction replaced the stored audio: the row points to the new object ($5) and
+# describes what it holds; guarded on the key it replaced, so a deleted job is left alone.
 RECORD_AUDIO_REPLACED = """
 UPDATE media_pipeline.audio_files
-SET content_type = $2, size_bytes = $3, sha256 = $4, updated_at = now()
-WHERE id = $1
+SET content_type = $2, size_bytes = $3, sha256 = $4, b2_object_key = $5, updated_at = now()
+WHERE id = $1 AND b2_object_key = $6 AND status <> 'deleted'
 """
+AUDIO_REPLACED_BY = "transcriber"
 MARK_QUEUED_AFTER_ERROR = """
 UPDATE media_pipeline.audio_files SET status = 'queued', last_error = left($2, 2000), updated_at = now()
 WHERE id = $1 AND status = 'processing'
@@ -329,12 +331,47 @@ async def fail(
     return event
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAudio:
+    """An audio object as stored: where, and what it holds."""
+
+    key: str
+    content_type: str
+    size: int
+    sha256: str
+
+
 async def record_audio_replaced(
-    pool: asyncpg.Pool, job_id: uuid.UUID, *, content_type: str, size: int, sha256: str
-) -> None:
-    """The job's audio object was overwritten (by its redacted copy): its type, size and hash
-    in the row follow, so nothing describes audio that is no longer stored."""
-    await pool.execute(RECORD_AUDIO_REPLACED, job_id, content_type, size, sha256)
+    pool: asyncpg.Pool,
+    store: deletion.ObjectDeleter,
+    job_id: uuid.UUID,
+    old_key: str,
+    new: StoredAudio,
+) -> bool:
+    """The job's audio was replaced by `new` (its redacted copy, already stored): in one
+    transaction the row moves to the new key and describes what it holds, and the original
+    object (another key) is recorded for removal; then it is removed (the finisher retries if
+    storage is down). A job deleted meanwhile keeps nothing: its deletion takes the new object
+    too. Returns whether the row now points to `new`."""
+    async with pool.acquire() as conn, conn.transaction():
+        status: str = await conn.execute(
+            RECORD_AUDIO_REPLACED, job_id, new.content_type, new.size, new.sha256, new.key, old_key
+        )
+        moved = status.endswith(" 1")
+        if moved and new.key != old_key:
+            await conn.execute(
+                deletion.INSERT_DELETION,
+                job_id,
+                AUDIO_REPLACED_BY,
+                "audio_replaced",
+                [old_key],
+                deletion.INLINE_LEASE_SECONDS,
+            )
+        elif not moved:
+            await deletion.rearm(conn, job_id, [new.key])
+    if new.key != old_key or not moved:
+        await deletion.finish(pool, store, job_id)
+    return moved
 
 
 async def is_deleted(pool: asyncpg.Pool, job_id: uuid.UUID) -> bool:

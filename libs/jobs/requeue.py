@@ -1,6 +1,10 @@
 """The one way to put a job back on the stream: status back to 'queued', its failure record
 cleared, and a forced AudioStored through the outbox, all in one transaction.
 
+A job whose audio retention removed its audio (`audio_removed_at`) is never requeued: there is
+nothing to transcribe, and a rerun would only turn its finished transcript into a failure
+(`AudioExpired`, 409 `audio_expired`).
+
 Used by a client's rerun (`POST /api/media/rerun/{id}`, guarded: only a finished job, unless
 forced), by `transcribe jobs requeue-failed` and by dead-letter requeues (unguarded: the job's
 message is dead or waiting out a cooldown, so nothing else will move it).
@@ -14,7 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
-from libs import outbox
+from libs import errors, outbox
 from libs.contracts import subjects
 from libs.jobs.record import JOB_COLUMNS, Job, audio_stored_event
 
@@ -24,9 +28,14 @@ REQUEUE = (
     """
 UPDATE media_pipeline.audio_files a SET status = 'queued', last_error = NULL, updated_at = now()
 WHERE a.id = $1 AND a.status <> 'deleted' AND (a.status IN ('completed', 'failed') OR $2)
+  AND a.audio_removed_at IS NULL
 RETURNING"""
     + JOB_COLUMNS
 )
+AUDIO_REMOVED = """
+SELECT audio_removed_at IS NOT NULL FROM media_pipeline.audio_files
+WHERE id = $1 AND status <> 'deleted'
+"""
 CLEAR_FAILURE = "DELETE FROM media_pipeline.transcription_failures WHERE audio_file_id = $1"
 # Failed jobs: a transcription_failures row (transient: waiting out a cooldown; permanent:
 # given up), or status 'failed' without one.
@@ -54,16 +63,25 @@ async def requeue(
 ) -> Job | None:
     """Requeue with `force` (a new transcription even if one exists); returns the job as
     requeued. None when the job does not exist, or is still queued or running and
-    `even_if_active` is not set: nothing is written then. Joins the caller's transaction."""
+    `even_if_active` is not set: nothing is written then. Raises AudioExpired (nothing written)
+    when retention removed the job's audio. Joins the caller's transaction."""
     async with conn.transaction():
         row = await conn.fetchrow(REQUEUE, job_id, even_if_active)
         if row is None:
+            if await conn.fetchval(AUDIO_REMOVED, job_id):
+                raise AudioExpired("the job's audio was removed by its retention; submit it again")
             return None
         job = Job.from_row(row)
         await conn.execute(CLEAR_FAILURE, job.id)
         event = audio_stored_event(job, force=True, trace_id=trace_id)
         await outbox.enqueue(conn, event, subjects.audio_stored(job.tenant_prefix))
     return job
+
+
+class AudioExpired(errors.Conflict):
+    """The job's audio was removed by its retention: it cannot be transcribed again."""
+
+    code = "audio_expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +113,11 @@ async def requeue_failed(
         if not dry_run:
             async with pool.acquire() as conn:
                 # Transient jobs are still 'queued' (waiting for a redelivery): requeue anyway.
-                done = (
-                    await requeue(conn, row["id"], trace_id=trace_id, even_if_active=True)
-                    is not None
-                )
+                try:
+                    job = await requeue(conn, row["id"], trace_id=trace_id, even_if_active=True)
+                except AudioExpired:
+                    job = None
+                done = job is not None
         out.append(
             Requeued(
                 audio_file_id=str(row["id"]),

@@ -10,7 +10,8 @@
 
 - redaction (issue #14): the original transcript of a `keep=both` job under
   `.../transcriptions/unredacted/<rest>.json`; redacted audio beside the original as
-  `<uuid>.redacted.wav`.
+  `<uuid>.redacted.wav`. With `keep=redacted` the redacted audio also replaces the original
+  under `<uuid>.wav` (the job's object key moves there; same stem, so the transcript keys stay).
 
 Every key must fit S3's limit of 1024 bytes (UTF-8); `oversized` tells which would not.
 """
@@ -111,6 +112,16 @@ def loggable(key: str) -> str:
     """What of an object key may go into a log line or an error text: its file name (the job's
     id and extension). The path names the phone, which outlives a deletion in logs."""
     return key.rsplit("/", 1)[-1]
+
+
+def replaced_audio_key(audio_object_key: str) -> str:
+    """Where redacted audio that replaces a job's original goes (`keep=redacted`): the same key
+    with a `.wav` extension, since that is what it holds (`.../<uuid>.mp3` -> `.../<uuid>.wav`;
+    a `.wav` original keeps its key). The stem is unchanged, so are the transcript keys."""
+    head, dot, ext = audio_object_key.rpartition(".")
+    if not dot or "/" in ext:
+        return f"{audio_object_key}.wav"
+    return f"{head}.wav"
 
 
 def oversized(keys: list[str | None]) -> list[str]:

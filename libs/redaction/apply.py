@@ -175,6 +175,15 @@ class _Pass:
         return _rewrite(pieces, starts, joined, located, self.policy), located
 
 
+def redact_field(value: str | None, policy: Policy) -> str | None:
+    """A free-text field a caller sends with a job (the `prompt`) under the job's policy, before
+    it is stored or put on the stream: a card number a client pastes into the prompt is as
+    sensitive as one said in the call. None and inactive policies leave it as sent."""
+    if value is None or not policy.active:
+        return value
+    return redact_text(value, policy)[0]
+
+
 def _replace(text: str, findings: Sequence[Finding], policy: Policy) -> str:
     out: list[str] = []
     at = 0

@@ -5,6 +5,15 @@ from libs.transcript.model import (
     Transcript,
     Utterance,
     Word,
+    with_asked_timings,
 )
 
-__all__ = ["Conversation", "Segment", "SpeakerMetrics", "Transcript", "Utterance", "Word"]
+__all__ = [
+    "Conversation",
+    "Segment",
+    "SpeakerMetrics",
+    "Transcript",
+    "Utterance",
+    "Word",
+    "with_asked_timings",
+]

@@ -92,3 +92,16 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def word_count(self) -> int:
         return len(self.text.split())
+
+
+def with_asked_timings(transcript: Transcript, timestamps: str) -> Transcript:
+    """The transcript as the caller asked for it: word timings (top-level `words` and each
+    utterance's `words`) only with `timestamps=word`. The engine may have been asked for words
+    anyway (audio redaction needs their spans) or volunteered them; every transcript passes
+    here before it is stored, whatever the redaction policy."""
+    if timestamps == "word":
+        return transcript
+    if transcript.words is None and all(u.words is None for u in transcript.utterances):
+        return transcript
+    utterances = tuple(msgspec.structs.replace(u, words=None) for u in transcript.utterances)
+    return msgspec.structs.replace(transcript, words=None, utterances=utterances)

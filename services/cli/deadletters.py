@@ -18,6 +18,7 @@ import asyncpg
 from libs import bus, db
 from libs.deadletters import records
 from libs.deadletters.requeue import NotRequeueable, requeue
+from libs.jobs.requeue import AudioExpired
 from libs.settings import Settings
 from services.cli.common import run_service
 from services.cli.replay import UsageError, parse_time, with_embedded_stack
@@ -100,7 +101,7 @@ async def requeue_many(settings: Settings, ids: list[int], *, all_open: bool) ->
             for row in rows:
                 try:
                     out.append(f"{row['id']}: {await requeue(pool, js, row)}")
-                except NotRequeueable as exc:
+                except (NotRequeueable, AudioExpired) as exc:
                     out.append(f"{row['id']}: not requeueable: {exc}")
             return out
         finally:

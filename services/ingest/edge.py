@@ -11,6 +11,9 @@ arrives as a lone surrogate (U+DC80..U+DCFF); form bodies are decoded here, stri
 - `duplicate_header` / `duplicate_field`: a header or field sent more than once.
 - `invalid_form` / `invalid_charset`: a body that is not `application/x-www-form-urlencoded`
   UTF-8 (raw non-ASCII bytes, an unknown or non-UTF-8 charset).
+- `invalid_multipart`: among others, a part (file or field alike) whose
+  `Content-Transfer-Encoding` is anything but absent, `7bit`, `8bit` or `binary` (RFC 7578
+  section 4.7 deprecates the header in form-data; parts are sent as they are).
 
 `X-Request-ID` is the exception: it is echoed back and logged, so a value outside
 `[A-Za-z0-9._:-]{1,128}` is replaced by a fresh id rather than refused (a tracing header
@@ -109,6 +112,22 @@ def check_value(
             f"{what} {name!r} must be UTF-8 text without control characters",
             code="invalid_field",
         )
+
+
+# The transfer encodings that transform nothing: a part's bytes are read as sent.
+IDENTITY_TRANSFER_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
+
+
+def check_transfer_encoding(headers: CIMultiDictProxy[str]) -> None:
+    """One rule for every multipart part, file or field: no Content-Transfer-Encoding other
+    than the identity ones (RFC 7578 section 4.7 deprecates the header)."""
+    for value in headers.getall("Content-Transfer-Encoding", ()):
+        if value.strip().lower() not in IDENTITY_TRANSFER_ENCODINGS:
+            raise InvalidInput(
+                "Content-Transfer-Encoding is not used in form-data (RFC 7578 4.7): "
+                "send every part as binary",
+                code="invalid_multipart",
+            )
 
 
 def check_charset(charset: str | None) -> None:

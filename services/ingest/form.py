@@ -1,10 +1,11 @@
 """Parsing the submit form: urlencoded or multipart; uploads are spooled to disk, never to RAM.
 
 Every value passes the edge checks (services/ingest/edge.py) while it is read; any failure of
-aiohttp's multipart reader (bad boundary, bogus Content-Transfer-Encoding, unknown charset,
+aiohttp's multipart reader (bad boundary, unknown charset,
 over-long header lines, a truncated body) is 400 `invalid_multipart`; a body that does not
 arrive within INGEST_BODY_READ_TIMEOUT is 408; the spool file is removed on every error path,
-a client that disconnects mid-upload included.
+a client that disconnects mid-upload included. A Content-Transfer-Encoding other than
+7bit/8bit/binary is 400 `invalid_multipart` on every part, file or field (edge.py).
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ async def _parse_multipart(
                 )
             for header, value in part.headers.items():
                 edge.check_value(header, value, what="part header")
+            edge.check_transfer_encoding(part.headers)
             name = part.name or ""
             edge.check_value("name", name, limit=256, what="part")
             if name in seen and name == upload:

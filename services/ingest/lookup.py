@@ -3,17 +3,26 @@
 As in the reference: exact `r.id::text = :rid` first, then the location fallback. Unlike the
 reference, LIKE metacharacters in the id are escaped, so `%` or `_` never match arbitrary rows,
 and several matches are an error instead of a silent pick.
+
+Tenants: the recordings database has no tenant column, so a recording belongs to a tenant by
+its id. A tenant key (one with a tenant prefix, not the bootstrap key) finds only recordings
+whose id starts with `<tenant prefix>/` (`acme/10234` for the key of `acme`), by the exact id
+only (no location fallback); any other id is 404 `recording_not_found`, as if it did not exist.
+The same holds for a submitted `url` equal to a recording's location: another tenant's (or the
+operator's) recording lends it nothing. The operator's keys (bootstrap, `--unscoped`) find every
+recording. The rule is applied here, after any query, so a LOOKUP_SQL_FILE cannot lose it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 
+from libs.apikeys import ApiKey
 from libs.settings import Settings, SettingsError
 
 # Both queries return: recording_id, url, phone, campaign_name, campaign_id, started, stopped.
@@ -76,7 +85,7 @@ class Recording:
     def source_row_id(self) -> int | None:
         # Non-numeric ids stay text; only numeric ones fit the bigint column.
         rid = self.recording_id
-        return int(rid) if rid.isdigit() and len(rid) < 19 else None
+        return int(rid) if rid.isascii() and rid.isdigit() and len(rid) < 19 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +205,32 @@ def _as_recording(row: asyncpg.Record) -> Recording:
     )
 
 
+def lookup_tenant(key: ApiKey) -> str:
+    """The tenant whose recordings `key` may look up; '' for the operator's keys (all)."""
+    return "" if key.is_bootstrap else key.tenant_prefix
+
+
+def in_tenant(recording_id: str, tenant: str) -> bool:
+    """Whether a recording id belongs to `tenant` ('' : the operator, who sees every one)."""
+    return not tenant or recording_id.startswith(tenant.rstrip("/") + "/")
+
+
 async def find_recording(
-    conn: asyncpg.Connection | asyncpg.Pool, recording_id: str, queries: LookupQueries
+    conn: asyncpg.Connection | asyncpg.Pool,
+    recording_id: str,
+    queries: LookupQueries,
+    *,
+    tenant: str = "",
 ) -> Recording:
+    """The recording `recording_id` names; for a tenant (see the module docstring) only by
+    its exact id, and only when the id is under the tenant's prefix."""
     rid = recording_id.strip()
     if not rid:
         raise RecordingNotFound("recording_id is empty")
+    if not in_tenant(rid, tenant):
+        raise RecordingNotFound(f"no recording matches recording_id {rid!r}")
+    if tenant:
+        queries = replace(queries, by_location=None)
     rows = await conn.fetch(queries.by_id, rid)
     # An id of only punctuation ('_', '%', '-', '/') would match, literally, a character that
     # most locations contain: such ids never take the location fallback.
@@ -213,21 +242,28 @@ async def find_recording(
         raise AmbiguousRecording(
             f"recording_id {rid!r} matches several recordings; use the exact id"
         )
-    return _as_recording(rows[0])
+    found = _as_recording(rows[0])
+    if not in_tenant(found.recording_id, tenant):  # a custom query matched another id
+        raise RecordingNotFound(f"no recording matches recording_id {rid!r}")
+    return found
 
 
 async def find_by_url(
-    conn: asyncpg.Connection | asyncpg.Pool, url: str, queries: LookupQueries
+    conn: asyncpg.Connection | asyncpg.Pool, url: str, queries: LookupQueries, *, tenant: str = ""
 ) -> Recording | None:
-    """The recording whose location is exactly `url`; None when none (or several) match, so the
-    submission proceeds as a plain URL with the form's fallbacks."""
+    """The recording whose location is exactly `url`; None when none (or several) match, or
+    when it is not the tenant's, so the submission proceeds as a plain URL with the form's
+    fallbacks."""
     if queries.by_url is None:
         return None
     try:
         rows = await conn.fetch(queries.by_url, url)
     except asyncpg.exceptions.UndefinedTableError:
         return None
-    return _as_recording(rows[0]) if len(rows) == 1 else None
+    if len(rows) != 1:
+        return None
+    found = _as_recording(rows[0])
+    return found if in_tenant(found.recording_id, tenant) else None
 
 
 async def campaign_name(

@@ -8,7 +8,8 @@ never by Postgres or S3 later), exactly one source
 `prefix_not_allowed`), the options (`invalid_model`, `invalid_language`, `invalid_timestamps`,
 `invalid_prompt`, `invalid_multichannel`, `invalid_channel_roles`, `invalid_redact`,
 `redaction_required`), the `callback_url` (SSRF policy, `callback_url_*`) and the `Idempotency-Key`
-(`invalid_idempotency_key`).
+(`invalid_idempotency_key`). The `prompt` is redacted under the job's policy here, so what is
+stored, fingerprinted and put on the stream never holds what the policy redacts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from libs import params
 from libs.apikeys import ApiKey
 from libs.errors import Forbidden, InvalidInput
 from libs.layout import InvalidPrefix, validate_prefix
-from libs.redaction import Policy
+from libs.redaction import Policy, redact_field
 from libs.transcript.conversation import parse_roles
 from services.ingest.form import SubmitForm, Upload
 
@@ -358,14 +359,16 @@ def parse_options(form: SubmitForm, key: ApiKey) -> Options:
         raise InvalidInput(
             f"multichannel must be one of {sorted(MULTICHANNEL)}", code="invalid_multichannel"
         )
+    redact = parse_redact(form, key)
     return Options(
         model=model,
         language=language,
         timestamps=timestamps,
-        prompt=prompt,
+        # Under the job's policy before it is stored, fingerprinted or put on the stream.
+        prompt=redact_field(prompt, Policy.from_spec(redact)),
         multichannel=multichannel,
         channel_roles=parse_channel_roles(form.get("channel_roles")),
-        redact=parse_redact(form, key),
+        redact=redact,
         redact_asked=tuple(form.get(name) for name in REDACT_FIELDS),
     )
 

@@ -19,7 +19,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -56,6 +56,7 @@ from services.ingest.lookup import (
     campaign_name,
     find_by_url,
     find_recording,
+    lookup_tenant,
 )
 from services.ingest.phone import to_e164
 from services.ingest.submission import (
@@ -160,11 +161,8 @@ async def submit(
 
 
 async def accept(ctx: SubmitContext, key: ApiKey, submission: Submission) -> Accepted:
-    # Only the operator's keys (no tenant prefix) may match a recording by a part of its
-    # location: a tenant's guess must not reach, or enumerate, recordings by substring.
-    origin = await resolve(
-        ctx, submission, location_fallback=key.is_bootstrap or not key.tenant_prefix
-    )
+    # A tenant key finds only its own recordings, by exact id (lookup.py's module docstring).
+    origin = await resolve(ctx, submission, tenant=lookup_tenant(key))
     check_object_keys(submission, origin)
     fingerprint = await _fingerprint(submission)
     claim = await claim_or_find(ctx, key, submission, origin, fingerprint)
@@ -238,21 +236,19 @@ class Origin:
     source_row_id: int | None
 
 
-async def resolve(
-    ctx: SubmitContext, submission: Submission, *, location_fallback: bool = True
-) -> Origin:
+async def resolve(ctx: SubmitContext, submission: Submission, *, tenant: str = "") -> Origin:
     """Look the recording up (by id, or a URL equal to a recording's location); fill the gaps
-    from the form's fallbacks. Without `location_fallback` a recording id must match exactly."""
+    from the form's fallbacks. `tenant`: whose recordings may be found ('' : every one)."""
     fallbacks = submission.fallbacks
     source = submission.source
     rec: Recording | None = None
     url: str | None = None
     if isinstance(source, RecordingSource):
-        rec = await _find_recording(ctx, source.recording_id, location_fallback)
+        rec = await _find_recording(ctx, source.recording_id, tenant)
         url = rec.url
     elif isinstance(source, UrlSource):
         url = source.url
-        rec = await find_by_url(ctx.pool, url, ctx.queries)
+        rec = await find_by_url(ctx.pool, url, ctx.queries, tenant=tenant)
     # The database is the source of truth; form values are fallbacks only.
     phone_raw = (rec.phone if rec else None) or fallbacks.phone
     campaign = (rec.campaign_name if rec else None) or fallbacks.campaign
@@ -273,14 +269,9 @@ async def resolve(
     )
 
 
-async def _find_recording(
-    ctx: SubmitContext, recording_id: str, location_fallback: bool
-) -> Recording:
-    queries = ctx.queries
-    if not location_fallback:
-        queries = replace(queries, by_location=None)
+async def _find_recording(ctx: SubmitContext, recording_id: str, tenant: str) -> Recording:
     try:
-        return await find_recording(ctx.pool, recording_id, queries)
+        return await find_recording(ctx.pool, recording_id, ctx.queries, tenant=tenant)
     except RecordingNotFound as exc:
         raise NotFound(str(exc), code="recording_not_found") from exc
     except AmbiguousRecording as exc:

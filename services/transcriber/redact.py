@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-import msgspec
-
 from libs.redaction import (
     Policy,
     RedactionReport,
@@ -28,7 +26,7 @@ from libs.redaction import (
     redact_chunk,
     redact_transcript,
 )
-from libs.transcript import Transcript
+from libs.transcript import Transcript, with_asked_timings
 from services.transcriber.failures import RedactionFailed
 
 T = TypeVar("T")
@@ -65,15 +63,16 @@ async def redact(
     redactor: Redactor = redact_transcript,
 ) -> Redacted:
     """`transcript` as the job's policy wants it stored and sent (unchanged without one).
-    `timed_segments`: whether the engine's segment times are when things were said."""
+    `timed_segments`: whether the engine's segment times are when things were said. Word
+    timings are kept only with `timestamps == "word"`, policy or not."""
     if not policy.active:
-        return Redacted(transcript)
+        return Redacted(with_asked_timings(transcript, timestamps))
     call = functools.partial(redactor, transcript, policy, timed_segments=timed_segments)
     redacted, report = await _bounded(call, timeout)
-    if timestamps != "word" and redacted.words is not None:
-        # Words were asked of the engine for the audio's spans only.
-        redacted = msgspec.structs.replace(redacted, words=None)
-    return Redacted(redacted, report, transcript if policy.keep == "both" else None)
+    # Words (top level and in utterances) only when asked: audio redaction asks the engine for
+    # them, for the report's spans, whatever the job keeps.
+    original = with_asked_timings(transcript, timestamps) if policy.keep == "both" else None
+    return Redacted(with_asked_timings(redacted, timestamps), report, original)
 
 
 async def redact_saved_chunk(

@@ -49,7 +49,12 @@ from libs.db import DatabaseUnavailable
 from libs.errors import InvalidInput
 from libs.jobs import lifecycle as repo
 from libs.jobs import progress
-from libs.layout import redacted_audio_key, transcript_keys, unredacted_transcript_key
+from libs.layout import (
+    redacted_audio_key,
+    replaced_audio_key,
+    transcript_keys,
+    unredacted_transcript_key,
+)
 from libs.metrics import ENGINE_LATENCY, ENGINE_PAUSED, JOBS_FINISHED, REDACTIONS
 from libs.redaction import (
     NO_REDACTION,
@@ -649,14 +654,13 @@ class Transcriber:
                 )
             await self._put_all(job.id, [(key, redacted, "audio/wav")])
             if replaced:
-                # The copy is stored (put_stream returned): only now does the original go.
-                (stored,) = await self._put_all(job.id, [(job.object_key, redacted, "audio/wav")])
+                # Stored under a .wav key (what it holds); the row moves to it in one step
+                # with the original's removal recorded; only then does the original go.
+                wav_key = replaced_audio_key(job.object_key)
+                (stored,) = await self._put_all(job.id, [(wav_key, redacted, "audio/wav")])
+                new = repo.StoredAudio(wav_key, "audio/wav", stored.size, stored.sha256)
                 await repo.record_audio_replaced(
-                    self._pool,
-                    job.id,
-                    content_type="audio/wav",
-                    size=stored.size,
-                    sha256=stored.sha256,
+                    self._pool, self._store, job.id, job.object_key, new
                 )
         finally:
             source.unlink(missing_ok=True)

@@ -136,11 +136,13 @@ async def _tenant(stack: Stack, redact: str) -> tuple[str, apikeys.ApiKey]:
         )
 
 
-async def _submit(stack: Stack, raw_key: str, **fields: str) -> str:
+async def _submit(
+    stack: Stack, raw_key: str, *, audio: Path = FIXTURES / "hello_campaign.wav", **fields: str
+) -> str:
     form = aiohttp.FormData()
     for name, value in {"timestamps": "word", **fields}.items():
         form.add_field(name, value)
-    form.add_field("file", (FIXTURES / "hello_campaign.wav").read_bytes(), filename="call.wav")
+    form.add_field("file", audio.read_bytes(), filename="call" + audio.suffix)
     async with (
         aiohttp.ClientSession() as s,
         s.post(
@@ -367,6 +369,50 @@ async def test_redacted_audio_beeps_the_card_and_replaces_the_original(
     middle = redacted[int(card["start"] * rate) : int(card["end"] * rate)].astype(np.float64)
     peak_hz = np.argmax(np.abs(np.fft.rfft(middle))) * rate / len(middle)
     assert abs(peak_hz - 1000) < 5
+
+
+async def test_redacted_audio_that_replaces_an_mp3_is_stored_as_wav_under_a_wav_key(
+    stack: Stack,
+) -> None:
+    """An object's name says what it holds: the redacted WAV that replaces an MP3 goes to
+    `<uuid>.wav`, the row moves there, the MP3 (which held the card) is removed, and deleting
+    the job later finds every object."""
+    raw, _ = await _tenant(stack, Policy.parse("pci", audio="beep").spec)
+    audio_file_id = await _submit(stack, raw, audio=FIXTURES / "hello_campaign.mp3")
+    (delivery,) = await stack.inbox.wait_for(audio_file_id, timeout=120)
+    data = delivery["payload"]["data"]
+    new_key = data["b2_audio_key"]
+    assert new_key.endswith(f"/{audio_file_id}.wav"), new_key
+    mp3_key = new_key.removesuffix(".wav") + ".mp3"
+    record = await _audio_record(stack, audio_file_id)
+    assert record["audio"]["replaced_original"] is True
+    row = await stack.pool.fetchrow(
+        "SELECT b2_object_key, content_type, size_bytes, sha256 FROM media_pipeline.audio_files "
+        "WHERE id = $1",
+        uuid.UUID(audio_file_id),
+    )
+    assert row is not None
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        stored = await store.get_bytes(new_key)
+        assert stored[:4] == b"RIFF" and stored[8:12] == b"WAVE"
+        assert stored == await store.get_bytes(record["audio"]["key"])
+        assert not await store.exists(mp3_key)
+        # The transcripts keep the job's stem: no ".redacted" or extension in their keys.
+        assert data["b2_transcript_json_key"].endswith(f"/{audio_file_id}.json")
+        assert await store.exists(data["b2_transcript_json_key"])
+    assert (row["b2_object_key"], row["content_type"]) == (new_key, "audio/wav")
+    assert (row["size_bytes"], row["sha256"]) == (len(stored), hashlib.sha256(stored).hexdigest())
+    async with aiohttp.ClientSession(headers={"X-API-Key": raw}) as s:
+        async with s.get(f"{stack.base_url}/api/media/status/{audio_file_id}") as r:
+            shown = await r.json()
+        assert shown["metadata"]["b2_key"] == new_key
+        async with s.delete(f"{stack.base_url}/api/media/{audio_file_id}") as r:
+            deleted = await r.json()
+            assert r.status == 200 and deleted["objects_removed"] is True, deleted
+    keys = [new_key, mp3_key, record["audio"]["key"]]
+    keys += [data[f"b2_transcript_{fmt}_key"] for fmt in ("json", "txt", "srt", "vtt")]
+    async with S3BlobStore.open(stack.settings.require_s3()) as store:
+        assert [k for k in keys if await store.exists(k)] == []
 
 
 async def test_keep_both_leaves_the_original_audio_untouched(stack: Stack) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from libs import layout
 from libs.layout import InvalidPrefix, audio_key, transcript_keys, validate_prefix
 
 
@@ -67,3 +68,14 @@ def test_oversized_keys_are_measured_in_utf8_bytes() -> None:
 
     assert oversized(["a" * MAX_KEY_BYTES, None]) == []
     assert oversized(["é" * (MAX_KEY_BYTES // 2 + 1)]) == ["é" * (MAX_KEY_BYTES // 2 + 1)]
+
+
+def test_replaced_audio_says_it_is_wav_and_keeps_the_stem() -> None:
+    key = "t1/Spring/audio/15550001/0b7c.mp3"
+    assert layout.replaced_audio_key(key) == "t1/Spring/audio/15550001/0b7c.wav"
+    assert layout.replaced_audio_key("t1/Spring/audio/1/x.wav") == "t1/Spring/audio/1/x.wav"
+    assert layout.replaced_audio_key("t1/a.b/audio/1/x") == "t1/a.b/audio/1/x.wav"
+    replaced = layout.replaced_audio_key(key)
+    assert layout.transcript_keys(replaced, campaign="Spring") == layout.transcript_keys(
+        key, campaign="Spring"
+    )

@@ -36,6 +36,9 @@ def test_source_row_id_only_for_numeric_ids() -> None:
     assert _rec("1001").source_row_id == 1001
     assert _rec("rec-7f3a").source_row_id is None
     assert _rec("99999999999999999999").source_row_id is None
+    # ASCII digits only: int() would read these as 10.
+    assert _rec("١٠").source_row_id is None
+    assert _rec("１０").source_row_id is None
 
 
 @pytest.mark.parametrize(

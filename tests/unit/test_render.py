@@ -176,3 +176,25 @@ def test_formats_table() -> None:
         assert render(EDGES, name) == output
     with pytest.raises(TypeError):
         FORMATS["pdf"] = FORMATS["txt"]  # type: ignore[index]
+
+
+def test_word_timings_only_when_asked() -> None:
+    from libs.transcript import Utterance, with_asked_timings
+
+    words = (Word(start=0.0, end=0.5, word="hi"),)
+    utterance = Utterance(speaker="Channel 0", start=0.0, end=0.5, text="hi", words=words)
+    worded = Transcript(
+        text="hi",
+        language="en",
+        duration=1.0,
+        model="m",
+        engine="e",
+        words=words,
+        utterances=(utterance,),
+    )
+    assert with_asked_timings(worded, "word") is worded
+    for asked in ("segment", "none"):
+        plain = with_asked_timings(worded, asked)
+        assert plain.words is None and [u.words for u in plain.utterances] == [None]
+        assert plain.utterances[0].text == "hi" and plain.text == "hi"
+        assert with_asked_timings(plain, asked) is plain

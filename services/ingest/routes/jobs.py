@@ -264,7 +264,8 @@ async def delete_job(request: web.Request) -> web.Response:
         200: Reply("requeued", bodies.Requeued),
         400: "force is not a boolean",
         404: NO_SUCH_JOB,
-        409: "the job is still queued or running (use force=true), or deleted (job_deleted)",
+        409: "the job is still queued or running (use force=true), deleted (job_deleted), or "
+        "its audio was removed by retention (audio_expired)",
     },
 )
 async def post_rerun(request: web.Request) -> web.Response:

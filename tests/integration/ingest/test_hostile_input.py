@@ -9,6 +9,7 @@ spool. No test takes more than a few seconds."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -404,6 +405,51 @@ FRAMING = (
     "idem_nul",
     "mp_bad_boundary",
 )
+
+
+def _cte_part(name: str, encoding: bytes, body: bytes) -> bytes:
+    """A submit whose one part (`file` or a field) declares a Content-Transfer-Encoding."""
+    filename = b'; filename="call.wav"' if name == "file" else b""
+    disposition = b'Content-Disposition: form-data; name="' + name.encode() + b'"' + filename
+    part = disposition + b"\r\nContent-Transfer-Encoding: " + encoding + b"\r\n\r\n" + body
+    return http(
+        "POST",
+        "/api/media/transcribe",
+        [(b"X-API-Key", KEY), (b"Content-Type", MP)],
+        multipart([part]),
+    )
+
+
+# RFC 7578 section 4.7 deprecates Content-Transfer-Encoding in form-data: one rule for every
+# part, file or field: absent, 7bit, 8bit or binary (no transformation) is read as sent;
+# anything else is 400 invalid_multipart (a file part's was ignored, its bytes stored as sent).
+CTE_CASES = {
+    "mp_file_cte": (_cte_part("file", b"bogus", WAV), (400, "invalid_multipart")),
+    "mp_file_cte_b64": (
+        _cte_part("file", b"base64", base64.b64encode(WAV)),
+        (400, "invalid_multipart"),
+    ),
+    "mp_file_cte_qp": (_cte_part("file", b"quoted-printable", WAV), (400, "invalid_multipart")),
+    "mp_field_cte_b64_valid": (
+        _cte_part("recording_id", b"base64", b"YWJj"),
+        (400, "invalid_multipart"),
+    ),
+    "mp_field_cte_qp": (
+        _cte_part("recording_id", b"quoted-printable", b"abc"),
+        (400, "invalid_multipart"),
+    ),
+    "mp_file_cte_binary": (_cte_part("file", b"binary", WAV), (200, "")),
+    "mp_field_cte_8bit": (_cte_part("recording_id", b"8BIT", b"abc"), (404, "recording_not_found")),
+    "mp_field_cte_7bit": (
+        _cte_part("recording_id", b" 7bit ", b"abc"),
+        (404, "recording_not_found"),
+    ),
+}
+for _name, (_raw, _expected) in CTE_CASES.items():
+    CASES[_name] = _raw
+    EXPECTED[_name] = _expected
+
+
 CASES["query_raw_ff"] = http("GET", "/api/webhooks/deliveries?a=", [(b"X-API-Key", KEY)]).replace(
     b"?a= ", b"?a=\xff "
 )

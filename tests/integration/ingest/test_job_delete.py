@@ -468,3 +468,82 @@ async def test_records_written_before_lose_their_keys(
     status, shown, _ = await api.request("GET", f"/api/media/status/{file_id}", key=raw)
     assert status == 200
     assert shown["metadata"]["redaction"]["audio_key"] == layout.redacted_audio_key(job.object_key)
+
+
+async def _opus_job(
+    api: Api, upstream: Upstream, store: S3BlobStore, phone: str
+) -> tuple[str, str, lifecycle.ProcessingJob]:
+    raw, _ = await make_key(api.pool)
+    url = f"{upstream.url}/audio/{uuid.uuid4().hex}.opus"
+    status, body, _ = await api.submit({"url": url, "phone": phone}, key=raw)
+    assert status == 200, body
+    job = await lifecycle.load_job(api.pool, str(body["audio_file_id"]))
+    assert job is not None and job.object_key.endswith(".opus")
+    assert await lifecycle.mark_processing(api.pool, job, force=False)
+    return raw, str(body["audio_file_id"]), job
+
+
+async def _replace_audio(
+    api: Api, store: S3BlobStore, job: lifecycle.ProcessingJob
+) -> tuple[lifecycle.StoredAudio, bool]:
+    """What the transcriber does for keep=redacted: the WAV under its .wav key, then the row."""
+    wav_key = layout.replaced_audio_key(job.object_key)
+    stored = await store.put_bytes(wav_key, b"RIFF....WAVE redacted", "audio/wav")
+    new = lifecycle.StoredAudio(wav_key, "audio/wav", stored.size, stored.sha256)
+    return new, await lifecycle.record_audio_replaced(api.pool, store, job.id, job.object_key, new)
+
+
+async def test_replaced_audio_moves_the_key_and_removes_the_original(
+    api: Api, upstream: Upstream, store: S3BlobStore, phone: str, secret_words: str
+) -> None:
+    raw, file_id, job = await _opus_job(api, upstream, store, phone)
+    new, moved = await _replace_audio(api, store, job)
+    assert moved and new.key == job.object_key.removesuffix(".opus") + ".wav"
+    row = await api.pool.fetchrow(
+        "SELECT b2_object_key, content_type, size_bytes, sha256 FROM media_pipeline.audio_files "
+        "WHERE id = $1",
+        job.id,
+    )
+    assert tuple(row) == (new.key, "audio/wav", new.size, new.sha256)
+    assert not await store.exists(job.object_key)  # the original, removed once the row moved
+    assert await store.exists(new.key)
+    # The transcripts keep the job's stem, so they are where the layout says.
+    await _upload(store, _keys(job), _transcript(secret_words))
+    assert await lifecycle.complete(
+        api.pool, job, _transcript(secret_words), _keys(job), force=False, trace_id=None
+    )
+    # The finished removal never re-opens for a live job (a worker that completed late).
+    await deletion.rearm(api.pool, job.id, [_keys(job).json])
+    await Sweeper(api.pool, store).run_until_idle()
+    assert await store.exists(_keys(job).json) and await store.exists(new.key)
+    _, shown, _ = await api.request("GET", f"/api/media/status/{file_id}", key=raw)
+    assert shown["status"] == "completed" and shown["metadata"]["b2_key"] == new.key
+    # Deleting the job finds the object under its new key.
+    status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
+    assert (status, body["objects_removed"]) == (200, True), body
+    prefix = job.object_key.split("/", 1)[0] + "/"
+    assert await api.objects(prefix) == []
+
+
+async def test_a_replacement_stored_before_the_row_moved_is_still_deleted(
+    api: Api, upstream: Upstream, store: S3BlobStore, phone: str
+) -> None:
+    # The transcriber died between storing the WAV and moving the row: the row still names the
+    # original, and deleting the job removes the WAV too.
+    raw, file_id, job = await _opus_job(api, upstream, store, phone)
+    await store.put_bytes(layout.replaced_audio_key(job.object_key), b"RIFF", "audio/wav")
+    status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
+    assert (status, body["objects_removed"]) == (200, True), body
+    assert await api.objects(job.object_key.split("/", 1)[0] + "/") == []
+
+
+async def test_a_job_deleted_before_its_audio_is_replaced_keeps_nothing(
+    api: Api, upstream: Upstream, store: S3BlobStore, phone: str
+) -> None:
+    raw, file_id, job = await _opus_job(api, upstream, store, phone)
+    status, _, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
+    assert status == 200
+    new, moved = await _replace_audio(api, store, job)
+    assert not moved
+    assert not await store.exists(new.key)
+    assert await api.objects(job.object_key.split("/", 1)[0] + "/") == []

@@ -141,3 +141,51 @@ async def test_idempotent_retries_survive_a_policy_change_but_not_other_redact_f
     # The same key with other redact fields is another request.
     status, body, _ = await api.submit(_upload(redact="pci,email"), key=raw, headers=headers)
     assert (status, body["error"]) == (422, "idempotency_key_reused")
+
+
+CARD_GROUPS = ("4539", "1488", "0343", "6467")  # 4539 1488 0343 6467 passes the Luhn check
+
+
+@pytest.mark.parametrize("where", ["key", "job"])
+async def test_the_prompt_is_redacted_before_it_is_stored_or_sent(api: Api, where: str) -> None:
+    raw, _ = await make_key(api.pool, redact=PCI if where == "key" else "")
+    prompt = f"Billing call; card {' '.join(CARD_GROUPS)} mentioned. Names: Okafor, Lindqvist."
+    fields = {"prompt": prompt} | ({"redact": "pci"} if where == "job" else {})
+    status, body, _ = await api.submit(_upload(**fields), key=raw)
+    assert status == 200, body
+    file_id = body["audio_file_id"]
+    stored = await api.pool.fetchval(
+        "SELECT prompt FROM media_pipeline.audio_files WHERE id = $1", uuid.UUID(file_id)
+    )
+    _, event = await _job(api, file_id)
+    _, shown, _ = await api.request("GET", f"/api/media/status/{file_id}", key=raw)
+    assert (
+        stored
+        == event["prompt"]
+        == ("Billing call; card [CREDIT_CARD] mentioned. Names: Okafor, Lindqvist.")
+    )
+    for text in (stored, json.dumps(event), json.dumps(body), json.dumps(shown)):
+        assert not any(group in text for group in CARD_GROUPS), text
+    # A rerun announces the job from its row: the prompt stays redacted.
+    await api.pool.execute(
+        "UPDATE media_pipeline.audio_files SET status = 'completed' WHERE id = $1",
+        uuid.UUID(file_id),
+    )
+    status, _, _ = await api.request("POST", f"/api/media/rerun/{file_id}", key=raw)
+    assert status == 200
+    payloads = await api.pool.fetch(
+        "SELECT convert_from(payload, 'UTF8') AS p FROM media_pipeline.outbox "
+        "WHERE convert_from(payload, 'UTF8')::jsonb->>'audio_file_id' = $1",
+        file_id,
+    )
+    assert len(payloads) == 2
+    assert not any(g in r["p"] for r in payloads for g in CARD_GROUPS)
+
+
+async def test_without_a_policy_the_prompt_is_kept_as_sent(api: Api) -> None:
+    raw, _ = await make_key(api.pool)
+    prompt = "Order 4539 1488 0343 6467"
+    status, body, _ = await api.submit(_upload(prompt=prompt), key=raw)
+    assert status == 200, body
+    _, event = await _job(api, body["audio_file_id"])
+    assert event["prompt"] == prompt

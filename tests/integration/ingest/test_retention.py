@@ -17,7 +17,8 @@ import pytest
 from libs import apikeys
 from libs.blobstore import S3BlobStore
 from libs.contracts import TranscriptionDeleted, subjects
-from libs.jobs import lifecycle
+from libs.deadletters import records
+from libs.jobs import lifecycle, requeue
 from libs.layout import transcript_keys
 from libs.settings import Settings
 from libs.transcript import Transcript
@@ -181,6 +182,74 @@ async def test_expired_jobs_and_audio_are_removed_by_the_sweeper(
     await _expire_now(api, audio_id, "transcript_expires_at")
     await sweeper.run_until_idle()
     assert sorted(await api.objects(prefix)) == sorted([str(queued["b2_key"]), str(kept["b2_key"])])
+
+
+async def test_rerun_after_audio_retention_is_409_and_keeps_the_transcript(
+    api: Api, upstream: Upstream, store: S3BlobStore
+) -> None:
+    raw, key = await make_key(api.pool, audio_ttl_seconds=DAY)
+    _, body = await _submit(api, upstream, raw)
+    file_id = str(body["audio_file_id"])
+    job = await lifecycle.load_job(api.pool, file_id)
+    assert job is not None and await lifecycle.mark_processing(api.pool, job, force=False)
+    keys = transcript_keys(job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix)
+    transcript = Transcript(text="kept words", language="en", duration=1.0, model="m", engine="e")
+    for fmt, (render, content_type, _ext) in FORMATS.items():
+        await store.put_bytes(getattr(keys, fmt), render(transcript), content_type)
+    assert await lifecycle.complete(api.pool, job, transcript, keys, force=False, trace_id=None)
+    await _expire_now(api, file_id, "audio_expires_at")
+    await Sweeper(api.pool, store).run_until_idle()
+    assert job.object_key not in await api.objects(key.tenant_prefix + "/")
+    events_before = await api.pool.fetchval("SELECT count(*) FROM media_pipeline.outbox")
+
+    for query in ("", "?force=true"):
+        status, answer, _ = await api.request("POST", f"/api/media/rerun/{file_id}{query}", key=raw)
+        assert (status, answer["error"]) == (409, "audio_expired"), answer
+    # Nothing was written: still completed, the transcript still served, no event queued.
+    assert await api.pool.fetchval("SELECT count(*) FROM media_pipeline.outbox") == events_before
+    _, shown, _ = await api.request("GET", f"/api/media/status/{file_id}", key=raw)
+    assert shown["status"] == "completed" and shown["transcript"] == "kept words"
+    status, text, _ = await api.request("GET", f"/api/media/transcript/{file_id}.txt", key=raw)
+    assert status == 200 and b"kept words" in text
+    # So does the requeue of a dead letter of its transcription (nothing marked requeued).
+    dead_letter = await records.insert(
+        api.pool,
+        records.NewDeadLetter(
+            kind="max_deliveries",
+            stream="TRANSCRIBE",
+            consumer="transcriber",
+            stream_seq=secrets.randbelow(10**9),
+            deliveries=10,
+            reason=None,
+            subject=None,
+            event_type="audio.stored",
+            event_id=None,
+            audio_file_id=job.id,
+            tenant_prefix=key.tenant_prefix,
+            payload=None,
+            advisory={},
+            occurred_at=None,
+        ),
+    )
+    status, answer, _ = await api.request(
+        "POST", f"/api/ops/dead-letters/{dead_letter}/requeue", key=raw
+    )
+    assert (status, answer["error"]) == (409, "audio_expired"), answer
+    assert (await records.get(api.pool, dead_letter, api_key_id=None))["requeued_at"] is None
+    # An operator's requeue of failed jobs passes over it too.
+    await api.pool.execute(
+        "UPDATE media_pipeline.audio_files SET status = 'failed' WHERE id = $1", job.id
+    )
+    requeued = await requeue.requeue_failed(
+        api.pool, tenant=key.tenant_prefix, include_permanent=True
+    )
+    assert [(r.audio_file_id, r.requeued) for r in requeued] == [(file_id, False)]
+    assert (
+        await api.pool.fetchval(
+            "SELECT status FROM media_pipeline.audio_files WHERE id = $1", job.id
+        )
+        == "failed"
+    )
 
 
 async def test_two_sweepers_take_each_expired_job_once(

@@ -110,10 +110,49 @@ async def test_a_tenant_key_finds_recordings_only_by_their_exact_id(
     assert body["error"] == "ambiguous_recording"
     # The detail names only what the caller sent, never the recordings it matched.
     assert "/A/" not in body["detail"] and "tn-a-" not in body["detail"]
-    # The exact id works for the tenant.
+    # Even the exact id of a recording that is not under the tenant's prefix finds nothing.
     status, body, _ = await api.submit({"recording_id": located["exact"]}, key=raw)
+    assert (status, body["error"]) == (404, "recording_not_found"), body
+
+
+async def test_a_tenant_finds_only_recordings_under_its_prefix(api: Api, samples_url: str) -> None:
+    """The recordings database has no tenant column: a recording is a tenant's when its id
+    starts with `<tenant prefix>/`. Key A never reaches key B's recording, by id or by URL."""
+    (raw_a, key_a), (raw_b, key_b) = [await make_key(api.pool) for _ in range(2)]
+    tag = uuid.uuid4().hex[:8]
+    ids = {k.tenant_prefix: f"{k.tenant_prefix}/rec-{tag}" for k in (key_a, key_b)}
+    locations = {t: f"{samples_url}/tenants/{t}/{tag}/hello_campaign.wav" for t in ids}
+    await api.pool.executemany(
+        "INSERT INTO public.recordings (id, contact_id, campaign_id, location) "
+        "VALUES ($1, 1, '42', $2)",
+        [(ids[t], locations[t]) for t in ids],
+    )
+    phone = await api.pool.fetchval("SELECT phone FROM public.contacts WHERE id = 1")
+    a, b = key_a.tenant_prefix, key_b.tenant_prefix
+    # Its own: found, with the recording's data.
+    status, body, _ = await api.submit({"recording_id": ids[a]}, key=raw_a)
     assert status == 200, body
-    assert body["b2_key"].startswith(f"{tenant}/")
+    assert body["b2_key"].startswith(f"{a}/")
+    # B's, by exact id, and by ids that merely start alike: as if they did not exist.
+    for rid in (ids[b], f"{a}x/rec-{tag}", f"{b}/rec-{tag}", f"/{ids[a]}"):
+        status, body, _ = await api.submit({"recording_id": rid}, key=raw_a)
+        assert (status, body["error"]) == (404, "recording_not_found"), (rid, body)
+    assert [r["recording_id"] for r in await api.rows(a)] == [ids[a]]
+    # B's location as a URL is fetched as a plain URL: B's recording lends it nothing.
+    status, body, _ = await api.submit({"url": locations[b]}, key=raw_a)
+    assert status == 200, body
+    row = await api.pool.fetchrow(
+        "SELECT recording_id, phone, campaign_name FROM media_pipeline.audio_files WHERE id = $1",
+        uuid.UUID(body["audio_file_id"]),
+    )
+    assert (row["recording_id"], row["campaign_name"]) == (None, "unassigned")
+    assert phone is None or row["phone"] != phone
+    # The same URL from its own tenant takes the recording's data; the operator sees every one.
+    status, body, _ = await api.submit({"url": locations[b]}, key=raw_b)
+    assert status == 200, body
+    assert (await api.rows(b))[0]["recording_id"] == ids[b]
+    status, body, _ = await api.submit({"recording_id": ids[b], "b2_prefix": unique_prefix()})
+    assert status == 200, body
 
 
 # --- idempotency -------------------------------------------------------------------------------

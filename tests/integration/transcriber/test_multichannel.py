@@ -17,6 +17,7 @@ from aiohttp import web
 
 from libs.audio import SAMPLE_RATE, iter_pcm
 from libs.bus import Retry
+from libs.redaction import Policy
 from libs.settings import Settings
 from libs.transcript import Transcript
 from services.transcriber.longaudio import SplitPolicy
@@ -219,3 +220,59 @@ async def test_channels_longer_than_a_chunk_go_through_the_long_audio_path(
     assert [u.channel for u in transcript.utterances] == [0, 1, 0, 1]
     for utterance, (_, start, _, _) in zip(transcript.utterances, TIMELINE, strict=True):
         assert start <= utterance.start < start + 0.6
+
+
+class WordCallFake(CallFake):
+    """CallFake that also answers word timings when asked: each segment's words spread evenly
+    over it."""
+
+    def _success(self, record: RecordedRequest, audio: bytes) -> web.Response:
+        response = super()._success(record, audio)
+        if "word" not in record.timestamp_granularities:
+            return response
+        assert isinstance(response.body, bytes)
+        body = msgspec.json.decode(response.body)
+        words = []
+        for segment in body["segments"]:
+            said = segment["text"].split()
+            step = (segment["end"] - segment["start"]) / len(said)
+            for i, word in enumerate(said):
+                start = segment["start"] + i * step
+                words.append({"word": word, "start": start, "end": start + step})
+        return web.json_response(body | {"words": words})
+
+
+async def test_utterance_words_only_when_asked_even_with_audio_redaction(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Audio redaction asks the engine for words (it needs their spans); a job that did not ask
+    for word timestamps stores none, neither at the top nor in its utterances."""
+    async with (
+        WordCallFake() as fake,
+        harness.transcriber(settings, pool, fake) as (worker, store),
+    ):
+        made = await harness.make_job(
+            pool, store, CALL_STEREO.read_bytes(), ext="ogg", multichannel="auto"
+        )
+        await pool.execute(
+            "UPDATE media_pipeline.audio_files SET redact = $2 WHERE id = $1::uuid",
+            made.id,
+            Policy.parse("pci", audio="beep", keep="both").spec,
+        )
+        await worker.handle(harness.delivery(made.event))
+        state = await harness.job_state(pool, made.id)
+        stem = made.key.split("/audio/", 1)[1].rsplit(".", 1)[0]
+        raw = await store.get_bytes(f"camp/transcriptions/json/{stem}.json")
+        original_key = await pool.fetchval(
+            "SELECT redaction->>'original_key' FROM media_pipeline.transcriptions"
+            " WHERE audio_file_id = $1::uuid",
+            made.id,
+        )
+        unredacted = await store.get_bytes(original_key)
+    assert state["status"] == "completed"
+    assert all("word" in r.timestamp_granularities for r in fake.requests)
+    for stored in (raw, unredacted):
+        transcript = msgspec.json.decode(stored, type=Transcript)
+        assert len(transcript.utterances) == 4
+        assert transcript.words is None
+        assert [u.words for u in transcript.utterances] == [None] * 4

@@ -108,3 +108,45 @@ def test_ids_in_queries_are_400_and_in_paths_404() -> None:
             404,
             "not_found",
         )
+
+
+@pytest.mark.parametrize("raw", ["١٠", "１０", "1_0", "+5", "-0", "٥", "5\u0660", "1e1"])
+def test_integers_are_ascii_digits_only(raw: str) -> None:
+    assert _refused(params.parse_int, raw, "limit", default=1, low=0, high=500) == (
+        400,
+        "invalid_limit",
+    )
+
+
+@pytest.mark.parametrize("raw", ["١", "１", "1_0", "+1", "1e0", "nan", "inf", "-0", "1.", "."])
+def test_seconds_are_ascii_digits_only(raw: str) -> None:
+    if raw == "1.":
+        assert params.parse_seconds(raw, "wait", default=2.0, high=60.0) == 1.0
+        return
+    assert _refused(params.parse_seconds, raw, "wait", default=2.0, high=60.0) == (
+        400,
+        "invalid_wait",
+    )
+
+
+def test_seconds_with_a_decimal_part() -> None:
+    assert params.parse_seconds(" 2.5 ", "wait", default=0.0, high=60.0) == 2.5
+    assert params.parse_seconds(".5", "wait", default=0.0, high=60.0) == 0.5
+
+
+@pytest.mark.parametrize("raw", ["١٠m", "１h", "٢d", "1_0m", "+5m"])
+def test_ages_are_ascii_digits_only(raw: str) -> None:
+    assert _refused(params.parse_since, raw) == (400, "invalid_since")
+
+
+def test_ages_too_long_ago_are_400() -> None:
+    assert _refused(params.parse_since, "99999999d") == (400, "invalid_since")
+    assert _refused(params.parse_since, "9" * 400 + "d") == (400, "invalid_since")
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    assert params.parse_since("90m", now=now) == now - timedelta(minutes=90)
+
+
+@pytest.mark.parametrize("raw", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_times_outside_the_calendar_in_utc(raw: str) -> None:
+    assert _refused(params.parse_time, raw, "since", required=False) == (400, "invalid_since")
+    assert _refused(params.parse_since, raw) == (400, "invalid_since")
