@@ -6,6 +6,7 @@ from libs.db.pool import (
     connect,
     create_pool,
 )
+from libs.db.tags import rows_affected
 
 __all__ = [
     "CONNECTION_ERRORS",
@@ -14,4 +15,5 @@ __all__ = [
     "Pool",
     "connect",
     "create_pool",
+    "rows_affected",
 ]
