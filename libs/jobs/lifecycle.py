@@ -22,6 +22,7 @@ from libs.contracts import (
     subjects,
     utcnow,
 )
+from libs.db import rows_affected
 from libs.jobs import deletion
 from libs.transcript import Transcript
 
@@ -215,7 +216,7 @@ async def republish(pool: asyncpg.Pool, job: ProcessingJob, event: AudioStored) 
 
 async def mark_processing(pool: asyncpg.Pool, job: ProcessingJob, *, force: bool) -> bool:
     result = await pool.execute(MARK_PROCESSING, job.id, force)
-    return bool(result.endswith(" 1"))
+    return rows_affected(result) == 1
 
 
 async def complete(
@@ -310,7 +311,7 @@ async def fail(
     async with pool.acquire() as conn, conn.transaction():
         attempts = await conn.fetchval(RECORD_FAILURE, job.id, "permanent", code, detail, 0.0)
         updated = await conn.execute(MARK_FAILED, job.id, f"{code}: {detail}")
-        if not updated.endswith(" 1"):
+        if rows_affected(updated) != 1:
             return None
         event = TranscriptionFailed(
             event_id=new_event_id(),

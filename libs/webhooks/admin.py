@@ -17,6 +17,7 @@ import asyncpg
 from libs import apikeys, errors
 from libs.apikeys import endpoints
 from libs.contracts import new_event_id, utcnow
+from libs.db import rows_affected
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.webhooks import payload
 
@@ -194,8 +195,7 @@ async def recover(
     until: datetime | None = None,
 ) -> int:
     """Re-arm every failed or cancelled delivery created since `since`; returns how many."""
-    result = await conn.execute(RECOVER, since, until, scope.api_key_id)
-    return int(result.rsplit(" ", 1)[-1])
+    return rows_affected(await conn.execute(RECOVER, since, until, scope.api_key_id))
 
 
 async def send_test(
