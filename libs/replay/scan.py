@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
+from libs.bus import BusUnavailable, jetstream
 from libs.contracts import streams
 
 # No message for this long: the filter has nothing more up to the stream's end.
@@ -133,5 +133,5 @@ async def scan(
                 return
     finally:
         # Best effort: the server removes an ordered consumer's state once it is unused.
-        with contextlib.suppress(NatsError, OSError, TimeoutError):
-            await sub.unsubscribe()
+        with contextlib.suppress(BusUnavailable):
+            await jetstream.unsubscribe(sub)
