@@ -1,103 +1,129 @@
-"""The reference status shape: {status: pending|completed|failed, transcript, metadata}."""
+"""The reference status shape: {status: pending|completed|failed, transcript, metadata}, built
+from the job's view (libs.jobs.views.JobView) as the typed `bodies.Status`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from libs.jobs.views import JobView
+from libs.transcript import Conversation
+from services.ingest import bodies
+
+UNSET = msgspec.UNSET
 
 
-def status_body(row: JobView) -> dict[str, Any]:
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def status_body(row: JobView) -> bodies.Status:
     state = row.status
     public = state if state in ("completed", "failed", "deleted") else "pending"
-    metadata: dict[str, Any] = {
-        "audio_file_id": str(row.id),
-        "state": state,
-        "recording_id": row.recording_id,
-        "phone": row.phone,
-        "campaign": row.campaign_name,
-        "company": row.company,
-        "b2_prefix": row.tenant_prefix,
-        "b2_key": row.b2_object_key,
-        "attempts": row.attempts,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-    }
-    # Retention: when the audio goes, when the whole job goes, when the audio went.
-    retention = {
-        "audio_expires_at": row.audio_expires_at,
-        "transcript_expires_at": row.transcript_expires_at,
-        "audio_removed_at": row.audio_removed_at,
-    }
-    for name, at in retention.items():
-        if at is not None and state != "deleted":
-            metadata[name] = at.isoformat()
-    progress = _progress(row)
-    if progress is not None:
-        metadata["progress"] = progress
+    metadata = bodies.StatusMetadata(
+        audio_file_id=str(row.id),
+        state=state,  # type: ignore[arg-type]  # the column's check constraint: a JobState
+        recording_id=row.recording_id,
+        phone=row.phone,
+        campaign=row.campaign_name,
+        company=row.company,
+        b2_prefix=row.tenant_prefix,
+        b2_key=row.b2_object_key,
+        attempts=row.attempts,
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+        progress=_progress(row),
+    )
+    if state != "deleted":
+        # Retention: when the audio goes, when the whole job goes, when the audio went.
+        metadata = msgspec.structs.replace(
+            metadata,
+            audio_expires_at=_iso(row.audio_expires_at) or UNSET,
+            transcript_expires_at=_iso(row.transcript_expires_at) or UNSET,
+            audio_removed_at=_iso(row.audio_removed_at) or UNSET,
+        )
     transcript = None
     if public == "completed" and row.text is not None:
         transcript = row.text
-        metadata.update(
-            model=row.model,
-            engine=row.engine,
-            language=row.language,
-            duration=row.duration_seconds,
-            word_count=row.word_count,
-            b2_transcript_json_key=row.b2_transcript_json_key,
-            b2_transcript_txt_key=row.b2_transcript_txt_key,
-            b2_transcript_srt_key=row.b2_transcript_srt_key,
-            b2_transcript_vtt_key=row.b2_transcript_vtt_key,
-            completed_at=row.completed_at.isoformat() if row.completed_at else None,
-        )
-        if row.conversation is not None:
-            metadata["conversation"] = row.conversation
-        redaction = row.redaction
-        if redaction is not None:
-            # The stored record has time spans too; the status shows the counts.
-            counts = redaction.get("counts", {})
-            metadata["redaction"] = {
-                "policy": redaction.get("policy", ""),
-                "counts": counts,
-                "total": sum(counts.values()),
-            }
-            audio = redaction.get("audio")
-            if audio:
-                metadata["redaction"]["audio"] = audio.get("status")
-                if audio.get("key"):
-                    metadata["redaction"]["audio_key"] = audio["key"]
-                if audio.get("reason"):
-                    metadata["redaction"]["audio_detail"] = audio["reason"]
+        metadata = _completed(metadata, row)
     if public == "deleted":
         # The tombstone: ids and timestamps stay, the personal content is gone.
-        metadata.update(
-            deleted_at=row.deleted_at.isoformat() if row.deleted_at else None,
-            deleted_by=row.deleted_by,
+        metadata = msgspec.structs.replace(
+            metadata, deleted_at=_iso(row.deleted_at), deleted_by=row.deleted_by
         )
     if public == "failed":
-        metadata["error"] = {
-            "code": row.error_code,
-            "detail": row.failure_error or row.last_error,
-            "permanent": row.failure_status == "permanent",
-        }
+        error = bodies.JobError(
+            code=row.error_code,
+            detail=row.failure_error or row.last_error,
+            permanent=row.failure_status == "permanent",
+        )
+        metadata = msgspec.structs.replace(metadata, error=error)
     elif row.failure_status == "transient":
         # Still pending, but the last attempt failed: say so, so callers know it is retrying.
-        metadata["last_error"] = {"code": row.error_code, "detail": row.failure_error}
-    return {"status": public, "transcript": transcript, "metadata": metadata}
+        last = bodies.JobError(code=row.error_code, detail=row.failure_error)
+        metadata = msgspec.structs.replace(metadata, last_error=last)
+    return bodies.Status(status=public, transcript=transcript, metadata=metadata)  # type: ignore[arg-type]
 
 
-def _progress(row: JobView) -> dict[str, Any] | None:
+def _completed(metadata: bodies.StatusMetadata, row: JobView) -> bodies.StatusMetadata:
+    """The transcription's facts, its conversation and what was redacted."""
+    return msgspec.structs.replace(
+        metadata,
+        model=row.model,
+        engine=row.engine,
+        language=row.language,
+        duration=row.duration_seconds,
+        word_count=row.word_count,
+        b2_transcript_json_key=row.b2_transcript_json_key,
+        b2_transcript_txt_key=row.b2_transcript_txt_key,
+        b2_transcript_srt_key=row.b2_transcript_srt_key,
+        b2_transcript_vtt_key=row.b2_transcript_vtt_key,
+        completed_at=_iso(row.completed_at),
+        conversation=(
+            UNSET if row.conversation is None else msgspec.convert(row.conversation, Conversation)
+        ),
+        redaction=UNSET if row.redaction is None else _redaction(row.redaction),
+    )
+
+
+def _redaction(record: dict[str, Any]) -> bodies.Redaction:
+    """The stored record has time spans too; the status shows the counts."""
+    counts: dict[str, int] = record.get("counts", {})
+    body = bodies.Redaction(
+        policy=record.get("policy", ""), counts=counts, total=sum(counts.values())
+    )
+    audio = record.get("audio")
+    if audio:
+        body = msgspec.structs.replace(
+            body,
+            audio=audio.get("status"),
+            audio_key=audio.get("key") or UNSET,
+            audio_detail=audio.get("reason") or UNSET,
+        )
+    return body
+
+
+def _progress(row: JobView) -> bodies.Progress | msgspec.UnsetType:
     """Where the job is: `queued`, `transcribing` (chunk n of m for long recordings, as the
     transcriber last reported), `rendering`, `completed` or `failed`; none for a deleted job."""
     state = row.status
     updated = row.updated_at
     if state == "deleted":
-        return None
+        return UNSET
     if state == "processing":
         stored = row.progress
         if isinstance(stored, dict) and stored.get("stage"):
             at = row.progress_updated_at or updated
-            return {**stored, "updated_at": at.isoformat()}
-        return {"stage": "transcribing", "fraction": None, "updated_at": updated.isoformat()}
+            return bodies.Progress(
+                stage=stored["stage"],
+                fraction=stored.get("fraction"),
+                updated_at=at.isoformat(),
+                chunk=stored.get("chunk", UNSET),
+                chunks=stored.get("chunks", UNSET),
+                channel=stored.get("channel", UNSET),
+            )
+        return bodies.Progress(stage="transcribing", fraction=None, updated_at=updated.isoformat())
     fraction = {"queued": 0.0, "completed": 1.0}.get(state)
-    return {"stage": state, "fraction": fraction, "updated_at": updated.isoformat()}
+    return bodies.Progress(stage=state, fraction=fraction, updated_at=updated.isoformat())

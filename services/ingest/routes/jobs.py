@@ -126,7 +126,7 @@ async def get_status(request: web.Request) -> web.Response:
     row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
     if row is None:
         raise NotFound("no such job")
-    return web.json_response(status_body(row))
+    return bodies.answer(status_body(row))
 
 
 LIST_DEFAULT_LIMIT = 50
@@ -196,8 +196,8 @@ async def get_jobs(request: web.Request) -> web.Response:
     next_cursor = (
         params.encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     )
-    return web.json_response(
-        {"jobs": [status_body(row) for row in page], "next_cursor": next_cursor}
+    return bodies.answer(
+        bodies.JobList(jobs=[status_body(row) for row in page], next_cursor=next_cursor)
     )
 
 
