@@ -22,7 +22,6 @@ from libs.redaction.policy import AudioMode as RedactAudio
 from libs.redaction.policy import Keep as RedactKeep
 from libs.redaction.policy import Substitution as RedactSubstitution
 from libs.transcript import Conversation
-
 from libs.webhooks.admin import Attempt as Attempt
 from libs.webhooks.admin import Delivery as Delivery
 from libs.webhooks.admin import DeliveryStatus as DeliveryStatus
