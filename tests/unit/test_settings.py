@@ -108,3 +108,19 @@ def test_offline_engine_settings() -> None:
 def test_bad_offline_settings_are_reported_by_name(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_every_setting_is_one_row_of_the_table() -> None:
+    """Each field but the object storage group is read through its `setting(...)`, and no two
+    fields read the same variable."""
+    from dataclasses import fields
+
+    from libs.settings.settings import _table
+
+    table = _table()
+    assert {e.name for e in table} == {f.name for f in fields(Settings)} - {"s3"}
+    assert len({e.env for e in table}) == len(table)
+
+
+def test_blank_values_mean_the_default() -> None:
+    assert Settings.from_env({"INGEST_PORT": "  ", "OFFLINE_VAD": ""}) == Settings.from_env({})
