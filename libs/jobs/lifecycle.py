@@ -111,6 +111,47 @@ class CompletedTranscription(msgspec.Struct, kw_only=True, omit_defaults=True):
     raw_response: Any = None
     redaction: dict[str, Any] | None = None
 
+    @classmethod
+    def of(
+        cls,
+        transcript: Transcript,
+        keys: TranscriptKeys,
+        metadata: dict[str, Any],
+        *,
+        raw_response: Any,
+        redaction: dict[str, Any] | None,
+    ) -> CompletedTranscription:
+        return cls(
+            model=transcript.model,
+            engine=transcript.engine,
+            language=transcript.language,
+            duration_seconds=transcript.duration,
+            text=transcript.text,
+            word_count=transcript.word_count,
+            b2_transcript_json_key=keys.json,
+            b2_transcript_txt_key=keys.txt,
+            b2_transcript_srt_key=keys.srt,
+            b2_transcript_vtt_key=keys.vtt,
+            metadata=metadata,
+            raw_response=raw_response,
+            redaction=redaction,
+        )
+
+
+def _stored_metadata(
+    transcript: Transcript, store_raw_response: bool
+) -> tuple[dict[str, Any], Any]:
+    """`transcriptions.metadata` (the engine's metadata, counts, the conversation) and the raw
+    engine response kept beside it (None unless `store_raw_response`)."""
+    metadata: dict[str, Any] = msgspec.to_builtins(transcript.engine_metadata)
+    raw = metadata.pop("raw_response", None) if store_raw_response else None
+    metadata.pop("raw_response", None)
+    metadata.update(segments=len(transcript.segments), has_words=transcript.words is not None)
+    if transcript.conversation is not None:
+        # Stored with the transcription (the status answer reads it) and sent with the event.
+        metadata["conversation"] = msgspec.to_builtins(transcript.conversation)
+    return metadata, raw
+
 
 RECORD_FAILURE = """
 INSERT INTO media_pipeline.transcription_failures
@@ -266,16 +307,8 @@ async def complete(
     With a redaction policy the caller passes the redacted transcript, the redaction record
     (`redaction`: class, counts, spans; stored in `transcriptions.redaction`) and its summary
     for the event."""
-    metadata: dict[str, Any] = msgspec.to_builtins(transcript.engine_metadata)
-    raw = metadata.pop("raw_response", None) if store_raw_response else None
-    metadata.pop("raw_response", None)
-    metadata.update(segments=len(transcript.segments), has_words=transcript.words is not None)
-    conversation = (
-        None if transcript.conversation is None else msgspec.to_builtins(transcript.conversation)
-    )
-    if conversation is not None:
-        # Stored with the transcription (the status answer reads it) and sent with the event.
-        metadata["conversation"] = conversation
+    metadata, raw = _stored_metadata(transcript, store_raw_response)
+    conversation = metadata.get("conversation")
     event = TranscriptReady(
         event_id=new_event_id(),
         occurred_at=utcnow(),
@@ -292,20 +325,8 @@ async def complete(
         conversation=conversation,
         redaction=summary,
     )
-    row = CompletedTranscription(
-        model=transcript.model,
-        engine=transcript.engine,
-        language=transcript.language,
-        duration_seconds=transcript.duration,
-        text=transcript.text,
-        word_count=transcript.word_count,
-        b2_transcript_json_key=keys.json,
-        b2_transcript_txt_key=keys.txt,
-        b2_transcript_srt_key=keys.srt,
-        b2_transcript_vtt_key=keys.vtt,
-        metadata=metadata,
-        raw_response=raw,
-        redaction=redaction,
+    row = CompletedTranscription.of(
+        transcript, keys, metadata, raw_response=raw, redaction=redaction
     )
     written = await pool.fetchval(
         COMPLETE_WITH_EVENT,

@@ -142,6 +142,18 @@ Verdict = Literal["succeeded", "gone", "retry", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
+class Posted:
+    """What one POST got: the receiver's status, or the error that kept it from answering."""
+
+    status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    # Not worth retrying (a private address, no signing secret).
+    permanent: bool = False
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     verdict: Verdict
     delay: float | None = None
@@ -336,87 +348,88 @@ class Deliverer:
             audio_file_id=str(due.audio_file_id),
             attempt=attempt_no,
         ):
-            status: int | None = None
-            error: str | None = None
-            retry_after: float | None = None
-            permanent = False
-            latency_ms = 0
-            try:
-                # Each attempt is signed with its own timestamp, so receivers' replay windows
-                # hold. No secret (a row whose key is gone): no POST at all, never an unsigned one.
-                headers = signing.headers(
-                    list(due.secrets), due.event_id, datetime.now(UTC), due.payload
-                )
-                result = await self._http.post(
-                    due.endpoint_url, body=due.payload, headers=headers, timeout=self._timeout
-                )
-                status = result.status
-                latency_ms = int(result.latency_s * 1000)
-                WEBHOOK_LATENCY.observe(result.latency_s)
-                retry_after = retry_after_seconds(result.headers.get("Retry-After"))
-            except BlockedUrl as exc:
-                error = f"blocked: {exc.code}: {exc.message}"
-                # A name that does not resolve today may tomorrow; a private address will not.
-                permanent = exc.code != "unresolvable_host"
-            except UpstreamError as exc:
-                error = f"{exc.code}: {exc.message}"
-            except signing.Unsigned:
-                error = "unsigned: the key has no signing secret; not sent"
-                permanent = True
+            posted = await self._post(due)
             outcome = judge(
-                status,
+                posted.status,
                 steps_done=due.schedule_step + 1,
-                retry_after=retry_after,
-                permanent=permanent,
+                retry_after=posted.retry_after,
+                permanent=posted.permanent,
                 policy=self._policy,
             )
-            reason = error or f"HTTP {status}"
-            async with self._pool.acquire() as conn:
-                await repo.record_attempt(conn, due.id, attempt_no, status, latency_ms, error)
-                if outcome.verdict == "succeeded":
-                    await repo.finish(
-                        conn,
-                        due.id,
-                        "succeeded",
-                        status_code=status,
-                        error=None,
-                        latency_ms=latency_ms,
-                    )
-                    if due.is_key_endpoint and due.api_key_id is not None:
-                        await endpoints.succeeded(conn, due.api_key_id, due.endpoint_url)
-                    self.delivered += 1
-                    log.info("webhook_delivered", status=status, ms=latency_ms)
-                elif outcome.verdict == "gone":
-                    await self._gone(conn, due, latency_ms)
-                elif outcome.verdict == "retry":
-                    assert outcome.delay is not None
-                    await repo.reschedule(
-                        conn,
-                        due.id,
-                        status_code=status,
-                        error=reason,
-                        latency_ms=latency_ms,
-                        delay=outcome.delay,
-                    )
-                    log.info(
-                        "webhook_retry_scheduled",
-                        status=status,
-                        error=reason,
-                        delay=round(outcome.delay, 1),
-                    )
-                else:
-                    await repo.finish(
-                        conn,
-                        due.id,
-                        "failed",
-                        status_code=status,
-                        error=reason,
-                        latency_ms=latency_ms,
-                    )
-                    log.warning("webhook_gave_up", status=status, error=reason)
-                if outcome.verdict in ("retry", "failed") and due.is_key_endpoint:
-                    await self._count_failure(conn, due)
-            WEBHOOK_ATTEMPTS.labels(outcome="blocked" if permanent else outcome.verdict).inc()
+            await self._record(due, attempt_no, posted, outcome)
+            WEBHOOK_ATTEMPTS.labels(
+                outcome="blocked" if posted.permanent else outcome.verdict
+            ).inc()
+
+    async def _post(self, due: repo.Due) -> Posted:
+        """One signed POST of the delivery; what the receiver (or the way to it) answered."""
+        try:
+            # Each attempt is signed with its own timestamp, so receivers' replay windows
+            # hold. No secret (a row whose key is gone): no POST at all, never an unsigned one.
+            headers = signing.headers(
+                list(due.secrets), due.event_id, datetime.now(UTC), due.payload
+            )
+            result = await self._http.post(
+                due.endpoint_url, body=due.payload, headers=headers, timeout=self._timeout
+            )
+        except BlockedUrl as exc:
+            # A name that does not resolve today may tomorrow; a private address will not.
+            return Posted(
+                error=f"blocked: {exc.code}: {exc.message}",
+                permanent=exc.code != "unresolvable_host",
+            )
+        except UpstreamError as exc:
+            return Posted(error=f"{exc.code}: {exc.message}")
+        except signing.Unsigned:
+            return Posted(error="unsigned: the key has no signing secret; not sent", permanent=True)
+        WEBHOOK_LATENCY.observe(result.latency_s)
+        return Posted(
+            status=result.status,
+            retry_after=retry_after_seconds(result.headers.get("Retry-After")),
+            latency_ms=int(result.latency_s * 1000),
+        )
+
+    async def _record(
+        self, due: repo.Due, attempt_no: int, posted: Posted, outcome: Outcome
+    ) -> None:
+        """The attempt in the log, and the delivery's next state by the verdict."""
+        status, latency_ms = posted.status, posted.latency_ms
+        reason = posted.error or f"HTTP {status}"
+        async with self._pool.acquire() as conn:
+            await repo.record_attempt(conn, due.id, attempt_no, status, latency_ms, posted.error)
+            if outcome.verdict == "succeeded":
+                await repo.finish(
+                    conn, due.id, "succeeded", status_code=status, error=None, latency_ms=latency_ms
+                )
+                if due.is_key_endpoint and due.api_key_id is not None:
+                    await endpoints.succeeded(conn, due.api_key_id, due.endpoint_url)
+                self.delivered += 1
+                log.info("webhook_delivered", status=status, ms=latency_ms)
+            elif outcome.verdict == "gone":
+                await self._gone(conn, due, latency_ms)
+            elif outcome.verdict == "retry":
+                assert outcome.delay is not None
+                await repo.reschedule(
+                    conn,
+                    due.id,
+                    status_code=status,
+                    error=reason,
+                    latency_ms=latency_ms,
+                    delay=outcome.delay,
+                )
+                log.info(
+                    "webhook_retry_scheduled",
+                    status=status,
+                    error=reason,
+                    delay=round(outcome.delay, 1),
+                )
+            else:
+                await repo.finish(
+                    conn, due.id, "failed", status_code=status, error=reason, latency_ms=latency_ms
+                )
+                log.warning("webhook_gave_up", status=status, error=reason)
+            if outcome.verdict in ("retry", "failed") and due.is_key_endpoint:
+                await self._count_failure(conn, due)
 
     async def _count_failure(self, conn: asyncpg.Connection, due: repo.Due) -> None:
         assert due.api_key_id is not None
