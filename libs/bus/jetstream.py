@@ -1,7 +1,8 @@
 """JetStream calls made outside the consumer, with the driver's errors translated once: a NATS
 error, a socket error or a timeout becomes BusUnavailable (`from` the driver's exception), so
 the callers (outbox relay, dead-letter capture and requeue, replay, the ops collector) catch a
-domain error and never nats-py's classes."""
+domain error and never nats-py's classes. "Nothing there" is an answer, not an error: a message
+aged out, a stream that does not exist, no message within a timeout are None."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import nats.errors
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js import api as js_api
@@ -69,6 +71,15 @@ async def stream_info(js: JetStreamContext, stream: str) -> js_api.StreamInfo | 
 async def consumers_info(js: JetStreamContext, stream: str) -> list[js_api.ConsumerInfo]:
     async with _translated(f"cannot list the consumers of {stream}"):
         return list(await js.consumers_info(stream))
+
+
+async def next_message(sub: Subscription, timeout: float) -> Msg | None:
+    """The subscription's next message; None when none arrives within `timeout`."""
+    async with _translated("cannot read the subscription"):
+        try:
+            return await sub.next_msg(timeout=timeout)
+        except nats.errors.TimeoutError:
+            return None
 
 
 async def unsubscribe(sub: Subscription) -> None:

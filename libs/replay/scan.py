@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
@@ -112,9 +111,8 @@ async def scan(
     )
     try:
         while True:
-            try:
-                msg = await sub.next_msg(timeout=IDLE_TIMEOUT)
-            except NatsTimeoutError:
+            msg = await jetstream.next_message(sub, IDLE_TIMEOUT)
+            if msg is None:
                 return  # nothing (more) on this filter up to the end
             meta = msg.metadata
             if meta.sequence.stream > last:

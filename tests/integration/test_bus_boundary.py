@@ -34,3 +34,13 @@ async def test_a_closed_connection_is_bus_unavailable(nats_server: Any) -> None:
     assert isinstance(caught.value.__cause__, nats.errors.Error)
     with pytest.raises(BusUnavailable):
         await jetstream.stored_message(js, "ANY", 1)
+
+
+async def test_next_message_is_none_when_nothing_arrives(nats_server: Any) -> None:
+    async with scratch_stream(nats_server.url, ack_wait=5.0) as (js, _, subject, _):
+        sub = await js.subscribe(f"{subject}.>", ordered_consumer=True)
+        assert await jetstream.next_message(sub, 0.2) is None
+        await jetstream.publish(js, f"{subject}.b", b"two")
+        msg = await jetstream.next_message(sub, 10.0)
+        assert msg is not None and msg.data == b"two"
+        await jetstream.unsubscribe(sub)
