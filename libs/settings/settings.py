@@ -55,6 +55,10 @@ def at_least(low: float) -> Check:
     return lambda value: None if value >= low else f"must be >= {low}, got {value}"
 
 
+def above(low: float) -> Check:
+    return lambda value: None if value > low else f"must be > {low}, got {value}"
+
+
 def _parse_int(raw: str) -> int:
     try:
         return int(raw)

@@ -124,3 +124,10 @@ def test_every_setting_is_one_row_of_the_table() -> None:
 
 def test_blank_values_mean_the_default() -> None:
     assert Settings.from_env({"INGEST_PORT": "  ", "OFFLINE_VAD": ""}) == Settings.from_env({})
+
+
+def test_checks_say_what_is_wrong() -> None:
+    from libs.settings.settings import above, at_least
+
+    assert at_least(1)(1) is None and at_least(1)(0) == "must be >= 1, got 0"
+    assert above(0)(0.5) is None and above(0)(0) == "must be > 0, got 0"
