@@ -1,4 +1,4 @@
-from libs.db.errors import DatabaseUnavailable
+from libs.db.errors import DatabaseUnavailable, DuplicateRow, MissingTable, StatementFailed
 from libs.db.pool import (
     CONNECTION_ERRORS,
     Connection,
@@ -6,12 +6,20 @@ from libs.db.pool import (
     connect,
     create_pool,
 )
+from libs.db.statements import StatementShape, check_statement
+from libs.db.tags import rows_affected
 
 __all__ = [
     "CONNECTION_ERRORS",
     "Connection",
     "DatabaseUnavailable",
+    "DuplicateRow",
+    "MissingTable",
     "Pool",
+    "StatementFailed",
+    "StatementShape",
+    "check_statement",
     "connect",
     "create_pool",
+    "rows_affected",
 ]

@@ -1,6 +1,7 @@
 """The database boundary: asyncpg connections and pools whose driver connection errors are
-translated, once, into DatabaseUnavailable (like procrastinate's connector), plus the JSON
-codecs registered on every connection.
+translated, once, into DatabaseUnavailable (like procrastinate's connector), the refusals
+callers act on into MissingTable / DuplicateRow, plus the JSON codecs registered on every
+connection.
 
 Every query run through a pool from `create_pool` (or a connection from `connect`) raises
 DatabaseUnavailable when Postgres is not there, whichever method ran it (`pool.fetch`,
@@ -16,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from libs.db.errors import DatabaseUnavailable
+from libs.db.errors import DatabaseUnavailable, DuplicateRow, MissingTable, StatementFailed
 
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -35,6 +36,18 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 # Everything that means "Postgres is not there", translated or not.
 UNAVAILABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, *CONNECTION_ERRORS)
+
+
+# Refusals of a statement that callers act on, as the domain's exceptions.
+REFUSALS: dict[type[BaseException], type[StatementFailed]] = {
+    asyncpg.exceptions.UndefinedTableError: MissingTable,
+    asyncpg.exceptions.UniqueViolationError: DuplicateRow,
+}
+_REFUSED = tuple(REFUSALS)
+
+
+def _refused(exc: BaseException) -> StatementFailed:
+    return REFUSALS[type(exc)](str(exc))
 
 
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:
@@ -88,6 +101,8 @@ async def _awaiting(coro: Any) -> Any:
         return await coro
     except CONNECTION_ERRORS as exc:
         raise _unavailable(exc) from exc
+    except _REFUSED as exc:
+        raise _refused(exc) from exc
 
 
 class Connection:
@@ -115,30 +130,40 @@ class Connection:
             return await self._conn.execute(query, *args, **kwargs)
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
+        except _REFUSED as exc:
+            raise _refused(exc) from exc
 
     async def executemany(self, command: str, args: Any, **kwargs: Any) -> Any:
         try:
             return await self._conn.executemany(command, args, **kwargs)
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
+        except _REFUSED as exc:
+            raise _refused(exc) from exc
 
     async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await self._conn.fetch(query, *args, **kwargs)
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
+        except _REFUSED as exc:
+            raise _refused(exc) from exc
 
     async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await self._conn.fetchrow(query, *args, **kwargs)
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
+        except _REFUSED as exc:
+            raise _refused(exc) from exc
 
     async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await self._conn.fetchval(query, *args, **kwargs)
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
+        except _REFUSED as exc:
+            raise _refused(exc) from exc
 
     def __getattr__(self, name: str) -> Any:
         return _translating_attribute(getattr(self._conn, name))

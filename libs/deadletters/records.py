@@ -3,12 +3,16 @@ marked on requeue."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
+import msgspec
+
+from libs.formats import DateTime, Uuid, described
 
 # audio_file_id is linked only when the job exists (a foreign or hand-made event has none).
 INSERT = """
@@ -114,36 +118,57 @@ async def insert(conn: asyncpg.Connection | asyncpg.Pool, dl: NewDeadLetter) -> 
     return None if row is None else int(row["id"])
 
 
-def to_json(row: asyncpg.Record) -> dict[str, Any]:
-    """The API / CLI view of a dead letter (the original event inline when it is JSON)."""
-    import json
+class DeadLetter(msgspec.Struct):
+    """A message JetStream gave up on, with its original event inline when it is JSON."""
 
-    event: Any = None
-    if row["payload"] is not None:
-        try:
-            event = json.loads(bytes(row["payload"]))
-        except ValueError:
-            event = None
-    return {
-        "id": row["id"],
-        "kind": row["kind"],
-        "stream": row["stream"],
-        "consumer": row["consumer"],
-        "stream_seq": row["stream_seq"],
-        "deliveries": row["deliveries"],
-        "reason": row["reason"],
-        "subject": row["subject"],
-        "event_type": row["event_type"],
-        "event_id": row["event_id"],
-        "audio_file_id": str(row["audio_file_id"]) if row["audio_file_id"] else None,
-        "job_status": row["job_status"],
-        "tenant_prefix": row["tenant_prefix"],
-        "event": event,
-        "occurred_at": row["occurred_at"].isoformat(),
-        "captured_at": row["captured_at"].isoformat(),
-        "requeued_at": row["requeued_at"].isoformat() if row["requeued_at"] else None,
-        "requeue_count": row["requeue_count"],
-    }
+    id: int
+    kind: Literal["max_deliveries", "terminated"]
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int
+    reason: str | None
+    subject: str | None
+    event_type: str | None
+    event_id: str | None
+    audio_file_id: Uuid | None
+    job_status: str | None
+    tenant_prefix: str | None
+    event: Annotated[Any, described("the original event (JSON), null when not decodable")]
+    occurred_at: DateTime
+    captured_at: DateTime
+    requeued_at: DateTime | None
+    requeue_count: int
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> DeadLetter:
+        """The API / CLI view of a row of LIST / GET (the original event inline when JSON)."""
+        event: Any = None
+        if row["payload"] is not None:
+            try:
+                event = json.loads(bytes(row["payload"]))
+            except ValueError:
+                event = None
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            stream=row["stream"],
+            consumer=row["consumer"],
+            stream_seq=row["stream_seq"],
+            deliveries=row["deliveries"],
+            reason=row["reason"],
+            subject=row["subject"],
+            event_type=row["event_type"],
+            event_id=row["event_id"],
+            audio_file_id=str(row["audio_file_id"]) if row["audio_file_id"] else None,
+            job_status=row["job_status"],
+            tenant_prefix=row["tenant_prefix"],
+            event=event,
+            occurred_at=row["occurred_at"].isoformat(),
+            captured_at=row["captured_at"].isoformat(),
+            requeued_at=row["requeued_at"].isoformat() if row["requeued_at"] else None,
+            requeue_count=row["requeue_count"],
+        )
 
 
 # A deleted job's dead letters keep their record but not the original event (an AudioStored

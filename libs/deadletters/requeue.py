@@ -15,11 +15,10 @@ import uuid
 
 import asyncpg
 import structlog
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
 from libs import errors
-from libs.bus import BusUnavailable
+from libs.bus import jetstream
 from libs.deadletters import records
 from libs.jobs import requeue as jobs_requeue
 
@@ -59,14 +58,12 @@ async def requeue(
     elif event_type in ("transcript.ready", "transcript.failed", "transcript.deleted"):
         if row["payload"] is None or not row["subject"]:
             raise NotRequeueable("the original event is no longer in the stream")
-        try:
-            await js.publish(
-                row["subject"],
-                bytes(row["payload"]),
-                headers={"Nats-Msg-Id": f"requeue-{uuid.uuid4()}"},
-            )
-        except (NatsError, OSError, TimeoutError) as exc:
-            raise BusUnavailable(f"cannot publish: {exc}") from exc
+        await jetstream.publish(
+            js,
+            row["subject"],
+            bytes(row["payload"]),
+            headers={"Nats-Msg-Id": f"requeue-{uuid.uuid4()}"},
+        )
         await records.mark_requeued(pool, row["id"])
         action = "event_republished"
     else:

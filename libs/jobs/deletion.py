@@ -38,6 +38,7 @@ import structlog
 from libs import outbox
 from libs.blobstore import BlobStoreRefused, BlobStoreUnavailable
 from libs.contracts import TranscriptionDeleted, new_event_id, subjects, utcnow
+from libs.db import rows_affected
 from libs.deadletters import records as dead_letters
 from libs.layout import (
     redacted_audio_key,
@@ -288,7 +289,7 @@ async def _remove(
         await pool.execute(MARK_FAILED, job_id, gen, reason, retry_delay(gen))
         log.warning("deletion_objects_pending", audio_file_id=str(job_id), error=reason)
         return False
-    if (await pool.execute(MARK_FINISHED, job_id, gen)).endswith(" 1"):
+    if rows_affected(await pool.execute(MARK_FINISHED, job_id, gen)) == 1:
         DELETIONS_FINISHED.inc()
     return True
 

@@ -22,6 +22,7 @@ from libs.contracts import (
     subjects,
     utcnow,
 )
+from libs.db import rows_affected
 from libs.jobs import deletion
 from libs.redaction import RedactionRecord
 from libs.transcript import Transcript
@@ -45,18 +46,26 @@ WHERE id = $1 AND status <> 'deleted' AND (status <> 'completed' OR $2)
 # The whole completion in ONE statement (one transaction, one round trip): guarded so that two
 # racing workers (or a redelivery) complete a job, and announce it, once; everything after the
 # guard hangs off its RETURNING, so nothing is written when another worker got there first.
+# $1 job id, $2 force, $3 the transcription row (a `CompletedTranscription`, read by column
+# name), $4-$7 the outbox row (outbox.event_row).
 COMPLETE_WITH_EVENT = """
 WITH done AS (
     UPDATE media_pipeline.audio_files
     SET status = 'completed', last_error = NULL, updated_at = now()
     WHERE id = $1 AND status <> 'deleted' AND (status <> 'completed' OR $2)
     RETURNING id
+), fields AS (
+    SELECT * FROM jsonb_populate_record(NULL::media_pipeline.transcriptions, $3::jsonb)
 ), transcription AS (
     INSERT INTO media_pipeline.transcriptions (
         audio_file_id, status, model, engine, language, duration_seconds, text, word_count,
         b2_transcript_json_key, b2_transcript_txt_key, b2_transcript_srt_key,
         b2_transcript_vtt_key, metadata, raw_response, redaction)
-    SELECT id, 'completed', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $19 FROM done
+    SELECT done.id, 'completed', f.model, f.engine, f.language, f.duration_seconds, f.text,
+           f.word_count, f.b2_transcript_json_key, f.b2_transcript_txt_key,
+           f.b2_transcript_srt_key, f.b2_transcript_vtt_key, f.metadata, f.raw_response,
+           f.redaction
+    FROM done, fields f
     ON CONFLICT (audio_file_id) DO UPDATE SET
         status = 'completed', model = EXCLUDED.model, engine = EXCLUDED.engine,
         language = EXCLUDED.language, duration_seconds = EXCLUDED.duration_seconds,
@@ -76,12 +85,75 @@ WITH done AS (
     WHERE audio_file_id IN (SELECT id FROM done)
 ), event AS (
     INSERT INTO media_pipeline.outbox (event_id, subject, payload, headers)
-    SELECT $15, $16, $17, $18 FROM done
+    SELECT $4, $5, $6, $7 FROM done
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM done) + (SELECT count(*) FROM transcription)
     + (SELECT count(*) FROM event)
 """
+
+
+class CompletedTranscription(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The `transcriptions` row of a completed job, as COMPLETE_WITH_EVENT takes it: each field
+    is the column of the same name (read with jsonb_populate_record); a field left None is
+    left out, so the column is NULL."""
+
+    model: str
+    engine: str
+    language: str | None = None
+    duration_seconds: float | None = None
+    text: str
+    word_count: int
+    b2_transcript_json_key: str
+    b2_transcript_txt_key: str
+    b2_transcript_srt_key: str | None = None
+    b2_transcript_vtt_key: str | None = None
+    metadata: dict[str, Any]
+    raw_response: Any = None
+    redaction: RedactionRecord | None = None
+
+    @classmethod
+    def of(
+        cls,
+        transcript: Transcript,
+        keys: TranscriptKeys,
+        metadata: dict[str, Any],
+        *,
+        raw_response: Any,
+        redaction: RedactionRecord | None,
+    ) -> CompletedTranscription:
+        return cls(
+            model=transcript.model,
+            engine=transcript.engine,
+            language=transcript.language,
+            duration_seconds=transcript.duration,
+            text=transcript.text,
+            word_count=transcript.word_count,
+            b2_transcript_json_key=keys.json,
+            b2_transcript_txt_key=keys.txt,
+            b2_transcript_srt_key=keys.srt,
+            b2_transcript_vtt_key=keys.vtt,
+            metadata=metadata,
+            raw_response=raw_response,
+            redaction=redaction,
+        )
+
+
+def _stored_metadata(
+    transcript: Transcript, store_raw_response: bool
+) -> tuple[dict[str, Any], Any]:
+    """`transcriptions.metadata` (the engine's metadata, counts, the conversation) and the raw
+    engine response kept beside it (None unless `store_raw_response`)."""
+    metadata: dict[str, Any] = msgspec.to_builtins(transcript.engine_metadata)
+    raw = metadata.pop("raw_response", None) if store_raw_response else None
+    metadata.pop("raw_response", None)
+    metadata.update(segments=len(transcript.segments), has_words=transcript.words is not None)
+    if transcript.conversation is not None:
+        # Stored with the transcription (the status answer reads it) and sent with the event.
+        metadata["conversation"] = msgspec.to_builtins(transcript.conversation)
+    return metadata, raw
+
+
 RECORD_FAILURE = """
 INSERT INTO media_pipeline.transcription_failures
     (audio_file_id, status, error_code, error, attempts, cooldown_until)
@@ -218,7 +290,7 @@ async def republish(pool: asyncpg.Pool, job: ProcessingJob, event: AudioStored) 
 
 async def mark_processing(pool: asyncpg.Pool, job: ProcessingJob, *, force: bool) -> bool:
     result = await pool.execute(MARK_PROCESSING, job.id, force)
-    return bool(result.endswith(" 1"))
+    return rows_affected(result) == 1
 
 
 async def complete(
@@ -238,16 +310,8 @@ async def complete(
     With a redaction policy the caller passes the redacted transcript, the redaction record
     (`redaction`: class, counts, spans; stored in `transcriptions.redaction`) and its summary
     for the event."""
-    metadata: dict[str, Any] = msgspec.to_builtins(transcript.engine_metadata)
-    raw = metadata.pop("raw_response", None) if store_raw_response else None
-    metadata.pop("raw_response", None)
-    metadata.update(segments=len(transcript.segments), has_words=transcript.words is not None)
-    conversation = (
-        None if transcript.conversation is None else msgspec.to_builtins(transcript.conversation)
-    )
-    if conversation is not None:
-        # Stored with the transcription (the status answer reads it) and sent with the event.
-        metadata["conversation"] = conversation
+    metadata, raw = _stored_metadata(transcript, store_raw_response)
+    conversation = metadata.get("conversation")
     event = TranscriptReady(
         event_id=new_event_id(),
         occurred_at=utcnow(),
@@ -264,24 +328,15 @@ async def complete(
         conversation=conversation,
         redaction=summary,
     )
+    row = CompletedTranscription.of(
+        transcript, keys, metadata, raw_response=raw, redaction=redaction
+    )
     written = await pool.fetchval(
         COMPLETE_WITH_EVENT,
         job.id,
         force,
-        transcript.model,
-        transcript.engine,
-        transcript.language,
-        transcript.duration,
-        transcript.text,
-        transcript.word_count,
-        keys.json,
-        keys.txt,
-        keys.srt,
-        keys.vtt,
-        metadata,
-        raw,
+        msgspec.to_builtins(row),
         *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
-        None if redaction is None else msgspec.to_builtins(redaction),
     )
     if written == 0:
         # Completed elsewhere, or deleted meanwhile: then the transcripts just uploaded must go
@@ -313,7 +368,7 @@ async def fail(
     async with pool.acquire() as conn, conn.transaction():
         attempts = await conn.fetchval(RECORD_FAILURE, job.id, "permanent", code, detail, 0.0)
         updated = await conn.execute(MARK_FAILED, job.id, f"{code}: {detail}")
-        if not updated.endswith(" 1"):
+        if rows_affected(updated) != 1:
             return None
         event = TranscriptionFailed(
             event_id=new_event_id(),

@@ -95,7 +95,7 @@ async def insert_job(conn: asyncpg.Connection | asyncpg.Pool, job: NewJob) -> No
     """The job row, its AudioStored outbox event and the release of the submission's claims, in
     ONE statement, so in one transaction (the outbox guarantee) and one round trip: with the
     object already stored, this commit is what makes a submission a job. Raises ClaimLost if the
-    sweep took the claims (nothing is written then), UniqueViolationError on a duplicate."""
+    sweep took the claims (nothing is written then), libs.db.DuplicateRow on a duplicate."""
     event = audio_stored_event(job)
     inserted = await conn.fetchval(
         INSERT_JOB_WITH_EVENT,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -42,6 +43,67 @@ LIMIT $8
 
 
 @dataclass(frozen=True, slots=True)
+class JobView:
+    """One job as its owner sees it (a row of STATUS / LIST): the job, its transcription (None
+    fields until completed) and its failure record. JSONB columns stay as stored."""
+
+    id: uuid.UUID
+    status: str
+    recording_id: str | None
+    phone: str | None
+    campaign_name: str | None
+    company: str | None
+    tenant_prefix: str | None
+    b2_object_key: str | None
+    url: str | None
+    created_at: datetime
+    updated_at: datetime
+    attempts: int
+    last_error: str | None
+    # The transcription.
+    text: str | None
+    model: str | None
+    engine: str | None
+    language: str | None
+    duration_seconds: float | None
+    word_count: int | None
+    b2_transcript_json_key: str | None
+    b2_transcript_txt_key: str | None
+    b2_transcript_srt_key: str | None
+    b2_transcript_vtt_key: str | None
+    completed_at: datetime | None
+    redaction: dict[str, Any] | None
+    conversation: dict[str, Any] | None
+    # The failure record.
+    failure_status: str | None
+    error_code: str | None
+    failure_error: str | None
+    failure_attempts: int | None
+    # Deletion, retention, progress.
+    deleted_at: datetime | None
+    deleted_by: str | None
+    audio_expires_at: datetime | None
+    transcript_expires_at: datetime | None
+    audio_removed_at: datetime | None
+    progress: dict[str, Any] | None
+    progress_updated_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> JobView:
+        return cls(**{name: row[name] for name in _VIEW_FIELDS})
+
+    def transcript_key(self, fmt: str) -> str | None:
+        """The object key of the transcript in `fmt` (json, txt, srt, vtt), if completed."""
+        if self.status != "completed":
+            return None
+        key: str | None = getattr(self, f"b2_transcript_{fmt}_key")
+        return key
+
+
+_VIEW_FIELDS = tuple(f.name for f in fields(JobView))
+
+
+@dataclass(frozen=True, slots=True)
 class ListFilter:
     """What `GET /api/media/jobs` narrows a key's jobs to; None means no condition."""
 
@@ -55,10 +117,10 @@ class ListFilter:
 
 async def status(
     conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, api_key_id: uuid.UUID
-) -> asyncpg.Record | None:
+) -> JobView | None:
     """The job with its transcription and failure columns, if `api_key_id` owns it."""
-    row: asyncpg.Record | None = await conn.fetchrow(STATUS, job_id, api_key_id)
-    return row
+    row = await conn.fetchrow(STATUS, job_id, api_key_id)
+    return None if row is None else JobView.from_row(row)
 
 
 async def list_jobs(
@@ -67,8 +129,8 @@ async def list_jobs(
     where: ListFilter,
     *,
     limit: int,
-) -> list[asyncpg.Record]:
-    """Up to `limit` of the key's jobs matching `where`, newest first (status rows)."""
+) -> list[JobView]:
+    """Up to `limit` of the key's jobs matching `where`, newest first."""
     after_at, after_id = where.after if where.after else (None, None)
     rows = await conn.fetch(
         LIST,
@@ -81,4 +143,4 @@ async def list_jobs(
         after_id,
         limit,
     )
-    return list(rows)
+    return [JobView.from_row(r) for r in rows]

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
+from libs.bus import BusUnavailable, jetstream
 from libs.db import DatabaseUnavailable
 from libs.observability import metrics as m
 
@@ -61,7 +60,7 @@ async def consumer_views(js: JetStreamContext, stream: str) -> list[ConsumerView
     """Every durable of `stream` with pending, in-flight, redelivered counts and the ack floor:
     the JetStream replacement of the reference's claims table."""
     views = []
-    for info in await js.consumers_info(stream):
+    for info in await jetstream.consumers_info(js, stream):
         if not info.config.durable_name:
             continue  # ephemeral (a replay's scan, a nats CLI view): not part of the system
         views.append(
@@ -93,9 +92,8 @@ async def collect_snapshot(
             snap.dead_letters_open = int(await conn.fetchval(DEAD_LETTERS_OPEN))
     if js is not None:
         for stream in streams:
-            try:
-                info = await js.stream_info(stream)
-            except NotFoundError:
+            info = await jetstream.stream_info(js, stream)
+            if info is None:
                 continue
             snap.stream_last_seq[stream] = int(info.state.last_seq)
             snap.stream_messages[stream] = int(info.state.messages)
@@ -151,7 +149,7 @@ class OpsCollector:
             m.COLLECTOR_ERRORS.labels(source="postgres").inc()
             log.warning("ops_collector_failed", source="postgres", error=str(exc))
             return None
-        except (NatsError, OSError, TimeoutError) as exc:
+        except BusUnavailable as exc:
             m.COLLECTOR_ERRORS.labels(source="nats").inc()
             log.warning("ops_collector_failed", source="nats", error=str(exc))
             return None

@@ -13,9 +13,9 @@ from typing import Any
 
 import asyncpg
 import structlog
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from libs.bus import BusUnavailable, jetstream
 from libs.db import DatabaseUnavailable
 from libs.db.listen import Wakeup, sleep_until
 
@@ -86,13 +86,14 @@ class OutboxRelay:
     async def _publish(self, row: asyncpg.Record) -> None:
         headers: dict[str, Any] = dict(row["headers"] or {})
         try:
-            await self._js.publish(
+            await jetstream.publish(
+                self._js,
                 row["subject"],
                 bytes(row["payload"]),
                 headers=headers,
                 timeout=self._publish_timeout,
             )
-        except (NatsError, OSError, TimeoutError) as exc:
+        except BusUnavailable as exc:
             raise PublishFailed(f"publish of event {row['event_id']} failed: {exc!r}") from exc
 
     async def run_until_idle(self) -> int:

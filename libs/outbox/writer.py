@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 
 from libs.contracts import Event, encode
+from libs.db import rows_affected
 
 INSERT_EVENT = """
 INSERT INTO media_pipeline.outbox (event_id, subject, payload, headers)
@@ -57,13 +58,11 @@ async def forget_jobs(conn: asyncpg.Connection, job_ids: list[uuid.UUID]) -> int
         raise RuntimeError("outbox.forget_jobs must run inside the deletion's transaction")
     if not job_ids:
         return 0
-    result = await conn.execute(DELETE_EVENTS_OF_JOBS, [str(j) for j in job_ids])
-    return int(result.rsplit(" ", 1)[-1])
+    return rows_affected(await conn.execute(DELETE_EVENTS_OF_JOBS, [str(j) for j in job_ids]))
 
 
 async def forget_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> int:
     """Delete every event row that names the job (inside the deletion's transaction)."""
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.forget_job must run inside the deletion's transaction")
-    result = await conn.execute(DELETE_EVENTS_OF_JOB, f'"audio_file_id":"{job_id}"')
-    return int(result.rsplit(" ", 1)[-1])
+    return rows_affected(await conn.execute(DELETE_EVENTS_OF_JOB, f'"audio_file_id":"{job_id}"'))

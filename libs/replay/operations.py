@@ -18,6 +18,7 @@ from datetime import datetime
 import msgspec
 from nats.js import JetStreamContext
 
+from libs.bus import jetstream
 from libs.contracts import audio_stored_decoder, encode, new_event_id, subjects, utcnow
 from libs.replay.scan import StoredEvent, scan
 
@@ -79,7 +80,7 @@ async def republish(js: JetStreamContext, event: StoredEvent, *, force: bool = F
     trace = event.headers.get("Trace-Id")
     if trace:
         headers["Trace-Id"] = trace
-    await js.publish(event.subject, data, headers=headers)
+    await jetstream.publish(js, event.subject, data, headers=headers)
     return msg_id
 
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
+from libs.bus import BusUnavailable, jetstream
 from libs.contracts import streams
 
 # No message for this long: the filter has nothing more up to the stream's end.
@@ -112,9 +111,8 @@ async def scan(
     )
     try:
         while True:
-            try:
-                msg = await sub.next_msg(timeout=IDLE_TIMEOUT)
-            except NatsTimeoutError:
+            msg = await jetstream.next_message(sub, IDLE_TIMEOUT)
+            if msg is None:
                 return  # nothing (more) on this filter up to the end
             meta = msg.metadata
             if meta.sequence.stream > last:
@@ -133,5 +131,5 @@ async def scan(
                 return
     finally:
         # Best effort: the server removes an ordered consumer's state once it is unused.
-        with contextlib.suppress(NatsError, OSError, TimeoutError):
-            await sub.unsubscribe()
+        with contextlib.suppress(BusUnavailable):
+            await jetstream.unsubscribe(sub)

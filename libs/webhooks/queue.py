@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
 from libs.apikeys import endpoints
+from libs.db import rows_affected
 
 JOB_FOR_EVENT = """
 SELECT a.id, a.api_key_id, a.campaign_name, a.phone, a.callback_url, a.b2_object_key,
@@ -99,6 +101,135 @@ UPDATE media_pipeline.webhook_deliveries SET status = 'cancelled', updated_at = 
     last_error = 'endpoint disabled'
 WHERE api_key_id = $1 AND endpoint_url = $2 AND status = 'pending'
 """
+
+
+@dataclass(frozen=True, slots=True)
+class EventJob:
+    """A job as the notifier needs it to announce an event (JOB_FOR_EVENT): its facts, its
+    transcript text, and its key's default endpoint."""
+
+    id: uuid.UUID
+    api_key_id: uuid.UUID
+    campaign_name: str | None
+    phone: str | None
+    callback_url: str | None
+    b2_object_key: str | None
+    recording_id: str | None
+    status: str
+    text: str | None
+    key_webhook_url: str | None
+    webhook_disabled_at: datetime | None
+    webhook_progress: bool
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> EventJob:
+        return cls(
+            id=row["id"],
+            api_key_id=row["api_key_id"],
+            campaign_name=row["campaign_name"],
+            phone=row["phone"],
+            callback_url=row["callback_url"],
+            b2_object_key=row["b2_object_key"],
+            recording_id=row["recording_id"],
+            status=row["status"],
+            text=row["text"],
+            key_webhook_url=row["key_webhook_url"],
+            webhook_disabled_at=row["webhook_disabled_at"],
+            webhook_progress=bool(row["webhook_progress"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """One row to schedule: `live` False keeps it as a cancelled row (disabled endpoint)."""
+
+    event_id: uuid.UUID
+    event_type: str
+    audio_file_id: uuid.UUID
+    api_key_id: uuid.UUID
+    endpoint_url: str
+    payload: bytes
+    live: bool = True
+
+    def args(self) -> tuple[object, ...]:
+        return (
+            self.event_id,
+            self.event_type,
+            self.audio_file_id,
+            self.api_key_id,
+            self.endpoint_url,
+            self.payload,
+        )
+
+
+async def job_for_event(pool: asyncpg.Pool, job_id: uuid.UUID) -> EventJob | None:
+    row = await pool.fetchrow(JOB_FOR_EVENT, job_id)
+    return None if row is None else EventJob.from_row(row)
+
+
+async def schedule(pool: asyncpg.Pool, deliveries: list[NewDelivery]) -> None:
+    """Write the rows (idempotent per event and endpoint), all or none."""
+    if len(deliveries) == 1:
+        # One statement commits on its own: no BEGIN/COMMIT round trips on the hot path.
+        d = deliveries[0]
+        await pool.execute(SCHEDULE if d.live else SCHEDULE_SUPPRESSED, *d.args())
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        for d in deliveries:
+            await conn.execute(SCHEDULE if d.live else SCHEDULE_SUPPRESSED, *d.args())
+
+
+async def purge_finished(pool: asyncpg.Pool, days: float, batch: int) -> int:
+    """Delete up to `batch` finished deliveries older than `days`; returns how many."""
+    return rows_affected(await pool.execute(PURGE_FINISHED, days, batch))
+
+
+async def release_leases(pool: asyncpg.Pool, ids: list[int]) -> None:
+    """Hand claimed rows straight back (still due) instead of after their lease."""
+    await pool.execute(RELEASE_LEASES, ids)
+
+
+async def next_due_in(pool: asyncpg.Pool, busy: list[str]) -> float | None:
+    """Seconds until the next pending row of an endpoint not in `busy` is due (negative when
+    overdue); None when there is none."""
+    wait = await pool.fetchval(NEXT_DUE, busy)
+    return None if wait is None else float(wait)
+
+
+async def record_attempt(
+    conn: asyncpg.Connection,
+    delivery_id: int,
+    attempt: int,
+    status: int | None,
+    latency_ms: int,
+    error: str | None,
+) -> None:
+    await conn.execute(RECORD_ATTEMPT, delivery_id, attempt, status, latency_ms, error)
+
+
+async def finish(
+    conn: asyncpg.Connection,
+    delivery_id: int,
+    status: str,
+    *,
+    status_code: int | None,
+    error: str | None,
+    latency_ms: int,
+) -> None:
+    """The delivery is over: `succeeded`, `failed` or `cancelled`."""
+    await conn.execute(FINISH, delivery_id, status, status_code, error, latency_ms)
+
+
+async def reschedule(
+    conn: asyncpg.Connection,
+    delivery_id: int,
+    *,
+    status_code: int | None,
+    error: str,
+    latency_ms: int,
+    delay: float,
+) -> None:
+    await conn.execute(RESCHEDULE, delivery_id, status_code, error, latency_ms, delay)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 
 from libs import bus, db
 from libs.deadletters import records
@@ -58,7 +59,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             audio_file_id=None,
             limit=args.limit,
         )
-        return [records.to_json(r) for r in rows]
+        return [msgspec.to_builtins(records.DeadLetter.from_row(r)) for r in rows]
 
     for item in asyncio.run(_with_pool(settings, go)):
         item.pop("event", None)
@@ -71,7 +72,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
     async def go(pool: asyncpg.Pool) -> dict[str, Any] | None:
         row = await records.get(pool, args.id, api_key_id=None)
-        return None if row is None else records.to_json(row)
+        return None if row is None else msgspec.to_builtins(records.DeadLetter.from_row(row))
 
     item = asyncio.run(_with_pool(settings, go))
     if item is None:

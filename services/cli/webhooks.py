@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from libs import params
 from libs.errors import DomainError, InvalidInput
@@ -46,7 +47,7 @@ def _run(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[Any]])
     except DomainError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2))
+    print(json.dumps(msgspec.to_builtins(result), indent=2))
     return 0
 
 
@@ -68,7 +69,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         await admin.resend(conn, admin.OPERATOR, args.delivery)
         return {"id": args.delivery, "status": "pending"}
 
@@ -76,7 +77,7 @@ def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_recover(args: argparse.Namespace, settings: Settings) -> int:
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         scope = admin.Scope(await _key(conn, args.key)) if args.key else admin.OPERATOR
         return {"recovered": await admin.recover(conn, scope, args.since, args.until)}
 
@@ -87,7 +88,7 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     if args.url and _refused(args.url, settings):
         return 2
 
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         key_id = await _key(conn, args.key)
         delivery_id = await admin.send_test(conn, key_id, args.url)
         scope = admin.Scope(key_id)
@@ -95,7 +96,7 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + args.wait
         # A running notifier picks it up at once; poll for its first verdict.
-        while not body["attempt_log"] and loop.time() < deadline:
+        while not body.attempt_log and loop.time() < deadline:
             await asyncio.sleep(0.1)
             body = await admin.get(conn, scope, delivery_id)
         return body
@@ -104,14 +105,14 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_endpoint(args: argparse.Namespace, settings: Settings) -> int:
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         return await admin.endpoint(conn, await _key(conn, args.key))
 
     return _run(settings, go)
 
 
 def cmd_enable(args: argparse.Namespace, settings: Settings) -> int:
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         key_id = await _key(conn, args.key)
         await admin.enable(conn, key_id)
         return await admin.endpoint(conn, key_id)
@@ -132,7 +133,7 @@ def cmd_set_url(args: argparse.Namespace, settings: Settings) -> int:
     if _refused(args.url, settings):
         return 2
 
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         key_id = await _key(conn, args.key)
         await admin.set_url(conn, key_id, args.url)
         return await admin.endpoint(conn, key_id)
@@ -141,16 +142,17 @@ def cmd_set_url(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         key_id = await _key(conn, args.key)
         secret = await admin.rotate_secret(conn, key_id)
-        return await admin.endpoint(conn, key_id) | {"webhook_secret": secret}
+        state = await admin.endpoint(conn, key_id)
+        return msgspec.structs.replace(state, webhook_secret=secret)
 
     return _run(settings, go)
 
 
 def cmd_finish_rotation(args: argparse.Namespace, settings: Settings) -> int:
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         key_id = await _key(conn, args.key)
         await admin.finish_rotation(conn, key_id)
         return await admin.endpoint(conn, key_id)
@@ -159,7 +161,7 @@ def cmd_finish_rotation(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_progress(args: argparse.Namespace, settings: Settings) -> int:
-    async def go(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def go(conn: asyncpg.Connection) -> object:
         key_id = await _key(conn, args.key)
         await admin.set_progress(conn, key_id, args.state == "on")
         return await admin.endpoint(conn, key_id)

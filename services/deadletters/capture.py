@@ -15,11 +15,9 @@ from typing import Any
 import asyncpg
 import msgspec
 import structlog
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from libs.bus import Delivery, Reject, Retry
+from libs.bus import BusUnavailable, Delivery, Reject, Retry, jetstream
 from libs.db import DatabaseUnavailable
 from libs.deadletters import records
 from libs.jobs import lifecycle
@@ -86,13 +84,11 @@ class DeadLetterCapture:
 
     async def _original(self, stream: str, seq: int) -> tuple[str | None, bytes | None]:
         try:
-            msg = await self._js.get_msg(stream, seq)
-        except NotFoundError:
-            # Aged out (MaxAge) or deleted: the advisory alone is still worth keeping.
-            return None, None
-        except (NatsError, OSError, TimeoutError) as exc:
-            raise Retry(f"cannot read {stream} #{seq}: {exc}") from exc
-        return msg.subject, msg.data
+            stored = await jetstream.stored_message(self._js, stream, seq)
+        except BusUnavailable as exc:
+            raise Retry(str(exc)) from exc
+        # None: aged out (MaxAge) or deleted; the advisory alone is still worth keeping.
+        return stored if stored is not None else (None, None)
 
     async def _fail_stuck_job(self, dl: records.NewDeadLetter, event: dict[str, Any]) -> None:
         if dl.event_type != "audio.stored" or dl.audio_file_id is None:

@@ -1,4 +1,5 @@
-"""The ingest HTTP API: app factory, error middleware, clients opened in cleanup_ctx.
+"""The ingest HTTP API: app factory, the middleware chain (services/ingest/middleware.py),
+clients opened in cleanup_ctx.
 
 Routes live in services/ingest/routes/, one module per area, each with a `register(app)` and
 a route table (`ROUTES`, services/ingest/openapi.py) documenting every handler beside it;
@@ -8,10 +9,8 @@ answers are the Structs of services/ingest/bodies.py.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -25,11 +24,9 @@ from nats.aio.client import Client as NATS
 
 from libs import bus, db
 from libs.blobstore import BlobStore, S3BlobStore
-from libs.errors import DomainError, Unavailable
-from libs.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
-from services.ingest import bodies, edge
+from services.ingest import bodies
 from services.ingest.context import (
     NATS_CLIENT,
     POOL,
@@ -37,12 +34,11 @@ from services.ingest.context import (
     SETTINGS,
     STORE,
     SUBMIT_CTX,
-    TRACE_ID,
 )
-from services.ingest.errors import ErrorAnswer, answer, json_error, translate_driver_error
 from services.ingest.fetch import SafeAudioFetcher, callback_validator
 from services.ingest.form import clean_spool
 from services.ingest.lookup import load_queries
+from services.ingest.middleware import IN_FLIGHT, MIDDLEWARES, InFlight
 from services.ingest.routes import ROUTE_MODULES
 from services.ingest.submit import SubmitContext
 from services.ingest.sweeper import Sweeper
@@ -51,25 +47,6 @@ log = structlog.get_logger()
 
 # Short, and extended by the owner's heartbeat: claims of a dead process expire within it.
 CLAIM_TTL = 90.0
-# Raw connection errors are a last line of defence: the database boundary translates them.
-_ANSWERED: tuple[type[BaseException], ...] = (DomainError, *db.CONNECTION_ERRORS)
-
-
-# Never refused by the in-flight limit: an overloaded process is still alive and observable.
-_UNLIMITED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
-# Headers of aiohttp's own HTTP errors (router 404/405, body too large) kept on the JSON answer.
-_KEPT_HEADERS = ("Allow", "Retry-After", "Location")
-
-
-@dataclass(slots=True)
-class InFlight:
-    """Requests being handled by this process, bounded by INGEST_MAX_CONNECTIONS."""
-
-    limit: int
-    count: int = 0
-
-
-IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 
 def runner_options(settings: Settings) -> dict[str, Any]:
@@ -152,98 +129,6 @@ def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
     return IngestRunner(app, **runner_options(settings))
 
 
-def _http_error(exc: web.HTTPException) -> ErrorAnswer:
-    """aiohttp's own errors (no route, wrong method, body over client_max_size) as JSON."""
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        code = "method_not_allowed"
-        detail = (
-            f"{exc.method} is not allowed here; allowed: {', '.join(sorted(exc.allowed_methods))}"
-        )
-    elif exc.status == 404:
-        code, detail = "not_found", "no such route"
-    elif exc.status == 413:
-        code, detail = "too_large", "the request body is too large"
-    else:
-        phrase = (
-            HTTPStatus(exc.status).phrase if exc.status in HTTPStatus._value2member_map_ else ""
-        )
-        code = phrase.lower().replace(" ", "_").replace("-", "_") or f"http_{exc.status}"
-        detail = exc.reason
-    headers = {k: exc.headers[k] for k in _KEPT_HEADERS if k in exc.headers}
-    return ErrorAnswer(exc.status, code, detail, headers)
-
-
-@web.middleware
-async def handle_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    trace_id = edge.request_id(request.headers.get("X-Request-ID"))
-    request[TRACE_ID] = trace_id
-    route = (
-        request.match_info.route.resource.canonical
-        if request.match_info.route.resource
-        else "unmatched"
-    )
-    started = time.perf_counter()
-    status = 500
-    in_flight = request.app[IN_FLIGHT]
-    counted = False
-    with structlog.contextvars.bound_contextvars(trace_id=trace_id):
-        try:
-            if in_flight.limit and route not in _UNLIMITED_ROUTES:
-                if in_flight.count >= in_flight.limit:
-                    raise Unavailable(
-                        "too many requests in progress, retry shortly",
-                        code="overloaded",
-                        retry_after=1,
-                    )
-                in_flight.count += 1
-                counted = True
-            edge.check_headers(request.headers)
-            edge.check_query(request.rel_url.raw_query_string)
-            response = await handler(request)
-            status = response.status
-            response.headers["X-Request-ID"] = trace_id
-            return response
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                status = exc.status
-                raise
-            result = _http_error(exc)
-            status = result.status
-            return json_error(result, {"X-Request-ID": trace_id})
-        except _ANSWERED as exc:
-            error = exc if isinstance(exc, DomainError) else translate_driver_error(exc)
-            assert error is not None
-            result = answer(error)
-            status = result.status
-            if isinstance(error, Unavailable):
-                outage = log.error if error.refused else log.warning
-                outage(
-                    "dependency_refused" if error.refused else "dependency_unavailable",
-                    dependency=error.dependency,
-                    error=str(exc),
-                )
-            response = json_error(result, {"X-Request-ID": trace_id})
-            if status == 408:
-                # The rest of a trickling body is not worth reading: close the connection.
-                response.force_close()
-            return response
-        finally:
-            if counted:
-                in_flight.count -= 1
-            elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).inc()
-            HTTP_LATENCY.labels(route=route, method=request.method).observe(elapsed)
-            log.info(
-                "http_request",
-                method=request.method,
-                path=request.rel_url.raw_path,  # as sent: percent-encoded, no control bytes
-                status=status,
-                ms=round(elapsed * 1000, 1),
-            )
-
-
 def create_app(
     settings: Settings,
     *,
@@ -259,7 +144,7 @@ def create_app(
     `claim_wait`: how long a duplicate submission waits for the one in progress before 409;
     `claim_ttl`: how long a submission's claim lives between heartbeats' extensions;
     `sweeper`: run the background sweeper (finishes deletions; services/ingest/sweeper.py)."""
-    app = web.Application(middlewares=[handle_errors], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[IN_FLIGHT] = InFlight(limit=settings.ingest_max_connections)
 

@@ -2,8 +2,9 @@
 (`answer(...)`), and `/openapi.json` takes their JSON Schema from them, so the document and the
 wire cannot drift apart. Field names and order are the wire format; do not rename.
 
-Bodies built elsewhere as dicts (the status body, dead letters, webhook deliveries and endpoint)
-are described here too; tests convert real answers into these types.
+Every handler answers through `answer` (the one JSON encoder of the API). Views defined by the
+module that owns their table (a delivery and its attempts, a key's endpoint, a dead letter) are
+published here under their own names.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
+# DeadLetter, Attempt, Delivery, Endpoint: views defined by the module that owns their table,
+# published as bodies of this API.
+from libs.deadletters.records import DeadLetter as DeadLetter
+from libs.formats import DateTime, Uri, Uuid, described
 from libs.redaction.policy import AudioMode as RedactAudio
 from libs.redaction.policy import Keep as RedactKeep
 from libs.redaction.policy import Substitution as RedactSubstitution
 from libs.transcript import Conversation
+from libs.webhooks.admin import Attempt as Attempt
+from libs.webhooks.admin import Delivery as Delivery
+from libs.webhooks.admin import DeliveryStatus as DeliveryStatus
+from libs.webhooks.admin import Endpoint as Endpoint
 from services.ingest.submission import (
     DEFAULT_MULTICHANNEL,
     DEFAULT_TIMESTAMPS,
@@ -27,9 +36,6 @@ from services.ingest.submission import (
     Timestamps,
 )
 
-DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
-Uuid = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
-Uri = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uri"})]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
@@ -39,7 +45,6 @@ JobState = Literal["queued", "processing", "completed", "failed", "deleted"]
 # What `GET /api/media/jobs?status=` takes: a public status or a state (pending = queued or
 # processing).
 ListStatus = Literal["pending", "queued", "processing", "completed", "failed", "deleted"]
-DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
 
 
 def answer(
@@ -59,17 +64,13 @@ class ErrorBody(msgspec.Struct):
 # --- jobs -----------------------------------------------------------------------------------
 
 
-def _field(description: str) -> Any:
-    return msgspec.Meta(description=description)
-
-
 class SubmitFields(msgspec.Struct):
     """The form fields of POST /api/media/transcribe (urlencoded or multipart; multipart adds
     the `file` part). Exactly one of recording_id, url, file."""
 
     recording_id: Annotated[
         str | Unset,
-        _field(
+        described(
             "id in public.recordings (text; exact match first, then a location match with "
             "LIKE wildcards escaped)"
         ),
@@ -82,14 +83,16 @@ class SubmitFields(msgspec.Struct):
     ] = UNSET
     b2_prefix: Annotated[
         str | Unset,
-        _field(
+        described(
             "tenant namespace for the object key (letters, digits, '.', '_', '-', '/' between "
             "segments; no '..', no leading '/'); default GATEWAY_B2_PREFIX or the key's"
         ),
     ] = UNSET
-    phone: Annotated[str | Unset, _field("fallback when the database has none")] = UNSET
-    campaign: Annotated[str | Unset, _field("fallback campaign name")] = UNSET
-    campaign_id: Annotated[str | Unset, _field("fallback campaign id (name from the DB)")] = UNSET
+    phone: Annotated[str | Unset, described("fallback when the database has none")] = UNSET
+    campaign: Annotated[str | Unset, described("fallback campaign name")] = UNSET
+    campaign_id: Annotated[str | Unset, described("fallback campaign id (name from the DB)")] = (
+        UNSET
+    )
     company: str | Unset = UNSET
     callback_url: Annotated[
         str | Unset,
@@ -100,7 +103,7 @@ class SubmitFields(msgspec.Struct):
         ),
     ] = UNSET
     model: Model | Unset = UNSET
-    language: Annotated[str | Unset, _field("ISO-639 code, e.g. en")] = UNSET
+    language: Annotated[str | Unset, described("ISO-639 code, e.g. en")] = UNSET
     timestamps: Timestamps = DEFAULT_TIMESTAMPS
     prompt: (
         Annotated[
@@ -115,7 +118,7 @@ class SubmitFields(msgspec.Struct):
     ) = UNSET
     multichannel: Annotated[
         Multichannel,
-        _field(
+        described(
             "a recording with several channels (a call with agent and customer on the two "
             "sides of a stereo file): 'auto' transcribes each channel on its own when they "
             "carry different voices (not a mono copied to both), 'true' always, 'false' "
@@ -135,21 +138,21 @@ class SubmitFields(msgspec.Struct):
     ) = UNSET
     audio_ttl: Annotated[
         str | Unset,
-        _field(
+        described(
             "remove the audio object this long after submission, once the job is finished "
             "(7d, 36h, 90m or seconds); only shorter than the key's audio TTL"
         ),
     ] = UNSET
     transcript_ttl: Annotated[
         str | Unset,
-        _field(
+        described(
             "delete the whole job (transcripts, audio, personal data) this long after "
             "submission (7d, 36h, 90m or seconds); only shorter than the key's transcript TTL"
         ),
     ] = UNSET
     redact: Annotated[
         str | Unset,
-        _field(
+        described(
             "PCI/PII redaction (README: Redaction): comma-separated classes credit_card, cvv, "
             "expiry, ssn, email, phone, dob, or the groups pci (credit_card, cvv, expiry) and "
             "pii (all); or none. Default: the key's policy, which is also a floor (a job adds "
@@ -159,14 +162,14 @@ class SubmitFields(msgspec.Struct):
     ] = UNSET
     redact_substitution: Annotated[
         RedactSubstitution | Unset,
-        _field(
+        described(
             "entity: [CREDIT_CARD]; mask: digits as '#' (cards grouped by four); last4: cards "
             "keep their last four digits. Default: the key's, else entity"
         ),
     ] = UNSET
     redact_keep: Annotated[
         RedactKeep | Unset,
-        _field(
+        described(
             "redacted: the unredacted transcript is never stored or published; both: the "
             "original is also stored, as JSON, under .../transcriptions/unredacted/ (refused "
             "when the key keeps redacted only). Default: the key's, else redacted"
@@ -174,7 +177,7 @@ class SubmitFields(msgspec.Struct):
     ] = UNSET
     redact_audio: Annotated[
         RedactAudio | Unset,
-        _field(
+        described(
             "beep or silence: a redacted copy of the audio, each redacted span (word "
             "timestamps, padded 0.15 s) replaced, stored beside the original as "
             "<uuid>.redacted.wav (16 kHz mono); with redact_keep=redacted it then replaces the "
@@ -220,10 +223,10 @@ class Progress(msgspec.Struct):
     `fraction` = chunk / chunks), rendering, completed, failed."""
 
     stage: str
-    fraction: Annotated[float | None, _field("0..1 when known")]
+    fraction: Annotated[float | None, described("0..1 when known")]
     updated_at: DateTime
-    chunk: Annotated[int | Unset, _field("chunks of the recording transcribed so far")] = UNSET
-    chunks: Annotated[int | Unset, _field("chunks the recording was split into")] = UNSET
+    chunk: Annotated[int | Unset, described("chunks of the recording transcribed so far")] = UNSET
+    chunks: Annotated[int | Unset, described("chunks the recording was split into")] = UNSET
     channel: int | Unset = UNSET
 
 
@@ -232,16 +235,18 @@ class Redaction(msgspec.Struct):
 
     policy: Annotated[
         str,
-        _field("canonical policy, e.g. credit_card,cvv,expiry;substitution=entity;keep=redacted"),
+        described(
+            "canonical policy, e.g. credit_card,cvv,expiry;substitution=entity;keep=redacted"
+        ),
     ]
     counts: dict[str, int]
     total: int
     audio: Annotated[
         Literal["redacted", "nothing_to_redact", "not_redacted"] | Unset,
-        _field("with redact_audio: what happened to the audio (not_redacted: see audio_detail)"),
+        described("with redact_audio: what happened to the audio (not_redacted: see audio_detail)"),
     ] = UNSET
-    audio_key: Annotated[str | Unset, _field("the redacted copy of the audio")] = UNSET
-    audio_detail: Annotated[str | Unset, _field("why the audio could not be redacted")] = UNSET
+    audio_key: Annotated[str | Unset, described("the redacted copy of the audio")] = UNSET
+    audio_detail: Annotated[str | Unset, described("why the audio could not be redacted")] = UNSET
 
 
 class StatusMetadata(msgspec.Struct):
@@ -271,7 +276,7 @@ class StatusMetadata(msgspec.Struct):
     completed_at: DateTime | Unset | None = UNSET
     conversation: Annotated[
         Conversation | Unset,
-        _field(
+        described(
             "a completed conversation (multichannel call or diarized recording): how the "
             "speakers were found (method: channels | diarization), each speaker with role, "
             "talk time and ratio, words per minute, longest monologue and interruptions, and the "
@@ -282,18 +287,18 @@ class StatusMetadata(msgspec.Struct):
     last_error: JobError | Unset = UNSET
     deleted_at: DateTime | Unset | None = UNSET
     audio_expires_at: Annotated[
-        DateTime | Unset, _field("retention: when the audio object is removed")
+        DateTime | Unset, described("retention: when the audio object is removed")
     ] = UNSET
     transcript_expires_at: Annotated[
-        DateTime | Unset, _field("retention: when the whole job is deleted")
+        DateTime | Unset, described("retention: when the whole job is deleted")
     ] = UNSET
     progress: Progress | Unset = UNSET
     audio_removed_at: Annotated[
-        DateTime | Unset, _field("retention removed the audio object then")
+        DateTime | Unset, described("retention removed the audio object then")
     ] = UNSET
     deleted_by: Annotated[
         str | Unset | None,
-        _field("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),
+        described("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),
     ] = UNSET
     redaction: Redaction | Unset | None = UNSET
 
@@ -314,7 +319,7 @@ class Deleted(msgspec.Struct):
     audio_file_id: Uuid
     status: Literal["deleted"]
     deleted_at: DateTime
-    deleted_by: Annotated[str, _field("`key:<api key id>` (DELETE) or `retention`")]
+    deleted_by: Annotated[str, described("`key:<api key id>` (DELETE) or `retention`")]
     objects_removed: bool
 
 
@@ -324,7 +329,7 @@ class JobList(msgspec.Struct):
     jobs: list[Status]
     next_cursor: Annotated[
         str | None,
-        _field("pass as ?cursor= for the next (older) page; null on the last page"),
+        described("pass as ?cursor= for the next (older) page; null on the last page"),
     ]
 
 
@@ -345,71 +350,16 @@ class Readiness(msgspec.Struct):
 # --- dead letters ---------------------------------------------------------------------------
 
 
-class DeadLetter(msgspec.Struct):
-    """A message JetStream gave up on, with its original event inline when it is JSON."""
-
-    id: int
-    kind: Literal["max_deliveries", "terminated"]
-    stream: str
-    consumer: str
-    stream_seq: int
-    deliveries: int
-    reason: str | None
-    subject: str | None
-    event_type: str | None
-    event_id: str | None
-    audio_file_id: Uuid | None
-    job_status: str | None
-    tenant_prefix: str | None
-    event: Annotated[Any, _field("the original event (JSON), null when not decodable")]
-    occurred_at: DateTime
-    captured_at: DateTime
-    requeued_at: DateTime | None
-    requeue_count: int
-
-
 class DeadLetters(msgspec.Struct):
     dead_letters: list[DeadLetter]
 
 
 class RequeueAction(msgspec.Struct):
     id: int
-    action: Annotated[str, _field("what was put back, e.g. transcription_requeued")]
+    action: Annotated[str, described("what was put back, e.g. transcription_requeued")]
 
 
 # --- webhooks -------------------------------------------------------------------------------
-
-
-class Attempt(msgspec.Struct):
-    attempt: int
-    at: DateTime | None
-    status_code: int | None
-    latency_ms: int | None
-    error: str | None
-
-
-class Delivery(msgspec.Struct):
-    """A webhook delivery and every attempt (status code, latency, error; never bodies)."""
-
-    id: int
-    webhook_id: Annotated[
-        str,
-        msgspec.Meta(
-            description="the webhook-id header: the event id", extra_json_schema={"format": "uuid"}
-        ),
-    ]
-    event_type: str
-    audio_file_id: Uuid | None
-    endpoint_url: Uri
-    status: DeliveryStatus
-    attempts: int
-    next_attempt_at: DateTime | None
-    last_status_code: int | None
-    last_error: str | None
-    last_latency_ms: int | None
-    created_at: DateTime | None
-    updated_at: DateTime | None
-    attempt_log: list[Attempt]
 
 
 class Deliveries(msgspec.Struct):
@@ -423,26 +373,7 @@ class Resending(msgspec.Struct):
 
 
 class Recovered(msgspec.Struct):
-    recovered: Annotated[int, _field("deliveries queued again")]
-
-
-class Endpoint(msgspec.Struct):
-    """The key's default webhook endpoint and its health."""
-
-    webhook_url: Uri | None
-    signed: Annotated[bool, _field("always true: every key signs its webhooks")]
-    secret_rotation_in_progress: bool
-    enabled: bool
-    disabled_at: DateTime | None
-    disabled_reason: str | None
-    failing_since: DateTime | None
-    consecutive_failures: int
-    progress: Annotated[
-        bool, _field("transcription.progress webhooks are sent for the key's running jobs")
-    ]
-    webhook_secret: (
-        Annotated[str, _field("the new whsec_ secret, shown once (rotate-secret)")] | Unset
-    ) = UNSET
+    recovered: Annotated[int, described("deliveries queued again")]
 
 
 IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 
+from libs import db
 from libs.apikeys import ApiKey
 from libs.settings import Settings, SettingsError
 
@@ -142,15 +143,15 @@ class LookupQueries:
         checks.append(("campaign_name", self.campaign_name, frozenset()))
         for name, sql, required in checks:
             try:
-                stmt = await conn.prepare(sql)
-            except asyncpg.PostgresError as exc:
+                shape = await db.check_statement(conn, sql)
+            except db.StatementFailed as exc:
                 raise SettingsError(f"{source}: query {name!r} does not prepare: {exc}") from exc
-            params = len(stmt.get_parameters())
+            params = shape.parameters
             if params != 1:
                 raise SettingsError(
                     f"{source}: query {name!r} must take exactly one parameter ($1), not {params}"
                 )
-            columns = {a.name for a in stmt.get_attributes()}
+            columns = set(shape.columns)
             if name == "campaign_name" and len(columns) != 1:
                 raise SettingsError(f"{source}: query 'campaign_name' must return one column")
             missing = sorted(required - columns)
@@ -258,7 +259,7 @@ async def find_by_url(
         return None
     try:
         rows = await conn.fetch(queries.by_url, url)
-    except asyncpg.exceptions.UndefinedTableError:
+    except db.MissingTable:
         return None
     if len(rows) != 1:
         return None
@@ -271,6 +272,6 @@ async def campaign_name(
 ) -> str | None:
     try:
         value = await conn.fetchval(queries.campaign_name, campaign_id)
-    except asyncpg.exceptions.UndefinedTableError:
+    except db.MissingTable:
         return None
     return None if value is None else str(value)

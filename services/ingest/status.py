@@ -1,106 +1,136 @@
-"""The reference status shape: {status: pending|completed|failed, transcript, metadata}."""
+"""The reference status shape: {status: pending|completed|failed, transcript, metadata}, built
+from the job's view (libs.jobs.views.JobView) as the typed `bodies.Status`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 
+from libs.jobs.views import JobView
 from libs.layout import redacted_audio_key
 from libs.redaction import RedactionRecord
+from libs.transcript import Conversation
+from services.ingest import bodies
+
+UNSET = msgspec.UNSET
 
 
-def status_body(row: asyncpg.Record) -> dict[str, Any]:
-    state = row["status"]
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def status_body(row: JobView) -> bodies.Status:
+    state = row.status
     public = state if state in ("completed", "failed", "deleted") else "pending"
-    metadata: dict[str, Any] = {
-        "audio_file_id": str(row["id"]),
-        "state": state,
-        "recording_id": row["recording_id"],
-        "phone": row["phone"],
-        "campaign": row["campaign_name"],
-        "company": row["company"],
-        "b2_prefix": row["tenant_prefix"],
-        "b2_key": row["b2_object_key"],
-        "attempts": row["attempts"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
-    # Retention: when the audio goes, when the whole job goes, when the audio went.
-    for name in ("audio_expires_at", "transcript_expires_at", "audio_removed_at"):
-        if row[name] is not None and state != "deleted":
-            metadata[name] = row[name].isoformat()
-    progress = _progress(row)
-    if progress is not None:
-        metadata["progress"] = progress
-    transcript = None
-    if public == "completed" and row["text"] is not None:
-        transcript = row["text"]
-        metadata.update(
-            model=row["model"],
-            engine=row["engine"],
-            language=row["language"],
-            duration=row["duration_seconds"],
-            word_count=row["word_count"],
-            b2_transcript_json_key=row["b2_transcript_json_key"],
-            b2_transcript_txt_key=row["b2_transcript_txt_key"],
-            b2_transcript_srt_key=row["b2_transcript_srt_key"],
-            b2_transcript_vtt_key=row["b2_transcript_vtt_key"],
-            completed_at=row["completed_at"].isoformat() if row["completed_at"] else None,
+    metadata = bodies.StatusMetadata(
+        audio_file_id=str(row.id),
+        state=state,  # type: ignore[arg-type]  # the column's check constraint: a JobState
+        recording_id=row.recording_id,
+        phone=row.phone,
+        campaign=row.campaign_name,
+        company=row.company,
+        b2_prefix=row.tenant_prefix,
+        b2_key=row.b2_object_key,
+        attempts=row.attempts,
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+        progress=_progress(row),
+    )
+    if state != "deleted":
+        # Retention: when the audio goes, when the whole job goes, when the audio went.
+        metadata = msgspec.structs.replace(
+            metadata,
+            audio_expires_at=_iso(row.audio_expires_at) or UNSET,
+            transcript_expires_at=_iso(row.transcript_expires_at) or UNSET,
+            audio_removed_at=_iso(row.audio_removed_at) or UNSET,
         )
-        if row["conversation"] is not None:
-            metadata["conversation"] = row["conversation"]
-        if row["redaction"] is not None:
-            metadata["redaction"] = _redaction(row["redaction"], row["b2_object_key"])
+    transcript = None
+    if public == "completed" and row.text is not None:
+        transcript = row.text
+        metadata = _completed(metadata, row)
     if public == "deleted":
         # The tombstone: ids and timestamps stay, the personal content is gone.
-        metadata.update(
-            deleted_at=row["deleted_at"].isoformat() if row["deleted_at"] else None,
-            deleted_by=row["deleted_by"],
+        metadata = msgspec.structs.replace(
+            metadata, deleted_at=_iso(row.deleted_at), deleted_by=row.deleted_by
         )
     if public == "failed":
-        metadata["error"] = {
-            "code": row["error_code"],
-            "detail": row["failure_error"] or row["last_error"],
-            "permanent": row["failure_status"] == "permanent",
-        }
-    elif row["failure_status"] == "transient":
+        error = bodies.JobError(
+            code=row.error_code,
+            detail=row.failure_error or row.last_error,
+            permanent=row.failure_status == "permanent",
+        )
+        metadata = msgspec.structs.replace(metadata, error=error)
+    elif row.failure_status == "transient":
         # Still pending, but the last attempt failed: say so, so callers know it is retrying.
-        metadata["last_error"] = {"code": row["error_code"], "detail": row["failure_error"]}
-    return {"status": public, "transcript": transcript, "metadata": metadata}
+        last = bodies.JobError(code=row.error_code, detail=row.failure_error)
+        metadata = msgspec.structs.replace(metadata, last_error=last)
+    return bodies.Status(status=public, transcript=transcript, metadata=metadata)  # type: ignore[arg-type]
 
 
-def _redaction(stored: object, audio_key: str) -> dict[str, Any]:
+def _completed(metadata: bodies.StatusMetadata, row: JobView) -> bodies.StatusMetadata:
+    """The transcription's facts, its conversation and what was redacted."""
+    return msgspec.structs.replace(
+        metadata,
+        model=row.model,
+        engine=row.engine,
+        language=row.language,
+        duration=row.duration_seconds,
+        word_count=row.word_count,
+        b2_transcript_json_key=row.b2_transcript_json_key,
+        b2_transcript_txt_key=row.b2_transcript_txt_key,
+        b2_transcript_srt_key=row.b2_transcript_srt_key,
+        b2_transcript_vtt_key=row.b2_transcript_vtt_key,
+        completed_at=_iso(row.completed_at),
+        conversation=(
+            UNSET if row.conversation is None else msgspec.convert(row.conversation, Conversation)
+        ),
+        redaction=(
+            UNSET if row.redaction is None else _redaction(row.redaction, row.b2_object_key)
+        ),
+    )
+
+
+def _redaction(stored: dict[str, Any], audio_key: str | None) -> bodies.Redaction:
     """The stored record (libs.redaction.RedactionRecord) has time spans too; the status shows
     the counts and what happened to the audio."""
     record = msgspec.convert(stored, RedactionRecord)
-    shown: dict[str, Any] = {
-        "policy": record.policy,
-        "counts": record.counts,
-        "total": record.total,
-    }
+    body = bodies.Redaction(policy=record.policy, counts=record.counts, total=record.total)
     if record.audio is not None:
-        shown["audio"] = record.audio.status
-        if record.audio.status == "redacted":
+        body = msgspec.structs.replace(
+            body,
+            audio=record.audio.status,
             # From the job's audio key: the record holds no key (keys name the phone).
-            shown["audio_key"] = redacted_audio_key(audio_key)
-        if record.audio.reason:
-            shown["audio_detail"] = record.audio.reason
-    return shown
+            audio_key=(
+                redacted_audio_key(audio_key)
+                if record.audio.status == "redacted" and audio_key
+                else UNSET
+            ),
+            audio_detail=record.audio.reason or UNSET,
+        )
+    return body
 
 
-def _progress(row: asyncpg.Record) -> dict[str, Any] | None:
+def _progress(row: JobView) -> bodies.Progress | msgspec.UnsetType:
     """Where the job is: `queued`, `transcribing` (chunk n of m for long recordings, as the
     transcriber last reported), `rendering`, `completed` or `failed`; none for a deleted job."""
-    state = row["status"]
-    updated = row["updated_at"]
+    state = row.status
+    updated = row.updated_at
     if state == "deleted":
-        return None
+        return UNSET
     if state == "processing":
-        stored = row["progress"]
+        stored = row.progress
         if isinstance(stored, dict) and stored.get("stage"):
-            return {**stored, "updated_at": row["progress_updated_at"].isoformat()}
-        return {"stage": "transcribing", "fraction": None, "updated_at": updated.isoformat()}
+            at = row.progress_updated_at or updated
+            return bodies.Progress(
+                stage=stored["stage"],
+                fraction=stored.get("fraction"),
+                updated_at=at.isoformat(),
+                chunk=stored.get("chunk", UNSET),
+                chunks=stored.get("chunks", UNSET),
+                channel=stored.get("channel", UNSET),
+            )
+        return bodies.Progress(stage="transcribing", fraction=None, updated_at=updated.isoformat())
     fraction = {"queued": 0.0, "completed": 1.0}.get(state)
-    return {"stage": state, "fraction": fraction, "updated_at": updated.isoformat()}
+    return bodies.Progress(stage=state, fraction=fraction, updated_at=updated.isoformat())

@@ -31,7 +31,7 @@ from libs.apikeys import ApiKey
 from libs.audio.sniff import SNIFF_BYTES as HEAD_BYTES
 from libs.audio.sniff import SUPPORTED, AudioFormat, sniff
 from libs.blobstore import BlobStore
-from libs.db import DatabaseUnavailable
+from libs.db import DatabaseUnavailable, DuplicateRow, MissingTable
 from libs.errors import (
     Conflict,
     IdempotencyKeyReused,
@@ -276,7 +276,7 @@ async def _find_recording(ctx: SubmitContext, recording_id: str, tenant: str) ->
         raise NotFound(str(exc), code="recording_not_found") from exc
     except AmbiguousRecording as exc:
         raise Conflict(str(exc), code="ambiguous_recording") from exc
-    except asyncpg.exceptions.UndefinedTableError as exc:
+    except MissingTable as exc:
         raise SourceFailed(
             "the recordings source tables do not exist here", code="lookup_unavailable"
         ) from exc
@@ -442,7 +442,7 @@ async def record(
     kind = submission.source.kind
     try:
         await jobs.insert_job(ctx.pool, job)
-    except asyncpg.exceptions.UniqueViolationError:
+    except DuplicateRow:
         # Only reachable when a duplicate bypassed the claims (e.g. a row written by an older
         # version); keep theirs, drop our copy.
         await _abandon(ctx, claim.file_id, written)

@@ -89,30 +89,30 @@ class Scheduler:
             event_id = uuid.UUID(event.event_id)
         except ValueError as exc:
             raise Reject("bad audio_file_id or event_id") from exc
-        job = await self._pool.fetchrow(repo.JOB_FOR_EVENT, job_id)
+        job = await repo.job_for_event(self._pool, job_id)
         if job is None:
             raise Reject(f"no job {event.audio_file_id}")
-        if job["status"] == "deleted" and not isinstance(event, TranscriptionDeleted):
+        if job.status == "deleted" and not isinstance(event, TranscriptionDeleted):
             # A result that reaches the notifier after its job was deleted is not announced.
             return 0
         if isinstance(event, JobProgress) and (
-            not job["webhook_progress"] or job["status"] != "processing"
+            not job.webhook_progress or job.status != "processing"
         ):
             # Progress webhooks are opt-in per key, and stale once the job has finished.
             return 0
         # (url, live): the key's disabled endpoint still gets a cancelled row, recoverable later.
         endpoints: dict[str, bool] = {}
-        if job["callback_url"]:
-            endpoints[job["callback_url"]] = True
-        if job["key_webhook_url"]:
-            endpoints.setdefault(job["key_webhook_url"], job["webhook_disabled_at"] is None)
+        if job.callback_url:
+            endpoints[job.callback_url] = True
+        if job.key_webhook_url:
+            endpoints.setdefault(job.key_webhook_url, job.webhook_disabled_at is None)
         if not endpoints:
             return 0
         if isinstance(event, TranscriptReady):
             body = payload.completed_body(
                 event,
                 job,
-                job["text"] or "",
+                job.text or "",
                 transcript_url=f"{self._base}/api/media/transcript/{event.audio_file_id}.txt",
                 cap=self._cap,
             )
@@ -126,26 +126,31 @@ class Scheduler:
         else:
             body = payload.failed_body(event, job)
             event_type = payload.FAILED
-        rows = [
-            (
-                repo.SCHEDULE if live else repo.SCHEDULE_SUPPRESSED,
-                (event_id, event_type, job_id, job["api_key_id"], url, body),
-            )
-            for url, live in endpoints.items()
-        ]
-        if len(rows) == 1:
-            # One statement commits on its own: no BEGIN/COMMIT round trips on the hot path.
-            await self._pool.execute(rows[0][0], *rows[0][1])
-        else:
-            async with self._pool.acquire() as conn, conn.transaction():
-                for sql, args in rows:
-                    await conn.execute(sql, *args)
+        await repo.schedule(
+            self._pool,
+            [
+                repo.NewDelivery(event_id, event_type, job_id, job.api_key_id, url, body, live)
+                for url, live in endpoints.items()
+            ],
+        )
         if self._on_scheduled is not None:
             self._on_scheduled()
         return sum(endpoints.values())
 
 
 Verdict = Literal["succeeded", "gone", "retry", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What one POST got: the receiver's status, or the error that kept it from answering."""
+
+    status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    # Not worth retrying (a private address, no signing secret).
+    permanent: bool = False
+    latency_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,10 +246,7 @@ class Deliverer:
         """Delete finished deliveries past retention; returns how many."""
         total = 0
         while True:
-            result = await self._pool.execute(
-                repo.PURGE_FINISHED, self._policy.retention_days, batch
-            )
-            n = int(result.rsplit(" ", 1)[-1])
+            n = await repo.purge_finished(self._pool, self._policy.retention_days, batch)
             total += n
             if n < batch:
                 return total
@@ -279,18 +281,18 @@ class Deliverer:
             extra = self._start(due)
             if extra:
                 # Over this endpoint's share: straight back to the queue, still due.
-                await self._pool.execute(repo.RELEASE_LEASES, extra)
+                await repo.release_leases(self._pool, extra)
             if len(due) == free or extra:
                 return 0.0
             busy = [u for u, n in self._per_endpoint.items() if n >= self._per_endpoint_limit]
-            wait = await self._pool.fetchval(repo.NEXT_DUE, busy)
+            wait = await repo.next_due_in(self._pool, busy)
         except DB_ERRORS as exc:
             log.warning("notifier_db_unavailable", error=str(exc))
             return 1.0
         if wait is None:
             return self._poll_interval
         # Never 0: a due row locked by another notifier must not make this loop spin.
-        return min(max(float(wait), 0.01), self._poll_interval)
+        return min(max(wait, 0.01), self._poll_interval)
 
     def _start(self, due: list[repo.Due]) -> list[int]:
         """Start what the per-endpoint limit allows; returns the ids left over."""
@@ -326,7 +328,7 @@ class Deliverer:
         await asyncio.gather(*pending, return_exceptions=True)
         if ids:
             with contextlib.suppress(*DB_ERRORS):
-                await self._pool.execute(repo.RELEASE_LEASES, ids)
+                await repo.release_leases(self._pool, ids)
 
     async def _attempt_logged(self, due: repo.Due) -> None:
         try:
@@ -346,70 +348,88 @@ class Deliverer:
             audio_file_id=str(due.audio_file_id),
             attempt=attempt_no,
         ):
-            status: int | None = None
-            error: str | None = None
-            retry_after: float | None = None
-            permanent = False
-            latency_ms = 0
-            try:
-                # Each attempt is signed with its own timestamp, so receivers' replay windows
-                # hold. No secret (a row whose key is gone): no POST at all, never an unsigned one.
-                headers = signing.headers(
-                    list(due.secrets), due.event_id, datetime.now(UTC), due.payload
-                )
-                result = await self._http.post(
-                    due.endpoint_url, body=due.payload, headers=headers, timeout=self._timeout
-                )
-                status = result.status
-                latency_ms = int(result.latency_s * 1000)
-                WEBHOOK_LATENCY.observe(result.latency_s)
-                retry_after = retry_after_seconds(result.headers.get("Retry-After"))
-            except BlockedUrl as exc:
-                error = f"blocked: {exc.code}: {exc.message}"
-                # A name that does not resolve today may tomorrow; a private address will not.
-                permanent = exc.code != "unresolvable_host"
-            except UpstreamError as exc:
-                error = f"{exc.code}: {exc.message}"
-            except signing.Unsigned:
-                error = "unsigned: the key has no signing secret; not sent"
-                permanent = True
+            posted = await self._post(due)
             outcome = judge(
-                status,
+                posted.status,
                 steps_done=due.schedule_step + 1,
-                retry_after=retry_after,
-                permanent=permanent,
+                retry_after=posted.retry_after,
+                permanent=posted.permanent,
                 policy=self._policy,
             )
-            reason = error or f"HTTP {status}"
-            async with self._pool.acquire() as conn:
-                await conn.execute(
-                    repo.RECORD_ATTEMPT, due.id, attempt_no, status, latency_ms, error
+            await self._record(due, attempt_no, posted, outcome)
+            WEBHOOK_ATTEMPTS.labels(
+                outcome="blocked" if posted.permanent else outcome.verdict
+            ).inc()
+
+    async def _post(self, due: repo.Due) -> Posted:
+        """One signed POST of the delivery; what the receiver (or the way to it) answered."""
+        try:
+            # Each attempt is signed with its own timestamp, so receivers' replay windows
+            # hold. No secret (a row whose key is gone): no POST at all, never an unsigned one.
+            headers = signing.headers(
+                list(due.secrets), due.event_id, datetime.now(UTC), due.payload
+            )
+            result = await self._http.post(
+                due.endpoint_url, body=due.payload, headers=headers, timeout=self._timeout
+            )
+        except BlockedUrl as exc:
+            # A name that does not resolve today may tomorrow; a private address will not.
+            return Posted(
+                error=f"blocked: {exc.code}: {exc.message}",
+                permanent=exc.code != "unresolvable_host",
+            )
+        except UpstreamError as exc:
+            return Posted(error=f"{exc.code}: {exc.message}")
+        except signing.Unsigned:
+            return Posted(error="unsigned: the key has no signing secret; not sent", permanent=True)
+        WEBHOOK_LATENCY.observe(result.latency_s)
+        return Posted(
+            status=result.status,
+            retry_after=retry_after_seconds(result.headers.get("Retry-After")),
+            latency_ms=int(result.latency_s * 1000),
+        )
+
+    async def _record(
+        self, due: repo.Due, attempt_no: int, posted: Posted, outcome: Outcome
+    ) -> None:
+        """The attempt in the log, and the delivery's next state by the verdict."""
+        status, latency_ms = posted.status, posted.latency_ms
+        reason = posted.error or f"HTTP {status}"
+        async with self._pool.acquire() as conn:
+            await repo.record_attempt(conn, due.id, attempt_no, status, latency_ms, posted.error)
+            if outcome.verdict == "succeeded":
+                await repo.finish(
+                    conn, due.id, "succeeded", status_code=status, error=None, latency_ms=latency_ms
                 )
-                if outcome.verdict == "succeeded":
-                    await conn.execute(repo.FINISH, due.id, "succeeded", status, None, latency_ms)
-                    if due.is_key_endpoint and due.api_key_id is not None:
-                        await endpoints.succeeded(conn, due.api_key_id, due.endpoint_url)
-                    self.delivered += 1
-                    log.info("webhook_delivered", status=status, ms=latency_ms)
-                elif outcome.verdict == "gone":
-                    await self._gone(conn, due, latency_ms)
-                elif outcome.verdict == "retry":
-                    assert outcome.delay is not None
-                    await conn.execute(
-                        repo.RESCHEDULE, due.id, status, reason, latency_ms, outcome.delay
-                    )
-                    log.info(
-                        "webhook_retry_scheduled",
-                        status=status,
-                        error=reason,
-                        delay=round(outcome.delay, 1),
-                    )
-                else:
-                    await conn.execute(repo.FINISH, due.id, "failed", status, reason, latency_ms)
-                    log.warning("webhook_gave_up", status=status, error=reason)
-                if outcome.verdict in ("retry", "failed") and due.is_key_endpoint:
-                    await self._count_failure(conn, due)
-            WEBHOOK_ATTEMPTS.labels(outcome="blocked" if permanent else outcome.verdict).inc()
+                if due.is_key_endpoint and due.api_key_id is not None:
+                    await endpoints.succeeded(conn, due.api_key_id, due.endpoint_url)
+                self.delivered += 1
+                log.info("webhook_delivered", status=status, ms=latency_ms)
+            elif outcome.verdict == "gone":
+                await self._gone(conn, due, latency_ms)
+            elif outcome.verdict == "retry":
+                assert outcome.delay is not None
+                await repo.reschedule(
+                    conn,
+                    due.id,
+                    status_code=status,
+                    error=reason,
+                    latency_ms=latency_ms,
+                    delay=outcome.delay,
+                )
+                log.info(
+                    "webhook_retry_scheduled",
+                    status=status,
+                    error=reason,
+                    delay=round(outcome.delay, 1),
+                )
+            else:
+                await repo.finish(
+                    conn, due.id, "failed", status_code=status, error=reason, latency_ms=latency_ms
+                )
+                log.warning("webhook_gave_up", status=status, error=reason)
+            if outcome.verdict in ("retry", "failed") and due.is_key_endpoint:
+                await self._count_failure(conn, due)
 
     async def _count_failure(self, conn: asyncpg.Connection, due: repo.Due) -> None:
         assert due.api_key_id is not None
@@ -429,8 +449,13 @@ class Deliverer:
     async def _gone(self, conn: asyncpg.Connection, due: repo.Due, latency_ms: int) -> None:
         # 410 Gone: the receiver asks us to stop. A job's own callback just ends; the key's
         # default endpoint is disabled until its owner re-enables it.
-        await conn.execute(
-            repo.FINISH, due.id, "cancelled", 410, "endpoint answered 410 Gone", latency_ms
+        await repo.finish(
+            conn,
+            due.id,
+            "cancelled",
+            status_code=410,
+            error="endpoint answered 410 Gone",
+            latency_ms=latency_ms,
         )
         if due.is_key_endpoint and due.api_key_id is not None:
             await repo.disable_endpoint(conn, due.api_key_id, due.endpoint_url, "410 Gone")

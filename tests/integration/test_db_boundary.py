@@ -64,10 +64,35 @@ async def test_a_killed_connection_is_database_unavailable(postgres_server: Any,
 
 
 async def test_sql_errors_are_not_outages(postgres_server: Any) -> None:
-    """A bug in our SQL stays the driver's error: only connection loss is an outage."""
+    """A refusal callers act on is translated to the domain's exception (the driver's as its
+    cause); any other SQL error stays the driver's. Neither is an outage."""
     pool = await db.create_pool(postgres_server.dsn, min_size=1, max_size=1)
     try:
-        with pytest.raises(asyncpg.exceptions.UndefinedTableError):
+        with pytest.raises(db.MissingTable) as missing:
             await pool.fetchval("SELECT * FROM no_such_table")
+        assert isinstance(missing.value.__cause__, asyncpg.exceptions.UndefinedTableError)
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TEMP TABLE uniq (id int PRIMARY KEY)")
+            await conn.execute("INSERT INTO uniq VALUES (1)")
+            with pytest.raises(db.DuplicateRow):
+                await conn.execute("INSERT INTO uniq VALUES (1)")
+            with pytest.raises(db.DuplicateRow):
+                await conn.fetchval("INSERT INTO uniq VALUES (1) RETURNING id")
+        with pytest.raises(asyncpg.exceptions.DivisionByZeroError):
+            await pool.fetchval("SELECT 1 / 0")
+    finally:
+        await pool.close()
+
+
+async def test_check_statement(postgres_server: Any) -> None:
+    pool = await db.create_pool(postgres_server.dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            shape = await db.check_statement(conn, "SELECT 1 AS a, $1::text AS b")
+            assert shape == db.StatementShape(parameters=1, columns=("a", "b"))
+            with pytest.raises(db.StatementFailed):
+                await db.check_statement(conn, "SELEC nonsense")
+            with pytest.raises(db.MissingTable):
+                await db.check_statement(conn, "SELECT * FROM no_such_table WHERE x = $1")
     finally:
         await pool.close()

@@ -116,3 +116,26 @@ def test_redaction_timeout() -> None:
     for bad in ("0", "-1", "inf", "nan"):
         with pytest.raises(SettingsError, match="REDACTION_TIMEOUT_SECONDS"):
             Settings.from_env({"REDACTION_TIMEOUT_SECONDS": bad})
+
+
+def test_every_setting_is_one_row_of_the_table() -> None:
+    """Each field but the object storage group is read through its `setting(...)`, and no two
+    fields read the same variable."""
+    from dataclasses import fields
+
+    from libs.settings.settings import _table
+
+    table = _table()
+    assert {e.name for e in table} == {f.name for f in fields(Settings)} - {"s3"}
+    assert len({e.env for e in table}) == len(table)
+
+
+def test_blank_values_mean_the_default() -> None:
+    assert Settings.from_env({"INGEST_PORT": "  ", "OFFLINE_VAD": ""}) == Settings.from_env({})
+
+
+def test_checks_say_what_is_wrong() -> None:
+    from libs.settings.settings import above, at_least
+
+    assert at_least(1)(1) is None and at_least(1)(0) == "must be >= 1, got 0"
+    assert above(0)(0.5) is None and above(0)(0) == "must be > 0, got 0"

@@ -3,6 +3,7 @@ the docs work on an air-gapped host)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from services.ingest import openapi
 from services.ingest.openapi import ApiRoutes, Reply, in_path
 
 SPEC = web.AppKey("openapi_spec", dict[str, Any])
+# The document encoded once: served as a file is, not rebuilt per request.
+SPEC_JSON = web.AppKey("openapi_json", bytes)
 # Only the files the page loads; everything else in the package directory stays private.
 ASSETS = {
     "swagger-ui.css": "text/css",
@@ -56,6 +59,7 @@ def _assets_dir() -> Path:
 async def _build_spec(app: web.Application) -> None:
     # At startup every route module has registered its routes, and the app takes state still.
     app[SPEC] = openapi.build(app)
+    app[SPEC_JSON] = json.dumps(app[SPEC]).encode()
 
 
 @ROUTES.get(
@@ -66,7 +70,7 @@ async def _build_spec(app: web.Application) -> None:
     responses={200: Reply("OpenAPI 3.0 document", media={"application/json": {"type": "object"}})},
 )
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SPEC])
+    return web.Response(body=request.app[SPEC_JSON], content_type="application/json")
 
 
 @ROUTES.get(

@@ -126,7 +126,7 @@ async def get_status(request: web.Request) -> web.Response:
     row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
     if row is None:
         raise NotFound("no such job")
-    return web.json_response(status_body(row))
+    return bodies.answer(status_body(row))
 
 
 LIST_DEFAULT_LIMIT = 50
@@ -194,10 +194,10 @@ async def get_jobs(request: web.Request) -> web.Response:
     rows = await views.list_jobs(request.app[POOL], uuid.UUID(key.id), where, limit=limit + 1)
     page = rows[:limit]
     next_cursor = (
-        params.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+        params.encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     )
-    return web.json_response(
-        {"jobs": [status_body(row) for row in page], "next_cursor": next_cursor}
+    return bodies.answer(
+        bodies.JobList(jobs=[status_body(row) for row in page], next_cursor=next_cursor)
     )
 
 
@@ -322,10 +322,10 @@ async def get_transcript(request: web.Request) -> web.Response:
     row = await views.status(request.app[POOL], job_id(request), uuid.UUID(key.id))
     if row is None:
         raise NotFound("no such job")
-    if row["status"] == "deleted":
+    if row.status == "deleted":
         raise Conflict("the job was deleted", code="job_deleted")
-    column, content_type = FORMATS[fmt]
-    object_key = row[column] if row["status"] == "completed" else None
+    _, content_type = FORMATS[fmt]
+    object_key = row.transcript_key(fmt)
     if not object_key:
         raise Conflict("the transcript is not ready yet", code="not_completed")
     try:
@@ -336,7 +336,7 @@ async def get_transcript(request: web.Request) -> web.Response:
         body=data,
         headers={
             "Content-Type": content_type,
-            "Content-Disposition": f'attachment; filename="{row["id"]}.{fmt}"',
+            "Content-Disposition": f'attachment; filename="{row.id}.{fmt}"',
         },
     )
 

@@ -67,7 +67,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         audio_file_id=job,
         limit=limit,
     )
-    return web.json_response({"dead_letters": [records.to_json(r) for r in rows]})
+    return bodies.answer(bodies.DeadLetters([records.DeadLetter.from_row(r) for r in rows]))
 
 
 @ROUTES.get(
@@ -81,7 +81,7 @@ async def get_dead_letter(request: web.Request) -> web.Response:
     row = await records.get(request.app[POOL], _dead_letter_id(request), api_key_id=_scope(key))
     if row is None:
         raise NotFound("no such dead letter")
-    return web.json_response(records.to_json(row))
+    return bodies.answer(records.DeadLetter.from_row(row))
 
 
 @ROUTES.post(

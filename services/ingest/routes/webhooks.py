@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -99,7 +98,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     assert job is not None
     pool = request.app[POOL]
     rows = await admin.list_for_job(pool, admin.Scope.key(key.id), job)
-    return web.json_response({"audio_file_id": str(job), "deliveries": rows})
+    return bodies.answer(bodies.Deliveries(audio_file_id=str(job), deliveries=rows))
 
 
 @ROUTES.get(
@@ -111,7 +110,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def get_delivery(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, delivery_id = request.app[POOL], _delivery_id(request)
-    return web.json_response(await admin.get(pool, admin.Scope.key(key.id), delivery_id))
+    return bodies.answer(await admin.get(pool, admin.Scope.key(key.id), delivery_id))
 
 
 @ROUTES.post(
@@ -200,10 +199,10 @@ async def send_test(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     # The notifier attempts it at once (NOTIFY); poll the row for its first verdict.
-    while not body["attempt_log"] and loop.time() < deadline:
+    while not body.attempt_log and loop.time() < deadline:
         await asyncio.sleep(0.05)
         body = await admin.get(pool, scope, delivery_id)
-    return web.json_response(body, status=200 if body["attempt_log"] else 202)
+    return bodies.answer(body, status=200 if body.attempt_log else 202)
 
 
 @ROUTES.get(
@@ -214,7 +213,7 @@ async def send_test(request: web.Request) -> web.Response:
 async def get_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
-    return web.json_response(await admin.endpoint(pool, uuid.UUID(key.id)))
+    return bodies.answer(await admin.endpoint(pool, uuid.UUID(key.id)))
 
 
 @ROUTES.post(
@@ -226,8 +225,7 @@ async def enable_endpoint(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
     await admin.enable(pool, key_id)
-    body: dict[str, Any] = await admin.endpoint(pool, key_id)
-    return web.json_response(body)
+    return bodies.answer(await admin.endpoint(pool, key_id))
 
 
 def _checked_url(request: web.Request, url: str | None) -> str:
@@ -250,8 +248,7 @@ async def put_endpoint(request: web.Request) -> web.Response:
     url = _checked_url(request, (await _params(request)).get("url"))
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
     await admin.set_url(pool, key_id, url)
-    body: dict[str, Any] = await admin.endpoint(pool, key_id)
-    return web.json_response(body)
+    return bodies.answer(await admin.endpoint(pool, key_id))
 
 
 @ROUTES.put(
@@ -268,8 +265,7 @@ async def put_progress(request: web.Request) -> web.Response:
     enabled = parse_bool(raw, "enabled")
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
     await admin.set_progress(pool, key_id, enabled)
-    body: dict[str, Any] = await admin.endpoint(pool, key_id)
-    return web.json_response(body)
+    return bodies.answer(await admin.endpoint(pool, key_id))
 
 
 @ROUTES.post(
@@ -284,8 +280,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
     secret = await admin.rotate_secret(pool, key_id)
-    body: dict[str, Any] = await admin.endpoint(pool, key_id)
-    return web.json_response(body | {"webhook_secret": secret})
+    state = await admin.endpoint(pool, key_id)
+    return bodies.answer(msgspec.structs.replace(state, webhook_secret=secret))
 
 
 @ROUTES.post(
@@ -297,8 +293,7 @@ async def finish_rotation(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, key_id = request.app[POOL], uuid.UUID(key.id)
     await admin.finish_rotation(pool, key_id)
-    body: dict[str, Any] = await admin.endpoint(pool, key_id)
-    return web.json_response(body)
+    return bodies.answer(await admin.endpoint(pool, key_id))
 
 
 def register(app: web.Application) -> None:

@@ -60,7 +60,7 @@ async def test_test_events_of_a_key_without_a_webhook_url_are_signed(
         notifier.configure(r.hostport).start()
         delivery_id = await admin.send_test(npool, key.id, r.url)
         test = await admin.get(npool, admin.Scope(key.id), delivery_id)
-        [hit] = await r.wait_accepted(test["webhook_id"])
+        [hit] = await r.wait_accepted(test.webhook_id)
     assert hit.payload is not None and hit.payload["type"] == "webhook.test"
     Webhook(key.secret).verify(hit.body, hit.headers)
 

@@ -55,7 +55,8 @@ async def _status(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
     )
     row = await views.status(pool, uuid.UUID(job_id), key_id)
     assert row is not None
-    return status_body(row)
+    body: dict[str, Any] = msgspec.to_builtins(status_body(row))
+    return body
 
 
 async def _events(pool: asyncpg.Pool, job_id: str) -> list[JobProgress]:

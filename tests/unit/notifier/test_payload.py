@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 import pytest
@@ -11,15 +11,24 @@ import pytest
 from libs.contracts import TranscriptionFailed, TranscriptKeys, TranscriptReady
 from libs.errors import DomainError
 from libs.webhooks import payload
+from libs.webhooks.queue import EventJob
 from services.ingest.errors import answer
 from services.ingest.routes.webhooks import parse_time
 
-JOB: dict[str, Any] = {
-    "campaign_name": "spring",
-    "phone": "+441632960001",
-    "b2_object_key": "spring/audio/+441632960001/a.wav",
-    "recording_id": "rec-from-db",
-}
+JOB = EventJob(
+    id=uuid.uuid4(),
+    api_key_id=uuid.uuid4(),
+    campaign_name="spring",
+    phone="+441632960001",
+    callback_url=None,
+    b2_object_key="spring/audio/+441632960001/a.wav",
+    recording_id="rec-from-db",
+    status="completed",
+    text="hello world",
+    key_webhook_url=None,
+    webhook_disabled_at=None,
+    webhook_progress=False,
+)
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -50,7 +59,7 @@ def test_completed_body_carries_the_contract() -> None:
     assert d["status"] == "completed" and d["transcript"] == "hello world"
     assert d["transcript_truncated"] is False and d["transcript_url"] == "https://g/t.txt"
     assert d["b2_transcript_json_key"] == "spring/transcriptions/json/a.json"
-    assert d["b2_audio_key"] == JOB["b2_object_key"]
+    assert d["b2_audio_key"] == JOB.b2_object_key
 
 
 def test_recording_id_falls_back_to_the_job() -> None:
