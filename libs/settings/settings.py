@@ -45,6 +45,9 @@ class Settings:
     public_base_url_override: str | None = None
     gateway_prefix: str = ""
     max_upload_bytes: int = 500 * 1024 * 1024
+    # The longest recording accepted, in seconds (8 hours): refused at submit when the header
+    # tells (413 audio_too_long), else failed with audio_too_long once decoding tells.
+    max_audio_seconds: float = 28800.0
     ssrf_allowlist: str = ""
     download_connect_timeout: float = 10.0
     download_read_timeout: float = 60.0
@@ -213,6 +216,10 @@ class Settings:
         if model_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", model_sha256):
             raise SettingsError("OFFLINE_MODEL_SHA256 must be 64 hex digits")
 
+        max_audio_seconds = get_float("MAX_AUDIO_SECONDS", 28800.0)
+        if not max_audio_seconds > 0:
+            raise SettingsError(f"MAX_AUDIO_SECONDS must be > 0, got {max_audio_seconds}")
+
         scope_raw = get("TRANSCRIBER_SCOPE") or ""
         return cls(
             database_url=normalise_dsn(get("DATABASE_URL")),
@@ -226,6 +233,7 @@ class Settings:
             public_base_url_override=get("PUBLIC_BASE_URL"),
             gateway_prefix=(get("GATEWAY_B2_PREFIX") or "").strip("/"),
             max_upload_bytes=get_int("MAX_UPLOAD_BYTES", 500 * 1024 * 1024),
+            max_audio_seconds=max_audio_seconds,
             ssrf_allowlist=get("SSRF_ALLOWLIST") or "",
             download_connect_timeout=get_float("DOWNLOAD_CONNECT_TIMEOUT", 10.0),
             download_read_timeout=get_float("DOWNLOAD_READ_TIMEOUT", 60.0),
