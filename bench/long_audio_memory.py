@@ -59,7 +59,9 @@ class FastEngine:
 
     async def transcribe(self, audio: Path, options: EngineOptions) -> Transcript:
         self.calls += 1
-        words = tuple(Word(0.1 + i * 0.3, 0.35 + i * 0.3, w) for i, w in enumerate(("one", "two", "three")))
+        words = tuple(
+            Word(0.1 + i * 0.3, 0.35 + i * 0.3, w) for i, w in enumerate(("one", "two", "three"))
+        )
         return Transcript(
             text="one two three",
             language="en",

@@ -19,6 +19,9 @@ import msgspec
 import numpy as np
 import structlog
 
+from libs.audio.header import Header
+from libs.audio.limits import AudioTooLong, too_long_detail
+
 SAMPLE_RATE = 16_000
 SAMPLE_WIDTH = 2  # bytes per sample: signed 16-bit little-endian, mono
 # One second per chunk: big enough that per-chunk overhead is noise, small enough (32 KiB) that
@@ -160,12 +163,12 @@ def _decode(
     with _open(path) as container:
         stream = _audio_stream(container, path)
         mix = channel is None and _unnamed_many(stream)
-        if channel is None and not mix:
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        elif mix:
+        if mix:
             # FFmpeg's resampler has no downmix for these layouts (see _unnamed_many): the
             # channels are resampled interleaved, as they are, and averaged here.
             resampler = av.AudioResampler(format="s16", rate=SAMPLE_RATE)
+        elif channel is None:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         else:
             channels = int(stream.codec_context.channels or 0)
             if channel >= channels:
@@ -314,7 +317,25 @@ def _declared_duration(container: Any, stream: Any) -> float | None:
     return None
 
 
-def _decoded_duration(path: Path) -> float:
+def declared_header(path: Path) -> Header:
+    """What the container's header says (FFmpeg's reading, no decoding): any format, where
+    `libs.audio.header.read_header` reads only a few; duration None when it does not say."""
+    with _open(path) as container:
+        stream = _audio_stream(container, path)
+        return Header(
+            sample_rate=int(stream.codec_context.sample_rate or 0) or None,
+            channels=int(stream.codec_context.channels or 0) or None,
+            duration=_declared_duration(container, stream),
+        )
+
+
+def decoded_duration(path: Path, *, limit: float) -> float:
+    """The duration measured by decoding (no resampling), stopping with `AudioTooLong` as soon
+    as it is over `limit` seconds: the cost is bounded by the limit, not by the file."""
+    return _decoded_duration(path, limit)
+
+
+def _decoded_duration(path: Path, limit: float | None = None) -> float:
     seconds = 0.0
     with _open(path) as container:
         stream = _audio_stream(container, path)
@@ -323,6 +344,8 @@ def _decoded_duration(path: Path) -> float:
                 # Native rate per frame: a stream may change rate mid-file (it happens with
                 # concatenated recordings), so sum seconds rather than samples.
                 seconds += frame.samples / frame.sample_rate
+                if limit is not None and seconds > limit:
+                    raise AudioTooLong(too_long_detail(seconds, limit, at_least=True))
     return seconds
 
 

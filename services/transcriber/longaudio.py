@@ -29,6 +29,7 @@ import msgspec
 import structlog
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, probe_duration
+from libs.audio.limits import AudioTooLong
 from libs.audio.split import (
     ChunkPlan,
     chunk_extension,
@@ -71,6 +72,8 @@ class SplitPolicy:
     overlap_seconds: float = 1.0
     # Per job; with many jobs in flight the engine sees up to jobs x this many requests.
     chunk_concurrency: int = 4
+    # MAX_AUDIO_SECONDS, enforced while the recording is decoded for planning (None: no limit).
+    max_audio_seconds: float | None = None
 
 
 def needs_splitting(audio: Path, limits: UploadLimits) -> bool:
@@ -190,9 +193,13 @@ class LongAudio:
             plans = [ChunkPlan(index=0, start=0, cut=total, end=total)]
         else:
             try:
-                energies, total = await asyncio.to_thread(frame_energies, audio, channel=channel)
+                energies, total = await asyncio.to_thread(
+                    frame_energies, audio, channel=channel, max_seconds=policy.max_audio_seconds
+                )
             except UndecodableAudio as exc:
                 raise PermanentEngineError(str(exc), code="invalid_media") from exc
+            except AudioTooLong as exc:
+                raise PermanentEngineError(exc.detail, code=exc.code) from exc
             plans = plan_chunks(energies, total, **chunk_bounds(policy, engine.limits))
             del energies
         key = request_key(options, model, channel)

@@ -26,6 +26,7 @@ from libs.audio.channels import (
     channel_count,
     write_channel_wavs,
 )
+from libs.audio.limits import AudioLimits
 from libs.audio.redact import AudioRedaction, redact_to_wav
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
@@ -41,6 +42,7 @@ from libs.redaction import NO_REDACTION, Policy, RedactionReport, redact_transcr
 from libs.transcript import Transcript
 from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
 from libs.transcript.render import FORMATS, render_json
+from services.transcriber.admission import admit
 from services.transcriber.engines import (
     Engine,
     EngineAuthError,
@@ -109,6 +111,7 @@ class Transcriber:
         work_dir: Path | None = None,
         skip_tenants: Iterable[str] = (),
         split_policy: SplitPolicy | None = None,
+        audio_limits: AudioLimits | None = None,
     ) -> None:
         self._pool = pool
         self._store = store
@@ -118,6 +121,12 @@ class Transcriber:
         # The redaction policy of each job being split into chunks: a chunk's transcript is
         # redacted before it is saved in Postgres (see _save_chunk).
         self._chunk_policies: dict[uuid.UUID, Policy] = {}
+        # MAX_AUDIO_SECONDS and the sample rates accepted (services/transcriber/admission.py);
+        # the long-audio path enforces the length again while it decodes.
+        self._audio_limits = audio_limits or AudioLimits()
+        split_policy = dataclasses.replace(
+            split_policy or SplitPolicy(), max_audio_seconds=self._audio_limits.max_seconds
+        )
         self._long_audio = LongAudio(
             lambda job_id: repo.load_chunks(pool, job_id), self._save_chunk, split_policy
         )
@@ -302,6 +311,7 @@ class Transcriber:
         audio = Path(name)
         try:
             await self._store.download_to(job.object_key, audio)
+            await admit(audio, self._audio_limits)  # too long, or not a real sample rate
             started = time.perf_counter()
             limits = engine.limits
             channels, extracted = await self._channels_to_split(engine, audio, event.multichannel)
