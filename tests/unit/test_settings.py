@@ -108,3 +108,14 @@ def test_offline_engine_settings() -> None:
 def test_bad_offline_settings_are_reported_by_name(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_max_audio_seconds_defaults_to_eight_hours() -> None:
+    assert Settings.from_env({}).max_audio_seconds == 28800
+    assert Settings.from_env({"MAX_AUDIO_SECONDS": "3600"}).max_audio_seconds == 3600
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "eight hours"])
+def test_a_bad_max_audio_seconds_is_reported_by_name(value: str) -> None:
+    with pytest.raises(SettingsError, match="MAX_AUDIO_SECONDS"):
+        Settings.from_env({"MAX_AUDIO_SECONDS": value})
