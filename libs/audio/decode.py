@@ -16,7 +16,11 @@ from typing import Any
 import av
 import av.error
 import msgspec
+import numpy as np
 import structlog
+
+from libs.audio.header import Header
+from libs.audio.limits import AudioTooLong, too_long_detail
 
 SAMPLE_RATE = 16_000
 SAMPLE_WIDTH = 2  # bytes per sample: signed 16-bit little-endian, mono
@@ -158,7 +162,12 @@ def _decode(
     """
     with _open(path) as container:
         stream = _audio_stream(container, path)
-        if channel is None:
+        mix = channel is None and _unnamed_many(stream)
+        if mix:
+            # FFmpeg's resampler has no downmix for these layouts (see _unnamed_many): the
+            # channels are resampled interleaved, as they are, and averaged here.
+            resampler = av.AudioResampler(format="s16", rate=SAMPLE_RATE)
+        elif channel is None:
             resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         else:
             channels = int(stream.codec_context.channels or 0)
@@ -183,7 +192,7 @@ def _decode(
                     skip = round(lead * SAMPLE_RATE) * SAMPLE_WIDTH
                 first = False
                 for out in resampler.resample(frame):
-                    view, skip = _skip(_pcm_view(out, channel), skip)
+                    view, skip = _skip(_pcm_view(out, channel, mix=mix), skip)
                     if view:
                         yield view
             if first and seek:
@@ -191,7 +200,7 @@ def _decode(
                 # astray; only a linear decode can tell which.
                 raise _SeekMissed
             for out in resampler.resample(None):
-                view, skip = _skip(_pcm_view(out, channel), skip)
+                view, skip = _skip(_pcm_view(out, channel, mix=mix), skip)
                 if view:
                     yield view
 
@@ -266,9 +275,32 @@ def _frames(container: Any, stream: Any, path: Path) -> Iterator[Any]:
         )
 
 
-def _pcm_view(frame: Any, channel: int | None = None) -> memoryview:
+def _pcm_view(frame: Any, channel: int | None = None, *, mix: bool = False) -> memoryview:
+    if mix:
+        # Packed s16, one column per channel; their mean is the downmix (int32 cannot
+        # overflow for any channel count FFmpeg allows). Not planar: PyAV's `planes` and
+        # `to_ndarray` of a planar frame go wrong past 8 channels (it segfaults).
+        channels = frame.layout.nb_channels
+        raw = memoryview(frame.planes[0])[: frame.samples * channels * SAMPLE_WIDTH]
+        samples = np.frombuffer(raw, dtype="<i2").reshape(-1, channels)
+        mean = samples.sum(axis=1, dtype=np.int32) // channels
+        return memoryview(mean.astype("<i2").tobytes())
     # The plane buffer is padded for SIMD; only samples * width bytes are audio.
     return memoryview(frame.planes[channel or 0])[: frame.samples * SAMPLE_WIDTH]
+
+
+# FFmpeg guesses a layout for an unnamed channel order (a plain WAV's) only up to this many
+# channels; with more (a 9-, 32- or 64-channel recorder's WAV) its resampler cannot downmix
+# and fails with "Invalid argument".
+_GUESSED_LAYOUT_MAX = 8
+
+
+def _unnamed_many(stream: Any) -> bool:
+    layout = stream.codec_context.layout
+    return bool(
+        layout.nb_channels > _GUESSED_LAYOUT_MAX
+        and any(ch.name == "NONE" for ch in layout.channels)
+    )
 
 
 def _declared_duration(container: Any, stream: Any) -> float | None:
@@ -285,7 +317,25 @@ def _declared_duration(container: Any, stream: Any) -> float | None:
     return None
 
 
-def _decoded_duration(path: Path) -> float:
+def declared_header(path: Path) -> Header:
+    """What the container's header says (FFmpeg's reading, no decoding): any format, where
+    `libs.audio.header.read_header` reads only a few; duration None when it does not say."""
+    with _open(path) as container:
+        stream = _audio_stream(container, path)
+        return Header(
+            sample_rate=int(stream.codec_context.sample_rate or 0) or None,
+            channels=int(stream.codec_context.channels or 0) or None,
+            duration=_declared_duration(container, stream),
+        )
+
+
+def decoded_duration(path: Path, *, limit: float) -> float:
+    """The duration measured by decoding (no resampling), stopping with `AudioTooLong` as soon
+    as it is over `limit` seconds: the cost is bounded by the limit, not by the file."""
+    return _decoded_duration(path, limit)
+
+
+def _decoded_duration(path: Path, limit: float | None = None) -> float:
     seconds = 0.0
     with _open(path) as container:
         stream = _audio_stream(container, path)
@@ -294,6 +344,8 @@ def _decoded_duration(path: Path) -> float:
                 # Native rate per frame: a stream may change rate mid-file (it happens with
                 # concatenated recordings), so sum seconds rather than samples.
                 seconds += frame.samples / frame.sample_rate
+                if limit is not None and seconds > limit:
+                    raise AudioTooLong(too_long_detail(seconds, limit, at_least=True))
     return seconds
 
 

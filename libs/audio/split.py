@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from libs.audio.decode import SAMPLE_RATE, iter_pcm
+from libs.audio.limits import AudioTooLong, too_long_detail
 
 FRAME_SAMPLES = SAMPLE_RATE // 10
 FRAME_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
@@ -70,19 +71,24 @@ class ChunkPlan:
 
 
 def frame_energies(
-    path: Path, *, channel: int | None = None
+    path: Path, *, channel: int | None = None, max_seconds: float | None = None
 ) -> tuple[npt.NDArray[np.float32], int]:
     """Mean square amplitude of every 100 ms frame (the last may be partial), and the total
     number of samples, of the downmix or of one `channel`; raises `UndecodableAudio` like
-    `iter_pcm`."""
+    `iter_pcm`, and `AudioTooLong` as soon as more than `max_seconds` have decoded (the
+    container's duration, if it gave one, was wrong)."""
     energies: list[npt.NDArray[np.float32]] = []
     total = 0
+    limit = None if max_seconds is None else max_seconds * SAMPLE_RATE
     tail = np.zeros(0, dtype=np.float32)
     # 10 s per decoded chunk keeps numpy's per-call overhead negligible.
     with closing(iter_pcm(path, chunk_samples=FRAME_SAMPLES * 100, channel=channel)) as pcm:
         for chunk in pcm:
             samples = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
             total += samples.size
+            if limit is not None and total > limit:
+                assert max_seconds is not None
+                raise AudioTooLong(too_long_detail(total / SAMPLE_RATE, max_seconds, at_least=True))
             if tail.size:
                 samples = np.concatenate((tail, samples))
             whole = samples.size // FRAME_SAMPLES * FRAME_SAMPLES

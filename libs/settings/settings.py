@@ -168,6 +168,9 @@ class Settings:
     public_base_url_override: str | None = setting("PUBLIC_BASE_URL")
     gateway_prefix: str = setting("GATEWAY_B2_PREFIX", "", parse=lambda v: v.strip("/"))
     max_upload_bytes: int = setting("MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
+    # The longest recording accepted, in seconds (8 hours): refused at submit when the header
+    # tells (413 audio_too_long), else failed with audio_too_long once decoding tells.
+    max_audio_seconds: float = setting("MAX_AUDIO_SECONDS", 28800.0, check=above(0))
     ssrf_allowlist: str = setting("SSRF_ALLOWLIST", "")
     download_connect_timeout: float = setting("DOWNLOAD_CONNECT_TIMEOUT", 10.0)
     download_read_timeout: float = setting("DOWNLOAD_READ_TIMEOUT", 60.0)

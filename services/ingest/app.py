@@ -23,6 +23,7 @@ from aiohttp.web_request import BaseRequest
 from nats.aio.client import Client as NATS
 
 from libs import bus, db
+from libs.audio.limits import AudioLimits
 from libs.blobstore import BlobStore, S3BlobStore
 from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
@@ -186,6 +187,7 @@ def create_app(
                 validate_callback=callback_validator(settings),
                 claim_ttl=CLAIM_TTL if claim_ttl is None else claim_ttl,
                 claim_wait=claim_wait,
+                audio_limits=AudioLimits(max_seconds=settings.max_audio_seconds),
             )
             if sweeper:
                 stop = asyncio.Event()

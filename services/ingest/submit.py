@@ -19,7 +19,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +28,7 @@ import asyncpg
 import structlog
 
 from libs.apikeys import ApiKey
+from libs.audio.limits import AudioLimits
 from libs.audio.sniff import SNIFF_BYTES as HEAD_BYTES
 from libs.audio.sniff import SUPPORTED, AudioFormat, sniff
 from libs.blobstore import BlobStore
@@ -46,7 +47,7 @@ from libs.jobs import submission as jobs
 from libs.jobs.record import Job
 from libs.layout import MAX_KEY_BYTES, audio_key, loggable, oversized, transcript_keys
 from libs.metrics import JOBS_SUBMITTED
-from services.ingest import bodies
+from services.ingest import admission, bodies
 from services.ingest.form import SubmitForm
 from services.ingest.lookup import (
     AmbiguousRecording,
@@ -135,6 +136,8 @@ class SubmitContext:
     # duplicates wait up to claim_wait for the owner's job, then get 409 + Retry-After.
     claim_ttl: float = 90.0
     claim_wait: float = 30.0
+    # MAX_AUDIO_SECONDS and the sample rates accepted (services/ingest/admission.py).
+    audio_limits: AudioLimits = field(default_factory=AudioLimits)
 
 
 class CallbackValidator(Protocol):
@@ -588,12 +591,15 @@ def _require_audio(head: bytes) -> AudioFormat:
     return fmt
 
 
-async def _with_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator[bytes]]:
-    """Read enough bytes to sniff the format, then replay them ahead of the rest."""
+async def _with_head(
+    chunks: AsyncIterator[bytes], want: int = HEAD_BYTES
+) -> tuple[bytes, AsyncIterator[bytes]]:
+    """Read `want` bytes (or all there are) to sniff the format and read the header, then
+    replay them ahead of the rest."""
     head = b""
     async for chunk in chunks:
         head += chunk
-        if len(head) >= HEAD_BYTES:
+        if len(head) >= want:
             break
 
     async def replay() -> AsyncIterator[bytes]:
@@ -609,10 +615,11 @@ async def _store_url(
     ctx: SubmitContext, url: str, stem: str, attempting: Callable[[str], None]
 ) -> Stored:
     async with ctx.fetcher.open(url) as chunks:
-        head, body = await _with_head(chunks)
+        head, body = await _with_head(chunks, admission.HEADER_BYTES)
         if not head:
             raise SourceFailed("the URL returned an empty body", code="empty_download")
         fmt = _require_audio(head)
+        body = admission.check_stream(head, body, ctx.audio_limits)
         key = f"{stem}.{fmt.ext}"
         attempting(key)
         stored = await ctx.store.put_stream(key, body, fmt.content_type)
@@ -624,6 +631,7 @@ async def _store_upload(
 ) -> Stored:
     with path.open("rb") as fh:
         fmt = _require_audio(fh.read(HEAD_BYTES))
+        await asyncio.to_thread(admission.check_file, fh, ctx.audio_limits)
         fh.seek(0)
 
         async def chunks() -> AsyncIterator[bytes]:

@@ -33,6 +33,7 @@ import msgspec
 import structlog
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, probe_duration
+from libs.audio.limits import AudioTooLong
 from libs.audio.split import (
     ChunkPlan,
     chunk_extension,
@@ -78,6 +79,8 @@ class SplitPolicy:
     overlap_seconds: float = 1.0
     # Per job; with many jobs in flight the engine sees up to jobs x this many requests.
     chunk_concurrency: int = 4
+    # MAX_AUDIO_SECONDS, enforced while the recording is decoded for planning (None: no limit).
+    max_audio_seconds: float | None = None
 
 
 def needs_splitting(audio: Path, limits: UploadLimits) -> bool:
@@ -199,9 +202,13 @@ class LongAudio:
             plans = [ChunkPlan(index=0, start=0, cut=total, end=total)]
         else:
             try:
-                energies, total = await asyncio.to_thread(frame_energies, audio, channel=channel)
+                energies, total = await asyncio.to_thread(
+                    frame_energies, audio, channel=channel, max_seconds=policy.max_audio_seconds
+                )
             except UndecodableAudio as exc:
                 raise PermanentEngineError(str(exc), code="invalid_media") from exc
+            except AudioTooLong as exc:
+                raise PermanentEngineError(exc.detail, code=exc.code) from exc
             plans = plan_chunks(energies, total, **chunk_bounds(policy, engine.limits))
             del energies
         key = request_key(options, model, channel)
@@ -265,7 +272,17 @@ class LongAudio:
                 finally:
                     path.unlink(missing_ok=True)
 
-        await asyncio.gather(*(run(p.index) for p in plans if p.index not in results))
+        # A few workers take the chunks in turn, so the tasks (and their frames) in memory are
+        # bounded by the parallelism, not by the number of chunks (2,000 tasks held ~7 MB).
+        todo = iter([p.index for p in plans if p.index not in results])
+
+        async def drain() -> None:
+            for index in todo:
+                if errors:
+                    return
+                await run(index)
+
+        await asyncio.gather(*(drain() for _ in range(chunk_parallelism(policy, engine.limits))))
         if errors:
             log.warning(
                 "long_audio_attempt_failed",

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 import structlog
 
 from libs import bus, db
+from libs.audio.limits import AudioLimits
 from libs.blobstore import S3BlobStore
 from libs.contracts import streams
 from libs.observability import serve_metrics
@@ -102,6 +103,7 @@ async def run(settings: Settings, stop: asyncio.Event, *, scope: str | None = No
             engines,
             skip_tenants=settings.transcriber_scope if scope is None else (),
             redaction_timeout=settings.redaction_timeout,
+            audio_limits=AudioLimits(max_seconds=settings.max_audio_seconds),
         )
         consumer = bus.PullConsumer(
             js,

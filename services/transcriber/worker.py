@@ -40,6 +40,7 @@ from libs.audio.channels import (
     channel_count,
     write_channel_wavs,
 )
+from libs.audio.limits import AudioLimits
 from libs.audio.redact import AudioRedaction, redact_to_wav
 from libs.blobstore import BlobNotFound, BlobStore, BlobStoreRefused, StoredObject
 from libs.bus import Delivery, Pause, Reject, Retry
@@ -68,6 +69,7 @@ from libs.transcript import Transcript
 from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
 from libs.transcript.render import FORMATS, render_json
 from services.transcriber import redact
+from services.transcriber.admission import admit
 from services.transcriber.engines import (
     Engine,
     EngineAuthError,
@@ -193,13 +195,19 @@ class Transcriber:
         split_policy: SplitPolicy | None = None,
         redaction_timeout: float = REDACTION_TIMEOUT,
         redactor: redact.Redactor = redact_transcript,
+        audio_limits: AudioLimits | None = None,
     ) -> None:
         self._pool = pool
         self._store = store
         self._engines = engines
         self._work_dir = work_dir
         self._skip_subjects = frozenset(subjects.audio_stored(t) for t in skip_tenants)
-        self._split = split_policy or SplitPolicy()
+        # MAX_AUDIO_SECONDS and the sample rates accepted (services/transcriber/admission.py);
+        # the long-audio path enforces the length again while it decodes.
+        self._audio_limits = audio_limits or AudioLimits()
+        self._split = dataclasses.replace(
+            split_policy or SplitPolicy(), max_audio_seconds=self._audio_limits.max_seconds
+        )
         self._redaction_timeout = redaction_timeout
         self._redactor = redactor
 
@@ -421,6 +429,7 @@ class Transcriber:
         audio = self._temp_path(job.object_key)
         try:
             await self._store.download_to(job.object_key, audio)
+            await admit(audio, self._audio_limits)  # too long, or not a real sample rate
             started = time.perf_counter()
             transcript = await self._transcribe_file(engine, audio, job, event, policy)
             transcript = self._with_speakers(transcript, engine, event)

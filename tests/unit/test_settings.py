@@ -139,3 +139,14 @@ def test_checks_say_what_is_wrong() -> None:
 
     assert at_least(1)(1) is None and at_least(1)(0) == "must be >= 1, got 0"
     assert above(0)(0.5) is None and above(0)(0) == "must be > 0, got 0"
+
+
+def test_max_audio_seconds_defaults_to_eight_hours() -> None:
+    assert Settings.from_env({}).max_audio_seconds == 28800
+    assert Settings.from_env({"MAX_AUDIO_SECONDS": "3600"}).max_audio_seconds == 3600
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "eight hours"])
+def test_a_bad_max_audio_seconds_is_reported_by_name(value: str) -> None:
+    with pytest.raises(SettingsError, match="MAX_AUDIO_SECONDS"):
+        Settings.from_env({"MAX_AUDIO_SECONDS": value})

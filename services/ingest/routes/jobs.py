@@ -85,8 +85,10 @@ NO_SUCH_JOB = "no such job for this key"
         408: "the body did not arrive within INGEST_BODY_READ_TIMEOUT (`body_read_timeout`)",
         409: "recording_id matches several recordings, or an identical submission is still "
         "in progress",
-        413: "the recording exceeds MAX_UPLOAD_BYTES",
-        415: "not a recognised audio format, or not a form content type",
+        413: "the recording exceeds MAX_UPLOAD_BYTES, or its header says it is longer than "
+        "MAX_AUDIO_SECONDS (`audio_too_long`)",
+        415: "not a recognised audio format, or not a form content type, or its header's "
+        "sample rate is outside 2,000-384,000 Hz (`unsupported_sample_rate`)",
         422: "the download failed (upstream status, timeout, empty body), or the "
         "Idempotency-Key was used for a different request (idempotency_key_reused)",
     },

@@ -45,6 +45,7 @@ from services.transcriber.engines.base import (
     Timestamps,
     UploadLimits,
 )
+from services.transcriber.engines.heap import release_free_heap
 from services.transcriber.engines.languages import normalize_language
 from services.transcriber.engines.threads import run_cancellable
 
@@ -325,10 +326,14 @@ class FasterWhisperEngine:
         if self._model is None:
             await self.warm_up()
         language = self._language(options.language)
-        return await run_cancellable(
-            self._slot,
-            lambda cancelled: self._transcribe_blocking(audio, options, language, cancelled),
-        )
+        try:
+            return await run_cancellable(
+                self._slot,
+                lambda cancelled: self._transcribe_blocking(audio, options, language, cancelled),
+            )
+        finally:
+            # The window's samples and features are freed; give the pages back (engines/heap.py).
+            release_free_heap()
 
     def _language(self, requested: str | None) -> str | None:
         """The language to decode in; None: the model detects it (multilingual models only)."""
