@@ -247,9 +247,7 @@ async def test_a_text_only_engine_still_yields_true_turns(
     # Turn by turn: two turns per channel, each its own request answered with text only.
     assert len(uploads) == 4 and {r.response_format for r in uploads} == {"json"}
     transcript = msgspec.json.decode(files["json"], type=Transcript)
-    assert [(u.channel, u.text) for u in transcript.utterances] == [
-        (t[0], t[3]) for t in TIMELINE
-    ]
+    assert [(u.channel, u.text) for u in transcript.utterances] == [(t[0], t[3]) for t in TIMELINE]
     for utterance, (_, start, _, _) in zip(transcript.utterances, TIMELINE, strict=True):
         assert start - 0.4 <= utterance.start < start + 0.6
         assert utterance.end - utterance.start < 4.5
