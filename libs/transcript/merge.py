@@ -40,7 +40,10 @@ def merge(
     duration: float,
     timed: bool,
     metadata: dict[str, Any] | None = None,
+    overlapping: bool = True,
 ) -> Transcript:
+    """`overlapping=False`: the chunks do not overlap (speech turns), so text that repeats at
+    a seam was said twice and is kept."""
     if not chunks:
         raise ValueError("nothing to merge")
     first = chunks[0].transcript
@@ -48,7 +51,7 @@ def merge(
         segments = _merge_timed(chunks)
         text = " ".join(s.text for s in segments if s.text)
     else:
-        segments, text = _merge_text(chunks)
+        segments, text = _merge_text(chunks, overlapping=overlapping)
     words: tuple[Word, ...] | None = None
     if any(c.transcript.words is not None for c in chunks):
         words = _merge_words(chunks)
@@ -141,12 +144,15 @@ def _merge_words(chunks: Sequence[ChunkTranscript]) -> tuple[Word, ...]:
     )
 
 
-def _merge_text(chunks: Sequence[ChunkTranscript]) -> tuple[list[Segment], str]:
+def _merge_text(
+    chunks: Sequence[ChunkTranscript], *, overlapping: bool
+) -> tuple[list[Segment], str]:
     segments: list[Segment] = []
     previous: list[str] = []
     for chunk in chunks:
         tokens = chunk.transcript.text.split()
-        tokens = tokens[overlap_length(previous, tokens) :]
+        if overlapping:
+            tokens = tokens[overlap_length(previous, tokens) :]
         text = " ".join(tokens)
         if text:
             segments.append(

@@ -41,6 +41,7 @@ from libs.audio.split import (
     frame_energies,
     plan_chunks,
 )
+from libs.audio.turns import plan_turns
 from libs.jobs.lifecycle import StoredChunk
 from libs.transcript import Transcript
 from libs.transcript.merge import ChunkTranscript, merge
@@ -64,6 +65,9 @@ _MIN_BYTES_PER_SECOND = 500
 # Saved chunk indexes of channel k start at (k + 1) * CHANNEL_STRIDE (a downmix's at 0): more
 # chunks than this in one channel would be a recording of over two months.
 CHANNEL_STRIDE = 10_000
+# A speech turn sent to a text-only engine is at most this long: its text is timed by the
+# turn's bounds, so a longer turn would blur the conversation's timeline.
+TURN_SECONDS = 30.0
 
 LoadChunks = Callable[[uuid.UUID], Awaitable[dict[int, StoredChunk]]]
 SaveChunk = Callable[[uuid.UUID, StoredChunk], Awaitable[None]]
@@ -197,21 +201,17 @@ class LongAudio:
             options = msgspec.structs.replace(options, timestamps="segment")
         timed = engine.output_shape(model, options.timestamps).segment_timings
         started = time.perf_counter()
-        if prepared is not None:
-            total = await asyncio.to_thread(_wav_frames, prepared)
-            plans = [ChunkPlan(index=0, start=0, cut=total, end=total)]
-        else:
-            try:
-                energies, total = await asyncio.to_thread(
-                    frame_energies, audio, channel=channel, max_seconds=policy.max_audio_seconds
-                )
-            except UndecodableAudio as exc:
-                raise PermanentEngineError(str(exc), code="invalid_media") from exc
-            except AudioTooLong as exc:
-                raise PermanentEngineError(exc.detail, code=exc.code) from exc
-            plans = plan_chunks(energies, total, **chunk_bounds(policy, engine.limits))
-            del energies
-        key = request_key(options, model, channel)
+        # A channel of a call sent to an engine that answers text only goes turn by turn, so
+        # each turn's text is timed by the turn (see libs.audio.turns).
+        turns = channel is not None and not timed
+        # Where the chunks are cut from: the recording's channel, or that channel extracted.
+        source, source_channel = audio, channel
+        if turns and prepared is not None:
+            source, source_channel, prepared = prepared, None, None
+        plans, total = await self._plan(engine, source, source_channel, prepared, turns=turns)
+        if not plans:
+            return _silence(engine, model, total)
+        key = request_key(options, model, channel) + ("|turns" if turns else "")
         base = 0 if channel is None else (channel + 1) * CHANNEL_STRIDE
         saved = await self._load(job_id)
         results: dict[int, Transcript] = {}
@@ -246,12 +246,12 @@ class LongAudio:
                     if prepared is None:
                         await asyncio.to_thread(
                             encode_window,
-                            audio,
+                            source,
                             path,
                             start=plan.start,
                             samples=plan.samples,
                             encoding=encoding,
-                            channel=channel,
+                            channel=source_channel,
                         )
                     transcript = await engine.transcribe(path, options)
                     await self._save(
@@ -317,7 +317,13 @@ class LongAudio:
                 "chunks": [results[p.index].engine_metadata.get("raw_response") for p in plans]
             },
         }
-        transcript = merge(parts, duration=total / SAMPLE_RATE, timed=timed, metadata=metadata)
+        transcript = merge(
+            parts,
+            duration=total / SAMPLE_RATE,
+            timed=timed,
+            metadata=metadata,
+            overlapping=not turns,
+        )
         if wanted == "none" and channel is None:
             # A channel's segments are still needed: they become the conversation's utterances.
             transcript = msgspec.structs.replace(transcript, segments=())
@@ -330,6 +336,46 @@ class LongAudio:
             seconds=round(time.perf_counter() - started, 2),
         )
         return transcript
+
+    async def _plan(
+        self,
+        engine: Engine,
+        audio: Path,
+        channel: int | None,
+        prepared: Path | None,
+        *,
+        turns: bool,
+    ) -> tuple[list[ChunkPlan], int]:
+        """The chunks to send (speech turns, or long audio cut at silence) and the samples in
+        all; `prepared` is sent whole as one chunk."""
+        if prepared is not None:
+            total = await asyncio.to_thread(_wav_frames, prepared)
+            return [ChunkPlan(index=0, start=0, cut=total, end=total)], total
+        try:
+            energies, total = await asyncio.to_thread(
+                frame_energies, audio, channel=channel, max_seconds=self.policy.max_audio_seconds
+            )
+        except UndecodableAudio as exc:
+            raise PermanentEngineError(str(exc), code="invalid_media") from exc
+        except AudioTooLong as exc:
+            raise PermanentEngineError(exc.detail, code=exc.code) from exc
+        bounds = chunk_bounds(self.policy, engine.limits)
+        if turns:
+            longest = min(TURN_SECONDS, bounds["target_seconds"])
+            return plan_turns(energies, total, max_turn_seconds=longest), total
+        return plan_chunks(energies, total, **bounds), total
+
+
+def _silence(engine: Engine, model: str, samples: int) -> Transcript:
+    """A channel without a single turn of speech: nothing said, nothing sent."""
+    return Transcript(
+        text="",
+        language=None,
+        duration=round(samples / SAMPLE_RATE, 3),
+        model=model,
+        engine=engine.name,
+        engine_metadata={"chunks": [], "turns": 0},
+    )
 
 
 def most_severe(errors: list[BaseException]) -> BaseException:

@@ -4,6 +4,7 @@ split under `auto`; a failed channel resumes without redoing the other."""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from libs.audio import SAMPLE_RATE, iter_pcm
 from libs.bus import Retry
+from libs.layout import unredacted_transcript_key
 from libs.redaction import Policy
 from libs.settings import Settings
 from libs.transcript import Transcript
@@ -263,12 +265,13 @@ async def test_utterance_words_only_when_asked_even_with_audio_redaction(
         state = await harness.job_state(pool, made.id)
         stem = made.key.split("/audio/", 1)[1].rsplit(".", 1)[0]
         raw = await store.get_bytes(f"camp/transcriptions/json/{stem}.json")
-        original_key = await pool.fetchval(
-            "SELECT redaction->>'original_key' FROM media_pipeline.transcriptions"
+        stored = await pool.fetchval(
+            "SELECT redaction->>'original_stored' FROM media_pipeline.transcriptions"
             " WHERE audio_file_id = $1::uuid",
             made.id,
         )
-        unredacted = await store.get_bytes(original_key)
+        assert stored == "true"
+        unredacted = await store.get_bytes(unredacted_transcript_key(made.key, campaign="camp"))
     assert state["status"] == "completed"
     assert all("word" in r.timestamp_granularities for r in fake.requests)
     for stored in (raw, unredacted):
@@ -276,3 +279,41 @@ async def test_utterance_words_only_when_asked_even_with_audio_redaction(
         assert len(transcript.utterances) == 4
         assert transcript.words is None
         assert [u.words for u in transcript.utterances] == [None] * 4
+
+
+class TextOnlyCallFake(FakeOpenAIServer):
+    """The gpt-4o models: text only, no timings. The words of each upload are those the
+    fixture's timeline put in that channel's turn (from the chunk's file name: channel k,
+    turn i), so every time in the result comes from the gateway's own cut."""
+
+    def _text_for(self, record: RecordedRequest, audio: bytes) -> str:
+        found = re.search(r"-ch(\d+)-chunk-(\d+)\.", record.filename or "")
+        assert found is not None, record.filename
+        channel, turn = int(found[1]), int(found[2])
+        return [t[3] for t in TIMELINE if t[0] == channel][turn]
+
+
+@pytest.mark.parametrize("path", [CALL_STEREO, CALL_STEREO_8K], ids=["opus16k", "mulaw8k"])
+async def test_a_text_only_engine_still_yields_true_turns(
+    settings: Settings, pool: asyncpg.Pool, path: Path
+) -> None:
+    async with TextOnlyCallFake() as fake:
+        state, files = await _run(
+            settings, pool, fake, path, multichannel="auto", model="gpt-4o-transcribe"
+        )
+    assert state["status"] == "completed"
+    uploads = [r for r in fake.requests if r.status == 200]
+    # Turn by turn: two turns per channel, each its own request answered with text only.
+    assert len(uploads) == 4 and {r.response_format for r in uploads} == {"json"}
+    transcript = msgspec.json.decode(files["json"], type=Transcript)
+    assert [(u.channel, u.text) for u in transcript.utterances] == [(t[0], t[3]) for t in TIMELINE]
+    for utterance, (_, start, _, _) in zip(transcript.utterances, TIMELINE, strict=True):
+        assert start - 0.4 <= utterance.start < start + 0.6
+        assert utterance.end - utterance.start < 4.5
+    conversation = transcript.conversation
+    assert conversation is not None
+    agent, customer = conversation.speakers
+    # The customer's second turn starts while the agent is still speaking.
+    assert 0.3 < conversation.overlap_time < 1.8
+    assert (customer.interruptions, agent.interruptions) == (1, 0)
+    assert 0 < conversation.silence_ratio < 1
