@@ -265,12 +265,12 @@ async def test_utterance_words_only_when_asked_even_with_audio_redaction(
         state = await harness.job_state(pool, made.id)
         stem = made.key.split("/audio/", 1)[1].rsplit(".", 1)[0]
         raw = await store.get_bytes(f"camp/transcriptions/json/{stem}.json")
-        stored = await pool.fetchval(
+        kept = await pool.fetchval(
             "SELECT redaction->>'original_stored' FROM media_pipeline.transcriptions"
             " WHERE audio_file_id = $1::uuid",
             made.id,
         )
-        assert stored == "true"
+        assert kept == "true"
         unredacted = await store.get_bytes(unredacted_transcript_key(made.key, campaign="camp"))
     assert state["status"] == "completed"
     assert all("word" in r.timestamp_granularities for r in fake.requests)
