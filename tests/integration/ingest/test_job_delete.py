@@ -394,6 +394,7 @@ def _old_record(job: lifecycle.ProcessingJob) -> dict[str, Any]:
         "counts": {"credit_card": 1},
         "spans": [{"cls": "credit_card", "start": 1.0, "end": 2.5}],
         "timing": "words",
+        "dropped_metadata": [],
         "original_key": layout.unredacted_transcript_key(
             job.object_key, campaign=job.campaign_name, prefix=job.transcript_prefix
         ),
