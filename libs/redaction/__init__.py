@@ -3,6 +3,8 @@
 ``Policy`` says what to redact (entity classes), how to substitute it and what to keep;
 ``detect`` finds values in text (typed or spoken); ``redact_transcript`` applies a policy to a
 whole transcript and returns the evidence (class, count, time spans, never the values).
+Both take an optional ``deadline`` (``time.monotonic()`` seconds) and raise ``RedactionTimeout``
+past it, so a caller can fail closed.
 """
 
 from libs.redaction.apply import (
@@ -13,6 +15,7 @@ from libs.redaction.apply import (
     redact_transcript,
     substitute,
 )
+from libs.redaction.deadline import RedactionTimeout
 from libs.redaction.detect import Finding, detect, is_card_number
 from libs.redaction.policy import NO_REDACTION, EntityClass, Policy
 
@@ -24,6 +27,7 @@ __all__ = [
     "Policy",
     "RedactedSpan",
     "RedactionReport",
+    "RedactionTimeout",
     "detect",
     "is_card_number",
     "redact_text",

@@ -13,6 +13,7 @@ redaction needs.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
@@ -76,8 +77,12 @@ def substitute(finding: Finding, policy: Policy) -> str:
     return " ".join(masked[i : i + 4] for i in range(0, len(masked), 4))
 
 
-def redact_text(text: str, policy: Policy) -> tuple[str, list[Finding]]:
-    findings = detect(text, policy.classes)
+def redact_text(
+    text: str, policy: Policy, *, deadline: float | None = None
+) -> tuple[str, list[Finding]]:
+    """``deadline``: a ``time.monotonic()`` value after which detection raises
+    ``RedactionTimeout`` (see ``detect``)."""
+    findings = detect(text, policy.classes, deadline=deadline)
     return _replace(text, findings, policy), findings
 
 
@@ -98,7 +103,9 @@ class _Located(NamedTuple):
     last: int
 
 
-def redact_pieces(pieces: Sequence[str], policy: Policy) -> tuple[list[str], list[_Located]]:
+def redact_pieces(
+    pieces: Sequence[str], policy: Policy, *, deadline: float | None = None
+) -> tuple[list[str], list[_Located]]:
     """Redacts pieces (segment texts, words) as one text joined by spaces, so a value said
     across pieces is found; returns the new pieces (a swallowed piece becomes "") and where
     each finding lies."""
@@ -108,16 +115,26 @@ def redact_pieces(pieces: Sequence[str], policy: Policy) -> tuple[list[str], lis
         bounds.append((at, at + len(piece)))
         at += len(piece) + 1
     joined = " ".join(pieces)
-    findings = detect(joined, policy.classes)
+    findings = detect(joined, policy.classes, deadline=deadline)
     if not findings:
         return list(pieces), []
-    located: list[_Located] = []
-    for f in findings:
-        touched = [i for i, (s, e) in enumerate(bounds) if s < f.end and f.start < e]
-        located.append(_Located(f, touched[0], touched[-1]))
+    # Pieces and findings are both in text order (findings never overlap): each is found by
+    # bisection or a pointer moving forward, so the work is linear in pieces plus findings.
+    starts = [s for s, _ in bounds]
+    ends = [e for _, e in bounds]
+    located = [
+        _Located(f, bisect_right(ends, f.start), bisect_left(starts, f.end) - 1) for f in findings
+    ]
     out: list[str] = []
+    first_open = 0  # the first finding that may still reach the current piece
     for i, (s, e) in enumerate(bounds):
-        relevant = [loc for loc in located if loc.finding.start < e and s < loc.finding.end]
+        while first_open < len(located) and located[first_open].finding.end <= s:
+            first_open += 1
+        relevant = []
+        k = first_open
+        while k < len(located) and located[k].finding.start < e:
+            relevant.append(located[k])
+            k += 1
         if not relevant:
             out.append(pieces[i])
             continue
@@ -137,10 +154,10 @@ def redact_pieces(pieces: Sequence[str], policy: Policy) -> tuple[list[str], lis
 
 
 def _redact_timed(
-    items: Sequence[Any], field: TimedField, policy: Policy
+    items: Sequence[Any], field: TimedField, policy: Policy, deadline: float | None = None
 ) -> tuple[tuple[Any, ...], list[tuple[Finding, float, float]]]:
     texts = [getattr(item, field.text_attr) for item in items]
-    new_texts, located = redact_pieces(texts, policy)
+    new_texts, located = redact_pieces(texts, policy, deadline=deadline)
     spans = [(loc.finding, items[loc.first].start, items[loc.last].end) for loc in located]
     out: list[Any] = []
     swallowed: set[int] = set()
@@ -165,7 +182,7 @@ def _redact_timed(
 
 
 def _redact_metadata(
-    metadata: dict[str, Any], policy: Policy
+    metadata: dict[str, Any], policy: Policy, deadline: float | None = None
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Keeps scalar metadata (request ids, timings), redacts strings, drops nested values
     (the raw response and per-chunk raw responses repeat the unredacted text)."""
@@ -175,37 +192,44 @@ def _redact_metadata(
         if value is None or isinstance(value, bool | int | float):
             kept[key] = value
         elif isinstance(value, str):
-            kept[key] = redact_text(value, policy)[0]
+            kept[key] = redact_text(value, policy, deadline=deadline)[0]
         else:
             dropped.append(key)
     return kept, tuple(sorted(dropped))
 
 
 def redact_transcript(
-    transcript: Transcript, policy: Policy, *, timed_segments: bool = True
+    transcript: Transcript,
+    policy: Policy,
+    *,
+    timed_segments: bool = True,
+    deadline: float | None = None,
 ) -> tuple[Transcript, RedactionReport]:
     """The transcript with every text-bearing field redacted, and the evidence of it.
 
     `timed_segments=False` says the segments' times are not when things were said (an engine
     that returns text only gets one segment spanning the whole file): spans then come from
-    words or nowhere."""
+    words or nowhere.
+
+    `deadline` (a `time.monotonic()` value) bounds the whole call: past it, `RedactionTimeout`
+    is raised and nothing is returned, so the caller stores and sends nothing."""
     if not policy.active:
         return transcript, RedactionReport(policy="")
-    text, findings = redact_text(transcript.text, policy)
+    text, findings = redact_text(transcript.text, policy, deadline=deadline)
     changes: dict[str, Any] = {"text": text}
     timed: dict[str, list[tuple[Finding, float, float]]] = {}
     for field in TIMED_FIELDS:
         items = getattr(transcript, field.name)
         if items:
-            changes[field.name], timed[field.name] = _redact_timed(items, field, policy)
+            changes[field.name], timed[field.name] = _redact_timed(items, field, policy, deadline)
     if "utterances" in changes:
         changes["utterances"] = tuple(
-            msgspec.structs.replace(u, words=_redact_timed(u.words, _WORDS, policy)[0])
+            msgspec.structs.replace(u, words=_redact_timed(u.words, _WORDS, policy, deadline)[0])
             if u.words
             else u
             for u in changes["utterances"]
         )
-    metadata, dropped = _redact_metadata(transcript.engine_metadata, policy)
+    metadata, dropped = _redact_metadata(transcript.engine_metadata, policy, deadline)
     changes["engine_metadata"] = metadata
     redacted = msgspec.structs.replace(transcript, **changes)
     timing: Literal["words", "segments", "none"] = "none"

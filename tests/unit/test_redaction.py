@@ -27,7 +27,7 @@ from libs.transcript.render import FORMATS
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "redaction"
 SNIPPETS: list[dict[str, Any]] = [
     snippet
-    for name in ("calls.json", "heldout.json")
+    for name in ("calls.json", "heldout.json", "heldout2.json")
     for snippet in json.loads((CORPORA / name).read_text())["snippets"]
 ]
 ALL = frozenset(EntityClass)
@@ -87,16 +87,29 @@ TEST_CARDS = frozenset(
         "5500000000000004",
     }
 )
+# A test number as an engine misheard it, redacted because it was read in a card context
+# (calls.json, heldout2.json): a digit dropped, doubled or misheard.
+MISHEARD_CARDS = frozenset(
+    {
+        "555555555554444",
+        "411111111111111",
+        "55555555555554444",
+        "4012888888881882",
+        "5200828282828211",
+    }
+)
 
 
 def test_corpus_cards_are_read_as_the_right_digits() -> None:
     # Not just any Luhn-valid number: the spoken forms parse to the very number said.
+    # Digits after a card in its run (an engine's extras) are redacted with it.
     seen = set()
     for snippet in SNIPPETS:
         for finding in detect(snippet["text"], {EntityClass.CREDIT_CARD}):
-            assert finding.digits in TEST_CARDS, snippet["id"]
-            seen.add(finding.digits)
-    assert seen == TEST_CARDS
+            card = next((c for c in TEST_CARDS if finding.digits.startswith(c)), finding.digits)
+            assert card in TEST_CARDS | MISHEARD_CARDS, snippet["id"]
+            seen.add(card)
+    assert seen == TEST_CARDS | MISHEARD_CARDS
     assert all(is_card_number(card) for card in TEST_CARDS)
     assert not is_card_number("4111111111111112")
     assert not is_card_number("5555555555554445")
