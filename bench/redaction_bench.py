@@ -30,6 +30,7 @@ CORPORA = {
     "calls": REPO_ROOT / "tests" / "data" / "redaction" / "calls.json",
     "heldout": REPO_ROOT / "tests" / "data" / "redaction" / "heldout.json",
     "heldout2": REPO_ROOT / "tests" / "data" / "redaction" / "heldout2.json",
+    "heldout3": REPO_ROOT / "tests" / "data" / "redaction" / "heldout3.json",
 }
 RESULTS = REPO_ROOT / "bench" / "results" / "redaction.json"
 ALL = frozenset(EntityClass)
