@@ -38,6 +38,7 @@ from libs.redaction.spoken import (
     TEENS,
     TENS,
     UNITS,
+    Item,
     NumberRun,
     Token,
     ascii_digits,
@@ -110,6 +111,7 @@ _CARD_CONTEXT = Phrases(
         ("card", "no"),
         ("card", "is"),
         ("card", "details"),
+        ("card's",),
         ("credit", "card"),
         ("debit", "card"),
         ("long", "number"),
@@ -129,6 +131,8 @@ _CARD_CONTEXT = Phrases(
 _CARD_CONTEXT_REACH = 12
 # In a card context, a run of this many digits is a card even when it fails Luhn.
 MIN_CONTEXT_CARD_DIGITS = 12
+# ... and two runs at most this many words apart are read as one number.
+_CARD_CONTEXT_GAP = 6
 
 
 def _card_contexts(tokens: Sequence[Token], clock: Clock) -> bytearray:
@@ -146,43 +150,75 @@ def _in_card_context(marks: bytearray, first: int, not_before: int) -> bool:
     return marks.find(1, lo, first + 1) != -1
 
 
+def _valid_cards(items: Sequence[Item], clock: Clock) -> list[tuple[int, int]]:
+    """First and last item of each Luhn-valid card in a run, longest first, left to right."""
+    hits: list[tuple[int, int]] = []
+    start = 0
+    while start < len(items):
+        clock.tick()
+        best: int | None = None
+        digits = ""
+        for end in range(start, len(items)):
+            digits += items[end].digits
+            if len(digits) > 19:
+                break
+            if is_card_number(digits):
+                best = end
+        if best is None:
+            start += 1
+            continue
+        hits.append((start, best))
+        start = best + 1
+    return hits
+
+
+def _count(items: Sequence[Item]) -> int:
+    return sum(len(i.digits) for i in items)
+
+
+def _words_between(tokens: Sequence[Token], a: int, b: int) -> int:
+    """Words (not punctuation) among tokens a to b (exclusive); more than the gap allowed
+    without counting when there are too many tokens."""
+    if b - a > 2 * _CARD_CONTEXT_GAP:
+        return _CARD_CONTEXT_GAP + 1
+    return sum(1 for t in tokens[a:b] if t.text[0].isalnum())
+
+
 def _cards(
-    runs: Sequence[NumberRun], contexts: bytearray | None = None, clock: Clock = NO_DEADLINE
+    tokens: Sequence[Token],
+    runs: Sequence[NumberRun],
+    contexts: bytearray | None = None,
+    clock: Clock = NO_DEADLINE,
 ) -> list[Finding]:
     """Luhn-valid card numbers in each run, each taking the digits that continue it in the
-    same run; in a card context (``contexts``, from ``_card_contexts``), a run of 12 or more
-    digits holding at most one valid number is one card from its first digit to its last."""
+    same run. In a card context (``contexts``, from ``_card_contexts``) a run of 12 or more
+    digits holding at most one valid number is one card from its first digit to its last, and
+    so are two runs without a valid number that together say 12 to 19 digits a few words
+    apart ("five two oh oh, eight two eight two, hang on, I need my glasses, eight two ...")."""
     found: list[Finding] = []
     previous_end = 0
-    for run in runs:
-        items = run.items
-        hits: list[tuple[int, int]] = []  # first and last item of each valid number
-        start = 0
-        while start < len(items):
-            clock.tick()
-            best: int | None = None
-            digits = ""
-            for end in range(start, len(items)):
-                digits += items[end].digits
-                if len(digits) > 19:
-                    break
-                if is_card_number(digits):
-                    best = end
-            if best is None:
-                start += 1
-                continue
-            hits.append((start, best))
-            start = best + 1
-        first_token = items[0].first
+    r = 0
+    while r < len(runs):
+        items = runs[r].items
+        hits = _valid_cards(items, clock)
         in_context = (
             contexts is not None
             and len(hits) <= 1
-            and sum(len(i.digits) for i in items) >= MIN_CONTEXT_CARD_DIGITS
-            and _in_card_context(contexts, first_token, previous_end)
+            and _in_card_context(contexts, items[0].first, previous_end)
         )
         previous_end = items[-1].last + 1
-        if in_context:
+        if in_context and _count(items) >= MIN_CONTEXT_CARD_DIGITS:
             hits = [(0, len(items) - 1)]
+        elif in_context and not hits and r + 1 < len(runs):
+            after = runs[r + 1].items
+            near = _words_between(tokens, items[-1].last + 1, after[0].first) <= _CARD_CONTEXT_GAP
+            digits = _count(items) + _count(after)
+            if near and MIN_CONTEXT_CARD_DIGITS <= digits <= 19 and not _valid_cards(after, clock):
+                said = runs[r].digits + runs[r + 1].digits
+                found.append(Finding(EntityClass.CREDIT_CARD, items[0].start, after[-1].end, said))
+                previous_end = after[-1].last + 1
+                r += 2
+                continue
         for n, (first, last) in enumerate(hits):
             # What follows a card in its run, up to the next card, is more of it (a doubled
             # digit, an engine's hallucinated extras): redacted with it.
@@ -191,6 +227,7 @@ def _cards(
             found.append(
                 Finding(EntityClass.CREDIT_CARD, items[first].start, items[last].end, said)
             )
+        r += 1
     return found
 
 
@@ -214,6 +251,7 @@ _CVV_CONTEXT = Phrases(
         ("digits", "on", "the", "back"),
         ("number", "on", "the", "back"),
         ("code", "on", "the", "back"),
+        ("on", "the", "back"),
         ("the", "code", "is"),
         ("the", "code", "on", "it", "is"),
     ),
@@ -237,6 +275,8 @@ _EXPIRY_CONTEXT = Phrases(
         ("good", "until"),
         ("good", "till"),
         ("end", "date"),
+        ("runs", "out"),
+        ("run", "out"),
     )
 )
 _DOB_CONTEXT = Phrases(
@@ -569,9 +609,10 @@ def detect(
     ordered: list[list[Finding]] = [_placeholders(text, classes)]
     if EntityClass.CREDIT_CARD in classes:
         contexts = _card_contexts(tokens, clock)
-        ordered.append(_cards(runs, contexts, clock))
+        ordered.append(_cards(tokens, runs, contexts, clock))
         # The other reading of "thirty oh ...", validated by Luhn like the first.
-        ordered.append(_cards(number_runs(tokens, tens_take_oh=True, clock=clock), None, clock))
+        other_reading = number_runs(tokens, tens_take_oh=True, clock=clock)
+        ordered.append(_cards(tokens, other_reading, None, clock))
     if EntityClass.SSN in classes:
         ordered.append(_written_ssns(text))
         ordered.append(_context_number(tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock))

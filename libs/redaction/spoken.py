@@ -118,12 +118,18 @@ FILLER_PHRASES: tuple[tuple[str, ...], ...] = (
     ("that's", "right"),
     ("mm", "hmm"),
     ("uh", "huh"),
+    # said with a number word, so read before the number ("... two seven, one sec, six ...")
+    ("one", "sec"),
+    ("one", "second"),
+    ("one", "moment"),
+    ("one", "minute"),
 )
 _FILLER_PHRASE_FIRST = frozenset(p[0] for p in FILLER_PHRASES)
+_NUMBER_FILLER_FIRST = _FILLER_PHRASE_FIRST & set(UNITS)
 # Punctuation an engine writes inside a spoken or written number.
 SEPARATORS = frozenset(
     {",", ".", "-", "/", "(", ")", "+", "…", "–", "—", "‐", "−", "،", "、", "。", "·"}
-    | {"slash", "dash", "*", "_"}
+    | {"slash", "dash", "hyphen", "*", "_"}
 )
 
 
@@ -299,6 +305,11 @@ def number_runs(
     i = 0
     while i < len(tokens):
         clock.tick()
+        if items and tokens[i].text in _NUMBER_FILLER_FIRST:
+            skip = filler_at(tokens, i)
+            if skip:
+                i += skip
+                continue
         said = word_number(tokens, i, tens_take_oh=tens_take_oh)
         if said is not None:
             digits, last = said

@@ -27,7 +27,7 @@ from libs.transcript.render import FORMATS
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "redaction"
 SNIPPETS: list[dict[str, Any]] = [
     snippet
-    for name in ("calls.json", "heldout.json", "heldout2.json")
+    for name in ("calls.json", "heldout.json", "heldout2.json", "heldout3.json")
     for snippet in json.loads((CORPORA / name).read_text())["snippets"]
 ]
 ALL = frozenset(EntityClass)
@@ -85,10 +85,16 @@ TEST_CARDS = frozenset(
         "6011601160116611",
         "4917484589897107",
         "5500000000000004",
+        # heldout3.json
+        "4000000000003220",
+        "3566002020360505",
+        "4000002760003184",
+        "4000000000000077",
+        "6200000000000005",
     }
 )
 # A test number as an engine misheard it, redacted because it was read in a card context
-# (calls.json, heldout2.json): a digit dropped, doubled or misheard.
+# (calls.json, heldout2.json, heldout3.json): a digit dropped, doubled or misheard.
 MISHEARD_CARDS = frozenset(
     {
         "555555555554444",
@@ -96,6 +102,8 @@ MISHEARD_CARDS = frozenset(
         "55555555555554444",
         "4012888888881882",
         "5200828282828211",
+        "5105105105105101",
+        "30569300090200004",
     }
 )
 

@@ -213,3 +213,21 @@ def test_interjections_do_not_split_a_number() -> None:
         (finding,) = detect(text, ALL)
         assert finding.cls is EntityClass.CREDIT_CARD, said
         assert (finding.start, finding.end) == (0, len(text))
+
+
+def test_card_context_joins_two_runs_a_few_words_apart() -> None:
+    first, second = "5200 8282", "8282 8210"
+    said = f"The card number is {first}, hang on, I need my glasses, {second}."
+    (finding,) = detect(said, ALL)
+    assert said[finding.start : finding.end] == f"{first}, hang on, I need my glasses, {second}"
+    assert finding.digits == "5200828282828210"
+    # Without a card context, or further apart, they stay two numbers no class takes.
+    assert detect(f"Room {first}, hang on, I need my glasses, {second}.", ALL) == []
+    far = f"The card number is {first}, and then I went out to get my glasses, {second}."
+    assert detect(far, ALL) == []
+
+
+def test_a_pause_said_with_a_number_word_does_not_end_the_number() -> None:
+    text = "four oh oh oh, oh oh two seven, one sec, six oh oh oh, three one eight four"
+    (finding,) = detect(text, ALL)
+    assert finding.digits == "4000002760003184"
