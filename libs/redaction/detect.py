@@ -532,6 +532,37 @@ def _is_phone(digits: str, international: bool) -> bool:
         return False
 
 
+# The matcher reads the text in windows of about this many characters, so that the deadline is
+# checked between them (it cannot be inside the library). Windows overlap by more than the
+# longest written number: a match starting in the overlap is left to the next window, which
+# sees all of it, and a match overlapping one already taken (a tail cut by the window's
+# start) is dropped.
+_WINDOW = 4096
+_OVERLAP = 80
+
+
+def _written_phones(text: str, clock: Clock) -> list[Finding]:
+    found: list[Finding] = []
+    reached = dict.fromkeys(_REGIONS, 0)
+    at = 0
+    while at < len(text):
+        end = len(text) if len(text) - at <= _WINDOW else at + _WINDOW
+        begin = max(0, at - _OVERLAP)
+        piece = text[begin:end]
+        for region in _REGIONS:
+            for match in phonenumbers.PhoneNumberMatcher(piece, region):
+                start, stop = begin + match.start, begin + match.end
+                if start < reached[region] or (end < len(text) and start >= end - _OVERLAP):
+                    continue
+                reached[region] = stop
+                digits = ascii_digits(re.sub(r"\D", "", match.raw_string))
+                found.append(Finding(EntityClass.PHONE, start, stop, digits))
+            clock.check()
+        at = end
+    found.sort(key=lambda f: f.start)
+    return found
+
+
 def _after_reference(tokens: Sequence[Token], token_index: int) -> bool:
     window = tokens[max(0, token_index - 4) : token_index]
     return any(t.text in _REFERENCE_WORDS for t in window)
@@ -540,12 +571,7 @@ def _after_reference(tokens: Sequence[Token], token_index: int) -> bool:
 def _phones(
     text: str, tokens: Sequence[Token], runs: Sequence[NumberRun], clock: Clock = NO_DEADLINE
 ) -> list[Finding]:
-    found: list[Finding] = []
-    for region in _REGIONS:
-        for match in phonenumbers.PhoneNumberMatcher(text, region):
-            clock.tick(16)
-            digits = ascii_digits(re.sub(r"\D", "", match.raw_string))
-            found.append(Finding(EntityClass.PHONE, match.start, match.end, digits))
+    found = _written_phones(text, clock)
     for run in runs:
         items = run.items
         first_tok = items[0].first

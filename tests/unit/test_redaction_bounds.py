@@ -231,3 +231,12 @@ def test_a_pause_said_with_a_number_word_does_not_end_the_number() -> None:
     text = "four oh oh oh, oh oh two seven, one sec, six oh oh oh, three one eight four"
     (finding,) = detect(text, ALL)
     assert finding.digits == "4000002760003184"
+
+
+@pytest.mark.parametrize("offset", [4096 - 90, 4096 - 80, 4096 - 10, 4096, 8192 - 85])
+def test_a_written_phone_number_at_a_window_edge_is_found_whole(offset: int) -> None:
+    # The phone matcher reads long text in windows (so the deadline is checked between them).
+    number = "(415) 555-2671"
+    text = "x" * (offset - 1) + " " + number + " and more words" * 400
+    found = [f for f in detect(text, {EntityClass.PHONE}) if f.start < offset + 20]
+    assert [text[f.start : f.end] for f in found] == [number]
