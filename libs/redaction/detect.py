@@ -22,6 +22,7 @@ their first token, taken characters in a bytearray), so detection is linear in t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
@@ -511,6 +512,7 @@ def _emails(tokens: Sequence[Token], clock: Clock = NO_DEADLINE) -> list[Finding
 _REGIONS = ("US", "GB")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_phone(digits: str, international: bool) -> bool:
     """Said digits as a valid number: with "plus", an international number; otherwise a
     national one, trunk prefix 0 for the UK, ten digits (or 1 and ten) for the NANP."""

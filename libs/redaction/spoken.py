@@ -125,7 +125,8 @@ FILLER_PHRASES: tuple[tuple[str, ...], ...] = (
     ("one", "minute"),
 )
 _FILLER_PHRASE_FIRST = frozenset(p[0] for p in FILLER_PHRASES)
-_NUMBER_FILLER_FIRST = _FILLER_PHRASE_FIRST & set(UNITS)
+# The fillers above that begin with a number word: read before the number.
+_PAUSES = frozenset(p for p in FILLER_PHRASES if p[0] in UNITS and len(p) == 2)
 # Punctuation an engine writes inside a spoken or written number.
 SEPARATORS = frozenset(
     {",", ".", "-", "/", "(", ")", "+", "…", "–", "—", "‐", "−", "،", "、", "。", "·"}
@@ -305,11 +306,9 @@ def number_runs(
     i = 0
     while i < len(tokens):
         clock.tick()
-        if items and tokens[i].text in _NUMBER_FILLER_FIRST:
-            skip = filler_at(tokens, i)
-            if skip:
-                i += skip
-                continue
+        if items and i + 1 < len(tokens) and (tokens[i].text, tokens[i + 1].text) in _PAUSES:
+            i += 2
+            continue
         said = word_number(tokens, i, tens_take_oh=tens_take_oh)
         if said is not None:
             digits, last = said
