@@ -580,7 +580,10 @@ def _phones(
         international = first_tok > 0 and tokens[first_tok - 1].text in ("plus", "+")
         if _after_reference(tokens, first_tok):
             continue
-        for start in range(len(items)):
+        # Every number in the run, not only the first: fillers ("and", "hold on") join two
+        # numbers said one after the other into one run.
+        start = 0
+        while start < len(items):
             clock.tick()
             hit: int | None = None
             digits = ""
@@ -590,13 +593,15 @@ def _phones(
                     break
                 if len(digits) >= 10 and _is_phone(digits, international and start == 0):
                     hit = end
-            if hit is not None:
-                said = "".join(i.digits for i in items[start : hit + 1])
-                begin = items[start].start
-                if international and start == 0:
-                    begin = tokens[first_tok - 1].start
-                found.append(Finding(EntityClass.PHONE, begin, items[hit].end, said))
-                break
+            if hit is None:
+                start += 1
+                continue
+            said = "".join(i.digits for i in items[start : hit + 1])
+            begin = items[start].start
+            if international and start == 0:
+                begin = tokens[first_tok - 1].start
+            found.append(Finding(EntityClass.PHONE, begin, items[hit].end, said))
+            start = hit + 1
     return found
 
 

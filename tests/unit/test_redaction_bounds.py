@@ -240,3 +240,12 @@ def test_a_written_phone_number_at_a_window_edge_is_found_whole(offset: int) -> 
     text = "x" * (offset - 1) + " " + number + " and more words" * 400
     found = [f for f in detect(text, {EntityClass.PHONE}) if f.start < offset + 20]
     assert [text[f.start : f.end] for f in found] == [number]
+
+
+@pytest.mark.parametrize("between", ["and", "hold on,", "sorry,"])
+def test_two_phone_numbers_in_one_run_are_both_found(between: str) -> None:
+    first = "two oh two five five five oh one four three"
+    second = "three one oh five five five oh one four seven"
+    text = f"call {first} {between} {second}"
+    found = [text[f.start : f.end] for f in detect(text, ALL)]
+    assert found == [first, second]
