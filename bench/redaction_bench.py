@@ -1,10 +1,11 @@
 """Redaction quality and speed: recall and precision per entity class on the call corpora.
 
-    python -m bench.redaction_bench [--rounds 200]
+    python -m bench.redaction_bench [--rounds 200] [--out bench/results/redaction.json]
 
 Corpora: tests/data/redaction/calls.json (the one the detectors were written against) and
-tests/data/redaction/heldout.json and heldout2.json (each written afterwards; see
-bench/README.md for what was measured on them before any fix). Every class is switched on (``pii``), as the strictest mix.
+tests/data/redaction/heldout.json, heldout2.json and heldout3.json (each written afterwards
+and first measured before any fix: bench/results/redaction_heldout*_first_run.json, see
+bench/README.md). Every class is switched on (``pii``), as the strictest mix.
 
 Recall: an expected value counts as found only when a finding of its class covers every one of
 its letters and digits (a value left half visible is a miss). Precision: a finding counts as

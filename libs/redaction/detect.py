@@ -93,17 +93,18 @@ class Phrases:
 # -- cards -----------------------------------------------------------------------------------
 
 
+_CARD_LENGTHS = {
+    "2": (16,),
+    "3": (14, 15, 16, 17, 18, 19),
+    "4": (13, 16, 19),
+    "5": (16, 17, 18, 19),
+    "6": (16, 17, 18, 19),
+}
+
+
 def is_card_number(digits: str) -> bool:
     """A plausible payment card: issuer prefix and length of the schemes, then the Luhn check."""
-    n = len(digits)
-    lengths = {
-        "2": (16,),
-        "3": (14, 15, 16, 17, 18, 19),
-        "4": (13, 16, 19),
-        "5": (16, 17, 18, 19),
-        "6": (16, 17, 18, 19),
-    }.get(digits[:1], ())
-    return n in lengths and luhn.is_valid(digits)
+    return len(digits) in _CARD_LENGTHS.get(digits[:1], ()) and luhn.is_valid(digits)
 
 
 _CARD_CONTEXT = Phrases(
@@ -163,7 +164,7 @@ def _valid_cards(items: Sequence[Item], clock: Clock) -> list[tuple[int, int]]:
             digits += items[end].digits
             if len(digits) > 19:
                 break
-            if is_card_number(digits):
+            if len(digits) >= 13 and is_card_number(digits):
                 best = end
         if best is None:
             start += 1
