@@ -137,10 +137,45 @@ def main() -> None:
                 rows.append(row)
                 print(f"{name:<20} {path:<10} {words:>7} words  {shown}", flush=True)
             cases[f"{name}/{path}"] = rows
+    summary = _summary(sizes, cases)
+    for path, rows in summary.items():
+        shown = "  ".join(f"{r['words']}: {r['seconds']} s (x{r.get('ratio', '-')})" for r in rows)
+        print(f"all cases, {path}: {shown}")
     write_results(
         args.out,
-        {"sizes": sizes, "budget_s": args.budget, "repeat": args.repeat, "cases": cases},
+        {
+            "sizes": sizes,
+            "budget_s": args.budget,
+            "repeat": args.repeat,
+            "summary": summary,
+            "cases": cases,
+        },
     )
+
+
+def _summary(sizes: list[int], cases: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per path, the seconds of every case that ran at every size, summed per size: the ratio
+    of the sums is less noisy on a shared machine than any one case's."""
+    summary: dict[str, list[dict[str, Any]]] = {}
+    for path in ("text", "transcript"):
+        complete = [
+            rows
+            for name, rows in cases.items()
+            if name.endswith(f"/{path}") and all("seconds" in r for r in rows)
+        ]
+        rows_out: list[dict[str, Any]] = []
+        for k, words in enumerate(sizes):
+            total = sum(rows[k]["seconds"] for rows in complete)
+            row: dict[str, Any] = {
+                "words": words,
+                "cases": len(complete),
+                "seconds": round(total, 3),
+            }
+            if rows_out and rows_out[-1]["seconds"]:
+                row["ratio"] = round(total / rows_out[-1]["seconds"], 2)
+            rows_out.append(row)
+        summary[path] = rows_out
+    return summary
 
 
 if __name__ == "__main__":
