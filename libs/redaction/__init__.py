@@ -17,8 +17,8 @@ from libs.redaction.apply import (
     redact_transcript,
     substitute,
 )
+from libs.redaction.deadline import RedactionTimeout
 from libs.redaction.detect import Finding, detect, is_card_number
-from libs.redaction.errors import RedactionTimeout
 from libs.redaction.policy import NO_REDACTION, EntityClass, Policy
 from libs.redaction.record import AudioOutcome, RedactionRecord
 

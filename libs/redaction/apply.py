@@ -95,19 +95,31 @@ def substitute(finding: Finding, policy: Policy) -> str:
     return " ".join(masked[i : i + 4] for i in range(0, len(masked), 4))
 
 
-def redact_text(text: str, policy: Policy) -> tuple[str, list[Finding]]:
-    return _Pass.of(policy).text(text)
+# Every entry point takes `deadline`: a `time.monotonic()` value after which detection raises
+# `RedactionTimeout` (libs.redaction.deadline), so the caller stores and sends nothing.
 
 
-def redact_pieces(pieces: Sequence[str], policy: Policy) -> tuple[list[str], list[_Located]]:
+def redact_text(
+    text: str, policy: Policy, *, deadline: float | None = None
+) -> tuple[str, list[Finding]]:
+    return _Pass.of(policy, deadline).text(text)
+
+
+def redact_pieces(
+    pieces: Sequence[str], policy: Policy, *, deadline: float | None = None
+) -> tuple[list[str], list[_Located]]:
     """Redacts pieces (segment texts, words) as one text joined by spaces, so a value said
     across pieces is found; returns the new pieces (a swallowed piece becomes "") and where
     each finding lies."""
-    return _Pass.of(policy).pieces(pieces)
+    return _Pass.of(policy, deadline).pieces(pieces)
 
 
 def redact_transcript(
-    transcript: Transcript, policy: Policy, *, timed_segments: bool = True
+    transcript: Transcript,
+    policy: Policy,
+    *,
+    timed_segments: bool = True,
+    deadline: float | None = None,
 ) -> tuple[Transcript, RedactionReport]:
     """The transcript with every text-bearing field redacted, and the evidence of it.
 
@@ -116,10 +128,12 @@ def redact_transcript(
     words or nowhere."""
     if not policy.active:
         return transcript, RedactionReport(policy="")
-    return _redact(transcript, _Pass.of(policy), timed_segments)
+    return _redact(transcript, _Pass.of(policy, deadline), timed_segments)
 
 
-def redact_chunk(transcript: Transcript, policy: Policy) -> Transcript:
+def redact_chunk(
+    transcript: Transcript, policy: Policy, *, deadline: float | None = None
+) -> Transcript:
     """A chunk's transcript as it may be saved for resuming (libs.redaction.seams): values
     replaced by entity placeholders whatever the job's substitution (the merged transcript's
     redaction finds them again), and every digit run at the chunk's edges masked too, since it
@@ -127,7 +141,8 @@ def redact_chunk(transcript: Transcript, policy: Policy) -> Transcript:
     if not policy.active:
         return transcript
     placeholders = msgspec.structs.replace(policy, substitution="entity")
-    return _redact(transcript, _Pass(placeholders, with_edges(policy.classes)), True)[0]
+    seams = _Pass(placeholders, with_edges(policy.classes, deadline), deadline)
+    return _redact(transcript, seams, True)[0]
 
 
 class _Located(NamedTuple):
@@ -146,16 +161,18 @@ class _Pass:
 
     policy: Policy
     find: Finder
+    deadline: float | None = None
 
     @classmethod
-    def of(cls, policy: Policy) -> _Pass:
+    def of(cls, policy: Policy, deadline: float | None = None) -> _Pass:
         classes = policy.classes
-        return cls(policy, lambda text: detect(text, classes))
+        return cls(policy, lambda text: detect(text, classes, deadline=deadline), deadline)
 
     def at_seams(self) -> _Pass:
         """This pass, also masking the digit runs at the text's edges (libs.redaction.seams):
         for a voice that a chunk boundary may have cut."""
-        return _Pass(self.policy, with_edges(self.policy.classes))
+        edges = with_edges(self.policy.classes, self.deadline)
+        return _Pass(self.policy, edges, self.deadline)
 
     def text(self, text: str) -> tuple[str, list[Finding]]:
         findings = self.find(text)
@@ -278,7 +295,7 @@ def _redact(
     else:
         redacted, evidence = _redact_flat(transcript, p, timed_segments)
     # Metadata is not speech: its strings (request ids, model names) get the detectors only.
-    metadata, dropped = _redact_metadata(transcript.engine_metadata, _Pass.of(p.policy))
+    metadata, dropped = _redact_metadata(transcript.engine_metadata, _Pass.of(p.policy, p.deadline))
     redacted = msgspec.structs.replace(redacted, engine_metadata=metadata)
     return redacted, evidence.report(p.policy, dropped)
 

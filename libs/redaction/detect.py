@@ -6,12 +6,23 @@ exists: Luhn (``stdnum.luhn``) for card numbers, ``stdnum.us.ssn`` for written S
 ``phonenumbers`` for phone numbers. Classes whose digits carry no checksum (CVV, expiry, date of
 birth, spoken SSN) need their context ("security code is", "expires", "date of birth").
 
+Card numbers carry a checksum, but an engine mishears: in a card context ("card number", "long
+number", "on the front", "the number on the card") a run of 12 or more digits is a card even
+when it fails Luhn, and digits that continue a card in the same run (a digit doubled, extras an
+engine hallucinated after it) are taken with it.
+
 Findings never overlap: cards are found first, then the context classes, then SSN, e-mail and
 phone numbers, each skipping characters an earlier class already took.
+
+Every detector is one pass over the tokens and runs (phrases indexed by their first word, runs by
+their first token, taken characters in a bytearray), so detection is linear in the text; a
+``deadline`` (``time.monotonic()`` seconds) is checked as it goes and raises
+``RedactionTimeout`` when passed.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from typing import NamedTuple
@@ -20,6 +31,7 @@ import phonenumbers
 from stdnum import luhn
 from stdnum.us import ssn as us_ssn
 
+from libs.redaction.deadline import NO_DEADLINE, Clock
 from libs.redaction.policy import EntityClass
 from libs.redaction.spoken import (
     FILLERS,
@@ -30,7 +42,10 @@ from libs.redaction.spoken import (
     Item,
     NumberRun,
     Token,
+    ascii_digits,
+    filler_at,
     number_runs,
+    read_homophones,
     tokenize,
     word_number,
 )
@@ -43,94 +58,247 @@ class Finding(NamedTuple):
     digits: str  # the digits said, for mask/last-4 substitution; "" for e-mail
 
 
+# -- phrases -----------------------------------------------------------------------------------
+
+
+class Phrases:
+    """Phrases of one or more words, indexed by their first word so that finding every
+    occurrence is one pass over the tokens. A phrase is not counted after a word in
+    ``not_after`` ("security number" after "social" is an SSN's context, not a CVV's)."""
+
+    def __init__(self, phrases: Sequence[tuple[str, ...]], not_after: Collection[str] = ()) -> None:
+        self.by_first: dict[str, list[tuple[str, ...]]] = {}
+        for phrase in phrases:
+            self.by_first.setdefault(phrase[0], []).append(phrase)
+        self.not_after = frozenset(not_after)
+
+    def ends(self, tokens: Sequence[Token], clock: Clock = NO_DEADLINE) -> list[int]:
+        """Index just past each occurrence of any phrase (the first phrase listed wins)."""
+        ends: list[int] = []
+        for i, token in enumerate(tokens):
+            clock.tick()
+            candidates = self.by_first.get(token.text)
+            if candidates is None or (i > 0 and tokens[i - 1].text in self.not_after):
+                continue
+            for phrase in candidates:
+                n = len(phrase)
+                if i + n <= len(tokens) and all(
+                    tokens[i + k].text == phrase[k] for k in range(1, n)
+                ):
+                    ends.append(i + n)
+                    break
+        return ends
+
+
 # -- cards -----------------------------------------------------------------------------------
+
+
+_CARD_LENGTHS = {
+    "2": (16,),
+    "3": (14, 15, 16, 17, 18, 19),
+    "4": (13, 16, 19),
+    "5": (16, 17, 18, 19),
+    "6": (16, 17, 18, 19),
+}
 
 
 def is_card_number(digits: str) -> bool:
     """A plausible payment card: issuer prefix and length of the schemes, then the Luhn check."""
-    n = len(digits)
-    lengths = {
-        "2": (16,),
-        "3": (14, 15, 16, 17, 18, 19),
-        "4": (13, 16, 19),
-        "5": (16, 17, 18, 19),
-        "6": (16, 17, 18, 19),
-    }.get(digits[:1], ())
-    return n in lengths and luhn.is_valid(digits)
+    return len(digits) in _CARD_LENGTHS.get(digits[:1], ()) and luhn.is_valid(digits)
 
 
-def _cards(runs: Sequence[NumberRun]) -> list[Finding]:
+_CARD_CONTEXT = Phrases(
+    (
+        ("card", "number"),
+        ("card", "no"),
+        ("card", "is"),
+        ("card", "details"),
+        ("card's",),
+        ("credit", "card"),
+        ("debit", "card"),
+        ("long", "number"),
+        ("on", "the", "front"),
+        ("across", "the", "front"),
+        ("number", "on", "the", "card"),
+        ("number", "on", "your", "card"),
+        ("number", "on", "my", "card"),
+        ("number", "of", "the", "card"),
+        ("sixteen", "digit"),
+        ("sixteen", "digits"),
+        ("16", "digit"),
+        ("16", "digits"),
+    )
+)
+# A card context counts for a run that starts within this many tokens after it.
+_CARD_CONTEXT_REACH = 12
+# In a card context, a run of this many digits is a card even when it fails Luhn.
+MIN_CONTEXT_CARD_DIGITS = 12
+# ... and two runs at most this many words apart are read as one number.
+_CARD_CONTEXT_GAP = 6
+
+
+def _card_contexts(tokens: Sequence[Token], clock: Clock) -> bytearray:
+    """For each token index, 1 if a card context phrase ends just before it."""
+    marks = bytearray(len(tokens) + 1)
+    for end in _CARD_CONTEXT.ends(tokens, clock):
+        marks[end] = 1
+    return marks
+
+
+def _in_card_context(marks: bytearray, first: int, not_before: int) -> bool:
+    """A context phrase ends between ``not_before`` (just after the previous run) and token
+    ``first`` where the run starts, at most _CARD_CONTEXT_REACH tokens before it."""
+    lo = max(not_before, first - _CARD_CONTEXT_REACH)
+    return marks.find(1, lo, first + 1) != -1
+
+
+def _valid_cards(items: Sequence[Item], clock: Clock) -> list[tuple[int, int]]:
+    """First and last item of each Luhn-valid card in a run, longest first, left to right."""
+    hits: list[tuple[int, int]] = []
+    start = 0
+    while start < len(items):
+        clock.tick()
+        best: int | None = None
+        digits = ""
+        for end in range(start, len(items)):
+            digits += items[end].digits
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and is_card_number(digits):
+                best = end
+        if best is None:
+            start += 1
+            continue
+        hits.append((start, best))
+        start = best + 1
+    return hits
+
+
+def _count(items: Sequence[Item]) -> int:
+    return sum(len(i.digits) for i in items)
+
+
+def _words_between(tokens: Sequence[Token], a: int, b: int) -> int:
+    """Words (not punctuation) among tokens a to b (exclusive); more than the gap allowed
+    without counting when there are too many tokens."""
+    if b - a > 2 * _CARD_CONTEXT_GAP:
+        return _CARD_CONTEXT_GAP + 1
+    return sum(1 for t in tokens[a:b] if t.text[0].isalnum())
+
+
+def _cards(
+    tokens: Sequence[Token],
+    runs: Sequence[NumberRun],
+    contexts: bytearray | None = None,
+    clock: Clock = NO_DEADLINE,
+) -> list[Finding]:
+    """Luhn-valid card numbers in each run, each taking the digits that continue it in the
+    same run. In a card context (``contexts``, from ``_card_contexts``) a run of 12 or more
+    digits holding at most one valid number is one card from its first digit to its last, and
+    so are two runs without a valid number that together say 12 to 19 digits a few words
+    apart ("five two oh oh, eight two eight two, hang on, I need my glasses, eight two ...")."""
     found: list[Finding] = []
-    for run in runs:
-        items = run.items
-        start = 0
-        while start < len(items):
-            best: int | None = None
-            digits = ""
-            for end in range(start, len(items)):
-                digits += items[end].digits
-                if len(digits) > 19:
-                    break
-                if is_card_number(digits):
-                    best = end
-            if best is None:
-                start += 1
+    previous_end = 0
+    r = 0
+    while r < len(runs):
+        items = runs[r].items
+        hits = _valid_cards(items, clock)
+        in_context = (
+            contexts is not None
+            and len(hits) <= 1
+            and _in_card_context(contexts, items[0].first, previous_end)
+        )
+        previous_end = items[-1].last + 1
+        if in_context and _count(items) >= MIN_CONTEXT_CARD_DIGITS:
+            hits = [(0, len(items) - 1)]
+        elif in_context and not hits and r + 1 < len(runs):
+            after = runs[r + 1].items
+            near = _words_between(tokens, items[-1].last + 1, after[0].first) <= _CARD_CONTEXT_GAP
+            digits = _count(items) + _count(after)
+            if near and MIN_CONTEXT_CARD_DIGITS <= digits <= 19 and not _valid_cards(after, clock):
+                said = runs[r].digits + runs[r + 1].digits
+                found.append(Finding(EntityClass.CREDIT_CARD, items[0].start, after[-1].end, said))
+                previous_end = after[-1].last + 1
+                r += 2
                 continue
-            said = "".join(i.digits for i in items[start : best + 1])
+        for n, (first, last) in enumerate(hits):
+            # What follows a card in its run, up to the next card, is more of it (a doubled
+            # digit, an engine's hallucinated extras): redacted with it.
+            last = hits[n + 1][0] - 1 if n + 1 < len(hits) else len(items) - 1
+            said = "".join(i.digits for i in items[first : last + 1])
             found.append(
-                Finding(EntityClass.CREDIT_CARD, items[start].start, items[best].end, said)
+                Finding(EntityClass.CREDIT_CARD, items[first].start, items[last].end, said)
             )
-            start = best + 1
+        r += 1
     return found
 
 
 # -- values announced by their context ---------------------------------------------------------
 
-_CVV_CONTEXT = (
-    ("security", "code"),
-    ("security", "digits"),
-    ("verification", "code"),
-    ("verification", "number"),
-    ("cvv",),
-    ("cvv2",),
-    ("cvc",),
-    ("csc",),
-    ("c", "v", "v"),
-    ("c", "v", "c"),
-    ("digit", "code"),
-    ("digit", "number"),
-    ("digits", "on", "the", "back"),
-    ("number", "on", "the", "back"),
-    ("code", "on", "the", "back"),
+_CVV_CONTEXT = Phrases(
+    (
+        ("security", "code"),
+        ("security", "digits"),
+        ("security", "number"),
+        ("verification", "code"),
+        ("verification", "number"),
+        ("cvv",),
+        ("cvv2",),
+        ("cvc",),
+        ("csc",),
+        ("c", "v", "v"),
+        ("c", "v", "c"),
+        ("digit", "code"),
+        ("digit", "number"),
+        ("digits", "on", "the", "back"),
+        ("number", "on", "the", "back"),
+        ("code", "on", "the", "back"),
+        ("on", "the", "back"),
+        ("the", "code", "is"),
+        ("the", "code", "on", "it", "is"),
+    ),
+    not_after={"social"},
 )
-_EXPIRY_CONTEXT = (
-    ("expires",),
-    ("expiry",),
-    ("expiration",),
-    ("expiring",),
-    ("expire",),
-    ("exp",),
-    ("valid", "until"),
-    ("valid", "thru"),
-    ("valid", "through"),
-    ("good", "thru"),
-    ("good", "through"),
-    ("end", "date"),
+_EXPIRY_CONTEXT = Phrases(
+    (
+        ("expires",),
+        ("expiry",),
+        ("expiration",),
+        ("expiring",),
+        ("expire",),
+        ("exp",),
+        ("valid", "until"),
+        ("valid", "till"),
+        ("valid", "thru"),
+        ("valid", "through"),
+        ("valid", "to"),
+        ("good", "thru"),
+        ("good", "through"),
+        ("good", "until"),
+        ("good", "till"),
+        ("end", "date"),
+        ("runs", "out"),
+        ("run", "out"),
+    )
 )
-_DOB_CONTEXT = (
-    ("date", "of", "birth"),
-    ("birth", "date"),
-    ("birthdate",),
-    ("birthday",),
-    ("born",),
-    ("dob",),
-    ("d", "o", "b"),
+_DOB_CONTEXT = Phrases(
+    (
+        ("date", "of", "birth"),
+        ("birth", "date"),
+        ("birthdate",),
+        ("birthday",),
+        ("born",),
+        ("dob",),
+        ("d", "o", "b"),
+    )
 )
-_SSN_CONTEXT = (
-    ("social", "security"),
-    ("social",),
-    ("ssn",),
-    ("s", "s", "n"),
+_SSN_CONTEXT = Phrases(
+    (
+        ("social", "security"),
+        ("social",),
+        ("ssn",),
+        ("s", "s", "n"),
+    )
 )
 # Words between a context phrase and its value ("the security code on the back is 1 2 3").
 _GLUE = frozenset(
@@ -159,64 +327,57 @@ _REFERENCE_WORDS = frozenset(
 )
 
 
-def _phrase_ends(tokens: Sequence[Token], phrases: Sequence[tuple[str, ...]]) -> list[int]:
-    """Index just past each occurrence of any phrase."""
-    ends: list[int] = []
-    for i in range(len(tokens)):
-        for phrase in phrases:
-            if tuple(t.text for t in tokens[i : i + len(phrase)]) == phrase:
-                ends.append(i + len(phrase))
-                break
-    return ends
-
-
 def _skip_glue(tokens: Sequence[Token], i: int, limit: int = 8) -> int:
+    """Past the words between a context phrase and its value (fillers said in more than one
+    word, "hold on", count as one)."""
     skipped = 0
-    while i < len(tokens) and tokens[i].text in _GLUE and skipped < limit:
-        i += 1
+    while i < len(tokens) and skipped < limit:
+        if tokens[i].text in _GLUE:
+            i += 1
+        else:
+            n = filler_at(tokens, i)
+            if not n:
+                break
+            i += n
         skipped += 1
     return i
 
 
-def _item_at(runs: Sequence[NumberRun], token_index: int) -> tuple[NumberRun, int] | None:
-    for run in runs:
-        for k, item in enumerate(run.items):
-            if item.first == token_index:
-                return run, k
-    return None
+class _RunIndex:
+    """Where each run item starts, by token index: one dict for the whole text."""
 
-
-def _leading_digits(items: Sequence[Item], count: Collection[int]) -> tuple[int, str] | None:
-    """The longest prefix of items whose digits have one of the wanted lengths."""
-    digits = ""
-    best: tuple[int, str] | None = None
-    for k, item in enumerate(items):
-        digits += item.digits
-        if len(digits) > max(count):
-            break
-        if len(digits) in count:
-            best = k, digits
-    return best
+    def __init__(self, runs: Sequence[NumberRun]) -> None:
+        self.at: dict[int, tuple[NumberRun, int]] = {
+            item.first: (run, k) for run in runs for k, item in enumerate(run.items)
+        }
 
 
 def _context_number(
     tokens: Sequence[Token],
-    runs: Sequence[NumberRun],
-    phrases: Sequence[tuple[str, ...]],
+    index: _RunIndex,
+    phrases: Phrases,
     lengths: Collection[int],
     cls: EntityClass,
+    clock: Clock,
 ) -> list[Finding]:
     found: list[Finding] = []
-    for end in _phrase_ends(tokens, phrases):
-        at = _item_at(runs, _skip_glue(tokens, end))
+    longest = max(lengths)
+    for end in phrases.ends(tokens, clock):
+        at = index.at.get(_skip_glue(tokens, end))
         if at is None:
             continue
         run, k = at
-        lead = _leading_digits(run.items[k:], lengths)
-        if lead is None:
-            continue
-        last, digits = lead
-        found.append(Finding(cls, run.items[k].start, run.items[k + last].end, digits))
+        # The longest stretch of items from k whose digits have one of the wanted lengths.
+        digits = ""
+        best: tuple[int, str] | None = None
+        for last in range(k, len(run.items)):
+            digits += run.items[last].digits
+            if len(digits) > longest:
+                break
+            if len(digits) in lengths:
+                best = last, digits
+        if best is not None:
+            found.append(Finding(cls, run.items[k].start, run.items[best[0]].end, best[1]))
     return found
 
 
@@ -249,10 +410,10 @@ def _date_after(tokens: Sequence[Token], i: int, limit: int = 10) -> tuple[int, 
 
 
 def _context_date(
-    tokens: Sequence[Token], phrases: Sequence[tuple[str, ...]], cls: EntityClass
+    tokens: Sequence[Token], phrases: Phrases, cls: EntityClass, clock: Clock
 ) -> list[Finding]:
     found: list[Finding] = []
-    for end in _phrase_ends(tokens, phrases):
+    for end in phrases.ends(tokens, clock):
         date = _date_after(tokens, _skip_glue(tokens, end))
         if date is not None:
             first, last, digits = date
@@ -266,11 +427,12 @@ _WRITTEN_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
 
 
 def _written_ssns(text: str) -> list[Finding]:
-    return [
-        Finding(EntityClass.SSN, m.start(), m.end(), m.group().replace("-", ""))
-        for m in _WRITTEN_SSN.finditer(text)
-        if us_ssn.is_valid(m.group())
-    ]
+    found = []
+    for m in _WRITTEN_SSN.finditer(text):
+        said = ascii_digits(m.group())
+        if us_ssn.is_valid(said):
+            found.append(Finding(EntityClass.SSN, m.start(), m.end(), said.replace("-", "")))
+    return found
 
 
 # -- e-mail ------------------------------------------------------------------------------------
@@ -303,9 +465,12 @@ def _connector(tokens: Sequence[Token], i: int) -> str | None:
     return joined if glued else None
 
 
-def _emails(tokens: Sequence[Token]) -> list[Finding]:
+def _emails(tokens: Sequence[Token], clock: Clock = NO_DEADLINE) -> list[Finding]:
+    """Each scan from an "at" stops at the next or previous "at" (it is neither a label glued
+    to its neighbours nor a connector), so all of them together read the text about once."""
     found: list[Finding] = []
     for a, tok in enumerate(tokens):
+        clock.tick()
         if tok.text not in ("at", "@") or a == 0:
             continue
         # domain: label (dot label)+ ending in a known top-level domain
@@ -316,6 +481,7 @@ def _emails(tokens: Sequence[Token]) -> list[Finding]:
         j = d
         if j < len(tokens) and _label(tokens[j]):
             while j + 2 < len(tokens) and _connector(tokens, j + 1) and _label(tokens[j + 2]):
+                clock.tick()
                 j += 2
                 if _connector(tokens, j - 1) == "." and tokens[j].text in _TLDS:
                     domain_end = j
@@ -326,6 +492,7 @@ def _emails(tokens: Sequence[Token]) -> list[Finding]:
         if not _label(tokens[k]):
             continue
         while k > 0:
+            clock.tick()
             if tokens[k].text in _NUMBER_WORDS and _label(tokens[k - 1]):
                 k -= 1  # "jones eighty seven at ...": digits said after a name
             elif k >= 2 and _connector(tokens, k - 1) and _label(tokens[k - 2]):
@@ -346,14 +513,19 @@ def _emails(tokens: Sequence[Token]) -> list[Finding]:
 _REGIONS = ("US", "GB")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_phone(digits: str, international: bool) -> bool:
     """Said digits as a valid number: with "plus", an international number; otherwise a
     national one, trunk prefix 0 for the UK, ten digits (or 1 and ten) for the NANP."""
     if international:
         candidate, region = f"+{digits}", None
     elif digits.startswith("0"):
+        if len(digits) not in (10, 11):  # the UK's national numbers with their trunk 0
+            return False
         candidate, region = digits, "GB"
     elif len(digits) == 10 or (len(digits) == 11 and digits.startswith("1")):
+        if digits[-10] in "01":  # no NANP area code starts with 0 or 1
+            return False
         candidate, region = digits, "US"
     else:
         return False
@@ -363,24 +535,57 @@ def _is_phone(digits: str, international: bool) -> bool:
         return False
 
 
+# The matcher reads the text in windows of about this many characters, so that the deadline is
+# checked between them (it cannot be inside the library). Windows overlap by more than the
+# longest written number: a match starting in the overlap is left to the next window, which
+# sees all of it, and a match overlapping one already taken (a tail cut by the window's
+# start) is dropped.
+_WINDOW = 4096
+_OVERLAP = 80
+
+
+def _written_phones(text: str, clock: Clock) -> list[Finding]:
+    found: list[Finding] = []
+    reached = dict.fromkeys(_REGIONS, 0)
+    at = 0
+    while at < len(text):
+        end = len(text) if len(text) - at <= _WINDOW else at + _WINDOW
+        begin = max(0, at - _OVERLAP)
+        piece = text[begin:end]
+        for region in _REGIONS:
+            for match in phonenumbers.PhoneNumberMatcher(piece, region):
+                start, stop = begin + match.start, begin + match.end
+                if start < reached[region] or (end < len(text) and start >= end - _OVERLAP):
+                    continue
+                reached[region] = stop
+                digits = ascii_digits(re.sub(r"\D", "", match.raw_string))
+                found.append(Finding(EntityClass.PHONE, start, stop, digits))
+            clock.check()
+        at = end
+    found.sort(key=lambda f: f.start)
+    return found
+
+
 def _after_reference(tokens: Sequence[Token], token_index: int) -> bool:
     window = tokens[max(0, token_index - 4) : token_index]
     return any(t.text in _REFERENCE_WORDS for t in window)
 
 
-def _phones(text: str, tokens: Sequence[Token], runs: Sequence[NumberRun]) -> list[Finding]:
-    found: list[Finding] = []
-    for region in _REGIONS:
-        for match in phonenumbers.PhoneNumberMatcher(text, region):
-            digits = re.sub(r"\D", "", match.raw_string)
-            found.append(Finding(EntityClass.PHONE, match.start, match.end, digits))
+def _phones(
+    text: str, tokens: Sequence[Token], runs: Sequence[NumberRun], clock: Clock = NO_DEADLINE
+) -> list[Finding]:
+    found = _written_phones(text, clock)
     for run in runs:
         items = run.items
         first_tok = items[0].first
         international = first_tok > 0 and tokens[first_tok - 1].text in ("plus", "+")
         if _after_reference(tokens, first_tok):
             continue
-        for start in range(len(items)):
+        # Every number in the run, not only the first: fillers ("and", "hold on") join two
+        # numbers said one after the other into one run.
+        start = 0
+        while start < len(items):
+            clock.tick()
             hit: int | None = None
             digits = ""
             for end in range(start, len(items)):
@@ -389,13 +594,15 @@ def _phones(text: str, tokens: Sequence[Token], runs: Sequence[NumberRun]) -> li
                     break
                 if len(digits) >= 10 and _is_phone(digits, international and start == 0):
                     hit = end
-            if hit is not None:
-                said = "".join(i.digits for i in items[start : hit + 1])
-                begin = items[start].start
-                if international and start == 0:
-                    begin = tokens[first_tok - 1].start
-                found.append(Finding(EntityClass.PHONE, begin, items[hit].end, said))
-                break
+            if hit is None:
+                start += 1
+                continue
+            said = "".join(i.digits for i in items[start : hit + 1])
+            begin = items[start].start
+            if international and start == 0:
+                begin = tokens[first_tok - 1].start
+            found.append(Finding(EntityClass.PHONE, begin, items[hit].end, said))
+            start = hit + 1
     return found
 
 
@@ -419,36 +626,50 @@ def _placeholders(text: str, classes: Collection[EntityClass]) -> list[Finding]:
 # -- all together ------------------------------------------------------------------------------
 
 
-def detect(text: str, classes: Collection[EntityClass]) -> list[Finding]:
-    """Non-overlapping findings of the wanted classes, in text order."""
+def detect(
+    text: str, classes: Collection[EntityClass], *, deadline: float | None = None
+) -> list[Finding]:
+    """Non-overlapping findings of the wanted classes, in text order.
+
+    ``deadline`` is a ``time.monotonic()`` value: checked on entry and every few hundred tokens
+    of work, ``RedactionTimeout`` once it has passed (the caller must then keep nothing)."""
+    clock = Clock(deadline)
+    clock.check()
     if not classes or not text:
         return []
-    tokens = tokenize(text)
-    runs = number_runs(tokens)
+    tokens = read_homophones(tokenize(text, clock), clock)
+    runs = number_runs(tokens, clock=clock)
+    index = _RunIndex(runs)
     ordered: list[list[Finding]] = [_placeholders(text, classes)]
     if EntityClass.CREDIT_CARD in classes:
-        ordered.append(_cards(runs))
+        contexts = _card_contexts(tokens, clock)
+        ordered.append(_cards(tokens, runs, contexts, clock))
         # The other reading of "thirty oh ...", validated by Luhn like the first.
-        ordered.append(_cards(number_runs(tokens, tens_take_oh=True)))
+        other_reading = number_runs(tokens, tens_take_oh=True, clock=clock)
+        ordered.append(_cards(tokens, other_reading, None, clock))
     if EntityClass.SSN in classes:
         ordered.append(_written_ssns(text))
-        ordered.append(_context_number(tokens, runs, _SSN_CONTEXT, (9,), EntityClass.SSN))
+        ordered.append(_context_number(tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock))
     if EntityClass.CVV in classes:
-        ordered.append(_context_number(tokens, runs, _CVV_CONTEXT, (3, 4), EntityClass.CVV))
+        ordered.append(_context_number(tokens, index, _CVV_CONTEXT, (3, 4), EntityClass.CVV, clock))
     if EntityClass.EXPIRY in classes:
-        ordered.append(_context_date(tokens, _EXPIRY_CONTEXT, EntityClass.EXPIRY))
+        ordered.append(_context_date(tokens, _EXPIRY_CONTEXT, EntityClass.EXPIRY, clock))
     if EntityClass.DOB in classes:
-        ordered.append(_context_date(tokens, _DOB_CONTEXT, EntityClass.DOB))
+        ordered.append(_context_date(tokens, _DOB_CONTEXT, EntityClass.DOB, clock))
     if EntityClass.EMAIL in classes:
-        ordered.append(_emails(tokens))
+        ordered.append(_emails(tokens, clock))
     if EntityClass.PHONE in classes:
-        ordered.append(_phones(text, tokens, runs))
-    taken: list[Finding] = []
+        ordered.append(_phones(text, tokens, runs, clock))
+    # Earlier classes win: a finding is kept only if none of its characters is taken.
+    taken = bytearray(len(text))
+    kept: list[Finding] = []
     for findings in ordered:
         for f in findings:
-            if all(f.end <= t.start or f.start >= t.end for t in taken):
-                taken.append(f)
-    return sorted(taken, key=lambda f: f.start)
+            clock.tick()
+            if taken.find(1, f.start, f.end) == -1:
+                taken[f.start : f.end] = b"\x01" * (f.end - f.start)
+                kept.append(f)
+    return sorted(kept, key=lambda f: f.start)
 
 
 __all__ = ["SEPARATORS", "Finding", "detect", "is_card_number"]

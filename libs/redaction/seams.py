@@ -142,12 +142,13 @@ def _union(found: Sequence[Finding], masked: Sequence[Finding]) -> list[Finding]
     return [f for f, _ in merged]
 
 
-def with_edges(classes: Collection[EntityClass]) -> Finder:
-    """The detectors of `classes`, plus every digit run at the edges of the text."""
+def with_edges(classes: Collection[EntityClass], deadline: float | None = None) -> Finder:
+    """The detectors of `classes` (bounded by `deadline`, see libs.redaction.deadline), plus
+    every digit run at the edges of the text."""
     cls = mask_class(classes)
 
     def find(text: str) -> list[Finding]:
-        found = detect(text, classes)
+        found = detect(text, classes, deadline=deadline)
         if cls is None:
             return found
         return _union(found, [Finding(cls, s, e, "") for s, e in edge_runs(text)])

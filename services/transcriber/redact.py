@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +40,12 @@ _THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="redaction")
 
 class Redactor(Protocol):
     def __call__(
-        self, transcript: Transcript, policy: Policy, *, timed_segments: bool = True
+        self,
+        transcript: Transcript,
+        policy: Policy,
+        *,
+        timed_segments: bool = True,
+        deadline: float | None = None,
     ) -> tuple[Transcript, RedactionReport]: ...
 
 
@@ -67,7 +73,9 @@ async def redact(
     timings are kept only with `timestamps == "word"`, policy or not."""
     if not policy.active:
         return Redacted(with_asked_timings(transcript, timestamps))
-    call = functools.partial(redactor, transcript, policy, timed_segments=timed_segments)
+    call = functools.partial(
+        redactor, transcript, policy, timed_segments=timed_segments, deadline=_deadline(timeout)
+    )
     redacted, report = await _bounded(call, timeout)
     # Words (top level and in utterances) only when asked: audio redaction asks the engine for
     # them, for the report's spans, whatever the job keeps.
@@ -79,7 +87,14 @@ async def redact_saved_chunk(
     transcript: Transcript, policy: Policy, *, timeout: float
 ) -> Transcript:
     """A chunk's transcript as it may be saved in Postgres for resuming (`redact_chunk`)."""
-    return await _bounded(functools.partial(redact_chunk, transcript, policy), timeout)
+    call = functools.partial(redact_chunk, transcript, policy, deadline=_deadline(timeout))
+    return await _bounded(call, timeout)
+
+
+def _deadline(timeout: float) -> float:
+    """The detectors' own bound (libs.redaction.deadline): a thread past its time stops by
+    itself instead of running on after `_bounded` has given up on it."""
+    return time.monotonic() + timeout
 
 
 async def _bounded(call: Callable[[], T], timeout: float) -> T:

@@ -27,7 +27,7 @@ from libs.transcript.render import FORMATS
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "redaction"
 SNIPPETS: list[dict[str, Any]] = [
     snippet
-    for name in ("calls.json", "heldout.json")
+    for name in ("calls.json", "heldout.json", "heldout2.json", "heldout3.json")
     for snippet in json.loads((CORPORA / name).read_text())["snippets"]
 ]
 ALL = frozenset(EntityClass)
@@ -85,18 +85,39 @@ TEST_CARDS = frozenset(
         "6011601160116611",
         "4917484589897107",
         "5500000000000004",
+        # heldout3.json
+        "4000000000003220",
+        "3566002020360505",
+        "4000002760003184",
+        "4000000000000077",
+        "6200000000000005",
+    }
+)
+# A test number as an engine misheard it, redacted because it was read in a card context
+# (calls.json, heldout2.json, heldout3.json): a digit dropped, doubled or misheard.
+MISHEARD_CARDS = frozenset(
+    {
+        "555555555554444",
+        "411111111111111",
+        "55555555555554444",
+        "4012888888881882",
+        "5200828282828211",
+        "5105105105105101",
+        "30569300090200004",
     }
 )
 
 
 def test_corpus_cards_are_read_as_the_right_digits() -> None:
     # Not just any Luhn-valid number: the spoken forms parse to the very number said.
+    # Digits after a card in its run (an engine's extras) are redacted with it.
     seen = set()
     for snippet in SNIPPETS:
         for finding in detect(snippet["text"], {EntityClass.CREDIT_CARD}):
-            assert finding.digits in TEST_CARDS, snippet["id"]
-            seen.add(finding.digits)
-    assert seen == TEST_CARDS
+            card = next((c for c in TEST_CARDS if finding.digits.startswith(c)), finding.digits)
+            assert card in TEST_CARDS | MISHEARD_CARDS, snippet["id"]
+            seen.add(card)
+    assert seen == TEST_CARDS | MISHEARD_CARDS
     assert all(is_card_number(card) for card in TEST_CARDS)
     assert not is_card_number("4111111111111112")
     assert not is_card_number("5555555555554445")

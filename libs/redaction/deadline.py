@@ -1,0 +1,47 @@
+"""A cooperative time bound for redaction: the detectors tick a ``Clock`` as they walk the text,
+and it raises ``RedactionTimeout`` once ``time.monotonic()`` has passed the caller's deadline.
+
+Detection is linear in the text, so the bound is for hostile or absurd inputs and an overloaded
+machine, not for ordinary calls. The caller fails closed on ``RedactionTimeout``: nothing of the
+text it was redacting may be stored or sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from libs.errors import DomainError
+
+
+class RedactionTimeout(DomainError):
+    """Redaction did not finish before its deadline; nothing unredacted may be kept."""
+
+    code = "redaction_timeout"
+
+
+class Clock:
+    """Compares ``time.monotonic()`` with ``deadline`` once every ``every`` ticks (a tick is a
+    token or an item of work); ``deadline=None`` never expires."""
+
+    __slots__ = ("_left", "deadline", "every")
+
+    def __init__(self, deadline: float | None, every: int = 256) -> None:
+        self.deadline = deadline
+        self.every = every
+        self._left = every
+
+    def check(self) -> None:
+        """Raises now if the deadline has passed."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise RedactionTimeout("redaction did not finish in time")
+
+    def tick(self, n: int = 1) -> None:
+        if self.deadline is None:
+            return
+        self._left -= n
+        if self._left <= 0:
+            self._left = self.every
+            self.check()
+
+
+NO_DEADLINE = Clock(None)
