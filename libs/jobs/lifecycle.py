@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from libs import outbox
+from libs import outbox, search
 from libs.contracts import (
     AudioStored,
     RedactionSummary,
@@ -261,25 +261,30 @@ async def complete(
         conversation=conversation,
         redaction=summary,
     )
-    written = await pool.fetchval(
-        COMPLETE_WITH_EVENT,
-        job.id,
-        force,
-        transcript.model,
-        transcript.engine,
-        transcript.language,
-        transcript.duration,
-        transcript.text,
-        transcript.word_count,
-        keys.json,
-        keys.txt,
-        keys.srt,
-        keys.vtt,
-        metadata,
-        raw,
-        *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
-        redaction,
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        written = await conn.fetchval(
+            COMPLETE_WITH_EVENT,
+            job.id,
+            force,
+            transcript.model,
+            transcript.engine,
+            transcript.language,
+            transcript.duration,
+            transcript.text,
+            transcript.word_count,
+            keys.json,
+            keys.txt,
+            keys.srt,
+            keys.vtt,
+            metadata,
+            raw,
+            *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
+            redaction,
+        )
+        # --- search index (issue #20): the call's rows commit with its completion ---
+        if written == 3:
+            await search.write(conn, job.id, transcript)
+        # --- end search index ---
     if written == 0:
         # Completed elsewhere, or deleted meanwhile: then the transcripts just uploaded must go
         # too (a no-op for a job that has no deletion).

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from libs import outbox
+from libs import outbox, search
 from libs.contracts import subjects
 from libs.jobs.record import JOB_COLUMNS, Job, audio_stored_event
 
@@ -61,6 +61,7 @@ async def requeue(
             return None
         job = Job.from_row(row)
         await conn.execute(CLEAR_FAILURE, job.id)
+        await search.forget(conn, job.id)  # search index (issue #20): only completed jobs
         event = audio_stored_event(job, force=True, trace_id=trace_id)
         await outbox.enqueue(conn, event, subjects.audio_stored(job.tenant_prefix))
     return job
