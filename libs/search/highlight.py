@@ -49,7 +49,7 @@ def _split(marked: str) -> list[str]:
     pieces: list[str] = []
     start = 0
     for i, ch in enumerate(marked):
-        if ch == START or ch == STOP:
+        if ch in (START, STOP):
             if i > start:
                 pieces.append(marked[start:i])
             pieces.append(ch)

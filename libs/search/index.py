@@ -47,17 +47,17 @@ ON CONFLICT (audio_file_id) DO UPDATE SET
     indexed_at = now()
 RETURNING api_key_id, campaign_name, created_at, config::text AS config
 """
-# Every utterance in one statement (arrays in, one row each out); word timings travel as array
-# literals ('{1,5,7,12}') since a row's array has its own length.
+# Every utterance in one statement (arrays in, one row each out). Word timings travel as one
+# flat array for the whole call; row k takes its slice [lo, hi] (NULL: no words).
 INSERT_UTTERANCES = """
 INSERT INTO media_pipeline.search_utterances
     (audio_file_id, seq, api_key_id, campaign_name, created_at, role, speaker, channel, start_s,
      end_s, text, config, word_chars, word_times)
 SELECT $1, u.seq, $2, $3, $4, u.role, u.speaker, u.channel, u.start_s, u.end_s, u.text,
-       $5::regconfig, u.wc::integer[], u.wt::real[]
+       $5::regconfig, ($15::integer[])[u.lo:u.hi], ($16::real[])[u.lo:u.hi]
 FROM unnest($6::integer[], $7::text[], $8::text[], $9::smallint[], $10::real[], $11::real[],
-            $12::text[], $13::text[], $14::text[])
-    AS u(seq, role, speaker, channel, start_s, end_s, text, wc, wt)
+            $12::text[], $13::integer[], $14::integer[])
+    AS u(seq, role, speaker, channel, start_s, end_s, text, lo, hi)
 """
 FORGET = """
 WITH gone AS (DELETE FROM media_pipeline.search_utterances WHERE audio_file_id = $1)
@@ -116,6 +116,19 @@ async def write(conn: asyncpg.Connection, job_id: uuid.UUID, transcript: Transcr
     owner = CallOwner.from_row(row)
     rows = utterances(transcript)
     if rows:
+        chars: list[int] = []
+        times: list[float] = []
+        lo: list[int | None] = []
+        hi: list[int | None] = []
+        for u in rows:
+            if u.word_chars is None or u.word_times is None:
+                lo.append(None)
+                hi.append(None)
+                continue
+            lo.append(len(chars) + 1)
+            chars += u.word_chars
+            times += u.word_times
+            hi.append(len(chars))
         await conn.execute(
             INSERT_UTTERANCES,
             job_id,
@@ -130,15 +143,12 @@ async def write(conn: asyncpg.Connection, job_id: uuid.UUID, transcript: Transcr
             [u.start for u in rows],
             [u.end for u in rows],
             [u.text for u in rows],
-            [_array(u.word_chars) for u in rows],
-            [_array(u.word_times) for u in rows],
+            lo,
+            hi,
+            chars,
+            times,
         )
     return len(rows)
-
-
-def _array(values: list[int] | list[float] | None) -> str | None:
-    """A Postgres array literal of numbers."""
-    return None if values is None else "{" + ",".join(map(repr, values)) + "}"
 
 
 async def forget(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:

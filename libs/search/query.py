@@ -8,8 +8,14 @@ MAX_QUERY_CHARS characters, no control character (tab and newlines are spaces) a
 that is not UTF-8; anything else is `invalid_q`. A query of stop words only finds nothing.
 
 Ranking: a call's rank is the best `ts_rank` of its matching utterances; hits come by rank,
-then newest (the job's created_at), then id. The cursor is that keyset of the last hit, so a
-call completed while a client pages never shifts or repeats a hit.
+then newest (the job's created_at), then id. Ranking every match of a word said in every call
+would visit every one of them, so relevance is ranked within windows of the newest
+RANK_WINDOW matching utterances: a query with fewer matches (any selective one) is ranked
+exactly; a more common one ranks the calls of its newest RANK_WINDOW matches, and the pages
+after them continue with the next older window. The cursor holds the window's bounds and the
+(rank, created_at, id) of the last hit, so a call completed while a client pages never shifts
+or repeats a hit; a page may hold fewer hits than `limit` (even none) at the end of a window
+while `next_cursor` goes on.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ MAX_LIMIT = 200
 # Matching utterances answered per call in a cross-call search (in time order; the hit's
 # match_count has them all). The search within one call answers every match.
 MATCHES_PER_CALL = 10
+# Relevance is ranked among at most this many of the newest matching utterances at a time.
+RANK_WINDOW = 2000
 ANY_ROLE = "any"
 STATUSES = ("completed",)
 
@@ -53,15 +61,36 @@ RANGES: dict[str, tuple[str, str, float]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Cursor:
+class Key(msgspec.Struct, frozen=True, array_like=True):
+    """A call's place in the order: (rank, created_at, id)."""
+
     rank: float
     created_at: datetime
     audio_file_id: uuid.UUID
 
+    def order(self) -> tuple[float, datetime, uuid.UUID]:
+        return (self.rank, self.created_at, self.audio_file_id)
+
+
+class Bound(msgspec.Struct, frozen=True, array_like=True):
+    """A call's place in time: (created_at, id)."""
+
+    created_at: datetime
+    audio_file_id: uuid.UUID
+
+
+class Cursor(msgspec.Struct, frozen=True, array_like=True):
+    """Where the next page starts: within the window of calls with time in (lower, upper]
+    (None: unbounded; `open_lower`: the window's lower bound is still to be found), after
+    `after` (None: the window's first hit)."""
+
+    upper: Bound | None = None
+    lower: Bound | None = None
+    open_lower: bool = True
+    after: Key | None = None
+
     def encode(self) -> str:
-        raw = f"{self.rank!r}|{self.created_at.isoformat()}|{self.audio_file_id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return base64.urlsafe_b64encode(msgspec.json.encode(self)).decode().rstrip("=")
 
     @classmethod
     def parse(cls, value: str | None) -> Cursor | None:
@@ -69,19 +98,19 @@ class Cursor:
             return None
         bad = InvalidInput("cursor must be a cursor from a previous page", code="invalid_cursor")
         text = value.strip()
-        if len(text) > 300 or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        if len(text) > 400 or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
             raise bad
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            rank_text, when_text, id_text = raw.split("|")
-            rank = float(rank_text)
-            when = datetime.fromisoformat(when_text)
-            job = uuid.UUID(id_text)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            cursor = msgspec.json.decode(raw, type=cls)
+        except (binascii.Error, msgspec.DecodeError, msgspec.ValidationError):
             raise bad from None
-        if when.tzinfo is None or not math.isfinite(rank):
+        times = [b.created_at for b in (cursor.upper, cursor.lower, cursor.after) if b]
+        if any(t.tzinfo is None for t in times):
             raise bad
-        return cls(rank, when, job)
+        if cursor.after is not None and not math.isfinite(cursor.after.rank):
+            raise bad
+        return cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +147,7 @@ def clean_role(value: str | None) -> str | None:
     if value is None or not value.strip() or value.strip().lower() == ANY_ROLE:
         return None
     role = " ".join(value.split())
-    if len(role) > MAX_ROLE_CHARS or any(
-        unicodedata.category(ch) in ("Cc", "Cs") for ch in role
-    ):
+    if len(role) > MAX_ROLE_CHARS or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in role):
         raise InvalidInput(
             f"role must be agent, customer, another role, a speaker label (at most "
             f"{MAX_ROLE_CHARS} characters) or any",
@@ -176,32 +203,19 @@ def parse(query: Mapping[str, str]) -> Search:
 # --- SQL -------------------------------------------------------------------------------------
 
 # One arm per configuration in use: the utterances indexed with it that match the query parsed
-# with it. `{cfg}`/`{q}` are parameter numbers; `{where}` the utterance conditions.
-MATCH_ARM = """
-SELECT u.audio_file_id, u.created_at, ts_rank(u.tsv, tq) AS r
-FROM media_pipeline.search_utterances u, websearch_to_tsquery(${cfg}::regconfig, ${q}) tq
+# with it, newest first. `{cfg}`/`{q}` are parameter numbers, `{join}` the call row when a
+# metric filter needs it, `{where}` the conditions, `{cap}` the window's LIMIT (or nothing).
+MATCH_ARM = """(
+SELECT u.audio_file_id, u.created_at, ts_rank(u.tsv, tq)::float8 AS r
+FROM media_pipeline.search_utterances u{join}, websearch_to_tsquery(${cfg}::regconfig, ${q}) tq
 WHERE u.config = ${cfg}::regconfig AND u.tsv @@ tq{where}
+ORDER BY u.created_at DESC, u.audio_file_id DESC{cap})"""
+ARM_JOIN = "\n    JOIN media_pipeline.search_calls c ON c.audio_file_id = u.audio_file_id"
+ARM_CAP = "\nLIMIT ${p}"
+MATCHED = """
+SELECT audio_file_id, created_at, r FROM ({arms}) a
+ORDER BY created_at DESC, audio_file_id DESC{cap}
 """
-# Calls by their best-matching utterance; the page by (rank, created_at, id).
-RANKED = """
-WITH m AS ({arms}), calls AS (
-    SELECT audio_file_id, max(r)::float8 AS rank, max(created_at) AS created_at
-    FROM m GROUP BY audio_file_id
-)
-SELECT c.audio_file_id, c.campaign_name, c.created_at, c.duration, p.rank
-FROM (
-    SELECT calls.audio_file_id, calls.rank, calls.created_at
-    FROM calls{join}
-    WHERE TRUE{where}
-    ORDER BY calls.rank DESC, calls.created_at DESC, calls.audio_file_id DESC
-    LIMIT ${limit}
-) p
-JOIN media_pipeline.search_calls c ON c.audio_file_id = p.audio_file_id
-ORDER BY p.rank DESC, p.created_at DESC, p.audio_file_id DESC
-"""
-# Metric filters need the call row before the page is cut.
-RANKED_JOIN = "\n    JOIN media_pipeline.search_calls c ON c.audio_file_id = calls.audio_file_id"
-RANKED_AFTER = " AND (calls.rank, calls.created_at, calls.audio_file_id) < (${r}, ${t}, ${i})"
 # Without q: newest first, on the calls table alone (its key/created_at index).
 FILTERED = """
 SELECT c.audio_file_id, c.campaign_name, c.created_at, c.duration, 0::float8 AS rank
@@ -211,12 +225,18 @@ ORDER BY c.created_at DESC, c.audio_file_id DESC
 LIMIT ${limit}
 """
 FILTERED_AFTER = " AND (c.created_at, c.audio_file_id) < (${t}, ${i})"
-# Utterance (u.) and call (c.) conditions; `{p}` is the parameter number.
+CALLS = """
+SELECT audio_file_id, campaign_name, created_at, duration FROM media_pipeline.search_calls
+WHERE audio_file_id = ANY($1::uuid[])
+"""
+# Conditions; `{p}` is the parameter number.
 U_KEY = " AND u.api_key_id = ${p}"
 U_ROLE = " AND (u.role = lower(${p}) OR u.speaker = ${p})"
 U_CAMPAIGN = " AND u.campaign_name = ${p}"
 U_SINCE = " AND u.created_at >= ${p}"
 U_UNTIL = " AND u.created_at < ${p}"
+U_UPPER = " AND (u.created_at, u.audio_file_id) <= (${t}, ${i})"
+U_LOWER = " AND (u.created_at, u.audio_file_id) > (${t}, ${i})"
 C_KEY = " AND c.api_key_id = ${p}"
 C_ROLE = """ AND EXISTS (
     SELECT 1 FROM media_pipeline.search_utterances u
@@ -313,22 +333,8 @@ class _Sql:
         return template.format(p=self.p(value), **fmt)
 
 
-def _call_conditions(
-    sql: _Sql, s: Search, api_key_id: uuid.UUID | None, *, utterance_side: bool
-) -> str:
-    """The conditions on the call row; those the utterance arms already apply are left out."""
+def _metric_conditions(sql: _Sql, s: Search) -> str:
     where = ""
-    if not utterance_side:
-        if api_key_id is not None:
-            where += sql.cond(C_KEY, api_key_id)
-        if s.role is not None:
-            where += sql.cond(C_ROLE, s.role)
-        if s.campaign is not None:
-            where += sql.cond(C_CAMPAIGN, s.campaign)
-        if s.since is not None:
-            where += sql.cond(C_SINCE, s.since)
-        if s.until is not None:
-            where += sql.cond(C_UNTIL, s.until)
     for name, low, top in s.ranges:
         column = RANGES[name][0]
         if low is not None:
@@ -338,45 +344,80 @@ def _call_conditions(
     return where
 
 
-def statement(
-    s: Search, api_key_id: uuid.UUID | None, config_names: Sequence[str]
+def filtered_statement(
+    s: Search, api_key_id: uuid.UUID | None, after: Key | None
 ) -> tuple[str, list[Any]]:
-    """The page query for `s` (one more row than the limit) and its arguments."""
+    """Without q: the page (one more row than the limit), newest first."""
     sql = _Sql()
-    if s.q is None:
-        where = _call_conditions(sql, s, api_key_id, utterance_side=False)
-        if s.after is not None:
-            where += FILTERED_AFTER.format(t=sql.p(s.after.created_at), i=sql.p(s.after.audio_file_id))
-        return FILTERED.format(where=where, limit=sql.p(s.limit + 1)), sql.args
-    q = sql.p(s.q)
-    shared = ""
+    where = ""
     if api_key_id is not None:
-        shared += sql.cond(U_KEY, api_key_id)
+        where += sql.cond(C_KEY, api_key_id)
     if s.role is not None:
-        shared += sql.cond(U_ROLE, s.role)
+        where += sql.cond(C_ROLE, s.role)
     if s.campaign is not None:
-        shared += sql.cond(U_CAMPAIGN, s.campaign)
+        where += sql.cond(C_CAMPAIGN, s.campaign)
     if s.since is not None:
-        shared += sql.cond(U_SINCE, s.since)
+        where += sql.cond(C_SINCE, s.since)
     if s.until is not None:
-        shared += sql.cond(U_UNTIL, s.until)
+        where += sql.cond(C_UNTIL, s.until)
+    where += _metric_conditions(sql, s)
+    if after is not None:
+        where += FILTERED_AFTER.format(t=sql.p(after.created_at), i=sql.p(after.audio_file_id))
+    return FILTERED.format(where=where, limit=sql.p(s.limit + 1)), sql.args
+
+
+def matched_statement(
+    s: Search,
+    api_key_id: uuid.UUID | None,
+    config_names: Sequence[str],
+    *,
+    upper: Bound | None,
+    lower: Bound | None,
+    cap: int | None,
+) -> tuple[str, list[Any]]:
+    """The matching utterances (call, time, rank) with time in (lower, upper], newest first,
+    at most `cap` of them (None: all)."""
+    assert s.q is not None
+    sql = _Sql()
+    q = sql.p(s.q)
+    where = ""
+    if api_key_id is not None:
+        where += sql.cond(U_KEY, api_key_id)
+    if s.role is not None:
+        where += sql.cond(U_ROLE, s.role)
+    if s.campaign is not None:
+        where += sql.cond(U_CAMPAIGN, s.campaign)
+    if s.since is not None:
+        where += sql.cond(U_SINCE, s.since)
+    if s.until is not None:
+        where += sql.cond(U_UNTIL, s.until)
+    if upper is not None:
+        where += U_UPPER.format(t=sql.p(upper.created_at), i=sql.p(upper.audio_file_id))
+    if lower is not None:
+        where += U_LOWER.format(t=sql.p(lower.created_at), i=sql.p(lower.audio_file_id))
+    where += _metric_conditions(sql, s)
+    limit = "" if cap is None else ARM_CAP.format(p=sql.p(cap))
     arms = " UNION ALL ".join(
-        MATCH_ARM.format(cfg=sql.p(name), q=q, where=shared) for name in config_names
-    )
-    where = _call_conditions(sql, s, api_key_id, utterance_side=True)
-    if s.after is not None:
-        where += RANKED_AFTER.format(
-            r=sql.p(s.after.rank), t=sql.p(s.after.created_at), i=sql.p(s.after.audio_file_id)
-        )
-    return (
-        RANKED.format(
-            arms=arms,
-            join=RANKED_JOIN if s.ranges else "",
+        MATCH_ARM.format(
+            cfg=sql.p(name),
+            q=q,
+            join=ARM_JOIN if s.ranges else "",
             where=where,
-            limit=sql.p(s.limit + 1),
-        ),
-        sql.args,
+            cap=limit,
+        )
+        for name in config_names
     )
+    return MATCHED.format(arms=arms, cap=limit), sql.args
+
+
+def rank_calls(rows: Sequence[tuple[uuid.UUID, datetime, float]]) -> list[Key]:
+    """Calls by their best-matching utterance: by rank, then newest, then id (descending)."""
+    best: dict[uuid.UUID, Key] = {}
+    for job, at, r in rows:
+        known = best.get(job)
+        if known is None or r > known.rank:
+            best[job] = Key(float(r), at, job)
+    return sorted(best.values(), key=Key.order, reverse=True)
 
 
 async def matches(
@@ -403,29 +444,85 @@ async def search(
     conn: asyncpg.Connection | asyncpg.Pool, s: Search, *, api_key_id: uuid.UUID | None
 ) -> Page:
     """A page of hits for `s`: the key's calls (`api_key_id`), or every call (None)."""
-    names: list[str] = []
-    if s.q is not None:
-        names = await configs.in_use(conn)
-        if not names:
-            return Page([], None)
-    text, args = statement(s, api_key_id, names)
-    rows = await conn.fetch(text, *args)
-    page = [Hit.from_row(r) for r in rows[: s.limit]]
-    if s.q is not None and page:
-        found, totals = await matches(
-            conn, [h.audio_file_id for h in page], s.q, s.role, per_call=MATCHES_PER_CALL
+    cursor = s.after or Cursor()
+    if s.q is None:
+        text, args = filtered_statement(s, api_key_id, cursor.after)
+        rows = await conn.fetch(text, *args)
+        page = [Hit.from_row(r) for r in rows[: s.limit]]
+        more = None
+        if len(rows) > s.limit:
+            last = page[-1]
+            more = Cursor(after=Key(0.0, last.created_at, last.audio_file_id)).encode()
+        return Page(page, more)
+    names = await configs.in_use(conn)
+    if not names:
+        return Page([], None)
+    upper, lower = cursor.upper, cursor.lower
+    if cursor.open_lower:
+        # A new window: the newest RANK_WINDOW matches below `upper`. Full, it ends before its
+        # oldest call (whose other matches may lie beyond it); that call opens the next one.
+        text, args = matched_statement(
+            s, api_key_id, names, upper=upper, lower=None, cap=RANK_WINDOW
         )
-        page = [
-            msgspec.structs.replace(
-                h, matches=found.get(h.audio_file_id, []), match_count=totals.get(h.audio_file_id, 0)
-            )
-            for h in page
-        ]
-    next_cursor = None
-    if len(rows) > s.limit:
-        last = page[-1]
-        next_cursor = Cursor(last.rank, last.created_at, last.audio_file_id).encode()
-    return Page(page, next_cursor)
+        rows = await conn.fetch(text, *args)
+        lower = None
+        if len(rows) == RANK_WINDOW:
+            edge = Bound(rows[-1]["created_at"], rows[-1]["audio_file_id"])
+            newest = Bound(rows[0]["created_at"], rows[0]["audio_file_id"])
+            if newest != edge:
+                lower = edge
+                rows = [
+                    r
+                    for r in rows
+                    if (r["created_at"], r["audio_file_id"])
+                    > (
+                        edge.created_at,
+                        edge.audio_file_id,
+                    )
+                ]
+            else:  # one call holds the whole window: rank everything left instead
+                text, args = matched_statement(
+                    s, api_key_id, names, upper=upper, lower=None, cap=None
+                )
+                rows = await conn.fetch(text, *args)
+    else:
+        text, args = matched_statement(s, api_key_id, names, upper=upper, lower=lower, cap=None)
+        rows = await conn.fetch(text, *args)
+    ranked = rank_calls([(r["audio_file_id"], r["created_at"], r["r"]) for r in rows])
+    if cursor.after is not None:
+        after = cursor.after.order()
+        ranked = [k for k in ranked if k.order() < after]
+    keys = ranked[: s.limit]
+    more = None
+    if len(ranked) > s.limit:
+        more = Cursor(upper=upper, lower=lower, open_lower=False, after=keys[-1]).encode()
+    elif lower is not None:
+        more = Cursor(upper=lower, open_lower=True).encode()
+    return Page(await _hits(conn, keys, s), more)
+
+
+async def _hits(
+    conn: asyncpg.Connection | asyncpg.Pool, keys: Sequence[Key], s: Search
+) -> list[Hit]:
+    if not keys:
+        return []
+    assert s.q is not None
+    ids = [k.audio_file_id for k in keys]
+    calls = {r["audio_file_id"]: r for r in await conn.fetch(CALLS, ids)}
+    found, totals = await matches(conn, ids, s.q, s.role, per_call=MATCHES_PER_CALL)
+    return [
+        Hit(
+            audio_file_id=k.audio_file_id,
+            campaign=calls[k.audio_file_id]["campaign_name"],
+            created_at=k.created_at,
+            duration=round(float(calls[k.audio_file_id]["duration"]), 3),
+            rank=k.rank,
+            match_count=totals.get(k.audio_file_id, 0),
+            matches=found.get(k.audio_file_id, []),
+        )
+        for k in keys
+        if k.audio_file_id in calls
+    ]
 
 
 async def owner(conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID) -> uuid.UUID | None:

@@ -64,3 +64,8 @@ CREATE TABLE media_pipeline.search_utterances (
     PRIMARY KEY (audio_file_id, seq)
 );
 CREATE INDEX search_utterances_tsv ON media_pipeline.search_utterances USING gin (tsv);
+-- Newest matches first without visiting every match of a common word (libs/search/query.py:
+-- relevance is ranked within windows of the newest matches): a key's, and everyone's.
+CREATE INDEX search_utterances_key_created
+    ON media_pipeline.search_utterances (api_key_id, created_at DESC);
+CREATE INDEX search_utterances_created ON media_pipeline.search_utterances (created_at DESC);

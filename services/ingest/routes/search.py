@@ -21,7 +21,7 @@ ROUTES = ApiRoutes("search")
 NUMBER = {"type": "number", "minimum": 0}
 SHARE = {"type": "number", "minimum": 0, "maximum": 1}
 Q_DOC = (
-    "what was said, web-search style: words (stemmed by the call's language), \"a phrase\", "
+    'what was said, web-search style: words (stemmed by the call\'s language), "a phrase", '
     f"-excluded, a OR b; at most {query.MAX_QUERY_CHARS} characters; any other character is "
     "text, never syntax"
 )

@@ -233,13 +233,13 @@ async def test_metric_filters_campaign_dates_and_paging(
     # Paging: one per page, every call once, in the order of a single page.
     both = await _ids(api, raw, q=phrase)
     assert set(both) == {quiet, busy}
-    status, body = await _search(api, raw, q=phrase, limit="1")
+    _, body = await _search(api, raw, q=phrase, limit="1")
     first = msgspec.convert(body, search_bodies.SearchPage)
     assert first.next_cursor
     # A call completed meanwhile (newer, same words) does not shift the next page.
     newer = await _job(api, upstream, raw)
     await _complete(api, newer, _call([_turn("customer", 1, 0.0, f"hello {phrase} end")]))
-    status, body = await _search(api, raw, q=phrase, limit="1", cursor=first.next_cursor)
+    _, body = await _search(api, raw, q=phrase, limit="1", cursor=first.next_cursor)
     second = msgspec.convert(body, search_bodies.SearchPage)
     assert [h.audio_file_id for h in first.hits + second.hits] == both
 
@@ -274,7 +274,7 @@ async def test_bad_input_is_a_clear_400(api: Api, query: str, code: str) -> None
 @pytest.mark.parametrize(
     "q",
     [
-        "\"unbalanced",
+        '"unbalanced',
         ":*&|!()<->",
         "a:* & !b | (c <-> d)",
         "'' \\ ;--",
@@ -284,9 +284,7 @@ async def test_bad_input_is_a_clear_400(api: Api, query: str, code: str) -> None
         "x" * 400,
     ],
 )
-async def test_tsquery_syntax_is_searched_as_text(
-    api: Api, upstream: Upstream, q: str
-) -> None:
+async def test_tsquery_syntax_is_searched_as_text(api: Api, upstream: Upstream, q: str) -> None:
     raw, _ = await make_key(api.pool)
     job = await _job(api, upstream, raw)
     await _complete(api, job, _call([_turn("customer", 1, 0.0, "hello world")]))
@@ -343,5 +341,7 @@ async def test_a_key_configuration_wins_over_the_language(api: Api, upstream: Up
 async def test_search_is_documented(api: Api) -> None:
     status, doc, _ = await api.request("GET", "/openapi.json", key=None)
     assert status == 200
-    assert "/api/media/search" in doc["paths"] and "/api/media/{audio_file_id}/search" in doc["paths"]
+    assert (
+        "/api/media/search" in doc["paths"] and "/api/media/{audio_file_id}/search" in doc["paths"]
+    )
     assert "SearchPage" in doc["components"]["schemas"]
