@@ -64,7 +64,28 @@ SELECT j.id, j.key, 't', j.campaign, 'b', 't/' || j.id, 'audio/wav', 1, 'x', j.a
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS j(id, key, campaign, at)
 """
 GIN = "search_utterances_tsv"
-STOP_WORDS = ["i", "you", "the", "a", "to", "and", "it", "that", "is", "of", "we", "for", "in", "my", "your", "this", "can", "me", "so", "have"]
+STOP_WORDS = [
+    "i",
+    "you",
+    "the",
+    "a",
+    "to",
+    "and",
+    "it",
+    "that",
+    "is",
+    "of",
+    "we",
+    "for",
+    "in",
+    "my",
+    "your",
+    "this",
+    "can",
+    "me",
+    "so",
+    "have",
+]
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
