@@ -15,7 +15,7 @@ from libs.jobs import record
 from libs.search import query
 from services.ingest import search_bodies
 from services.ingest.context import POOL, authenticate, job_id
-from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
+from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Param, Reply, in_path, in_query
 
 ROUTES = ApiRoutes("search")
 NUMBER = {"type": "number", "minimum": 0}
@@ -41,7 +41,7 @@ def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
     return None if key.is_bootstrap else uuid.UUID(key.id)
 
 
-def _range_params() -> list:  # type: ignore[type-arg]
+def _range_params() -> list[Param]:
     out = []
     for name, (doc, schema) in RANGE_DOCS.items():
         out.append(in_query(f"min_{name}", f"at least: {doc}", schema))
