@@ -111,6 +111,7 @@ class Calls:
     def __init__(self, calls: int, keys: list[uuid.UUID], words: bool, seed: int = 20) -> None:
         self.rng = np.random.default_rng(seed)
         self.vocab = vocabulary(self.rng)
+        self.lexicon = np.array(STOP_WORDS + self.vocab, dtype=object)
         weights = 1.0 / np.arange(1, VOCABULARY + 1) ** ZIPF
         self.cum = np.cumsum(weights / weights.sum())
         self.calls = calls
@@ -126,28 +127,41 @@ class Calls:
         ]
         self.utterances = 0
 
-    def _sentence(self, n: int) -> list[str]:
-        """Like speech: about 45% stop words, the rest Zipf-distributed content words."""
-        picks = np.searchsorted(self.cum, self.rng.random(n))
-        stops = self.rng.random(n) < 0.45
-        small = self.rng.integers(0, len(STOP_WORDS), n)
-        return [
-            STOP_WORDS[int(small[k])] if stops[k] else self.vocab[int(i)]
-            for k, i in enumerate(picks)
-        ]
-
     def batch(self, lo: int, hi: int) -> tuple[bytes, bytes]:
+        """Calls lo..hi as CSV for COPY (utterances, calls). Like speech: about 45% stop words,
+        the rest Zipf-distributed content words; random numbers are drawn per batch."""
+        rng = self.rng
+        counts = np.maximum(4, rng.poisson(20, hi - lo)).tolist()
+        total = sum(counts)
+        lengths = np.clip(rng.lognormal(2.3, 0.6, total), 2, 60).astype(int)
+        n = int(lengths.sum())
+        stops = rng.random(n) < 0.45
+        index = np.where(
+            stops,
+            rng.integers(0, len(STOP_WORDS), n),
+            np.searchsorted(self.cum, rng.random(n)) + len(STOP_WORDS),
+        )
+        tokens = self.lexicon[index].tolist()
+        lengths_list = lengths.tolist()
+        pauses = rng.exponential(1.2, total).tolist()
+        specials = rng.random(hi - lo).tolist()
+        tails = rng.exponential(3.0, hi - lo).tolist()
+        interruptions = rng.poisson(2, hi - lo).tolist()
+        overlaps = rng.exponential(2.0, hi - lo).tolist()
+        rates = rng.normal(150, 25, hi - lo).tolist()
         utt, calls = io.StringIO(), io.StringIO()
         uw, cw = csv.writer(utt), csv.writer(calls)
+        pos = u = 0
         for c in range(lo, hi):
-            n = max(4, int(self.rng.poisson(20)))
-            special = self.rng.random()
+            special = specials[c - lo]
+            campaign = campaign_name(int(self.campaign[c]))
+            created = self.created[c].isoformat()
             t = 0.0
             talk = {"agent": 0.0, "customer": 0.0}
-            for seq in range(n):
+            for seq in range(counts[c - lo]):
                 role = "agent" if seq % 2 == 0 else "customer"
-                count = int(np.clip(self.rng.lognormal(2.3, 0.6), 2, 60))
-                words = self._sentence(count)
+                words = tokens[pos : pos + lengths_list[u]]
+                pos += lengths_list[u]
                 if seq == 0:
                     words = ["thank", "you", "for", "calling", "acme", *words[:6]]
                 elif (seq == 3 and special < 0.01) or (seq == 2 and 0.01 <= special < 0.015):
@@ -155,57 +169,56 @@ class Calls:
                     words[1:1] = ["cancel", "my", "subscription"]
                 elif seq == 5 and 0.02 <= special < 0.0205:
                     words[1:1] = ["chargeback"]
-                text = " ".join(words)
                 start = t
                 end = t + 0.4 * len(words)
                 talk[role] += end - start
-                chars = times = ""
+                chars = times = None
                 if self.words:
-                    lengths = np.fromiter((len(w) for w in words), int, len(words))
-                    ends = np.cumsum(lengths + 1) - 1
-                    starts = ends - lengths
-                    pairs = np.empty(2 * len(words), int)
-                    pairs[0::2], pairs[1::2] = starts, ends
-                    chars = "{" + ",".join(map(str, pairs.tolist())) + "}"
-                    ts = np.round(start + 0.4 * np.arange(len(words)), 2)
-                    tpairs = np.empty(2 * len(words))
-                    tpairs[0::2], tpairs[1::2] = ts, ts + 0.35
-                    times = "{" + ",".join(map(str, tpairs.tolist())) + "}"
+                    spans: list[int] = []
+                    secs: list[float] = []
+                    at = 0
+                    for i, w in enumerate(words):
+                        spans += (at, at + len(w))
+                        at += len(w) + 1
+                        secs += (round(start + 0.4 * i, 2), round(start + 0.4 * i + 0.35, 2))
+                    chars = "{" + ",".join(map(str, spans)) + "}"
+                    times = "{" + ",".join(map(str, secs)) + "}"
                 uw.writerow(
                     (
                         self.ids[c],
                         seq,
                         self.key_of[c],
-                        campaign_name(int(self.campaign[c])),
-                        self.created[c].isoformat(),
+                        campaign,
+                        created,
                         role,
                         f"Channel {0 if role == 'agent' else 1}",
                         0 if role == "agent" else 1,
                         round(start, 2),
                         round(end, 2),
-                        text,
+                        " ".join(words),
                         "english",
-                        chars or None,
-                        times or None,
+                        chars,
+                        times,
                     )
                 )
-                t = end + float(self.rng.exponential(1.2))
+                t = end + pauses[u]
+                u += 1
                 self.utterances += 1
-            duration = t + float(self.rng.exponential(3.0))
+            duration = t + tails[c - lo]
             spoken = talk["agent"] + talk["customer"]
             cw.writerow(
                 (
                     self.ids[c],
                     self.key_of[c],
-                    campaign_name(int(self.campaign[c])),
-                    self.created[c].isoformat(),
+                    campaign,
+                    created,
                     "english",
                     round(duration, 2),
                     round(talk["agent"] / spoken, 4),
                     round(max(0.0, 1 - spoken / duration), 4),
-                    int(self.rng.poisson(2)),
-                    round(float(self.rng.exponential(2.0)), 2),
-                    round(150 + float(self.rng.normal(0, 25)), 1),
+                    interruptions[c - lo],
+                    round(overlaps[c - lo], 2),
+                    round(rates[c - lo], 1),
                 )
             )
         return utt.getvalue().encode(), calls.getvalue().encode()
