@@ -263,6 +263,9 @@ FROM (
 WHERE m.n <= $4
 ORDER BY m.audio_file_id, m.seq
 """
+# The statements of one search differ in their parameters only, yet a common word and a rare
+# phrase want different plans: no generic plan (and no JIT compile for a 50-row page).
+PLAN_PER_SEARCH = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off"
 CALL_OWNER = """
 SELECT api_key_id FROM media_pipeline.search_calls WHERE audio_file_id = $1
 """
@@ -441,9 +444,19 @@ async def matches(
 
 
 async def search(
-    conn: asyncpg.Connection | asyncpg.Pool, s: Search, *, api_key_id: uuid.UUID | None
+    db: asyncpg.Connection | asyncpg.Pool, s: Search, *, api_key_id: uuid.UUID | None
 ) -> Page:
-    """A page of hits for `s`: the key's calls (`api_key_id`), or every call (None)."""
+    """A page of hits for `s`: the key's calls (`api_key_id`), or every call (None). One
+    read-only transaction: the hits and their matches come from one snapshot."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return await search(conn, s, api_key_id=api_key_id)
+    async with db.transaction(readonly=True):
+        await db.execute(PLAN_PER_SEARCH)
+        return await _search(db, s, api_key_id=api_key_id)
+
+
+async def _search(conn: asyncpg.Connection, s: Search, *, api_key_id: uuid.UUID | None) -> Page:
     cursor = s.after or Cursor()
     if s.q is None:
         text, args = filtered_statement(s, api_key_id, cursor.after)

@@ -12,11 +12,18 @@ from aiohttp import web
 from libs.search import query
 from services.ingest.bodies import DateTime, Uuid
 
+# Pairs as two-item arrays (OpenAPI 3.0 has no tuples).
 Range = Annotated[
-    tuple[int, int],
-    msgspec.Meta(description="[from, to): character offsets (Unicode code points) into text"),
+    list[int],
+    msgspec.Meta(
+        min_length=2,
+        max_length=2,
+        description="[from, to): character offsets (Unicode code points) into text",
+    ),
 ]
-Times = Annotated[tuple[float, float], msgspec.Meta(description="[start, end] in seconds")]
+Times = Annotated[
+    list[float], msgspec.Meta(min_length=2, max_length=2, description="[start, end] in seconds")
+]
 
 
 class SearchMatch(msgspec.Struct, kw_only=True):
@@ -79,7 +86,7 @@ def _match(m: query.Match) -> SearchMatch:
         role=m.role,
         speaker=m.speaker,
         text=m.text,
-        highlights=list(m.highlights),
+        highlights=[list(h) for h in m.highlights],
     )
 
 
@@ -111,8 +118,8 @@ def call(audio_file_id: str, found: list[query.Match]) -> CallSearch:
                 role=m.role,
                 speaker=m.speaker,
                 text=m.text,
-                highlights=list(m.highlights),
-                times=list(m.times),
+                highlights=[list(h) for h in m.highlights],
+                times=[list(t) for t in m.times],
             )
             for m in found
         ],

@@ -165,7 +165,7 @@ async def test_expired_jobs_and_audio_are_removed_by_the_sweeper(
     _, shown, _ = await api.request("GET", f"/api/media/status/{audio_id}", key=raw)
     assert shown["status"] == "completed" and shown["metadata"]["audio_removed_at"]
     assert shown["transcript"] == "kept words"
-    assert await _indexed(api, audio_id) == 1  # search (issue #20): the transcript stays findable
+    assert await _indexed(api, audio_id) == 2  # search (issue #20): its call row and utterance stay
     events = [
         msgspec.json.decode(r["payload"], type=TranscriptionDeleted)
         for r in await api.pool.fetch(

@@ -149,7 +149,7 @@ async def test_reindex_indexes_what_completed_before_the_index(
 
 async def test_config_sets_a_keys_configuration(api: Api) -> None:
     _, key = await make_key(api.pool)
-    code, out, err = await _cli(api, None, "search", "config", key.key_hint, "simple")
+    code, _, err = await _cli(api, None, "search", "config", key.key_hint, "simple")
     assert code == 0, err
     stored = await api.pool.fetchval(
         "SELECT config::text FROM media_pipeline.search_key_configs WHERE api_key_id = $1",
