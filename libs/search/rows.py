@@ -89,9 +89,53 @@ def _words_within(words: Sequence[Word], start: float, end: float, first: int) -
     return i
 
 
+# A row's text at most (longer ones, e.g. a transcript without segments, are split at spaces):
+# a tsvector holds at most 1 MB, and a match should point near what it found.
+MAX_ROW_CHARS = 2000
+
+
+def _pieces(text: str) -> list[tuple[int, int]]:
+    """[from, to) pieces of `text` of at most MAX_ROW_CHARS, cut at whitespace if there is any."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    while len(text) - start > MAX_ROW_CHARS:
+        cut = text.rfind(" ", start + 1, start + MAX_ROW_CHARS)
+        end = cut if cut > start else start + MAX_ROW_CHARS
+        out.append((start, end))
+        start = end
+    out.append((start, len(text)))
+    return out
+
+
+def _split(row: IndexedUtterance) -> list[IndexedUtterance]:
+    """The row as pieces of at most MAX_ROW_CHARS, each with its own words."""
+    if len(row.text) <= MAX_ROW_CHARS:
+        return [row]
+    out = []
+    for lo, hi in _pieces(row.text):
+        chars: list[int] | None = None
+        times: list[float] | None = None
+        if row.word_chars is not None and row.word_times is not None:
+            chars, times = [], []
+            for k in range(len(row.word_chars) // 2):
+                a, b = row.word_chars[2 * k], row.word_chars[2 * k + 1]
+                if a >= lo and b <= hi:
+                    chars += (a - lo, b - lo)
+                    times += row.word_times[2 * k : 2 * k + 2]
+        out.append(
+            msgspec.structs.replace(row, text=row.text[lo:hi], word_chars=chars, word_times=times)
+        )
+    return out
+
+
 def utterances(transcript: Transcript) -> list[IndexedUtterance]:
     """The rows: one per utterance with text; else one per segment (words assigned by time);
-    else one for the whole text."""
+    else the whole text; any longer than MAX_ROW_CHARS in pieces. Numbered from 0."""
+    rows = [piece for row in _rows(transcript) for piece in _split(row)]
+    return [msgspec.structs.replace(row, seq=n) for n, row in enumerate(rows)]
+
+
+def _rows(transcript: Transcript) -> list[IndexedUtterance]:
     out: list[IndexedUtterance] = []
     if transcript.utterances:
         for u in transcript.utterances:

@@ -232,3 +232,25 @@ def test_one_arm_per_configuration_sharing_the_query() -> None:
     assert text.count("websearch_to_tsquery") == 2 and text.count("JOIN media_pipeline") == 2
     assert args[0] == "refund" and args.count("english") == 1 and args.count(50) == 1
     assert text.count("$1)") == 2  # the query text is one parameter
+
+
+def test_a_long_text_is_indexed_in_pieces_with_their_words() -> None:
+    words = [f"w{k:05d}" for k in range(1000)]  # 7 characters each with its space
+    text = " ".join(words)
+    t = Transcript(
+        text=text,
+        language="en",
+        duration=500.0,
+        model="m",
+        engine="e",
+        words=tuple(Word(start=k * 0.5, end=k * 0.5 + 0.4, word=w) for k, w in enumerate(words)),
+    )
+    pieces = rows.utterances(t)
+    assert len(pieces) == 4 and [p.seq for p in pieces] == [0, 1, 2, 3]
+    assert all(len(p.text) <= rows.MAX_ROW_CHARS for p in pieces)
+    assert "".join(p.text for p in pieces) == text
+    second = pieces[1]
+    assert second.word_chars is not None and second.word_times is not None
+    first_word = second.text[second.word_chars[0] : second.word_chars[1]]
+    assert first_word == words[len(pieces[0].text.split())]
+    assert second.word_times[0] == 0.5 * len(pieces[0].text.split())
