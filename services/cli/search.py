@@ -25,7 +25,8 @@ from typing import Any
 
 from libs import db, params, search
 from libs.apikeys import endpoints
-from libs.blobstore import S3BlobStore
+from libs.blobstore import BlobStoreUnavailable, S3BlobStore
+from libs.db import DatabaseUnavailable
 from libs.errors import InvalidInput
 from libs.search import configs, query
 from libs.settings import Settings
@@ -118,7 +119,12 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
             await pool.close()
         return {"indexed": indexed, "skipped": skipped}
 
-    print(json.dumps({"done": asyncio.run(go())}))
+    try:
+        done = asyncio.run(go())
+    except (BlobStoreUnavailable, DatabaseUnavailable) as exc:
+        print(f"error: {exc}; run it again to go on where it stopped", file=sys.stderr)
+        return 1
+    print(json.dumps({"done": done}))
     return 0
 
 
