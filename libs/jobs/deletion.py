@@ -35,7 +35,7 @@ from typing import Literal, Protocol
 import asyncpg
 import structlog
 
-from libs import outbox
+from libs import outbox, search
 from libs.blobstore import BlobStoreRefused, BlobStoreUnavailable
 from libs.contracts import TranscriptionDeleted, new_event_id, subjects, utcnow
 from libs.db import rows_affected
@@ -245,6 +245,7 @@ async def request(
         await conn.execute(TOMBSTONE_TRANSCRIPTION, job_id)
         await conn.execute(DELETE_CHUNKS, job_id)
         await conn.execute(DELETE_FAILURES, job_id)
+        await search.forget(conn, job_id)  # search index (issue #20): retention comes here too
         await webhooks.scrub_for_deleted_job(conn, job_id)
         await dead_letters.forget_payloads_of_job(conn, job_id)
         if forget_events:

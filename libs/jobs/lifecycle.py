@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from libs import outbox
+from libs import outbox, search
 from libs.contracts import (
     AudioStored,
     RedactionSummary,
@@ -331,13 +331,17 @@ async def complete(
     row = CompletedTranscription.of(
         transcript, keys, metadata, raw_response=raw, redaction=redaction
     )
-    written = await pool.fetchval(
-        COMPLETE_WITH_EVENT,
-        job.id,
-        force,
-        msgspec.to_builtins(row),
-        *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        written = await conn.fetchval(
+            COMPLETE_WITH_EVENT,
+            job.id,
+            force,
+            msgspec.to_builtins(row),
+            *outbox.event_row(event, subjects.transcript_ready(job.tenant_prefix)),
+        )
+        if written == 3:
+            # The search index (libs.search): the call's rows commit with its completion.
+            await search.write(conn, job.id, transcript)
     if written == 0:
         # Completed elsewhere, or deleted meanwhile: then the transcripts just uploaded must go
         # too (a no-op for a job that has no deletion).

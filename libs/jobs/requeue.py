@@ -18,7 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
-from libs import errors, outbox
+from libs import errors, outbox, search
 from libs.contracts import subjects
 from libs.jobs.record import JOB_COLUMNS, Job, audio_stored_event
 
@@ -73,6 +73,7 @@ async def requeue(
             return None
         job = Job.from_row(row)
         await conn.execute(CLEAR_FAILURE, job.id)
+        await search.forget(conn, job.id)  # search index (issue #20): only completed jobs
         event = audio_stored_event(job, force=True, trace_id=trace_id)
         await outbox.enqueue(conn, event, subjects.audio_stored(job.tenant_prefix))
     return job

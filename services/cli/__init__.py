@@ -7,9 +7,9 @@ import sys
 
 from libs.logs import configure
 from libs.settings import Settings, SettingsError
-from services.cli import client, db, deadletters, jobs, keys, replay, run, webhooks
+from services.cli import client, db, deadletters, jobs, keys, replay, run, search, webhooks
 
-MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client)
+MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client, search)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -140,7 +140,9 @@ def _formats(value: str) -> list[str]:
     return chosen
 
 
-def _run(go: Callable[[Gateway], Any], args: argparse.Namespace, settings: Settings) -> int:
+def run_against_gateway(
+    go: Callable[[Gateway], Any], args: argparse.Namespace, settings: Settings
+) -> int:
     async def main() -> int:
         url, key = _settings_target(args, settings)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
@@ -273,7 +275,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         _print(result)
         return 0
 
-    return _run(go, args, settings)
+    return run_against_gateway(go, args, settings)
 
 
 # --- transcribe jobs list | show | delete ------------------------------------------------------
@@ -315,7 +317,7 @@ def cmd_jobs_list(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"more: --all, or the next page with cursor {cursor}", file=sys.stderr)
                 return 0
 
-    return _run(go, args, settings)
+    return run_against_gateway(go, args, settings)
 
 
 def cmd_jobs_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -334,7 +336,7 @@ def cmd_jobs_show(args: argparse.Namespace, settings: Settings) -> int:
             print("\n".join(files), file=sys.stderr)
         return 0
 
-    return _run(go, args, settings)
+    return run_against_gateway(go, args, settings)
 
 
 def cmd_jobs_delete(args: argparse.Namespace, settings: Settings) -> int:
@@ -343,10 +345,10 @@ def cmd_jobs_delete(args: argparse.Namespace, settings: Settings) -> int:
             _print(await gw.call("DELETE", f"/api/media/{job_id}"))
         return 0
 
-    return _run(go, args, settings)
+    return run_against_gateway(go, args, settings)
 
 
-def _target_options(parser: argparse.ArgumentParser) -> None:
+def target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-url",
         help="the gateway (default TRANSCRIBE_API_URL, else PUBLIC_BASE_URL or "
@@ -379,7 +381,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--wait", action="store_true", help="wait until the job is finished")
     s.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     _wait_options(s)
-    _target_options(s)
+    target_options(s)
     s.set_defaults(fn=cmd_submit)
 
 
@@ -392,15 +394,15 @@ def register_jobs(jsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     ls.add_argument("--campaign", help="exact campaign name")
     ls.add_argument("--limit", type=int, help="jobs per page (1-200)")
     ls.add_argument("--all", action="store_true", help="every page, not just the first")
-    _target_options(ls)
+    target_options(ls)
     ls.set_defaults(fn=cmd_jobs_list)
     sh = jsub.add_parser("show", help="a job's status; --wait follows it, --out downloads")
     sh.add_argument("id")
     sh.add_argument("--wait", action="store_true", help="wait until the job is finished")
     _wait_options(sh)
-    _target_options(sh)
+    target_options(sh)
     sh.set_defaults(fn=cmd_jobs_show)
     de = jsub.add_parser("delete", help="delete jobs: their objects and personal data")
     de.add_argument("ids", nargs="+", metavar="id")
-    _target_options(de)
+    target_options(de)
     de.set_defaults(fn=cmd_jobs_delete)

@@ -154,7 +154,8 @@ async def test_delete_removes_every_object_and_all_personal_data(
     assert len(await api.objects(key.tenant_prefix + "/")) == 5  # audio + 4 transcripts
     digits = phone.lstrip("+")
     assert len(await _leftovers(api, [prompt])) >= 2  # the job row and its AudioStored event
-    assert await _leftovers(api, [digits, secret_words])  # the scan finds them before
+    found = await _leftovers(api, [digits, secret_words])  # the scan finds them before
+    assert "search_utterances.text ~ " in found  # the search index (issue #20) among them
 
     status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
     assert status == 200, body

@@ -166,6 +166,7 @@ async def test_expired_jobs_and_audio_are_removed_by_the_sweeper(
     _, shown, _ = await api.request("GET", f"/api/media/status/{audio_id}", key=raw)
     assert shown["status"] == "completed" and shown["metadata"]["audio_removed_at"]
     assert shown["transcript"] == "kept words"
+    assert await _indexed(api, audio_id) == 2  # search (issue #20): its call row and utterance stay
     events = [
         msgspec.json.decode(r["payload"], type=TranscriptionDeleted)
         for r in await api.pool.fetch(
@@ -182,6 +183,18 @@ async def test_expired_jobs_and_audio_are_removed_by_the_sweeper(
     await _expire_now(api, audio_id, "transcript_expires_at")
     await sweeper.run_until_idle()
     assert sorted(await api.objects(prefix)) == sorted([str(queued["b2_key"]), str(kept["b2_key"])])
+    assert await _indexed(api, audio_id) == 0  # and leaves the search index with the job
+
+
+async def _indexed(api: Api, file_id: str) -> int:
+    """The job's rows in the search index (issue #20)."""
+    return int(
+        await api.pool.fetchval(
+            "SELECT (SELECT count(*) FROM media_pipeline.search_calls WHERE audio_file_id = $1)"
+            " + (SELECT count(*) FROM media_pipeline.search_utterances WHERE audio_file_id = $1)",
+            uuid.UUID(file_id),
+        )
+    )
 
 
 async def test_rerun_after_audio_retention_is_409_and_keeps_the_transcript(
