@@ -133,6 +133,11 @@ _CARD_CONTEXT = Phrases(
 _CARD_CONTEXT_REACH = 12
 # In a card context, a run of this many digits is a card even when it fails Luhn.
 MIN_CONTEXT_CARD_DIGITS = 12
+# Anywhere, a run of this many digits (more than any phone number, E.164 has at most 15) with no
+# valid card in it is a card nonetheless.
+MIN_BARE_CARD_DIGITS = 16
+# ... and two runs a few words apart (see _CARD_CONTEXT_GAP) that together say 16 to this many.
+MAX_BARE_CARD_DIGITS = 24
 # ... and two runs at most this many words apart are read as one number.
 _CARD_CONTEXT_GAP = 6
 
@@ -174,6 +179,19 @@ def _valid_cards(items: Sequence[Item], clock: Clock) -> list[tuple[int, int]]:
     return hits
 
 
+def _all_phones(items: Sequence[Item]) -> bool:
+    """The run is valid phone numbers one after another ("202 456 1111 and 212 736 3100"):
+    long, but not a card."""
+    digits = ""
+    for item in items:
+        digits += item.digits
+        if len(digits) > 11:
+            return False
+        if _is_phone(digits, False):
+            digits = ""
+    return digits == "" and bool(items)
+
+
 def _count(items: Sequence[Item]) -> int:
     return sum(len(i.digits) for i in items)
 
@@ -191,9 +209,14 @@ def _cards(
     runs: Sequence[NumberRun],
     contexts: bytearray | None = None,
     clock: Clock = NO_DEADLINE,
+    *,
+    bare: bool = False,
 ) -> list[Finding]:
     """Luhn-valid card numbers in each run, each taking the digits that continue it in the
-    same run. In a card context (``contexts``, from ``_card_contexts``) a run of 12 or more
+    same run. With ``bare`` (a last pass, after every reading had its chance to validate), a
+    run of 16 or more digits without a valid number is one card anywhere (no phone number is
+    that long) unless a reference label ("order", "account", ...) announces it or it is phone
+    numbers in a row; so are two runs a few words apart that together say 16 to 24. In a card context (``contexts``, from ``_card_contexts``) a run of 12 or more
     digits holding at most one valid number is one card from its first digit to its last, and
     so are two runs without a valid number that together say 12 to 19 digits a few words
     apart ("five two oh oh, eight two eight two, hang on, I need my glasses, eight two ...")."""
@@ -211,11 +234,34 @@ def _cards(
         previous_end = items[-1].last + 1
         if in_context and _count(items) >= MIN_CONTEXT_CARD_DIGITS:
             hits = [(0, len(items) - 1)]
-        elif in_context and not hits and r + 1 < len(runs):
+        elif (
+            bare
+            and not hits
+            and _count(items) >= MIN_BARE_CARD_DIGITS
+            and not _after_reference(tokens, items[0].first)
+            and not _all_phones(items)
+        ):
+            # Longer than any phone number and no valid card in it: a card misheard (or read
+            # across the other party's words, whose "card number?" is not in this speaker's
+            # text). Failing closed.
+            hits = [(0, len(items) - 1)]
+        elif not hits and r + 1 < len(runs):
             after = runs[r + 1].items
             near = _words_between(tokens, items[-1].last + 1, after[0].first) <= _CARD_CONTEXT_GAP
             digits = _count(items) + _count(after)
-            if near and MIN_CONTEXT_CARD_DIGITS <= digits <= 19 and not _valid_cards(after, clock):
+            # In a card context, 12 to 19 digits; anywhere (the context may be the other
+            # party's, on their channel), more digits than a phone number has, up to a card
+            # and the extras an engine hallucinates after it.
+            card_like = (
+                MIN_CONTEXT_CARD_DIGITS <= digits <= 19
+                if in_context
+                else bare
+                and MIN_BARE_CARD_DIGITS <= digits <= MAX_BARE_CARD_DIGITS
+                and not _after_reference(tokens, items[0].first)
+                and not _all_phones(items)
+                and not _all_phones(after)
+            )
+            if near and card_like and not _valid_cards(after, clock):
                 said = runs[r].digits + runs[r + 1].digits
                 found.append(Finding(EntityClass.CREDIT_CARD, items[0].start, after[-1].end, said))
                 previous_end = after[-1].last + 1
@@ -647,6 +693,8 @@ def detect(
         # The other reading of "thirty oh ...", validated by Luhn like the first.
         other_reading = number_runs(tokens, tens_take_oh=True, clock=clock)
         ordered.append(_cards(tokens, other_reading, None, clock))
+        # Last, what neither reading validates but is too long to be anything else.
+        ordered.append(_cards(tokens, runs, contexts, clock, bare=True))
     if EntityClass.SSN in classes:
         ordered.append(_written_ssns(text))
         ordered.append(_context_number(tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock))

@@ -131,6 +131,8 @@ _PAUSES = frozenset(p for p in FILLER_PHRASES if p[0] in UNITS and len(p) == 2)
 SEPARATORS = frozenset(
     {",", ".", "-", "/", "(", ")", "+", "…", "–", "—", "‐", "−", "،", "、", "。", "·"}
     | {"slash", "dash", "hyphen", "*", "_"}
+    # Quotes and marks an engine leaves inside a number ('4-1-1-1" 1-1-1-1').
+    | {'"', "'", "“", "”", "‘", "’", "«", "»", ";", ":", "!", "?"}
 )
 
 

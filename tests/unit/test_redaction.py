@@ -104,6 +104,10 @@ MISHEARD_CARDS = frozenset(
         "5200828282828211",
         "5105105105105101",
         "30569300090200004",
+        # Said without a card context in the speaker's words (issue 24: fail closed).
+        "4111111111111112",
+        "5555555555554445",
+        "5454545454545455",
     }
 )
 

@@ -191,11 +191,14 @@ def test_non_ascii_digits_are_validated_and_keep_their_offsets() -> None:
 
 def test_card_context_redacts_a_run_that_fails_luhn() -> None:
     misheard = "4111 1111 1111 1112"
-    assert detect(f"I think it's {misheard} but let me check.", ALL) == []
     (finding,) = detect(f"The card number is {misheard}.", ALL)
     assert finding.cls is EntityClass.CREDIT_CARD and finding.digits == "4111111111111112"
     # Under twelve digits a card context redacts nothing: a last four, a partial read.
     assert detect("The number on the card ends 4 1 1 1.", ALL) == []
+    # Without a context, 16 digits (more than a phone number) are a card too; 12 are not.
+    (bare,) = detect(f"I think it's {misheard} but let me check.", ALL)
+    assert bare.cls is EntityClass.CREDIT_CARD
+    assert detect("I think it's 4111 1111 1112 but let me check.", ALL) == []
 
 
 def test_digits_continuing_a_card_are_absorbed_and_a_second_card_kept_apart() -> None:
@@ -221,8 +224,11 @@ def test_card_context_joins_two_runs_a_few_words_apart() -> None:
     (finding,) = detect(said, ALL)
     assert said[finding.start : finding.end] == f"{first}, hang on, I need my glasses, {second}"
     assert finding.digits == "5200828282828210"
-    # Without a card context, or further apart, they stay two numbers no class takes.
-    assert detect(f"Room {first}, hang on, I need my glasses, {second}.", ALL) == []
+    # Without a card context, 16 digits that close together are a card as well (the context
+    # may be the other party's); 12 are not, and further apart they stay two numbers.
+    (bare,) = detect(f"Room {first}, hang on, I need my glasses, {second}.", ALL)
+    assert bare.cls is EntityClass.CREDIT_CARD
+    assert detect("Room 5200 8282, hang on, I need my glasses, 8210.", ALL) == []
     far = f"The card number is {first}, and then I went out to get my glasses, {second}."
     assert detect(far, ALL) == []
 
@@ -249,3 +255,45 @@ def test_two_phone_numbers_in_one_run_are_both_found(between: str) -> None:
     text = f"call {first} {between} {second}"
     found = [text[f.start : f.end] for f in detect(text, ALL)]
     assert found == [first, second]
+
+
+# -- a card without its context (issue 24: the context is often the other party's) ----------
+
+PCI_PII = Policy.parse("pii")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        # What the offline engine wrote for a customer reading 16 ones after a 4, with extras
+        # and a quote it left where the customer paused for the agent's "got it".
+        'Yes, it is 4-1-1-1-1-1-1-1-1-1" 1-1-1-1-1-1-1-1-1.',
+        "Yes it is 4-1-1-1-1-1-1-1-1-1. Sorry. 1-1-1-1-1-1-1-1-1.",
+        # A digit misheard: 16 digits failing Luhn, no "card" in this speaker's words.
+        "I think it is 4111 1111 1111 1112 but let me check.",
+        "five five five five, five five five five, five five five five, four four four five",
+    ],
+)
+def test_more_digits_than_a_phone_number_are_a_card_without_context(said: str) -> None:
+    redacted, findings = redact_text(said, PCI_PII)
+    assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD]
+    assert not any(c.isdigit() for c in redacted)
+    assert "one one" not in redacted and "five five" not in redacted
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        ("Your account number is 1234 5678 9012 3456, keep it safe.", "1234 5678 9012 3456"),
+        ("The transaction reference is 7730 2291 8845 1190.", "7730 2291 8845 1190"),
+        ("order 1234 5678 and 9012 3456 7890", "9012 3456 7890"),
+    ],
+)
+def test_a_labelled_reference_is_not_taken_for_a_card(said: str, kept: str) -> None:
+    assert kept in redact_text(said, PCI_PII)[0]
+
+
+def test_two_phone_numbers_in_a_row_stay_phone_numbers() -> None:
+    for said in ("I called 202 456 1111 and then 212 736 3100", "202-456-1111, 212-736-3100"):
+        _, findings = redact_text(said, PCI_PII)
+        assert [f.cls for f in findings] == [EntityClass.PHONE, EntityClass.PHONE], said
