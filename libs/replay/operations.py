@@ -1,4 +1,4 @@
-"""The replay operations. Semantics (DESIGN.md, "Replay"):
+"""The replay operations. Semantics (docs/operations.md, "Replay with the nats CLI"):
 
 * A replayed AudioStored re-transcribes only a job that is not completed, unless it says
   `force`. Every copy gets a NEW event_id and Nats-Msg-Id: it is a new event, and JetStream's

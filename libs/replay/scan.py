@@ -68,7 +68,7 @@ def consumer_config(
     return js_api.ConsumerConfig(
         durable_name=durable,
         name=durable,
-        description="replay (transcribe replay / README recipe)",
+        description="replay (transcribe replay / docs/operations.md recipe)",
         deliver_policy=policy,
         opt_start_seq=opt_seq,
         opt_start_time=opt_time,

@@ -1,6 +1,6 @@
 """Settings: one typed object, built once from the environment and passed down.
 
-The names are the operator contract (see DESIGN.md); they never change meaning.
+The names are the operator contract (docs/operations.md, Configuration); they never change meaning.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class Settings:
     default_phone_region: str = setting("DEFAULT_PHONE_REGION", "US")
     # SQL file replacing the recording lookup queries (for source schemas that differ).
     lookup_sql_file: Path | None = setting("LOOKUP_SQL_FILE")
-    # Connection hardening (README "Security"): complete request headers must arrive within
+    # Connection hardening (docs/security.md): complete request headers must arrive within
     # this many seconds of a connection opening or of the previous answer (also the keep-alive
     # idle limit); a whole request body within ingest_body_read_timeout (else 408).
     ingest_idle_timeout: float = setting("INGEST_IDLE_TIMEOUT", 30.0)

@@ -153,7 +153,7 @@ class SubmitFields(msgspec.Struct):
     redact: Annotated[
         str | Unset,
         described(
-            "PCI/PII redaction (README: Redaction): comma-separated classes credit_card, cvv, "
+            "PCI/PII redaction (docs/redaction.md): comma-separated classes credit_card, cvv, "
             "expiry, ssn, email, phone, dob, or the groups pci (credit_card, cvv, expiry) and "
             "pii (all); or none. Default: the key's policy, which is also a floor (a job adds "
             "classes, never drops one: 403 redaction_required). Unknown names: 400 "
@@ -280,7 +280,8 @@ class StatusMetadata(msgspec.Struct):
             "a completed conversation (multichannel call or diarized recording): how the "
             "speakers were found (method: channels | diarization), each speaker with role, "
             "talk time and ratio, words per minute, longest monologue and interruptions, and the "
-            "call's silence, overlap and interruptions; see the README's Conversation metrics"
+            "call's silence, overlap and interruptions; see docs/conversations.md, Conversation "
+            "metrics"
         ),
     ] = UNSET
     error: JobError | Unset = UNSET
