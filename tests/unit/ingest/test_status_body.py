@@ -104,11 +104,14 @@ def test_a_completed_job_with_conversation_and_redaction() -> None:
         b2_transcript_vtt_key="v",
         completed_at=AT,
         conversation=CONVERSATION,
+        # As the transcriber stores it (libs.redaction.RedactionRecord): no object key.
         redaction={
             "policy": "credit_card",
             "counts": {"credit_card": 2},
-            "spans": [[1.0, 2.0]],
-            "audio": {"status": "redacted", "key": "k.redacted.wav"},
+            "spans": [{"cls": "credit_card", "start": 1.0, "end": 2.0}],
+            "timing": "words",
+            "dropped_metadata": [],
+            "audio": {"status": "redacted", "mode": "beep"},
         },
         audio_expires_at=AT,
     )
@@ -136,7 +139,8 @@ def test_a_completed_job_with_conversation_and_redaction() -> None:
                 "counts": {"credit_card": 2},
                 "total": 2,
                 "audio": "redacted",
-                "audio_key": "k.redacted.wav",
+                # From the job's audio key by the layout.
+                "audio_key": "acme/spring/audio/+441632960001/x.redacted.wav",
             },
         },
     }
