@@ -25,7 +25,7 @@ import time
 import uuid
 import wave
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +170,9 @@ class LongAudio:
         before_chunk: BeforeChunk | None = None,
     ) -> None:
         self._load = load
-        self._save = save
+        self.save = save
         self.policy = policy or SplitPolicy()
-        self._before_chunk = before_chunk
+        self.before_chunk = before_chunk
 
     async def transcribe(
         self,
@@ -193,7 +193,6 @@ class LongAudio:
         request (`write_channel_wavs`), sent as its one chunk instead of planned and encoded.
         `on_chunk(done, total)`: told once the plan is known (chunks reused from an earlier
         attempt count as done) and after every chunk transcribed (progress reporting)."""
-        policy = self.policy
         wanted = options.timestamps
         if wanted == "none" and engine.output_shape(model, "segment").segment_timings:
             # Chunks that come back timed are joined by their times, exactly; by text alone the
@@ -211,119 +210,37 @@ class LongAudio:
         plans, total = await self._plan(engine, source, source_channel, prepared, turns=turns)
         if not plans:
             return _silence(engine, model, total)
-        key = request_key(options, model, channel) + ("|turns" if turns else "")
-        base = 0 if channel is None else (channel + 1) * CHANNEL_STRIDE
-        saved = await self._load(job_id)
-        results: dict[int, Transcript] = {}
-        for p in plans:
-            stored = saved.get(base + p.index)
-            if stored is not None and (
-                stored.start_sample,
-                stored.end_sample,
-                stored.request_key,
-            ) == (p.start, p.end, key):
-                results[p.index] = stored.transcript
-        reused = len(results)
+        parallel = chunk_parallelism(self.policy, engine.limits)
+        attempt = _Attempt(
+            owner=self,
+            engine=engine,
+            options=options,
+            job_id=job_id,
+            channel=channel,
+            named_after=audio,
+            source=source,
+            source_channel=source_channel,
+            prepared=prepared,
+            plans=plans,
+            key=request_key(options, model, channel) + ("|turns" if turns else ""),
+            slots=slots or asyncio.Semaphore(max(1, parallel)),
+            on_chunk=on_chunk,
+        )
+        attempt.reuse(await self._load(job_id))
         if on_chunk is not None:
-            await on_chunk(reused, len(plans))
-        if slots is None:
-            slots = asyncio.Semaphore(max(1, chunk_parallelism(policy, engine.limits)))
-        encoding = engine.limits.chunk_encoding if engine.limits is not None else "opus"
-        tag = "" if channel is None else f"-ch{channel}"
-        errors: list[BaseException] = []
-
-        async def run(index: int) -> None:
-            plan = plans[index]
-            async with slots:
-                if errors:
-                    return  # the attempt is lost anyway; leave the rest for the retry
-                path = prepared or audio.with_name(
-                    f"{audio.stem}{tag}-chunk-{plan.index}.{chunk_extension(encoding)}"
-                )
-                try:
-                    if self._before_chunk is not None:
-                        await self._before_chunk(job_id)
-                    if prepared is None:
-                        await asyncio.to_thread(
-                            encode_window,
-                            source,
-                            path,
-                            start=plan.start,
-                            samples=plan.samples,
-                            encoding=encoding,
-                            channel=source_channel,
-                        )
-                    transcript = await engine.transcribe(path, options)
-                    await self._save(
-                        job_id,
-                        StoredChunk(
-                            index=base + plan.index,
-                            start_sample=plan.start,
-                            end_sample=plan.end,
-                            request_key=key,
-                            transcript=transcript,
-                        ),
-                    )
-                    results[plan.index] = transcript
-                    if on_chunk is not None:
-                        await on_chunk(len(results), len(plans))
-                except Exception as exc:  # noqa: BLE001 - collected, the most severe re-raised
-                    errors.append(exc)
-                finally:
-                    path.unlink(missing_ok=True)
-
-        # A few workers take the chunks in turn, so the tasks (and their frames) in memory are
-        # bounded by the parallelism, not by the number of chunks (2,000 tasks held ~7 MB).
-        todo = iter([p.index for p in plans if p.index not in results])
-
-        async def drain() -> None:
-            for index in todo:
-                if errors:
-                    return
-                await run(index)
-
-        await asyncio.gather(*(drain() for _ in range(chunk_parallelism(policy, engine.limits))))
-        if errors:
+            await on_chunk(attempt.reused, len(plans))
+        await attempt.run_all(workers=parallel)
+        if attempt.errors:
             log.warning(
                 "long_audio_attempt_failed",
                 channel=channel,
                 chunks=len(plans),
-                done=len(results),
-                reused=reused,
-                failed=len(errors),
+                done=len(attempt.results),
+                reused=attempt.reused,
+                failed=len(attempt.errors),
             )
-            raise most_severe(errors)
-        parts = [
-            ChunkTranscript(
-                offset=p.start / SAMPLE_RATE,
-                cut=p.cut / SAMPLE_RATE,
-                transcript=results[p.index],
-            )
-            for p in plans
-        ]
-        metadata: dict[str, Any] = {
-            "chunks": [
-                {
-                    "index": p.index,
-                    "start": round(p.start / SAMPLE_RATE, 3),
-                    "cut": round(p.cut / SAMPLE_RATE, 3),
-                    "end": round(p.end / SAMPLE_RATE, 3),
-                    "request_id": results[p.index].engine_metadata.get("request_id"),
-                }
-                for p in plans
-            ],
-            "chunks_reused": reused,
-            "raw_response": {
-                "chunks": [results[p.index].engine_metadata.get("raw_response") for p in plans]
-            },
-        }
-        transcript = merge(
-            parts,
-            duration=total / SAMPLE_RATE,
-            timed=timed,
-            metadata=metadata,
-            overlapping=not turns,
-        )
+            raise most_severe(attempt.errors)
+        transcript = attempt.merged(total, timed=timed, overlapping=not turns)
         if wanted == "none" and channel is None:
             # A channel's segments are still needed: they become the conversation's utterances.
             transcript = msgspec.structs.replace(transcript, segments=())
@@ -331,7 +248,7 @@ class LongAudio:
             "long_audio_transcribed",
             channel=channel,
             chunks=len(plans),
-            reused=reused,
+            reused=attempt.reused,
             audio_seconds=round(total / SAMPLE_RATE, 1),
             seconds=round(time.perf_counter() - started, 2),
         )
@@ -364,6 +281,140 @@ class LongAudio:
             longest = min(TURN_SECONDS, bounds["target_seconds"])
             return plan_turns(energies, total, max_turn_seconds=longest), total
         return plan_chunks(energies, total, **bounds), total
+
+
+@dataclass
+class _Attempt:
+    """One attempt at a recording (or one channel of it): its plan, the chunks an earlier
+    attempt saved, and the chunks this one transcribes, saved one by one as they finish."""
+
+    owner: LongAudio
+    engine: Engine
+    options: EngineOptions
+    job_id: uuid.UUID
+    channel: int | None
+    named_after: Path  # chunk files are named after the job's audio file
+    source: Path  # where chunks are cut from (the recording, or its channel extracted)
+    source_channel: int | None
+    prepared: Path | None  # sent whole as the one chunk
+    plans: list[ChunkPlan]
+    key: str
+    slots: asyncio.Semaphore
+    on_chunk: OnChunk | None
+    results: dict[int, Transcript] = field(default_factory=dict)
+    errors: list[BaseException] = field(default_factory=list)
+    reused: int = 0
+
+    @property
+    def base(self) -> int:
+        return 0 if self.channel is None else (self.channel + 1) * CHANNEL_STRIDE
+
+    def reuse(self, saved: dict[int, StoredChunk]) -> None:
+        """Takes the chunks an earlier attempt saved for exactly this plan and request."""
+        for p in self.plans:
+            stored = saved.get(self.base + p.index)
+            if stored is not None and (
+                stored.start_sample,
+                stored.end_sample,
+                stored.request_key,
+            ) == (p.start, p.end, self.key):
+                self.results[p.index] = stored.transcript
+        self.reused = len(self.results)
+
+    async def run_all(self, *, workers: int) -> None:
+        """A few workers take the chunks in turn, so the tasks (and their frames) in memory
+        are bounded by the parallelism, not by the number of chunks (2,000 tasks held ~7 MB).
+        After a failure no further chunk is started: the attempt is lost anyway."""
+        todo = iter([p for p in self.plans if p.index not in self.results])
+
+        async def drain() -> None:
+            for plan in todo:
+                if self.errors:
+                    return
+                await self._run(plan)
+
+        await asyncio.gather(*(drain() for _ in range(max(1, workers))))
+
+    async def _run(self, plan: ChunkPlan) -> None:
+        async with self.slots:
+            if self.errors:
+                return
+            path = self.prepared or self._chunk_path(plan)
+            try:
+                before = self.owner.before_chunk
+                if before is not None:
+                    await before(self.job_id)
+                if self.prepared is None:
+                    await asyncio.to_thread(
+                        encode_window,
+                        self.source,
+                        path,
+                        start=plan.start,
+                        samples=plan.samples,
+                        encoding=self._encoding,
+                        channel=self.source_channel,
+                    )
+                transcript = await self.engine.transcribe(path, self.options)
+                chunk = StoredChunk(
+                    index=self.base + plan.index,
+                    start_sample=plan.start,
+                    end_sample=plan.end,
+                    request_key=self.key,
+                    transcript=transcript,
+                )
+                await self.owner.save(self.job_id, chunk)
+                self.results[plan.index] = transcript
+                if self.on_chunk is not None:
+                    await self.on_chunk(len(self.results), len(self.plans))
+            except Exception as exc:  # noqa: BLE001 - collected, the most severe re-raised
+                self.errors.append(exc)
+            finally:
+                path.unlink(missing_ok=True)
+
+    @property
+    def _encoding(self) -> str:
+        limits = self.engine.limits
+        return limits.chunk_encoding if limits is not None else "opus"
+
+    def _chunk_path(self, plan: ChunkPlan) -> Path:
+        tag = "" if self.channel is None else f"-ch{self.channel}"
+        stem = self.named_after.stem
+        return self.named_after.with_name(
+            f"{stem}{tag}-chunk-{plan.index}.{chunk_extension(self._encoding)}"
+        )
+
+    def merged(self, total: int, *, timed: bool, overlapping: bool) -> Transcript:
+        """The chunks' transcripts as one, with where each chunk lies in the metadata."""
+        plans, results = self.plans, self.results
+        parts = [
+            ChunkTranscript(
+                offset=p.start / SAMPLE_RATE, cut=p.cut / SAMPLE_RATE, transcript=results[p.index]
+            )
+            for p in plans
+        ]
+        metadata: dict[str, Any] = {
+            "chunks": [
+                {
+                    "index": p.index,
+                    "start": round(p.start / SAMPLE_RATE, 3),
+                    "cut": round(p.cut / SAMPLE_RATE, 3),
+                    "end": round(p.end / SAMPLE_RATE, 3),
+                    "request_id": results[p.index].engine_metadata.get("request_id"),
+                }
+                for p in plans
+            ],
+            "chunks_reused": self.reused,
+            "raw_response": {
+                "chunks": [results[p.index].engine_metadata.get("raw_response") for p in plans]
+            },
+        }
+        return merge(
+            parts,
+            duration=total / SAMPLE_RATE,
+            timed=timed,
+            metadata=metadata,
+            overlapping=overlapping,
+        )
 
 
 def _silence(engine: Engine, model: str, samples: int) -> Transcript:
