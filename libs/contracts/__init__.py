@@ -3,9 +3,11 @@
 from libs.contracts.events import (
     AnyEvent,
     AudioStored,
+    Conversation,
     Event,
     JobProgress,
     RedactionSummary,
+    SpeakerMetrics,
     TranscriptionDeleted,
     TranscriptionFailed,
     TranscriptKeys,
@@ -22,9 +24,11 @@ from libs.contracts.events import (
 __all__ = [
     "AnyEvent",
     "AudioStored",
+    "Conversation",
     "Event",
     "JobProgress",
     "RedactionSummary",
+    "SpeakerMetrics",
     "TranscriptKeys",
     "TranscriptReady",
     "TranscriptResult",

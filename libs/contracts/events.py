@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
@@ -78,6 +77,35 @@ class RedactionSummary(msgspec.Struct, frozen=True, kw_only=True):
     audio_detail: str | None = None
 
 
+class SpeakerMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    speaker: str
+    role: str | None = None
+    channel: int | None = None
+    utterances: int = 0
+    words: int = 0
+    talk_time: float = 0.0
+    talk_ratio: float = 0.0
+    words_per_minute: float | None = None
+    longest_monologue: float = 0.0
+    interruptions: int = 0
+
+
+class Conversation(msgspec.Struct, frozen=True, kw_only=True):
+    """Who spoke, and how: see docs/conversations.md, "Conversation metrics", for each definition.
+    Defined here because TranscriptReady carries it; libs.transcript uses the same type."""
+
+    # "channels" (one speaker per recorded channel) or "diarization" (the engine told voices apart).
+    method: str
+    duration: float
+    speakers: tuple[SpeakerMetrics, ...]
+    talk_time: float = 0.0
+    silence_time: float = 0.0
+    silence_ratio: float = 0.0
+    overlap_time: float = 0.0
+    interruptions: int = 0
+    longest_monologue: float = 0.0
+
+
 class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
     audio_file_id: str
     tenant: str
@@ -88,9 +116,9 @@ class TranscriptReady(Event, frozen=True, kw_only=True, tag="transcript.ready"):
     keys: TranscriptKeys
     word_count: int
     recording_id: str | None = None
-    # A conversation's speakers and metrics (libs.transcript Conversation as JSON): the
-    # `conversation` of the transcription.completed webhook. None for a single voice.
-    conversation: dict[str, Any] | None = None
+    # A conversation's speakers and metrics: the `conversation` of the
+    # transcription.completed webhook. None for a single voice.
+    conversation: Conversation | None = None
     # Set when the job had a redaction policy (then every key above holds redacted text).
     redaction: RedactionSummary | None = None
 

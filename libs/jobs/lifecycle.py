@@ -311,7 +311,6 @@ async def complete(
     (`redaction`: class, counts, spans; stored in `transcriptions.redaction`) and its summary
     for the event."""
     metadata, raw = _stored_metadata(transcript, store_raw_response)
-    conversation = metadata.get("conversation")
     event = TranscriptReady(
         event_id=new_event_id(),
         occurred_at=utcnow(),
@@ -325,7 +324,7 @@ async def complete(
         keys=keys,
         word_count=transcript.word_count,
         recording_id=job.recording_id,
-        conversation=conversation,
+        conversation=transcript.conversation,
         redaction=summary,
     )
     row = CompletedTranscription.of(

@@ -1,7 +1,6 @@
+from libs.contracts import Conversation, SpeakerMetrics
 from libs.transcript.model import (
-    Conversation,
     Segment,
-    SpeakerMetrics,
     Transcript,
     Utterance,
     Word,

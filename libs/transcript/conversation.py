@@ -21,10 +21,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from libs.contracts import Conversation, SpeakerMetrics
 from libs.transcript.model import (
-    Conversation,
     Segment,
-    SpeakerMetrics,
     Transcript,
     Utterance,
     Word,

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from libs.contracts import Conversation
+
 
 class Word(msgspec.Struct, frozen=True):
     start: float
@@ -45,34 +47,6 @@ class Utterance(msgspec.Struct, frozen=True, kw_only=True):
     def label(self) -> str:
         """What renderers print before the text: the role ("Agent") if known, else the speaker."""
         return self.role.capitalize() if self.role else self.speaker
-
-
-class SpeakerMetrics(msgspec.Struct, frozen=True, kw_only=True):
-    speaker: str
-    role: str | None = None
-    channel: int | None = None
-    utterances: int = 0
-    words: int = 0
-    talk_time: float = 0.0
-    talk_ratio: float = 0.0
-    words_per_minute: float | None = None
-    longest_monologue: float = 0.0
-    interruptions: int = 0
-
-
-class Conversation(msgspec.Struct, frozen=True, kw_only=True):
-    """Who spoke, and how: see docs/conversations.md, "Conversation metrics", for each definition."""
-
-    # "channels" (one speaker per recorded channel) or "diarization" (the engine told voices apart).
-    method: str
-    duration: float
-    speakers: tuple[SpeakerMetrics, ...]
-    talk_time: float = 0.0
-    silence_time: float = 0.0
-    silence_ratio: float = 0.0
-    overlap_time: float = 0.0
-    interruptions: int = 0
-    longest_monologue: float = 0.0
 
 
 class Transcript(msgspec.Struct, frozen=True, kw_only=True):
