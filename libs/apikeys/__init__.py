@@ -234,6 +234,30 @@ async def bootstrap_secret(conn: asyncpg.Connection | asyncpg.Pool, raw: str) ->
     return secret
 
 
+def _checked_scope(tenant_prefix: str, *, unscoped: bool) -> str:
+    """The key's tenant prefix, normalised; exactly one of a prefix or `unscoped` is given."""
+    try:
+        tenant_prefix = validate_prefix(tenant_prefix)
+    except InvalidPrefix as exc:
+        raise InvalidKeySettings(f"tenant prefix: {exc}") from exc
+    if not tenant_prefix and not unscoped:
+        raise InvalidKeySettings(
+            "a key needs a tenant prefix (--prefix); an operator key that may write under any "
+            "prefix must be asked for explicitly (--unscoped)"
+        )
+    if tenant_prefix and unscoped:
+        raise InvalidKeySettings("a key is either scoped to a prefix or --unscoped, not both")
+    return tenant_prefix
+
+
+def _check_webhook(webhook_url: str | None, webhook_secret: str | None) -> None:
+    """A given webhook secret has the whsec_ form and a given URL the http(s) scheme."""
+    if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
+        raise InvalidKeySettings("webhook secrets have the form whsec_<base64>")
+    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+        raise InvalidKeySettings("the webhook URL must be http(s)")
+
+
 async def create(
     conn: asyncpg.Connection,
     *,
@@ -262,24 +286,11 @@ async def create(
     policy the caller validated (libs.redaction.Policy.spec). The caller checks
     the webhook URL against its SSRF policy (libs.webhooks.admin.checked_url); here only its
     scheme is checked."""
-    try:
-        tenant_prefix = validate_prefix(tenant_prefix)
-    except InvalidPrefix as exc:
-        raise InvalidKeySettings(f"tenant prefix: {exc}") from exc
-    if not tenant_prefix and not unscoped:
-        raise InvalidKeySettings(
-            "a key needs a tenant prefix (--prefix); an operator key that may write under any "
-            "prefix must be asked for explicitly (--unscoped)"
-        )
-    if tenant_prefix and unscoped:
-        raise InvalidKeySettings("a key is either scoped to a prefix or --unscoped, not both")
+    tenant_prefix = _checked_scope(tenant_prefix, unscoped=unscoped)
     if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
         raise InvalidKeySettings("the rate limit must be a positive number of requests a minute")
     _check_ttls(audio_ttl_seconds, transcript_ttl_seconds)
-    if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
-        raise InvalidKeySettings("webhook secrets have the form whsec_<base64>")
-    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        raise InvalidKeySettings("the webhook URL must be http(s)")
+    _check_webhook(webhook_url, webhook_secret)
     roles = _roles(channel_roles)
     if webhook_secret is None:
         webhook_secret = generate_webhook_secret()

@@ -56,6 +56,25 @@ def _unavailable(exc: BaseException) -> DatabaseUnavailable:
     return error
 
 
+class _Translated:
+    """`with _TRANSLATED:` raises DatabaseUnavailable for connection errors and the domain's
+    refusals for those callers act on; one shared instance, so no object is built per call."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, CONNECTION_ERRORS):
+            raise _unavailable(exc) from exc
+        if isinstance(exc, _REFUSED):
+            raise _refused(exc) from exc
+
+
+_TRANSLATED = _Translated()
+
+
 class _TranslatingTransaction:
     """asyncpg's Transaction, with connection errors of BEGIN / COMMIT / ROLLBACK translated."""
 
@@ -97,12 +116,8 @@ def _translating_attribute(attr: Any) -> Any:
 
 
 async def _awaiting(coro: Any) -> Any:
-    try:
+    with _TRANSLATED:
         return await coro
-    except CONNECTION_ERRORS as exc:
-        raise _unavailable(exc) from exc
-    except _REFUSED as exc:
-        raise _refused(exc) from exc
 
 
 class Connection:
@@ -124,46 +139,26 @@ class Connection:
         except CONNECTION_ERRORS as exc:
             raise _unavailable(exc) from exc
 
-    # The statements every module runs, spelled out: one try block, no wrapper built per call.
+    # The statements every module runs, spelled out: no wrapper built per call.
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _TRANSLATED:
             return await self._conn.execute(query, *args, **kwargs)
-        except CONNECTION_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        except _REFUSED as exc:
-            raise _refused(exc) from exc
 
     async def executemany(self, command: str, args: Any, **kwargs: Any) -> Any:
-        try:
+        with _TRANSLATED:
             return await self._conn.executemany(command, args, **kwargs)
-        except CONNECTION_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        except _REFUSED as exc:
-            raise _refused(exc) from exc
 
     async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _TRANSLATED:
             return await self._conn.fetch(query, *args, **kwargs)
-        except CONNECTION_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        except _REFUSED as exc:
-            raise _refused(exc) from exc
 
     async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _TRANSLATED:
             return await self._conn.fetchrow(query, *args, **kwargs)
-        except CONNECTION_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        except _REFUSED as exc:
-            raise _refused(exc) from exc
 
     async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _TRANSLATED:
             return await self._conn.fetchval(query, *args, **kwargs)
-        except CONNECTION_ERRORS as exc:
-            raise _unavailable(exc) from exc
-        except _REFUSED as exc:
-            raise _refused(exc) from exc
 
     def __getattr__(self, name: str) -> Any:
         return _translating_attribute(getattr(self._conn, name))

@@ -232,50 +232,86 @@ def _cards(
             and _in_card_context(contexts, items[0].first, previous_end)
         )
         previous_end = items[-1].last + 1
-        if in_context and _count(items) >= MIN_CONTEXT_CARD_DIGITS:
-            hits = [(0, len(items) - 1)]
-        elif (
-            bare
-            and not hits
-            and _count(items) >= MIN_BARE_CARD_DIGITS
-            and not _after_reference(tokens, items[0].first)
-            and not _all_phones(items)
-        ):
-            # Longer than any phone number and no valid card in it: a card misheard (or read
-            # across the other party's words, whose "card number?" is not in this speaker's
-            # text). Failing closed.
+        if _whole_run_is_card(tokens, items, hits, in_context=in_context, bare=bare):
             hits = [(0, len(items) - 1)]
         elif not hits and r + 1 < len(runs):
-            after = runs[r + 1].items
-            near = _words_between(tokens, items[-1].last + 1, after[0].first) <= _CARD_CONTEXT_GAP
-            digits = _count(items) + _count(after)
-            # In a card context, 12 to 19 digits; anywhere (the context may be the other
-            # party's, on their channel), more digits than a phone number has, up to a card
-            # and the extras an engine hallucinates after it.
-            card_like = (
-                MIN_CONTEXT_CARD_DIGITS <= digits <= 19
-                if in_context
-                else bare
-                and MIN_BARE_CARD_DIGITS <= digits <= MAX_BARE_CARD_DIGITS
-                and not _after_reference(tokens, items[0].first)
-                and not _all_phones(items)
-                and not _all_phones(after)
+            pair = _card_across(
+                tokens, runs[r], runs[r + 1], clock, in_context=in_context, bare=bare
             )
-            if near and card_like and not _valid_cards(after, clock):
-                said = runs[r].digits + runs[r + 1].digits
-                found.append(Finding(EntityClass.CREDIT_CARD, items[0].start, after[-1].end, said))
-                previous_end = after[-1].last + 1
+            if pair is not None:
+                found.append(pair)
+                previous_end = runs[r + 1].items[-1].last + 1
                 r += 2
                 continue
-        for n, (first, last) in enumerate(hits):
-            # What follows a card in its run, up to the next card, is more of it (a doubled
-            # digit, an engine's hallucinated extras): redacted with it.
-            last = hits[n + 1][0] - 1 if n + 1 < len(hits) else len(items) - 1
-            said = "".join(i.digits for i in items[first : last + 1])
-            found.append(
-                Finding(EntityClass.CREDIT_CARD, items[first].start, items[last].end, said)
-            )
+        found.extend(_hit_findings(items, hits))
         r += 1
+    return found
+
+
+def _whole_run_is_card(
+    tokens: Sequence[Token],
+    items: Sequence[Item],
+    hits: Sequence[tuple[int, int]],
+    *,
+    in_context: bool,
+    bare: bool,
+) -> bool:
+    """Whether the run is one card from its first digit to its last (see ``_cards``)."""
+    if in_context and _count(items) >= MIN_CONTEXT_CARD_DIGITS:
+        return True
+    # Longer than any phone number and no valid card in it: a card misheard (or read
+    # across the other party's words, whose "card number?" is not in this speaker's
+    # text). Failing closed.
+    return (
+        bare
+        and not hits
+        and _count(items) >= MIN_BARE_CARD_DIGITS
+        and not _after_reference(tokens, items[0].first)
+        and not _all_phones(items)
+    )
+
+
+def _card_across(
+    tokens: Sequence[Token],
+    run: NumberRun,
+    following: NumberRun,
+    clock: Clock,
+    *,
+    in_context: bool,
+    bare: bool,
+) -> Finding | None:
+    """One card said as two runs a few words apart (see ``_cards``), or None."""
+    items = run.items
+    after = following.items
+    near = _words_between(tokens, items[-1].last + 1, after[0].first) <= _CARD_CONTEXT_GAP
+    digits = _count(items) + _count(after)
+    # In a card context, 12 to 19 digits; anywhere (the context may be the other
+    # party's, on their channel), more digits than a phone number has, up to a card
+    # and the extras an engine hallucinates after it.
+    card_like = (
+        MIN_CONTEXT_CARD_DIGITS <= digits <= 19
+        if in_context
+        else bare
+        and MIN_BARE_CARD_DIGITS <= digits <= MAX_BARE_CARD_DIGITS
+        and not _after_reference(tokens, items[0].first)
+        and not _all_phones(items)
+        and not _all_phones(after)
+    )
+    if near and card_like and not _valid_cards(after, clock):
+        said = run.digits + following.digits
+        return Finding(EntityClass.CREDIT_CARD, items[0].start, after[-1].end, said)
+    return None
+
+
+def _hit_findings(items: Sequence[Item], hits: Sequence[tuple[int, int]]) -> list[Finding]:
+    """A finding per valid card in the run, each running up to the next one."""
+    found: list[Finding] = []
+    for n, (first, last) in enumerate(hits):
+        # What follows a card in its run, up to the next card, is more of it (a doubled
+        # digit, an engine's hallucinated extras): redacted with it.
+        last = hits[n + 1][0] - 1 if n + 1 < len(hits) else len(items) - 1
+        said = "".join(i.digits for i in items[first : last + 1])
+        found.append(Finding(EntityClass.CREDIT_CARD, items[first].start, items[last].end, said))
     return found
 
 

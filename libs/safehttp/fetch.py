@@ -83,6 +83,20 @@ def _translate(exc: BaseException) -> SafeHttpError:
     return UpstreamError("connect_failed", f"request failed: {exc}", retryable=True)
 
 
+def _check_final(resp: aiohttp.ClientResponse, max_bytes: int) -> None:
+    """Refuse a final response that is not 2xx, or whose Content-Length is over ``max_bytes``."""
+    if not 200 <= resp.status < 300:
+        raise UpstreamError(
+            "bad_status",
+            f"server answered HTTP {resp.status}",
+            status=resp.status,
+            retryable=_status_is_retryable(resp.status),
+        )
+    declared = _content_length(resp.headers)
+    if declared is not None and declared > max_bytes:
+        raise TooLarge(limit=max_bytes, observed=declared, declared=True)
+
+
 def _content_length(headers: CIMultiDictProxy[str]) -> int | None:
     raw = headers.get(hdrs.CONTENT_LENGTH)
     if raw is None or not raw.isascii() or not raw.isdigit():
@@ -286,15 +300,45 @@ class SafeHttpClient:
         # buffers) if a server compresses anyway, and we count decoded bytes.
         headers = {str(hdrs.ACCEPT_ENCODING): "identity"}
 
-        target = validate_url(url, self._allowlist)
+        resp, redirects = await self._follow_redirects(
+            validate_url(url, self._allowlist),
+            client_timeout=timeout,
+            deadline=deadline,
+            headers=headers,
+            max_redirects=max_redirects,
+        )
+        response: SafeResponse | None = None
+        try:
+            _check_final(resp, max_bytes)
+            response = SafeResponse(
+                resp, redirects=tuple(redirects), max_bytes=max_bytes, deadline=deadline
+            )
+            yield response
+        finally:
+            if response is not None and response.complete:
+                resp.release()
+            else:
+                resp.close()
+
+    async def _follow_redirects(
+        self,
+        target: CheckedUrl,
+        *,
+        client_timeout: aiohttp.ClientTimeout,
+        deadline: float | None,
+        headers: Mapping[str, str],
+        max_redirects: int,
+    ) -> tuple[aiohttp.ClientResponse, list[str]]:
+        """GET ``target``, re-checking and following each redirect; the final response and the
+        URLs it went through."""
         redirects: list[str] = []
         while True:
             resp = await self._send(
-                "GET", target, client_timeout=timeout, deadline=deadline, headers=headers
+                "GET", target, client_timeout=client_timeout, deadline=deadline, headers=headers
             )
             location = resp.headers.get(hdrs.LOCATION)
             if resp.status not in _REDIRECT_STATUSES or location is None:
-                break
+                return resp, redirects
             # A redirect body is never wanted; closing beats draining an
             # unknown amount of it just to reuse the connection.
             resp.close()
@@ -313,28 +357,6 @@ class SafeHttpClient:
                 host=target.host,
                 port=target.port,
             )
-
-        response: SafeResponse | None = None
-        try:
-            if not 200 <= resp.status < 300:
-                raise UpstreamError(
-                    "bad_status",
-                    f"server answered HTTP {resp.status}",
-                    status=resp.status,
-                    retryable=_status_is_retryable(resp.status),
-                )
-            declared = _content_length(resp.headers)
-            if declared is not None and declared > max_bytes:
-                raise TooLarge(limit=max_bytes, observed=declared, declared=True)
-            response = SafeResponse(
-                resp, redirects=tuple(redirects), max_bytes=max_bytes, deadline=deadline
-            )
-            yield response
-        finally:
-            if response is not None and response.complete:
-                resp.release()
-            else:
-                resp.close()
 
     def _redirect_target(self, current: CheckedUrl, location: str) -> CheckedUrl:
         try:

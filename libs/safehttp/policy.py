@@ -276,7 +276,25 @@ def validate_url(url: str | URL, allowlist: Allowlist = frozenset()) -> CheckedU
     ``localhost`` names. Hostnames are NOT resolved here: the guarded resolver
     checks their addresses when the connection is made.
     """
-    raw = str(url)
+    parsed, netloc = _parsed(str(url))
+    host, port = _authority(parsed, netloc)
+    ip = _host_ip(host)
+    allowlisted = is_allowlisted(host, port, allowlist)
+    if not allowlisted:
+        _refuse_private(host, ip)
+
+    return CheckedUrl(
+        url=parsed.with_fragment(None),
+        scheme=parsed.scheme,
+        host=host,
+        port=port,
+        ip=ip,
+        allowlisted=allowlisted,
+    )
+
+
+def _parsed(raw: str) -> tuple[URL, str]:
+    """The URL parsed, and its raw netloc; too long, odd characters or unparsable are refused."""
     if len(raw) > MAX_URL_LENGTH:
         raise BlockedUrl("malformed_url", f"URL longer than {MAX_URL_LENGTH} characters")
     # yarl silently drops tabs/newlines and would accept spaces in the host;
@@ -285,13 +303,14 @@ def validate_url(url: str | URL, allowlist: Allowlist = frozenset()) -> CheckedU
     if _URL_FORBIDDEN_CHARS.search(raw):
         raise BlockedUrl("malformed_url", "URL contains whitespace, control characters or '\\'")
     try:
-        parsed = URL(raw)
-        netloc = urlsplit(raw).netloc
+        return URL(raw), urlsplit(raw).netloc
     except ValueError as exc:
         raise BlockedUrl("malformed_url", f"URL cannot be parsed: {exc}") from exc
 
-    scheme = parsed.scheme
-    if scheme not in ALLOWED_SCHEMES:
+
+def _authority(parsed: URL, netloc: str) -> tuple[str, int]:
+    """Host and port of an http(s) URL without credentials."""
+    if parsed.scheme not in ALLOWED_SCHEMES:
         raise BlockedUrl("scheme_not_allowed", "only http and https URLs are accepted")
     # yarl drops an empty userinfo ("http://@host/"); the raw netloc does not.
     if parsed.raw_user is not None or parsed.raw_password is not None or "@" in netloc:
@@ -302,7 +321,11 @@ def validate_url(url: str | URL, allowlist: Allowlist = frozenset()) -> CheckedU
     port = parsed.port
     if port is None or port == 0:
         raise BlockedUrl("malformed_url", "URL port must be 1-65535")
+    return host, port
 
+
+def _host_ip(host: str) -> IPAddress | None:
+    """The host's IP when it is a literal (canonical spellings only); None for a DNS name."""
     ip: IPAddress | None = None
     if ":" in host:
         if "%" in host:
@@ -318,21 +341,14 @@ def validate_url(url: str | URL, allowlist: Allowlist = frozenset()) -> CheckedU
             )
     elif not _is_valid_hostname(host):
         raise BlockedUrl("malformed_url", "host is not a valid DNS name")
+    return ip
 
-    allowlisted = is_allowlisted(host, port, allowlist)
-    if not allowlisted:
-        if ip is not None:
-            reason = classify_address(ip)
-            if reason is not None:
-                raise BlockedUrl("private_address", f"{ip} is a {reason} address")
-        elif _is_localhost(host):
-            raise BlockedUrl("private_address", "localhost names resolve to loopback")
 
-    return CheckedUrl(
-        url=parsed.with_fragment(None),
-        scheme=scheme,
-        host=host,
-        port=port,
-        ip=ip,
-        allowlisted=allowlisted,
-    )
+def _refuse_private(host: str, ip: IPAddress | None) -> None:
+    """Refuse private, loopback and other special addresses, and localhost names."""
+    if ip is not None:
+        reason = classify_address(ip)
+        if reason is not None:
+            raise BlockedUrl("private_address", f"{ip} is a {reason} address")
+    elif _is_localhost(host):
+        raise BlockedUrl("private_address", "localhost names resolve to loopback")

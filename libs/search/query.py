@@ -347,22 +347,29 @@ def _metric_conditions(sql: _Sql, s: Search) -> str:
     return where
 
 
+# The key, role, campaign and time-window conditions, on calls (c) and on utterances (u).
+_CALL_FILTERS = (C_KEY, C_ROLE, C_CAMPAIGN, C_SINCE, C_UNTIL)
+_UTTERANCE_FILTERS = (U_KEY, U_ROLE, U_CAMPAIGN, U_SINCE, U_UNTIL)
+
+
+def _filter_conditions(
+    sql: _Sql, s: Search, api_key_id: uuid.UUID | None, templates: tuple[str, ...]
+) -> str:
+    """The conditions for the key, role, campaign, since and until given, in that order."""
+    where = ""
+    values = (api_key_id, s.role, s.campaign, s.since, s.until)
+    for template, value in zip(templates, values, strict=True):
+        if value is not None:
+            where += sql.cond(template, value)
+    return where
+
+
 def filtered_statement(
     s: Search, api_key_id: uuid.UUID | None, after: Key | None
 ) -> tuple[str, list[Any]]:
     """Without q: the page (one more row than the limit), newest first."""
     sql = _Sql()
-    where = ""
-    if api_key_id is not None:
-        where += sql.cond(C_KEY, api_key_id)
-    if s.role is not None:
-        where += sql.cond(C_ROLE, s.role)
-    if s.campaign is not None:
-        where += sql.cond(C_CAMPAIGN, s.campaign)
-    if s.since is not None:
-        where += sql.cond(C_SINCE, s.since)
-    if s.until is not None:
-        where += sql.cond(C_UNTIL, s.until)
+    where = _filter_conditions(sql, s, api_key_id, _CALL_FILTERS)
     where += _metric_conditions(sql, s)
     if after is not None:
         where += FILTERED_AFTER.format(t=sql.p(after.created_at), i=sql.p(after.audio_file_id))
@@ -383,17 +390,7 @@ def matched_statement(
     assert s.q is not None
     sql = _Sql()
     q = sql.p(s.q)
-    where = ""
-    if api_key_id is not None:
-        where += sql.cond(U_KEY, api_key_id)
-    if s.role is not None:
-        where += sql.cond(U_ROLE, s.role)
-    if s.campaign is not None:
-        where += sql.cond(U_CAMPAIGN, s.campaign)
-    if s.since is not None:
-        where += sql.cond(U_SINCE, s.since)
-    if s.until is not None:
-        where += sql.cond(U_UNTIL, s.until)
+    where = _filter_conditions(sql, s, api_key_id, _UTTERANCE_FILTERS)
     if upper is not None:
         where += U_UPPER.format(t=sql.p(upper.created_at), i=sql.p(upper.audio_file_id))
     if lower is not None:

@@ -213,16 +213,9 @@ async def download(gw: Gateway, job_id: str, formats: list[str], out: Path) -> l
     return written
 
 
-def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    sources = [s for s in (args.source, args.recording_id) if s]
-    if len(sources) != 1:
-        print("error: give exactly one of FILE, URL or --recording-id", file=sys.stderr)
-        return 2
-    try:
-        formats = _formats(args.format)
-    except ApiError as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)
-        return 2
+def _submit_fields(args: argparse.Namespace) -> tuple[dict[str, str], Path | None]:
+    """The form fields of a submission, and the local file to upload (None for a URL or a
+    recording id)."""
     fields: dict[str, str] = {}
     for name, value in (
         ("b2_prefix", args.prefix),
@@ -234,16 +227,29 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     ):
         if value:
             fields[name] = value
-    path: Path | None = None
     if args.recording_id:
         fields["recording_id"] = args.recording_id
     elif args.source.startswith(("http://", "https://")):
         fields["url"] = args.source
     else:
-        path = Path(args.source)
-        if not path.is_file():
-            print(f"error: no such file: {path}", file=sys.stderr)
-            return 2
+        return fields, Path(args.source)
+    return fields, None
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    sources = [s for s in (args.source, args.recording_id) if s]
+    if len(sources) != 1:
+        print("error: give exactly one of FILE, URL or --recording-id", file=sys.stderr)
+        return 2
+    try:
+        formats = _formats(args.format)
+    except ApiError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    fields, path = _submit_fields(args)
+    if path is not None and not path.is_file():
+        print(f"error: no such file: {path}", file=sys.stderr)
+        return 2
     wait = args.wait or args.out is not None
     bar = Bar(enabled=not args.quiet)
 

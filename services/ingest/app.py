@@ -160,20 +160,7 @@ def create_app(
 
     async def clients(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app[POOL] = pool or await db.create_pool(settings.require_database_url())
-            if pool is None:
-                stack.push_async_callback(app[POOL].close)
-            if store is None:
-                s3 = await stack.enter_async_context(S3BlobStore.open(settings.require_s3()))
-                app[STORE] = s3
-            else:
-                app[STORE] = store
-            if nc is None:
-                client = await bus.connect(settings.nats_servers, name="ingest")
-                stack.push_async_callback(client.drain)
-                app[NATS_CLIENT] = client
-            else:
-                app[NATS_CLIENT] = nc
+            await _open_clients(app, stack, settings, pool=pool, store=store, nc=nc)
             async with app[POOL].acquire() as conn:
                 queries = await load_queries(settings, conn)
             fetcher = await stack.enter_async_context(SafeAudioFetcher.open_client(settings))
@@ -190,17 +177,48 @@ def create_app(
                 audio_limits=AudioLimits(max_seconds=settings.max_audio_seconds),
             )
             if sweeper:
-                stop = asyncio.Event()
-                task = asyncio.create_task(Sweeper(app[POOL], app[STORE]).run(stop))
-
-                async def stop_sweeper() -> None:
-                    stop.set()
-                    await task
-
-                stack.push_async_callback(stop_sweeper)
+                _start_sweeper(app, stack)
             yield
 
     app.cleanup_ctx.append(clients)
     for module in ROUTE_MODULES:
         module.register(app)
     return app
+
+
+async def _open_clients(
+    app: web.Application,
+    stack: AsyncExitStack,
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool | None,
+    store: BlobStore | None,
+    nc: NATS | None,
+) -> None:
+    """The pool, blob store and NATS client: those passed in, else opened (closed by `stack`)."""
+    app[POOL] = pool or await db.create_pool(settings.require_database_url())
+    if pool is None:
+        stack.push_async_callback(app[POOL].close)
+    if store is None:
+        s3 = await stack.enter_async_context(S3BlobStore.open(settings.require_s3()))
+        app[STORE] = s3
+    else:
+        app[STORE] = store
+    if nc is None:
+        client = await bus.connect(settings.nats_servers, name="ingest")
+        stack.push_async_callback(client.drain)
+        app[NATS_CLIENT] = client
+    else:
+        app[NATS_CLIENT] = nc
+
+
+def _start_sweeper(app: web.Application, stack: AsyncExitStack) -> None:
+    """Run the sweeper in the background; `stack` stops it and waits for it on cleanup."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(Sweeper(app[POOL], app[STORE]).run(stop))
+
+    async def stop_sweeper() -> None:
+        stop.set()
+        await task
+
+    stack.push_async_callback(stop_sweeper)

@@ -63,6 +63,23 @@ def status_of(exc: BaseException) -> int:
     return exc.status if isinstance(exc, web.HTTPException) else 500
 
 
+async def _timed(
+    request: web.Request, handler: Handler, finished: Callable[[int, float], None]
+) -> web.StreamResponse:
+    """Run `handler`, then `finished(status, seconds)` however it ended (500 for an error that
+    is not an HTTP answer)."""
+    started, status = time.perf_counter(), 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except BaseException as exc:
+        status = status_of(exc)
+        raise
+    finally:
+        finished(status, time.perf_counter() - started)
+
+
 @web.middleware
 async def assign_request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     trace_id = edge.request_id(request.headers.get("X-Request-ID"))
@@ -75,40 +92,26 @@ async def assign_request_id(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def count_request(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started, status = time.perf_counter(), 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except BaseException as exc:
-        status = status_of(exc)
-        raise
-    finally:
+    def count(status: int, seconds: float) -> None:
         route = route_of(request)
         HTTP_REQUESTS.labels(route=route, method=request.method, status=str(status)).inc()
-        HTTP_LATENCY.labels(route=route, method=request.method).observe(
-            time.perf_counter() - started
-        )
+        HTTP_LATENCY.labels(route=route, method=request.method).observe(seconds)
+
+    return await _timed(request, handler, count)
 
 
 @web.middleware
 async def log_request(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started, status = time.perf_counter(), 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except BaseException as exc:
-        status = status_of(exc)
-        raise
-    finally:
+    def access_log(status: int, seconds: float) -> None:
         log.info(
             "http_request",
             method=request.method,
             path=request.rel_url.raw_path,  # as sent: percent-encoded, no control bytes
             status=status,
-            ms=round((time.perf_counter() - started) * 1000, 1),
+            ms=round(seconds * 1000, 1),
         )
+
+    return await _timed(request, handler, access_log)
 
 
 @web.middleware

@@ -194,53 +194,33 @@ class LongAudio:
         `on_chunk(done, total)`: told once the plan is known (chunks reused from an earlier
         attempt count as done) and after every chunk transcribed (progress reporting)."""
         wanted = options.timestamps
-        if wanted == "none" and engine.output_shape(model, "segment").segment_timings:
-            # Chunks that come back timed are joined by their times, exactly; by text alone the
-            # seam is a guess. The caller still gets no segments.
-            options = msgspec.structs.replace(options, timestamps="segment")
-        timed = engine.output_shape(model, options.timestamps).segment_timings
+        route = _route(engine, model, options, audio, channel, prepared)
         started = time.perf_counter()
-        # A channel of a call sent to an engine that answers text only goes turn by turn, so
-        # each turn's text is timed by the turn (see libs.audio.turns).
-        turns = channel is not None and not timed
-        # Where the chunks are cut from: the recording's channel, or that channel extracted.
-        source, source_channel = audio, channel
-        if turns and prepared is not None:
-            source, source_channel, prepared = prepared, None, None
-        plans, total = await self._plan(engine, source, source_channel, prepared, turns=turns)
+        plans, total = await self._plan(
+            engine, route.source, route.source_channel, route.prepared, turns=route.turns
+        )
         if not plans:
             return _silence(engine, model, total)
         parallel = chunk_parallelism(self.policy, engine.limits)
         attempt = _Attempt(
             owner=self,
             engine=engine,
-            options=options,
+            options=route.options,
             job_id=job_id,
             channel=channel,
             named_after=audio,
-            source=source,
-            source_channel=source_channel,
-            prepared=prepared,
+            source=route.source,
+            source_channel=route.source_channel,
+            prepared=route.prepared,
             plans=plans,
-            key=request_key(options, model, channel) + ("|turns" if turns else ""),
+            key=request_key(route.options, model, channel) + ("|turns" if route.turns else ""),
             slots=slots or asyncio.Semaphore(max(1, parallel)),
             on_chunk=on_chunk,
         )
-        attempt.reuse(await self._load(job_id))
-        if on_chunk is not None:
-            await on_chunk(attempt.reused, len(plans))
+        await attempt.resume(await self._load(job_id))
         await attempt.run_all(workers=parallel)
-        if attempt.errors:
-            log.warning(
-                "long_audio_attempt_failed",
-                channel=channel,
-                chunks=len(plans),
-                done=len(attempt.results),
-                reused=attempt.reused,
-                failed=len(attempt.errors),
-            )
-            raise most_severe(attempt.errors)
-        transcript = attempt.merged(total, timed=timed, overlapping=not turns)
+        attempt.raise_if_failed()
+        transcript = attempt.merged(total, timed=route.timed, overlapping=not route.turns)
         if wanted == "none" and channel is None:
             # A channel's segments are still needed: they become the conversation's utterances.
             transcript = msgspec.structs.replace(transcript, segments=())
@@ -283,6 +263,42 @@ class LongAudio:
         return plan_chunks(energies, total, **bounds), total
 
 
+@dataclass(frozen=True)
+class _Route:
+    """How a recording (or one channel) is sent: with which options, whether the engine's
+    answers come back timed, whether it goes turn by turn, and where chunks are cut from."""
+
+    options: EngineOptions
+    timed: bool
+    turns: bool
+    source: Path
+    source_channel: int | None
+    prepared: Path | None
+
+
+def _route(
+    engine: Engine,
+    model: str,
+    options: EngineOptions,
+    audio: Path,
+    channel: int | None,
+    prepared: Path | None,
+) -> _Route:
+    """The timing and turn decision for `LongAudio.transcribe`."""
+    if options.timestamps == "none" and engine.output_shape(model, "segment").segment_timings:
+        # Chunks that come back timed are joined by their times, exactly; by text alone the
+        # seam is a guess. The caller still gets no segments.
+        options = msgspec.structs.replace(options, timestamps="segment")
+    timed = engine.output_shape(model, options.timestamps).segment_timings
+    # A channel of a call sent to an engine that answers text only goes turn by turn, so
+    # each turn's text is timed by the turn (see libs.audio.turns).
+    turns = channel is not None and not timed
+    # Where the chunks are cut from: the recording's channel, or that channel extracted.
+    if turns and prepared is not None:
+        return _Route(options, timed, turns, source=prepared, source_channel=None, prepared=None)
+    return _Route(options, timed, turns, source=audio, source_channel=channel, prepared=prepared)
+
+
 @dataclass
 class _Attempt:
     """One attempt at a recording (or one channel of it): its plan, the chunks an earlier
@@ -320,6 +336,26 @@ class _Attempt:
             ) == (p.start, p.end, self.key):
                 self.results[p.index] = stored.transcript
         self.reused = len(self.results)
+
+    async def resume(self, saved: dict[int, StoredChunk]) -> None:
+        """Take what an earlier attempt saved (`reuse`), then report the plan, the chunks
+        reused counting as done."""
+        self.reuse(saved)
+        if self.on_chunk is not None:
+            await self.on_chunk(self.reused, len(self.plans))
+
+    def raise_if_failed(self) -> None:
+        """Log a failed attempt and raise its most severe error; nothing when all went well."""
+        if self.errors:
+            log.warning(
+                "long_audio_attempt_failed",
+                channel=self.channel,
+                chunks=len(self.plans),
+                done=len(self.results),
+                reused=self.reused,
+                failed=len(self.errors),
+            )
+            raise most_severe(self.errors)
 
     async def run_all(self, *, workers: int) -> None:
         """A few workers take the chunks in turn, so the tasks (and their frames) in memory

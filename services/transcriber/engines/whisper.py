@@ -26,7 +26,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,25 +375,7 @@ class FasterWhisperEngine:
             vad_filter=self._config.vad,
             initial_prompt=options.prompt,
         )
-        segments: list[Segment] = []
-        words: list[Word] = []
-        # The generator decodes one 30 s window per step: a cancelled job stops between them.
-        for piece in pieces:
-            if cancelled.is_set():
-                raise _Cancelled
-            text = piece.text.strip()
-            if not text:
-                continue
-            start = _clamp(piece.start, duration)
-            end = max(start, _clamp(piece.end, duration))
-            segments.append(Segment(id=len(segments), start=start, end=end, text=text))
-            for word in piece.words or ():
-                # Bare words, as the OpenAI engine gives them; segment text keeps punctuation.
-                spoken = word.word.strip().strip(_PUNCTUATION)
-                if spoken:
-                    w_start = _clamp(word.start, duration)
-                    w_end = max(w_start, _clamp(word.end, duration))
-                    words.append(Word(start=w_start, end=w_end, word=spoken))
+        segments, words = _collect(pieces, duration, cancelled)
         elapsed = time.perf_counter() - started
         _log.info(
             "whisper_transcribed",
@@ -402,17 +384,6 @@ class FasterWhisperEngine:
             processing_seconds=round(elapsed, 3),
             segments=len(segments),
         )
-        metadata: dict[str, Any] = {
-            "processing_seconds": round(elapsed, 3),
-            "language_probability": round(float(info.language_probability), 4),
-            "beam_size": self._config.beam_size,
-            "compute_type": self._compute_type,
-            "vad": self._config.vad,
-        }
-        if options.prompt is not None:
-            metadata["prompt"] = "sent"
-        if options.model not in (None, self._source.label):
-            metadata["requested_model"] = options.model
         return Transcript(
             text=" ".join(segment.text for segment in segments),
             language=str(info.language),
@@ -421,8 +392,51 @@ class FasterWhisperEngine:
             words=tuple(words) if want_words else None,
             model=self._source.label,
             engine=self.name,
-            engine_metadata=metadata,
+            engine_metadata=self._metadata(options, info.language_probability, elapsed),
         )
+
+    def _metadata(
+        self, options: EngineOptions, language_probability: float, elapsed: float
+    ) -> dict[str, Any]:
+        """What the offline engine reports about one run (timing, settings, the prompt)."""
+        metadata: dict[str, Any] = {
+            "processing_seconds": round(elapsed, 3),
+            "language_probability": round(float(language_probability), 4),
+            "beam_size": self._config.beam_size,
+            "compute_type": self._compute_type,
+            "vad": self._config.vad,
+        }
+        if options.prompt is not None:
+            metadata["prompt"] = "sent"
+        if options.model not in (None, self._source.label):
+            metadata["requested_model"] = options.model
+        return metadata
+
+
+def _collect(
+    pieces: Iterable[Any], duration: float, cancelled: threading.Event
+) -> tuple[list[Segment], list[Word]]:
+    """The non-empty segments and bare words of the model's output, clamped to the audio."""
+    segments: list[Segment] = []
+    words: list[Word] = []
+    # The generator decodes one 30 s window per step: a cancelled job stops between them.
+    for piece in pieces:
+        if cancelled.is_set():
+            raise _Cancelled
+        text = piece.text.strip()
+        if not text:
+            continue
+        start = _clamp(piece.start, duration)
+        end = max(start, _clamp(piece.end, duration))
+        segments.append(Segment(id=len(segments), start=start, end=end, text=text))
+        for word in piece.words or ():
+            # Bare words, as the OpenAI engine gives them; segment text keeps punctuation.
+            spoken = word.word.strip().strip(_PUNCTUATION)
+            if spoken:
+                w_start = _clamp(word.start, duration)
+                w_end = max(w_start, _clamp(word.end, duration))
+                words.append(Word(start=w_start, end=w_end, word=spoken))
+    return segments, words
 
 
 if TYPE_CHECKING:

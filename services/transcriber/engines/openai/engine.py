@@ -33,6 +33,7 @@ from services.transcriber.engines.openai.errors import classify_openai_error
 from services.transcriber.engines.openai.models import (
     DEFAULT_MODEL,
     LIMITS,
+    ResponseFormat,
     output_shape,
     response_format_for,
     takes_prompt,
@@ -158,13 +159,49 @@ class OpenAIEngine:
     async def transcribe(self, audio: Path, options: EngineOptions) -> Transcript:
         model = options.model or self.default_model
         response_format = response_format_for(model)
+        bound = log.bind(model=model, audio=audio.name, response_format=response_format)
+        prompt = options.prompt if options.prompt and takes_prompt(model) else None
+        raw, latency_ms = await self._request(audio, model, response_format, options, prompt, bound)
+        request_id = raw.request_id
+        payload, parsed = _parse_response(raw.content, response_format, request_id)
+        metadata = _metadata(payload, request_id, latency_ms, response_format, options, prompt)
+        processing_ms = raw.headers.get("openai-processing-ms")
+        if processing_ms is not None and processing_ms.isdigit():
+            # Server-side model time; latency_ms minus this is upload and queueing.
+            metadata["processing_ms"] = int(processing_ms)
+
+        if isinstance(parsed, _VerboseResponse):
+            transcript = await self._from_verbose(parsed, audio, model, options, metadata)
+        elif isinstance(parsed, _DiarizedResponse):
+            transcript = await self._from_diarized(parsed, audio, model, options, metadata)
+        else:
+            transcript = await self._from_text(parsed, audio, model, options, metadata)
+        bound.info(
+            "openai_transcribed",
+            request_id=request_id,
+            latency_ms=latency_ms,
+            audio_seconds=transcript.duration,
+            segments=len(transcript.segments),
+        )
+        return transcript
+
+    async def _request(
+        self,
+        audio: Path,
+        model: str,
+        response_format: ResponseFormat,
+        options: EngineOptions,
+        prompt: str | None,
+        bound: Any,
+    ) -> tuple[Any, float]:
+        """Send the one transcription request; the raw response and its latency in ms.
+
+        SDK errors are classified (`classify_openai_error`), logged and raised as engine errors.
+        """
         granularities: list[Literal["word", "segment"]] = (
             ["segment", "word"] if options.timestamps == "word" else ["segment"]
         )
         content_type = mimetypes.guess_type(audio.name)[0] or "application/octet-stream"
-        bound = log.bind(model=model, audio=audio.name, response_format=response_format)
-        prompt = options.prompt if options.prompt and takes_prompt(model) else None
-
         # An open file (not bytes, not a Path: the SDK reads a Path fully into memory) lets
         # the HTTP client stream the upload from disk in 64 KiB chunks.
         fh = await asyncio.to_thread(audio.open, "rb")
@@ -200,54 +237,7 @@ class OpenAIEngine:
                 detail=error.detail,
             )
             raise error from exc
-        latency_ms = _ms_since(started)
-        request_id = raw.request_id
-
-        parsed: _VerboseResponse | _DiarizedResponse | _JsonResponse
-        try:
-            payload: Any = msgspec.json.decode(raw.content)
-            if response_format == "verbose_json":
-                parsed = msgspec.convert(payload, _VerboseResponse)
-            elif response_format == "diarized_json":
-                parsed = msgspec.convert(payload, _DiarizedResponse)
-            else:
-                parsed = msgspec.convert(payload, _JsonResponse)
-        except msgspec.DecodeError as exc:
-            # A 200 we cannot read is the server's fault; a later attempt may well succeed.
-            raise TransientEngineError(
-                f"unreadable {response_format} response from OpenAI"
-                f" (request_id={request_id}): {exc}",
-                code="invalid_response",
-            ) from exc
-
-        metadata: dict[str, Any] = {
-            "raw_response": payload,
-            "request_id": request_id,
-            "latency_ms": latency_ms,
-            "response_format": response_format,
-        }
-        if options.prompt:
-            # A model that takes no prompt (the diarizing one) is not sent it, and says so.
-            metadata["prompt"] = "sent" if prompt is not None else "ignored"
-        processing_ms = raw.headers.get("openai-processing-ms")
-        if processing_ms is not None and processing_ms.isdigit():
-            # Server-side model time; latency_ms minus this is upload and queueing.
-            metadata["processing_ms"] = int(processing_ms)
-
-        if isinstance(parsed, _VerboseResponse):
-            transcript = await self._from_verbose(parsed, audio, model, options, metadata)
-        elif isinstance(parsed, _DiarizedResponse):
-            transcript = await self._from_diarized(parsed, audio, model, options, metadata)
-        else:
-            transcript = await self._from_text(parsed, audio, model, options, metadata)
-        bound.info(
-            "openai_transcribed",
-            request_id=request_id,
-            latency_ms=latency_ms,
-            audio_seconds=transcript.duration,
-            segments=len(transcript.segments),
-        )
-        return transcript
+        return raw, _ms_since(started)
 
     async def _from_verbose(
         self,
@@ -258,9 +248,7 @@ class OpenAIEngine:
         metadata: dict[str, Any],
     ) -> Transcript:
         text = parsed.text.strip()
-        duration = parsed.duration
-        if duration is None:
-            duration = await self._local_duration(audio, parsed.usage, metadata)
+        duration = await self._duration(parsed.duration, audio, parsed.usage, metadata)
         segments = tuple(
             Segment(
                 id=s.id if s.id is not None else i, start=s.start, end=s.end, text=s.text.strip()
@@ -295,9 +283,7 @@ class OpenAIEngine:
         metadata: dict[str, Any],
     ) -> Transcript:
         text = parsed.text.strip()
-        duration = parsed.duration
-        if duration is None:
-            duration = await self._local_duration(audio, parsed.usage, metadata)
+        duration = await self._duration(parsed.duration, audio, parsed.usage, metadata)
         raw = [s for s in parsed.segments or () if s.text.strip()]
         segments = tuple(
             Segment(id=i, start=s.start, end=max(s.start, s.end), text=s.text.strip())
@@ -352,6 +338,14 @@ class OpenAIEngine:
             engine_metadata=metadata,
         )
 
+    async def _duration(
+        self, reported: float | None, audio: Path, usage: _Usage | None, metadata: dict[str, Any]
+    ) -> float:
+        """The duration the server reported, else the file's own (`_local_duration`)."""
+        if reported is not None:
+            return reported
+        return await self._local_duration(audio, usage, metadata)
+
     async def _local_duration(
         self, audio: Path, usage: _Usage | None, metadata: dict[str, Any]
     ) -> float:
@@ -396,3 +390,46 @@ def build_client(
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _parse_response(
+    content: bytes, response_format: str, request_id: str | None
+) -> tuple[Any, _VerboseResponse | _DiarizedResponse | _JsonResponse]:
+    """The decoded JSON and its typed reading for `response_format`; unreadable is transient."""
+    parsed: _VerboseResponse | _DiarizedResponse | _JsonResponse
+    try:
+        payload: Any = msgspec.json.decode(content)
+        if response_format == "verbose_json":
+            parsed = msgspec.convert(payload, _VerboseResponse)
+        elif response_format == "diarized_json":
+            parsed = msgspec.convert(payload, _DiarizedResponse)
+        else:
+            parsed = msgspec.convert(payload, _JsonResponse)
+    except msgspec.DecodeError as exc:
+        # A 200 we cannot read is the server's fault; a later attempt may well succeed.
+        raise TransientEngineError(
+            f"unreadable {response_format} response from OpenAI (request_id={request_id}): {exc}",
+            code="invalid_response",
+        ) from exc
+    return payload, parsed
+
+
+def _metadata(
+    payload: Any,
+    request_id: str | None,
+    latency_ms: float,
+    response_format: str,
+    options: EngineOptions,
+    prompt: str | None,
+) -> dict[str, Any]:
+    """The engine metadata every OpenAI transcript carries (the raw answer, timings, prompt)."""
+    metadata: dict[str, Any] = {
+        "raw_response": payload,
+        "request_id": request_id,
+        "latency_ms": latency_ms,
+        "response_format": response_format,
+    }
+    if options.prompt:
+        # A model that takes no prompt (the diarizing one) is not sent it, and says so.
+        metadata["prompt"] = "sent" if prompt is not None else "ignored"
+    return metadata
