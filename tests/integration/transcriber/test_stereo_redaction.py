@@ -31,6 +31,7 @@ from libs.layout import redacted_audio_key
 from libs.provision import ensure_bootstrap_key, migrate_database
 from libs.redaction import Policy, RedactionRecord
 from libs.settings import Settings
+from libs.webhooks import queue
 from libs.webhooks.payload import completed_body
 from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest, openai_error
 from tests.integration.transcriber import harness
@@ -202,9 +203,11 @@ async def _check_views(pool: asyncpg.Pool, store: Any, job: harness.Job) -> Reda
         job.id,
     )
     _clean("event", bytes(payload).decode(), CARD_SAID)
+    announced = await queue.job_for_event(pool, uuid.UUID(job.id))
+    assert announced is not None
     webhook = completed_body(
         msgspec.json.decode(bytes(payload), type=TranscriptReady),
-        row,
+        announced,
         row["text"],
         transcript_url="http://x",
     )
