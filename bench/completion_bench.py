@@ -29,7 +29,7 @@ from libs import apikeys, db
 from libs.contracts import TranscriptKeys
 from libs.jobs import lifecycle
 from libs.provision import migrate_database
-from libs.transcript import Segment, Transcript
+from libs.transcript import EngineMetadata, Segment, Transcript
 
 RESULTS = Path(__file__).resolve().parent / "results" / "completion.json"
 OLD_LIFECYCLE = Path("/tmp/old_lifecycle.py")
@@ -54,7 +54,7 @@ def transcript(words: int) -> Transcript:
         segments=segments,
         model="whisper-1",
         engine="openai",
-        engine_metadata={"raw_response": {"text": text}},
+        engine_metadata=EngineMetadata(raw_response={"text": text}),
     )
 
 

@@ -32,7 +32,7 @@ import psutil
 
 from bench.report import write_results
 from libs.jobs.lifecycle import StoredChunk
-from libs.transcript import Transcript
+from libs.transcript import EngineMetadata, Transcript
 from libs.transcript.model import Segment, Word
 from services.transcriber.engines import EngineOptions, OutputShape, UploadLimits
 from services.transcriber.longaudio import LongAudio, SplitPolicy
@@ -73,7 +73,9 @@ class FastEngine:
             words=words,
             model=self.default_model,
             engine=self.name,
-            engine_metadata={"request_id": f"req-{self.calls}", "raw_response": {"n": self.calls}},
+            engine_metadata=EngineMetadata(
+                request_id=f"req-{self.calls}", raw_response={"n": self.calls}
+            ),
         )
 
     async def check_credentials(self) -> bool:
@@ -163,7 +165,7 @@ async def run(chunks: int, chunk_seconds: float, offline: bool = False) -> dict[
             on_chunk=on_chunk,
         )
         seconds = time.perf_counter() - started
-        planned = len(transcript.engine_metadata["chunks"])
+        planned = len(transcript.engine_metadata.chunks or ())
         words = len(transcript.words or ())
         del transcript
         gc.collect()

@@ -144,9 +144,11 @@ def _stored_metadata(
 ) -> tuple[dict[str, Any], Any]:
     """`transcriptions.metadata` (the engine's metadata, counts, the conversation) and the raw
     engine response kept beside it (None unless `store_raw_response`)."""
-    metadata: dict[str, Any] = msgspec.to_builtins(transcript.engine_metadata)
-    raw = metadata.pop("raw_response", None) if store_raw_response else None
-    metadata.pop("raw_response", None)
+    engine = transcript.engine_metadata
+    raw = engine.raw_response if store_raw_response else None
+    metadata: dict[str, Any] = msgspec.to_builtins(
+        msgspec.structs.replace(engine, raw_response=None)
+    )
     metadata.update(segments=len(transcript.segments), has_words=transcript.words is not None)
     if transcript.conversation is not None:
         # Stored with the transcription (the status answer reads it) and sent with the event.

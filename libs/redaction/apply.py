@@ -38,7 +38,7 @@ from libs.redaction.detect import Finding, detect
 from libs.redaction.policy import EntityClass, Policy
 from libs.redaction.seams import Finder, with_edges
 from libs.transcript.merge import is_part
-from libs.transcript.model import Segment, Transcript, Utterance, Word
+from libs.transcript.model import EngineMetadata, Segment, Transcript, Utterance, Word
 
 Timing = Literal["words", "segments", "none"]
 
@@ -474,16 +474,14 @@ def _segments(transcript: Transcript, redacted: Sequence[Utterance]) -> tuple[Se
     )
 
 
-def _redact_metadata(metadata: dict[str, Any], p: _Pass) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Keeps scalar metadata (request ids, timings), redacts strings, drops nested values
-    (the raw response and per-chunk raw responses repeat the unredacted text)."""
-    kept: dict[str, Any] = {}
-    dropped: list[str] = []
-    for key, value in metadata.items():
-        if value is None or isinstance(value, bool | int | float):
-            kept[key] = value
-        elif isinstance(value, str):
-            kept[key] = p.text(value)[0]
-        else:
-            dropped.append(key)
-    return kept, tuple(sorted(dropped))
+def _redact_metadata(metadata: EngineMetadata, p: _Pass) -> tuple[EngineMetadata, tuple[str, ...]]:
+    """Keeps scalar metadata (request ids, timings), redacts strings, drops the nested fields
+    (`EngineMetadata.NESTED`: the raw response and the per-chunk and per-channel entries
+    repeat the unredacted text) and names the ones that were set."""
+    dropped = tuple(n for n in sorted(EngineMetadata.NESTED) if getattr(metadata, n) is not None)
+    changes: dict[str, object] = dict.fromkeys(dropped)
+    for name in metadata.__struct_fields__:
+        value = getattr(metadata, name)
+        if name not in EngineMetadata.NESTED and isinstance(value, str):
+            changes[name] = p.text(value)[0]
+    return msgspec.structs.replace(metadata, **changes), dropped

@@ -1,5 +1,7 @@
 from libs.contracts import Conversation, SpeakerMetrics
 from libs.transcript.model import (
+    ChunkInfo,
+    EngineMetadata,
     Segment,
     Transcript,
     Utterance,
@@ -8,7 +10,9 @@ from libs.transcript.model import (
 )
 
 __all__ = [
+    "ChunkInfo",
     "Conversation",
+    "EngineMetadata",
     "Segment",
     "SpeakerMetrics",
     "Transcript",

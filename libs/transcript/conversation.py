@@ -19,10 +19,10 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from libs.contracts import Conversation, SpeakerMetrics
 from libs.transcript.model import (
+    EngineMetadata,
     Segment,
     Transcript,
     Utterance,
@@ -69,7 +69,7 @@ def from_channels(
     *,
     roles: Sequence[str],
     duration: float,
-    metadata: dict[str, Any] | None = None,
+    metadata: EngineMetadata | None = None,
 ) -> Transcript:
     """One conversation from one transcript per channel (channel k = `channels[k]`, timed in
     seconds of the original recording): utterances merged by time, each with its channel, its
@@ -97,7 +97,7 @@ def from_channels(
         words=words,
         model=first.model,
         engine=first.engine,
-        engine_metadata=metadata or {},
+        engine_metadata=metadata if metadata is not None else EngineMetadata(),
         utterances=utterances,
         conversation=summarize(utterances, duration=duration, method="channels"),
     )

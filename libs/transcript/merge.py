@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
-from libs.transcript.model import Segment, Transcript, Utterance, Word
+from libs.transcript.model import EngineMetadata, Segment, Transcript, Utterance, Word
 
 # Text-only de-duplication looks this many words back; the overlap is about a second of speech.
 _MAX_TEXT_OVERLAP = 20
@@ -39,7 +39,7 @@ def merge(
     *,
     duration: float,
     timed: bool,
-    metadata: dict[str, Any] | None = None,
+    metadata: EngineMetadata | None = None,
     overlapping: bool = True,
 ) -> Transcript:
     """`overlapping=False`: the chunks do not overlap (speech turns), so text that repeats at
@@ -66,7 +66,7 @@ def merge(
         words=words,
         model=first.model,
         engine=first.engine,
-        engine_metadata=metadata or {},
+        engine_metadata=metadata if metadata is not None else EngineMetadata(),
         utterances=utterances,
     )
 

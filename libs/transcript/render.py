@@ -30,8 +30,9 @@ class OutputFormat(NamedTuple):
 
 
 def render_json(transcript: Transcript) -> bytes:
-    # Deterministic order sorts engine_metadata's keys too, so equal transcripts are equal bytes
-    # (handy for ETags and for diffing stored results).
+    # Deterministic order sorts the keys of dicts (the raw response), so equal transcripts are
+    # equal bytes (handy for ETags and for diffing stored results); Struct fields keep their
+    # order (EngineMetadata's are alphabetical, the order of the dict it replaced).
     return msgspec.json.encode(transcript, order="deterministic")
 
 

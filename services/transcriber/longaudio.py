@@ -27,7 +27,6 @@ import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
@@ -43,7 +42,7 @@ from libs.audio.split import (
 )
 from libs.audio.turns import plan_turns
 from libs.jobs.lifecycle import StoredChunk
-from libs.transcript import Transcript
+from libs.transcript import ChunkInfo, EngineMetadata, Transcript
 from libs.transcript.merge import ChunkTranscript, merge
 from services.transcriber.engines import (
     Engine,
@@ -428,22 +427,20 @@ class _Attempt:
             )
             for p in plans
         ]
-        metadata: dict[str, Any] = {
-            "chunks": [
-                {
-                    "index": p.index,
-                    "start": round(p.start / SAMPLE_RATE, 3),
-                    "cut": round(p.cut / SAMPLE_RATE, 3),
-                    "end": round(p.end / SAMPLE_RATE, 3),
-                    "request_id": results[p.index].engine_metadata.get("request_id"),
-                }
+        metadata = EngineMetadata(
+            chunks=tuple(
+                ChunkInfo(
+                    index=p.index,
+                    start=round(p.start / SAMPLE_RATE, 3),
+                    cut=round(p.cut / SAMPLE_RATE, 3),
+                    end=round(p.end / SAMPLE_RATE, 3),
+                    request_id=results[p.index].engine_metadata.request,
+                )
                 for p in plans
-            ],
-            "chunks_reused": self.reused,
-            "raw_response": {
-                "chunks": [results[p.index].engine_metadata.get("raw_response") for p in plans]
-            },
-        }
+            ),
+            chunks_reused=self.reused,
+            raw_response={"chunks": [results[p.index].engine_metadata.raw_response for p in plans]},
+        )
         return merge(
             parts,
             duration=total / SAMPLE_RATE,
@@ -461,7 +458,7 @@ def _silence(engine: Engine, model: str, samples: int) -> Transcript:
         duration=round(samples / SAMPLE_RATE, 3),
         model=model,
         engine=engine.name,
-        engine_metadata={"chunks": [], "turns": 0},
+        engine_metadata=EngineMetadata(chunks=(), turns=0),
     )
 
 

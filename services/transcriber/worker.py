@@ -65,7 +65,7 @@ from libs.redaction import (
     RedactionReport,
     redact_transcript,
 )
-from libs.transcript import Transcript
+from libs.transcript import EngineMetadata, Transcript
 from libs.transcript.conversation import DEFAULT_CHANNEL_ROLES, from_channels, summarize
 from libs.transcript.render import FORMATS, render_json
 from services.transcriber import redact
@@ -485,11 +485,11 @@ class Transcriber:
             log.info("diarization_unavailable", engine=engine.name, model=event.model)
             return msgspec.structs.replace(
                 transcript,
-                engine_metadata={
-                    **transcript.engine_metadata,
-                    "speakers": "none",
-                    "speakers_detail": f"the {engine.name} engine does not diarize",
-                },
+                engine_metadata=msgspec.structs.replace(
+                    transcript.engine_metadata,
+                    speakers="none",
+                    speakers_detail=f"the {engine.name} engine does not diarize",
+                ),
             )
         if transcript.utterances and transcript.conversation is None:
             return msgspec.structs.replace(
@@ -615,19 +615,14 @@ class Transcriber:
             raise most_severe(errors)
         transcripts = [r for r in results if isinstance(r, Transcript)]
         role_map = tuple(roles) if roles is not None else DEFAULT_CHANNEL_ROLES
-        metadata = {
-            "speakers": "channels",
-            "channels": [
-                {
-                    "channel": channel,
-                    **{k: v for k, v in t.engine_metadata.items() if k != "raw_response"},
-                }
+        metadata = EngineMetadata(
+            speakers="channels",
+            channels=tuple(
+                msgspec.structs.replace(t.engine_metadata, channel=channel, raw_response=None)
                 for channel, t in enumerate(transcripts)
-            ],
-            "raw_response": {
-                "channels": [t.engine_metadata.get("raw_response") for t in transcripts]
-            },
-        }
+            ),
+            raw_response={"channels": [t.engine_metadata.raw_response for t in transcripts]},
+        )
         return from_channels(
             transcripts,
             roles=role_map,

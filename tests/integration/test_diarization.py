@@ -67,7 +67,7 @@ async def test_the_engine_asks_for_diarized_json_and_reads_speakers(
     assert " ".join(u.text for u in transcript.utterances) == TEXT
     assert transcript.utterances[0].start == 0.0 and transcript.utterances[-1].end == 45.0
     assert transcript.words is None  # the model has no word timestamps, whatever was asked
-    assert transcript.engine_metadata["speakers"] == "diarization"
+    assert transcript.engine_metadata.speakers == "diarization"
 
 
 @pytest.mark.parametrize(

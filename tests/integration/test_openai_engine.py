@@ -97,13 +97,13 @@ async def test_whisper_segment_timestamps(
     assert transcript.segments[-1].end == pytest.approx(1.0)
 
     meta = transcript.engine_metadata
-    assert meta["raw_response"]["task"] == "transcribe"
-    assert meta["raw_response"]["segments"][0]["text"].startswith(" ")
-    assert meta["latency_ms"] > 0
-    assert meta["response_format"] == "verbose_json"
+    assert meta.raw_response["task"] == "transcribe"
+    assert meta.raw_response["segments"][0]["text"].startswith(" ")
+    assert meta.latency_ms > 0
+    assert meta.response_format == "verbose_json"
 
     sent = only_request(server)
-    assert meta["request_id"] == sent.request_id
+    assert meta.request_id == sent.request_id
     assert sent.model == "whisper-1"
     assert sent.response_format == "verbose_json"
     assert sent.timestamp_granularities == ["segment"]
@@ -138,7 +138,7 @@ async def test_a_prompt_is_sent_to_models_that_take_one(
     prompt = "Acme Telecom, SuperSaver 5G"
     transcript = await engine.transcribe(wav, EngineOptions(model=model, prompt=prompt))
     assert only_request(server).prompt == prompt
-    assert transcript.engine_metadata["prompt"] == "sent"
+    assert transcript.engine_metadata.prompt == "sent"
 
 
 async def test_no_prompt_no_prompt_field(
@@ -146,7 +146,7 @@ async def test_no_prompt_no_prompt_field(
 ) -> None:
     transcript = await engine.transcribe(wav, EngineOptions())
     assert only_request(server).prompt is None
-    assert "prompt" not in transcript.engine_metadata
+    assert transcript.engine_metadata.prompt is None
 
 
 def test_the_diarizing_model_takes_no_prompt() -> None:
@@ -177,8 +177,8 @@ async def test_gpt4o_json_gets_one_segment_spanning_the_audio(
     assert transcript.segments[0].text == TEXT
     # These models return no timings, so there is nothing to put in words.
     assert transcript.words is None
-    assert transcript.engine_metadata["raw_response"]["usage"]["type"] == "tokens"
-    assert transcript.engine_metadata["response_format"] == "json"
+    assert transcript.engine_metadata.raw_response["usage"]["type"] == "tokens"
+    assert transcript.engine_metadata.response_format == "json"
 
     sent = only_request(server)
     assert sent.model == model
@@ -210,7 +210,7 @@ async def test_gpt4o_keeps_the_text_when_the_local_probe_fails(
 
     assert transcript.text == TEXT
     assert transcript.duration == 0.0
-    assert transcript.engine_metadata["duration_unknown"] is True
+    assert transcript.engine_metadata.duration_unknown is True
 
 
 async def test_default_model_is_configurable(server: FakeOpenAIServer, wav: Path) -> None:

@@ -138,11 +138,11 @@ async def test_transcribes_the_fixture(engine: FasterWhisperEngine, fixture: str
     transcript = await engine.transcribe(FIXTURES / fixture, EngineOptions())
     assert _wer(SENTENCE, transcript.text) < 0.2, transcript.text
     assert transcript.language == "en"
-    assert transcript.engine_metadata["language_probability"] > 0.5
+    assert transcript.engine_metadata.language_probability > 0.5
     assert transcript.model == PACKAGED_MODEL_NAME
     assert transcript.engine == "offline"
     # compute type "auto" is int8 on a CPU.
-    assert transcript.engine_metadata["compute_type"] == "int8"
+    assert transcript.engine_metadata.compute_type == "int8"
     assert transcript.duration == pytest.approx(FIXTURE_SECONDS, abs=0.05)
     assert transcript.words is None
     _assert_sane_timings(transcript)
@@ -374,7 +374,7 @@ async def test_a_prompt_reaches_the_model(engine: FasterWhisperEngine) -> None:
         FIXTURES / "hello_campaign.wav",
         EngineOptions(prompt="Hello. This is a test call from ACME CORP about your CAMPAIGN."),
     )
-    assert prompted.engine_metadata["prompt"] == "sent" and "prompt" not in plain.engine_metadata
+    assert prompted.engine_metadata.prompt == "sent" and plain.engine_metadata.prompt is None
     # The prompt is context, never part of the transcript.
     assert "ACME" not in prompted.text
     assert _wer(SENTENCE, prompted.text) < 0.2

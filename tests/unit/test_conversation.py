@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from libs.transcript import Segment, Transcript, Utterance, Word
+from libs.transcript import EngineMetadata, Segment, Transcript, Utterance, Word
 from libs.transcript.conversation import summarize
 from libs.transcript.render import render_json, render_srt, render_txt, render_vtt
 
@@ -176,7 +176,9 @@ def test_channels_merge_by_time_and_join_a_speakers_breaths() -> None:
     right = _channel((4.0, 8.0, "My card."), (8.5, 9.5, "Thanks."), words=(Word(4.1, 4.5, "My"),))
     from libs.transcript.conversation import from_channels
 
-    t = from_channels([left, right], roles=("agent", "customer"), duration=12.0, metadata={"x": 1})
+    t = from_channels(
+        [left, right], roles=("agent", "customer"), duration=12.0, metadata=EngineMetadata(turns=1)
+    )
     assert [(u.label, u.start, u.end, u.text) for u in t.utterances] == [
         ("Agent", 0.5, 3.0, "Hello. How can I help?"),
         ("Customer", 4.0, 9.5, "My card. Thanks."),
@@ -186,7 +188,7 @@ def test_channels_merge_by_time_and_join_a_speakers_breaths() -> None:
     assert t.words is not None and [w.word for w in t.words] == ["Hello", "How", "My", "Sure"]
     assert [s.text for s in t.segments] == [u.text for u in t.utterances]
     assert t.text == "Hello. How can I help? My card. Thanks. Sure."
-    assert t.engine_metadata == {"x": 1} and t.duration == 12.0
+    assert t.engine_metadata == EngineMetadata(turns=1) and t.duration == 12.0
     assert t.conversation is not None and t.conversation.interruptions == 1
 
 

@@ -21,7 +21,7 @@ from libs.redaction import (
     redact_text,
     redact_transcript,
 )
-from libs.transcript.model import Segment, Transcript, Word
+from libs.transcript.model import ChunkInfo, EngineMetadata, Segment, Transcript, Word
 from libs.transcript.render import FORMATS
 
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "redaction"
@@ -223,12 +223,12 @@ def _call() -> Transcript:
         words=tuple(Word(start=float(i), end=i + 0.8, word=w) for i, w in enumerate(words)),
         model="whisper-1",
         engine="openai",
-        engine_metadata={
-            "raw_response": {"text": said, "words": words},
-            "request_id": "req_1",
-            "processing_ms": 12,
-            "note": "card 4111 1111 1111 1111",
-        },
+        engine_metadata=EngineMetadata(
+            raw_response={"text": said, "words": words},
+            request_id="req_1",
+            processing_ms=12,
+            speakers_detail="card 4111 1111 1111 1111",
+        ),
     )
 
 
@@ -254,10 +254,32 @@ def test_redact_transcript_covers_every_field_and_format() -> None:
     assert (card_words[0].start, card_words[0].end) == (4.0, 19.8)
     assert len(redacted.words) == len(original.words or ()) - 15 - 2 - 6
     # the raw response is dropped, scalar metadata kept, strings redacted
-    assert "raw_response" not in redacted.engine_metadata
-    assert redacted.engine_metadata["request_id"] == "req_1"
-    assert redacted.engine_metadata["note"] == "card [CREDIT_CARD]"
+    assert redacted.engine_metadata.raw_response is None
+    assert redacted.engine_metadata.request_id == "req_1"
+    assert redacted.engine_metadata.processing_ms == 12
+    assert redacted.engine_metadata.speakers_detail == "card [CREDIT_CARD]"
     assert report.dropped_metadata == ("raw_response",)
+    assert b"raw_response" not in msgspec.json.encode(redacted.engine_metadata)
+
+
+def test_redaction_drops_every_nested_metadata_field_and_names_it() -> None:
+    # Per-chunk and per-channel entries may carry text too: dropped whole, even when empty.
+    chunk = ChunkInfo(index=0, start=0.0, cut=1.0, end=1.0, request_id="req_1")
+    metadata = EngineMetadata(
+        speakers="channels",
+        chunks=(chunk,),
+        chunks_reused=0,
+        channels=(EngineMetadata(channel=0, chunks=(), turns=0),),
+        raw_response={"channels": [None]},
+    )
+    call = msgspec.structs.replace(_call(), engine_metadata=metadata)
+    redacted, report = redact_transcript(call, Policy.parse("pci"))
+    assert report.dropped_metadata == ("channels", "chunks", "raw_response")
+    assert redacted.engine_metadata == EngineMetadata(speakers="channels", chunks_reused=0)
+    silent = msgspec.structs.replace(_call(), engine_metadata=EngineMetadata(chunks=(), turns=0))
+    redacted, report = redact_transcript(silent, Policy.parse("pci"))
+    assert report.dropped_metadata == ("chunks",)
+    assert redacted.engine_metadata == EngineMetadata(turns=0)
 
 
 def test_report_has_counts_and_times_never_values() -> None:
@@ -328,12 +350,12 @@ def test_clean_transcript_is_unchanged_except_raw_response() -> None:
         ),
         model="m",
         engine="e",
-        engine_metadata={"raw_response": {"x": 1}, "request_id": "r"},
+        engine_metadata=EngineMetadata(raw_response={"x": 1}, request_id="r"),
     )
     redacted, report = redact_transcript(clean, Policy.parse("pii"))
     assert redacted.text == clean.text and redacted.segments == clean.segments
     assert report.counts == {} and report.spans == ()
-    assert redacted.engine_metadata == {"request_id": "r"}
+    assert redacted.engine_metadata == EngineMetadata(request_id="r")
 
 
 def test_placeholders_of_an_earlier_pass_are_found_again() -> None:

@@ -18,7 +18,7 @@ from libs.redaction import (
     redact_transcript,
 )
 from libs.redaction.seams import edge_runs
-from libs.transcript import Segment, Transcript, Utterance, Word
+from libs.transcript import EngineMetadata, Segment, Transcript, Utterance, Word
 from libs.transcript.conversation import from_channels
 from libs.transcript.merge import ChunkTranscript, merge
 from libs.transcript.render import FORMATS
@@ -299,7 +299,8 @@ def test_a_saved_chunk_keeps_no_digit_said_near_its_cut() -> None:
     assert redact_chunk(middle, PCI).text == middle.text
     # Metadata is not speech: a request id or a model name ending in digits is kept.
     tagged = msgspec.structs.replace(
-        _channel(said), engine_metadata={"request_id": "req_12", "model": "whisper-1"}
+        _channel(said),
+        engine_metadata=EngineMetadata(request_id="req_12", requested_model="whisper-1"),
     )
     assert redact_chunk(tagged, PCI).engine_metadata == tagged.engine_metadata
     # A policy with no digit classes masks nothing.

@@ -3,7 +3,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from libs.transcript import Segment, Transcript, Word
+from libs.transcript import ChunkInfo, EngineMetadata, Segment, Transcript, Word
 from libs.transcript.render import (
     FORMATS,
     render,
@@ -146,18 +146,64 @@ def test_json_round_trips_and_is_deterministic() -> None:
         words=(Word(start=0.0, end=0.5, word="hi"), Word(start=0.5, end=1.25, word="there")),
         model="m",
         engine="e",
-        engine_metadata={"zeta": 1, "alpha": {"b": 2, "a": 1}},
+        engine_metadata=EngineMetadata(request_id="r", raw_response={"zeta": 1, "alpha": {"b": 2}}),
     )
     encoded = render_json(transcript)
     assert isinstance(encoded, bytes)
     assert msgspec.json.decode(encoded, type=Transcript) == transcript
     # Metadata keys are sorted, so equal transcripts always produce equal bytes.
+    assert encoded.index(b'"raw_response"') < encoded.index(b'"request_id"')
     assert encoded.index(b'"alpha"') < encoded.index(b'"zeta"')
-    assert encoded.index(b'"a"') < encoded.index(b'"b"')
     reordered = msgspec.structs.replace(
-        transcript, engine_metadata={"alpha": {"a": 1, "b": 2}, "zeta": 1}
+        transcript,
+        engine_metadata=EngineMetadata(request_id="r", raw_response={"alpha": {"b": 2}, "zeta": 1}),
     )
     assert render_json(reordered) == encoded
+
+
+def test_engine_metadata_writes_the_json_of_the_dict_it_replaced() -> None:
+    # The keys engines set, as they were written when the metadata was a dict: unset fields
+    # absent, a missing request id null, False and empty lists written.
+    metadata = EngineMetadata(
+        raw_response={"text": "x", "b": [1]},
+        request_id=None,
+        latency_ms=12.5,
+        processing_ms=7,
+        response_format="json",
+        prompt="sent",
+        chunks=(ChunkInfo(index=0, start=0.0, cut=1.0, end=1.5, request_id=None),),
+        chunks_reused=0,
+        channels=(EngineMetadata(channel=0, chunks=(), turns=0),),
+        vad=False,
+        speakers="channels",
+    )
+    as_dict = {
+        "raw_response": {"text": "x", "b": [1]},
+        "request_id": None,
+        "latency_ms": 12.5,
+        "processing_ms": 7,
+        "response_format": "json",
+        "prompt": "sent",
+        "chunks": [{"index": 0, "start": 0.0, "cut": 1.0, "end": 1.5, "request_id": None}],
+        "chunks_reused": 0,
+        "channels": [{"channel": 0, "chunks": [], "turns": 0}],
+        "vad": False,
+        "speakers": "channels",
+    }
+    transcript = Transcript(
+        text="", language=None, duration=1.5, model="m", engine="e", engine_metadata=metadata
+    )
+    old = msgspec.json.encode(msgspec.structs.replace(transcript, engine_metadata=EngineMetadata()))
+    old = old.replace(b'"engine_metadata":{}', b'"engine_metadata":' + msgspec.json.encode(as_dict))
+    assert render_json(transcript) == render_json(msgspec.json.decode(old, type=Transcript))
+    as_json = msgspec.json.encode(as_dict, order="deterministic")
+    assert msgspec.json.encode(metadata, order="deterministic") == as_json
+    assert b'"engine_metadata":' + as_json in render_json(transcript)
+    # What older transcripts carry beyond today's fields is ignored, not an error.
+    unknown = msgspec.json.encode(as_dict | {"model": "whisper-1", "zeta": {"a": 1}})
+    assert msgspec.json.decode(unknown, type=EngineMetadata) == metadata
+    assert msgspec.json.encode(EngineMetadata()) == b"{}"
+    assert EngineMetadata().request is None and metadata.request is None
 
 
 def test_formats_table() -> None:

@@ -36,7 +36,7 @@ import numpy as np
 import structlog
 
 from libs.audio import SAMPLE_RATE, UndecodableAudio, iter_pcm
-from libs.transcript import Segment, Transcript, Word
+from libs.transcript import EngineMetadata, Segment, Transcript, Word
 from services.transcriber.engines.base import (
     Engine,
     EngineOptions,
@@ -397,20 +397,17 @@ class FasterWhisperEngine:
 
     def _metadata(
         self, options: EngineOptions, language_probability: float, elapsed: float
-    ) -> dict[str, Any]:
+    ) -> EngineMetadata:
         """What the offline engine reports about one run (timing, settings, the prompt)."""
-        metadata: dict[str, Any] = {
-            "processing_seconds": round(elapsed, 3),
-            "language_probability": round(float(language_probability), 4),
-            "beam_size": self._config.beam_size,
-            "compute_type": self._compute_type,
-            "vad": self._config.vad,
-        }
-        if options.prompt is not None:
-            metadata["prompt"] = "sent"
-        if options.model not in (None, self._source.label):
-            metadata["requested_model"] = options.model
-        return metadata
+        return EngineMetadata(
+            processing_seconds=round(elapsed, 3),
+            language_probability=round(float(language_probability), 4),
+            beam_size=self._config.beam_size,
+            compute_type=self._compute_type,
+            vad=self._config.vad,
+            prompt="sent" if options.prompt is not None else None,
+            requested_model=options.model if options.model != self._source.label else None,
+        )
 
 
 def _collect(

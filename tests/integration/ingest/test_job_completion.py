@@ -11,7 +11,7 @@ import pytest
 
 from libs.contracts import RedactionSummary, TranscriptKeys, TranscriptReady
 from libs.jobs import lifecycle
-from libs.transcript import Transcript
+from libs.transcript import EngineMetadata, Transcript
 from tests.integration.ingest.conftest import Api, Upstream, make_key
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ async def test_complete_writes_each_field_to_its_column(api: Api, upstream: Upst
         duration=2.25,
         model="whisper-1",
         engine="openai",
-        engine_metadata={"raw_response": {"text": "x", "n": 1}},
+        engine_metadata=EngineMetadata(raw_response={"text": "x", "n": 1}),
     )
     keys = TranscriptKeys(json="k.json", txt="k.txt")  # no srt, no vtt
     record = {"policy": "credit_card", "counts": {"credit_card": 1}, "spans": [[0.5, 1.0]]}
@@ -79,7 +79,7 @@ async def test_complete_writes_each_field_to_its_column(api: Api, upstream: Upst
     again = await lifecycle.complete(api.pool, job, transcript, keys, force=False, trace_id=None)
     assert again is None
     # ... unless forced (a rerun): then the row is replaced, NULLs included.
-    plain = msgspec.structs.replace(transcript, engine_metadata={}, language="en")
+    plain = msgspec.structs.replace(transcript, engine_metadata=EngineMetadata(), language="en")
     forced = await lifecycle.complete(
         api.pool, job, plain, keys, force=True, trace_id=None, store_raw_response=False
     )

@@ -20,7 +20,7 @@ from libs.db.migrate import load_migrations
 from libs.jobs import deletion, lifecycle
 from libs.layout import transcript_keys
 from libs.settings import S3Settings
-from libs.transcript import Transcript
+from libs.transcript import EngineMetadata, Transcript
 from libs.transcript.render import FORMATS
 from libs.webhooks import payload
 from libs.webhooks import queue as webhook_queue
@@ -71,7 +71,7 @@ def _transcript(words: str) -> Transcript:
         duration=2.0,
         model="whisper-1",
         engine="openai",
-        engine_metadata={"raw_response": {"text": words}},
+        engine_metadata=EngineMetadata(raw_response={"text": words}),
     )
 
 

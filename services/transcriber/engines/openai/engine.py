@@ -18,7 +18,7 @@ import structlog
 from openai import AsyncOpenAI
 
 from libs.audio.decode import UndecodableAudio, probe_duration
-from libs.transcript import Segment, Transcript, Utterance, Word
+from libs.transcript import EngineMetadata, Segment, Transcript, Utterance, Word
 from libs.transcript.conversation import speaker_label
 from services.transcriber.engines.base import (
     Engine,
@@ -168,7 +168,7 @@ class OpenAIEngine:
         processing_ms = raw.headers.get("openai-processing-ms")
         if processing_ms is not None and processing_ms.isdigit():
             # Server-side model time; latency_ms minus this is upload and queueing.
-            metadata["processing_ms"] = int(processing_ms)
+            metadata = msgspec.structs.replace(metadata, processing_ms=int(processing_ms))
 
         if isinstance(parsed, _VerboseResponse):
             transcript = await self._from_verbose(parsed, audio, model, options, metadata)
@@ -245,10 +245,10 @@ class OpenAIEngine:
         audio: Path,
         model: str,
         options: EngineOptions,
-        metadata: dict[str, Any],
+        metadata: EngineMetadata,
     ) -> Transcript:
         text = parsed.text.strip()
-        duration = await self._duration(parsed.duration, audio, parsed.usage, metadata)
+        duration, metadata = await self._duration(parsed.duration, audio, parsed.usage, metadata)
         segments = tuple(
             Segment(
                 id=s.id if s.id is not None else i, start=s.start, end=s.end, text=s.text.strip()
@@ -280,10 +280,10 @@ class OpenAIEngine:
         audio: Path,
         model: str,
         options: EngineOptions,
-        metadata: dict[str, Any],
+        metadata: EngineMetadata,
     ) -> Transcript:
         text = parsed.text.strip()
-        duration = await self._duration(parsed.duration, audio, parsed.usage, metadata)
+        duration, metadata = await self._duration(parsed.duration, audio, parsed.usage, metadata)
         raw = [s for s in parsed.segments or () if s.text.strip()]
         segments = tuple(
             Segment(id=i, start=s.start, end=max(s.start, s.end), text=s.text.strip())
@@ -299,7 +299,7 @@ class OpenAIEngine:
             )
             for s in raw
         )
-        metadata["speakers"] = "diarization"
+        metadata = msgspec.structs.replace(metadata, speakers="diarization")
         return Transcript(
             text=text,
             # diarized_json does not report the language; echo it only if the caller fixed it.
@@ -320,11 +320,11 @@ class OpenAIEngine:
         audio: Path,
         model: str,
         options: EngineOptions,
-        metadata: dict[str, Any],
+        metadata: EngineMetadata,
     ) -> Transcript:
         text = parsed.text.strip()
         # The gpt-4o models return no timing at all, so the only honest segment spans the file.
-        duration = await self._local_duration(audio, parsed.usage, metadata)
+        duration, metadata = await self._local_duration(audio, parsed.usage, metadata)
         segments = (Segment(id=0, start=0.0, end=duration, text=text),) if text else ()
         return Transcript(
             text=text,
@@ -339,27 +339,29 @@ class OpenAIEngine:
         )
 
     async def _duration(
-        self, reported: float | None, audio: Path, usage: _Usage | None, metadata: dict[str, Any]
-    ) -> float:
+        self, reported: float | None, audio: Path, usage: _Usage | None, metadata: EngineMetadata
+    ) -> tuple[float, EngineMetadata]:
         """The duration the server reported, else the file's own (`_local_duration`)."""
         if reported is not None:
-            return reported
+            return reported, metadata
         return await self._local_duration(audio, usage, metadata)
 
     async def _local_duration(
-        self, audio: Path, usage: _Usage | None, metadata: dict[str, Any]
-    ) -> float:
+        self, audio: Path, usage: _Usage | None, metadata: EngineMetadata
+    ) -> tuple[float, EngineMetadata]:
+        """The file's own duration; if it cannot be read, what was billed (the metadata then
+        says `duration_unknown`)."""
         try:
-            return await asyncio.to_thread(probe_duration, audio)
+            return await asyncio.to_thread(probe_duration, audio), metadata
         except UndecodableAudio as exc:
             # The provider already decoded and transcribed the file, so keep the (paid-for)
             # text and settle for the billed seconds, or 0 when the model bills tokens.
             seconds = usage.seconds if usage is not None else None
-            metadata["duration_unknown"] = seconds is None
+            metadata = msgspec.structs.replace(metadata, duration_unknown=seconds is None)
             log.warning(
                 "openai_duration_probe_failed", audio=audio.name, error=str(exc), fallback=seconds
             )
-            return seconds if seconds is not None else 0.0
+            return (seconds if seconds is not None else 0.0), metadata
 
 
 if TYPE_CHECKING:
@@ -421,15 +423,13 @@ def _metadata(
     response_format: str,
     options: EngineOptions,
     prompt: str | None,
-) -> dict[str, Any]:
+) -> EngineMetadata:
     """The engine metadata every OpenAI transcript carries (the raw answer, timings, prompt)."""
-    metadata: dict[str, Any] = {
-        "raw_response": payload,
-        "request_id": request_id,
-        "latency_ms": latency_ms,
-        "response_format": response_format,
-    }
-    if options.prompt:
+    return EngineMetadata(
+        raw_response=payload,
+        request_id=request_id,
+        latency_ms=latency_ms,
+        response_format=response_format,
         # A model that takes no prompt (the diarizing one) is not sent it, and says so.
-        metadata["prompt"] = "sent" if prompt is not None else "ignored"
-    return metadata
+        prompt=("sent" if prompt is not None else "ignored") if options.prompt else None,
+    )
