@@ -203,6 +203,9 @@ def test_engine_metadata_writes_the_json_of_the_dict_it_replaced() -> None:
     unknown = msgspec.json.encode(as_dict | {"model": "whisper-1", "zeta": {"a": 1}})
     assert msgspec.json.decode(unknown, type=EngineMetadata) == metadata
     assert msgspec.json.encode(EngineMetadata()) == b"{}"
+    # Every field, not only those above, is written where the sorted dict had it.
+    for struct in (EngineMetadata, ChunkInfo):
+        assert list(struct.__struct_fields__) == sorted(struct.__struct_fields__)
     assert EngineMetadata().request is None and metadata.request is None
 
 
