@@ -11,14 +11,26 @@ or was deleted meanwhile writes nothing.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
+import msgspec
 
 from libs import outbox
 from libs.contracts import JobProgress, new_event_id, subjects, utcnow
 
 MIN_INTERVAL_SECONDS = 5.0
+
+
+class StoredProgress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """`audio_files.progress`: the latest stage a running job reported (what /status shows).
+    Written here, read back by libs.jobs.views."""
+
+    stage: str
+    fraction: float | None  # always written (null while unknown)
+    chunk: int | None = None  # chunk n of `chunks`, for long recordings
+    chunks: int | None = None
+    channel: int | None = None
+
 
 REPORT = """
 WITH upd AS (
@@ -67,15 +79,17 @@ async def report(
         chunks=chunks,
         channel=channel,
     )
-    state: dict[str, Any] = {"stage": stage, "fraction": fraction}
-    if chunks:
-        state.update(chunk=chunk, chunks=chunks)
-    if channel is not None:
-        state["channel"] = channel
+    state = StoredProgress(
+        stage=stage,
+        fraction=fraction,
+        chunk=chunk if chunks else None,
+        chunks=chunks or None,
+        channel=channel,
+    )
     written = await pool.fetchval(
         REPORT,
         job_id,
-        state,
+        msgspec.to_builtins(state),
         min_interval,
         force_event,
         *outbox.event_row(event, subjects.job_progress(tenant)),

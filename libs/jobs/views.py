@@ -7,9 +7,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
 
 import asyncpg
+import msgspec
+
+from libs.contracts import Conversation
+from libs.jobs.progress import StoredProgress
+from libs.redaction import RedactionRecord
 
 _STATUS_SELECT = """
 SELECT a.id, a.status, a.recording_id, a.phone, a.campaign_name, a.company, a.tenant_prefix,
@@ -72,8 +76,8 @@ class JobView:
     b2_transcript_srt_key: str | None
     b2_transcript_vtt_key: str | None
     completed_at: datetime | None
-    redaction: dict[str, Any] | None
-    conversation: dict[str, Any] | None
+    redaction: RedactionRecord | None
+    conversation: Conversation | None
     # The failure record.
     failure_status: str | None
     error_code: str | None
@@ -85,12 +89,17 @@ class JobView:
     audio_expires_at: datetime | None
     transcript_expires_at: datetime | None
     audio_removed_at: datetime | None
-    progress: dict[str, Any] | None
+    progress: StoredProgress | None
     progress_updated_at: datetime | None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> JobView:
-        return cls(**{name: row[name] for name in _VIEW_FIELDS})
+        """The row, its JSON columns read into their types (the same as their writers use)."""
+        values = {name: row[name] for name in _VIEW_FIELDS}
+        for name, kind in _TYPED_JSON.items():
+            if values[name] is not None:
+                values[name] = msgspec.convert(values[name], kind)
+        return cls(**values)
 
     def transcript_key(self, fmt: str) -> str | None:
         """The object key of the transcript in `fmt` (json, txt, srt, vtt), if completed."""
@@ -101,6 +110,13 @@ class JobView:
 
 
 _VIEW_FIELDS = tuple(f.name for f in fields(JobView))
+# JSON columns and the types their writers store: transcriptions.redaction (the transcriber),
+# transcriptions.metadata's conversation (lifecycle.complete), audio_files.progress (progress).
+_TYPED_JSON: dict[str, type] = {
+    "redaction": RedactionRecord,
+    "conversation": Conversation,
+    "progress": StoredProgress,
+}
 
 
 @dataclass(frozen=True, slots=True)

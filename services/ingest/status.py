@@ -4,14 +4,12 @@ from the job's view (libs.jobs.views.JobView) as the typed `bodies.Status`."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
 from libs.jobs.views import JobView
 from libs.layout import redacted_audio_key
 from libs.redaction import RedactionRecord
-from libs.transcript import Conversation
 from services.ingest import bodies
 
 UNSET = msgspec.UNSET
@@ -83,19 +81,16 @@ def _completed(metadata: bodies.StatusMetadata, row: JobView) -> bodies.StatusMe
         b2_transcript_srt_key=row.b2_transcript_srt_key,
         b2_transcript_vtt_key=row.b2_transcript_vtt_key,
         completed_at=_iso(row.completed_at),
-        conversation=(
-            UNSET if row.conversation is None else msgspec.convert(row.conversation, Conversation)
-        ),
+        conversation=(UNSET if row.conversation is None else row.conversation),
         redaction=(
             UNSET if row.redaction is None else _redaction(row.redaction, row.b2_object_key)
         ),
     )
 
 
-def _redaction(stored: dict[str, Any], audio_key: str | None) -> bodies.Redaction:
-    """The stored record (libs.redaction.RedactionRecord) has time spans too; the status shows
-    the counts and what happened to the audio."""
-    record = msgspec.convert(stored, RedactionRecord)
+def _redaction(record: RedactionRecord, audio_key: str | None) -> bodies.Redaction:
+    """The stored record has time spans too; the status shows the counts and what happened to
+    the audio."""
     body = bodies.Redaction(policy=record.policy, counts=record.counts, total=record.total)
     if record.audio is not None:
         body = msgspec.structs.replace(
@@ -121,15 +116,15 @@ def _progress(row: JobView) -> bodies.Progress | msgspec.UnsetType:
         return UNSET
     if state == "processing":
         stored = row.progress
-        if isinstance(stored, dict) and stored.get("stage"):
+        if stored is not None and stored.stage:
             at = row.progress_updated_at or updated
             return bodies.Progress(
-                stage=stored["stage"],
-                fraction=stored.get("fraction"),
+                stage=stored.stage,
+                fraction=stored.fraction,
                 updated_at=at.isoformat(),
-                chunk=stored.get("chunk", UNSET),
-                chunks=stored.get("chunks", UNSET),
-                channel=stored.get("channel", UNSET),
+                chunk=UNSET if stored.chunk is None else stored.chunk,
+                chunks=UNSET if stored.chunks is None else stored.chunks,
+                channel=UNSET if stored.channel is None else stored.channel,
             )
         return bodies.Progress(stage="transcribing", fraction=None, updated_at=updated.isoformat())
     fraction = {"queued": 0.0, "completed": 1.0}.get(state)

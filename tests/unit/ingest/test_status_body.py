@@ -8,7 +8,10 @@ from typing import Any
 
 import msgspec
 
+from libs.contracts import Conversation
+from libs.jobs.progress import StoredProgress
 from libs.jobs.views import JobView
+from libs.redaction import RedactionRecord
 from services.ingest.status import status_body
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -55,6 +58,14 @@ def view(**changes: Any) -> JobView:
         attempts=1,
     )
     base.update(changes)
+    # The JSON columns as JobView.from_row reads them: into the types their writers store.
+    for name, kind in (
+        ("conversation", Conversation),
+        ("redaction", RedactionRecord),
+        ("progress", StoredProgress),
+    ):
+        if base[name] is not None:
+            base[name] = msgspec.convert(base[name], kind)
     return JobView(**base)
 
 
