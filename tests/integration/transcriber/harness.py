@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import uuid
+import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
+import numpy as np
 
 from libs.blobstore import S3BlobStore
 from libs.bus import Delivery
@@ -174,3 +177,15 @@ async def job_state(pool: asyncpg.Pool, job_id: str) -> dict[str, Any]:
     )
     assert row is not None
     return dict(row)
+
+
+def assert_beeped(wav_bytes: bytes, start: float, end: float) -> None:
+    """Every tenth of a second of [start, end) of the redacted WAV is the 1 kHz beep."""
+    with wave.open(io.BytesIO(wav_bytes), "rb") as wav:
+        rate = wav.getframerate()
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    window = rate // 10
+    for at in np.arange(start, end - 0.1, 0.1):
+        part = samples[int(at * rate) : int(at * rate) + window].astype(np.float64)
+        peak = np.argmax(np.abs(np.fft.rfft(part))) * rate / len(part)
+        assert abs(peak - 1000) <= 10, f"no beep at {at:.1f} s ({peak:.0f} Hz)"

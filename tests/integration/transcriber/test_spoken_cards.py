@@ -7,18 +7,15 @@ the card from its first digit to its last."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import uuid
-import wave
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import msgspec
-import numpy as np
 import pytest
 
 from libs.layout import redacted_audio_key
@@ -104,17 +101,6 @@ def _check_views(files: dict[str, str]) -> dict[str, Any]:
     return transcript
 
 
-def _beeped_between(audio: bytes, start: float, end: float) -> None:
-    with wave.open(io.BytesIO(audio), "rb") as wav:
-        rate = wav.getframerate()
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    window = rate // 10
-    for at in np.arange(start, end - 0.1, 0.1):
-        part = samples[int(at * rate) : int(at * rate) + window].astype(np.float64)
-        peak = np.argmax(np.abs(np.fft.rfft(part))) * rate / len(part)
-        assert abs(peak - 1000) <= 10, f"no beep at {at:.1f} s ({peak:.0f} Hz)"
-
-
 async def test_a_card_read_aloud_is_redacted_in_every_view_and_beeped(
     settings: Settings, pool: asyncpg.Pool, fake: FakeOpenAIServer
 ) -> None:
@@ -126,7 +112,7 @@ async def test_a_card_read_aloud_is_redacted_in_every_view_and_beeped(
     assert card.start is not None and card.end is not None
     # Sixteen digits read at 140 words a minute take about six seconds.
     assert card.end - card.start > 5
-    _beeped_between(beeped, card.start, card.end)
+    harness.assert_beeped(beeped, card.start, card.end)
 
 
 async def test_a_card_read_across_the_agents_words_on_a_stereo_call(
@@ -147,4 +133,4 @@ async def test_a_card_read_across_the_agents_words_on_a_stereo_call(
     # From the first digit (the customer starts reading at about 3.8 s) past the pause and the
     # agent's words to the last digit (after 12 s).
     assert card.start < 5.0 and card.end > 12.0
-    _beeped_between(beeped, card.start, card.end)
+    harness.assert_beeped(beeped, card.start, card.end)
