@@ -735,7 +735,11 @@ def detect(
         ordered.append(_written_ssns(text))
         ordered.append(_context_number(tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock))
     if EntityClass.CVV in classes:
-        ordered.append(_context_number(tokens, index, _CVV_CONTEXT, (3, 4), EntityClass.CVV, clock))
+        # Two digits too: an engine drops one of a code said in three ("seven three seven" as
+        # "73"), and what is left of a security code is still card data.
+        ordered.append(
+            _context_number(tokens, index, _CVV_CONTEXT, (2, 3, 4), EntityClass.CVV, clock)
+        )
     if EntityClass.EXPIRY in classes:
         ordered.append(_context_date(tokens, _EXPIRY_CONTEXT, EntityClass.EXPIRY, clock))
     if EntityClass.DOB in classes:

@@ -202,6 +202,22 @@ def test_substitution_styles(substitution: str, card: str, cvv: str) -> None:
     assert text == f"{card} and the security code is {cvv}"
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "My card number is 4111 1111 1111 1111. The security code is 73.",
+        "the CVV is seven three",
+        "security code on the back is 7 3 7",
+    ],
+)
+def test_a_security_code_with_a_digit_dropped_is_still_redacted(said: str) -> None:
+    """Whisper on a CI machine wrote "The security code is 73." for "seven three seven": what
+    is left of a code is still card data."""
+    text, report = redact_text(said, Policy.parse("pci"))
+    assert not re.search(r"\d|\bseven\b|\bthree\b", text), text
+    assert [f.cls for f in report].count(EntityClass.CVV) == 1
+
+
 # -- whole transcripts -----------------------------------------------------------------------
 
 
