@@ -158,7 +158,86 @@ class JobProgress(Event, frozen=True, kw_only=True, tag="job.progress"):
     channel: int | None = None
 
 
-AnyEvent = AudioStored | TranscriptReady | TranscriptionFailed | TranscriptionDeleted | JobProgress
+class Evidence(msgspec.Struct, frozen=True, kw_only=True):
+    """Where in a call something was found: an utterance (redacted text) and its times."""
+
+    start: float
+    end: float
+    text: str
+    role: str | None = None
+    speaker: str | None = None
+
+
+class CategoryMatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A category (a key's rule) that matched a call, with the evidence of each phrase rule."""
+
+    name: str
+    matches: tuple[Evidence, ...] = ()
+
+
+class ActionItem(msgspec.Struct, frozen=True, kw_only=True):
+    owner: str  # "agent" | "customer"
+    text: str
+
+
+class RoleSentiment(msgspec.Struct, frozen=True, kw_only=True):
+    role: str  # "agent" | "customer" (or a speaker label)
+    sentiment: str  # "positive" | "neutral" | "negative"
+
+
+class QuestionAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """One answer of a QA scorecard: `answer` is "yes"/"no" for a yes/no question, else text."""
+
+    question: str
+    answer: str
+    evidence: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Insights(msgspec.Struct, frozen=True, kw_only=True):
+    """What a chat model said about a call (redacted text only ever reaches the model)."""
+
+    model: str
+    summary: str | None = None
+    reason: str | None = None
+    outcome: str | None = None
+    action_items: tuple[ActionItem, ...] = ()
+    sentiment: tuple[RoleSentiment, ...] = ()
+    answers: tuple[QuestionAnswer, ...] = ()
+    usage: TokenUsage = msgspec.field(default_factory=TokenUsage)
+
+
+class InsightsReady(Event, frozen=True, kw_only=True, tag="insights.ready"):
+    """A completed transcript's categories (rules, always) and LLM insights (when configured).
+
+    `status`: "completed", "failed" (then `reason` says why; categories are still given) or
+    "not_configured" (no chat model, or insights turned off for the key: categories only)."""
+
+    audio_file_id: str
+    tenant: str
+    status: str
+    campaign: str | None = None
+    recording_id: str | None = None
+    categories: tuple[CategoryMatch, ...] = ()
+    insights: Insights | None = None
+    reason: str | None = None
+
+
+AnyEvent = (
+    AudioStored
+    | TranscriptReady
+    | TranscriptionFailed
+    | TranscriptionDeleted
+    | JobProgress
+    | InsightsReady
+)
 
 _encoder = msgspec.json.Encoder()
 
@@ -174,4 +253,8 @@ TranscriptResult = TranscriptReady | TranscriptionFailed | TranscriptionDeleted 
 transcript_result_decoder: msgspec.json.Decoder[TranscriptResult] = msgspec.json.Decoder(
     TranscriptResult
 )
+insights_source_decoder: msgspec.json.Decoder[TranscriptReady] = msgspec.json.Decoder(
+    TranscriptReady
+)
+insights_ready_decoder: msgspec.json.Decoder[InsightsReady] = msgspec.json.Decoder(InsightsReady)
 any_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)

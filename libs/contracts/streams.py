@@ -11,6 +11,7 @@ STREAM_SUBJECTS = (f"{subjects.ROOT}.>",)
 
 TRANSCRIBER_DURABLE = "transcriber"
 NOTIFIER_DURABLE = "notifier"
+INSIGHTS_DURABLE = "insights"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,18 @@ def notifier_consumer() -> ConsumerSpec:
         max_deliver=20,
         max_ack_pending=1000,
         description="Schedules webhook deliveries for transcript results",
+    )
+
+
+def insights_consumer() -> ConsumerSpec:
+    """services/insights: categories and LLM insights of every completed transcript."""
+    return ConsumerSpec(
+        durable=INSIGHTS_DURABLE,
+        filter_subjects=(f"{subjects.TRANSCRIPT_READY}.>",),
+        ack_wait_seconds=60.0,
+        max_deliver=10,
+        max_ack_pending=1000,
+        description="Evaluates categories and asks the chat model about completed transcripts",
     )
 
 

@@ -10,6 +10,7 @@ TRANSCRIPT_READY = f"{ROOT}.transcript.ready"
 TRANSCRIPT_FAILED = f"{ROOT}.transcript.failed"
 TRANSCRIPT_DELETED = f"{ROOT}.transcript.deleted"
 JOB_PROGRESS = f"{ROOT}.job.progress"
+INSIGHTS_READY = f"{ROOT}.insights.ready"
 
 # The empty prefix needs a token of its own; "~" can never come out of escaping a real prefix.
 DEFAULT_TENANT_TOKEN = "~"  # noqa: S105 - not a secret
@@ -54,6 +55,10 @@ def job_progress(prefix: str) -> str:
     return f"{JOB_PROGRESS}.{tenant_token(prefix)}"
 
 
+def insights_ready(prefix: str) -> str:
+    return f"{INSIGHTS_READY}.{tenant_token(prefix)}"
+
+
 def for_event_type(event_type: str, prefix: str) -> str:
     return {
         "audio.stored": audio_stored,
@@ -61,4 +66,5 @@ def for_event_type(event_type: str, prefix: str) -> str:
         "transcript.failed": transcript_failed,
         "transcript.deleted": transcript_deleted,
         "job.progress": job_progress,
+        "insights.ready": insights_ready,
     }[event_type](prefix)

@@ -10,6 +10,7 @@ import pytest
 
 from libs.contracts import (
     AudioStored,
+    InsightsReady,
     RedactionSummary,
     TranscriptionFailed,
     TranscriptReady,
@@ -33,12 +34,22 @@ GOLDEN = Path(__file__).parents[1] / "golden"
         ("audio_stored_minimal_v1.json", AudioStored),
         ("transcript_ready_v1.json", TranscriptReady),
         ("transcript_failed_v1.json", TranscriptionFailed),
+        ("insights_ready_v1.json", InsightsReady),
     ],
 )
 def test_golden_samples_keep_decoding(name: str, cls: type) -> None:
     raw = (GOLDEN / name).read_bytes()
     event = any_event_decoder.decode(raw)
     assert isinstance(event, cls)
+
+
+def test_insights_ready_carries_categories_and_insights_typed() -> None:
+    event = any_event_decoder.decode((GOLDEN / "insights_ready_v1.json").read_bytes())
+    assert isinstance(event, InsightsReady)
+    assert event.categories[0].matches[0].role == "customer"
+    assert event.insights is not None and event.insights.usage.total_tokens == 908
+    assert subjects.for_event_type("insights.ready", "acme") == "transcribe.insights.ready.acme"
+    assert streams.insights_consumer().filter_subjects == ("transcribe.transcript.ready.>",)
 
 
 def test_unknown_fields_and_missing_defaults_are_tolerated() -> None:
