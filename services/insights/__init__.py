@@ -1,0 +1,1 @@
+"""Call insights: categories (a key's rules, offline) and LLM insights of completed transcripts."""
