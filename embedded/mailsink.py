@@ -15,18 +15,22 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from email import message_from_bytes
 from email.policy import default as default_policy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from embedded.ports import LOOPBACK
 from libs.settings import Sender, Settings, SmtpServer
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 log = structlog.get_logger()
 
 # The From of the embedded stack's mail when SMTP_FROM is not set.
 SINK_SENDER = Sender(address="transcribe@localhost", name="Transcription gateway")
+# The sinks running in this process (for the banner).
+_running_sinks: set[SmtpServer] = set()
 
 
 @asynccontextmanager
@@ -42,6 +46,9 @@ async def serve_smtp(
     loop until the block ends; yields the bound port. `implicit_tls`: TLS from the first byte
     (SMTPS); `smtp_options` go to aiosmtpd's SMTP (tls_context for STARTTLS, authenticator,
     auth_required, require_starttls, ...)."""
+    # Imported here: aiosmtpd is in the embedded extra, and this module is imported by the CLI.
+    from aiosmtpd.smtp import SMTP
+
     loop = asyncio.get_running_loop()
     smtp_options.setdefault("hostname", "localhost")
     server = await loop.create_server(
@@ -71,6 +78,20 @@ class SinkHandler:
         return "250 OK: logged by the transcribe up mail sink"
 
 
+def mail_banner(settings: Settings) -> str:
+    """The banner's lines about mail (`transcribe up`)."""
+    if settings.smtp_url is None:
+        return "  E-mail notifications: off (SMTP_URL is not set)\n"
+    sender = settings.smtp_from.address if settings.smtp_from else "nobody: SMTP_FROM is not set"
+    lines = f"  E-mail notifications go to {settings.smtp_url.display}, from {sender}\n"
+    if settings.smtp_url in _running_sinks:
+        lines += (
+            "    a local sink that logs each message (demo_mail_received);"
+            " set SMTP_URL for a real server\n"
+        )
+    return lines
+
+
 @asynccontextmanager
 async def mail_sink(settings: Settings, port: int = 0) -> AsyncIterator[Settings]:
     """Without SMTP_URL: a sink on loopback, and `settings` completed to send to it (SMTP_FROM
@@ -79,8 +100,9 @@ async def mail_sink(settings: Settings, port: int = 0) -> AsyncIterator[Settings
         yield settings
         return
     async with serve_smtp(SinkHandler(), LOOPBACK, port) as bound:
-        yield replace(
-            settings,
-            smtp_url=SmtpServer(security="none", host=LOOPBACK, port=bound),
-            smtp_from=settings.smtp_from or SINK_SENDER,
-        )
+        sink = SmtpServer(security="none", host=LOOPBACK, port=bound)
+        _running_sinks.add(sink)
+        try:
+            yield replace(settings, smtp_url=sink, smtp_from=settings.smtp_from or SINK_SENDER)
+        finally:
+            _running_sinks.discard(sink)

@@ -31,7 +31,10 @@ class SmtpMailer:
         self._tls = tls_context
 
     async def send(self, mail: Mail) -> str:
-        message = build_message(mail, self.sender)
+        try:
+            message = build_message(mail, self.sender)
+        except ValueError as exc:  # the last header check (libs.mail.message): never sent
+            raise MailPermanent(f"the message could not be built safely: {exc}") from exc
         message_id = str(message["Message-ID"])
         client = aiosmtplib.SMTP(
             hostname=self.server.host,

@@ -181,3 +181,15 @@ async def test_a_silent_server_times_out_as_temporary() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_message_that_cannot_be_built_safely_is_permanent_and_never_sent(
+    smtp_plain: SmtpTestServer,
+) -> None:
+    # A Sender made in code rather than from SMTP_FROM (which is validated at start-up).
+    settings = replace(
+        smtp_plain.settings(), smtp_from=Sender("gateway@example.com\r\nBcc: x@y.com", "G")
+    )
+    with pytest.raises(MailPermanent, match="could not be built safely"):
+        await smtp_mailer(settings).send(notification())
+    assert smtp_plain.received == []
