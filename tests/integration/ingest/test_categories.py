@@ -14,6 +14,9 @@ import pytest
 
 from libs.categories import apply as category_apply
 from libs.categories import rules, store
+from libs.categories.call import Call
+from libs.categories.evaluate import evaluate
+from libs.categories.rules import Category
 from libs.contracts import CategoryMatch, Evidence
 from libs.jobs import lifecycle
 from libs.layout import transcript_keys
@@ -56,7 +59,7 @@ def _call(turns: list[Utterance], duration: float = 120.0) -> Transcript:
 CANCELLING = _call(
     [
         _turn("agent", 0.0, 4.0, "Hello, thanks for calling. How can I help?"),
-        _turn("customer", 5.25, 9.5, "I want to cancel my subscription, please."),
+        _turn("customer", 5.37, 9.41, "I want to cancel my subscription, please."),
         _turn("agent", 60.0, 63.0, "Done. Your card [CREDIT_CARD] will not be charged."),
     ]
 )
@@ -276,13 +279,17 @@ async def test_apply_evaluates_past_calls_from_the_index(api: Api, upstream: Ups
     assert body["evaluated"] == 2 and body["matched"] == 1 and body["skipped"] == 0, body
     assert body["next_cursor"] is None
     evidence = {
-        "start": 5.25,
-        "end": 9.5,
+        "start": 5.37,  # stored as real in the index: read back to the millisecond
+        "end": 9.41,
         "text": "I want to cancel my subscription, please.",
         "role": "customer",
         "speaker": "Channel 1",
     }
     assert await _matches(api, cancelling) == {"churn": [evidence], "kept": []}
+    # What a live evaluation of the transcript gives (the insights service's path).
+    live = Call.from_transcript(CANCELLING, CANCELLING.conversation, {"credit_card": 1})
+    [churn] = evaluate([Category(name="churn", rule=rules.parse(both))], live)
+    assert [msgspec.to_builtins(e) for e in churn.matches] == [evidence]
     assert await _matches(api, noticed) == {}
     assert await _matches(api, queued) == {} and await _matches(api, foreign) == {}
 
