@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import docs, health, jobs, media, ops, search, session, webhooks
+from services.ingest.routes import docs, health, jobs, media, ops, search, session, users, webhooks
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health, ops, webhooks, docs, search, session, media)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    jobs,
+    health,
+    ops,
+    webhooks,
+    docs,
+    search,
+    session,
+    media,
+    users,
+)
