@@ -15,7 +15,7 @@ import msgspec
 
 from libs.db import DuplicateRow
 from libs.errors import Conflict, InvalidInput
-from libs.formats import Uuid
+from libs.formats import DateTime, Uuid
 from libs.users import passwords, sessions
 from libs.users.roles import ROLES, Role
 
@@ -60,8 +60,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     operator: bool
     key_id: Uuid | None = None
     key_hint: str | None = None
+    created_at: DateTime
     disabled: bool = False
-    created_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> User:
@@ -74,7 +74,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
             key_id=None if row["api_key_id"] is None else str(row["api_key_id"]),
             key_hint=row["key_hint"],
             disabled=row["disabled_at"] is not None,
-            created_at=row["created_at"],
+            created_at=row["created_at"].isoformat(),
         )
 
 
