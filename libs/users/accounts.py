@@ -29,6 +29,9 @@ SELECT_BY_ID = f"SELECT {_COLUMNS} {_FROM} WHERE u.id = $1"
 # A tenant admin sees the users of their key ($1), an operator every user ($1 NULL).
 LIST_USERS = f"""SELECT {_COLUMNS} {_FROM}
 WHERE $1::uuid IS NULL OR u.api_key_id = $1 ORDER BY u.email_norm"""
+SELECT_BY_ID_OR_EMAIL = (
+    f"SELECT {_COLUMNS} {_FROM} WHERE u.id::text = $1 OR u.email_norm = lower($1)"
+)
 SELECT_FOR_LOGIN = f"SELECT {_COLUMNS}, u.password_hash {_FROM} WHERE u.email_norm = $1"
 INSERT_USER = """
 INSERT INTO media_pipeline.console_users
@@ -136,6 +139,12 @@ async def create(
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> User | None:
     row = await conn.fetchrow(SELECT_BY_ID, user_id)
+    return User.from_row(row) if row else None
+
+
+async def find(conn: asyncpg.Connection | asyncpg.Pool, id_or_email: str) -> User | None:
+    """The user with this id or e-mail (any case); the operator's commands name users so."""
+    row = await conn.fetchrow(SELECT_BY_ID_OR_EMAIL, id_or_email.strip())
     return User.from_row(row) if row else None
 
 
