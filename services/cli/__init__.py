@@ -17,10 +17,11 @@ from services.cli import (
     replay,
     run,
     search,
+    users,
     webhooks,
 )
 
-MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client, search, categories)
+MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client, search, categories, users)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -116,7 +116,11 @@ HEADER_ERRORS = (
 )
 AUTH_ERRORS: Mapping[int, Reply] = {
     400: error(HEADER_ERRORS),
-    401: error("missing or invalid X-API-Key"),
+    401: error("missing or invalid X-API-Key (or console session: `session_expired`)"),
+    403: error(
+        "with the console session cookie: X-CSRF-Token or Origin missing or wrong "
+        "(`csrf_failed`), or the user's role is too low (`insufficient_role`)"
+    ),
     429: error("rate limit of the key exceeded (token bucket); see Retry-After", retry_after=True),
     503: error(
         "Postgres or object storage unavailable, or the process is handling "
@@ -151,15 +155,15 @@ class Operation:
     authenticated: bool = True
     # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
     params_in_body: bool = False
-    # A JSON object request body (required), e.g. PUT /api/categories/{name}.
-    json_body: Body | None = None
+    # A JSON request body, described by its Struct.
+    json: Body | None = None
 
     def bodies(self) -> set[Body]:
         found = {r.body for r in self.responses.values() if r.body is not None}
+        if self.json is not None:
+            found.add(self.json)
         if self.form is not None:
             found.add(self.form.fields)
-        if self.json_body is not None:
-            found.add(self.json_body)
         if self.authenticated:
             found.add(ErrorBody)
         return found
@@ -180,9 +184,11 @@ class Operation:
             op["requestBody"] = _form_body(self.form, schemas)
         elif self.params_in_body:
             op["requestBody"] = _params_body(self.params)
-        elif self.json_body is not None:
-            json_schema = {"schema": {"$ref": _ref(self.json_body)}}
-            op["requestBody"] = {"required": True, "content": {"application/json": json_schema}}
+        elif self.json is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": _ref(self.json)}}},
+            }
         responses = dict(self.responses)
         if self.authenticated:
             own_400 = responses.get(400)
@@ -265,7 +271,7 @@ class ApiRoutes:
         operation_id: str | None = None,
         authenticated: bool = True,
         params_in_body: bool = False,
-        json_body: Body | None = None,
+        json: Body | None = None,
     ) -> Callable[[H], H]:
         """Document and collect a handler. Stacked decorators register bottom-up: put the more
         specific path nearest the function."""
@@ -293,7 +299,7 @@ class ApiRoutes:
                 form=form,
                 authenticated=authenticated,
                 params_in_body=params_in_body,
-                json_body=json_body,
+                json=json,
             )
             self.routes.append(Route(method, path, handler, operation))
             return handler
@@ -311,6 +317,9 @@ class ApiRoutes:
 
     def delete(self, path: str, **doc: Any) -> Callable[[H], H]:
         return self.route("DELETE", path, **doc)
+
+    def patch(self, path: str, **doc: Any) -> Callable[[H], H]:
+        return self.route("PATCH", path, **doc)
 
     def register(self, app: web.Application) -> None:
         for r in self.routes:
@@ -437,10 +446,15 @@ def build(app: web.Application, modules: Iterable[ModuleType] = ()) -> dict[str,
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                # The web console's session (POST /api/session); state-changing requests also
+                # send X-CSRF-Token and the gateway's Origin (docs/console-api.md).
+                "ConsoleSession": {"type": "apiKey", "in": "cookie", "name": "tg_session"},
+            },
             "schemas": schemas,
         },
-        "security": [{"ApiKey": []}],
+        "security": [{"ApiKey": []}, {"ConsoleSession": []}],
     }
 
 

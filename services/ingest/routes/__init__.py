@@ -4,6 +4,28 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import categories, docs, health, jobs, ops, search, webhooks
+from services.ingest.routes import (
+    categories,
+    docs,
+    health,
+    jobs,
+    media,
+    ops,
+    search,
+    session,
+    users,
+    webhooks,
+)
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health, ops, webhooks, docs, search, categories)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    jobs,
+    health,
+    ops,
+    webhooks,
+    docs,
+    search,
+    categories,
+    session,
+    media,
+    users,
+)

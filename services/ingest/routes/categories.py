@@ -121,7 +121,7 @@ async def get_category(request: web.Request) -> web.Response:
     summary="Create or replace a category: a rule on what was said (by whom, when), the "
     "conversation's metrics and its redactions",
     params=[NAME, KEY],
-    json_body=category_bodies.CategoryRule,
+    json=category_bodies.CategoryRule,
     responses={
         200: Reply("replaced", category_bodies.CategoryBody),
         201: Reply("created", category_bodies.CategoryBody),
