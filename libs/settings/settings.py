@@ -250,6 +250,10 @@ class Settings:
     metrics_port: int = setting("METRICS_PORT", 0)
     metrics_host: str = setting("METRICS_HOST", "127.0.0.1")
 
+    # Call insights (issue 21), services/insights: transcripts evaluated at once per process
+    # (each mostly waits on the chat model).
+    insights_concurrency: int = setting("INSIGHTS_CONCURRENCY", 8, check=at_least(1))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
