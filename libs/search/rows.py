@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from libs.contracts import Conversation
 from libs.transcript import Transcript
 from libs.transcript.model import Word
 
@@ -48,13 +49,18 @@ class IndexedUtterance(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def metrics(transcript: Transcript) -> CallMetrics:
-    conv = transcript.conversation
+    return conversation_metrics(transcript.conversation, transcript.duration)
+
+
+def conversation_metrics(conv: Conversation | None, duration: float) -> CallMetrics:
+    """The metrics of a call of `duration` seconds with conversation `conv` (the categories'
+    `metric` rules use the same, so a filter and a rule of one name mean one thing)."""
     if conv is None:
-        return CallMetrics(duration=transcript.duration)
+        return CallMetrics(duration=duration)
     agent = [s for s in conv.speakers if s.role == "agent"]
     words = sum(s.words for s in conv.speakers)
     return CallMetrics(
-        duration=conv.duration or transcript.duration,
+        duration=conv.duration or duration,
         talk_ratio=round(sum(s.talk_ratio for s in agent), 4) if agent else None,
         silence_share=conv.silence_ratio,
         interruptions=conv.interruptions,
