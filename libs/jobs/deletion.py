@@ -37,6 +37,7 @@ import structlog
 
 from libs import outbox, search
 from libs.blobstore import BlobStoreRefused, BlobStoreUnavailable
+from libs.categories import store as category_store
 from libs.contracts import TranscriptionDeleted, new_event_id, subjects, utcnow
 from libs.db import rows_affected
 from libs.deadletters import records as dead_letters
@@ -252,6 +253,7 @@ async def request(
         await conn.execute(DELETE_CHUNKS, job_id)
         await conn.execute(DELETE_FAILURES, job_id)
         await search.forget(conn, job_id)  # search index (issue #20): retention comes here too
+        await category_store.forget(conn, job_id)  # categories (issue #21): matches go too
         await insights.forget(conn, job_id)  # call insights (issue 21)
         await webhooks.scrub_for_deleted_job(conn, job_id)
         await dead_letters.forget_payloads_of_job(conn, job_id)

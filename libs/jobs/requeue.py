@@ -19,6 +19,7 @@ from datetime import datetime
 import asyncpg
 
 from libs import errors, outbox, search
+from libs.categories import store as category_store
 from libs.contracts import subjects
 from libs.jobs.record import JOB_COLUMNS, Job, audio_stored_event
 
@@ -74,6 +75,7 @@ async def requeue(
         job = Job.from_row(row)
         await conn.execute(CLEAR_FAILURE, job.id)
         await search.forget(conn, job.id)  # search index (issue #20): only completed jobs
+        await category_store.forget(conn, job.id)  # categories (issue #21): of completed jobs
         event = audio_stored_event(job, force=True, trace_id=trace_id)
         await outbox.enqueue(conn, event, subjects.audio_stored(job.tenant_prefix))
     return job

@@ -8,7 +8,7 @@ inside the ones that delete (libs/jobs/deletion.py, hence retention too) or requ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 
 from libs.search import configs
-from libs.search.rows import metrics, utterances
+from libs.search.rows import IndexedUtterance, metrics, utterances
 from libs.transcript import Transcript
 
 # The call row, with the job's owner, campaign and time, and the key's configuration if it set
@@ -195,3 +195,40 @@ async def reindex_batch(
             else:
                 skipped += 1
     return ReindexBatch(indexed, skipped, rows[-1]["id"] if rows else None)
+
+
+# What the index holds of some calls, for readers that re-evaluate them without their stored
+# transcripts (categories apply, issue #21): the calls indexed, and their utterances in order.
+INDEXED = """
+SELECT audio_file_id FROM media_pipeline.search_calls WHERE audio_file_id = ANY($1::uuid[])
+"""
+UTTERANCES_OF = """
+SELECT audio_file_id, seq, role, speaker, channel, start_s, end_s, text
+FROM media_pipeline.search_utterances WHERE audio_file_id = ANY($1::uuid[])
+ORDER BY audio_file_id, seq
+"""
+
+
+async def utterances_of(
+    conn: asyncpg.Connection | asyncpg.Pool, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[IndexedUtterance]]:
+    """The indexed utterances of each of `job_ids` that is in the index (a job not indexed is
+    absent; one indexed without text maps to []), in order, without word timings. Times are
+    stored as `real`: they come back rounded to the millisecond."""
+    ids = list(job_ids)
+    out: dict[uuid.UUID, list[IndexedUtterance]] = {
+        r["audio_file_id"]: [] for r in await conn.fetch(INDEXED, ids)
+    }
+    for r in await conn.fetch(UTTERANCES_OF, list(out)):
+        out[r["audio_file_id"]].append(
+            IndexedUtterance(
+                seq=r["seq"],
+                role=r["role"],
+                speaker=r["speaker"],
+                channel=r["channel"],
+                start=round(r["start_s"], 3),
+                end=round(r["end_s"], 3),
+                text=r["text"],
+            )
+        )
+    return out
