@@ -26,6 +26,7 @@ from libs.webhooks.admin import Attempt as Attempt
 from libs.webhooks.admin import Delivery as Delivery
 from libs.webhooks.admin import DeliveryStatus as DeliveryStatus
 from libs.webhooks.admin import Endpoint as Endpoint
+from services.ingest.insights_bodies import CategoryMatches, InsightsSummary
 from services.ingest.submission import (
     DEFAULT_MULTICHANNEL,
     DEFAULT_TIMESTAMPS,
@@ -302,6 +303,13 @@ class StatusMetadata(msgspec.Struct):
         described("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),
     ] = UNSET
     redaction: Redaction | Unset | None = UNSET
+    # Call insights (issue 21; docs/insights.md): a completed job's insights status and outcome,
+    # and the key's categories it matched.
+    insights: InsightsSummary | Unset = UNSET
+    categories: Annotated[
+        CategoryMatches | Unset,
+        described("the key's categories the call matched, each with its evidence (redacted)"),
+    ] = UNSET
 
 
 class Status(msgspec.Struct):

@@ -11,6 +11,7 @@ from libs.jobs.views import JobView
 from libs.layout import redacted_audio_key
 from libs.redaction import RedactionRecord
 from services.ingest import bodies
+from services.ingest.insights_bodies import InsightsSummary
 
 UNSET = msgspec.UNSET
 
@@ -85,6 +86,13 @@ def _completed(metadata: bodies.StatusMetadata, row: JobView) -> bodies.StatusMe
         redaction=(
             UNSET if row.redaction is None else _redaction(row.redaction, row.b2_object_key)
         ),
+        # Call insights (issue 21): pending until services/insights evaluated the transcript.
+        insights=InsightsSummary(
+            status=row.insights_status or "pending",  # type: ignore[arg-type]  # column check
+            reason=row.insights_reason,
+            outcome=row.insights_outcome,
+        ),
+        categories=row.categories,
     )
 
 
