@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import categories, docs, health, jobs, ops, search, webhooks
+from services.ingest.routes import categories, docs, health, insights, jobs, ops, search, webhooks
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health, ops, webhooks, docs, search, categories)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    jobs,
+    health,
+    ops,
+    webhooks,
+    docs,
+    search,
+    categories,
+    insights,
+)
