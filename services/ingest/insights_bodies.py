@@ -11,6 +11,8 @@ import msgspec
 from libs.contracts import CategoryMatch, Insights, TokenUsage
 from libs.formats import DateTime, Uuid, described
 
+# A list, not a tuple: what /status answers converts back to the same builtins.
+CategoryMatches = list[CategoryMatch]
 InsightsStatus = Literal["pending", "completed", "failed", "not_configured"]
 
 
@@ -37,13 +39,10 @@ class InsightsAnswer(msgspec.Struct, kw_only=True):
     status: InsightsStatus
     reason: str | None
     categories: Annotated[
-        tuple[CategoryMatch, ...],
+        CategoryMatches,
         described("the key's categories that matched, each with its evidence (redacted text)"),
     ]
     insights: Insights | None
     model: str | None
     usage: TokenUsage | None
     updated_at: DateTime | None
-
-
-CategoryMatches = tuple[CategoryMatch, ...]

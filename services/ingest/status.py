@@ -92,7 +92,7 @@ def _completed(metadata: bodies.StatusMetadata, row: JobView) -> bodies.StatusMe
             reason=row.insights_reason,
             outcome=row.insights_outcome,
         ),
-        categories=row.categories,
+        categories=list(row.categories),
     )
 
 

@@ -47,7 +47,7 @@ async def get_insights(request: web.Request) -> web.Response:
         raise Conflict("the transcript is not completed", code="not_completed")
     async with pool.acquire() as conn:
         row = await store.load(conn, job.id)
-        matches = await categories.matches_for(conn, job.id) if row is not None else ()
+        matches = list(await categories.matches_for(conn, job.id)) if row is not None else []
     return bodies.answer(answer(str(job.id), row, matches))
 
 
@@ -61,7 +61,7 @@ def answer(
             audio_file_id=audio_file_id,
             status="pending",
             reason=None,
-            categories=(),
+            categories=[],
             insights=None,
             model=None,
             usage=None,

@@ -86,7 +86,7 @@ async def test_insights_of_a_job_pending_then_completed_and_only_for_its_key(
     status, body = await _get(api, file_id, mine)
     assert status == 200, body
     pending = msgspec.convert(body, insights_bodies.InsightsAnswer)
-    assert pending.status == "pending" and pending.categories == () and pending.insights is None
+    assert pending.status == "pending" and pending.categories == [] and pending.insights is None
     status, shown, _ = await api.request("GET", f"/api/media/status/{file_id}", key=mine)
     assert shown["metadata"]["insights"] == {"status": "pending"}
     assert shown["metadata"]["categories"] == []
