@@ -6,6 +6,7 @@ job deleted meanwhile and redeliveries end the way docs/insights.md says."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import asyncpg
 import msgspec
@@ -17,7 +18,9 @@ from libs.blobstore import BlobNotFound, S3BlobStore
 from libs.bus import Retry
 from libs.categories import rules
 from libs.categories import store as categories
-from libs.contracts import InsightsReady, insights_ready_decoder, streams, subjects
+from libs.contracts import InsightsReady, encode, insights_ready_decoder, streams, subjects
+from libs.deadletters import records as dead_letters
+from libs.deadletters.requeue import requeue
 from libs.insights import store
 from libs.insights.document import InsightsDocument
 from libs.jobs import deletion
@@ -335,3 +338,31 @@ async def _assert_nothing_written(pool: asyncpg.Pool, objects: S3BlobStore, job:
     assert await _announced(pool, job) == []
     with pytest.raises(BlobNotFound):
         await _document(objects, job)
+
+
+async def test_a_dead_insights_ready_is_requeued_like_the_other_results(
+    ipool: asyncpg.Pool, ijs: JetStreamContext, objects: S3BlobStore
+) -> None:
+    """The notifier gave up on an InsightsReady: requeueing the dead letter publishes the same
+    event again (same event_id, so the same webhook-id), as for transcript results."""
+    key = await _key(ipool)
+    job = await complete_job(ipool, objects, key)
+    await _worker(ipool, objects, None).handle(delivery(job.event))
+    [ready] = await _announced(ipool, job)
+    subject = subjects.insights_ready(key.tenant)
+    dl_id = await dead_letters.insert(
+        ipool,
+        dead_letters.NewDeadLetter(
+            kind="max_deliveries", stream=streams.STREAM_NAME, consumer=streams.NOTIFIER_DURABLE,
+            stream_seq=10_000 + secrets.randbelow(10_000), deliveries=20, reason=None,
+            subject=subject, event_type="insights.ready", event_id=ready.event_id,
+            audio_file_id=job.job.id, tenant_prefix=key.tenant, payload=encode(ready),
+            advisory={}, occurred_at=None,
+        ),
+    )  # fmt: skip
+    assert dl_id is not None
+    row = await dead_letters.get(ipool, dl_id, api_key_id=None)
+    assert await requeue(ipool, ijs, row) == "event_republished"
+    stored = await ijs.get_last_msg(streams.STREAM_NAME, subject)
+    assert stored.data is not None
+    assert insights_ready_decoder.decode(stored.data).event_id == ready.event_id
