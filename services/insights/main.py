@@ -25,6 +25,10 @@ from services.insights.worker import InsightsWorker
 
 log = structlog.get_logger()
 
+# Handlers per request in flight at the model: the others read, evaluate and write meanwhile,
+# so the model is kept at INSIGHTS_CONCURRENCY (bench/insights_bench.py).
+PREFETCH = 2
+
 # "Use the configured model" (chat_insights(settings)), as opposed to an injected one or None.
 CONFIGURED = "configured"
 
@@ -39,7 +43,7 @@ async def run(
     INSIGHTS_MODEL configures, or none."""
     slots = settings.insights_concurrency
     async with AsyncExitStack() as stack:
-        pool = await db.create_pool(settings.require_database_url(), max_size=max(4, slots // 2))
+        pool = await db.create_pool(settings.require_database_url(), max_size=max(4, slots))
         stack.push_async_callback(pool.close)
         nc = await bus.connect(settings.nats_servers, name="insights")
         stack.push_async_callback(nc.drain)
@@ -59,13 +63,13 @@ async def run(
         js = nc.jetstream()
         spec = streams.insights_consumer()
         await bus.ensure_consumer(js, streams.STREAM_NAME, spec)
-        worker = InsightsWorker(pool, objects, model=chat)
+        worker = InsightsWorker(pool, objects, model=chat, model_slots=slots)
         consumer = bus.PullConsumer(
             js,
             stream=streams.STREAM_NAME,
             durable=spec.durable,
             handler=worker.handle,
-            concurrency=slots,
+            concurrency=slots * PREFETCH,
             name="insights",
         )
         relay = OutboxRelay(pool, js)

@@ -24,6 +24,7 @@ invalid after a repair) records `failed` with its reason. Neither ever crash-loo
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -116,7 +117,9 @@ class InsightsWorker:
     """Handles TranscriptReady deliveries of the `insights` durable consumer.
 
     `model` is None when no chat model is configured (INSIGHTS_MODEL unset): every transcript
-    then gets its categories and `not_configured`."""
+    then gets its categories and `not_configured`. `model_slots` bounds the requests in flight
+    at the model (INSIGHTS_CONCURRENCY); the consumer runs more handlers than that, so one
+    call's reads and writes overlap the others' wait on the model (bench/insights_bench.py)."""
 
     def __init__(
         self,
@@ -125,11 +128,13 @@ class InsightsWorker:
         *,
         model: InsightsModel | None,
         categorizer: Categorizer | None = None,
+        model_slots: int | None = None,
     ) -> None:
         self._pool = pool
         self._objects = objects
         self._model = model
         self._categorizer = categorizer or KeyCategories()
+        self._model_slots = asyncio.Semaphore(model_slots) if model_slots else None
 
     async def handle(self, delivery: Delivery) -> None:
         try:
@@ -250,7 +255,11 @@ class InsightsWorker:
     ) -> Verdict:
         assert self._model is not None
         try:
-            insights = await self._model.ask(template, turns, campaign=campaign)
+            if self._model_slots is None:
+                insights = await self._model.ask(template, turns, campaign=campaign)
+            else:
+                async with self._model_slots:
+                    insights = await self._model.ask(template, turns, campaign=campaign)
         except ModelUnavailable as exc:
             INSIGHTS_MODEL_UNAVAILABLE.inc()
             if delivery.last_attempt:
