@@ -250,8 +250,8 @@ class Settings:
     metrics_port: int = setting("METRICS_PORT", 0)
     metrics_host: str = setting("METRICS_HOST", "127.0.0.1")
 
-    # Call insights (issue 21), services/insights: transcripts evaluated at once per process
-    # (each mostly waits on the chat model).
+    # Call insights (issue 21), services/insights: requests in flight at the chat model per
+    # process (the consumer runs twice as many handlers: bench/insights_bench.py).
     insights_concurrency: int = setting("INSIGHTS_CONCURRENCY", 8, check=at_least(1))
 
     # LLM insights (issue #21, libs/llm, docs/llm.md): the chat model asked for summaries,
