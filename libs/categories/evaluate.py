@@ -1,7 +1,7 @@
 """Evaluating categories on a call: pure and deterministic (the same categories and call give
 the same matches, in the categories' order, with the same evidence).
 
-Phrases: the call's utterances are normalized once (`rules.normalize`) into one string, each
+Phrases: the call's utterances are normalized once (`rules.fold`) into one string, each
 utterance padded with spaces between separators, so a phrase is found as `" <words> "` by
 `str.find` at C speed and never across two utterances; a hit is mapped back to its utterance
 by bisection. Each phrase is searched once per evaluation whatever the number of rules naming
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import re
-import unicodedata
 from collections.abc import Sequence
 from functools import cached_property
 
 from libs.categories.call import Call
 from libs.categories.rules import (
     ANY,
-    APOSTROPHES,
     All,
     AnyOf,
     Category,
@@ -35,6 +32,7 @@ from libs.categories.rules import (
     Redacted,
     Rule,
     Said,
+    fold,
 )
 from libs.contracts import CategoryMatch, Evidence
 from libs.search.rows import CallMetrics, conversation_metrics
@@ -42,9 +40,7 @@ from libs.search.rows import CallMetrics, conversation_metrics
 MAX_EVIDENCE_PER_RULE = 10
 MAX_EVIDENCE = 50
 
-_SEP = "\x00"
-# As rules.normalize, but keeping the separator.
-_NON_WORD = re.compile(r"(?:[^\w\x00]|_)+")
+_SEP = "\x00"  # rules.fold keeps it
 
 
 def evaluate(categories: Sequence[Category], call: Call) -> tuple[CategoryMatch, ...]:
@@ -68,8 +64,7 @@ class _Context:
         """The normalized text of every utterance, each as `" words "`, separated by _SEP, and
         where each starts."""
         joined = _SEP.join(u.text.replace(_SEP, " ") for u in self.call.utterances)
-        folded = unicodedata.normalize("NFKC", joined).casefold().translate(APOSTROPHES)
-        parts = _NON_WORD.sub(" ", folded).split(_SEP)
+        parts = fold(joined).split(_SEP)
         padded = [f" {p} " for p in parts]
         starts = [0, *itertools.accumulate(len(p) + 1 for p in padded)][: len(padded)]
         return _SEP.join(padded), starts

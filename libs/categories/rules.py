@@ -58,15 +58,33 @@ _OPTIONS: dict[str, frozenset[str]] = {
 }
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-APOSTROPHES = str.maketrans("", "", "'\u2019\u02bc`")
-_NON_WORD = re.compile(r"[\W_]+")
+# NUL is kept: the evaluation separates utterances with it (and their texts hold none).
+_APOSTROPHES = "'\u2019\u02bc`"
+_UNICODE = str.maketrans({**dict.fromkeys(_APOSTROPHES), "_": " "})
+_NON_WORD = re.compile(r"[^\w\x00]+")
+# The same for ASCII text, in one C pass: letters lower-cased, digits kept, apostrophes
+# dropped, anything else a space (runs of spaces are collapsed after).
+_ASCII = str.maketrans(
+    {
+        chr(c): (chr(c).lower() if chr(c).isalnum() else None if chr(c) in _APOSTROPHES else " ")
+        for c in range(1, 128)
+    }
+)
+_SPACES = re.compile(" {2,}")
+
+
+def fold(text: str) -> str:
+    """`text` as phrases are matched: NFKC, case-folded, apostrophes dropped ("don't" is
+    "dont"), every run of anything but letters, digits (and NUL) one space."""
+    if text.isascii():
+        return _SPACES.sub(" ", text.translate(_ASCII))
+    folded = unicodedata.normalize("NFKC", text).casefold().translate(_UNICODE)
+    return _NON_WORD.sub(" ", folded)
 
 
 def normalize(text: str) -> str:
-    """`text` as phrases are matched: NFKC, case-folded, apostrophes dropped ("don't" is
-    "dont"), every run of anything but letters and digits one space, trimmed."""
-    folded = unicodedata.normalize("NFKC", text).casefold().translate(APOSTROPHES)
-    return _NON_WORD.sub(" ", folded).strip()
+    """A phrase as it is matched: `fold(text)`, trimmed."""
+    return fold(text).strip()
 
 
 class Said(msgspec.Struct, frozen=True, kw_only=True):

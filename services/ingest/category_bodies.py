@@ -20,12 +20,14 @@ RULE_DOC = (
     "(min, max), redacted, all, any (lists of rules), not (a rule): docs/categories.md"
 )
 Rule = Annotated[dict[str, Any], msgspec.Meta(description=RULE_DOC)]
+# Read as any JSON value: the rule's own parser says what is wrong, and where.
+AnyRule = Annotated[Any, msgspec.Meta(description=RULE_DOC, extra_json_schema={"type": "object"})]
 
 
 class CategoryRule(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The body of PUT /api/categories/{name}."""
 
-    rule: Rule
+    rule: AnyRule
 
 
 class CategoryBody(msgspec.Struct, kw_only=True):

@@ -396,3 +396,20 @@ def test_bad_names(name: object) -> None:
 def test_good_names() -> None:
     for name in ("cancel", "no-notice", "QA.v2_final", "a" * 64, "0"):
         assert rules.check_name(name) == name
+
+
+def test_the_ascii_fast_path_folds_as_the_unicode_one() -> None:
+    import random
+    import unicodedata
+
+    def slow(text: str) -> str:
+        folded = unicodedata.normalize("NFKC", text).casefold().translate(rules._UNICODE)
+        return rules._NON_WORD.sub(" ", folded)
+
+    rng = random.Random(21)
+    alphabet = [chr(c) for c in range(128)]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert text.isascii() and rules.fold(text) == slow(text), repr(text)
+    assert rules.fold("Don't STOP_now!!  \x00 x") == "dont stop now \x00 x"
+    assert rules.fold("Don’t STOP_now!! é") == "dont stop now é"

@@ -29,8 +29,6 @@ from services.ingest import bodies, category_bodies
 from services.ingest.context import POOL, authenticate
 from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
 
-log = structlog.get_logger("ingest.categories")
-
 ROUTES = ApiRoutes("categories")
 NAME = in_path(
     "name",
@@ -202,8 +200,8 @@ async def apply_category(request: web.Request) -> web.Response:
     if found is None:
         raise NotFound("no such category")
     done = await category_apply.apply(pool, owner, found, since, after=after)
-    log.info(
-        "category applied",
+    # On the request's one summary line.
+    structlog.contextvars.bind_contextvars(
         category=name,
         evaluated=done.evaluated,
         matched=done.matched,

@@ -15,7 +15,15 @@ import pytest
 
 from libs import layout
 from libs.blobstore import S3BlobStore
-from libs.contracts import TranscriptionDeleted, TranscriptKeys, TranscriptReady, subjects
+from libs.categories import store as category_store
+from libs.contracts import (
+    CategoryMatch,
+    Evidence,
+    TranscriptionDeleted,
+    TranscriptKeys,
+    TranscriptReady,
+    subjects,
+)
 from libs.db.migrate import load_migrations
 from libs.jobs import deletion, lifecycle
 from libs.layout import transcript_keys
@@ -151,11 +159,18 @@ async def test_delete_removes_every_object_and_all_personal_data(
         f"{upstream.url}/hook",
         msgspec.json.encode({"phone": phone, "transcript": secret_words}),
     )
+    # A category's evidence quotes the transcript (issue #21).
+    evidence = Evidence(start=0.0, end=2.0, text=secret_words)
+    async with api.pool.acquire() as conn:
+        await category_store.save_matches(
+            conn, job.id, [CategoryMatch(name="c", matches=(evidence,))]
+        )
     assert len(await api.objects(key.tenant_prefix + "/")) == 5  # audio + 4 transcripts
     digits = phone.lstrip("+")
     assert len(await _leftovers(api, [prompt])) >= 2  # the job row and its AudioStored event
     found = await _leftovers(api, [digits, secret_words])  # the scan finds them before
     assert "search_utterances.text ~ " in found  # the search index (issue #20) among them
+    assert "category_matches.matches ~ " in found  # and the category matches (issue #21)
 
     status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
     assert status == 200, body
