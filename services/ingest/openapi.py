@@ -151,11 +151,15 @@ class Operation:
     authenticated: bool = True
     # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
     params_in_body: bool = False
+    # A JSON request body of this Struct (e.g. PUT /api/insights/template).
+    json_body: Body | None = None
 
     def bodies(self) -> set[Body]:
         found = {r.body for r in self.responses.values() if r.body is not None}
         if self.form is not None:
             found.add(self.form.fields)
+        if self.json_body is not None:
+            found.add(self.json_body)
         if self.authenticated:
             found.add(ErrorBody)
         return found
@@ -176,6 +180,12 @@ class Operation:
             op["requestBody"] = _form_body(self.form, schemas)
         elif self.params_in_body:
             op["requestBody"] = _params_body(self.params)
+        elif self.json_body is not None:
+            schema = {"$ref": _ref(self.json_body)}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema}},
+            }
         responses = dict(self.responses)
         if self.authenticated:
             own_400 = responses.get(400)
@@ -258,6 +268,7 @@ class ApiRoutes:
         operation_id: str | None = None,
         authenticated: bool = True,
         params_in_body: bool = False,
+        json_body: Body | None = None,
     ) -> Callable[[H], H]:
         """Document and collect a handler. Stacked decorators register bottom-up: put the more
         specific path nearest the function."""
@@ -285,6 +296,7 @@ class ApiRoutes:
                 form=form,
                 authenticated=authenticated,
                 params_in_body=params_in_body,
+                json_body=json_body,
             )
             self.routes.append(Route(method, path, handler, operation))
             return handler
@@ -338,8 +350,8 @@ def components(groups: Iterable[Iterable[Body]]) -> dict[str, Any]:
 
 def _openapi30(node: Any) -> Any:
     """JSON Schema (2020-12, as msgspec writes it) -> the OpenAPI 3.0 schema dialect: a `null`
-    alternative becomes `nullable: true`; an enum gets its type."""
-    if isinstance(node, list):
+    alternative becomes `nullable: true`; an enum gets its type; a tuple default is a list."""
+    if isinstance(node, list | tuple):
         return [_openapi30(item) for item in node]
     if not isinstance(node, dict):
         return node
