@@ -174,6 +174,15 @@ def _usage(completion: _Completion) -> TokenUsage:
     )
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _quiet(problem: str) -> str:
+    """What is wrong with an answer, without the values the model wrote (msgspec quotes an
+    invalid enum value: it could echo the call): kept for logs and failure reasons."""
+    return _QUOTED.sub("'…'", problem)[:200]
+
+
 def _has_card_number(lines: Sequence[str]) -> bool:
     # One search over all lines (a newline is not a separator the runs take).
     for run in _DIGIT_RUN.finditer("\n".join(lines)):
@@ -224,7 +233,10 @@ class ChatInsights:
             raise InsightsFailed(
                 "unredacted_card_number", "a turn holds what looks like a card number"
             )
-        if not answer.answer_type(template).__struct_fields__:
+        if not answer.answer_type(template).__struct_fields__ or not any(
+            t.text.strip() for t in turns
+        ):
+            # Nothing asked, or nothing said: nothing to send.
             return Insights(model=self.model)
         parts = self._parts(template, turns, lines)
         results: list[Insights] = []
@@ -294,7 +306,7 @@ class ChatInsights:
             return answer.decode(template, content), usage
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             problem = str(exc)[:500]
-        log.warning("insights_answer_invalid", model=self.model, problem=problem[:200])
+        log.warning("insights_answer_invalid", model=self.model, problem=_quiet(problem))
         repair = [
             *messages,
             {"role": "assistant", "content": content},
@@ -310,7 +322,7 @@ class ChatInsights:
         try:
             return answer.decode(template, content), usage
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InsightsFailed("invalid_answer", str(exc)[:200]) from exc
+            raise InsightsFailed("invalid_answer", _quiet(str(exc))) from exc
 
     def _messages(
         self, template: InsightTemplate, user: str, *, in_prompt: bool
