@@ -1,20 +1,22 @@
-"""services/insights' own overhead next to the chat model's latency (issue 21).
+"""ChatInsights' own overhead next to the model server's latency.
 
-The chat model is the project's fake OpenAI-compatible server answering every chat completion
-in a fixed time (--latency). Two runs of --calls calls, both with --in-flight calls at once:
+The project's OpenAI-compatible server (tests/fakes/openai_server.py, its own process) answers
+every chat completion after a fixed latency (default 200 ms) with a valid structured answer.
+With 8 calls in flight, the same calls are made twice per round:
 
-- the server alone: `ChatInsights.ask` on the turns of one call, --in-flight at a time;
-- the service: --calls completed jobs (transcript JSON in SeaweedFS, TranscriptReady published
-  through the outbox relay), the `insights` durable consumer as `transcribe insights` runs it
-  with INSIGHTS_CONCURRENCY = --in-flight (at most that many requests at the model, twice as
-  many handlers): load the job, read the transcript, evaluate 20 categories, ask the same model,
-  write the JSON, then matches + insights row + InsightsReady in one transaction. A call counts
-  when its row exists.
+- raw: the exact request body ChatInsights sends, POSTed with aiohttp, the answer read as JSON
+  (what the server alone costs);
+- insights: `ChatInsights.ask` (render the turns, build the strict schema, the openai SDK,
+  validate with msgspec, map to libs.contracts.Insights).
 
-Prints calls/s of both and their ratio (target >= 0.9). Embedded Postgres, nats-server and
-SeaweedFS in a temp dir; everything in this process (uvloop).
+Throughput is calls per second of wall time; the ratio insights/raw is the share of the
+server's throughput ChatInsights keeps (target >= 0.9). Medians over --rounds, the order
+of the two sides alternating between rounds.
 
-    python -m bench.insights_bench [--calls 400] [--in-flight 8] [--latency 0.25]
+    python -m bench.insights_bench [--calls 80] [--concurrency 8] [--latency 0.2] [--rounds 5]
+
+Also measured: one call at a time (alternating raw and ChatInsights), the median difference
+is ChatInsights' own time per call.
 
 Result: bench/results/insights.json.
 """
@@ -24,195 +26,196 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import tempfile
+import logging
+import statistics
+import sys
 import time
-import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import uvloop
+import aiohttp
+import structlog
 
-from bench.infra import infrastructure
-from libs import apikeys, bus, db
-from libs.blobstore import S3BlobStore
-from libs.categories import rules
-from libs.categories import store as categories
-from libs.contracts import streams
-from libs.jobs import lifecycle
-from libs.layout import transcript_keys
+from bench.report import write_results
+from libs.llm import prompt
 from libs.llm.insights import ChatInsights, Turn, build_client
-from libs.llm.template import InsightTemplate
-from libs.outbox import OutboxRelay
-from libs.settings import Settings
-from libs.transcript import Transcript, Utterance
-from libs.transcript.render import render_json
-from services.insights.main import PREFETCH
-from services.insights.worker import InsightsWorker
-from tests.fakes.openai_server import FakeOpenAIServer
+from libs.llm.template import InsightTemplate, Question
 
-RESULTS = Path(__file__).resolve().parent / "results" / "insights.json"
-INSERT_JOB = """
-INSERT INTO media_pipeline.audio_files
-    (id, api_key_id, tenant_prefix, campaign_name, bucket, b2_object_key, content_type,
-     size_bytes, sha256, transcript_prefix)
-VALUES ($1, $2, 'bench', 'winback', 'bench', $3, 'audio/wav', 1, 'x', 'bench')
-"""
-LINES = (
-    ("agent", "Thanks for calling Acme, this call is recorded, how can I help you today?"),
-    ("customer", "Hi, I want to cancel my subscription, it is too expensive for me."),
-    ("agent", "I am sorry to hear that. Can I offer you a discount for the next six months?"),
-    ("customer", "Maybe, how much would that be per month?"),
-    ("agent", "It would be half price, so nine ninety nine a month."),
-    ("customer", "Alright, that sounds fair, let us do that then. Thank you."),
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "insights.json"
+MODEL = "bench-model"
+TEMPLATE = InsightTemplate(
+    outcomes=("cancelled", "retained", "escalated", "resolved"),
+    questions=(
+        Question(id="greeting", text="Did the agent greet the customer by name?"),
+        Question(id="recording_notice", text="Did the agent read the recording notice?"),
+        Question(id="offer", text="What did the agent offer?", kind="text"),
+    ),
 )
 
 
-def _call(repeat: int = 5) -> Transcript:
-    utterances = []
-    t = 0.0
-    for _ in range(repeat):
-        for role, text in LINES:
-            utterances.append(Utterance(speaker=role, role=role, start=t, end=t + 4.0, text=text))
-            t += 4.5
-    return Transcript(
-        text=" ".join(u.text for u in utterances),
-        language="en",
-        duration=t,
-        model="whisper-1",
-        engine="openai",
-        utterances=tuple(utterances),
-    )
+def call_turns(turns: int = 150) -> list[Turn]:
+    """About ten minutes of talk: 150 turns of some 15 words, redacted placeholders in it."""
+    out = []
+    for i in range(turns):
+        role = "agent" if i % 2 == 0 else "customer"
+        text = (
+            f"turn {i} I would like to talk about my account and the [CREDIT_CARD] on file, "
+            "could you check the last payment please"
+        )
+        out.append(Turn(start=i * 4.0, end=i * 4.0 + 3.5, role=role, text=text))
+    return out
 
 
-async def _server_alone(model: ChatInsights, calls: int, in_flight: int) -> float:
-    call = _call()
-    turns = [
-        Turn(start=u.start, end=u.end, role=u.role, speaker=u.speaker, text=u.text)
-        for u in call.utterances
-    ]
-    slots = asyncio.Semaphore(in_flight)
+async def start_fake(latency: float) -> tuple[asyncio.subprocess.Process, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes.openai_server", "--latency", str(latency),
+        "--any-model", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = json.loads(await proc.stdout.readline())
+    return proc, line["listening"], line["api_key"]
 
-    async def one() -> None:
-        async with slots:
-            await model.ask(InsightTemplate(), turns, campaign="winback")
+
+async def in_flight(
+    calls: int, concurrency: int, one: Callable[[], Awaitable[None]]
+) -> tuple[float, list[float]]:
+    """Wall time of `calls` calls, `concurrency` at a time, and each call's latency."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(calls):
+        queue.put_nowait(i)
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            started = time.perf_counter()
+            await one()
+            latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(calls)))
-    return calls / (time.perf_counter() - started)
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies
 
 
-async def _jobs(settings: Settings, pool: db.Pool, store: S3BlobStore, calls: int) -> uuid.UUID:
-    async with pool.acquire() as conn:
-        _, key = await apikeys.create(conn, name="bench", tenant_prefix="bench")
-        key_id = uuid.UUID(key.id)
-        for n in range(20):
-            rule = rules.parse({"said": [f"phrase number {n}", "cancel my subscription"]})
-            await categories.put(conn, key_id, f"category-{n}", rule)
-    call = _call()
-    body = render_json(call)
-    for _ in range(calls):
-        job_id = uuid.uuid4()
-        object_key = f"bench/winback/audio/unknown/{job_id}.wav"
-        await pool.execute(INSERT_JOB, job_id, key_id, object_key)
-        job = await lifecycle.load_job(pool, str(job_id))
-        assert job is not None
-        assert await lifecycle.mark_processing(pool, job, force=False)
-        keys = transcript_keys(object_key, campaign="winback", prefix="bench")
-        await store.put_bytes(keys.json, body, "application/json")
-        assert await lifecycle.complete(pool, job, call, keys, force=False, trace_id=None)
-    return key_id
-
-
-async def _service(
-    settings: Settings, model: ChatInsights, calls: int, in_flight: int
-) -> tuple[float, float]:
-    pool = await db.create_pool(settings.require_database_url(), max_size=max(4, in_flight))
-    nc = await bus.connect(settings.nats_servers, name="bench")
-    try:
-        js = nc.jetstream()
-        async with S3BlobStore.open(settings.require_s3()) as store:
-            await _jobs(settings, pool, store, calls)
-            relay = OutboxRelay(pool, js)
-            await relay.run_until_idle()
-            worker = InsightsWorker(pool, store, model=model, model_slots=in_flight)
-            done = asyncio.Event()
-            handled = 0
-
-            async def handle(delivery: bus.Delivery) -> None:
-                nonlocal handled
-                await worker.handle(delivery)
-                handled += 1
-                if handled == calls:
-                    done.set()
-
-            consumer = bus.PullConsumer(
-                js,
-                stream=streams.STREAM_NAME,
-                durable=streams.INSIGHTS_DURABLE,
-                handler=handle,
-                concurrency=in_flight * PREFETCH,
-                name="insights",
-            )
-            stop = asyncio.Event()
-            cpu = time.process_time()
-            started = time.perf_counter()
-            running = asyncio.create_task(consumer.run(stop))
-            await done.wait()
-            elapsed = time.perf_counter() - started
-            cpu_per_call = (time.process_time() - cpu) / calls
-            stop.set()
-            await running
-            stored = await pool.fetchval(
-                "SELECT count(*) FROM media_pipeline.insights WHERE status = 'completed'"
-            )
-            assert stored == calls, f"{stored} of {calls} calls have insights"
-            return calls / elapsed, cpu_per_call
-    finally:
-        await nc.drain()
-        await pool.close()
-
-
-async def main(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="insights-bench-") as tmp:
-        async with (
-            infrastructure(Path(tmp), api_key="bench-key") as settings,
-            FakeOpenAIServer(latency=args.latency) as chat,
-        ):
-            model = ChatInsights(
-                build_client(chat.api_key, chat.base_url, 60.0), model="gpt-4o-mini"
-            )
-            try:
-                await _server_alone(model, min(args.calls, 2 * args.in_flight), args.in_flight)
-                alone = await _server_alone(model, args.calls, args.in_flight)
-                service, cpu = await _service(settings, model, args.calls, args.in_flight)
-            finally:
-                await model.aclose()
-    result = {
-        "calls": args.calls,
-        "in_flight": args.in_flight,
-        "server_latency_s": args.latency,
-        "server_alone_calls_per_s": round(alone, 2),
-        "service_calls_per_s": round(service, 2),
-        "ratio": round(service / alone, 3),
-        "service_cpu_ms_per_call": round(cpu * 1000, 2),
-        "load": [round(x, 2) for x in os.getloadavg()],
+def request_body(model: ChatInsights, turns: list[Turn]) -> bytes:
+    """The body ChatInsights sends for this call (one part)."""
+    user = prompt.user_message([prompt.line(t) for t in turns], 1, 1)
+    body = {
+        "model": MODEL,
+        "messages": model._messages(TEMPLATE, user, in_prompt=False),
+        "response_format": model._response_format(TEMPLATE),
     }
-    return result
+    return json.dumps(body).encode()
 
 
-def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=400)
-    parser.add_argument("--in-flight", type=int, default=8)
-    parser.add_argument("--latency", type=float, default=0.25)
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    proc, base_url, api_key = await start_fake(args.latency)
+    turns = call_turns()
+    model = ChatInsights(build_client(api_key, base_url, 60.0), model=MODEL)
+    body = request_body(model, turns)
+    rounds: list[dict[str, Any]] = []
+    try:
+        # Warm-up: connections, the schema cache, imports.
+        await model.ask(TEMPLATE, turns, campaign="")
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=args.concurrency)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def raw() -> None:
+                async with http.post(
+                    f"{base_url}/chat/completions", data=body, headers=headers
+                ) as resp:
+                    answer = await resp.json()
+                    assert resp.status == 200, answer
+
+            async def insights() -> None:
+                got = await model.ask(TEMPLATE, turns, campaign="")
+                assert got.outcome is not None
+
+            await in_flight(args.concurrency, args.concurrency, raw)
+            # One call at a time, alternating: ChatInsights' own time per call.
+            sequential: dict[str, list[float]] = {"raw": [], "insights": []}
+            cpu: dict[str, list[float]] = {"raw": [], "insights": []}
+            for _ in range(args.sequential):
+                for name, one in (("raw", raw), ("insights", insights)):
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    await one()
+                    sequential[name].append(time.perf_counter() - started)
+                    cpu[name].append(time.process_time() - cpu_started)
+            for i in range(args.rounds):
+                # Which side goes first alternates, so a busy spell on the machine hits both.
+                if i % 2 == 0:
+                    raw_wall, raw_lat = await in_flight(args.calls, args.concurrency, raw)
+                    ins_wall, ins_lat = await in_flight(args.calls, args.concurrency, insights)
+                else:
+                    ins_wall, ins_lat = await in_flight(args.calls, args.concurrency, insights)
+                    raw_wall, raw_lat = await in_flight(args.calls, args.concurrency, raw)
+                rounds.append(
+                    {
+                        "raw_calls_per_s": round(args.calls / raw_wall, 2),
+                        "insights_calls_per_s": round(args.calls / ins_wall, 2),
+                        "raw_median_ms": round(statistics.median(raw_lat) * 1000, 1),
+                        "insights_median_ms": round(statistics.median(ins_lat) * 1000, 1),
+                        "ratio": round(raw_wall / ins_wall, 3),
+                    }
+                )
+                print(json.dumps(rounds[-1]))
+    finally:
+        await model.aclose()
+        proc.terminate()
+        await proc.wait()
+
+    def median(name: str) -> float:
+        return round(statistics.median(r[name] for r in rounds), 3)
+
+    seq_raw = statistics.median(sequential["raw"]) * 1000
+    seq_ins = statistics.median(sequential["insights"]) * 1000
+    return {
+        "server_latency_ms": args.latency * 1000,
+        "sequential_raw_median_ms": round(seq_raw, 2),
+        "sequential_insights_median_ms": round(seq_ins, 2),
+        "overhead_per_call_ms": round(seq_ins - seq_raw, 2),
+        # This process's CPU time per call (the server runs in its own process).
+        "raw_cpu_ms_per_call": round(statistics.median(cpu["raw"]) * 1000, 2),
+        "insights_cpu_ms_per_call": round(statistics.median(cpu["insights"]) * 1000, 2),
+        "concurrency": args.concurrency,
+        "calls_per_round": args.calls,
+        "rounds": rounds,
+        "request_bytes": len(body),
+        "raw_calls_per_s": median("raw_calls_per_s"),
+        "insights_calls_per_s": median("insights_calls_per_s"),
+        "raw_median_ms": median("raw_median_ms"),
+        "insights_median_ms": median("insights_median_ms"),
+        "ratio": median("ratio"),
+        "target_ratio": 0.9,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=80, help="calls per round and side")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--latency", type=float, default=0.2, help="server seconds per answer")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sequential", type=int, default=30, help="one-at-a-time call pairs")
     args = parser.parse_args()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result = runner.run(main(args))
-    print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    result = asyncio.run(run(args))
+    print(
+        f"one at a time: server alone {result['sequential_raw_median_ms']} ms, ChatInsights"
+        f" {result['sequential_insights_median_ms']} ms (own overhead"
+        f" {result['overhead_per_call_ms']} ms per call; CPU {result['raw_cpu_ms_per_call']} ms"
+        f" vs {result['insights_cpu_ms_per_call']} ms)"
+    )
+    print(
+        f"{args.concurrency} in flight: server alone: {result['raw_calls_per_s']} calls/s (median {result['raw_median_ms']} ms);"
+        f" ChatInsights: {result['insights_calls_per_s']} calls/s (median"
+        f" {result['insights_median_ms']} ms); ratio {result['ratio']} (target >= 0.9)"
+    )
+    write_results(RESULTS, result)
 
 
 if __name__ == "__main__":
-    cli()
+    main()

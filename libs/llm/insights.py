@@ -29,7 +29,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import openai
@@ -133,27 +133,66 @@ def _refuses_json_schema(exc: openai.APIStatusError) -> bool:
     )
 
 
-def _usage(completion: Any) -> TokenUsage:
-    usage = getattr(completion, "usage", None)
+class _Message(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class _Completion(msgspec.Struct):
+    """The parts of a `chat.completion` read here; lenient, since compatible servers omit
+    optional fields. Read with msgspec from the raw body (the SDK's pydantic models cost
+    more than the rest of a call together: bench/insights_bench.py)."""
+
+    choices: list[_Choice] = []
+    usage: _Usage | None = None
+
+
+_completion_decoder = msgspec.json.Decoder(_Completion)
+
+
+def _usage(completion: _Completion) -> TokenUsage:
+    usage = completion.usage
     if usage is None:
         return TokenUsage()
+    prompt_tokens = usage.prompt_tokens or 0
+    completion_tokens = usage.completion_tokens or 0
     return TokenUsage(
-        prompt_tokens=usage.prompt_tokens or 0,
-        completion_tokens=usage.completion_tokens or 0,
-        total_tokens=usage.total_tokens or 0,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=usage.total_tokens or prompt_tokens + completion_tokens,
     )
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _quiet(problem: str) -> str:
+    """What is wrong with an answer, without the values the model wrote (msgspec quotes an
+    invalid enum value: it could echo the call): kept for logs and failure reasons."""
+    return _QUOTED.sub("'…'", problem)[:200]
+
+
 def _has_card_number(lines: Sequence[str]) -> bool:
-    for text in lines:
-        for run in _DIGIT_RUN.finditer(text):
-            digits = re.sub(r"\D", "", run.group())
-            if any(
-                is_card_number(digits[i : i + n])
-                for n in range(13, 20)
-                for i in range(len(digits) - n + 1)
-            ):
-                return True
+    # One search over all lines (a newline is not a separator the runs take).
+    for run in _DIGIT_RUN.finditer("\n".join(lines)):
+        digits = re.sub(r"\D", "", run.group())
+        if any(
+            is_card_number(digits[i : i + n])
+            for n in range(13, 20)
+            for i in range(len(digits) - n + 1)
+        ):
+            return True
     return False
 
 
@@ -194,7 +233,10 @@ class ChatInsights:
             raise InsightsFailed(
                 "unredacted_card_number", "a turn holds what looks like a card number"
             )
-        if not answer.answer_type(template).__struct_fields__:
+        if not answer.answer_type(template).__struct_fields__ or not any(
+            t.text.strip() for t in turns
+        ):
+            # Nothing asked, or nothing said: nothing to send.
             return Insights(model=self.model)
         parts = self._parts(template, turns, lines)
         results: list[Insights] = []
@@ -218,7 +260,7 @@ class ChatInsights:
         self, template: InsightTemplate, turns: Sequence[Turn], lines: Sequence[str]
     ) -> list[tuple[list[Turn], list[str]]]:
         """The turns (and their lines) in parts that fit the context."""
-        system = prompt.instructions(template, answer.strict_schema(template))
+        system = prompt.instructions(template, with_schema=True)
         budget = prompt.line_budget(self.context_tokens, system)
         if budget < prompt.MIN_PART_TOKENS:
             raise InsightsFailed(
@@ -226,6 +268,8 @@ class ChatInsights:
                 f"the template leaves {budget} tokens of INSIGHTS_CONTEXT_TOKENS="
                 f"{self.context_tokens} for the call",
             )
+        if prompt.estimate_tokens("\n".join(lines)) + 1 <= budget:
+            return [(list(turns), list(lines))]  # most calls: one part
         out: list[tuple[list[Turn], list[str]]] = []
         current_turns: list[Turn] = []
         current_lines: list[str] = []
@@ -262,7 +306,7 @@ class ChatInsights:
             return answer.decode(template, content), usage
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             problem = str(exc)[:500]
-        log.warning("insights_answer_invalid", model=self.model, problem=problem[:200])
+        log.warning("insights_answer_invalid", model=self.model, problem=_quiet(problem))
         repair = [
             *messages,
             {"role": "assistant", "content": content},
@@ -278,14 +322,13 @@ class ChatInsights:
         try:
             return answer.decode(template, content), usage
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InsightsFailed("invalid_answer", str(exc)[:200]) from exc
+            raise InsightsFailed("invalid_answer", _quiet(str(exc))) from exc
 
     def _messages(
         self, template: InsightTemplate, user: str, *, in_prompt: bool
     ) -> list[dict[str, Any]]:
-        schema = answer.strict_schema(template) if in_prompt else None
         return [
-            {"role": "system", "content": prompt.instructions(template, schema)},
+            {"role": "system", "content": prompt.instructions(template, with_schema=in_prompt)},
             {"role": "user", "content": user},
         ]
 
@@ -302,7 +345,7 @@ class ChatInsights:
         return {"type": "json_object"}
 
     @staticmethod
-    def _content(completion: Any) -> str:
+    def _content(completion: _Completion) -> str:
         if not completion.choices:
             raise InsightsFailed("invalid_answer", "the answer has no choices")
         choice = completion.choices[0]
@@ -316,21 +359,35 @@ class ChatInsights:
             raise InsightsFailed("invalid_answer", "the answer is empty")
         return str(content)
 
-    async def _create(self, messages: list[dict[str, Any]], template: InsightTemplate) -> Any:
-        """One completion, with attempts on 429/5xx/connection errors."""
+    async def _create(
+        self, messages: list[dict[str, Any]], template: InsightTemplate
+    ) -> _Completion:
+        """One completion, with attempts on 429/5xx/connection errors (and on a 200 whose
+        body is not a chat completion: a proxy's page)."""
         structured = self.structured_outputs
         retry_after: float | None = None
+        status: int | str = ""
         for attempt in range(1, self.max_attempts + 1):
             started = time.perf_counter()
             try:
-                return await self._client.chat.completions.create(
+                raw = await self._client.chat.completions.with_raw_response.create(
                     model=self.model,
-                    messages=cast(Any, messages),
-                    response_format=cast(Any, self._response_format(template)),
+                    messages=(),
+                    # The body's messages and response_format are sent as they are: the
+                    # SDK's transform of them (for nothing: they are plain JSON already) cost
+                    # more than the rest of ChatInsights' own time per call
+                    # (bench/insights_bench.py).
+                    extra_body={
+                        "messages": messages,
+                        "response_format": self._response_format(template),
+                    },
                 )
+                return _completion_decoder.decode(raw.content)
+            except msgspec.DecodeError:
+                retry_after, status = None, "unreadable_answer"
             except (openai.RateLimitError, openai.InternalServerError) as exc:
                 retry_after = _retry_after(exc)
-                status: int | str = exc.status_code
+                status = exc.status_code
             except openai.APIConnectionError as exc:  # timeouts included
                 retry_after, status = None, type(exc).__name__
             except (

@@ -36,16 +36,20 @@ def _text(value: str | None, limit: int | None = None) -> str | None:
     return cleaned or None
 
 
+def _normalised(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
 def _turn_for(
-    turns: Sequence[prompt.TimedText], evidence: str | None, at: str | None
+    turns: Sequence[prompt.TimedText], texts: list[str], evidence: str | None, at: str | None
 ) -> Any | None:
-    """The turn the evidence comes from: the one whose text holds the quote, else the one
-    at `at` (mm:ss), else the last one starting before it."""
+    """The turn the evidence comes from: the one whose text (`texts`: normalised) holds the
+    quote, else the one at `at` (mm:ss), else the last one starting before it."""
     if evidence:
-        needle = " ".join(evidence.casefold().split()).strip("\"'. ")
+        needle = _normalised(evidence).strip("\"'. ")
         if needle:
-            for turn in turns:
-                if needle in " ".join(turn.text.casefold().split()):
+            for turn, text in zip(turns, texts, strict=True):
+                if needle in text:
                     return turn
     seconds = prompt.parse_stamp(at)
     if seconds is None:
@@ -68,12 +72,13 @@ def to_insights(
     """One answer (a `answer.answer_type(template)` instance) about `turns`."""
     answers: list[QuestionAnswer] = []
     given = getattr(answer, "answers", None)
+    texts = [_normalised(t.text) for t in turns] if template.questions else []
     for i, question in enumerate(template.questions):
         reply = getattr(given, f"q{i}", None)
         if reply is None:
             continue
         evidence = _text(reply.evidence, MAX_EVIDENCE_CHARS)
-        turn = _turn_for(turns, evidence, reply.at)
+        turn = _turn_for(turns, texts, evidence, reply.at)
         answers.append(
             QuestionAnswer(
                 question=question.id,

@@ -11,12 +11,14 @@ a third, which leaves room for digits, names and non-Latin scripts, which tokeni
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import unicodedata
+import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from libs.llm import answer
 from libs.llm.template import InsightTemplate
 
 BYTES_PER_TOKEN = 3
@@ -62,28 +64,34 @@ def parse_stamp(raw: str | None) -> float | None:
     return float(seconds)
 
 
+# Unicode category Cc (C0, DEL, C1) and lone surrogates (Cs): never sent.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _one_line(text: str) -> str:
     """Control characters (newlines included) become spaces: a turn is exactly one line, so no
     text can pose as another speaker's line."""
-    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
-    return " ".join(cleaned.split())
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
-def who(turn: TimedText) -> str:
-    if turn.role:
-        return _one_line(turn.role).capitalize()
-    if turn.speaker:
-        return _one_line(turn.speaker)
+@functools.lru_cache(maxsize=1024)
+def who(role: str | None, speaker: str | None) -> str:
+    """How a turn's speaker is named: its role ("Agent"), else its label, else "Speaker"."""
+    if role:
+        return _one_line(role).capitalize()
+    if speaker:
+        return _one_line(speaker)
     return "Speaker"
 
 
 def line(turn: TimedText) -> str:
-    return f"[{stamp(turn.start)}] {who(turn)}: {_one_line(turn.text)}"
+    return f"[{stamp(turn.start)}] {who(turn.role, turn.speaker)}: {_one_line(turn.text)}"
 
 
-def instructions(template: InsightTemplate, schema: dict[str, Any] | None) -> str:
-    """The system message. `schema` is written out when the server cannot be given it as
-    response_format (json_object mode)."""
+@functools.lru_cache(maxsize=512)
+def instructions(template: InsightTemplate, *, with_schema: bool) -> str:
+    """The system message. `with_schema`: the answer's JSON Schema written out, for a server
+    that cannot be given it as response_format (json_object mode)."""
     out = [
         "You analyse one recorded customer service phone call between an agent and a customer.",
         "The transcript comes as lines `[mm:ss] Role: text`; personal data in it was replaced"
@@ -115,8 +123,9 @@ def instructions(template: InsightTemplate, schema: dict[str, Any] | None) -> st
         for q in template.questions:
             kind = "yes/no" if q.kind == "yes_no" else "text"
             out.append(f"- {q.id} ({kind}): {_one_line(q.text)}")
-    if schema is not None:
+    if with_schema:
         out.append("The JSON object must match this JSON Schema:")
+        schema = answer.strict_schema(template)
         out.append(json.dumps(schema, ensure_ascii=False, separators=(",", ":")))
     return "\n".join(out)
 

@@ -127,7 +127,9 @@ def parse(raw: bytes) -> InsightTemplate:
     try:
         template = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc), code="invalid_template") from exc
+        # msgspec names the part (" - at `$.questions[0].id`") except for the root.
+        message = str(exc) if " - at `" in str(exc) else f"{exc} - at `$`"
+        raise InvalidInput(message, code="invalid_template") from exc
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"the body is not JSON: {exc}", code="invalid_json") from exc
     return check(template)

@@ -251,7 +251,7 @@ class Settings:
     metrics_host: str = setting("METRICS_HOST", "127.0.0.1")
 
     # Call insights (issue 21), services/insights: requests in flight at the chat model per
-    # process (the consumer runs twice as many handlers: bench/insights_bench.py).
+    # process (the consumer runs twice as many handlers: bench/insights_service_bench.py).
     insights_concurrency: int = setting("INSIGHTS_CONCURRENCY", 8, check=at_least(1))
 
     # LLM insights (issue #21, libs/llm, docs/llm.md): the chat model asked for summaries,

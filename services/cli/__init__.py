@@ -12,6 +12,7 @@ from services.cli import (
     client,
     db,
     deadletters,
+    insights,
     jobs,
     keys,
     replay,
@@ -20,7 +21,19 @@ from services.cli import (
     webhooks,
 )
 
-MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client, search, categories)
+MODULES = (
+    run,
+    db,
+    keys,
+    webhooks,
+    replay,
+    jobs,
+    deadletters,
+    client,
+    search,
+    categories,
+    insights,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

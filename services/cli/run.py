@@ -1,4 +1,5 @@
-"""Running services: `up`, `ingest`, `transcriber`, `notifier`, `insights`, `init`."""
+"""Running services: `up`, `ingest`, `transcriber`, `notifier`, `init` (`insights run` and
+`deadletters run` are with their other commands)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,6 @@ def cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
     return run_service(run, settings)
 
 
-def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
-    from services.insights.main import run
-
-    return run_service(run, settings)
-
-
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     from libs.provision import provision
 
@@ -72,9 +67,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--scope", help="only jobs of this tenant prefix (like --b2-prefix gateway/)")
     t.set_defaults(fn=cmd_transcriber)
     sub.add_parser("notifier", help="run the webhook notifier").set_defaults(fn=cmd_notifier)
-    sub.add_parser(
-        "insights", help="run the call insights service (categories, chat model insights)"
-    ).set_defaults(fn=cmd_insights)
     sub.add_parser("init", help="migrate, create bucket, stream and consumers").set_defaults(
         fn=cmd_init
     )

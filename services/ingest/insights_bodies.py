@@ -1,6 +1,10 @@
-"""The JSON bodies of call insights (issue 21): `GET /api/media/insights/{id}` and the
-`insights` / `categories` of /status metadata and the jobs list, as msgspec Structs like
-services/ingest/bodies.py (so /openapi.json takes their schema from the answered types)."""
+"""The JSON bodies of call insights (issue 21), as msgspec Structs like
+services/ingest/bodies.py, so /openapi.json takes their schema from the types the handlers use:
+
+- the insight template routes (services/ingest/routes/insights.py); the template itself is
+  libs.llm.template.InsightTemplate (its owner's type, also the PUT body);
+- `GET /api/media/insights/{id}` (services/ingest/routes/call_insights.py) and the `insights` /
+  `categories` of /status metadata and the jobs list."""
 
 from __future__ import annotations
 
@@ -10,6 +14,35 @@ import msgspec
 
 from libs.contracts import CategoryMatch, Insights, TokenUsage
 from libs.formats import DateTime, Uuid, described
+from libs.llm.template import InsightTemplate
+
+
+class TemplateAnswer(msgspec.Struct, kw_only=True):
+    """The template a key's calls (of a campaign) are asked with, and where it comes from."""
+
+    key_id: Uuid
+    campaign: Annotated[
+        str | None, msgspec.Meta(description="the campaign asked about; null: the key's")
+    ]
+    source: Annotated[
+        Literal["campaign", "key", "default"],
+        msgspec.Meta(
+            description="campaign: its own template; key: the key's template; default: none "
+            "stored (summary, reason, action items, sentiment)"
+        ),
+    ]
+    insights_enabled: Annotated[
+        bool, msgspec.Meta(description="false: an operator turned LLM insights off for the key")
+    ]
+    template: InsightTemplate
+
+
+class InsightsSwitch(msgspec.Struct, kw_only=True):
+    """Whether LLM insights run for a key (categories run either way)."""
+
+    key_id: Uuid
+    enabled: bool
+
 
 # A list, not a tuple: what /status answers converts back to the same builtins.
 CategoryMatches = list[CategoryMatch]

@@ -151,7 +151,8 @@ class Operation:
     authenticated: bool = True
     # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
     params_in_body: bool = False
-    # A JSON object request body (required), e.g. PUT /api/categories/{name}.
+    # A JSON object request body (required), e.g. PUT /api/categories/{name},
+    # PUT /api/insights/template.
     json_body: Body | None = None
 
     def bodies(self) -> set[Body]:

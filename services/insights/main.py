@@ -2,7 +2,7 @@
 relay for its InsightsReady events.
 
 `transcribe up` runs it beside the other services; a deployment runs one or more with
-`transcribe insights` (the durable consumer shares the work; every write is idempotent).
+`transcribe insights run` (the durable consumer shares the work; every write is idempotent).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from services.insights.worker import InsightsWorker
 log = structlog.get_logger()
 
 # Handlers per request in flight at the model: the others read, evaluate and write meanwhile,
-# so the model is kept at INSIGHTS_CONCURRENCY (bench/insights_bench.py).
+# so the model is kept at INSIGHTS_CONCURRENCY (bench/insights_service_bench.py).
 PREFETCH = 2
 
 # "Use the configured model" (chat_insights(settings)), as opposed to an injected one or None.

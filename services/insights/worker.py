@@ -119,7 +119,7 @@ class InsightsWorker:
     `model` is None when no chat model is configured (INSIGHTS_MODEL unset): every transcript
     then gets its categories and `not_configured`. `model_slots` bounds the requests in flight
     at the model (INSIGHTS_CONCURRENCY); the consumer runs more handlers than that, so one
-    call's reads and writes overlap the others' wait on the model (bench/insights_bench.py)."""
+    call's reads and writes overlap the others' wait on the model (bench/insights_service_bench.py)."""
 
     def __init__(
         self,

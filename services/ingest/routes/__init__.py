@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import categories, docs, health, insights, jobs, ops, search, webhooks
+from services.ingest.routes import (
+    call_insights,
+    categories,
+    docs,
+    health,
+    insights,
+    jobs,
+    ops,
+    search,
+    webhooks,
+)
 
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     jobs,
@@ -15,4 +25,5 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     search,
     categories,
     insights,
+    call_insights,
 )

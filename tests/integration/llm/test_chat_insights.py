@@ -164,13 +164,17 @@ async def test_json_schema_refused_falls_back_to_json_object_and_repair() -> Non
 
 
 async def test_still_invalid_after_one_repair_fails(server: FakeOpenAIServer) -> None:
-    server.queue_replies(ChatReply.invalid_json(), ChatReply.invalid_json("{}"))
+    wrong = good_answer(ChatRequest("x", None)) | {"outcome": "my secret words"}
+    server.queue_replies(ChatReply.invalid_json(), ChatReply(content=wrong))
     model = insights_for(server)
     with pytest.raises(InsightsFailed) as failed:
         await model.ask(TEMPLATE, TURNS, campaign="")
     await model.aclose()
     assert failed.value.reason == "invalid_answer"
     assert len(server.chat_requests) == 2
+    # The reason says where, never what the model wrote.
+    assert "$.outcome" in failed.value.detail
+    assert "secret" not in failed.value.detail
 
 
 async def test_refusal_fails(server: FakeOpenAIServer) -> None:
@@ -331,10 +335,12 @@ async def test_only_redacted_text_reaches_the_model(server: FakeOpenAIServer) ->
     assert "4111" not in received
 
 
-async def test_nothing_asked_is_nothing_sent(server: FakeOpenAIServer) -> None:
+async def test_nothing_asked_or_said_is_nothing_sent(server: FakeOpenAIServer) -> None:
     nothing = InsightTemplate(summary=False, reason=False, action_items=False, sentiment=False)
     model = insights_for(server)
-    got = await model.ask(nothing, TURNS, campaign="")
+    assert await model.ask(nothing, TURNS, campaign="") == Insights(model=MODEL)
+    assert await model.ask(TEMPLATE, [], campaign="") == Insights(model=MODEL)
+    silent = [Turn(start=0.0, end=1.0, role="agent", text="  ")]
+    assert await model.ask(TEMPLATE, silent, campaign="") == Insights(model=MODEL)
     await model.aclose()
-    assert got == Insights(model=MODEL)
     assert server.chat_requests == []

@@ -139,7 +139,7 @@ def _unit(name: str) -> configparser.ConfigParser:
         ("transcribe-worker.service", ["transcriber", "--scope", "gateway"]),
         ("transcribe-notifier.service", ["notifier"]),
         ("transcribe-deadletters.service", ["deadletters", "run"]),
-        ("transcribe-insights.service", ["insights"]),
+        ("transcribe-insights.service", ["insights", "run"]),
     ],
 )
 def test_systemd_units_match_the_reference_deployment(unit_name: str, argv: list[str]) -> None:
