@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -113,13 +113,33 @@ class Verdict:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """How a delivery ended when it did not raise, for the summary log line."""
+
+    outcome: Outcome
+    verdict: Verdict | None = None
+    categories: tuple[str, ...] = ()
+
+    def log_fields(self) -> dict[str, object]:
+        if self.verdict is None:
+            return {}
+        usage = self.verdict.insights.usage if self.verdict.insights is not None else None
+        return {
+            "reason": self.verdict.reason,
+            "categories": list(self.categories),
+            "tokens": None if usage is None else usage.total_tokens,
+        }
+
+
 class InsightsWorker:
     """Handles TranscriptReady deliveries of the `insights` durable consumer.
 
     `model` is None when no chat model is configured (INSIGHTS_MODEL unset): every transcript
     then gets its categories and `not_configured`. `model_slots` bounds the requests in flight
     at the model (INSIGHTS_CONCURRENCY); the consumer runs more handlers than that, so one
-    call's reads and writes overlap the others' wait on the model (bench/insights_service_bench.py)."""
+    call's reads and writes overlap the others' wait on the model
+    (bench/insights_service_bench.py)."""
 
     def __init__(
         self,
@@ -150,36 +170,38 @@ class InsightsWorker:
             attempt=delivery.num_delivered,
         ):
             started = time.perf_counter()
-            outcome: Outcome = "error"
+            handled = Handled("error")
             try:
-                outcome = await self.process(event, job_id, delivery)
+                handled = await self.process(event, job_id, delivery)
             except DatabaseUnavailable as exc:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             except (BlobStoreUnavailable, BlobStoreRefused) as exc:
                 raise Retry(f"object storage unavailable: {exc}") from exc
             finally:
+                # The one summary line of the message.
                 log.info(
                     "insights_handled",
-                    outcome=outcome,
+                    outcome=handled.outcome,
                     ms=round((time.perf_counter() - started) * 1000, 1),
+                    **handled.log_fields(),
                 )
 
     async def process(
         self, event: TranscriptReady, job_id: uuid.UUID, delivery: Delivery
-    ) -> Outcome:
+    ) -> Handled:
         job = await record.load(self._pool, job_id)
         if job is None:
-            return "no_job"  # outbox rows commit with their job: a hand-made event
+            return Handled("no_job")  # outbox rows commit with their job: a hand-made event
         key = insights_key(str(job.id), campaign=job.campaign_name, prefix=job.transcript_prefix)
         if job.status == "deleted":
             if delivery.num_delivered > 1:
                 # An attempt before may have died between its upload and its transaction.
                 await deletion.hand_back(self._pool, self._objects, job.id, [key])
-            return "deleted"
+            return Handled("deleted")
         if job.status != "completed":
-            return "not_completed"
+            return Handled("not_completed")
         if await store.answered(self._pool, job.id, event.event_id):
-            return "already_answered"
+            return Handled("already_answered")
         transcript = await self._transcript(event)
         if transcript is None:
             matches: tuple[CategoryMatch, ...] = ()
@@ -209,19 +231,12 @@ class InsightsWorker:
             reason=verdict.reason,
         )
         if not await self._store(job.id, key, ready, event.event_id):
-            return "deleted"
+            return Handled("deleted")
         INSIGHTS.labels(status=verdict.status).inc()
         if verdict.insights is not None:
             INSIGHTS_TOKENS.labels(kind="prompt").inc(verdict.insights.usage.prompt_tokens)
             INSIGHTS_TOKENS.labels(kind="completion").inc(verdict.insights.usage.completion_tokens)
-        log.info(
-            "insights_stored",
-            status=verdict.status,
-            reason=verdict.reason,
-            categories=[m.name for m in matches],
-            tokens=None if verdict.insights is None else verdict.insights.usage.total_tokens,
-        )
-        return verdict.status
+        return Handled(verdict.status, verdict=verdict, categories=tuple(m.name for m in matches))
 
     async def _transcript(self, event: TranscriptReady) -> Transcript | None:
         """The stored (redacted) transcript; None when it is missing or unreadable."""
@@ -321,4 +336,4 @@ def _counts(event: TranscriptReady) -> Mapping[str, int]:
     return {} if event.redaction is None else event.redaction.counts
 
 
-__all__: Sequence[str] = ("Categorizer", "InsightsWorker", "KeyCategories", "ObjectStore")
+__all__ = ["Categorizer", "InsightsWorker", "KeyCategories", "ObjectStore"]
