@@ -41,8 +41,12 @@ i.audio_file_id, i.tenant_prefix, i.status, i.reason, i.insights, i.model, i.pro
 i.completion_tokens, i.source_event_id, i.created_at, i.updated_at
 """
 LOAD = "SELECT" + _COLUMNS + "FROM media_pipeline.insights i WHERE i.audio_file_id = $1"
+# Only completed insights count: a failed or not_configured answer is evaluated again when its
+# event comes back (a replay after a model outage, or once a model is configured).
 ANSWERED = """
-SELECT EXISTS (SELECT 1 FROM media_pipeline.insights WHERE audio_file_id = $1 AND source_event_id = $2)
+SELECT EXISTS (
+    SELECT 1 FROM media_pipeline.insights
+    WHERE audio_file_id = $1 AND source_event_id = $2 AND status = 'completed')
 """
 FORGET = "DELETE FROM media_pipeline.insights WHERE audio_file_id = $1"
 
@@ -134,7 +138,8 @@ async def load(
 async def answered(
     conn: asyncpg.Connection | asyncpg.Pool, audio_file_id: uuid.UUID, event_id: str
 ) -> bool:
-    """The row already answers this TranscriptReady event (a redelivery or a replay)."""
+    """The row already holds completed insights for this TranscriptReady event (a redelivery
+    or a replay of it): the model is not asked twice for one transcript."""
     return bool(await conn.fetchval(ANSWERED, audio_file_id, event_id))
 
 

@@ -15,7 +15,7 @@ CREATE TABLE media_pipeline.insights (
     prompt_tokens     integer NOT NULL DEFAULT 0,
     completion_tokens integer NOT NULL DEFAULT 0,
     -- The TranscriptReady event this row answers: a redelivery or replay of it is not asked
-    -- again (no second bill from the model); a new transcription (rerun) is.
+    -- again once completed (no second bill from the model); a new transcription (rerun) is.
     source_event_id   text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now()

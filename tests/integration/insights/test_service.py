@@ -33,11 +33,13 @@ from services.insights.worker import InsightsWorker
 from services.notifier.policy import DeliveryPolicy
 from services.notifier.worker import Deliverer, Scheduler
 from tests.integration.insights.harness import (
+    CANCEL_CALL,
     Completed,
     FakeModel,
     complete_job,
     delivery,
     insights,
+    transcript,
 )
 from tests.integration.notifier.harness import Key, make_key, receiver
 from tests.stack_fixtures import eventually
@@ -120,7 +122,9 @@ async def test_with_a_model_insights_are_stored_announced_and_delivered_signed(
     async with receiver("") as hook:
         key = await _key(ipool, webhook_url=hook.url)
         hook.secret = key.secret
-        job = await complete_job(ipool, objects, key)
+        marker = f"order {secrets.token_hex(4)}"
+        turns = (*CANCEL_CALL, ("customer", 9.5, 11.0, f"It is about {marker}."))
+        job = await complete_job(ipool, objects, key, call=transcript(turns))
         relay = OutboxRelay(ipool, ijs)
         await relay.run_until_idle()  # TranscriptReady onto the stream
         model = FakeModel()
@@ -139,13 +143,16 @@ async def test_with_a_model_insights_are_stored_announced_and_delivered_signed(
         row = await eventually(evaluated)
         assert row.status == "completed" and row.insights == insights()
         assert (row.model, row.prompt_tokens, row.completion_tokens) == ("fake-chat", 120, 30)
-        # (Other tests' events on the stream are answered already: this job is the one asked.)
-        [(template, turns, campaign)] = model.asked
+        # (The relay published other tests' events too: this job's call has the marker.)
+        [(template, sent, campaign)] = [
+            asked for asked in model.asked if any(marker in t.text for t in asked[1])
+        ]
         assert campaign == "winback" and template == templates.InsightTemplate()
-        assert [(t.role, t.start) for t in turns] == [
+        assert [(t.role, t.start) for t in sent] == [
             ("agent", 0.0),
             ("customer", 3.5),
             ("agent", 6.5),
+            ("customer", 9.5),
         ]
         # InsightsReady on the stream, on the tenant's subject.
         await relay.run_until_idle()
@@ -240,6 +247,29 @@ async def test_redelivery_and_replay_are_answered_once(
     )
     assert [r["status"] for r in rows] == ["completed"]
     assert len(await categories.matches_for(ipool, job.job.id)) == 2
+
+
+async def test_a_failed_answer_is_asked_again_when_its_event_comes_back(
+    ipool: asyncpg.Pool, objects: S3BlobStore
+) -> None:
+    """A replay after a model outage (or once a model is configured) gets insights; only
+    completed ones are never asked twice."""
+    key = await _key(ipool)
+    job = await complete_job(ipool, objects, key)
+    await _worker(ipool, objects, None).handle(delivery(job.event))
+    model = FakeModel(script=[InsightsFailed("refused")])
+    worker = _worker(ipool, objects, model)
+    await worker.handle(delivery(job.event))  # once a model is configured
+    row = await store.load(ipool, job.job.id)
+    assert row is not None and (row.status, row.reason) == ("failed", "refused")
+    await worker.handle(delivery(job.event))  # replayed again
+    row = await store.load(ipool, job.job.id)
+    assert row is not None and row.status == "completed" and len(model.asked) == 2
+    assert [e.status for e in await _announced(ipool, job)] == [
+        "not_configured",
+        "failed",
+        "completed",
+    ]
 
 
 async def test_a_job_deleted_before_its_insights_gets_nothing(
