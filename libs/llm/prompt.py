@@ -146,11 +146,11 @@ def answer_reserve(context_tokens: int) -> int:
 
 def line_budget(context_tokens: int, system: str) -> int:
     """Tokens left for the call's lines in one request: the context less the instructions
-    (which, with the schema, the server counts too whether sent as text or as
+    with the schema (`system`: the server counts the schema whether it is sent as text or as
     response_format), the framing and the answer's reserve."""
     return (
         context_tokens
-        - 2 * estimate_tokens(system)
+        - estimate_tokens(system)
         - 3 * MESSAGE_OVERHEAD_TOKENS
         - answer_reserve(context_tokens)
         - estimate_tokens(user_message([], 99, 99))

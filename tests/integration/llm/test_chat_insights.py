@@ -12,6 +12,7 @@ import pytest
 
 from libs.contracts import Insights
 from libs.llm import answer
+from libs.llm import template as templates
 from libs.llm.insights import ChatInsights, InsightsFailed, ModelUnavailable, Turn, build_client
 from libs.llm.template import InsightTemplate, Question
 from tests.fakes.chat import ChatReply, ChatRequest, strict_schema_problem
@@ -344,3 +345,22 @@ async def test_nothing_asked_or_said_is_nothing_sent(server: FakeOpenAIServer) -
     assert await model.ask(TEMPLATE, silent, campaign="") == Insights(model=MODEL)
     await model.aclose()
     assert server.chat_requests == []
+
+
+async def test_the_largest_template_fits_the_default_context() -> None:
+    largest = InsightTemplate(
+        outcomes=tuple(f"outcome {i:02d} " + "x" * 88 for i in range(templates.MAX_OUTCOMES)),
+        questions=tuple(
+            Question(id=f"q{i}", text="Did it? " + "y" * 490, kind="yes_no" if i % 2 else "text")
+            for i in range(templates.MAX_QUESTIONS)
+        ),
+    )
+    async with FakeOpenAIServer() as server:  # answers an instance of the schema sent
+        model = insights_for(server)
+        got = await model.ask(largest, TURNS, campaign="")
+        await model.aclose()
+    [request] = server.chat_requests
+    assert request.status == 200
+    assert request.schema is not None and strict_schema_problem(request.schema) is None
+    assert got.outcome == largest.outcomes[0]
+    assert [a.question for a in got.answers] == [f"q{i}" for i in range(templates.MAX_QUESTIONS)]

@@ -53,3 +53,19 @@ async def test_defaults_follow_the_openai_settings() -> None:
 def test_bad_values_refused_at_start(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+async def test_the_scripted_model_for_unit_tests() -> None:
+    from libs.contracts import Insights
+    from libs.llm.insights import InsightsFailed, Turn
+    from libs.llm.template import DEFAULT
+    from tests.fakes.insights_model import ScriptedInsights
+
+    model = ScriptedInsights()
+    model.queue(InsightsFailed("refused"), Insights(model="m", outcome="won"))
+    turns = [Turn(start=0.0, end=1.0, role="agent", text="hi")]
+    with pytest.raises(InsightsFailed):
+        await model.ask(DEFAULT, turns, campaign="c")
+    assert (await model.ask(DEFAULT, turns, campaign="c")).outcome == "won"
+    assert (await model.ask(DEFAULT, turns, campaign="c")).summary == "ok"
+    assert [a.campaign for a in model.asked] == ["c", "c", "c"]
