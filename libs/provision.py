@@ -56,6 +56,7 @@ async def ensure_bus(settings: Settings, *, replicas: int = 1) -> None:
                 streams.transcriber_consumer(scope, ack_wait=settings.transcriber_ack_wait),
             )
         await ensure_consumer(js, streams.STREAM_NAME, streams.notifier_consumer())
+        await ensure_consumer(js, streams.STREAM_NAME, streams.insights_consumer())
         # Dead letters: the advisory stream must exist before the first advisory is published.
         await ensure_stream(
             js, streams.deadletter_stream_spec(settings.stream_max_age_days, replicas)

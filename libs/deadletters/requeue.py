@@ -4,9 +4,11 @@
   (libs.jobs.requeue: job row back to 'queued' and a forced AudioStored through the outbox, in
   one transaction with marking the dead letter), unguarded: the job's message is dead, so
   nothing else will ever move it.
-* TranscriptReady / TranscriptionFailed (the notifier gave up): the original bytes published
-  again with a NEW Nats-Msg-Id (the old one may still be inside the duplicate window) and the
-  SAME event_id, so the notifier re-arms the same delivery and the webhook-id does not change.
+* TranscriptReady / TranscriptionFailed / InsightsReady (the notifier or services/insights gave
+  up): the original bytes published again with a NEW Nats-Msg-Id (the old one may still be
+  inside the duplicate window) and the SAME event_id, so the notifier re-arms the same delivery
+  and the webhook-id does not change (a TranscriptReady goes to both consumers of its subject:
+  services/insights evaluates it unless it already answered that event).
 """
 
 from __future__ import annotations
@@ -55,7 +57,12 @@ async def requeue(
                 raise NotRequeueable("its job no longer exists")
             await records.mark_requeued(conn, row["id"])
         action = "transcription_requeued"
-    elif event_type in ("transcript.ready", "transcript.failed", "transcript.deleted"):
+    elif event_type in (
+        "transcript.ready",
+        "transcript.failed",
+        "transcript.deleted",
+        "insights.ready",
+    ):
         if row["payload"] is None or not row["subject"]:
             raise NotRequeueable("the original event is no longer in the stream")
         await jetstream.publish(

@@ -41,7 +41,9 @@ from libs.categories import store as category_store
 from libs.contracts import TranscriptionDeleted, new_event_id, subjects, utcnow
 from libs.db import rows_affected
 from libs.deadletters import records as dead_letters
+from libs.insights import store as insights
 from libs.layout import (
+    insights_key,
     redacted_audio_key,
     replaced_audio_key,
     transcript_keys,
@@ -215,6 +217,10 @@ def _object_keys(job: asyncpg.Record) -> list[str]:
     keys += planned_keys(
         job["b2_object_key"], campaign=job["campaign_name"], prefix=job["transcript_prefix"]
     )
+    # The categories and insights JSON services/insights writes beside the transcripts.
+    keys.append(
+        insights_key(str(job["id"]), campaign=job["campaign_name"], prefix=job["transcript_prefix"])
+    )
     return list(dict.fromkeys(keys))
 
 
@@ -248,6 +254,7 @@ async def request(
         await conn.execute(DELETE_FAILURES, job_id)
         await search.forget(conn, job_id)  # search index (issue #20): retention comes here too
         await category_store.forget(conn, job_id)  # categories (issue #21): matches go too
+        await insights.forget(conn, job_id)  # call insights (issue 21)
         await webhooks.scrub_for_deleted_job(conn, job_id)
         await dead_letters.forget_payloads_of_job(conn, job_id)
         if forget_events:

@@ -21,6 +21,7 @@ import asyncpg
 from libs import errors, outbox, search
 from libs.categories import store as category_store
 from libs.contracts import subjects
+from libs.insights import store as insights
 from libs.jobs.record import JOB_COLUMNS, Job, audio_stored_event
 
 # Guarded unless $2: a rerun of a job that is still queued or running would put a second event
@@ -76,6 +77,8 @@ async def requeue(
         await conn.execute(CLEAR_FAILURE, job.id)
         await search.forget(conn, job.id)  # search index (issue #20): only completed jobs
         await category_store.forget(conn, job.id)  # categories (issue #21): of completed jobs
+        # Call insights (issue 21): the new transcript gets its own (pending until then).
+        await insights.forget(conn, job.id)
         event = audio_stored_event(job, force=True, trace_id=trace_id)
         await outbox.enqueue(conn, event, subjects.audio_stored(job.tenant_prefix))
     return job

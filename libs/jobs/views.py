@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from libs.contracts import Conversation
+from libs.contracts import CategoryMatch, Conversation
 from libs.jobs.progress import StoredProgress
 from libs.redaction import RedactionRecord
 
@@ -26,10 +26,15 @@ SELECT a.id, a.status, a.recording_id, a.phone, a.campaign_name, a.company, a.te
        a.deleted_at, a.deleted_by, a.audio_expires_at, a.transcript_expires_at, a.audio_removed_at,
        a.progress, a.progress_updated_at,
        (SELECT n.names FROM media_pipeline.speaker_names n WHERE n.audio_file_id = a.id)
-           AS speaker_names
+           AS speaker_names,
+       i.status AS insights_status, i.reason AS insights_reason,
+       i.insights->>'outcome' AS insights_outcome,
+       (SELECT jsonb_agg(jsonb_build_object('name', m.name, 'matches', m.matches) ORDER BY m.name)
+        FROM media_pipeline.category_matches m WHERE m.audio_file_id = a.id) AS categories
 FROM media_pipeline.audio_files a
 LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
 LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
+LEFT JOIN media_pipeline.insights i ON i.audio_file_id = a.id
 """
 STATUS = _STATUS_SELECT + "WHERE a.id = $1 AND a.api_key_id = $2"
 # Newest first; the cursor is the (created_at, id) of the last row of the previous page, so a
@@ -95,6 +100,12 @@ class JobView:
     progress_updated_at: datetime | None
     # Names given to speakers (libs/jobs/speakers.py), None when none.
     speaker_names: dict[str, str] | None
+    # Call insights (libs/insights; None until services/insights evaluated the transcript).
+    insights_status: str | None
+    insights_reason: str | None
+    insights_outcome: str | None
+    # The key's categories the call matched (libs/categories' category_matches), by name.
+    categories: tuple[CategoryMatch, ...] = ()
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> JobView:
@@ -103,6 +114,7 @@ class JobView:
         for name, kind in _TYPED_JSON.items():
             if values[name] is not None:
                 values[name] = msgspec.convert(values[name], kind)
+        values["categories"] = msgspec.convert(values["categories"] or (), _MATCHES)
         return cls(**values)
 
     def transcript_key(self, fmt: str) -> str | None:
@@ -116,6 +128,7 @@ class JobView:
 _VIEW_FIELDS = tuple(f.name for f in fields(JobView))
 # JSON columns and the types their writers store: transcriptions.redaction (the transcriber),
 # transcriptions.metadata's conversation (lifecycle.complete), audio_files.progress (progress).
+_MATCHES = tuple[CategoryMatch, ...]
 _TYPED_JSON: dict[str, type] = {
     "redaction": RedactionRecord,
     "conversation": Conversation,

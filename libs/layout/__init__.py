@@ -12,6 +12,8 @@
   `.../transcriptions/unredacted/<rest>.json`; redacted audio beside the original as
   `<uuid>.redacted.wav`. With `keep=redacted` the redacted audio also replaces the original
   under `<uuid>.wav` (the job's object key moves there; same stem, so the transcript keys stay).
+- insights (issue 21): [<transcript prefix>/]<campaign>/insights/<uuid>.json, beside the
+  transcripts (the job's categories and the chat model's insights; services/insights).
 
 Every key must fit S3's limit of 1024 bytes (UTF-8); `oversized` tells which would not.
 """
@@ -97,6 +99,15 @@ def unredacted_transcript_key(audio_object_key: str, *, campaign: str, prefix: s
     key = transcript_key(audio_object_key, "json", campaign=campaign, prefix=prefix)
     head, marker, tail = key.rpartition("/transcriptions/json/")
     return f"{head}/transcriptions/unredacted/{tail}" if marker else f"unredacted/{key}"
+
+
+def insights_key(audio_file_id: str, *, campaign: str, prefix: str = "") -> str:
+    """Where services/insights stores a job's categories and insights as JSON:
+    `[<prefix>/]<campaign>/insights/<uuid>.json`, under the job's transcript prefix ('' for the
+    reference layout) like its transcripts. Named after the job alone (no phone)."""
+    root = prefix.strip("/")
+    key = f"{segment(campaign, UNKNOWN_CAMPAIGN)}/insights/{segment(audio_file_id, 'job')}.json"
+    return f"{root}/{key}" if root else key
 
 
 def redacted_audio_key(audio_object_key: str) -> str:

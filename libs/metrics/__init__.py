@@ -64,3 +64,19 @@ REDACTIONS = Counter(
     "Values redacted from transcripts, by entity class (counts only, never values)",
     ["class"],
 )
+# Call insights (issue 21; services/insights).
+INSIGHTS = Counter(
+    "transcribe_insights_total",
+    "Completed transcripts evaluated by services/insights, by insights status "
+    "(completed, failed, not_configured)",
+    ["status"],
+)
+INSIGHTS_TOKENS = Counter(
+    "transcribe_insights_tokens_total",
+    "Tokens the chat model billed for insights, by kind (prompt, completion)",
+    ["kind"],
+)
+INSIGHTS_MODEL_UNAVAILABLE = Counter(
+    "transcribe_insights_model_unavailable_total",
+    "Insights requests put back because the chat model was unavailable (429, 5xx, no connection)",
+)

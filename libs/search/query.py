@@ -40,6 +40,8 @@ from libs.search import configs, highlight
 
 MAX_QUERY_CHARS = 400
 MAX_ROLE_CHARS = 64
+# A category name or an outcome (issue 21 filters).
+MAX_LABEL_CHARS = 200
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 # Matching utterances answered per call in a cross-call search (in time order; the hit's
@@ -125,6 +127,9 @@ class Search:
     until: datetime | None = None
     # name -> (min, max) for the names of RANGES.
     ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+    # Call insights (issue 21): a category the call matched; the outcome the chat model chose.
+    category: str | None = None
+    outcome: str | None = None
     limit: int = DEFAULT_LIMIT
     after: Cursor | None = None
 
@@ -154,6 +159,23 @@ def clean_role(value: str | None) -> str | None:
             code="invalid_role",
         )
     return role
+
+
+def clean_label(value: str | None, name: str) -> str | None:
+    """A category name or an outcome: exact text, at most MAX_LABEL_CHARS, no control
+    characters; blank means no condition."""
+    if value is None or not value.strip():
+        return None
+    label = value.strip()
+    if len(label) > MAX_LABEL_CHARS or any(
+        unicodedata.category(ch) in ("Cc", "Cs") for ch in label
+    ):
+        raise InvalidInput(
+            f"{name} must be text of at most {MAX_LABEL_CHARS} characters without control "
+            "characters",
+            code=f"invalid_{name}",
+        )
+    return label
 
 
 def _number(value: str | None, name: str, kind: str, high: float) -> float | None:
@@ -193,6 +215,8 @@ def parse(query: Mapping[str, str]) -> Search:
         since=since,
         until=until,
         ranges=tuple(ranges),
+        category=clean_label(query.get("category"), "category"),
+        outcome=clean_label(query.get("outcome"), "outcome"),
         limit=params.parse_int(
             query.get("limit"), "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT
         ),
@@ -244,6 +268,15 @@ C_ROLE = """ AND EXISTS (
 C_CAMPAIGN = " AND c.campaign_name = ${p}"
 C_SINCE = " AND c.created_at >= ${p}"
 C_UNTIL = " AND c.created_at < ${p}"
+# Call insights (issue 21): read-only joins on libs/categories' and libs/insights' tables.
+C_CATEGORY = """ AND EXISTS (
+    SELECT 1 FROM media_pipeline.category_matches m
+    WHERE m.audio_file_id = c.audio_file_id AND m.name = ${p})"""
+U_CATEGORY = C_CATEGORY.replace("c.audio_file_id", "u.audio_file_id")
+C_OUTCOME = """ AND EXISTS (
+    SELECT 1 FROM media_pipeline.insights i
+    WHERE i.audio_file_id = c.audio_file_id AND i.insights->>'outcome' = ${p})"""
+U_OUTCOME = C_OUTCOME.replace("c.audio_file_id", "u.audio_file_id")
 C_MIN = " AND c.{column} >= ${p}"
 C_MAX = " AND c.{column} <= ${p}"
 # The matching utterances of the page's calls (at most $4 per call, in time order), marked by
@@ -347,17 +380,19 @@ def _metric_conditions(sql: _Sql, s: Search) -> str:
     return where
 
 
-# The key, role, campaign and time-window conditions, on calls (c) and on utterances (u).
-_CALL_FILTERS = (C_KEY, C_ROLE, C_CAMPAIGN, C_SINCE, C_UNTIL)
-_UTTERANCE_FILTERS = (U_KEY, U_ROLE, U_CAMPAIGN, U_SINCE, U_UNTIL)
+# The key, role, campaign, time-window, category and outcome conditions, on calls (c) and on
+# utterances (u).
+_CALL_FILTERS = (C_KEY, C_ROLE, C_CAMPAIGN, C_SINCE, C_UNTIL, C_CATEGORY, C_OUTCOME)
+_UTTERANCE_FILTERS = (U_KEY, U_ROLE, U_CAMPAIGN, U_SINCE, U_UNTIL, U_CATEGORY, U_OUTCOME)
 
 
 def _filter_conditions(
     sql: _Sql, s: Search, api_key_id: uuid.UUID | None, templates: tuple[str, ...]
 ) -> str:
-    """The conditions for the key, role, campaign, since and until given, in that order."""
+    """The conditions for the key, role, campaign, since, until, category and outcome given, in
+    that order."""
     where = ""
-    values = (api_key_id, s.role, s.campaign, s.since, s.until)
+    values = (api_key_id, s.role, s.campaign, s.since, s.until, s.category, s.outcome)
     for template, value in zip(templates, values, strict=True):
         if value is not None:
             where += sql.cond(template, value)

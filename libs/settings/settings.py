@@ -272,6 +272,22 @@ class Settings:
         "CONSOLE_LOGIN_WINDOW_MINUTES", 15.0, check=above(0)
     )
 
+    # Call insights (issue 21), services/insights: requests in flight at the chat model per
+    # process (the consumer runs twice as many handlers: bench/insights_service_bench.py).
+    insights_concurrency: int = setting("INSIGHTS_CONCURRENCY", 8, check=at_least(1))
+
+    # LLM insights (issue #21, libs/llm, docs/llm.md): the chat model asked for summaries,
+    # outcomes and QA answers. No INSIGHTS_MODEL: insights are not configured. Base URL and key
+    # default to OPENAI_BASE_URL / OPENAI_API_KEY (properties insights_base_url/_api_key).
+    insights_model: str | None = setting("INSIGHTS_MODEL")
+    insights_base_url_override: str | None = setting("INSIGHTS_BASE_URL")
+    insights_api_key_override: str | None = setting("INSIGHTS_API_KEY")
+    # The model's context window in tokens: longer calls are asked in parts that fit.
+    insights_context_tokens: int = setting("INSIGHTS_CONTEXT_TOKENS", 16000, check=at_least(2000))
+    insights_timeout: float = setting("INSIGHTS_TIMEOUT_SECONDS", 120.0, check=finite_above(0))
+    # Attempts per request on 429/5xx/connection errors before ModelUnavailable.
+    insights_max_attempts: int = setting("INSIGHTS_MAX_ATTEMPTS", 4, check=at_least(1))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -323,6 +339,14 @@ class Settings:
         return self.ingest_spool_dir_override or (
             Path(tempfile.gettempdir()) / f"transcribe-ingest-{self.ingest_port}"
         )
+
+    @property
+    def insights_base_url(self) -> str | None:
+        return self.insights_base_url_override or self.openai_base_url
+
+    @property
+    def insights_api_key(self) -> str | None:
+        return self.insights_api_key_override or self.openai_api_key
 
     @property
     def nats_servers(self) -> list[str]:

@@ -12,6 +12,7 @@ from services.cli import (
     client,
     db,
     deadletters,
+    insights,
     jobs,
     keys,
     replay,
@@ -21,7 +22,20 @@ from services.cli import (
     webhooks,
 )
 
-MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client, search, categories, users)
+MODULES = (
+    run,
+    db,
+    keys,
+    webhooks,
+    replay,
+    jobs,
+    deadletters,
+    client,
+    search,
+    categories,
+    insights,
+    users,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Running services: `up`, `ingest`, `transcriber`, `notifier`, `init`."""
+"""Running services: `up`, `ingest`, `transcriber`, `notifier`, `init` (`insights run` and
+`deadletters run` are with their other commands)."""
 
 from __future__ import annotations
 

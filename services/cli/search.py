@@ -44,7 +44,7 @@ def search_params(args: argparse.Namespace) -> dict[str, str]:
     """The query string of GET /api/media/search from the options."""
     text = args.q if args.q is not None else " ".join(args.words)
     out = {"q": text} if text.strip() else {}
-    for name in ("role", "campaign", "limit"):
+    for name in ("role", "campaign", "category", "outcome", "limit"):
         value = getattr(args, name)
         if value is not None:
             out[name] = str(value)
@@ -173,6 +173,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--q", help="the query, when it is 'reindex' or 'config' itself")
     p.add_argument("--role", help="agent, customer, a speaker label or any")
     p.add_argument("--campaign", help="exact campaign name")
+    p.add_argument("--category", help="calls that matched this category (docs/insights.md)")
+    p.add_argument("--outcome", help="calls whose insights chose this outcome")
     p.add_argument("--since", help="created at or after: ISO 8601 or an age like 7d, 2h")
     p.add_argument("--until", help="created before: ISO 8601 or an age")
     for name in query.RANGES:

@@ -1,8 +1,9 @@
 """`transcribe up`: the whole system in the foreground on an embedded default stack.
 
 Starts only the infrastructure that is not configured (embedded.stack), provisions it, runs
-ingest + transcriber + notifier + dead-letter capture in this one process, and stops everything
-it started on SIGINT/SIGTERM. Data lives under TRANSCRIBE_HOME, so a second start reuses it.
+ingest + transcriber + notifier + dead-letter capture + insights in this one process, and stops
+everything it started on SIGINT/SIGTERM. Data lives under TRANSCRIBE_HOME, so a second start
+reuses it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from libs.provision import provision
 from libs.settings import Settings
 from services.deadletters import main as deadletters_main
 from services.ingest import main as ingest_main
+from services.insights import main as insights_main
 from services.notifier import main as notifier_main
 from services.transcriber import main as transcriber_main
 
@@ -50,6 +52,8 @@ async def run_stack(
             asyncio.create_task(notifier_main.run(one, stop), name="notifier"),
             # Dead-letter capture plus the ops gauges.
             asyncio.create_task(deadletters_main.run(one, stop), name="deadletters"),
+            # Categories and chat model insights of completed transcripts (issue 21).
+            asyncio.create_task(insights_main.run(one, stop), name="insights"),
         ]
         if on_ready is not None and await _wait_ready(settings, services):
             on_ready(settings, infra.sample)

@@ -26,6 +26,7 @@ from libs.webhooks.admin import Attempt as Attempt
 from libs.webhooks.admin import Delivery as Delivery
 from libs.webhooks.admin import DeliveryStatus as DeliveryStatus
 from libs.webhooks.admin import Endpoint as Endpoint
+from services.ingest.insights_bodies import CategoryMatches, InsightsSummary
 from services.ingest.submission import (
     DEFAULT_MULTICHANNEL,
     DEFAULT_TIMESTAMPS,
@@ -308,6 +309,13 @@ class StatusMetadata(msgspec.Struct):
             "names given to speakers (PUT /api/media/{audio_file_id}/speakers): speaker label "
             "or role -> name; applied to the txt, srt and vtt downloads"
         ),
+    ] = UNSET
+    # Call insights (issue 21; docs/insights.md): a completed job's insights status and outcome,
+    # and the key's categories it matched.
+    insights: InsightsSummary | Unset = UNSET
+    categories: Annotated[
+        CategoryMatches | Unset,
+        described("the key's categories the call matched, each with its evidence (redacted)"),
     ] = UNSET
 
 

@@ -356,8 +356,9 @@ def components(groups: Iterable[Iterable[Body]]) -> dict[str, Any]:
 
 def _openapi30(node: Any) -> Any:
     """JSON Schema (2020-12, as msgspec writes it) -> the OpenAPI 3.0 schema dialect: a `null`
-    alternative becomes `nullable: true`; an enum gets its type."""
-    if isinstance(node, list):
+    alternative becomes `nullable: true`; an enum gets its type; a tuple (an empty tuple's
+    default) is the array it is in JSON."""
+    if isinstance(node, list | tuple):
         return [_openapi30(item) for item in node]
     if not isinstance(node, dict):
         return node

@@ -11,6 +11,7 @@ from libs.jobs.views import JobView
 from libs.layout import redacted_audio_key
 from libs.redaction import RedactionRecord
 from services.ingest import bodies
+from services.ingest.insights_bodies import InsightsSummary
 
 UNSET = msgspec.UNSET
 
@@ -86,6 +87,13 @@ def _completed(metadata: bodies.StatusMetadata, row: JobView) -> bodies.StatusMe
             UNSET if row.redaction is None else _redaction(row.redaction, row.b2_object_key)
         ),
         speaker_names=row.speaker_names or UNSET,
+        # Call insights (issue 21): pending until services/insights evaluated the transcript.
+        insights=InsightsSummary(
+            status=row.insights_status or "pending",  # type: ignore[arg-type]  # column check
+            reason=row.insights_reason,
+            outcome=row.insights_outcome,
+        ),
+        categories=list(row.categories),
     )
 
 

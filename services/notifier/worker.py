@@ -23,11 +23,11 @@ import structlog
 from libs.apikeys import endpoints
 from libs.bus import Delivery, Reject, Retry
 from libs.contracts import (
+    InsightsReady,
     JobProgress,
     TranscriptionDeleted,
     TranscriptReady,
     TranscriptResult,
-    transcript_result_decoder,
 )
 from libs.db import DatabaseUnavailable
 from libs.db.listen import Wakeup, sleep_until
@@ -39,6 +39,10 @@ from services.notifier import signing
 from services.notifier.policy import DEFAULT_POLICY, RETRY_SCHEDULE, DeliveryPolicy
 
 log = structlog.get_logger()
+
+# What the notifier consumes: the transcript results and, from services/insights, InsightsReady.
+NotifierEvent = TranscriptResult | InsightsReady
+notifier_event_decoder: msgspec.json.Decoder[NotifierEvent] = msgspec.json.Decoder(NotifierEvent)
 
 CHANNEL = "media_pipeline_webhooks"
 DB_ERRORS = (DatabaseUnavailable,)
@@ -69,7 +73,7 @@ class Scheduler:
 
     async def handle(self, delivery: Delivery) -> None:
         try:
-            event = transcript_result_decoder.decode(delivery.data)
+            event = notifier_event_decoder.decode(delivery.data)
         except msgspec.DecodeError as exc:
             log.error("undecodable_event", subject=delivery.subject, error=str(exc))
             raise Reject(f"undecodable event: {exc}") from exc
@@ -82,7 +86,7 @@ class Scheduler:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             log.info("webhooks_scheduled", endpoints=n, type=type(event).__name__)
 
-    async def schedule(self, event: TranscriptResult) -> int:
+    async def schedule(self, event: NotifierEvent) -> int:
         """Write the event's deliveries (idempotent per event and endpoint); returns how many."""
         try:
             job_id = uuid.UUID(event.audio_file_id)
@@ -123,6 +127,9 @@ class Scheduler:
         elif isinstance(event, TranscriptionDeleted):
             body = payload.deleted_body(event, job)
             event_type = payload.DELETED
+        elif isinstance(event, InsightsReady):
+            body = payload.insights_body(event, job)
+            event_type = payload.INSIGHTS
         else:
             body = payload.failed_body(event, job)
             event_type = payload.FAILED

@@ -14,7 +14,9 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.acceptance.up import running_up
@@ -59,6 +61,16 @@ async def _curl(template: str, base: str, **values: str) -> dict[str, object]:
     return body
 
 
+async def _put_category(base: str, key: str, name: str, rule: dict[str, Any]) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            f"{base}/api/categories/{name}", json={"rule": rule}, headers={"X-API-Key": key}
+        ) as resp,
+    ):
+        assert resp.status == 201, await resp.text()
+
+
 @pytest.mark.timeout(600)
 async def test_scripts_up_and_the_reference_curl_lines(stack_home: Path, samples_url: str) -> None:
     if shutil.which("curl") is None:
@@ -71,6 +83,8 @@ async def test_scripts_up_and_the_reference_curl_lines(stack_home: Path, samples
         banner = up.log()
         assert "recording_id=1001&b2_prefix=gateway" in banner
         assert key in banner
+        # Call insights (docs/insights.md): a category of the key; no chat model is configured.
+        await _put_category(base, key, "mentions_campaign", {"said": ["campaign"]})
 
         by_id = await _curl(SUBMIT_RECORDING, base, key=key, RID="1001")
         assert by_id["status"] == "QUEUED", by_id
@@ -94,3 +108,13 @@ async def test_scripts_up_and_the_reference_curl_lines(stack_home: Path, samples
             assert isinstance(metadata, dict)
             assert str(metadata["b2_transcript_json_key"]).endswith(".json")
             assert str(metadata["b2_transcript_txt_key"]).endswith(".txt")
+
+            # `transcribe up` runs services/insights: categories, and `not_configured`.
+            async def evaluated(job: dict[str, object] = job) -> dict[str, Any] | None:
+                status = await _curl(POLL, base, key=key, audio_file_id=str(job["audio_file_id"]))
+                meta: dict[str, Any] = status["metadata"]  # type: ignore[assignment]
+                return None if meta["insights"]["status"] == "pending" else meta
+
+            meta = await eventually(evaluated, timeout=120, interval=0.5)
+            assert meta["insights"] == {"status": "not_configured", "reason": "no_model"}
+            assert [c["name"] for c in meta["categories"]] == ["mentions_campaign"]

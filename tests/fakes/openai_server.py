@@ -1,4 +1,5 @@
-"""An OpenAI-compatible `/v1/audio/transcriptions` server for tests and benchmarks.
+"""An OpenAI-compatible `/v1/audio/transcriptions` and `/v1/chat/completions` server for tests
+and benchmarks (chat completions: tests/fakes/chat.py, structured outputs checked as OpenAI does).
 
 It speaks real HTTP with real multipart parsing, so the actual `openai` SDK (and any other
 client) can be pointed at it with `base_url`. Tests script faults (429, 5xx, 400, 401, hangs,
@@ -40,6 +41,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import BodyPartReader, hdrs, web
+
+from tests.fakes import chat
 
 # What OpenAI accepted when this was written; the fake rejects anything else with the same
 # 404 body OpenAI sends, so a typo in a model name fails in tests, not in production.
@@ -320,6 +323,9 @@ class FakeOpenAIServer:
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         host: str = "127.0.0.1",
         port: int = 0,
+        chat_fn: chat.ChatFn | None = None,
+        chat_models: frozenset[str] | None = None,
+        structured_outputs: bool = True,
     ) -> None:
         # None disables the Authorization check (for clients that send no key at all).
         self.api_key = api_key
@@ -341,6 +347,14 @@ class FakeOpenAIServer:
         self._texts: deque[str] = deque()
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        # Chat completions (tests/fakes/chat.py): `chat_fn(request)` answers (else an instance
+        # of the requested schema); `chat_models` None accepts any model; `structured_outputs`
+        # False refuses response_format json_schema like a server without structured outputs.
+        self.chat_fn = chat_fn
+        self.chat_models = chat_models
+        self.structured_outputs = structured_outputs
+        self.chat_requests: list[chat.ChatRequest] = []
+        self._replies: deque[chat.ChatReply] = deque()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -356,6 +370,7 @@ class FakeOpenAIServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/_fake/stats", self._stats)
         app.router.add_post("/_fake/reset", self._reset)
@@ -396,8 +411,15 @@ class FakeOpenAIServer:
         """Queue transcript texts, handed out in order of arrival to successful requests."""
         self._texts.extend(texts)
 
+    def queue_replies(self, *replies: chat.ChatReply) -> None:
+        """Queue chat answers, handed out in order to chat completions that pass validation
+        (after any queued fault)."""
+        self._replies.extend(replies)
+
     def reset(self) -> None:
         self.requests.clear()
+        self.chat_requests.clear()
+        self._replies.clear()
         self._faults.clear()
         self._texts.clear()
         self.max_in_flight = self.in_flight
@@ -405,6 +427,7 @@ class FakeOpenAIServer:
     def stats(self) -> dict[str, Any]:
         return {
             "requests": len(self.requests),
+            "chat_requests": len(self.chat_requests),
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "by_status": dict(Counter(str(r.status) for r in self.requests)),
@@ -446,6 +469,59 @@ class FakeOpenAIServer:
         finally:
             self.in_flight -= 1
             record.finished_at = time.monotonic()
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        record = chat.ChatRequest(
+            request_id=f"req_{uuid.uuid4().hex}",
+            authorization=request.headers.get(hdrs.AUTHORIZATION),
+        )
+        self.chat_requests.append(record)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            response = await self._chat_answer(request, record)
+            response.headers["x-request-id"] = record.request_id
+            record.status = response.status
+            return response
+        finally:
+            self.in_flight -= 1
+            record.finished_at = time.monotonic()
+
+    async def _chat_answer(
+        self, request: web.Request, record: chat.ChatRequest
+    ) -> web.StreamResponse:
+        raw = await request.read()
+        if (denied := self._check_auth(request)) is not None:
+            return denied
+        try:
+            record.body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record.body = None
+        if self._faults:
+            fault = self._faults.popleft()
+            if fault.hold is not None:
+                await self._held(fault.hold)
+            if fault.delay:
+                await self._sleep(fault.delay)
+            if fault.disconnect:
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=499)
+            if fault.status is not None:
+                return _fault_response(fault)
+        try:
+            chat.validate(
+                record, models=self.chat_models, structured_outputs=self.structured_outputs
+            )
+        except chat.ChatRefused as exc:
+            return _json_error(exc.status, exc.message, param=exc.param, code=exc.code)
+        if self.latency:
+            await self._sleep(self.latency)
+        reply = self._replies.popleft() if self._replies else None
+        if reply is None:
+            reply = chat.default_reply(record, self.chat_fn)
+        headers = {"openai-processing-ms": str(int(self.latency * 1000))}
+        return web.json_response(chat.completion(record, reply), headers=headers)
 
     async def _answer(self, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         # The body is always consumed before answering, even for errors: replying while the
@@ -824,6 +900,7 @@ async def _serve(args: argparse.Namespace) -> None:
         latency=args.latency,
         fixed_text=args.text,
         models=None if args.any_model else OPENAI_TRANSCRIPTION_MODELS,
+        structured_outputs=not args.no_structured_outputs,
         host=args.host,
         port=args.port,
     )
@@ -848,6 +925,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--text", default=None, help="fixed transcript text for every request")
     parser.add_argument("--any-model", action="store_true", help="accept any model name")
+    parser.add_argument(
+        "--no-structured-outputs",
+        action="store_true",
+        help="chat completions: refuse response_format json_schema",
+    )
     asyncio.run(_serve(parser.parse_args(argv)))
 
 

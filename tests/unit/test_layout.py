@@ -79,3 +79,17 @@ def test_replaced_audio_says_it_is_wav_and_keeps_the_stem() -> None:
     assert layout.transcript_keys(replaced, campaign="Spring") == layout.transcript_keys(
         key, campaign="Spring"
     )
+
+
+def test_insights_sit_beside_the_transcripts_under_the_job_prefix() -> None:
+    job = "0b7c1e2a-5d7e-4a51-9b9f-2b7c1e2a5d7e"
+    assert layout.insights_key(job, campaign="Spring", prefix="t1/sub") == (
+        f"t1/sub/Spring/insights/{job}.json"
+    )
+    # The reference layout (operator keys): no prefix, like their transcripts.
+    assert layout.insights_key(job, campaign="Spring") == f"Spring/insights/{job}.json"
+    # Campaign names become one safe segment, as for every key.
+    assert layout.insights_key(job, campaign="../a b", prefix="") == f"a_b/insights/{job}.json"
+    assert (
+        layout.insights_key(job, campaign="", prefix="t1/") == f"t1/unassigned/insights/{job}.json"
+    )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from services.ingest.routes import (
+    call_insights,
     categories,
     docs,
     health,
+    insights,
     jobs,
     media,
     ops,
@@ -25,6 +27,8 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     docs,
     search,
     categories,
+    insights,
+    call_insights,
     session,
     media,
     users,

@@ -67,6 +67,16 @@ def _range_params() -> list[Param]:
         ),
         *_range_params(),
         in_query(
+            "category",
+            "calls that matched this category of the key (exact name; docs/insights.md)",
+            {"type": "string", "maxLength": query.MAX_LABEL_CHARS},
+        ),
+        in_query(
+            "outcome",
+            "calls whose insights chose this outcome (exact, from the campaign's list)",
+            {"type": "string", "maxLength": query.MAX_LABEL_CHARS},
+        ),
+        in_query(
             "limit",
             f"calls per page (default {query.DEFAULT_LIMIT})",
             {"type": "integer", "minimum": 1, "maximum": query.MAX_LIMIT},

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from libs.contracts import Conversation
+from libs.contracts import CategoryMatch, Conversation, Evidence
 from libs.jobs.progress import StoredProgress
 from libs.jobs.views import JobView
 from libs.redaction import RedactionRecord
@@ -45,6 +45,7 @@ CONVERSATION = {
 def view(**changes: Any) -> JobView:
     base: dict[str, Any] = {name: None for name in JobView.__slots__}
     base.update(
+        categories=(),
         id=JOB_ID,
         status="queued",
         recording_id="rec-1",
@@ -153,8 +154,49 @@ def test_a_completed_job_with_conversation_and_redaction() -> None:
                 # From the job's audio key by the layout.
                 "audio_key": "acme/spring/audio/+441632960001/x.redacted.wav",
             },
+            # services/insights has not evaluated it yet.
+            "insights": {"status": "pending"},
+            "categories": [],
         },
     }
+
+
+def test_a_completed_job_shows_its_insights_status_outcome_and_categories() -> None:
+    matches = (
+        CategoryMatch(
+            name="cancel",
+            matches=(Evidence(start=1.0, end=2.5, text="cancel my subscription", role="customer"),),
+        ),
+    )
+    row = view(
+        status="completed",
+        text="hello",
+        insights_status="completed",
+        insights_outcome="retained",
+        categories=matches,
+    )
+    meta = body(row)["metadata"]
+    assert meta["insights"] == {"status": "completed", "outcome": "retained"}
+    assert meta["categories"] == [
+        {
+            "name": "cancel",
+            "matches": [
+                {
+                    "start": 1.0,
+                    "end": 2.5,
+                    "text": "cancel my subscription",
+                    "role": "customer",
+                    "speaker": None,
+                }
+            ],
+        }
+    ]
+    failed = body(
+        view(status="completed", text="x", insights_status="failed", insights_reason="refusal")
+    )
+    assert failed["metadata"]["insights"] == {"status": "failed", "reason": "refusal"}
+    # Not completed: no insights at all.
+    assert "insights" not in body(view())["metadata"]
 
 
 def test_a_running_job_shows_its_stored_progress_and_a_retrying_error() -> None:

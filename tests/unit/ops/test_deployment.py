@@ -139,6 +139,7 @@ def _unit(name: str) -> configparser.ConfigParser:
         ("transcribe-worker.service", ["transcriber", "--scope", "gateway"]),
         ("transcribe-notifier.service", ["notifier"]),
         ("transcribe-deadletters.service", ["deadletters", "run"]),
+        ("transcribe-insights.service", ["insights", "run"]),
     ],
 )
 def test_systemd_units_match_the_reference_deployment(unit_name: str, argv: list[str]) -> None:
@@ -200,13 +201,14 @@ def test_grafana_dashboard_uses_only_exported_metrics() -> None:
 def test_every_service_is_scraped_on_its_own_metrics_port(compose: dict[str, Any]) -> None:
     prometheus = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
     jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
-    assert {"ingest", "transcriber", "notifier", "deadletters"} <= jobs
-    for name in ("transcriber", "notifier", "deadletters"):
+    assert {"ingest", "transcriber", "notifier", "deadletters", "insights"} <= jobs
+    for name in ("transcriber", "notifier", "deadletters", "insights"):
         env = _env(compose["services"][name])
         assert env["METRICS_PORT"] == "9102" and env["METRICS_HOST"] == "0.0.0.0"
     # One host under systemd: every unit its own port.
     ports = []
-    for unit in ("transcribe-worker", "transcribe-notifier", "transcribe-deadletters"):
-        env = _unit(f"{unit}.service")["Service"]["Environment"]
+    units = ("worker", "notifier", "deadletters", "insights")
+    for unit in units:
+        env = _unit(f"transcribe-{unit}.service")["Service"]["Environment"]
         ports.append(dict(p.split("=") for p in env.split())["METRICS_PORT"])
-    assert len(set(ports)) == 3
+    assert len(set(ports)) == len(units)
