@@ -58,6 +58,7 @@ ROUTE_LEVELS: tuple[tuple[str, str, Level], ...] = (
     ("*", "/api/users*", "admin"),
     # operator admins only
     ("*", "/api/ops/*", "operator"),
+    ("*", "/api/insights/enabled", "operator"),
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
