@@ -37,11 +37,11 @@ LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
 LEFT JOIN media_pipeline.insights i ON i.audio_file_id = a.id
 """
 STATUS = _STATUS_SELECT + "WHERE a.id = $1 AND a.api_key_id = $2"
+# The operator (the bootstrap key, and operator console users) reads every tenant's jobs.
+STATUS_ANY_OWNER = _STATUS_SELECT + "WHERE a.id = $1"
 # Newest first; the cursor is the (created_at, id) of the last row of the previous page, so a
 # job inserted meanwhile (newer) never shifts a later page. Index: audio_files_key_created.
-LIST = (
-    _STATUS_SELECT
-    + """WHERE a.api_key_id = $1
+_LIST_FILTERS = """
   AND ($2::text[] IS NULL OR a.status = ANY($2::text[]))
   AND ($3::timestamptz IS NULL OR a.created_at >= $3)
   AND ($4::timestamptz IS NULL OR a.created_at < $4)
@@ -50,7 +50,10 @@ LIST = (
 ORDER BY a.created_at DESC, a.id DESC
 LIMIT $8
 """
-)
+LIST = _STATUS_SELECT + "WHERE a.api_key_id = $1" + _LIST_FILTERS
+# Every tenant's jobs (the operator; $1, the owner, is NULL): the same arguments as LIST.
+# Index: audio_files_created (0037).
+LIST_ANY_OWNER = _STATUS_SELECT + "WHERE $1::uuid IS NULL" + _LIST_FILTERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,24 +152,29 @@ class ListFilter:
 
 
 async def status(
-    conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, api_key_id: uuid.UUID
+    conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, api_key_id: uuid.UUID | None
 ) -> JobView | None:
-    """The job with its transcription and failure columns, if `api_key_id` owns it."""
-    row = await conn.fetchrow(STATUS, job_id, api_key_id)
+    """The job with its transcription and failure columns, if `api_key_id` owns it (None: the
+    operator, whoever owns it)."""
+    if api_key_id is None:
+        row = await conn.fetchrow(STATUS_ANY_OWNER, job_id)
+    else:
+        row = await conn.fetchrow(STATUS, job_id, api_key_id)
     return None if row is None else JobView.from_row(row)
 
 
 async def list_jobs(
     conn: asyncpg.Connection | asyncpg.Pool,
-    api_key_id: uuid.UUID,
+    api_key_id: uuid.UUID | None,
     where: ListFilter,
     *,
     limit: int,
 ) -> list[JobView]:
-    """Up to `limit` of the key's jobs matching `where`, newest first."""
+    """Up to `limit` of the key's jobs matching `where` (None: every tenant's, for the
+    operator), newest first."""
     after_at, after_id = where.after if where.after else (None, None)
     rows = await conn.fetch(
-        LIST,
+        LIST if api_key_id is not None else LIST_ANY_OWNER,
         api_key_id,
         list(where.states) if where.states is not None else None,
         where.since,

@@ -94,6 +94,12 @@ async def authenticate(request: web.Request) -> apikeys.ApiKey:
     return key
 
 
+def readable_owner(key: apikeys.ApiKey) -> uuid.UUID | None:
+    """Whose jobs `key` may read: its own, or every tenant's (None) for the operator's bootstrap
+    key, which operator console users act as. Writes stay with the owning key."""
+    return None if key.is_bootstrap else uuid.UUID(key.id)
+
+
 def job_id(request: web.Request) -> uuid.UUID:
     return params.path_uuid(request.match_info["audio_file_id"], "job")
 

@@ -6,8 +6,6 @@ key's job answers 404 as an unknown one does."""
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from libs.categories import store as categories
@@ -15,7 +13,7 @@ from libs.errors import Conflict, NotFound
 from libs.insights import store
 from libs.jobs import record
 from services.ingest import bodies, insights_bodies
-from services.ingest.context import POOL, authenticate, job_id
+from services.ingest.context import POOL, authenticate, job_id, readable_owner
 from services.ingest.openapi import UUID, ApiRoutes, Reply, in_path
 
 ROUTES = ApiRoutes("insights")
@@ -38,7 +36,7 @@ JOB_ID = in_path("audio_file_id", "the job", UUID)
 async def get_insights(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
-    owner = None if key.is_bootstrap else uuid.UUID(key.id)
+    owner = readable_owner(key)
     job = await record.load(pool, job_id(request), api_key_id=owner)
     if job is None:
         raise NotFound("no such job")

@@ -18,7 +18,14 @@ from libs.errors import Conflict, NotFound
 from libs.jobs import audio, record, speakers, views
 from libs.transcript.model import Transcript
 from services.ingest import bodies, byteranges, console_bodies
-from services.ingest.context import POOL, PRINCIPAL, STORE, authenticate, job_id
+from services.ingest.context import (
+    POOL,
+    PRINCIPAL,
+    STORE,
+    authenticate,
+    job_id,
+    readable_owner,
+)
 from services.ingest.openapi import UUID, ApiRoutes, Reply, in_header, in_path
 
 ROUTES = ApiRoutes("console")
@@ -67,8 +74,9 @@ async def get_audio(request: web.Request) -> web.StreamResponse:
     """Streamed from object storage with one ranged GET: memory does not grow with the file."""
     key = await authenticate(request)
     pool, store, job = request.app[POOL], request.app[STORE], job_id(request)
-    found = await record.load(pool, job, api_key_id=uuid.UUID(key.id))
-    view = await views.status(pool, job, uuid.UUID(key.id))
+    owner = readable_owner(key)
+    found = await record.load(pool, job, api_key_id=owner)
+    view = await views.status(pool, job, owner)
     if found is None or view is None:
         raise NotFound("no such job")
     playable = audio.playable(found, view)

@@ -5,16 +5,13 @@ completed jobs are in the index."""
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
-from libs import apikeys
 from libs.errors import Conflict, InvalidInput, NotFound
 from libs.jobs import record
 from libs.search import query
 from services.ingest import bodies, search_bodies
-from services.ingest.context import POOL, authenticate, job_id
+from services.ingest.context import POOL, authenticate, job_id, readable_owner
 from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Param, Reply, in_path, in_query
 
 ROUTES = ApiRoutes("search")
@@ -35,10 +32,6 @@ RANGE_DOCS = {
     "overlap": ("seconds two or more speakers talk at once", NUMBER),
     "wpm": ("words per minute of talk time, all speakers", NUMBER),
 }
-
-
-def _scope(key: apikeys.ApiKey) -> uuid.UUID | None:
-    return None if key.is_bootstrap else uuid.UUID(key.id)
 
 
 def _range_params() -> list[Param]:
@@ -94,7 +87,7 @@ async def get_search(request: web.Request) -> web.Response:
     the last hit: calls completed while a client pages never shift or repeat a hit."""
     key = await authenticate(request)
     search = query.parse(request.query)
-    page = await query.search(request.app[POOL], search, api_key_id=_scope(key))
+    page = await query.search(request.app[POOL], search, api_key_id=readable_owner(key))
     return bodies.answer(search_bodies.page(page))
 
 
@@ -123,7 +116,7 @@ async def get_call_search(request: web.Request) -> web.Response:
         raise InvalidInput("give q, the words to find", code="missing_q")
     role = query.clean_role(request.query.get("role"))
     pool = request.app[POOL]
-    scope = _scope(key)
+    scope = readable_owner(key)
     owner = await query.owner(pool, job)
     if owner is None or (scope is not None and owner != scope):
         known = await record.load(pool, job, api_key_id=scope)
