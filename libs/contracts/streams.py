@@ -78,6 +78,8 @@ def notifier_consumer() -> ConsumerSpec:
             f"{subjects.TRANSCRIPT_FAILED}.>",
             f"{subjects.TRANSCRIPT_DELETED}.>",
             f"{subjects.JOB_PROGRESS}.>",
+            # Notifications on categories and outcomes (services/notifier/notices.py).
+            f"{subjects.INSIGHTS_READY}.>",
         ),
         ack_wait_seconds=30.0,
         max_deliver=20,

@@ -233,6 +233,10 @@ class Settings:
     webhook_secret: str | None = setting("WEBHOOK_SECRET")
     webhook_timeout: float = setting("WEBHOOK_TIMEOUT", 15.0)
 
+    # Notifications to people (docs/notifications.md): at most one message per rule per this
+    # many seconds; what arrives in between is gathered into one digest.
+    notify_interval: float = setting("NOTIFY_INTERVAL_SECONDS", 600.0, check=finite_above(0))
+
     # The `transcribe submit` / `transcribe jobs list|show|delete` client: the gateway it talks
     # to (default: this machine's ingest, public_base_url) and the X-API-Key it sends (default:
     # API_KEY, the bootstrap key of a local `transcribe up`).

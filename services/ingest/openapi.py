@@ -151,11 +151,15 @@ class Operation:
     authenticated: bool = True
     # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
     params_in_body: bool = False
+    # A JSON request body decoded into this Struct (application/json, required).
+    json_body: Body | None = None
 
     def bodies(self) -> set[Body]:
         found = {r.body for r in self.responses.values() if r.body is not None}
         if self.form is not None:
             found.add(self.form.fields)
+        if self.json_body is not None:
+            found.add(self.json_body)
         if self.authenticated:
             found.add(ErrorBody)
         return found
@@ -174,6 +178,11 @@ class Operation:
             op["parameters"] = [p.render() for p in self.params]
         if self.form is not None:
             op["requestBody"] = _form_body(self.form, schemas)
+        elif self.json_body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": _ref(self.json_body)}}},
+            }
         elif self.params_in_body:
             op["requestBody"] = _params_body(self.params)
         responses = dict(self.responses)
@@ -258,6 +267,7 @@ class ApiRoutes:
         operation_id: str | None = None,
         authenticated: bool = True,
         params_in_body: bool = False,
+        json_body: Body | None = None,
     ) -> Callable[[H], H]:
         """Document and collect a handler. Stacked decorators register bottom-up: put the more
         specific path nearest the function."""
@@ -285,6 +295,7 @@ class ApiRoutes:
                 form=form,
                 authenticated=authenticated,
                 params_in_body=params_in_body,
+                json_body=json_body,
             )
             self.routes.append(Route(method, path, handler, operation))
             return handler
