@@ -334,7 +334,7 @@ async def scrub_for_deleted_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> 
 SCHEDULE_NOTICE = """
 INSERT INTO media_pipeline.webhook_deliveries
     (event_id, event_type, audio_file_id, api_key_id, endpoint_url, payload, channel, rule_id)
-VALUES ($1, $2, $3, $4, $5 || ':' || $6::text, $7, $5, $6)
+VALUES ($1, $2, $3, $4, $5::text || ':' || $6::uuid::text, $7, $5::text, $6::uuid)
 RETURNING id
 """
 CANCEL_PENDING_FOR_RULE = """

@@ -85,9 +85,17 @@ class Notices:
         """One message for each rule whose quiet period is over; returns how many."""
         queued = 0
         for rule_id in await items.due_rules(self._pool):
-            delivery_id = await items.flush_rule(
-                self._pool, rule_id, interval=self._interval, public_base_url=self._base
-            )
+            try:
+                delivery_id = await items.flush_rule(
+                    self._pool, rule_id, interval=self._interval, public_base_url=self._base
+                )
+            except DatabaseUnavailable:
+                raise
+            except Exception:
+                # One rule that cannot be flushed (a bug, a bad row) must not stop the others;
+                # its items stay waiting and are tried again on the next round.
+                log.exception("notification_flush_crashed", rule_id=str(rule_id))
+                continue
             if delivery_id is not None:
                 queued += 1
         if queued and self.on_queued is not None:
