@@ -1,9 +1,9 @@
 """The infrastructure of `transcribe up`: whatever is not configured, started on loopback.
 
 No DATABASE_URL -> embedded Postgres, no NATS_URL -> nats-server, no BACKBLAZE_B2_S3_ENDPOINT ->
-SeaweedFS; plus the demo samples server (the demo `public.recordings` rows point at it) and,
-without WEBHOOK_URL, a webhook inbox. Data lives under TRANSCRIBE_HOME, so a second start reuses
-it. The services themselves are composed by the CLI (services/cli/up.py).
+SeaweedFS; plus the demo samples server (the demo `public.recordings` rows point at it),
+without WEBHOOK_URL a webhook inbox, and without SMTP_URL a mail sink (embedded/mailsink.py).
+Data lives under TRANSCRIBE_HOME, so a second start reuses it. The services themselves are composed by the CLI (services/cli/up.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncpg
 
 from embedded import demo as demo_servers
 from embedded import demo_data as demo
+from embedded.mailsink import mail_banner, mail_sink
 from libs import apikeys
 from libs.settings import S3Settings, Settings
 
@@ -42,6 +43,7 @@ def credentials(home: Path) -> dict[str, str]:
         "s3_secret_key": lambda: secrets.token_urlsafe(24),
         "samples_port": lambda: str(free_port()),
         "inbox_port": lambda: str(free_port()),
+        "mail_port": lambda: str(free_port()),
     }
     changed = False
     for name, make in wanted.items():
@@ -148,6 +150,11 @@ async def infrastructure(
             webhook_url = inbox_url + "/"
             allow.append(inbox_url.split("://", 1)[1])
 
+        # Without SMTP_URL, mail goes to a local sink that logs each message.
+        settings = await stack.enter_async_context(
+            mail_sink(settings, port=_demo_port(creds, "mail_port"))
+        )
+
         settings = replace(
             settings.with_infrastructure(database_url=database_url, nats_url=nats_url, s3=s3),
             api_key=settings.api_key or creds["api_key"],
@@ -180,4 +187,4 @@ Transcription gateway is up at {base}   (Ctrl-C stops everything)
     {settings.webhook_secret}
   (WEBHOOK_SECRET when set; otherwise generated once for this TRANSCRIBE_HOME). Per-job
   callback_url deliveries and test events carry the same signature.
-"""
+{mail_banner(settings)}"""

@@ -5,6 +5,8 @@ Sections:
 * Embedded infrastructure servers (session scope): real nats-server, Postgres and SeaweedFS.
 * Stack fixtures (tests/stack_fixtures.py): migrated database, settings, webhook inbox, and the
   three services running in-process.
+* Mail fixtures (tests/mail_fixtures.py): real SMTP servers (aiosmtpd) on loopback, plain,
+  STARTTLS, SMTPS and AUTH, recording what they receive.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from embedded.nats import NatsServer
 from embedded.postgres import PostgresServer
 from embedded.seaweed import SeaweedS3Server
 
-pytest_plugins = ["tests.stack_fixtures"]
+pytest_plugins = ["tests.stack_fixtures", "tests.mail_fixtures"]
 
 # ================================================================================================
 # Embedded infrastructure servers

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
+from libs.settings.smtp import Sender, SmtpServer, parse_sender, parse_smtp_url, readable_file
+
 EngineName = Literal["openai", "offline"]
 OfflineDevice = Literal["auto", "cpu", "cuda"]
 
@@ -236,6 +238,16 @@ class Settings:
     # Notifications to people (docs/notifications.md): at most one message per rule per this
     # many seconds; what arrives in between is gathered into one digest.
     notify_interval: float = setting("NOTIFY_INTERVAL_SECONDS", 600.0, check=finite_above(0))
+
+    # E-mail notifications (libs/mail, docs/mail.md). SMTP_URL: smtp://, smtp+starttls:// or
+    # smtps://[user:password@]host[:port]; None: no mail (`transcribe up` starts a local sink).
+    smtp_url: SmtpServer | None = setting("SMTP_URL", parse=parse_smtp_url)
+    # The From of every mail: "gateway@example.com" or "Gateway <gateway@example.com>".
+    smtp_from: Sender | None = setting("SMTP_FROM", parse=parse_sender)
+    # Seconds each step of an SMTP conversation (connect, TLS, each command) may take.
+    smtp_timeout: float = setting("SMTP_TIMEOUT_SECONDS", 30.0, check=finite_above(0))
+    # CA certificates (PEM) to trust for the SMTP server instead of the system's.
+    smtp_ca_file: Path | None = setting("SMTP_CA_FILE", check=readable_file)
 
     # The `transcribe submit` / `transcribe jobs list|show|delete` client: the gateway it talks
     # to (default: this machine's ingest, public_base_url) and the X-API-Key it sends (default:

@@ -5,7 +5,8 @@ The wheel is built from this checkout (`pip wheel --no-deps`), installed with it
 `transcribe up` runs there with the current directory and TRANSCRIBE_HOME in a temporary
 directory. The banner's upload example must name the sample recording inside the installed
 package; uploading that file and submitting the demo recording by id are both QUEUED, the upload
-is transcribed, and SIGTERM stops everything cleanly.
+is transcribed, a mail sent to the SMTP sink the banner names is logged (so the sink's aiosmtpd
+is in the embedded extra), and SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from libs.mail import Mail, smtp_mailer
+from libs.settings import Settings
 from tests.acceptance.up import running_up
 from tests.stack_fixtures import eventually
 
@@ -89,6 +92,23 @@ async def test_transcribe_up_from_an_installed_wheel(tmp_path: Path, stack_home:
         sample = Path(match.group(1))
         assert sample.is_relative_to(venv), sample
         assert sample.is_file() and sample.name == "hello_campaign.wav"
+
+        # Without SMTP_URL, mail goes to a sink on loopback that logs each message.
+        sink = re.search(r"E-mail notifications go to (smtp://127\.0\.0\.1:\d+)", banner)
+        assert sink, banner[-3000:]
+        mailer = smtp_mailer(
+            Settings.from_env({"SMTP_URL": sink.group(1), "SMTP_FROM": "test@example.com"})
+        )
+        mail = Mail(to=("newcomer@example.com",), subject="Hello", text="hi", html="<p>hi</p>")
+        message_id = await mailer.send(mail)
+
+        async def mail_logged() -> bool:
+            return any(
+                "demo_mail_received" in line and message_id in line
+                for line in up.log().splitlines()
+            )
+
+        await eventually(mail_logged, timeout=30)
 
         headers = {"X-API-Key": key}
         async with aiohttp.ClientSession(base_url=up.base_url, headers=headers) as http:
