@@ -1,6 +1,7 @@
 """Notifications to people, as the issue's "done when" says, on real Postgres and NATS with the
-notifier running as in production: e-mail through a Mailer that builds the real message, Slack
-through tests/fakes/slack_server.py (Slack's payload rules and answers)."""
+notifier running as in production: e-mail to a real SMTP server (tests/mail_fixtures.py, with
+STARTTLS and a certificate the fixture makes), Slack to tests/fakes/slack_server.py (Slack's
+payload rules and answers)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ from libs.contracts import (
     subjects,
     utcnow,
 )
-from libs.mail import MemoryMailer
 from libs.notifications import rules
 from libs.settings import Settings
 from services.cli import main
@@ -38,14 +38,10 @@ from tests.integration.notifier.harness import (
     make_key,
     publish,
 )
+from tests.mail_fixtures import Received, SmtpTestServer
 from tests.stack_fixtures import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def mailer() -> MemoryMailer:
-    return MemoryMailer()
 
 
 @pytest.fixture
@@ -54,11 +50,25 @@ async def slack() -> AsyncIterator[SlackServer]:
         yield server
 
 
-def _running(notifier: Notifier, mailer: MemoryMailer, *allow: str) -> Notifier:
-    notifier.mailer = mailer
+def _running(notifier: Notifier, smtp: SmtpTestServer | None, *allow: str) -> Notifier:
+    if smtp is not None:
+        mail = smtp.settings()
+        notifier.settings = replace(
+            notifier.settings,
+            smtp_url=mail.smtp_url,
+            smtp_from=mail.smtp_from,
+            smtp_ca_file=mail.smtp_ca_file,
+        )
     notifier.configure(*allow)
     notifier.start()
     return notifier
+
+
+async def _mails(smtp: SmtpTestServer, count: int, timeout: float = 30.0) -> list[Received]:
+    async def arrived() -> list[Received] | None:
+        return smtp.received if len(smtp.received) >= count else None
+
+    return await eventually(arrived, timeout=timeout)
 
 
 async def _rule(
@@ -107,22 +117,25 @@ async def _failed_jobs(pool: asyncpg.Pool, key: Key, n: int) -> list[Job]:
 
 
 async def test_a_failed_job_mails_once_and_a_replay_sends_nothing_more(
-    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, mailer: MemoryMailer
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, smtp_starttls: SmtpTestServer
 ) -> None:
     key = await make_key(npool, webhook_url=None)
     rule = await _rule(npool, key, ["failed"], emails=["ops@example.com"])
     (job,) = await _failed_jobs(npool, key, 1)
-    _running(notifier, mailer)
+    _running(notifier, smtp_starttls)
     event = failed_event(job)
     await publish(js, event)
-    await eventually(lambda: _async(len(mailer.sent) >= 1))
-    mail = mailer.sent[0][0]
-    assert mail.to == ("ops@example.com",)
-    assert str(job.id) in mail.text and "undecodable_audio" in mail.text
-    assert "the file is not audio" in mail.text and str(job.id) in mail.html
+    (received,) = await _mails(smtp_starttls, 1)
+    assert received.rcpt_tos == ("ops@example.com",) and received.tls
+    mail = received.message
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "undecodable_audio" in mail["Subject"]
+    assert str(job.id) in text and "undecodable_audio: the file is not audio" in text
+    assert str(job.id) in html and mail["Message-ID"] and mail["Date"]
     # The phone is masked; the console link points at the call.
-    assert "+441632960001" not in mail.text and "001" in mail.text
-    assert f"https://gateway.example/console/calls/{job.id}" in mail.text
+    assert "+441632960001" not in text and "001" in text
+    assert f"https://gateway.example/console/calls/{job.id}" in text
 
     # The same event again (a replay with `nats pub`, not de-duplicated by JetStream), with
     # the rule's quiet period over: still one item, one mail.
@@ -135,22 +148,18 @@ async def test_a_failed_job_mails_once_and_a_replay_sends_nothing_more(
         uuid.UUID(rule.id),
     )
     assert [d["status"] for d in deliveries] == ["succeeded"]
-    assert len(mailer.sent) == 1
-
-
-async def _async(value: bool) -> bool:
-    return value
+    assert len(smtp_starttls.received) == 1
 
 
 async def test_200_failures_within_the_interval_give_one_digest(
-    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, mailer: MemoryMailer
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, smtp_starttls: SmtpTestServer
 ) -> None:
     key = await make_key(npool, webhook_url=None)
     rule = await _rule(npool, key, ["failed"], emails=["ops@example.com"])
     jobs = await _failed_jobs(npool, key, 201)
-    _running(notifier, mailer)
+    _running(notifier, smtp_starttls)
     await publish(js, failed_event(jobs[0]))
-    await eventually(lambda: _async(len(mailer.sent) >= 1))
+    await _mails(smtp_starttls, 1)
     # 200 more within the interval: gathered, not sent.
     for job in jobs[1:]:
         await publish(js, failed_event(job))
@@ -159,15 +168,16 @@ async def test_200_failures_within_the_interval_give_one_digest(
         return len(await _items(npool, rule)) == 201
 
     await eventually(all_recorded, timeout=60)
-    assert len(mailer.sent) == 1
+    assert len(smtp_starttls.received) == 1
     await _interval_passes(npool, rule)
-    await eventually(lambda: _async(len(mailer.sent) >= 2), timeout=30)
-    digest = mailer.sent[1][0]
-    assert digest.subject.startswith("200 jobs failed in campaign notifier-tests in the last")
-    shown = [str(j.id) for j in jobs[1:] if str(j.id) in digest.text]
-    assert len(shown) == 5 and "and 195 more" in digest.text
+    digest = (await _mails(smtp_starttls, 2))[1].message
+    subject = str(digest["Subject"])
+    assert subject.startswith("200 jobs failed in campaign notifier-tests in the last"), subject
+    text = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    shown = [str(j.id) for j in jobs[1:] if str(j.id) in text]
+    assert len(shown) == 5 and "and 195 more" in text
     assert all(r["sent_at"] is not None for r in await _items(npool, rule))
-    assert len(mailer.sent) == 2
+    assert len(smtp_starttls.received) == 2
 
 
 def _insights(job: Job, text: str) -> InsightsReady:
@@ -188,7 +198,7 @@ async def test_a_category_match_posts_one_slack_message_without_card_digits(
     npool: asyncpg.Pool,
     js: JetStreamContext,
     notifier: Notifier,
-    mailer: MemoryMailer,
+    smtp_starttls: SmtpTestServer,
     slack: SlackServer,
 ) -> None:
     key = await make_key(npool, webhook_url=None)
@@ -201,7 +211,7 @@ async def test_a_category_match_posts_one_slack_message_without_card_digits(
         campaign="notifier-tests",
     )
     job = await make_job(npool, key)
-    _running(notifier, mailer, slack.hostport)
+    _running(notifier, None, slack.hostport)
     # The transcript was redacted keeping the last four digits (substitution=last4).
     event = _insights(job, "please cancel my plan, card #### #### #### 4242")
     await js.publish(subjects.insights_ready(job.key.tenant), encode(event))
@@ -220,7 +230,7 @@ async def test_slack_404_no_service_disables_the_rule_with_the_reason(
     npool: asyncpg.Pool,
     js: JetStreamContext,
     notifier: Notifier,
-    mailer: MemoryMailer,
+    smtp_starttls: SmtpTestServer,
     slack: SlackServer,
     notifier_settings: Settings,
     capsys: pytest.CaptureFixture[str],
@@ -230,7 +240,7 @@ async def test_slack_404_no_service_disables_the_rule_with_the_reason(
     rule = await _rule(npool, key, ["failed"], slack_url=slack.url, allow=slack.hostport)
     (job,) = await _failed_jobs(npool, key, 1)
     slack.script.append(Answer(404, "no_service"))
-    _running(notifier, mailer, slack.hostport)
+    _running(notifier, None, slack.hostport)
     await publish(js, failed_event(job))
 
     async def disabled() -> rules.Rule | None:
@@ -263,14 +273,14 @@ async def test_slack_429_waits_for_retry_after_and_5xx_is_retried(
     npool: asyncpg.Pool,
     js: JetStreamContext,
     notifier: Notifier,
-    mailer: MemoryMailer,
+    smtp_starttls: SmtpTestServer,
     slack: SlackServer,
 ) -> None:
     key = await make_key(npool, webhook_url=None)
     rule = await _rule(npool, key, ["failed"], slack_url=slack.url, allow=slack.hostport)
     (job,) = await _failed_jobs(npool, key, 1)
     slack.script += [Answer(429, "rate_limited", {"Retry-After": "2"}), Answer(500, "oops")]
-    _running(notifier, mailer, slack.hostport)
+    _running(notifier, None, slack.hostport)
     await publish(js, failed_event(job))
     await slack.wait_messages(1)
 
@@ -291,7 +301,7 @@ async def test_slack_429_waits_for_retry_after_and_5xx_is_retried(
 
 
 async def test_a_campaign_name_cannot_add_a_mail_header(
-    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, mailer: MemoryMailer
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, smtp_starttls: SmtpTestServer
 ) -> None:
     key = await make_key(npool, webhook_url=None)
     await _rule(npool, key, ["failed"], emails=["ops@example.com"])
@@ -301,13 +311,16 @@ async def test_a_campaign_name_cannot_add_a_mail_header(
         job.id,
         "spring\r\nBcc: x@y.example",
     )
-    _running(notifier, mailer)
+    _running(notifier, smtp_starttls)
     await publish(js, failed_event(job))
-    await eventually(lambda: _async(len(mailer.sent) >= 1))
-    mail, built = mailer.sent[0]
-    assert "\r" not in mail.subject and "\n" not in mail.subject
-    assert "spring" in mail.subject
-    if built is not None:  # the real message as it goes to the SMTP server
-        assert built["Bcc"] is None
-        assert [k.lower() for k in built.keys()].count("to") == 1
-        assert "x@y.example" not in str(built["To"])
+    (received,) = await _mails(smtp_starttls, 1)
+    # The envelope and the headers as the SMTP server got them: one recipient, no Bcc.
+    assert received.rcpt_tos == ("ops@example.com",)
+    headers = received.data.split(b"\r\n\r\n", 1)[0].decode()
+    names = [
+        line.split(":", 1)[0].lower()
+        for line in headers.split("\r\n")
+        if line[:1] not in (" ", "\t")  # a folded line continues the header above
+    ]
+    assert "bcc" not in names and names.count("subject") == 1 and names.count("to") == 1
+    assert "spring" in str(received.message["Subject"])
