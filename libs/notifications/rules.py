@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 
 from libs import errors
-from libs.formats import DateTime, Uuid, described
+from libs.formats import DateTime, Uri, Uuid, described
 from libs.mail import validate_address
 from libs.safehttp import BlockedUrl, parse_allowlist, validate_url
 
@@ -140,7 +140,7 @@ class NewRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         ),
     ]
     campaign: Annotated[str | None, described("only jobs of this campaign")] = None
-    slack_url: Annotated[str | None, described("a Slack incoming-webhook URL")] = None
+    slack_url: Annotated[Uri | None, described("a Slack incoming-webhook URL")] = None
     emails: Annotated[list[str], described(f"e-mail addresses (at most {MAX_EMAILS})")] = []
 
     def checked(self, ssrf_allowlist: str) -> NewRule:
@@ -197,7 +197,10 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
     events: list[str]
     campaign: str | None
     target: Target
-    slack_url: Annotated[str | None, described("scheme and host only: the full URL is a secret")]
+    slack: Annotated[
+        str | None,
+        described("the Slack webhook's scheme and host only: the full URL is a secret"),
+    ]
     emails: list[str]
     enabled: bool
     disabled_at: DateTime | None
@@ -214,7 +217,7 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True):
             events=list(row["events"]),
             campaign=row["campaign"],
             target=row["target"],
-            slack_url=shown_slack_url(row["slack_url"]),
+            slack=shown_slack_url(row["slack_url"]),
             emails=list(row["emails"]),
             enabled=disabled is None,
             disabled_at=disabled.isoformat() if disabled else None,

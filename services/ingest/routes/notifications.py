@@ -4,7 +4,7 @@ otherwise); the bootstrap (operator) key sees every rule.
     GET    /api/notifications                       the rules
     POST   /api/notifications                       JSON NewRule -> 201 the rule
     GET    /api/notifications/{rule_id}             one rule
-    DELETE /api/notifications/{rule_id}             remove it
+    DELETE /api/notifications/{rule_id}             remove it (200 {id, removed})
     POST   /api/notifications/{rule_id}/test        a test message now
     POST   /api/notifications/{rule_id}/enable      enable again (after Slack disabled it)
     GET    /api/notifications/deliveries[?rule_id=] the messages sent, with every attempt
@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import web
 
 from libs.errors import InvalidInput, TooLarge
+from libs.formats import Uuid
 from libs.notifications import items, rules
 from libs.params import parse_uuid, path_int_id, path_uuid
 from libs.webhooks import admin
@@ -36,6 +37,11 @@ LIST_LIMIT = 200
 
 class NotificationRules(msgspec.Struct):
     rules: list[rules.Rule]
+
+
+class NotificationRemoved(msgspec.Struct):
+    id: Uuid
+    removed: bool
 
 
 class NotificationDeliveries(msgspec.Struct):
@@ -77,7 +83,7 @@ async def _new_rule(request: web.Request) -> rules.NewRule:
     summary="The key's notification rules (the bootstrap key: every rule)",
     responses={200: Reply("the rules", NotificationRules)},
 )
-async def list_rules(request: web.Request) -> web.Response:
+async def list_notification_rules(request: web.Request) -> web.Response:
     key = await authenticate(request)
     found = await rules.list_(request.app[POOL], _scope(key.id, key.is_bootstrap))
     return bodies.answer(NotificationRules(rules=found))
@@ -96,7 +102,7 @@ async def list_rules(request: web.Request) -> web.Response:
         413: "the body is too large",
     },
 )
-async def create_rule(request: web.Request) -> web.Response:
+async def create_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
     new = await _new_rule(request)
     rule = await rules.create(request.app[POOL], uuid.UUID(key.id), new)
@@ -109,7 +115,7 @@ async def create_rule(request: web.Request) -> web.Response:
     params=[in_query("rule_id", "only this rule's", UUID)],
     responses={200: Reply("the messages", NotificationDeliveries), 404: NO_SUCH_RULE},
 )
-async def list_deliveries(request: web.Request) -> web.Response:
+async def list_notification_deliveries(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, scope = request.app[POOL], _scope(key.id, key.is_bootstrap)
     rule_id = parse_uuid(request.query.get("rule_id"), "rule_id", required=False)
@@ -125,7 +131,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     params=[DELIVERY_ID],
     responses={202: Reply("queued", bodies.Resending), 404: "no such delivery for this key"},
 )
-async def resend(request: web.Request) -> web.Response:
+async def resend_notification(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
     delivery_id = path_int_id(request.match_info["delivery_id"], "delivery")
@@ -143,7 +149,7 @@ async def resend(request: web.Request) -> web.Response:
     params=[RULE_ID],
     responses={200: Reply("the rule", rules.Rule), 404: NO_SUCH_RULE},
 )
-async def get_rule(request: web.Request) -> web.Response:
+async def get_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
     rule = await rules.get(request.app[POOL], _rule_id(request), _scope(key.id, key.is_bootstrap))
     return bodies.answer(rule)
@@ -153,12 +159,13 @@ async def get_rule(request: web.Request) -> web.Response:
     "/api/notifications/{rule_id}",
     summary="Remove a rule (what it still had queued is dropped; its sent messages stay listed)",
     params=[RULE_ID],
-    responses={204: Reply("removed"), 404: NO_SUCH_RULE},
+    responses={200: Reply("removed", NotificationRemoved), 404: NO_SUCH_RULE},
 )
-async def delete_rule(request: web.Request) -> web.Response:
+async def delete_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    await rules.delete(request.app[POOL], _rule_id(request), _scope(key.id, key.is_bootstrap))
-    return web.Response(status=204)
+    rule_id = _rule_id(request)
+    await rules.delete(request.app[POOL], rule_id, _scope(key.id, key.is_bootstrap))
+    return bodies.answer(NotificationRemoved(id=str(rule_id), removed=True))
 
 
 @ROUTES.post(
@@ -167,7 +174,7 @@ async def delete_rule(request: web.Request) -> web.Response:
     params=[RULE_ID],
     responses={202: Reply("the test message, queued", admin.Delivery), 404: NO_SUCH_RULE},
 )
-async def test_rule(request: web.Request) -> web.Response:
+async def test_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, scope = request.app[POOL], _scope(key.id, key.is_bootstrap)
     rule_id = _rule_id(request)
@@ -183,7 +190,7 @@ async def test_rule(request: web.Request) -> web.Response:
     params=[RULE_ID],
     responses={200: Reply("the rule", rules.Rule), 404: NO_SUCH_RULE},
 )
-async def enable_rule(request: web.Request) -> web.Response:
+async def enable_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool, scope = request.app[POOL], _scope(key.id, key.is_bootstrap)
     rule_id = _rule_id(request)
