@@ -84,6 +84,9 @@ DELETE FROM media_pipeline.notification_items WHERE id IN (
     WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(days => $1)
     LIMIT $2)
 """
+# A deleted job (libs/jobs/deletion.py, in its transaction): its waiting and sent items go (their
+# evidence is the job's content); events of a deleted job are not recorded again.
+FORGET_JOB = "DELETE FROM media_pipeline.notification_items WHERE audio_file_id = $1"
 JOB = """
 SELECT a.id, a.api_key_id, a.campaign_name, a.phone, a.recording_id, a.status,
        t.duration_seconds
@@ -220,3 +223,7 @@ async def queue_test(conn: Conn, rule_id: uuid.UUID, *, public_base_url: str) ->
 
 async def purge_sent(conn: Conn, days: int, batch: int = 5000) -> int:
     return rows_affected(await conn.execute(PURGE_SENT, days, batch))
+
+
+async def forget_job(conn: Conn, job_id: uuid.UUID) -> None:
+    await conn.execute(FORGET_JOB, job_id)

@@ -18,11 +18,13 @@ import uuid
 from collections.abc import Callable
 
 import asyncpg
+import msgspec
 import structlog
 
 from libs.contracts import InsightsReady, TranscriptResult
 from libs.db import DatabaseUnavailable
 from libs.db.listen import sleep_until
+from libs.errors import InvalidInput
 from libs.mail import Mail, Mailer, MailPermanent, MailTemporary
 from libs.notifications import events, items, message, rules, slack
 from libs.safehttp import BlockedUrl, SafeHttpClient, UpstreamError
@@ -130,6 +132,9 @@ class Notices:
         if dest.disabled:
             return Posted(error="the notification rule is disabled", permanent=True)
         if due.channel == "slack" and dest.slack_url:
+            if b'"text"' not in due.payload:
+                # Scrubbed when its job was deleted (libs/webhooks/queue.py): nothing to send.
+                return Posted(error="the message's job was deleted", permanent=True)
             return await self._slack(dest.slack_url, due.payload)
         if due.channel == "email" and dest.emails:
             return await self._mail(dest.emails, due.payload)
@@ -163,12 +168,18 @@ class Notices:
     async def _mail(self, to: tuple[str, ...], body: bytes) -> Posted:
         if self._mailer is None:
             return Posted(error="no mail server: SMTP_URL is not set")
-        parts = message.mail_parts_decoder.decode(body)
+        try:
+            parts = message.mail_parts_decoder.decode(body)
+        except msgspec.DecodeError:
+            # Scrubbed when its job was deleted (libs/webhooks/queue.py): nothing to send.
+            return Posted(error="the message's job was deleted", permanent=True)
         started = time.monotonic()
         try:
-            await self._mailer.send(
-                Mail(to=to, subject=parts.subject, text=parts.text, html=parts.html)
-            )
+            mail = Mail(to=to, subject=parts.subject, text=parts.text, html=parts.html)
+        except InvalidInput as exc:
+            return Posted(error=f"mail not sendable: {exc.detail}", permanent=True)
+        try:
+            await self._mailer.send(mail)
         except MailPermanent as exc:
             return Posted(error=f"mail refused: {exc.reason}", permanent=True)
         except MailTemporary as exc:

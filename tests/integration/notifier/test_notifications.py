@@ -25,6 +25,7 @@ from libs.contracts import (
     subjects,
     utcnow,
 )
+from libs.jobs import deletion
 from libs.notifications import rules
 from libs.settings import Settings
 from services.cli import main
@@ -324,3 +325,31 @@ async def test_a_campaign_name_cannot_add_a_mail_header(
     ]
     assert "bcc" not in names and names.count("subject") == 1 and names.count("to") == 1
     assert "spring" in str(received.message["Subject"])
+
+
+async def test_deleting_a_job_forgets_its_notifications(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, smtp_starttls: SmtpTestServer
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    rule = await _rule(npool, key, ["failed"], emails=["ops@example.com"])
+    first, second = await _failed_jobs(npool, key, 2)
+    _running(notifier, smtp_starttls)
+    await publish(js, failed_event(first))
+    await _mails(smtp_starttls, 1)
+    # The second waits for the next message (the rule's quiet period); then its job is deleted.
+    await publish(js, failed_event(second))
+
+    async def waiting() -> bool:
+        return len(await _items(npool, rule)) == 2
+
+    await eventually(waiting)
+    async with npool.acquire() as conn, conn.transaction():
+        assert await deletion.request(
+            conn, second.id, api_key_id=None, requested_by="test", reason="api"
+        )
+    assert [r["audio_file_id"] for r in await _items(npool, rule)] == [first.id]
+    await _interval_passes(npool, rule)
+    await publish(js, failed_event(second), msg_id=False)  # a late replay: not announced
+    await _drained(js)
+    assert [r["audio_file_id"] for r in await _items(npool, rule)] == [first.id]
+    assert len(smtp_starttls.received) == 1
