@@ -27,6 +27,7 @@ MAX_EVENTS = 20
 MAX_RULES_PER_KEY = 100
 MAX_NAME_CHARS = 100
 MAX_CAMPAIGN_CHARS = 200
+MAX_URL_CHARS = 2000
 PLAIN_EVENTS = ("failed", "dead_lettered", "completed")
 PREFIXED_EVENTS = ("category:", "outcome:")
 # Letters, digits and a few separators: a category's or an outcome's name, nothing that could
@@ -115,12 +116,26 @@ def check_event(raw: str) -> str:
     )
 
 
+def _encodable(text: str) -> bool:
+    """UTF-8 can hold it (no lone surrogates, which JSON escapes can spell)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _shown(raw: str) -> str:
     return repr(_CONTROL.sub("?", raw[:60]))
 
 
 def check_slack_url(url: str, ssrf_allowlist: str) -> str:
     """An incoming-webhook URL the SSRF policy lets us POST to (as webhook endpoints)."""
+    if len(url) > MAX_URL_CHARS or _CONTROL.search(url) or not _encodable(url):
+        raise errors.InvalidInput(
+            f"slack_url must be a URL of at most {MAX_URL_CHARS} characters",
+            code="url_malformed_url",
+        )
     try:
         validate_url(url, parse_allowlist(ssrf_allowlist))
     except BlockedUrl as exc:
@@ -152,7 +167,10 @@ class NewRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         events = list(dict.fromkeys(check_event(e) for e in self.events))
         campaign = self.campaign
         if campaign is not None and (
-            not campaign or len(campaign) > MAX_CAMPAIGN_CHARS or _CONTROL.search(campaign)
+            not campaign
+            or len(campaign) > MAX_CAMPAIGN_CHARS
+            or _CONTROL.search(campaign)
+            or not _encodable(campaign)
         ):
             raise errors.InvalidInput(
                 f"campaign must be 1 to {MAX_CAMPAIGN_CHARS} characters, no control characters",

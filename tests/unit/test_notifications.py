@@ -108,6 +108,17 @@ def test_slack_url_passes_the_ssrf_policy() -> None:
     assert ok.slack_url == "http://127.0.0.1:9/x" and ok.target == "slack"
 
 
+def test_text_postgres_cannot_store_is_refused() -> None:
+    for kw in (
+        {"slack_url": "https://hooks.slack.com/\ud800"},
+        {"slack_url": "https://hooks.slack.com/" + "a" * 3000},
+        {"emails": ["a@example.com"], "campaign": "x\ud800"},
+        {"emails": ["a@example.com"], "campaign": "x\x00"},
+    ):
+        with pytest.raises(InvalidInput):
+            rules.NewRule(events=["failed"], **kw).checked("")  # type: ignore[arg-type]
+
+
 def test_campaign_with_control_characters_is_refused() -> None:
     with pytest.raises(InvalidInput):
         rules.NewRule(

@@ -113,7 +113,11 @@ async def create_notification_rule(request: web.Request) -> web.Response:
     "/api/notifications/deliveries",
     summary="Notification messages sent (Slack, e-mail), newest first, with every attempt",
     params=[in_query("rule_id", "only this rule's", UUID)],
-    responses={200: Reply("the messages", NotificationDeliveries), 404: NO_SUCH_RULE},
+    responses={
+        200: Reply("the messages", NotificationDeliveries),
+        400: "rule_id is not a uuid",
+        404: NO_SUCH_RULE,
+    },
 )
 async def list_notification_deliveries(request: web.Request) -> web.Response:
     key = await authenticate(request)
