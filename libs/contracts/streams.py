@@ -78,13 +78,13 @@ def notifier_consumer() -> ConsumerSpec:
             f"{subjects.TRANSCRIPT_FAILED}.>",
             f"{subjects.TRANSCRIPT_DELETED}.>",
             f"{subjects.JOB_PROGRESS}.>",
-            # Notifications on categories and outcomes (services/notifier/notices.py).
+            # services/insights: the transcription.insights webhook.
             f"{subjects.INSIGHTS_READY}.>",
         ),
         ack_wait_seconds=30.0,
         max_deliver=20,
         max_ack_pending=1000,
-        description="Schedules webhook deliveries for transcript results",
+        description="Schedules webhook deliveries for transcript results and insights",
     )
 
 

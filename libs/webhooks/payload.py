@@ -7,7 +7,15 @@ from typing import Any
 
 import msgspec
 
-from libs.contracts import JobProgress, TranscriptionDeleted, TranscriptionFailed, TranscriptReady
+from libs.contracts import (
+    CategoryMatch,
+    Insights,
+    InsightsReady,
+    JobProgress,
+    TranscriptionDeleted,
+    TranscriptionFailed,
+    TranscriptReady,
+)
 from libs.webhooks.queue import EventJob
 
 # Beyond this the body carries a link instead of the whole transcript.
@@ -17,6 +25,7 @@ COMPLETED = "transcription.completed"
 FAILED = "transcription.failed"
 DELETED = "transcription.deleted"
 PROGRESS = "transcription.progress"
+INSIGHTS = "transcription.insights"
 
 
 TEST = "webhook.test"
@@ -113,6 +122,46 @@ def progress_body(event: JobProgress, job: EventJob) -> bytes:
         "trace_id": event.trace_id,
     }
     return msgspec.json.encode({"type": PROGRESS, "timestamp": event.occurred_at, "data": data})
+
+
+class InsightsData(msgspec.Struct, frozen=True, kw_only=True):
+    """`data` of a `transcription.insights` webhook: the job's categories (always) and the chat
+    model's insights (status `completed`), or why there are none (`failed` with `reason`,
+    `not_configured`). Redacted text only: evidence and answers quote the redacted transcript."""
+
+    audio_file_id: str
+    recording_id: str | None
+    status: str
+    b2_prefix: str
+    campaign: str | None
+    categories: tuple[CategoryMatch, ...]
+    insights: Insights | None
+    reason: str | None
+    trace_id: str | None
+
+
+class InsightsWebhook(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    timestamp: datetime
+    data: InsightsData
+
+
+def insights_body(event: InsightsReady, job: EventJob) -> bytes:
+    """The `transcription.insights` webhook of an InsightsReady event (services/insights)."""
+    data = InsightsData(
+        audio_file_id=event.audio_file_id,
+        recording_id=event.recording_id or job.recording_id,
+        status=event.status,
+        b2_prefix=event.tenant,
+        campaign=event.campaign if event.campaign is not None else job.campaign_name,
+        categories=event.categories,
+        insights=event.insights,
+        reason=event.reason,
+        trace_id=event.trace_id,
+    )
+    return msgspec.json.encode(
+        InsightsWebhook(type=INSIGHTS, timestamp=event.occurred_at, data=data)
+    )
 
 
 def test_body(*, event_id: str, occurred_at: datetime, key_hint: str) -> bytes:

@@ -151,7 +151,7 @@ class Operation:
     authenticated: bool = True
     # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
     params_in_body: bool = False
-    # A JSON request body decoded into this Struct (application/json, required).
+    # A JSON object request body (required), e.g. PUT /api/categories/{name}.
     json_body: Body | None = None
 
     def bodies(self) -> set[Body]:
@@ -178,13 +178,11 @@ class Operation:
             op["parameters"] = [p.render() for p in self.params]
         if self.form is not None:
             op["requestBody"] = _form_body(self.form, schemas)
-        elif self.json_body is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": {"$ref": _ref(self.json_body)}}},
-            }
         elif self.params_in_body:
             op["requestBody"] = _params_body(self.params)
+        elif self.json_body is not None:
+            json_schema = {"schema": {"$ref": _ref(self.json_body)}}
+            op["requestBody"] = {"required": True, "content": {"application/json": json_schema}}
         responses = dict(self.responses)
         if self.authenticated:
             own_400 = responses.get(400)
@@ -349,8 +347,9 @@ def components(groups: Iterable[Iterable[Body]]) -> dict[str, Any]:
 
 def _openapi30(node: Any) -> Any:
     """JSON Schema (2020-12, as msgspec writes it) -> the OpenAPI 3.0 schema dialect: a `null`
-    alternative becomes `nullable: true`; an enum gets its type."""
-    if isinstance(node, list):
+    alternative becomes `nullable: true`; an enum gets its type; a tuple (an empty tuple's
+    default) is the array it is in JSON."""
+    if isinstance(node, list | tuple):
         return [_openapi30(item) for item in node]
     if not isinstance(node, dict):
         return node

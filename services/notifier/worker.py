@@ -43,15 +43,15 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+# What the notifier consumes: the transcript results and, from services/insights, InsightsReady.
+NotifierEvent = TranscriptResult | InsightsReady
+notifier_event_decoder: msgspec.json.Decoder[NotifierEvent] = msgspec.json.Decoder(NotifierEvent)
+
 CHANNEL = "media_pipeline_webhooks"
 DB_ERRORS = (DatabaseUnavailable,)
 PURGE_EVERY = 3600.0
 MAX_ATTEMPTS = DEFAULT_POLICY.max_attempts
 __all__ = ["MAX_ATTEMPTS", "RETRY_SCHEDULE", "Deliverer", "Scheduler", "next_delay"]
-# Transcript results (webhooks and notifications) and insights (notifications only).
-_event_decoder: msgspec.json.Decoder[TranscriptResult | InsightsReady] = msgspec.json.Decoder(
-    TranscriptResult | InsightsReady
-)
 
 
 def next_delay(attempts_done: int, retry_after: float | None) -> float | None:
@@ -79,7 +79,7 @@ class Scheduler:
 
     async def handle(self, delivery: Delivery) -> None:
         try:
-            event = _event_decoder.decode(delivery.data)
+            event = notifier_event_decoder.decode(delivery.data)
         except msgspec.DecodeError as exc:
             log.error("undecodable_event", subject=delivery.subject, error=str(exc))
             raise Reject(f"undecodable event: {exc}") from exc
@@ -87,14 +87,14 @@ class Scheduler:
             audio_file_id=event.audio_file_id, trace_id=event.trace_id, event_id=event.event_id
         ):
             try:
-                n = 0 if isinstance(event, InsightsReady) else await self.schedule(event)
+                n = await self.schedule(event)
                 if self._notices is not None:
                     await self._notices.record(event)
             except DatabaseUnavailable as exc:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             log.info("webhooks_scheduled", endpoints=n, type=type(event).__name__)
 
-    async def schedule(self, event: TranscriptResult) -> int:
+    async def schedule(self, event: NotifierEvent) -> int:
         """Write the event's deliveries (idempotent per event and endpoint); returns how many."""
         try:
             job_id = uuid.UUID(event.audio_file_id)
@@ -135,6 +135,9 @@ class Scheduler:
         elif isinstance(event, TranscriptionDeleted):
             body = payload.deleted_body(event, job)
             event_type = payload.DELETED
+        elif isinstance(event, InsightsReady):
+            body = payload.insights_body(event, job)
+            event_type = payload.INSIGHTS
         else:
             body = payload.failed_body(event, job)
             event_type = payload.FAILED
