@@ -13,7 +13,7 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
 
-from libs import bus
+from libs import apikeys, bus
 from libs.blobstore import MemoryBlobStore
 from libs.notifications import rules
 from libs.settings import Settings
@@ -83,6 +83,25 @@ async def test_a_key_manages_its_own_rules_only(api: TestClient, npool: asyncpg.
     resp = await api.delete(f"/api/notifications/{rule_id}", headers=_h(key.raw))
     assert resp.status == 200 and (await resp.json()) == {"id": rule_id, "removed": True}
     assert (await api.get(f"/api/notifications/{rule_id}", headers=_h(key.raw))).status == 404
+
+
+async def test_the_operator_key_sees_and_removes_every_rule(
+    api: TestClient, npool: asyncpg.Pool
+) -> None:
+    raw = apikeys.generate_key()
+    async with npool.acquire() as conn:
+        await apikeys.ensure_bootstrap(
+            conn, raw, tenant_prefix="", webhook_url=None, webhook_secret=None
+        )
+    mine = await make_key(npool, webhook_url=None)
+    rule = await rules.create(
+        npool, mine.id, rules.NewRule(events=["completed"], emails=["a@example.com"]).checked("")
+    )
+    listed = await (await api.get("/api/notifications", headers=_h(raw))).json()
+    assert rule.id in [r["id"] for r in listed["rules"]]
+    resp = await api.delete(f"/api/notifications/{rule.id}", headers=_h(raw))
+    assert resp.status == 200
+    assert await rules.list_(npool, mine.id) == []
 
 
 @pytest.mark.parametrize(
