@@ -28,12 +28,13 @@ from libs.webhooks import queue
 
 log = structlog.get_logger()
 
-# Every enabled rule of the key that asks for one of the item's events, limited to a campaign
-# when the rule says so.
+# Every enabled rule of the key (while the key is not revoked) that asks for one of the item's
+# events, limited to a campaign when the rule says so.
 RECORD = """
 INSERT INTO media_pipeline.notification_items (rule_id, source, audio_file_id, item)
 SELECT r.id, $2, $3, $4::text::jsonb
 FROM media_pipeline.notification_rules r
+JOIN media_pipeline.api_keys k ON k.id = r.api_key_id AND k.revoked_at IS NULL
 WHERE r.api_key_id = $1 AND r.disabled_at IS NULL AND r.events && $5::text[]
   AND (r.campaign IS NULL OR r.campaign = $6)
 ON CONFLICT (rule_id, source) DO NOTHING

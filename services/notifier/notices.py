@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from libs.contracts import InsightsReady, TranscriptResult
+from libs.contracts import InsightsReady, TranscriptionFailed, TranscriptReady, TranscriptResult
 from libs.db import DatabaseUnavailable
 from libs.db.listen import sleep_until
 from libs.errors import InvalidInput
@@ -65,6 +65,8 @@ class Notices:
 
     async def record(self, event: TranscriptResult | InsightsReady) -> int:
         """Queue the event for every rule that asks for it; returns how many were new."""
+        if not isinstance(event, TranscriptReady | TranscriptionFailed | InsightsReady):
+            return 0  # progress and deletions notify nobody
         try:
             job_id = uuid.UUID(event.audio_file_id)
         except ValueError:

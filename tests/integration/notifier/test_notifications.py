@@ -16,6 +16,7 @@ import pytest
 import structlog
 from nats.js import JetStreamContext
 
+from libs import apikeys
 from libs.contracts import (
     CategoryMatch,
     Evidence,
@@ -353,3 +354,17 @@ async def test_deleting_a_job_forgets_its_notifications(
     await _drained(js)
     assert [r["audio_file_id"] for r in await _items(npool, rule)] == [first.id]
     assert len(smtp_starttls.received) == 1
+
+
+async def test_a_revoked_keys_rules_notify_nobody(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier, smtp_starttls: SmtpTestServer
+) -> None:
+    key = await make_key(npool, webhook_url=None)
+    rule = await _rule(npool, key, ["failed"], emails=["ops@example.com"])
+    (job,) = await _failed_jobs(npool, key, 1)
+    async with npool.acquire() as conn:
+        assert await apikeys.revoke(conn, str(key.id))
+    _running(notifier, smtp_starttls)
+    await publish(js, failed_event(job))
+    await _drained(js)
+    assert await _items(npool, rule) == []
