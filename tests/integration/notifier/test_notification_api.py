@@ -273,6 +273,17 @@ def test_operator_adds_lists_and_removes_rules(
             ]
         )
     capsys.readouterr()
+    # No notifier runs here: the test message is queued and reported as not yet attempted.
+    code, test = _cli(capsys, "test", added["id"], "--wait", "0")
+    assert code == 0 and isinstance(test, dict)
+    assert test["event_type"] == "notification.test" and test["attempt_log"] == []
+    assert test["endpoint_url"] == f"email:{added['id']}"
+    code, listed = _cli(capsys, "deliveries", "--rule", added["id"])
+    assert code == 0 and isinstance(listed, list) and [d["id"] for d in listed] == [test["id"]]
+    code, resent = _cli(capsys, "resend", str(test["id"]))
+    assert code == 0 and resent == {"id": test["id"], "status": "pending"}
+    code, enabled = _cli(capsys, "enable", added["id"])
+    assert code == 0 and isinstance(enabled, dict) and enabled["enabled"] is True
     code, removed = _cli(capsys, "remove", added["id"])
     assert code == 0 and removed == {"id": added["id"], "removed": True}
     assert main(["notify", "remove", added["id"]]) == 1
