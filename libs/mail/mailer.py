@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from libs.mail.headers import header_text
 from libs.mail.message import Mail
+
+# A server's reply as a reason: one line without control characters (it may be stored, listed
+# and shown), at most this long.
+REASON_LIMIT = 1000
 
 
 class MailTemporary(Exception):
@@ -12,8 +17,8 @@ class MailTemporary(Exception):
     full), the server unreachable (refused, timed out, disconnected) or TLS failing."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        self.reason = header_text(reason, REASON_LIMIT)
+        super().__init__(self.reason)
 
 
 class MailPermanent(Exception):
@@ -21,8 +26,8 @@ class MailPermanent(Exception):
     535 authentication failed) or a server lacking what SMTP_URL asks for (STARTTLS, AUTH)."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        self.reason = header_text(reason, REASON_LIMIT)
+        super().__init__(self.reason)
 
 
 class Mailer(Protocol):

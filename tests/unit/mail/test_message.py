@@ -10,7 +10,15 @@ from email.policy import default as default_policy
 import pytest
 
 from libs.errors import InvalidInput
-from libs.mail import Mail, MemoryMailer, build_message, header_text, render
+from libs.mail import (
+    Mail,
+    MailPermanent,
+    MailTemporary,
+    MemoryMailer,
+    build_message,
+    header_text,
+    render,
+)
 from libs.mail.headers import SUBJECT_LIMIT
 from libs.mail.message import _check_headers
 from libs.settings import Sender
@@ -176,3 +184,11 @@ async def test_memory_mailer_builds_the_real_message() -> None:
     ((_, message),) = mailer.sent
     assert message["Message-ID"] == message_id
     assert message["Bcc"] is None
+
+
+def test_a_failure_reason_is_one_clean_line() -> None:
+    # A hostile server's reply may hold NUL (which Postgres text refuses) and line breaks.
+    reason = MailPermanent("550 no\x00 such\r\nuser " + "x" * 5000).reason
+    assert reason.startswith("550 no such user x") and len(reason) <= 1000
+    assert all(c.isprintable() for c in reason)
+    assert MailTemporary("451 later").reason == "451 later"
