@@ -158,14 +158,14 @@ class SlackServer:
             status=answer.status, text=answer.body, headers=answer.headers, content_type="text/html"
         )
 
-    async def wait_requests(self, count: int, timeout: float = 20.0) -> list[Request]:
+    async def wait_requests(self, count: int, timeout: float = 30.0) -> list[Request]:
         async with self._changed:
             await asyncio.wait_for(
                 self._changed.wait_for(lambda: len(self.requests) >= count), timeout
             )
         return self.requests
 
-    async def wait_messages(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    async def wait_messages(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         async with self._changed:
             await asyncio.wait_for(
                 self._changed.wait_for(lambda: len(self.messages) >= count), timeout
