@@ -50,6 +50,7 @@ from libs.layout import (
     unredacted_transcript_key,
 )
 from libs.metrics import DELETIONS, DELETIONS_FINISHED
+from libs.notifications import items as notification_items
 from libs.webhooks import queue as webhooks
 
 log = structlog.get_logger()
@@ -257,6 +258,7 @@ async def request(
         await insights.forget(conn, job_id)  # call insights (issue 21)
         await webhooks.scrub_for_deleted_job(conn, job_id)
         await dead_letters.forget_payloads_of_job(conn, job_id)
+        await notification_items.forget_job(conn, job_id)  # notifications (issue #22)
         if forget_events:
             await outbox.forget_job(conn, job_id)
         event = TranscriptionDeleted(

@@ -235,6 +235,10 @@ class Settings:
     webhook_secret: str | None = setting("WEBHOOK_SECRET")
     webhook_timeout: float = setting("WEBHOOK_TIMEOUT", 15.0)
 
+    # Notifications to people (docs/notifications.md): at most one message per rule per this
+    # many seconds; what arrives in between is gathered into one digest.
+    notify_interval: float = setting("NOTIFY_INTERVAL_SECONDS", 600.0, check=finite_above(0))
+
     # E-mail notifications (libs/mail, docs/mail.md). SMTP_URL: smtp://, smtp+starttls:// or
     # smtps://[user:password@]host[:port]; None: no mail (`transcribe up` starts a local sink).
     smtp_url: SmtpServer | None = setting("SMTP_URL", parse=parse_smtp_url)

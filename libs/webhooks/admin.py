@@ -347,3 +347,25 @@ async def set_url(conn: asyncpg.Connection | asyncpg.Pool, api_key_id: uuid.UUID
     which every key has had since its creation, is unchanged."""
     if not await endpoints.set_url(conn, api_key_id, url):
         raise ManagedByEnvironment("the bootstrap key's endpoint is WEBHOOK_URL; change it there")
+
+
+# Notification messages (libs/notifications) on the same queue: newest first, of one rule or of
+# every rule the scope sees.
+LIST_NOTIFICATIONS = (
+    "SELECT"
+    + _DELIVERY_COLUMNS
+    + """FROM media_pipeline.webhook_deliveries d
+WHERE d.rule_id IS NOT NULL AND ($1::uuid IS NULL OR d.rule_id = $1)
+  AND ($2::uuid IS NULL OR d.api_key_id = $2)
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT $3
+"""
+)
+
+
+async def list_notifications(
+    conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, rule_id: uuid.UUID | None, limit: int
+) -> list[Delivery]:
+    """Notification deliveries (Slack, e-mail) with their attempts."""
+    rows = await conn.fetch(LIST_NOTIFICATIONS, rule_id, scope.api_key_id, limit)
+    return await _with_attempts(conn, rows)

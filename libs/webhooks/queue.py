@@ -58,7 +58,7 @@ claimed AS (
     SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.event_id, d.event_type, d.endpoint_url, d.payload, d.attempts,
-              d.schedule_step, d.api_key_id, d.audio_file_id)
+              d.schedule_step, d.api_key_id, d.audio_file_id, d.channel, d.rule_id)
 SELECT c.*, k.webhook_url AS key_webhook_url, k.webhook_secret, k.webhook_secret_previous
 FROM claimed c LEFT JOIN media_pipeline.api_keys k ON k.id = c.api_key_id
 """
@@ -246,6 +246,9 @@ class Due:
     # The key's default endpoint (health is tracked, and 410 disables, only for that one).
     key_webhook_url: str | None
     secrets: tuple[str, ...]
+    # 'webhook' (signed POST), or a notification rule's message: 'slack' / 'email'.
+    channel: str = "webhook"
+    rule_id: uuid.UUID | None = None
 
     @property
     def is_key_endpoint(self) -> bool:
@@ -289,6 +292,8 @@ async def claim_due(
             key_webhook_url=r["key_webhook_url"],
             # The current secret first; the previous one only during a rotation.
             secrets=tuple(s for s in (r["webhook_secret"], r["webhook_secret_previous"]) if s),
+            channel=r["channel"],
+            rule_id=r["rule_id"],
         )
         for r in rows
     ]
@@ -320,3 +325,53 @@ WHERE audio_file_id = $1
 
 async def scrub_for_deleted_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
     await conn.execute(SCRUB_FOR_DELETED_JOB, job_id)
+
+
+# ---- Notification messages (libs/notifications): Slack and e-mail rows of the same queue ----
+
+# The endpoint is `<channel>:<rule id>`: the Slack URL (a secret) and the addresses stay in the
+# rule and are read at send time; the per-endpoint limit applies per rule.
+SCHEDULE_NOTICE = """
+INSERT INTO media_pipeline.webhook_deliveries
+    (event_id, event_type, audio_file_id, api_key_id, endpoint_url, payload, channel, rule_id)
+VALUES ($1, $2, $3, $4, $5::text || ':' || $6::uuid::text, $7, $5::text, $6::uuid)
+RETURNING id
+"""
+CANCEL_PENDING_FOR_RULE = """
+UPDATE media_pipeline.webhook_deliveries SET status = 'cancelled', updated_at = now(),
+    last_error = left($2, 500)
+WHERE rule_id = $1 AND status = 'pending'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotice:
+    """One notification message to send: a Slack payload or an e-mail's parts."""
+
+    event_id: uuid.UUID
+    event_type: str
+    audio_file_id: uuid.UUID | None
+    api_key_id: uuid.UUID
+    rule_id: uuid.UUID
+    channel: str  # 'slack' | 'email'
+    payload: bytes
+
+
+async def schedule_notice(conn: asyncpg.Connection, notice: NewNotice) -> int:
+    """Queue the message (in the caller's transaction); returns the delivery id."""
+    delivery_id: int = await conn.fetchval(
+        SCHEDULE_NOTICE,
+        notice.event_id,
+        notice.event_type,
+        notice.audio_file_id,
+        notice.api_key_id,
+        notice.channel,
+        notice.rule_id,
+        notice.payload,
+    )
+    return delivery_id
+
+
+async def cancel_for_rule(conn: asyncpg.Connection, rule_id: uuid.UUID, reason: str) -> None:
+    """A disabled or removed rule: what is still queued for it is cancelled (kept in the log)."""
+    await conn.execute(CANCEL_PENDING_FOR_RULE, rule_id, reason)

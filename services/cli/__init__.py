@@ -15,6 +15,7 @@ from services.cli import (
     insights,
     jobs,
     keys,
+    notify,
     replay,
     run,
     search,
@@ -35,6 +36,7 @@ MODULES = (
     categories,
     insights,
     users,
+    notify,
 )
 
 

@@ -21,6 +21,7 @@ from libs.bus import BusUnavailable, Delivery, Reject, Retry, jetstream
 from libs.db import DatabaseUnavailable
 from libs.deadletters import records
 from libs.jobs import lifecycle
+from libs.notifications import dead_letters as dead_letter_notices
 from libs.observability.metrics import DEAD_LETTERS
 from services.deadletters.advisory import advisory_decoder, kind_of
 
@@ -64,7 +65,7 @@ class DeadLetterCapture:
             trace_id=_str(event.get("trace_id")),
         ):
             try:
-                new_id = await records.insert(self._pool, dl)
+                new_id = await self._record(dl)
                 if new_id is not None and kind == "max_deliveries":
                     await self._fail_stuck_job(dl, event)
             except DatabaseUnavailable as exc:
@@ -81,6 +82,15 @@ class DeadLetterCapture:
                 event_type=dl.event_type,
                 duplicate=new_id is None,
             )
+
+    async def _record(self, dl: records.NewDeadLetter) -> int | None:
+        """The dead letter and its notifications (rules on `dead_lettered`) in one transaction:
+        a notification is never lost, nor recorded twice (unique per rule and dead letter)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            new_id = await records.insert(conn, dl)
+            if new_id is not None and dl.audio_file_id is not None:
+                await dead_letter_notices.record(conn, new_id, dl)
+        return new_id
 
     async def _original(self, stream: str, seq: int) -> tuple[str | None, bytes | None]:
         try:

@@ -9,9 +9,11 @@ import structlog
 
 from libs import bus, db
 from libs.contracts import streams
+from libs.mail import Mailer, smtp_mailer
 from libs.observability import serve_metrics
 from libs.safehttp import SafeHttpClient, parse_allowlist
 from libs.settings import Settings
+from services.notifier.notices import Notices
 from services.notifier.policy import DEFAULT_POLICY, DeliveryPolicy
 from services.notifier.worker import Deliverer, Scheduler
 
@@ -19,7 +21,11 @@ log = structlog.get_logger()
 
 
 async def run(
-    settings: Settings, stop: asyncio.Event, *, policy: DeliveryPolicy = DEFAULT_POLICY
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    policy: DeliveryPolicy = DEFAULT_POLICY,
+    mailer: Mailer | None = None,
 ) -> None:
     async with AsyncExitStack() as stack:
         pool = await db.create_pool(settings.require_database_url(), max_size=20)
@@ -34,9 +40,25 @@ async def run(
             SafeHttpClient(parse_allowlist(settings.ssrf_allowlist))
         )
         js = nc.jetstream()
-        deliverer = Deliverer(pool, http, timeout=settings.webhook_timeout, policy=policy)
+        if mailer is None and settings.smtp_url:
+            mailer = smtp_mailer(settings)
+        notices = Notices(
+            pool,
+            http,
+            mailer,
+            interval=settings.notify_interval,
+            public_base_url=settings.public_base_url,
+            timeout=settings.webhook_timeout,
+        )
+        deliverer = Deliverer(
+            pool, http, timeout=settings.webhook_timeout, policy=policy, notices=notices
+        )
+        notices.on_queued = deliverer.wake
         scheduler = Scheduler(
-            pool, public_base_url=settings.public_base_url, on_scheduled=deliverer.wake
+            pool,
+            public_base_url=settings.public_base_url,
+            on_scheduled=deliverer.wake,
+            notices=notices,
         )
         spec = streams.notifier_consumer()
         consumer = bus.PullConsumer(
@@ -51,4 +73,4 @@ async def run(
             name="notifier",
         )
         log.info("notifier_started")
-        await asyncio.gather(consumer.run(stop), deliverer.run(stop))
+        await asyncio.gather(consumer.run(stop), deliverer.run(stop), notices.run(stop))

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import asyncpg
 import msgspec
@@ -37,6 +37,9 @@ from libs.webhooks import payload
 from libs.webhooks import queue as repo
 from services.notifier import signing
 from services.notifier.policy import DEFAULT_POLICY, RETRY_SCHEDULE, DeliveryPolicy
+
+if TYPE_CHECKING:
+    from services.notifier.notices import Notices
 
 log = structlog.get_logger()
 
@@ -64,8 +67,11 @@ class Scheduler:
         public_base_url: str,
         transcript_cap: int = payload.TRANSCRIPT_CAP,
         on_scheduled: Callable[[], None] | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self._pool = pool
+        # Notifications to people (services/notifier/notices.py), when configured.
+        self._notices = notices
         # An in-process deliverer is woken directly; NOTIFY wakes the others (and this one).
         self._on_scheduled = on_scheduled
         self._base = public_base_url.rstrip("/")
@@ -82,6 +88,8 @@ class Scheduler:
         ):
             try:
                 n = await self.schedule(event)
+                if self._notices is not None:
+                    await self._notices.record(event)
             except DatabaseUnavailable as exc:
                 raise Retry(f"Postgres unavailable: {exc}") from exc
             log.info("webhooks_scheduled", endpoints=n, type=type(event).__name__)
@@ -158,6 +166,10 @@ class Posted:
     # Not worth retrying (a private address, no signing secret).
     permanent: bool = False
     latency_ms: int = 0
+    # Sent without an HTTP status (an e-mail the SMTP server accepted).
+    delivered: bool = False
+    # The target will not work again (Slack's 404 no_service, ...): like a 410.
+    gone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +185,14 @@ def judge(
     retry_after: float | None,
     permanent: bool,
     policy: DeliveryPolicy,
+    delivered: bool = False,
+    gone: bool = False,
 ) -> Outcome:
     """What one attempt means for its delivery. Only 2xx counts; 410 stops for good; anything
     else retries on the schedule (Retry-After may push the next attempt later)."""
-    if status is not None and 200 <= status < 300:
+    if delivered or (status is not None and 200 <= status < 300 and not gone):
         return Outcome("succeeded")
-    if status == 410:
+    if status == 410 or gone:
         return Outcome("gone")
     if permanent:
         return Outcome("failed")
@@ -217,8 +231,11 @@ class Deliverer:
         poll_interval: float = 5.0,
         policy: DeliveryPolicy = DEFAULT_POLICY,
         shutdown_grace: float = 5.0,
+        notices: Notices | None = None,
     ) -> None:
         self._pool = pool
+        # The sender of notification rows (channel slack/email).
+        self._notices = notices
         self._http = http
         self._timeout = timeout
         self._concurrency = concurrency or policy.concurrency
@@ -355,18 +372,27 @@ class Deliverer:
             audio_file_id=str(due.audio_file_id),
             attempt=attempt_no,
         ):
-            posted = await self._post(due)
+            posted = await self._send(due)
             outcome = judge(
                 posted.status,
                 steps_done=due.schedule_step + 1,
                 retry_after=posted.retry_after,
                 permanent=posted.permanent,
                 policy=self._policy,
+                delivered=posted.delivered,
+                gone=posted.gone,
             )
             await self._record(due, attempt_no, posted, outcome)
             WEBHOOK_ATTEMPTS.labels(
                 outcome="blocked" if posted.permanent else outcome.verdict
             ).inc()
+
+    async def _send(self, due: repo.Due) -> Posted:
+        if due.channel == "webhook":
+            return await self._post(due)
+        if self._notices is None:
+            return Posted(error="this notifier does not send notifications")
+        return await self._notices.send(due)
 
     async def _post(self, due: repo.Due) -> Posted:
         """One signed POST of the delivery; what the receiver (or the way to it) answered."""
@@ -413,7 +439,7 @@ class Deliverer:
                 self.delivered += 1
                 log.info("webhook_delivered", status=status, ms=latency_ms)
             elif outcome.verdict == "gone":
-                await self._gone(conn, due, latency_ms)
+                await self._gone(conn, due, posted)
             elif outcome.verdict == "retry":
                 assert outcome.delay is not None
                 await repo.reschedule(
@@ -453,16 +479,29 @@ class Deliverer:
             )
             log.warning("webhook_endpoint_auto_disabled", endpoint=due.endpoint_url)
 
-    async def _gone(self, conn: asyncpg.Connection, due: repo.Due, latency_ms: int) -> None:
+    async def _gone(self, conn: asyncpg.Connection, due: repo.Due, posted: Posted) -> None:
         # 410 Gone: the receiver asks us to stop. A job's own callback just ends; the key's
         # default endpoint is disabled until its owner re-enables it.
+        if due.rule_id is not None and self._notices is not None:
+            # A notification rule's target (Slack 400/403/404/410): the rule is disabled.
+            reason = posted.error or f"HTTP {posted.status}"
+            await repo.finish(
+                conn,
+                due.id,
+                "cancelled",
+                status_code=posted.status,
+                error=reason,
+                latency_ms=posted.latency_ms,
+            )
+            await self._notices.gone(conn, due, reason)
+            return
         await repo.finish(
             conn,
             due.id,
             "cancelled",
             status_code=410,
             error="endpoint answered 410 Gone",
-            latency_ms=latency_ms,
+            latency_ms=posted.latency_ms,
         )
         if due.is_key_endpoint and due.api_key_id is not None:
             await repo.disable_endpoint(conn, due.api_key_id, due.endpoint_url, "410 Gone")

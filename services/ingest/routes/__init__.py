@@ -12,6 +12,7 @@ from services.ingest.routes import (
     insights,
     jobs,
     media,
+    notifications,
     ops,
     search,
     session,
@@ -32,4 +33,5 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     session,
     media,
     users,
+    notifications,
 )

@@ -27,6 +27,7 @@ from libs.contracts import (
     subjects,
     utcnow,
 )
+from libs.mail import Mailer
 from libs.settings import Settings
 from services.notifier import main as notifier_main
 from services.notifier.policy import DeliveryPolicy
@@ -287,11 +288,15 @@ class Notifier:
     policy: DeliveryPolicy = FAST
     task: asyncio.Task[None] | None = None
     stop_event: asyncio.Event | None = None
+    # Where notification e-mails go (tests/integration/notifier/test_notifications.py).
+    mailer: Mailer | None = None
 
     def start(self) -> None:
         self.stop_event = asyncio.Event()
         self.task = asyncio.create_task(
-            notifier_main.run(self.settings, self.stop_event, policy=self.policy)
+            notifier_main.run(
+                self.settings, self.stop_event, policy=self.policy, mailer=self.mailer
+            )
         )
 
     async def stop(self) -> None:
