@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import docs, health, jobs, ops, search, webhooks
+from services.ingest.routes import console, docs, health, jobs, ops, search, webhooks
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health, ops, webhooks, docs, search)
+ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health, ops, webhooks, docs, search, console)
