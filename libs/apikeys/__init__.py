@@ -42,6 +42,15 @@ SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
        channel_roles, redact
 FROM media_pipeline.api_keys ORDER BY created_at
 """
+# The operator's key (API_KEY): what operator console users act as.
+SELECT_ACTIVE_BOOTSTRAP = """
+SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       audio_ttl_seconds, transcript_ttl_seconds,
+       channel_roles, redact
+FROM media_pipeline.api_keys WHERE is_bootstrap AND revoked_at IS NULL
+ORDER BY created_at DESC LIMIT 1
+"""
 INSERT_KEY = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
@@ -197,6 +206,18 @@ async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, raw: str) -> Api
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> ApiKey | None:
     row = await conn.fetchrow(SELECT_BY_ID, uuid.UUID(key_id))
+    return ApiKey.from_row(row) if row else None
+
+
+async def active(conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID) -> ApiKey | None:
+    """The key with this id if it is not revoked (a console user acts as it)."""
+    row = await conn.fetchrow(SELECT_BY_ID, key_id)
+    return ApiKey.from_row(row) if row and row["revoked_at"] is None else None
+
+
+async def operator(conn: asyncpg.Connection | asyncpg.Pool) -> ApiKey | None:
+    """The active bootstrap key (API_KEY): the operator, whom operator console users act as."""
+    row = await conn.fetchrow(SELECT_ACTIVE_BOOTSTRAP)
     return ApiKey.from_row(row) if row else None
 
 

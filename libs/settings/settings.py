@@ -250,6 +250,16 @@ class Settings:
     metrics_port: int = setting("METRICS_PORT", 0)
     metrics_host: str = setting("METRICS_HOST", "127.0.0.1")
 
+    # Web console sessions (services/ingest/routes/session.py, libs/users): a session ends after
+    # this many idle minutes, and in any case this many hours after the login.
+    console_idle_minutes: float = setting("CONSOLE_IDLE_MINUTES", 30.0, check=above(0))
+    console_session_hours: float = setting("CONSOLE_SESSION_HOURS", 12.0, check=above(0))
+    # Failed logins allowed per account and per client address within the window (then 429).
+    console_login_attempts: int = setting("CONSOLE_LOGIN_ATTEMPTS", 10, check=above(0))
+    console_login_window_minutes: float = setting(
+        "CONSOLE_LOGIN_WINDOW_MINUTES", 15.0, check=above(0)
+    )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

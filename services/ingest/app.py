@@ -29,12 +29,15 @@ from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
 from services.ingest import bodies
 from services.ingest.context import (
+    CLOCK,
     NATS_CLIENT,
     POOL,
     RATE_LIMITER,
     SETTINGS,
     STORE,
     SUBMIT_CTX,
+    Clock,
+    utcnow,
 )
 from services.ingest.fetch import SafeAudioFetcher, callback_validator
 from services.ingest.form import clean_spool
@@ -139,15 +142,18 @@ def create_app(
     claim_wait: float = 30.0,
     claim_ttl: float | None = None,
     sweeper: bool = True,
+    clock: Clock | None = None,
 ) -> web.Application:
     """Build the app. Clients not passed in are opened on startup and closed on cleanup.
 
     `claim_wait`: how long a duplicate submission waits for the one in progress before 409;
     `claim_ttl`: how long a submission's claim lives between heartbeats' extensions;
-    `sweeper`: run the background sweeper (finishes deletions; services/ingest/sweeper.py)."""
+    `sweeper`: run the background sweeper (finishes deletions; services/ingest/sweeper.py);
+    `clock`: the time console sessions and logins are judged by (default: now, UTC)."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app[IN_FLIGHT] = InFlight(limit=settings.ingest_max_connections)
+    app[CLOCK] = clock or utcnow
 
     async def spool(app: web.Application) -> None:
         removed = clean_spool(settings.ingest_spool_dir)

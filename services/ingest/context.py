@@ -1,8 +1,16 @@
-"""What every route module shares: typed app/request keys and authentication."""
+"""What every route module shares: typed app/request keys and authentication.
+
+A request authenticates with X-API-Key, or with the console's session cookie (`tg_session`):
+then `request[API_KEY]` is the key the user acts as (their tenant's key; the bootstrap key for
+an operator user), so every handler works unchanged, and `request[PRINCIPAL]` says what the
+caller may do (services/ingest/access.py checks the route's level and the CSRF token)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
@@ -14,7 +22,28 @@ from libs.blobstore import BlobStore
 from libs.errors import RateLimited, Unauthenticated
 from libs.ratelimit import RateLimiter
 from libs.settings import Settings
+from libs.users import sessions
+from libs.users.roles import Level, level_of
+from services.ingest import access
 from services.ingest.submit import SubmitContext
+
+Clock = Callable[[], datetime]
+SESSION_COOKIE = "tg_session"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an API key (`session` None; a key is its tenant's admin, the bootstrap
+    key the operator) or a console user's session, and the level they act at."""
+
+    level: Level
+    operator: bool
+    session: sessions.Session | None = None
+
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -24,15 +53,35 @@ SUBMIT_CTX = web.AppKey("submit_ctx", SubmitContext)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 API_KEY = web.RequestKey("api_key", apikeys.ApiKey)
 TRACE_ID = web.RequestKey("trace_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
+# The time sessions and logins are judged by (tests pass their own clock to create_app).
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+
+
+def now(request: web.Request) -> datetime:
+    clock: Clock = request.app[CLOCK]
+    return clock()
 
 
 async def authenticate(request: web.Request) -> apikeys.ApiKey:
+    """The key the request acts as: its X-API-Key, else its console session's (the session's
+    CSRF token and the route's role level checked). Raises Unauthenticated, Forbidden or
+    RateLimited."""
     raw = request.headers.get("X-API-Key", "")
-    if not raw:
-        raise Unauthenticated("send your key in the X-API-Key header", code="missing_api_key")
-    key = await apikeys.authenticate(request.app[POOL], raw)
-    if key is None:
-        raise Unauthenticated("the API key is not valid", code="invalid_api_key")
+    token = request.cookies.get(SESSION_COOKIE, "")
+    if raw:
+        key = await apikeys.authenticate(request.app[POOL], raw)
+        if key is None:
+            raise Unauthenticated("the API key is not valid", code="invalid_api_key")
+        level: Level = "operator" if key.is_bootstrap else "admin"
+        request[PRINCIPAL] = Principal(level=level, operator=key.is_bootstrap)
+    elif token:
+        key = await session_key(request, token)
+    else:
+        raise Unauthenticated(
+            "send your key in the X-API-Key header (or log in: POST /api/session)",
+            code="missing_api_key",
+        )
     request[API_KEY] = key
     structlog.contextvars.bind_contextvars(api_key=key.key_hint)
     if key.rate_limit_per_minute:
@@ -47,3 +96,31 @@ async def authenticate(request: web.Request) -> apikeys.ApiKey:
 
 def job_id(request: web.Request) -> uuid.UUID:
     return params.path_uuid(request.match_info["audio_file_id"], "job")
+
+
+async def session_key(request: web.Request, token: str) -> apikeys.ApiKey:
+    """The key of the console session `token` names, after its CSRF check (state-changing
+    methods) and the route's role level; sets `request[PRINCIPAL]`."""
+    settings = request.app[SETTINGS]
+    access.check_csrf(request, token, settings.public_base_url)
+    session = await sessions.resolve(
+        request.app[POOL],
+        token,
+        now=now(request),
+        idle=timedelta(minutes=settings.console_idle_minutes),
+    )
+    if session is None:
+        raise Unauthenticated("the session has ended; log in again", code="session_expired")
+    pool = request.app[POOL]
+    if session.operator:
+        key = await apikeys.operator(pool)
+    else:
+        assert session.api_key_id is not None
+        key = await apikeys.active(pool, session.api_key_id)
+    if key is None:
+        raise Unauthenticated("the user's API key was revoked", code="session_expired")
+    level = level_of(session.role, operator=session.operator)
+    request[PRINCIPAL] = Principal(level=level, operator=session.operator, session=session)
+    structlog.contextvars.bind_contextvars(console_user=str(session.user_id))
+    access.check_level(request, level)
+    return key

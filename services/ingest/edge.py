@@ -37,6 +37,8 @@ HEADER_LIMITS: dict[str, int] = {
     "X-API-Key": 256,
     # The submission's own rule (1-200 characters, `invalid_idempotency_key`) applies after.
     "Idempotency-Key": 1024,
+    # The console session's CSRF token (43 characters).
+    "X-CSRF-Token": 128,
 }
 MAX_QUERY_VALUE = 2048
 MAX_FIELD_CHARS = 8 * 1024

@@ -151,9 +151,13 @@ class Operation:
     authenticated: bool = True
     # The query parameters may come as a form or a JSON object instead (the webhook POSTs).
     params_in_body: bool = False
+    # A JSON request body, described by its Struct.
+    json: Body | None = None
 
     def bodies(self) -> set[Body]:
         found = {r.body for r in self.responses.values() if r.body is not None}
+        if self.json is not None:
+            found.add(self.json)
         if self.form is not None:
             found.add(self.form.fields)
         if self.authenticated:
@@ -176,6 +180,11 @@ class Operation:
             op["requestBody"] = _form_body(self.form, schemas)
         elif self.params_in_body:
             op["requestBody"] = _params_body(self.params)
+        elif self.json is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": _ref(self.json)}}},
+            }
         responses = dict(self.responses)
         if self.authenticated:
             own_400 = responses.get(400)
@@ -258,6 +267,7 @@ class ApiRoutes:
         operation_id: str | None = None,
         authenticated: bool = True,
         params_in_body: bool = False,
+        json: Body | None = None,
     ) -> Callable[[H], H]:
         """Document and collect a handler. Stacked decorators register bottom-up: put the more
         specific path nearest the function."""
@@ -285,6 +295,7 @@ class ApiRoutes:
                 form=form,
                 authenticated=authenticated,
                 params_in_body=params_in_body,
+                json=json,
             )
             self.routes.append(Route(method, path, handler, operation))
             return handler
@@ -302,6 +313,9 @@ class ApiRoutes:
 
     def delete(self, path: str, **doc: Any) -> Callable[[H], H]:
         return self.route("DELETE", path, **doc)
+
+    def patch(self, path: str, **doc: Any) -> Callable[[H], H]:
+        return self.route("PATCH", path, **doc)
 
     def register(self, app: web.Application) -> None:
         for r in self.routes:

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import console, docs, health, jobs, ops, search, webhooks
+from services.ingest.routes import console, docs, health, jobs, ops, search, session, webhooks
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (jobs, health, ops, webhooks, docs, search, console)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    jobs,
+    health,
+    ops,
+    webhooks,
+    docs,
+    search,
+    session,
+    console,
+)
