@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from libs.db import create_pool
 from libs.provision import provision
 from libs.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest
-from tests.stack_fixtures import create_database, eventually, free_port
+from tests.stack_fixtures import FIXTURES, create_database, eventually, free_port
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
@@ -52,16 +54,21 @@ XSS = "<img src=x onerror=alert(1)>"
 
 @dataclass
 class Engine:
-    """What the fake engine says: the next texts, else a default sentence."""
+    """What the fake engine says: the next queued text, else the two sides of a call in turn
+    (one per channel of a stereo call), the agent's with a hostile payload among its words."""
 
     texts: list[str] = field(default_factory=list)
-    default: str = (
-        "thank you for calling the renewals team my name is sam how can i help you today "
-        "i would like to renew my subscription for another year please"
+    sides: tuple[str, str] = (
+        f"thank you for calling the renewals team {XSS} how can i help you today",
+        "hello i would like to renew my subscription for another year please",
     )
+    calls: int = 0
 
     def __call__(self, request: RecordedRequest, audio: bytes) -> str:
-        return self.texts.pop(0) if self.texts else self.default
+        if self.texts:
+            return self.texts.pop(0)
+        self.calls += 1
+        return self.sides[(self.calls - 1) % 2]
 
 
 @dataclass
@@ -209,3 +216,79 @@ async def axe_audit(page: Page) -> list[dict[str, Any]]:
         ".map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target)}))"
     )
     return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Account:
+    email: str
+    key_id: str
+    raw_key: str
+
+
+async def tenant_key(stack: ConsoleStack) -> tuple[str, str]:
+    """A new tenant's API key: (raw key, key id)."""
+    from libs import apikeys
+
+    async with stack.pool.acquire() as conn:
+        raw, key = await apikeys.create(
+            conn, name="console-tenant", tenant_prefix=f"t{uuid.uuid4().hex[:8]}"
+        )
+    return raw, key.id
+
+
+async def account(stack: ConsoleStack, role: str, *, key: tuple[str, str] | None = None) -> Account:
+    """A console user of `key`'s tenant (a new tenant without one)."""
+    from libs.users import accounts
+
+    raw, key_id = key or await tenant_key(stack)
+    async with stack.pool.acquire() as conn:
+        user = await accounts.create(
+            conn,
+            email=f"{role}-{uuid.uuid4().hex[:8]}@example.org",
+            password=PASSWORD,
+            role=role,
+            api_key_id=uuid.UUID(key_id),
+            operator=False,
+            now=datetime.now(UTC),
+        )
+    return Account(email=user.email, key_id=key_id, raw_key=raw)
+
+
+async def log_in(tab: Tab, who: Account) -> None:
+    await tab.goto("/console/login")
+    await tab.page.fill("input[name=email]", who.email)
+    await tab.page.fill("input[name=password]", PASSWORD)
+    await tab.page.click("form button[type=submit]")
+    await tab.page.wait_for_url(tab.base_url + "/console/")
+    await tab.page.locator("table.calls").wait_for()
+
+
+CALL = (FIXTURES / "call_stereo_8k.wav").read_bytes()
+
+
+async def submitted_call(stack: ConsoleStack, who: Account, campaign: str = "renewals") -> str:
+    """A stereo call submitted with the tenant's key and transcribed: its id."""
+    form = aiohttp.FormData()
+    form.add_field("campaign", campaign)
+    form.add_field("timestamps", "word")
+    form.add_field("file", CALL, filename="call.wav", content_type="audio/wav")
+    headers = {"X-API-Key": who.raw_key}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(
+            stack.base_url + "/api/media/transcribe", data=form, headers=headers
+        ) as r:
+            body = await r.json()
+            assert r.status == 200, body
+        job = str(body["audio_file_id"])
+
+        async def done() -> bool:
+            async with s.get(f"{stack.base_url}/api/media/status/{job}", headers=headers) as r:
+                status = (await r.json())["status"]
+                assert status != "failed"
+                return status == "completed"
+
+        await eventually(done, timeout=120, interval=0.2)
+    return job

@@ -25,6 +25,7 @@ class Highlighter {
     this.onTurn = onTurn;
     this.current = -1;
     this.turn = -1;
+    this.position = new Map(elements.map((el, i) => [el, i]));
     this.frame = 0;
     this.tick = () => {
       this.frame = 0;
@@ -52,8 +53,22 @@ class Highlighter {
     return found;
   }
 
+  // The word `el` (a click on it): highlighted even where another speaker's word starts at
+  // the same moment.
+  pin(el) {
+    const i = this.position.get(el);
+    if (i === undefined) return;
+    this.show(i);
+  }
+
   update() {
-    const i = this.index(this.audio.currentTime);
+    const t = this.audio.currentTime;
+    // Still inside the highlighted word: nothing to do.
+    if (this.current >= 0 && this.starts[this.current] <= t && t < this.ends[this.current]) return;
+    this.show(this.index(t));
+  }
+
+  show(i) {
     if (i === this.current) return;
     if (this.current >= 0) this.elements[this.current].removeAttribute("aria-current");
     if (i >= 0) {
@@ -113,10 +128,15 @@ function renderTranscript(model, names) {
     turnEls.push(li);
     list.append(li);
   });
+  // Time order (turns of two speakers overlap, so document order is not): the highlighter
+  // binary-searches these.
+  const order = Uint32Array.from(starts.keys()).sort((a, b) => starts[a] - starts[b] || a - b);
   return {
-    list, elements, turnEls, turnOf,
-    starts: Float64Array.from(starts),
-    ends: Float64Array.from(ends),
+    list, turnEls,
+    elements: Array.from(order, (i) => elements[i]),
+    starts: Float64Array.from(order, (i) => starts[i]),
+    ends: Float64Array.from(order, (i) => ends[i]),
+    turnOf: Array.from(order, (i) => turnOf[i]),
   };
 }
 
@@ -328,7 +348,12 @@ export async function callPage(main, { match, params, navigate }) {
     );
     const view = renderTranscript(model, names);
     const follow = h("input", { type: "checkbox", id: "follow", checked: true });
-    const seek = (t) => { audio.currentTime = Math.max(0, Math.min(t, duration || t)); };
+    let highlighter = null;
+    const seek = (t) => {
+      audio.currentTime = Math.max(0, Math.min(t, duration || t));
+      // Paused, or before the media is loaded, no `seeked` may come soon: highlight now.
+      if (highlighter) highlighter.update();
+    };
     const turnStarts = model.turns.map((t) => t.start);
     const nextTurn = (dir) => {
       const t = audio.currentTime;
@@ -368,8 +393,9 @@ export async function callPage(main, { match, params, navigate }) {
       const target = e.target.closest("[data-start]");
       if (!target) return;
       seek(Number(target.dataset.start));
+      if (target.classList.contains("w")) highlighter.pin(target);
     });
-    const highlighter = new Highlighter(audio, view.elements, view.starts, view.ends, view.turnOf, (turn) => {
+    highlighter = new Highlighter(audio, view.elements, view.starts, view.ends, view.turnOf, (turn) => {
       if (follow.checked && !audio.paused) view.turnEls[turn].scrollIntoView({ block: "nearest" });
     });
     const onKey = (e) => {
@@ -389,15 +415,17 @@ export async function callPage(main, { match, params, navigate }) {
     document.addEventListener("keydown", onKey);
     let line = null;
     try { line = timeline(wave, audio, model, duration); } catch (err) { append(wave, h("p", { class: "detail", text: `Timeline unavailable: ${problem(err)}` })); }
-    const start = Number(params.get("t"));
-    if (Number.isFinite(start) && start > 0) {
+    const start = params.has("t") ? Number(params.get("t")) : NaN;
+    if (Number.isFinite(start) && start >= 0) {
       const go = () => {
         seek(start);
         highlighter.update();
         const i = highlighter.current;
         if (i >= 0) view.elements[i].scrollIntoView({ block: "center" });
       };
-      if (audio.readyState >= 1) go(); else audio.addEventListener("loadedmetadata", go, { once: true });
+      // Before the media loads this is its default start position; again once it is known.
+      go();
+      if (audio.readyState < 1) audio.addEventListener("loadedmetadata", () => seek(start), { once: true });
     }
     cleanups.push(() => {
       highlighter.destroy();

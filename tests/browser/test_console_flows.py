@@ -1,0 +1,169 @@
+"""The console as its users work with it, in headless chromium against a whole stack: log in,
+upload with progress, watch the call complete without a reload, open it, play it and see the
+spoken word highlighted, click a word to seek, search and open the call at the hit, roles and
+tenants, and hostile strings that must stay text."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.conftest import (
+    CALL,
+    XSS,
+    ConsoleStack,
+    Tab,
+    account,
+    axe_audit,
+    log_in,
+    submitted_call,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CURRENT = ".w[aria-current=true]"
+
+
+async def _current_start(tab: Tab) -> float | None:
+    start = await tab.page.evaluate(
+        f"() => {{ const w = document.querySelector('{CURRENT}'); return w ? Number(w.dataset.start) : null; }}"
+    )
+    return None if start is None else float(start)
+
+
+async def _no_markup_ran(tab: Tab) -> None:
+    assert tab.dialogs == []
+    assert await tab.page.locator("img").count() == 0
+    assert tab.violations() == [] and tab.errors == []
+
+
+async def test_upload_then_open_play_and_seek(console_stack: ConsoleStack, tab: Tab) -> None:
+    supervisor = await account(console_stack, "supervisor")
+    await log_in(tab, supervisor)
+    await tab.page.evaluate("() => { window.sameDocument = true; }")
+    await tab.page.fill("#u-campaign", XSS)
+    await tab.page.set_input_files(
+        "#files", files=[{"name": f"{XSS}.wav", "mimeType": "audio/wav", "buffer": CALL}]
+    )
+    upload = tab.page.locator("ul.uploads li").first
+    await expect(upload.locator(".name")).to_have_text(f"{XSS}.wav")
+    await tab.page.wait_for_function(
+        "() => document.querySelector('ul.uploads progress').value === 100"
+    )
+    await expect(upload.locator(".state")).to_have_text("queued")
+    await tab.shot("upload")
+
+    # The new call appears and turns completed by itself: no reload, no navigation.
+    row = tab.page.locator("table.calls tbody tr").first
+    await expect(row).to_have_attribute("data-state", "completed", timeout=120_000)
+    assert await tab.page.evaluate("() => window.sameDocument === true")
+    await expect(row.locator("td.campaign")).to_have_text(XSS)
+    await tab.shot("calls")
+    await _no_markup_ran(tab)
+
+    await row.locator("a.call-link").click()
+    await tab.page.wait_for_url("**/console/calls/*")
+    await tab.page.locator("main[data-ready=true]").wait_for()
+    assert await tab.page.locator("audio").count() == 1
+    roles = set(await tab.page.locator(".turn .role").all_text_contents())
+    assert {"Agent", "Customer"} <= roles
+    words = tab.page.locator(".w[data-start]")
+    assert await words.count() > 20
+    # The engine's words include the payload: it is text in the transcript, never an element.
+    assert XSS.split()[0] in await tab.page.locator("ol.turns").inner_text()
+    await tab.shot("call")
+    await _no_markup_ran(tab)
+
+    # A click on a word seeks the audio to its start and highlights it.
+    word = words.nth(7)
+    start = float(await word.get_attribute("data-start") or "nan")
+    await word.click()
+    current = await tab.page.evaluate("() => document.querySelector('audio').currentTime")
+    assert abs(current - start) < 0.05
+    await expect(word).to_have_attribute("aria-current", "true")
+
+    # Playing (muted), the highlighted word advances with the audio.
+    await tab.page.evaluate(
+        "() => { const a = document.querySelector('audio'); a.muted = true; a.currentTime = 0; return a.play(); }"
+    )
+    await tab.page.wait_for_function(
+        f"() => {{ const w = document.querySelector('{CURRENT}'); return w && Number(w.dataset.start) >= 0; }}"
+    )
+    first = await _current_start(tab)
+    assert first is not None
+    await tab.page.wait_for_function(
+        f"() => {{ const w = document.querySelector('{CURRENT}'); return w && Number(w.dataset.start) > {first} + 0.5; }}"
+    )
+    assert await tab.page.locator(CURRENT).count() == 1
+    await tab.page.evaluate("() => document.querySelector('audio').pause()")
+    await tab.shot("call-playing")
+
+    # Keyboard: k toggles playback; l seeks forward five seconds.
+    before = await tab.page.evaluate("() => document.querySelector('audio').currentTime")
+    await tab.page.locator("body").press("l")
+    after = await tab.page.evaluate("() => document.querySelector('audio').currentTime")
+    assert after > before
+
+    assert await axe_audit(tab.page) == []
+    await _no_markup_ran(tab)
+
+
+async def test_a_search_hit_opens_the_call_at_its_time(
+    console_stack: ConsoleStack, tab: Tab
+) -> None:
+    viewer = await account(console_stack, "viewer")
+    job = await submitted_call(console_stack, viewer)
+    await log_in(tab, viewer)
+    await tab.page.fill("#q", "subscription")
+    await tab.page.press("#q", "Enter")
+    hit = tab.page.locator(f"a.hit[href^='/console/calls/{job}?t=']").first
+    await hit.wait_for()
+    assert await hit.locator("mark").first.inner_text() == "subscription"
+    await tab.shot("search")
+    at = float(await hit.get_attribute("data-start") or "nan")
+    await hit.click()
+    await tab.page.wait_for_url(f"**/console/calls/{job}?t=*")
+    await tab.page.locator("main[data-ready=true]").wait_for()
+    await tab.page.wait_for_function(
+        f"() => Math.abs(document.querySelector('audio').currentTime - {at}) < 0.05"
+    )
+    current = await _current_start(tab)
+    assert current is not None and abs(current - at) < 1.5
+    await _no_markup_ran(tab)
+
+
+async def test_a_viewer_has_no_delete_button_and_the_api_refuses(
+    console_stack: ConsoleStack, tab: Tab
+) -> None:
+    viewer = await account(console_stack, "viewer")
+    job = await submitted_call(console_stack, viewer)
+    await log_in(tab, viewer)
+    await tab.goto(f"/console/calls/{job}")
+    await tab.page.locator("main[data-ready=true]").wait_for()
+    assert await tab.page.locator("#delete").count() == 0
+    assert await tab.page.locator("#rerun").count() == 0
+    await tab.shot("call-viewer")
+    status = await tab.page.evaluate(
+        """async (job) => {
+            const s = await (await fetch('/api/session')).json();
+            const r = await fetch('/api/media/' + job, {method: 'DELETE', headers: {'X-CSRF-Token': s.csrf_token}});
+            return r.status;
+        }""",
+        job,
+    )
+    assert status == 403
+
+
+async def test_another_tenants_call_is_not_found(console_stack: ConsoleStack, tab: Tab) -> None:
+    owner = await account(console_stack, "viewer")
+    job = await submitted_call(console_stack, owner)
+    stranger = await account(console_stack, "admin")
+    await log_in(tab, stranger)
+    await tab.goto(f"/console/calls/{job}")
+    await expect(tab.page.locator("h1")).to_have_text("Call not found")
+    assert await tab.page.locator("audio").count() == 0
+    status = await tab.page.evaluate(
+        "async (job) => (await fetch('/api/media/status/' + job)).status", job
+    )
+    assert status == 404
+    await tab.shot("call-not-found")
