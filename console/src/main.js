@@ -56,6 +56,7 @@ async function render() {
     checked = true;
   }
   const main = clear(document.getElementById("main"));
+  delete main.dataset.ready;
   if (!route) {
     header();
     append(main, h("h1", { text: "Not found" }), h("p", {}, h("a", { href: "/console/", "data-nav": "", text: "Back to the calls" })));
