@@ -5,6 +5,7 @@ from libs.blobstore.store import (
     BlobStore,
     BlobStoreRefused,
     BlobStoreUnavailable,
+    ObjectInfo,
     StoredObject,
 )
 
@@ -14,6 +15,7 @@ __all__ = [
     "BlobStoreRefused",
     "BlobStoreUnavailable",
     "MemoryBlobStore",
+    "ObjectInfo",
     "S3BlobStore",
     "StoredObject",
 ]

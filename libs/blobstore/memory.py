@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
-from libs.blobstore.store import BlobNotFound, BlobStoreUnavailable, StoredObject
+from libs.blobstore.store import BlobNotFound, BlobStoreUnavailable, ObjectInfo, StoredObject
+
+RANGE_CHUNK = 64 * 1024
 
 
 class MemoryBlobStore:
@@ -58,3 +60,16 @@ class MemoryBlobStore:
 
     def url_for(self, key: str) -> str:
         return f"memory://{self.bucket}/{key}"
+
+    async def info(self, key: str) -> ObjectInfo:
+        self._check()
+        try:
+            data, content_type = self.objects[key]
+        except KeyError:
+            raise BlobNotFound(key) from None
+        return ObjectInfo(size=len(data), content_type=content_type)
+
+    async def read_range(self, key: str, first: int, last: int) -> AsyncIterator[bytes]:
+        data = await self.get_bytes(key)
+        for at in range(first, last + 1, RANGE_CHUNK):
+            yield data[at : min(at + RANGE_CHUNK, last + 1)]

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiobotocore.session
+import aiohttp
 import structlog
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +24,7 @@ from libs.blobstore.store import (
     BlobNotFound,
     BlobStoreRefused,
     BlobStoreUnavailable,
+    ObjectInfo,
     StoredObject,
 )
 from libs.layout import loggable
@@ -33,6 +35,8 @@ log = structlog.get_logger()
 # S3 requires parts of at least 5 MiB (except the last); 8 MiB keeps memory small and bounded.
 PART_SIZE = 8 * 1024 * 1024
 MAX_POOL_CONNECTIONS = 64
+# What a ranged read hands on at a time (audio streamed to a player).
+RANGE_CHUNK = 64 * 1024
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
@@ -218,3 +222,26 @@ class S3BlobStore:
 
     def url_for(self, key: str) -> str:
         return self._data.url_for(key)
+
+    async def info(self, key: str) -> ObjectInfo:
+        try:
+            resp = await self._client.head_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise _translate(exc, f"head {loggable(key)}", key) from exc
+        return ObjectInfo(size=int(resp["ContentLength"]), content_type=resp.get("ContentType"))
+
+    async def read_range(self, key: str, first: int, last: int) -> AsyncIterator[bytes]:
+        """One GET with `Range: bytes=first-last`, its body read RANGE_CHUNK at a time."""
+        what = f"get {loggable(key)}"
+        try:
+            resp = await self._client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={first}-{last}"
+            )
+            body = resp["Body"]
+            try:
+                while chunk := await body.read(RANGE_CHUNK):
+                    yield chunk
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError, OSError, aiohttp.ClientError) as exc:
+            raise _translate(exc, what, key) from exc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +40,14 @@ class StoredObject:
     sha256: str
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a HEAD tells: the object's size in bytes and its stored Content-Type."""
+
+    size: int
+    content_type: str | None
+
+
 class BlobStore(Protocol):
     bucket: str
 
@@ -62,3 +70,12 @@ class BlobStore(Protocol):
     async def ping(self) -> None: ...
 
     def url_for(self, key: str) -> str: ...
+
+    async def info(self, key: str) -> ObjectInfo:
+        """Size and content type; BlobNotFound when there is no such object."""
+        ...
+
+    def read_range(self, key: str, first: int, last: int) -> AsyncIterator[bytes]:
+        """Bytes `first`..`last` (inclusive) of the object, in chunks, with one ranged GET:
+        memory stays bounded whatever the size."""
+        ...

@@ -24,7 +24,9 @@ SELECT a.id, a.status, a.recording_id, a.phone, a.campaign_name, a.company, a.te
        t.metadata->'conversation' AS conversation,
        f.status AS failure_status, f.error_code, f.error AS failure_error, f.attempts AS failure_attempts,
        a.deleted_at, a.deleted_by, a.audio_expires_at, a.transcript_expires_at, a.audio_removed_at,
-       a.progress, a.progress_updated_at
+       a.progress, a.progress_updated_at,
+       (SELECT n.names FROM media_pipeline.speaker_names n WHERE n.audio_file_id = a.id)
+           AS speaker_names
 FROM media_pipeline.audio_files a
 LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
 LEFT JOIN media_pipeline.transcription_failures f ON f.audio_file_id = a.id
@@ -91,6 +93,8 @@ class JobView:
     audio_removed_at: datetime | None
     progress: StoredProgress | None
     progress_updated_at: datetime | None
+    # Names given to speakers (libs/jobs/speakers.py), None when none.
+    speaker_names: dict[str, str] | None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> JobView:

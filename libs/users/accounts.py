@@ -15,6 +15,7 @@ import msgspec
 
 from libs.db import DuplicateRow
 from libs.errors import Conflict, InvalidInput
+from libs.formats import Uuid
 from libs.users import passwords, sessions
 from libs.users.roles import ROLES, Role
 
@@ -52,12 +53,12 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     """A console user as the API shows it: `tenant` is the key's tenant prefix ('' for an
     operator user), `key_id` the key the user acts as (None for an operator user)."""
 
-    id: str
+    id: Uuid
     email: str
     role: Role
     tenant: str
     operator: bool
-    key_id: str | None = None
+    key_id: Uuid | None = None
     key_hint: str | None = None
     disabled: bool = False
     created_at: datetime | None = None

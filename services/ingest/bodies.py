@@ -302,6 +302,13 @@ class StatusMetadata(msgspec.Struct):
         described("who deleted the job: `key:<api key id>` (DELETE) or `retention`"),
     ] = UNSET
     redaction: Redaction | Unset | None = UNSET
+    speaker_names: Annotated[
+        dict[str, str] | Unset,
+        described(
+            "names given to speakers (PUT /api/media/{audio_file_id}/speakers): speaker label "
+            "or role -> name; applied to the txt, srt and vtt downloads"
+        ),
+    ] = UNSET
 
 
 class Status(msgspec.Struct):

@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from libs.errors import InvalidInput, UnsupportedMedia
+from libs.formats import Uuid
 from libs.users.accounts import User as User
 from libs.users.roles import Role
 
@@ -38,7 +39,7 @@ class Login(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class SessionUser(msgspec.Struct, frozen=True, kw_only=True):
     """The logged-in user: `tenant` is their key's tenant prefix ('' for an operator user)."""
 
-    id: str
+    id: Uuid
     email: str
     role: Role
     tenant: str
@@ -95,5 +96,19 @@ class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class PasswordSet(msgspec.Struct, frozen=True, kw_only=True):
     """The password was set; `password` only when it was generated (shown this once)."""
 
-    user_id: str
+    user_id: Uuid
     password: str | None = None
+
+
+class SpeakerNames(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """PUT /api/media/{audio_file_id}/speakers: speaker label ("Speaker A", "Channel 0") or
+    role ("agent") -> name, 1-64 characters; replaces the job's names ({} removes them)."""
+
+    names: dict[str, Annotated[str, msgspec.Meta(max_length=256)]]
+
+
+class Speakers(msgspec.Struct, frozen=True, kw_only=True):
+    """The job's speaker names as stored (trimmed)."""
+
+    audio_file_id: Uuid
+    speaker_names: dict[str, str]

@@ -85,6 +85,7 @@ def _completed(metadata: bodies.StatusMetadata, row: JobView) -> bodies.StatusMe
         redaction=(
             UNSET if row.redaction is None else _redaction(row.redaction, row.b2_object_key)
         ),
+        speaker_names=row.speaker_names or UNSET,
     )
 
 

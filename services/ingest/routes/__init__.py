@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from services.ingest.routes import console, docs, health, jobs, ops, search, session, webhooks
+from services.ingest.routes import (
+    console,
+    docs,
+    health,
+    jobs,
+    media,
+    ops,
+    search,
+    session,
+    webhooks,
+)
 
 ROUTE_MODULES: tuple[ModuleType, ...] = (
     jobs,
@@ -14,5 +24,6 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     docs,
     search,
     session,
+    media,
     console,
 )

@@ -9,7 +9,7 @@ from aiohttp import web
 from libs import params
 from libs.blobstore import BlobNotFound
 from libs.errors import Conflict, InvalidInput, NotFound
-from libs.jobs import deletion, record, requeue, views
+from libs.jobs import deletion, record, requeue, speakers, views
 from services.ingest import bodies
 from services.ingest.context import (
     POOL,
@@ -331,7 +331,12 @@ async def get_transcript(request: web.Request) -> web.Response:
     if not object_key:
         raise Conflict("the transcript is not ready yet", code="not_completed")
     try:
-        data = await request.app[STORE].get_bytes(object_key)
+        if row.speaker_names and row.b2_transcript_json_key:
+            # Named speakers: rendered from the stored JSON with the names (libs/jobs/speakers.py).
+            stored = await request.app[STORE].get_bytes(row.b2_transcript_json_key)
+            data = speakers.render_named(stored, fmt, row.speaker_names)  # type: ignore[arg-type]
+        else:
+            data = await request.app[STORE].get_bytes(object_key)
     except BlobNotFound:
         raise NotFound("the transcript object is missing from storage") from None
     return web.Response(

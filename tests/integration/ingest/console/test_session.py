@@ -4,31 +4,13 @@ and tenants (services/ingest/routes/session.py, services/ingest/access.py, libs/
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from libs.settings import Settings
-from tests.integration.ingest.conftest import Api, Upstream, make_key, serve_api
-from tests.integration.ingest.console_helpers import PASSWORD, Browser, Clock, make_user
+from tests.integration.ingest.conftest import Api, Upstream, make_key
+from tests.integration.ingest.console.conftest import PASSWORD, Browser, Clock, make_user
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(scope="module")
-async def console(ingest_settings: Settings, clock: Clock) -> AsyncIterator[Api]:
-    async with serve_api(ingest_settings, clock=clock) as served:
-        yield served
-
-
-@pytest.fixture(autouse=True)
-def fresh_time(clock: Clock) -> None:
-    clock.fresh()
 
 
 async def _job(api: Api, upstream: Upstream, key: str) -> str:

@@ -5,13 +5,17 @@ cookie jar's rules for IP-address hosts)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
+import pytest
+
+from libs.settings import Settings
 from libs.users import accounts
-from tests.integration.ingest.conftest import Api
+from tests.integration.ingest.conftest import Api, serve_api
 
 PASSWORD = "correct horse battery"
 
@@ -91,3 +95,20 @@ class Browser:
             hdrs["X-CSRF-Token"] = self.csrf
         hdrs.update(headers or {})
         return await self.api.request(method, path, key=None, headers=hdrs, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="module")
+async def console(ingest_settings: Settings, clock: Clock) -> AsyncIterator[Api]:
+    """The ingest app on the tests' clock."""
+    async with serve_api(ingest_settings, clock=clock) as served:
+        yield served
+
+
+@pytest.fixture(autouse=True)
+def fresh_time(clock: Clock) -> None:
+    clock.fresh()
