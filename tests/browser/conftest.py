@@ -205,16 +205,21 @@ async def tab(tab_factory: Callable[[], Any]) -> Tab:
     return made
 
 
-async def axe_audit(page: Page) -> list[dict[str, Any]]:
+async def axe_audit(tab: Tab) -> list[dict[str, Any]]:
     """axe-core (vendored from console/node_modules by the build, never a CDN) on the page:
     the serious and critical violations. Evaluated through the DevTools protocol, which the
-    page's CSP does not govern (a <script> tag of it would be refused, as it should be)."""
+    page's CSP does not govern (a <script> tag of it would be refused, as it should be). axe
+    adds a <style> of its own, which the CSP refuses: that complaint is the tool's, not the
+    page's, and is dropped."""
+    page = tab.page
+    before = len(tab.console)
     if not await page.evaluate("() => typeof window.axe !== 'undefined'"):
         await page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
     result = await page.evaluate(
         "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
         ".map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target)}))"
     )
+    tab.console[before:] = [m for m in tab.console[before:] if "inline style" not in m]
     return [v for v in result if v["impact"] in ("serious", "critical")]
 
 

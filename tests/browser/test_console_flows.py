@@ -104,7 +104,7 @@ async def test_upload_then_open_play_and_seek(console_stack: ConsoleStack, tab: 
     after = await tab.page.evaluate("() => document.querySelector('audio').currentTime")
     assert after > before
 
-    assert await axe_audit(tab.page) == []
+    assert await axe_audit(tab) == []
     await _no_markup_ran(tab)
 
 
@@ -167,3 +167,21 @@ async def test_another_tenants_call_is_not_found(console_stack: ConsoleStack, ta
     )
     assert status == 404
     await tab.shot("call-not-found")
+
+
+async def test_a_speaker_named_with_markup_stays_text(
+    console_stack: ConsoleStack, tab: Tab
+) -> None:
+    supervisor = await account(console_stack, "supervisor")
+    job = await submitted_call(console_stack, supervisor)
+    await log_in(tab, supervisor)
+    await tab.goto(f"/console/calls/{job}")
+    await tab.page.locator("main[data-ready=true]").wait_for()
+    await tab.page.fill("#name-1", XSS)
+    await tab.page.click("form.speakers-form button[type=submit]")
+    # Saved, and the page shows it again from the status answer, as text.
+    await tab.page.locator("main[data-ready=true]").wait_for()
+    await expect(tab.page.locator(".speaker-name").first).to_have_text(f" {XSS}")
+    await expect(tab.page.locator("#name-1")).to_have_value(XSS)
+    await tab.shot("call-speaker-named")
+    await _no_markup_ran(tab)

@@ -20,5 +20,5 @@ async def test_login_page_is_a_form_with_email_and_password(tab: Tab) -> None:
     await form.locator("input[name=email]").wait_for()
     assert await form.locator("input[name=password][type=password]").count() == 1
     await tab.shot("login")
-    assert await axe_audit(tab.page) == []
+    assert await axe_audit(tab) == []
     assert tab.violations() == [] and tab.errors == [] and tab.dialogs == []

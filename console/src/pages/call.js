@@ -10,7 +10,7 @@ const SEEK_STEP = 5;
 const FORMATS = ["txt", "json", "srt", "vtt"];
 
 function speakerNames(meta) {
-  return meta.speaker_names || meta.speakers_names || {};
+  return meta.speaker_names || {};
 }
 
 // The highlighter: the word being spoken carries aria-current="true". A binary search over the
@@ -223,7 +223,7 @@ function downloads(id) {
 }
 
 function speakersForm(id, lanes, names, reload) {
-  const inputs = lanes.map((lane, i) => h("input", { id: `name-${i}`, name: lane, value: names[lane] || "", maxlength: 100 }));
+  const inputs = lanes.map((lane, i) => h("input", { id: `name-${i}`, name: lane, value: names[lane] || "", maxlength: 64 }));
   const status = h("p", { role: "status", class: "detail" });
   const form = h("form", { class: "speakers-form", "aria-labelledby": "speakers-title" },
     h("h2", { id: "speakers-title", text: "Speakers" }),
@@ -233,7 +233,8 @@ function speakersForm(id, lanes, names, reload) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const next = {};
-    lanes.forEach((lane, i) => { next[lane] = inputs[i].value.trim(); });
+    // A blank field: that speaker has no name (the API takes only the names given).
+    lanes.forEach((lane, i) => { if (inputs[i].value.trim()) next[lane] = inputs[i].value.trim(); });
     try {
       await api("PUT", `/api/media/${id}/speakers`, { json: { names: next } });
       status.textContent = "Saved.";
