@@ -266,6 +266,11 @@ async def call_page(base: str, email: str, job: str, loads: int, play: float) ->
             executable_path=executable, headless=True, args=LAUNCH_ARGS
         )
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        # Registered before any of the page's scripts (DevTools injects it; the CSP does not
+        # apply): long tasks while the page loads.
+        await context.add_init_script(
+            "window.loadTasks = []; new PerformanceObserver((l) => { for (const e of l.getEntries()) window.loadTasks.push(e.duration); }).observe({type: 'longtask'});"
+        )
         page = await context.new_page()
         await page.goto(base + "/console/login")
         await page.fill("input[name=email]", email)
@@ -282,18 +287,18 @@ async def call_page(base: str, email: str, job: str, loads: int, play: float) ->
                 "() => performance.getEntriesByName('console:call-ready')[0].startTime"
             )
             tti.append(mark)
-            load_tasks.append(
-                await page.evaluate(
-                    "() => Math.max(0, ...performance.getEntriesByType('longtask').map(e => e.duration))"
-                )
-            )
+            load_tasks.append(await page.evaluate("() => Math.max(0, ...window.loadTasks)"))
         words = await page.locator(".w[data-start]").count()
         await page.evaluate(OBSERVE)
         await page.evaluate(
             "() => { const a = document.querySelector('audio'); a.muted = true; a.currentTime = 1800; return a.play(); }"
         )
         await page.wait_for_timeout(play * 500)
+        first_half = await page.evaluate(
+            "() => ({t: document.querySelector('audio').currentTime, w: Number(document.querySelector('.w[aria-current=true]')?.dataset.start ?? -1)})"
+        )
         await page.locator(".w[data-start]").nth(words // 4).scroll_into_view_if_needed()
+        clicked = await page.locator(".w[data-start]").nth(words // 4).get_attribute("data-start")
         await page.locator(".w[data-start]").nth(words // 4).click()
         await page.evaluate("() => document.querySelector('audio').play()")
         await page.wait_for_timeout(play * 500)
@@ -318,6 +323,8 @@ async def call_page(base: str, email: str, job: str, loads: int, play: float) ->
             "long_tasks": len(playing["tasks"]),
             "longest_task_ms": round(max(playing["tasks"], default=0.0), 1),
             "longest_frame_gap_ms": round(playing["gap"], 1),
+            "first_half": first_half,
+            "clicked_word_at_s": float(clicked or "nan"),
             "highlighted_word_at_s": advanced,
             "audio_time_s": round(playing["t"], 1),
             "target_ms": 50,
