@@ -5,7 +5,8 @@ The wheel is built from this checkout (`pip wheel --no-deps`), installed with it
 `transcribe up` runs there with the current directory and TRANSCRIBE_HOME in a temporary
 directory. The banner's upload example must name the sample recording inside the installed
 package; uploading that file and submitting the demo recording by id are both QUEUED, the upload
-is transcribed, and SIGTERM stops everything cleanly.
+is transcribed, the web console's pages and assets are served from the installed package, and
+SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -114,6 +115,14 @@ async def test_transcribe_up_from_an_installed_wheel(tmp_path: Path, stack_home:
 
             status = await eventually(transcribed, timeout=180, interval=0.5)
             assert re.search(r"\bcampaign\b", str(status["transcript"])), status
+
+            # The web console's built assets ship in the wheel: no Node on this machine.
+            async with http.get("/console/calls/x") as resp:
+                assert resp.status == 200
+                page = await resp.text()
+            for asset in re.findall(r'"(/console/assets/[^"]+)"', page):
+                async with http.get(asset) as resp:
+                    assert resp.status == 200, asset
     print(
         f"wheel built and installed in {installed - began:.1f}s, "
         f"`transcribe up` ready {ready_at - installed:.1f}s later, "

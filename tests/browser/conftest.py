@@ -233,13 +233,17 @@ class Account:
     raw_key: str
 
 
-async def tenant_key(stack: ConsoleStack) -> tuple[str, str]:
+async def tenant_key(stack: ConsoleStack, *, redact: str = "") -> tuple[str, str]:
     """A new tenant's API key: (raw key, key id)."""
     from libs import apikeys
+    from libs.redaction import Policy
 
     async with stack.pool.acquire() as conn:
         raw, key = await apikeys.create(
-            conn, name="console-tenant", tenant_prefix=f"t{uuid.uuid4().hex[:8]}"
+            conn,
+            name="console-tenant",
+            tenant_prefix=f"t{uuid.uuid4().hex[:8]}",
+            redact=Policy.from_spec(redact).spec if redact else "",
         )
     return raw, key.id
 

@@ -270,6 +270,16 @@ function actions(id, state, navigate, reload) {
     h("h2", { id: "actions-title", text: "Actions" }), rerun, " ", del, status);
 }
 
+// The time of the first matching words of the utterance starting at `start`
+// (GET /api/media/{id}/search gives word-level times); `go(seconds)` moves there.
+async function refine(id, start, q, go) {
+  try {
+    const found = await api("GET", `/api/media/${encodeURIComponent(id)}/search`, { query: { q } });
+    const match = found.matches.find((m) => Math.abs(m.start - start) < 0.01 && m.times.length);
+    if (match) go(match.times[0][0]);
+  } catch { /* the utterance's start stays */ }
+}
+
 export async function callPage(main, { match, params, navigate }) {
   const id = decodeURIComponent(match[1]);
   let stopped = false;
@@ -418,15 +428,19 @@ export async function callPage(main, { match, params, navigate }) {
     try { line = timeline(wave, audio, model, duration); } catch (err) { append(wave, h("p", { class: "detail", text: `Timeline unavailable: ${problem(err)}` })); }
     const start = params.has("t") ? Number(params.get("t")) : NaN;
     if (Number.isFinite(start) && start >= 0) {
-      const go = () => {
-        seek(start);
+      let at = start;
+      const go = (to) => {
+        if (to !== undefined) at = to;
+        seek(at);
         highlighter.update();
         const i = highlighter.current;
         if (i >= 0) view.elements[i].scrollIntoView({ block: "center" });
       };
       // Before the media loads this is its default start position; again once it is known.
       go();
-      if (audio.readyState < 1) audio.addEventListener("loadedmetadata", () => seek(start), { once: true });
+      if (audio.readyState < 1) audio.addEventListener("loadedmetadata", () => seek(at), { once: true });
+      // From a search hit (?t= is its utterance's start): the matching words' own time.
+      if (params.get("q")) refine(id, start, params.get("q"), go);
     }
     cleanups.push(() => {
       highlighter.destroy();

@@ -7,9 +7,12 @@ const STATUSES = ["", "pending", "queued", "processing", "completed", "failed", 
 const POLL_MS = 2000;
 const PAGE = 50;
 
-function callHref(id, t) {
+function callHref(id, t, q) {
   const base = `/console/calls/${encodeURIComponent(id)}`;
-  return t === undefined ? base : `${base}?t=${Number(t).toFixed(2)}`;
+  if (t === undefined) return base;
+  const query = new URLSearchParams({ t: Number(t).toFixed(2) });
+  if (q) query.set("q", q);
+  return `${base}?${query}`;
 }
 
 // Agent's share / customer's share of the talk time, from the conversation metrics.
@@ -120,7 +123,7 @@ async function renderSearch(container, params) {
       const matches = h("ul", { class: "matches" });
       for (const m of hit.matches) {
         append(matches, h("li", {},
-          h("a", { href: callHref(hit.audio_file_id, m.start), "data-nav": "", class: "hit", dataset: { start: m.start } },
+          h("a", { href: callHref(hit.audio_file_id, m.start, params.get("q")), "data-nav": "", class: "hit", dataset: { start: m.start } },
             h("span", { class: "time", text: clock(m.start) }), " ",
             h("span", { class: "who", text: m.role ? m.role.charAt(0).toUpperCase() + m.role.slice(1) : (m.speaker || "") }), " ",
             snippet(m.text, m.highlights)),
@@ -221,6 +224,7 @@ export async function callsPage(main, { params, navigate }) {
         const tr = row(job);
         rows.set(id, tr);
         body.prepend(tr);
+        message.textContent = "";
         schedule();
       } catch { /* the next poll shows it */ }
     }));
