@@ -245,3 +245,17 @@ async def test_admin_pages_open(console_stack: ConsoleStack, tab: Tab, page: str
     await tab.page.locator("main form").first.wait_for()
     await tab.shot(f"admin-{page}")
     assert tab.errors == [] and tab.violations() == []
+
+
+async def test_a_call_submitted_elsewhere_appears_and_completes(
+    console_stack: ConsoleStack, tab: Tab
+) -> None:
+    viewer = await account(console_stack, "viewer")
+    await log_in(tab, viewer)
+    await expect(tab.page.locator("p.message")).to_have_text("No calls yet.")
+    await tab.page.evaluate("() => { window.sameDocument = true; }")
+    job = await submitted_call(console_stack, viewer, campaign="from-the-api")
+    row = tab.page.locator(f"table.calls tbody tr[data-id='{job}']")
+    await expect(row).to_have_attribute("data-state", "completed", timeout=60_000)
+    await expect(row.locator("td.campaign")).to_have_text("from-the-api")
+    assert await tab.page.evaluate("() => window.sameDocument === true")

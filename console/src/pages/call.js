@@ -188,8 +188,9 @@ function categoriesSection(meta, seek) {
   );
 }
 
-function insightsSection(meta, seek) {
-  const ins = meta.insights;
+// `ins`: the status answer's summary ({status, reason, outcome}) or the whole answer of
+// GET /api/media/insights/{id} ({status, reason, categories, insights: {summary, ...}}).
+function insightsSection(ins, seek) {
   if (!ins) return null;
   const body = ins.insights || ins;
   const section = h("section", { class: "insights", "aria-labelledby": "insights-title" }, h("h2", { id: "insights-title", text: "Insights" }));
@@ -390,10 +391,18 @@ export async function callPage(main, { match, params, navigate }) {
     );
     const transcriptSection = h("section", { class: "transcript", "aria-labelledby": "transcript-title" },
       h("h2", { id: "transcript-title", text: "Transcript" }), view.list);
+    const insightsHolder = h("div", { class: "insights-holder" });
+    if (meta.insights) {
+      const fill = (ins) => insightsHolder.replaceChildren(insightsSection(ins, seek) || "");
+      fill(meta.insights);
+      if (meta.insights.status === "completed") {
+        api("GET", `/api/media/insights/${encodeURIComponent(id)}`).then(fill).catch(() => {});
+      }
+    }
     const side = h("div", { class: "side" },
       metrics(meta.conversation, model.lanes),
       categoriesSection(meta, seek),
-      insightsSection(meta, seek),
+      insightsHolder,
       downloads(id),
       can("supervisor") ? speakersForm(id, model.lanes, names, reload) : null,
       can("supervisor") ? actions(id, "completed", navigate, reload) : null,

@@ -5,6 +5,8 @@ import { announce, append, clear, clock, h, percent, problem, when } from "../do
 const MODELS = ["", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize", "offline"];
 const STATUSES = ["", "pending", "queued", "processing", "completed", "failed", "deleted"];
 const POLL_MS = 2000;
+// New calls are looked for every NEW_EVERY polls (10 s).
+const NEW_EVERY = 5;
 const PAGE = 50;
 
 function callHref(id, t, q) {
@@ -253,10 +255,10 @@ export async function callsPage(main, { params, navigate }) {
     message.textContent = problem(e);
     return () => { stopped = true; };
   }
-  let jobs = page.jobs;
   // Filters the API may not take yet are applied to the page as well.
-  if (params.get("category")) jobs = jobs.filter((j) => categoriesOf(j.metadata).includes(params.get("category")));
-  if (params.get("outcome")) jobs = jobs.filter((j) => outcomeOf(j.metadata) === params.get("outcome"));
+  const wanted = (j) => (!params.get("category") || categoriesOf(j.metadata).includes(params.get("category")))
+    && (!params.get("outcome") || outcomeOf(j.metadata) === params.get("outcome"));
+  const jobs = page.jobs.filter(wanted);
   for (const job of jobs) {
     const tr = row(job);
     rows.set(job.metadata.audio_file_id, tr);
@@ -266,9 +268,26 @@ export async function callsPage(main, { params, navigate }) {
   if (cursor) append(pager, h("a", { href: `/console/${toQuery()}`, "data-nav": "", text: "First page" }), " ");
   if (page.next_cursor) append(pager, h("a", { href: `/console/${toQuery({ cursor: page.next_cursor })}`, "data-nav": "", rel: "next", text: "Next page" }));
 
-  // Live status: the calls still queued or running are asked for again until they finish.
+  // Live status: the calls still queued or running are asked for again until they finish;
+  // on the first page, calls submitted since (by anyone of the tenant) are added on top.
+  let sweeps = 0;
   async function poll() {
     timer = null;
+    sweeps += 1;
+    if (!cursor && sweeps % NEW_EVERY === 0) {
+      try {
+        const fresh = await api("GET", "/api/media/jobs", { query: { ...query, limit: 20 } });
+        if (stopped) return;
+        for (const job of [...fresh.jobs].reverse()) {
+          const id = job.metadata.audio_file_id;
+          if (rows.has(id) || !wanted(job)) continue;
+          const tr = row(job);
+          rows.set(id, tr);
+          body.prepend(tr);
+          message.textContent = "";
+        }
+      } catch { /* the next sweep tries again */ }
+    }
     const pending = [...rows.entries()].filter(([, tr]) => tr.dataset.state === "queued" || tr.dataset.state === "processing");
     await Promise.all(pending.map(async ([id, tr]) => {
       try {
@@ -285,7 +304,7 @@ export async function callsPage(main, { params, navigate }) {
   function schedule() {
     if (stopped || timer) return;
     const pending = [...rows.values()].some((tr) => tr.dataset.state === "queued" || tr.dataset.state === "processing");
-    if (pending) timer = setTimeout(poll, POLL_MS);
+    if (pending || !cursor) timer = setTimeout(poll, POLL_MS);
   }
   schedule();
   return () => { stopped = true; if (timer) clearTimeout(timer); };
