@@ -5,6 +5,8 @@ tenants, and hostile strings that must stay text."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from playwright.async_api import expect
 
@@ -259,3 +261,36 @@ async def test_a_call_submitted_elsewhere_appears_and_completes(
     await expect(row).to_have_attribute("data-state", "completed", timeout=60_000)
     await expect(row.locator("td.campaign")).to_have_text("from-the-api")
     assert await tab.page.evaluate("() => window.sameDocument === true")
+
+
+async def test_several_files_dropped_upload_each_with_its_progress(
+    console_stack: ConsoleStack, tab: Tab
+) -> None:
+    supervisor = await account(console_stack, "supervisor")
+    await log_in(tab, supervisor)
+    audio = base64.b64encode(CALL).decode()
+    # A real drop: a DataTransfer holding two files, dropped on the zone.
+    await tab.page.evaluate(
+        """(audio) => {
+            const bytes = Uint8Array.from(atob(audio), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            for (const name of ['first.wav', 'second.wav']) data.items.add(new File([bytes], name, {type: 'audio/wav'}));
+            const zone = document.getElementById('dropzone');
+            zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+        }""",
+        audio,
+    )
+    uploads = tab.page.locator("ul.uploads li")
+    await expect(uploads).to_have_count(2)
+    await expect(uploads.locator(".name")).to_have_text(["first.wav", "second.wav"])
+    await tab.page.wait_for_function(
+        "() => [...document.querySelectorAll('ul.uploads progress')].every(p => p.value === 100)"
+    )
+    await expect(uploads.locator(".state")).to_have_text(["queued", "queued"])
+    rows = tab.page.locator("table.calls tbody tr")
+    await expect(rows).to_have_count(2)
+    for i in range(2):
+        await expect(rows.nth(i)).to_have_attribute("data-state", "completed", timeout=120_000)
+    assert await axe_audit(tab) == []
+    await tab.shot("calls-dropped")
