@@ -152,7 +152,7 @@ async def console_asset(request: web.Request) -> web.Response:
 
 
 @ROUTES.get(
-    "/console/{page:.+}",
+    "/console/{page}",
     operation_id="consolePage",
     summary="Any page of the web console (/console/login, /console/calls/{id}, ...): the same "
     "single-page app, which routes in the browser",
@@ -164,6 +164,12 @@ async def console_page(request: web.Request) -> web.Response:
     return _page(request)
 
 
+# Documented as /console/{page} (the route's canonical form), matched with slashes too.
+CATCH_ALL = ("/console/{page}", "/console/{page:.+}")
+
+
 def register(app: web.Application) -> None:
     app.on_startup.append(_load)
-    ROUTES.register(app)
+    for route in ROUTES.routes:
+        path = CATCH_ALL[1] if route.path == CATCH_ALL[0] else route.path
+        app.router.add_route(route.method, path, route.handler)
