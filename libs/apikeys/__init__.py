@@ -51,6 +51,14 @@ SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
 FROM media_pipeline.api_keys WHERE is_bootstrap AND revoked_at IS NULL
 ORDER BY created_at DESC LIMIT 1
 """
+# An active key by its id or its hint (the operator's commands name keys either way).
+SELECT_ACTIVE_BY_ID_OR_HINT = """
+SELECT id, name, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
+       webhook_secret_previous, webhook_disabled_at, rate_limit_per_minute, created_at, revoked_at, key_hint,
+       audio_ttl_seconds, transcript_ttl_seconds,
+       channel_roles, redact
+FROM media_pipeline.api_keys WHERE (id::text = $1 OR key_hint = $1) AND revoked_at IS NULL
+"""
 INSERT_KEY = """
 INSERT INTO media_pipeline.api_keys
     (id, name, key_hash, key_hint, tenant_prefix, is_bootstrap, webhook_url, webhook_secret,
@@ -213,6 +221,14 @@ async def active(conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID) -> 
     """The key with this id if it is not revoked (a console user acts as it)."""
     row = await conn.fetchrow(SELECT_BY_ID, key_id)
     return ApiKey.from_row(row) if row and row["revoked_at"] is None else None
+
+
+async def find(conn: asyncpg.Connection | asyncpg.Pool, key_id_or_hint: str) -> ApiKey | None:
+    """The one active key with this id or hint (None when none, or when a hint is ambiguous)."""
+    if not plausible(key_id_or_hint):
+        return None
+    rows = await conn.fetch(SELECT_ACTIVE_BY_ID_OR_HINT, key_id_or_hint)
+    return ApiKey.from_row(rows[0]) if len(rows) == 1 else None
 
 
 async def operator(conn: asyncpg.Connection | asyncpg.Pool) -> ApiKey | None:

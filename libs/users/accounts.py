@@ -15,7 +15,7 @@ import msgspec
 
 from libs.db import DuplicateRow
 from libs.errors import Conflict, InvalidInput
-from libs.formats import Uuid
+from libs.formats import DateTime, Uuid
 from libs.users import passwords, sessions
 from libs.users.roles import ROLES, Role
 
@@ -29,6 +29,9 @@ SELECT_BY_ID = f"SELECT {_COLUMNS} {_FROM} WHERE u.id = $1"
 # A tenant admin sees the users of their key ($1), an operator every user ($1 NULL).
 LIST_USERS = f"""SELECT {_COLUMNS} {_FROM}
 WHERE $1::uuid IS NULL OR u.api_key_id = $1 ORDER BY u.email_norm"""
+SELECT_BY_ID_OR_EMAIL = (
+    f"SELECT {_COLUMNS} {_FROM} WHERE u.id::text = $1 OR u.email_norm = lower($1)"
+)
 SELECT_FOR_LOGIN = f"SELECT {_COLUMNS}, u.password_hash {_FROM} WHERE u.email_norm = $1"
 INSERT_USER = """
 INSERT INTO media_pipeline.console_users
@@ -60,8 +63,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     operator: bool
     key_id: Uuid | None = None
     key_hint: str | None = None
+    created_at: DateTime
     disabled: bool = False
-    created_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> User:
@@ -74,7 +77,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
             key_id=None if row["api_key_id"] is None else str(row["api_key_id"]),
             key_hint=row["key_hint"],
             disabled=row["disabled_at"] is not None,
-            created_at=row["created_at"],
+            created_at=row["created_at"].isoformat(),
         )
 
 
@@ -136,6 +139,12 @@ async def create(
 
 async def get(conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID) -> User | None:
     row = await conn.fetchrow(SELECT_BY_ID, user_id)
+    return User.from_row(row) if row else None
+
+
+async def find(conn: asyncpg.Connection | asyncpg.Pool, id_or_email: str) -> User | None:
+    """The user with this id or e-mail (any case); the operator's commands name users so."""
+    row = await conn.fetchrow(SELECT_BY_ID_OR_EMAIL, id_or_email.strip())
     return User.from_row(row) if row else None
 
 

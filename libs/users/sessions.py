@@ -54,7 +54,7 @@ WHERE user_id = $1 AND ended_at IS NULL
 # Sessions over for a day are of no use to anyone.
 PURGE = """
 DELETE FROM media_pipeline.console_sessions
-WHERE coalesce(ended_at, expires_at) < $1 - interval '1 day'
+WHERE coalesce(ended_at, expires_at) < $1::timestamptz - interval '1 day'
 """
 
 

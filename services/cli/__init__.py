@@ -7,9 +7,9 @@ import sys
 
 from libs.logs import configure
 from libs.settings import Settings, SettingsError
-from services.cli import client, db, deadletters, jobs, keys, replay, run, search, webhooks
+from services.cli import client, db, deadletters, jobs, keys, replay, run, search, users, webhooks
 
-MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client, search)
+MODULES = (run, db, keys, webhooks, replay, jobs, deadletters, client, search, users)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -116,7 +116,11 @@ HEADER_ERRORS = (
 )
 AUTH_ERRORS: Mapping[int, Reply] = {
     400: error(HEADER_ERRORS),
-    401: error("missing or invalid X-API-Key"),
+    401: error("missing or invalid X-API-Key (or console session: `session_expired`)"),
+    403: error(
+        "with the console session cookie: X-CSRF-Token or Origin missing or wrong "
+        "(`csrf_failed`), or the user's role is too low (`insufficient_role`)"
+    ),
     429: error("rate limit of the key exceeded (token bucket); see Retry-After", retry_after=True),
     503: error(
         "Postgres or object storage unavailable, or the process is handling "
@@ -442,10 +446,15 @@ def build(app: web.Application, modules: Iterable[ModuleType] = ()) -> dict[str,
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                # The web console's session (POST /api/session); state-changing requests also
+                # send X-CSRF-Token and the gateway's Origin (docs/console-api.md).
+                "ConsoleSession": {"type": "apiKey", "in": "cookie", "name": "tg_session"},
+            },
             "schemas": schemas,
         },
-        "security": [{"ApiKey": []}],
+        "security": [{"ApiKey": []}, {"ConsoleSession": []}],
     }
 
 

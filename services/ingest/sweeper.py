@@ -1,6 +1,7 @@
 """The ingest process's background sweeper: carries out retention (expired jobs deleted,
 expired audio removed: libs/jobs/retention.py) and finishes deletions whose objects could not
-be removed at once (object storage was down, or the requesting process died).
+be removed at once (object storage was down, or the requesting process died); forgets console
+sessions and login attempts nobody needs any more (libs/users).
 
 Safe with any number of ingest replicas: each batch leases its rows with FOR UPDATE SKIP
 LOCKED (libs/jobs/deletion.py). `run_until_idle` does the work of one wake-up with no waiting,
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
 
+from libs import users
 from libs.db import DatabaseUnavailable
 from libs.jobs import deletion, retention
 from libs.metrics import DELETION_LAG, DELETIONS_PENDING, RETENTION_LAG
@@ -64,6 +67,8 @@ class Sweeper:
         count, oldest = await deletion.lag(self._pool)
         DELETIONS_PENDING.set(count)
         DELETION_LAG.set(oldest)
+        # Console sessions and login attempts nobody needs any more.
+        await users.purge(self._pool, now=datetime.now(UTC))
         return deletion.FinishRun(finished=finished, pending=pending)
 
     async def run(self, stop: asyncio.Event) -> None:

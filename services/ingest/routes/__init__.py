@@ -13,6 +13,7 @@ from services.ingest.routes import (
     ops,
     search,
     session,
+    users,
     webhooks,
 )
 
@@ -25,5 +26,6 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     search,
     session,
     media,
+    users,
     console,
 )

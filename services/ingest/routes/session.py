@@ -29,9 +29,11 @@ from services.ingest.context import (
     now,
     session_key,
 )
-from services.ingest.openapi import ApiRoutes, Reply
+from services.ingest.openapi import HEADER_ERRORS, ApiRoutes, Reply
 
 ROUTES = ApiRoutes("session")
+HEADERS = f"a header the API reads: {HEADER_ERRORS}"
+UNAVAILABLE = "Postgres unavailable, or the process is overloaded; retry after Retry-After"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -65,12 +67,13 @@ def _user(session: Session, key: apikeys.ApiKey) -> SessionUser:
             SessionBody,
             headers={"Set-Cookie": "tg_session=<token>; HttpOnly; SameSite=Strict; Path=/"},
         ),
-        400: "the body is not the JSON object {email, password} (`invalid_json`)",
+        400: "the body is not the JSON object {email, password} (`invalid_json`), or " + HEADERS,
         401: "`invalid_credentials`: the same for an unknown e-mail, a wrong password and a "
         "disabled user",
         403: "`csrf_failed`: an Origin header that is not this gateway's",
         415: "not application/json",
         429: "too many failed logins for this account or from this address; see Retry-After",
+        503: UNAVAILABLE,
     },
 )
 async def post_session(request: web.Request) -> web.Response:
@@ -120,7 +123,9 @@ async def post_session(request: web.Request) -> web.Response:
     authenticated=False,
     responses={
         200: Reply("the live session", SessionBody),
+        400: HEADERS,
         401: "no session cookie (`no_session`), or the session ended (`session_expired`)",
+        503: UNAVAILABLE,
     },
 )
 async def get_session(request: web.Request) -> web.Response:
@@ -140,7 +145,9 @@ async def get_session(request: web.Request) -> web.Response:
     authenticated=False,
     responses={
         204: Reply("logged out (also without a live session)"),
+        400: HEADERS,
         403: "`csrf_failed`: X-CSRF-Token missing or wrong, or a foreign Origin",
+        503: UNAVAILABLE,
     },
 )
 async def delete_session(request: web.Request) -> web.Response:

@@ -268,3 +268,39 @@ async def test_passwords_are_stored_as_argon2id(console: Api) -> None:
     )
     assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert PASSWORD not in stored
+
+
+async def test_old_sessions_and_attempts_are_purged(console: Api, clock: Clock) -> None:
+    from libs import users
+
+    _, key = await make_key(console.pool)
+    user = await make_user(console, key_id=key.id)
+    browser = Browser(console)
+    await Browser(console).login(user.email, "wrong password!")
+    await browser.login(user.email)
+    await browser.call("DELETE", "/api/session")
+    live = Browser(console)
+    await live.login(user.email)
+
+    async def counts() -> tuple[int, int]:
+        sessions = await console.pool.fetchval(
+            "SELECT count(*) FROM media_pipeline.console_sessions WHERE user_id = $1",
+            uuid.UUID(user.id),
+        )
+        tried = await console.pool.fetchval(
+            "SELECT count(*) FROM media_pipeline.console_login_attempts WHERE email_norm = $1",
+            user.email.lower(),
+        )
+        return sessions, tried
+
+    assert await counts() == (2, 3)
+    await users.purge(console.pool, now=clock())
+    assert await counts() == (2, 3)  # nothing old enough yet
+    clock.advance(days=1, hours=2)
+    await users.purge(console.pool, now=clock())
+    # The ended session and every attempt are gone; the other session's row stays until its
+    # absolute expiry is a day old.
+    assert await counts() == (1, 0)
+    clock.advance(hours=console.settings.console_session_hours)
+    await users.purge(console.pool, now=clock())
+    assert await counts() == (0, 0)
