@@ -6,13 +6,17 @@ tenants, and hostile strings that must stay text."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import (
     CALL,
+    PASSWORD,
     XSS,
+    Account,
     ConsoleStack,
     Tab,
     account,
@@ -294,3 +298,21 @@ async def test_several_files_dropped_upload_each_with_its_progress(
         await expect(rows.nth(i)).to_have_attribute("data-state", "completed", timeout=120_000)
     assert await axe_audit(tab) == []
     await tab.shot("calls-dropped")
+
+
+async def test_an_admin_adds_a_user_who_can_log_in(
+    console_stack: ConsoleStack, tab: Tab, tab_factory: Callable[[], Any]
+) -> None:
+    admin = await account(console_stack, "admin")
+    await log_in(tab, admin)
+    await tab.goto("/console/admin/users")
+    email = f"new-{admin.email}"
+    await tab.page.fill("#u-email", email)
+    await tab.page.select_option("#u-role", "viewer")
+    await tab.page.fill("#u-password", PASSWORD)
+    await tab.page.click("form[aria-labelledby=nu-title] button[type=submit]")
+    await expect(tab.page.locator("main table tbody tr", has_text=email)).to_have_count(1)
+    await tab.shot("admin-users-added")
+    other: Tab = await tab_factory()
+    await log_in(other, Account(email=email, key_id=admin.key_id, raw_key=admin.raw_key))
+    assert await other.page.locator("nav a[href='/console/admin/users']").count() == 0

@@ -150,11 +150,19 @@ async function usersPage(main) {
   };
   const email = h("input", { id: "u-email", name: "email", type: "email", required: true });
   const role = h("select", { id: "u-role", name: "role" }, roles.map((r) => h("option", { value: r, text: r })));
-  const password = h("input", { id: "u-password", name: "password", type: "password", autocomplete: "new-password", required: true, minlength: 12 });
-  const form = h("form", { "aria-labelledby": "nu-title" }, h("h2", { id: "nu-title", text: "Add a user" }), field("E-mail", email), field("Role", role), field("Password", password), h("button", { type: "submit", text: "Add" }));
+  const password = h("input", { id: "u-password", name: "password", type: "password", autocomplete: "new-password", "aria-describedby": "u-password-hint" });
+  const hint = h("p", { id: "u-password-hint", class: "detail", text: "Leave empty to have one generated (shown once)." });
+  const form = h("form", { "aria-labelledby": "nu-title" }, h("h2", { id: "nu-title", text: "Add a user" }), field("E-mail", email), field("Role", role), field("Password", password), hint, h("button", { type: "submit", text: "Add" }));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    try { await api("POST", "/api/users", { json: { email: email.value, role: role.value, password: password.value } }); status.textContent = "Added."; password.value = ""; load(); } catch (err) { status.textContent = problem(err); }
+    const body = { email: email.value, role: role.value };
+    if (password.value) body.password = password.value;
+    try {
+      const made = await api("POST", "/api/users", { json: body });
+      status.textContent = made.password ? `Added. Their password (shown once): ${made.password}` : "Added.";
+      password.value = "";
+      load();
+    } catch (err) { status.textContent = problem(err); }
   });
   append(main, form);
   load();
