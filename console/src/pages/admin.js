@@ -115,6 +115,13 @@ async function categoriesPage(main) {
         h("td", {}, h("code", { text: JSON.stringify(c.rule) })),
         h("td", {},
           h("button", { type: "button", onclick: () => { name.value = c.name; rule.value = JSON.stringify(c.rule, null, 2); rule.focus(); }, text: "Edit" }), " ",
+          h("button", { type: "button", onclick: async () => {
+            try {
+              const done = await api("POST", `/api/categories/${encodeURIComponent(c.name)}/apply`, { query: { since: "30d" } });
+              status.textContent = `${c.name}: ${done.matched} of ${done.evaluated} calls of the last 30 days match.`;
+            } catch (err) { status.textContent = problem(err); }
+          }, text: "Apply to the last 30 days" }), " ",
+          h("a", { href: `/console/?category=${encodeURIComponent(c.name)}`, "data-nav": "", text: "Matching calls" }), " ",
           h("button", { type: "button", onclick: async () => { if (await confirmDialog(`Delete ${c.name}?`, "Its matches are removed from past calls.", "Delete")) { try { await api("DELETE", `/api/categories/${encodeURIComponent(c.name)}`); load(); } catch (err) { status.textContent = problem(err); } } }, text: "Delete" })),
       ))));
     } catch (err) { status.textContent = problem(err); }
