@@ -26,6 +26,7 @@ from playwright.async_api import (
     Dialog,
     Page,
     async_playwright,
+    expect,
 )
 
 from embedded.nats import NatsServer
@@ -34,6 +35,9 @@ from libs.provision import provision
 from libs.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest
 from tests.stack_fixtures import FIXTURES, create_database, eventually, free_port
+
+# A loaded 2-core machine: assertions wait as long as the page's own actions may.
+expect.set_options(timeout=30_000)
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"

@@ -262,7 +262,7 @@ async def test_a_call_submitted_elsewhere_appears_and_completes(
     await tab.page.evaluate("() => { window.sameDocument = true; }")
     job = await submitted_call(console_stack, viewer, campaign="from-the-api")
     row = tab.page.locator(f"table.calls tbody tr[data-id='{job}']")
-    await expect(row).to_have_attribute("data-state", "completed", timeout=60_000)
+    await expect(row).to_have_attribute("data-state", "completed", timeout=120_000)
     await expect(row.locator("td.campaign")).to_have_text("from-the-api")
     assert await tab.page.evaluate("() => window.sameDocument === true")
 
