@@ -282,8 +282,10 @@ async def log_in(tab: Tab, who: Account) -> None:
 CALL = (FIXTURES / "call_stereo_8k.wav").read_bytes()
 
 
-async def submitted_call(stack: ConsoleStack, who: Account, campaign: str = "renewals") -> str:
-    """A stereo call submitted with the tenant's key and transcribed: its id."""
+async def submitted_call(
+    stack: ConsoleStack, who: Account, campaign: str = "renewals", *, wait: bool = True
+) -> str:
+    """A stereo call submitted with the tenant's key and (with `wait`) transcribed: its id."""
     form = aiohttp.FormData()
     form.add_field("campaign", campaign)
     form.add_field("timestamps", "word")
@@ -296,6 +298,8 @@ async def submitted_call(stack: ConsoleStack, who: Account, campaign: str = "ren
             body = await r.json()
             assert r.status == 200, body
         job = str(body["audio_file_id"])
+        if not wait:
+            return job
 
         async def done() -> bool:
             async with s.get(f"{stack.base_url}/api/media/status/{job}", headers=headers) as r:

@@ -5,6 +5,7 @@ tenants, and hostile strings that must stay text."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ from tests.browser.conftest import (
     submitted_call,
     tenant_key,
 )
+from tests.fakes.openai_server import Fault
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -316,3 +318,23 @@ async def test_an_admin_adds_a_user_who_can_log_in(
     other: Tab = await tab_factory()
     await log_in(other, Account(email=email, key_id=admin.key_id, raw_key=admin.raw_key))
     assert await other.page.locator("nav a[href='/console/admin/users']").count() == 0
+
+
+async def test_the_call_page_shows_progress_then_the_call(
+    console_stack: ConsoleStack, tab: Tab
+) -> None:
+    viewer = await account(console_stack, "viewer")
+    release = asyncio.Event()
+    # Both channels' requests wait until released: the job stays processing meanwhile.
+    console_stack.fake.fail_next(Fault.held(release), Fault.held(release))
+    try:
+        job = await submitted_call(console_stack, viewer, wait=False)
+        await log_in(tab, viewer)
+        await tab.page.evaluate("() => { window.sameDocument = true; }")
+        await tab.goto(f"/console/calls/{job}")
+        await tab.page.locator("section.progress progress").wait_for()
+        await tab.shot("call-running")
+    finally:
+        release.set()
+    await tab.page.locator("main[data-ready=true]").wait_for(timeout=120_000)
+    assert await tab.page.locator(".w[data-start]").count() > 10
