@@ -330,11 +330,12 @@ async def test_the_call_page_shows_progress_then_the_call(
     try:
         job = await submitted_call(console_stack, viewer, wait=False)
         await log_in(tab, viewer)
-        await tab.page.evaluate("() => { window.sameDocument = true; }")
         await tab.goto(f"/console/calls/{job}")
         await tab.page.locator("section.progress progress").wait_for()
+        await tab.page.evaluate("() => { window.sameDocument = true; }")
         await tab.shot("call-running")
     finally:
         release.set()
     await tab.page.locator("main[data-ready=true]").wait_for(timeout=120_000)
     assert await tab.page.locator(".w[data-start]").count() > 10
+    assert await tab.page.evaluate("() => window.sameDocument === true")
