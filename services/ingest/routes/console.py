@@ -112,10 +112,16 @@ def _page(request: web.Request) -> web.Response:
     "/console",
     summary="The web console (redirects to /console/)",
     authenticated=False,
-    responses={308: "to /console/"},
+    responses={
+        308: Reply(
+            "to /console/",
+            media={"text/plain": {"type": "string"}},
+            headers={"Location": "/console/"},
+        )
+    },
 )
 async def console_root(_: web.Request) -> web.Response:
-    raise web.HTTPPermanentRedirect("/console/")
+    return web.Response(status=308, text="/console/\n", headers={"Location": "/console/"})
 
 
 @ROUTES.get(
@@ -158,7 +164,10 @@ async def console_asset(request: web.Request) -> web.Response:
     "single-page app, which routes in the browser",
     authenticated=False,
     params=[in_path("page", "the page's path under /console/")],
-    responses={200: Reply("the console's page", media=HTML)},
+    responses={
+        200: Reply("the console's page", media=HTML),
+        404: "a path no page can have (a control character in it)",
+    },
 )
 async def console_page(request: web.Request) -> web.Response:
     return _page(request)
