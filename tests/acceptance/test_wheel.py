@@ -6,7 +6,8 @@ The wheel is built from this checkout (`pip wheel --no-deps`), installed with it
 directory. The banner's upload example must name the sample recording inside the installed
 package; uploading that file and submitting the demo recording by id are both QUEUED, the upload
 is transcribed, a mail sent to the SMTP sink the banner names is logged (so the sink's aiosmtpd
-is in the embedded extra), and SIGTERM stops everything cleanly.
+is in the embedded extra), the web console's pages and assets are served from the installed
+package, and SIGTERM stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -134,6 +135,14 @@ async def test_transcribe_up_from_an_installed_wheel(tmp_path: Path, stack_home:
 
             status = await eventually(transcribed, timeout=180, interval=0.5)
             assert re.search(r"\bcampaign\b", str(status["transcript"])), status
+
+            # The web console's built assets ship in the wheel: no Node on this machine.
+            async with http.get("/console/calls/x") as resp:
+                assert resp.status == 200
+                page = await resp.text()
+            for asset in re.findall(r'"(/console/assets/[^"]+)"', page):
+                async with http.get(asset) as resp:
+                    assert resp.status == 200, asset
     print(
         f"wheel built and installed in {installed - began:.1f}s, "
         f"`transcribe up` ready {ready_at - installed:.1f}s later, "

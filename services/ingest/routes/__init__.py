@@ -7,6 +7,7 @@ from types import ModuleType
 from services.ingest.routes import (
     call_insights,
     categories,
+    console,
     docs,
     health,
     insights,
@@ -34,4 +35,5 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     media,
     users,
     notifications,
+    console,
 )
