@@ -74,6 +74,10 @@ class InsightsModel(Protocol):
         self, template: InsightTemplate, turns: Sequence[Turn], *, campaign: str
     ) -> Insights: ...
 
+    async def check(self) -> bool:
+        """Whether the server takes the key now (after ModelMisconfigured: may asking resume?)."""
+        ...
+
 
 class InsightsFailed(Exception):
     """The model cannot give insights for this call (asking again will not help)."""
@@ -92,6 +96,12 @@ class ModelUnavailable(Exception):
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after
+
+
+class ModelMisconfigured(ModelUnavailable):
+    """The server refused the key or does not know the model (401/403/404): no call can get
+    insights until an operator fixes INSIGHTS_API_KEY or INSIGHTS_MODEL, so the consumer pauses
+    (probing with `InsightsModel.check`) rather than spend every call's deliveries."""
 
 
 class _SchemaRefused(Exception):
@@ -221,6 +231,16 @@ class ChatInsights:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    async def check(self) -> bool:
+        """One cheap authenticated request (GET /v1/models): False while the server refuses the
+        key or cannot be reached."""
+        try:
+            await self._client.models.list()
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            log.warning("insights_model_check_failed", model=self.model, error=type(exc).__name__)
+            return False
+        return True
 
     async def ask(
         self, template: InsightTemplate, turns: Sequence[Turn], *, campaign: str
@@ -396,7 +416,7 @@ class ChatInsights:
                 openai.NotFoundError,
             ) as exc:
                 log.error("insights_model_refused_key", model=self.model, status=exc.status_code)
-                raise ModelUnavailable(
+                raise ModelMisconfigured(
                     f"the model server answered {exc.status_code}: check INSIGHTS_API_KEY and"
                     " INSIGHTS_MODEL"
                 ) from exc

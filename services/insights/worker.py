@@ -16,6 +16,8 @@ For each delivery (`Insights.handle`):
    through the outbox. A job deleted meanwhile gets nothing, and the JSON goes back to the
    deletion.
 
+A 401/403/404 (`ModelMisconfigured`: a key or model name to fix) pauses the consumer instead,
+probing the key every minute, so a misconfiguration fails no call.
 How the model failing ends: `ModelUnavailable` (429, 5xx, no connection, after the client's
 own retries) puts the message back (`Retry`, with the server's Retry-After) and on its last
 delivery records `failed` / `model_unavailable`; `InsightsFailed` (refusal, length, an answer
@@ -37,7 +39,7 @@ import structlog
 
 from libs import outbox
 from libs.blobstore import BlobNotFound, BlobStoreRefused, BlobStoreUnavailable
-from libs.bus import Delivery, Reject, Retry
+from libs.bus import Delivery, Pause, Reject, Retry
 from libs.categories import store as categories
 from libs.categories.call import Call
 from libs.categories.evaluate import evaluate
@@ -58,7 +60,13 @@ from libs.insights.document import InsightsDocument
 from libs.jobs import deletion, record
 from libs.layout import insights_key, loggable
 from libs.llm import template as templates
-from libs.llm.insights import InsightsFailed, InsightsModel, ModelUnavailable, Turn
+from libs.llm.insights import (
+    InsightsFailed,
+    InsightsModel,
+    ModelMisconfigured,
+    ModelUnavailable,
+    Turn,
+)
 from libs.metrics import INSIGHTS, INSIGHTS_MODEL_UNAVAILABLE, INSIGHTS_TOKENS
 from libs.transcript import Transcript
 
@@ -75,6 +83,8 @@ Outcome = Literal[
     "error",
 ]
 MODEL_UNAVAILABLE = "model_unavailable"
+# After a 401/403/404 from the model server: fetch nothing for this long, then probe the key.
+MISCONFIGURED_PAUSE_SECONDS = 60.0
 NO_MODEL = "no_model"
 DISABLED = "disabled_for_key"
 
@@ -280,6 +290,13 @@ class InsightsWorker:
             if delivery.last_attempt:
                 log.warning("insights_model_gave_up", error=str(exc))
                 return Verdict("failed", reason=MODEL_UNAVAILABLE)
+            if isinstance(exc, ModelMisconfigured):
+                # No call can succeed until the key or model is fixed: stop fetching, probe.
+                raise Pause(
+                    f"chat model refused: {exc}",
+                    seconds=MISCONFIGURED_PAUSE_SECONDS,
+                    probe=self._model.check,
+                ) from exc
             raise Retry(f"chat model unavailable: {exc}", delay=exc.retry_after) from exc
         except InsightsFailed as exc:
             return Verdict("failed", reason=exc.reason)

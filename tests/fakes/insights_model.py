@@ -26,6 +26,7 @@ class Asked:
 class ScriptedInsights:
     default: Insights = field(default_factory=lambda: Insights(model="fake-model", summary="ok"))
     asked: list[Asked] = field(default_factory=list)
+    healthy: bool = True  # what check() answers
     _results: deque[Insights | Exception] = field(default_factory=deque)
 
     def queue(self, *results: Insights | Exception) -> None:
@@ -39,6 +40,9 @@ class ScriptedInsights:
         if isinstance(result, Exception):
             raise result
         return result
+
+    async def check(self) -> bool:
+        return self.healthy
 
 
 if TYPE_CHECKING:

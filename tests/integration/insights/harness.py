@@ -135,6 +135,7 @@ class FakeModel:
     script: list[Answer] = field(default_factory=list)
     asked: list[tuple[InsightTemplate, tuple[Turn, ...], str]] = field(default_factory=list)
     before_answer: Callable[[], Awaitable[None]] | None = None
+    healthy: bool = True  # what check() answers
 
     async def ask(
         self, template: InsightTemplate, turns: Sequence[Turn], *, campaign: str
@@ -146,3 +147,6 @@ class FakeModel:
         if isinstance(answer, BaseException):
             raise answer
         return answer
+
+    async def check(self) -> bool:
+        return self.healthy

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 
 from libs import bus
 from libs.blobstore import BlobNotFound, S3BlobStore
-from libs.bus import Retry
+from libs.bus import Pause, Retry
 from libs.categories import rules
 from libs.categories import store as categories
 from libs.contracts import InsightsReady, encode, insights_ready_decoder, streams, subjects
@@ -26,7 +26,7 @@ from libs.insights.document import InsightsDocument
 from libs.jobs import deletion
 from libs.layout import insights_key
 from libs.llm import template as templates
-from libs.llm.insights import InsightsFailed, ModelUnavailable
+from libs.llm.insights import InsightsFailed, ModelMisconfigured, ModelUnavailable
 from libs.outbox import OutboxRelay
 from libs.safehttp import SafeHttpClient, parse_allowlist
 from services.insights.worker import InsightsWorker
@@ -200,6 +200,25 @@ async def test_model_unavailable_is_retried_then_completes(
     row = await store.load(ipool, job.job.id)
     assert row is not None and row.status == "completed"
     assert len(await _announced(ipool, job)) == 1
+
+
+async def test_a_refused_key_pauses_the_consumer_and_fails_no_call(
+    ipool: asyncpg.Pool, objects: S3BlobStore
+) -> None:
+    key = await _key(ipool)
+    job = await complete_job(ipool, objects, key)
+    model = FakeModel(script=[ModelMisconfigured("the model server answered 401")], healthy=False)
+    worker = _worker(ipool, objects, model)
+    with pytest.raises(Pause) as paused:
+        await worker.handle(delivery(job.event, attempt=1))
+    assert paused.value.seconds > 0 and paused.value.probe is not None
+    assert await paused.value.probe() is False  # still refused: the pause goes on
+    assert await store.load(ipool, job.job.id) is None  # nothing failed, still pending
+    model.healthy = True
+    assert await paused.value.probe() is True
+    await worker.handle(delivery(job.event, attempt=2))
+    row = await store.load(ipool, job.job.id)
+    assert row is not None and row.status == "completed"
 
 
 async def test_model_unavailable_on_the_last_delivery_fails_with_the_reason(

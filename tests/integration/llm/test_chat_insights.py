@@ -13,7 +13,14 @@ import pytest
 from libs.contracts import Insights
 from libs.llm import answer
 from libs.llm import template as templates
-from libs.llm.insights import ChatInsights, InsightsFailed, ModelUnavailable, Turn, build_client
+from libs.llm.insights import (
+    ChatInsights,
+    InsightsFailed,
+    ModelMisconfigured,
+    ModelUnavailable,
+    Turn,
+    build_client,
+)
 from libs.llm.template import InsightTemplate, Question
 from tests.fakes.chat import ChatReply, ChatRequest, strict_schema_problem
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
@@ -238,10 +245,14 @@ async def test_a_wrong_key_is_model_unavailable_not_a_crash() -> None:
     async with FakeOpenAIServer(chat_fn=good_answer, api_key="sk-right") as server:
         client = build_client("sk-wrong", server.base_url, 10.0)
         model = ChatInsights(client, model=MODEL, sleep=RecordedSleep())
-        with pytest.raises(ModelUnavailable):
+        with pytest.raises(ModelMisconfigured):  # a ModelUnavailable the consumer pauses on
             await model.ask(TEMPLATE, TURNS, campaign="")
+        assert await model.check() is False  # the probe: still refused
         await model.aclose()
         assert len(server.chat_requests) == 1
+        right = ChatInsights(build_client("sk-right", server.base_url, 10.0), model=MODEL)
+        assert await right.check() is True
+        await right.aclose()
 
 
 def part_answer(request: ChatRequest) -> dict[str, Any]:
