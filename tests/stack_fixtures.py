@@ -235,21 +235,20 @@ class RunningStack:
     tasks: list[asyncio.Task[None]]
 
 
-@pytest.fixture(scope="session")
-async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
-    """ingest + transcriber + notifier as in `transcribe up`, against the fixture servers."""
+ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+
+@asynccontextmanager
+async def services_running(
+    settings: Settings, mains: dict[str, ServiceMain], *, timeout: float = 60
+) -> AsyncIterator[RunningStack]:
+    """The services' `run(settings, stop)` as tasks in this loop, as `transcribe up` runs them,
+    until ingest's /readyz answers 200 (a service that crashes meanwhile raises at once); on
+    exit, stopped and awaited."""
     import aiohttp
 
-    from services.ingest import main as ingest_main
-    from services.notifier import main as notifier_main
-    from services.transcriber import main as transcriber_main
-
     stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(ingest_main.run(settings, stop), name="ingest"),
-        asyncio.create_task(transcriber_main.run(settings, stop), name="transcriber"),
-        asyncio.create_task(notifier_main.run(settings, stop), name="notifier"),
-    ]
+    tasks = [asyncio.create_task(run(settings, stop), name=name) for name, run in mains.items()]
     base = f"http://{settings.ingest_host}:{settings.ingest_port}"
 
     async def ready() -> bool:
@@ -262,7 +261,33 @@ async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
         except aiohttp.ClientError:
             return False
 
-    await eventually(ready, timeout=60)
-    yield RunningStack(settings=settings, base_url=base, stop=stop, tasks=tasks)
-    stop.set()
-    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    try:
+        await eventually(ready, timeout=timeout)
+        yield RunningStack(settings=settings, base_url=base, stop=stop, tasks=tasks)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+
+
+def pipeline_mains(*, insights: bool = False) -> dict[str, ServiceMain]:
+    """ingest + transcriber + notifier (+ insights): the pipeline of `transcribe up`."""
+    from services.ingest import main as ingest_main
+    from services.insights import main as insights_main
+    from services.notifier import main as notifier_main
+    from services.transcriber import main as transcriber_main
+
+    mains: dict[str, ServiceMain] = {
+        "ingest": ingest_main.run,
+        "transcriber": transcriber_main.run,
+        "notifier": notifier_main.run,
+    }
+    if insights:
+        mains["insights"] = insights_main.run
+    return mains
+
+
+@pytest.fixture(scope="session")
+async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
+    """ingest + transcriber + notifier as in `transcribe up`, against the fixture servers."""
+    async with services_running(settings, pipeline_mains()) as stack:
+        yield stack

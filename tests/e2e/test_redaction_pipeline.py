@@ -42,7 +42,15 @@ from libs.redaction import Policy
 from libs.settings import Settings
 from services.ingest.sweeper import Sweeper
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
-from tests.stack_fixtures import FIXTURES, WebhookInbox, create_database, eventually, free_port
+from tests.stack_fixtures import (
+    FIXTURES,
+    WebhookInbox,
+    create_database,
+    eventually,
+    free_port,
+    pipeline_mains,
+    services_running,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -73,9 +81,6 @@ async def stack(
     postgres_server: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
-    from services.ingest import main as ingest_main
-    from services.notifier import main as notifier_main
-    from services.transcriber import main as transcriber_main
 
     inbox = WebhookInbox(secret=SECRET)
     async with (
@@ -96,31 +101,11 @@ async def stack(
             ingest_spool_dir_override=tmp_path_factory.mktemp("redaction-spool"),
         )
         await provision(ours)
-        stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(ingest_main.run(ours, stop)),
-            asyncio.create_task(transcriber_main.run(ours, stop)),
-            asyncio.create_task(notifier_main.run(ours, stop)),
-        ]
-        base = f"http://{ours.ingest_host}:{ours.ingest_port}"
-
-        async def ready() -> bool:
-            for t in tasks:
-                if t.done():
-                    t.result()
-            try:
-                async with aiohttp.ClientSession() as s, s.get(base + "/readyz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
         db = await create_pool(ours.require_database_url())
         try:
-            await eventually(ready, timeout=60)
-            yield Stack(ours, base, inbox, db, fake)
+            async with services_running(ours, pipeline_mains(insights=False)) as running:
+                yield Stack(ours, running.base_url, inbox, db, fake)
         finally:
-            stop.set()
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
             await db.close()
 
 
