@@ -25,6 +25,8 @@ from libs import apikeys
 from libs.settings import S3Settings, Settings
 
 BUCKET = "campaign-analysis"
+# The web console's demo operator admin on the embedded stack (its password: credentials.json).
+CONSOLE_DEMO_EMAIL = "admin@gateway.demo"
 
 
 def credentials(home: Path) -> dict[str, str]:
@@ -44,6 +46,8 @@ def credentials(home: Path) -> dict[str, str]:
         "samples_port": lambda: str(free_port()),
         "inbox_port": lambda: str(free_port()),
         "mail_port": lambda: str(free_port()),
+        # The demo console admin's password (printed in the banner, like the API key).
+        "console_password": lambda: secrets.token_urlsafe(15),
     }
     changed = False
     for name, make in wanted.items():
@@ -73,6 +77,8 @@ class Infrastructure:
     sample: Path
     # Whether Postgres is ours (embedded): only then are the demo source tables seeded.
     embedded_database: bool
+    # The demo console admin (an operator admin user) created on the embedded Postgres.
+    console_password: str = ""
 
     async def seed_demo(self) -> None:
         """Create and fill the demo `public.recordings` tables, on the embedded Postgres only."""
@@ -83,6 +89,31 @@ class Infrastructure:
             await demo.seed(conn, self.samples_url)
         finally:
             await conn.close()
+
+    async def seed_console_admin(self) -> str | None:
+        """The demo console's operator admin (`CONSOLE_DEMO_EMAIL`), on the embedded Postgres
+        only, created once with the password generated for this home; its e-mail, or None."""
+        if not self.embedded_database or not self.console_password:
+            return None
+        from datetime import UTC, datetime
+
+        from libs.users import accounts
+
+        conn = await asyncpg.connect(self.settings.require_database_url())
+        try:
+            if await accounts.find(conn, CONSOLE_DEMO_EMAIL) is None:
+                await accounts.create(
+                    conn,
+                    email=CONSOLE_DEMO_EMAIL,
+                    password=self.console_password,
+                    role="admin",
+                    api_key_id=None,
+                    operator=True,
+                    now=datetime.now(UTC),
+                )
+        finally:
+            await conn.close()
+        return CONSOLE_DEMO_EMAIL
 
 
 @asynccontextmanager
@@ -167,10 +198,20 @@ async def infrastructure(
             samples_url=samples_url,
             sample=sample,
             embedded_database=embedded_pg,
+            console_password=creds["console_password"],
         )
 
 
-def banner(settings: Settings, sample: Path) -> str:
+def console_banner(settings: Settings, login: tuple[str, str] | None) -> str:
+    """The banner's lines about the web console (`transcribe up`)."""
+    base = settings.public_base_url
+    if login is None:
+        return f"  Web console: {base}/console/  (create a user: transcribe users create --help)\n"
+    email, password = login
+    return f"  Web console: {base}/console/   log in as {email} / {password}\n"
+
+
+def banner(settings: Settings, sample: Path, console: tuple[str, str] | None = None) -> str:
     base = settings.public_base_url
     key = settings.api_key
     return f"""
@@ -187,4 +228,4 @@ Transcription gateway is up at {base}   (Ctrl-C stops everything)
     {settings.webhook_secret}
   (WEBHOOK_SECRET when set; otherwise generated once for this TRANSCRIBE_HOME). Per-job
   callback_url deliveries and test events carry the same signature.
-{mail_banner(settings)}"""
+{mail_banner(settings)}{console_banner(settings, console)}"""

@@ -33,9 +33,10 @@ async def run_stack(
     settings: Settings,
     stop: asyncio.Event,
     *,
-    on_ready: Callable[[Settings, Path], None] | None = None,
+    on_ready: Callable[[Settings, Path, tuple[str, str] | None], None] | None = None,
 ) -> None:
-    """Run everything until `stop` is set; `on_ready(settings, sample)` once the API is ready."""
+    """Run everything until `stop` is set; `on_ready(settings, sample, console login)` once
+    the API is ready."""
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     creds = credentials(home)
@@ -43,6 +44,8 @@ async def run_stack(
         settings = infra.settings
         await provision(settings)
         await infra.seed_demo()
+        console_email = await infra.seed_console_admin()
+        console = None if console_email is None else (console_email, infra.console_password)
 
         # One process: ingest's /metrics shows every service's metrics, so none opens its own.
         one = replace(settings, metrics_port=0)
@@ -56,7 +59,7 @@ async def run_stack(
             asyncio.create_task(insights_main.run(one, stop), name="insights"),
         ]
         if on_ready is not None and await _wait_ready(settings, services):
-            on_ready(settings, infra.sample)
+            on_ready(settings, infra.sample, console)
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*services, stopper], return_when="FIRST_COMPLETED")
         for task in done:
@@ -99,8 +102,8 @@ def main(settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
 
-        def ready(s: Settings, sample: Path) -> None:
-            print(banner(s, sample), file=sys.stderr, flush=True)
+        def ready(s: Settings, sample: Path, console: tuple[str, str] | None) -> None:
+            print(banner(s, sample, console), file=sys.stderr, flush=True)
 
         await run_stack(settings, stop, on_ready=ready)
 

@@ -83,6 +83,19 @@ async def test_scripts_up_and_the_reference_curl_lines(stack_home: Path, samples
         banner = up.log()
         assert "recording_id=1001&b2_prefix=gateway" in banner
         assert key in banner
+        # The web console's demo operator admin, printed like the key: it logs in.
+        login = re.search(r"Web console: (\S+)/console/ +log in as (\S+) / (\S+)", banner)
+        assert login is not None and login.group(1) == base, banner
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{base}/api/session",
+                json={"email": login.group(2), "password": login.group(3)},
+                headers={"Origin": base},
+            ) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["user"]["operator"] is True
         # Call insights (docs/insights.md): a category of the key; no chat model is configured.
         await _put_category(base, key, "mentions_campaign", {"said": ["campaign"]})
 
