@@ -127,9 +127,7 @@ async def test_a_supervisor_writes_a_category_applies_it_and_sees_the_matching_c
     await tab.page.fill("#c-rule", '{"said": ["renew my subscription"]}')
     await tab.page.click("form[aria-labelledby=c-title] button[type=submit]")
     category = tab.page.locator("main tr[data-name=renewal]")
-    await expect(category.locator("code")).to_have_text(
-        '{"said":["renew my subscription"]}'
-    )
+    await expect(category.locator("code")).to_have_text('{"said":["renew my subscription"]}')
 
     await category.locator("button.apply").click()
     await expect(tab.page.locator("main p[role=status]")).to_have_text(
