@@ -8,6 +8,7 @@ evidence seeks the player) and the chat model's insights once services/insights 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -18,7 +19,9 @@ from libs.notifications import rules
 from tests.browser.conftest import (
     ACTION,
     OUTCOME,
+    PASSWORD,
     SUMMARY,
+    Account,
     ConsoleStack,
     Tab,
     account,
@@ -209,4 +212,45 @@ async def test_a_call_shows_its_categories_and_insights(
     await expect(row.locator("td").nth(6)).to_have_text(OUTCOME)
     await tab.goto("/console/?outcome=cancelled")
     await expect(tab.page.locator("p.message")).to_have_text("No calls match.")
+    await _clean(tab)
+
+
+async def test_an_operator_admin_adds_a_tenants_user_and_sees_dead_letters(
+    console_stack: ConsoleStack, tab: Tab
+) -> None:
+    from libs.users import accounts
+
+    tenant = await account(console_stack, "viewer")
+    email = f"operator-{uuid.uuid4().hex[:8]}@example.org"
+    async with console_stack.pool.acquire() as conn:
+        await accounts.create(
+            conn,
+            email=email,
+            password=PASSWORD,
+            role="admin",
+            api_key_id=None,
+            operator=True,
+            now=datetime.now(UTC),
+        )
+    await log_in(tab, Account(email=email, key_id="", raw_key=""))
+    await tab.page.click("nav a[href='/console/admin/users']")
+    # The operator says whose user it is (POST /api/users wants a key or operator: true).
+    new = f"new-{tenant.email}"
+    await tab.page.fill("#u-email", new)
+    await tab.page.select_option("#u-role", "supervisor")
+    await tab.page.fill("#u-key", tenant.key_id)
+    await tab.page.click("form[aria-labelledby=nu-title] button[type=submit]")
+    await expect(tab.page.locator("main p[role=status]")).to_contain_text("shown once")
+    added = tab.page.locator("main table tbody tr", has_text=new)
+    await expect(added).to_have_count(1)
+    async with console_stack.pool.acquire() as conn:
+        [user] = [u for u in await accounts.list_users(conn, None) if u.email == new]
+    assert user.key_id == tenant.key_id and user.role == "supervisor" and not user.operator
+    await tab.shot("admin-users-operator")
+
+    await tab.page.click("nav a[href='/console/admin/dead-letters']")
+    await expect(tab.page.locator("main h1")).to_have_text("Dead letters")
+    # The list (GET /api/ops/dead-letters?open=true), or what says it is empty.
+    listed = tab.page.locator("main table, main p:text('No open dead letters.')")
+    await expect(listed.first).to_be_visible()
     await _clean(tab)
