@@ -254,3 +254,21 @@ async def test_an_operator_admin_adds_a_tenants_user_and_sees_dead_letters(
     listed = tab.page.locator("main table, main p:text('No open dead letters.')")
     await expect(listed.first).to_be_visible()
     await _clean(tab)
+
+
+async def test_an_admin_sets_the_webhook_endpoint(
+    console_stack: ConsoleStack, tab: Tab, webhook_inbox: Any
+) -> None:
+    admin = await account(console_stack, "admin")
+    await log_in(tab, admin)
+    await tab.page.click("nav a[href='/console/admin/webhooks']")
+    # No URL yet: nothing to enable.
+    await expect(tab.page.locator("#wh-url")).to_have_value("")
+    assert await tab.page.locator("main button", has_text="Enable").count() == 0
+    await tab.page.fill("#wh-url", webhook_inbox.url)
+    await tab.page.click("section[aria-labelledby=endpoint-title] button[type=submit]")
+    await expect(tab.page.locator("main p[role=status]").first).to_have_text("Saved.")
+    await expect(tab.page.locator("#wh-url")).to_have_value(webhook_inbox.url)
+    endpoint = await _api(console_stack, "GET", "/api/webhooks/endpoint", admin.raw_key)
+    assert endpoint["webhook_url"] == webhook_inbox.url and endpoint["enabled"] is True
+    await _clean(tab)
