@@ -1,7 +1,9 @@
 """The browser tier: the web console in headless chromium (Debian's, driven by Playwright for
-Python) against a whole stack of its own: ingest + transcriber on the session's Postgres and
-SeaweedFS, its own nats-server and database, the fake OpenAI server as the engine (so the
-transcript's words are the test's own) and the offline engine for model=offline.
+Python) against a whole stack of its own: ingest + transcriber + services/insights on the
+session's Postgres and SeaweedFS, its own nats-server and database, the fake OpenAI server as
+the engine (so the transcript's words are the test's own) and the offline engine for
+model=offline, and a second fake OpenAI server as the chat model of insights (INSIGHTS_MODEL
+set: every completed call gets its categories and insights).
 
 Screenshots of every screen go to tests/browser/artifacts/ (gitignored)."""
 
@@ -33,6 +35,7 @@ from embedded.nats import NatsServer
 from libs.db import create_pool
 from libs.provision import provision
 from libs.settings import Settings
+from tests.fakes import chat
 from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest
 from tests.stack_fixtures import FIXTURES, create_database, eventually, free_port
 
@@ -75,6 +78,26 @@ class Engine:
         return self.sides[(self.calls - 1) % 2]
 
 
+SUMMARY = "The customer renewed the subscription for another year."
+ACTION = "Send the renewal confirmation"
+OUTCOME = "renewed"
+
+
+def insights_answer(request: chat.ChatRequest) -> Any:
+    """The chat model's answer: a valid instance of the schema asked for, with a summary, an
+    action item and (when the template's outcomes hold it) the outcome of our own."""
+    schema = request.schema or {}
+    answer = chat.example(schema)
+    properties = schema.get("properties", {})
+    if "summary" in properties:
+        answer["summary"] = SUMMARY
+    if "action_items" in properties:
+        answer["action_items"] = [{"owner": "agent", "text": ACTION}]
+    if OUTCOME in str(properties.get("outcome", {})):
+        answer["outcome"] = OUTCOME
+    return answer
+
+
 @dataclass
 class ConsoleStack:
     settings: Settings
@@ -82,6 +105,7 @@ class ConsoleStack:
     pool: asyncpg.Pool
     fake: FakeOpenAIServer
     engine: Engine
+    chat: FakeOpenAIServer
 
 
 @pytest.fixture(scope="session")
@@ -89,12 +113,14 @@ async def console_stack(
     settings: Settings, postgres_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ConsoleStack]:
     from services.ingest import main as ingest_main
+    from services.insights import main as insights_main
     from services.transcriber import main as transcriber_main
 
     engine = Engine()
     async with (
         NatsServer(tmp_path_factory.mktemp("console-nats")) as nats_server,
         FakeOpenAIServer(transcript_fn=engine) as fake,
+        FakeOpenAIServer(chat_fn=insights_answer) as chat_model,
     ):
         ours = replace(
             settings,
@@ -106,12 +132,16 @@ async def console_stack(
             openai_base_url=fake.base_url,
             webhook_url=None,
             ingest_spool_dir_override=tmp_path_factory.mktemp("console-spool"),
+            insights_model="gpt-4o-mini",
+            insights_base_url_override=chat_model.base_url,
+            insights_api_key_override=chat_model.api_key,
         )
         await provision(ours)
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(ingest_main.run(ours, stop)),
             asyncio.create_task(transcriber_main.run(ours, stop)),
+            asyncio.create_task(insights_main.run(ours, stop)),
         ]
         base = f"http://{ours.ingest_host}:{ours.ingest_port}"
 
@@ -128,7 +158,7 @@ async def console_stack(
         pool = await create_pool(ours.require_database_url())
         try:
             await eventually(ready, timeout=60)
-            yield ConsoleStack(ours, base, pool, fake, engine)
+            yield ConsoleStack(ours, base, pool, fake, engine, chat_model)
         finally:
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)

@@ -243,7 +243,9 @@ async def test_the_keyboard_moves_between_turns(console_stack: ConsoleStack, tab
     assert await tab.page.locator("#play").get_attribute("aria-keyshortcuts") == "Space k"
 
 
-@pytest.mark.parametrize("page", ["webhooks", "users", "categories", "notifications"])
+@pytest.mark.parametrize(
+    "page", ["webhooks", "users", "categories", "notifications", "insight-template"]
+)
 async def test_admin_pages_open(console_stack: ConsoleStack, tab: Tab, page: str) -> None:
     admin = await account(console_stack, "admin")
     await log_in(tab, admin)

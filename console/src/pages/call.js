@@ -173,43 +173,60 @@ function metrics(conversation, lanes) {
   );
 }
 
-function categoriesSection(meta, seek) {
-  const categories = meta.categories || [];
-  if (!categories.length) return null;
+// The call's categories (metadata.categories, or the insights answer's), each evidence
+// utterance a link to its moment (?t=) that seeks the player there in place.
+function categoriesSection(id, categories, seek) {
+  if (!categories || !categories.length) return null;
   return h("section", { class: "categories", "aria-labelledby": "categories-title" },
     h("h2", { id: "categories-title", text: "Categories" }),
-    h("ul", {}, categories.map((c) => h("li", {},
+    h("ul", {}, categories.map((c) => h("li", { dataset: { category: c.name } },
       h("span", { class: "tag", text: c.name }),
       h("ul", { class: "evidence" }, (c.matches || []).map((m) => h("li", {},
-        h("button", { type: "button", class: "link", "data-start": m.start, onclick: () => seek(m.start), "aria-label": `Play the evidence at ${clock(m.start)}` }, clock(m.start)),
-        " ", h("span", { text: m.text || "" }),
+        h("a", {
+          href: `/console/calls/${encodeURIComponent(id)}?t=${Number(m.start).toFixed(2)}`,
+          class: "evidence-link", "data-start": m.start,
+          onclick: (e) => { e.preventDefault(); seek(m.start); },
+          "aria-label": `Play the evidence of ${c.name} at ${clock(m.start)}`,
+        }, clock(m.start)),
+        " ", h("span", { class: "who", text: m.role ? `${roleLabel(m.role)}: ` : (m.speaker ? `${m.speaker}: ` : "") }),
+        h("span", { class: "evidence-text", text: m.text || "" }),
       ))),
     ))),
   );
 }
 
-// `ins`: the status answer's summary ({status, reason, outcome}) or the whole answer of
+const INSIGHTS_STATES = {
+  pending: "being evaluated",
+  completed: "completed",
+  failed: "failed",
+  not_configured: "not configured",
+};
+
+// `ins`: the status answer's summary ({status, reason, outcome}) or the answer of
 // GET /api/media/insights/{id} ({status, reason, categories, insights: {summary, ...}}).
 function insightsSection(ins, seek) {
   if (!ins) return null;
-  const body = ins.insights || ins;
-  const section = h("section", { class: "insights", "aria-labelledby": "insights-title" }, h("h2", { id: "insights-title", text: "Insights" }));
-  if (ins.status && ins.status !== "completed") append(section, h("p", { class: "detail", text: `Insights: ${ins.status}${ins.reason ? ` (${ins.reason})` : ""}` }));
+  const body = ins.insights || { outcome: ins.outcome };
+  const section = h("section", { class: "insights", "aria-labelledby": "insights-title", dataset: { status: ins.status } },
+    h("h2", { id: "insights-title", text: "Insights" }),
+    h("p", { class: "detail insights-status", text: `Status: ${INSIGHTS_STATES[ins.status] || ins.status}${ins.reason ? ` (${ins.reason})` : ""}` }));
   const dl = h("dl");
-  if (body.summary) append(dl, h("dt", { text: "Summary" }), h("dd", { text: body.summary }));
-  if (body.reason && body !== ins) append(dl, h("dt", { text: "Reason" }), h("dd", { text: body.reason }));
-  if (body.outcome) append(dl, h("dt", { text: "Outcome" }), h("dd", { text: body.outcome }));
-  if (body.sentiment && body.sentiment.length) append(dl, h("dt", { text: "Sentiment" }), h("dd", { text: body.sentiment.map((s) => `${roleLabel(s.role)}: ${s.sentiment}`).join(", ") }));
+  if (body.summary) append(dl, h("dt", { text: "Summary" }), h("dd", { class: "summary", text: body.summary }));
+  if (body.reason) append(dl, h("dt", { text: "Reason" }), h("dd", { class: "reason", text: body.reason }));
+  if (body.outcome) append(dl, h("dt", { text: "Outcome" }), h("dd", { class: "outcome", text: body.outcome }));
+  if (body.sentiment && body.sentiment.length) append(dl, h("dt", { text: "Sentiment" }), h("dd", { class: "sentiment", text: body.sentiment.map((x) => `${roleLabel(x.role)}: ${x.sentiment}`).join(", ") }));
   append(section, dl);
   if (body.action_items && body.action_items.length) {
-    append(section, h("h3", { text: "Action items" }), h("ul", {}, body.action_items.map((a) => h("li", { text: `${roleLabel(a.owner)}: ${a.text}` }))));
+    append(section, h("h3", { text: "Action items" }), h("ul", { class: "action-items" }, body.action_items.map((a) => h("li", { text: `${roleLabel(a.owner)}: ${a.text}` }))));
   }
   if (body.answers && body.answers.length) {
-    append(section, h("h3", { text: "Questions" }), h("ul", {}, body.answers.map((a) => h("li", {},
+    append(section, h("h3", { text: "Questions" }), h("ul", { class: "answers" }, body.answers.map((a) => h("li", {},
       h("span", { text: `${a.question}: ${a.answer}` }),
+      a.evidence ? h("span", { class: "detail", text: ` “${a.evidence}”` }) : null,
       typeof a.start === "number" ? [" ", h("button", { type: "button", class: "link", onclick: () => seek(a.start), "aria-label": `Play the evidence at ${clock(a.start)}` }, clock(a.start))] : null,
     ))));
   }
+  if (ins.model) append(section, h("p", { class: "detail", text: `Model: ${ins.model}` }));
   return section;
 }
 
@@ -391,17 +408,33 @@ export async function callPage(main, { match, params, navigate }) {
     );
     const transcriptSection = h("section", { class: "transcript", "aria-labelledby": "transcript-title" },
       h("h2", { id: "transcript-title", text: "Transcript" }), view.list);
+    const categoriesHolder = h("div", { class: "categories-holder" });
     const insightsHolder = h("div", { class: "insights-holder" });
-    if (meta.insights) {
-      const fill = (ins) => insightsHolder.replaceChildren(insightsSection(ins, seek) || "");
-      fill(meta.insights);
-      if (meta.insights.status === "completed") {
-        api("GET", `/api/media/insights/${encodeURIComponent(id)}`).then(fill).catch(() => {});
+    const showCategories = (list) => categoriesHolder.replaceChildren(categoriesSection(id, list, seek) || "");
+    const showInsights = (ins) => insightsHolder.replaceChildren(insightsSection(ins, seek) || "");
+    showCategories(meta.categories);
+    showInsights(meta.insights);
+    // The whole answer (summary, action items, ...); asked again while the insights service
+    // has not evaluated the call yet, so categories and insights appear without a reload.
+    const askInsights = async () => {
+      insightsTimer = null;
+      try {
+        const ins = await api("GET", `/api/media/insights/${encodeURIComponent(id)}`);
+        if (stopped) return;
+        showInsights(ins);
+        if (ins.status !== "pending") { showCategories(ins.categories); return; }
+      } catch (err) {
+        // A refusal (the call was deleted or rerun meanwhile) is not asked again.
+        if (err.status >= 400 && err.status < 500) return;
       }
-    }
+      if (!stopped) insightsTimer = setTimeout(askInsights, POLL_MS);
+    };
+    let insightsTimer = null;
+    askInsights();
+    cleanups.push(() => { if (insightsTimer) clearTimeout(insightsTimer); });
     const side = h("div", { class: "side" },
       metrics(meta.conversation, model.lanes),
-      categoriesSection(meta, seek),
+      categoriesHolder,
       insightsHolder,
       downloads(id),
       can("supervisor") ? speakersForm(id, model.lanes, names, reload) : null,

@@ -57,6 +57,36 @@ function row(job) {
   );
 }
 
+// A search hit as a row until its status answer fills in the rest (fillRows).
+function hitRow(hit) {
+  return h("tr", { dataset: { id: hit.audio_file_id, state: "completed" } },
+    h("td", {}, h("a", { href: callHref(hit.audio_file_id), "data-nav": "", class: "call-link", text: when(hit.created_at) })),
+    h("td", { class: "status" }, h("span", { class: "badge completed", text: "completed" })),
+    h("td", { class: "campaign", text: hit.campaign || "–" }),
+    h("td", { class: "num", text: clock(hit.duration) }),
+    h("td", { text: "…" }), h("td", { text: "…" }), h("td", { text: "…" }),
+  );
+}
+
+// Each call's status answer, four at a time, replacing its row.
+async function fillRows(ids, rows, stopped) {
+  const queue = [...ids];
+  const worker = async () => {
+    while (queue.length && !stopped()) {
+      const id = queue.shift();
+      try {
+        const job = await api("GET", `/api/media/status/${id}`);
+        const old = rows.get(id);
+        if (stopped() || !old) return;
+        const fresh = row(job);
+        old.replaceWith(fresh);
+        rows.set(id, fresh);
+      } catch { /* the hit's row stays */ }
+    }
+  };
+  await Promise.all([worker(), worker(), worker(), worker()]);
+}
+
 function filtersForm(params, onSubmit) {
   const field = (label, input) => h("div", { class: "field" }, h("label", { for: input.id, text: label }), input);
   const status = h("select", { id: "f-status", name: "status" }, STATUSES.map((s) => h("option", { value: s, text: s || "any", selected: params.get("status") === s })));
@@ -248,25 +278,46 @@ export async function callsPage(main, { params, navigate }) {
       query[k] = d.toISOString();
     }
   }
+  // The jobs list takes no category or outcome: with either, the calls come from search
+  // (GET /api/media/search?category=&outcome=, completed calls only), newest first.
+  const bySearch = !!(params.get("category") || params.get("outcome"));
+  if (bySearch) {
+    delete query.status;
+    if (params.get("status") && params.get("status") !== "completed") {
+      message.textContent = "Category and outcome find completed calls only.";
+      return () => { stopped = true; };
+    }
+  } else {
+    delete query.category;
+    delete query.outcome;
+  }
   let page;
   try {
-    page = await api("GET", "/api/media/jobs", { query });
+    page = bySearch ? await api("GET", "/api/media/search", { query }) : await api("GET", "/api/media/jobs", { query });
   } catch (e) {
     message.textContent = problem(e);
     return () => { stopped = true; };
   }
-  // Filters the API may not take yet are applied to the page as well.
-  const wanted = (j) => (!params.get("category") || categoriesOf(j.metadata).includes(params.get("category")))
-    && (!params.get("outcome") || outcomeOf(j.metadata) === params.get("outcome"));
-  const jobs = page.jobs.filter(wanted);
-  for (const job of jobs) {
-    const tr = row(job);
-    rows.set(job.metadata.audio_file_id, tr);
-    append(body, tr);
+  if (bySearch) {
+    for (const hit of page.hits) {
+      const tr = hitRow(hit);
+      rows.set(hit.audio_file_id, tr);
+      append(body, tr);
+    }
+    message.textContent = page.hits.length ? "" : "No calls match.";
+    // Talk split, categories and outcome are the status answer's.
+    fillRows(page.hits.map((hit) => hit.audio_file_id), rows, () => stopped);
+  } else {
+    for (const job of page.jobs) {
+      const tr = row(job);
+      rows.set(job.metadata.audio_file_id, tr);
+      append(body, tr);
+    }
+    message.textContent = page.jobs.length ? "" : "No calls yet.";
   }
-  message.textContent = jobs.length ? "" : "No calls yet.";
   if (cursor) append(pager, h("a", { href: `/console/${toQuery()}`, "data-nav": "", text: "First page" }), " ");
   if (page.next_cursor) append(pager, h("a", { href: `/console/${toQuery({ cursor: page.next_cursor })}`, "data-nav": "", rel: "next", text: "Next page" }));
+  if (bySearch) return () => { stopped = true; };
 
   // Live status: the calls still queued or running are asked for again until they finish;
   // on the first page, calls submitted since (by anyone of the tenant) are added on top.
@@ -280,7 +331,7 @@ export async function callsPage(main, { params, navigate }) {
         if (stopped) return;
         for (const job of [...fresh.jobs].reverse()) {
           const id = job.metadata.audio_file_id;
-          if (rows.has(id) || !wanted(job)) continue;
+          if (rows.has(id)) continue;
           const tr = row(job);
           rows.set(id, tr);
           body.prepend(tr);
