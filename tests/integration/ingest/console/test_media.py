@@ -4,11 +4,15 @@ downloads (services/ingest/routes/media.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
 import uuid
 from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from libs.blobstore import S3BlobStore
 from libs.jobs import lifecycle
@@ -20,6 +24,7 @@ from libs.transcript.model import Utterance
 from libs.transcript.render import render
 from tests.integration.ingest.conftest import Api, Upstream, make_key
 from tests.integration.ingest.console.conftest import Browser, make_user
+from tests.stack_fixtures import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +264,40 @@ async def test_names_go_with_the_job(console: Api, upstream: Upstream, store: S3
         "PUT", f"/api/media/{job}/speakers", key=raw, json={"names": {}}
     )
     assert (status, err["error"]) == (409, "job_deleted")
+
+
+async def test_a_player_that_goes_away_is_not_an_outage(
+    console: Api, upstream: Upstream, store: S3BlobStore
+) -> None:
+    """A seek makes the browser drop the request it no longer needs: the server's next write
+    fails with a reset connection, which is the client leaving, not Postgres or S3 down."""
+    raw, _ = await make_key(console.pool)
+    job = await _job(console, upstream, raw)
+    object_key = await console.pool.fetchval(
+        "SELECT b2_object_key FROM media_pipeline.audio_files WHERE id = $1", uuid.UUID(job)
+    )
+    # Far more than the sockets' buffers hold, so the server is still writing when we leave.
+    await store.put_bytes(object_key, b"\0" * (48 << 20), "audio/wav")
+    host, port = console.base_url.split("://", 1)[1].split(":")
+    with capture_logs() as logs:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"GET /api/media/{job}/audio HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {raw}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        await reader.readexactly(1 << 16)
+        # Close with RST (SO_LINGER 0), as a browser aborting a fetch may.
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+
+        async def served() -> list[dict[str, object]]:
+            return [
+                e for e in logs if e.get("event") == "http_request" and job in str(e.get("path"))
+            ]
+
+        [line] = await eventually(served, timeout=60)
+    assert line["status"] == 200, line
+    assert not [e for e in logs if str(e.get("event", "")).startswith("dependency_")], logs
+    assert [e for e in logs if e.get("event") == "audio_client_gone"]
