@@ -12,7 +12,7 @@ import uuid
 
 import msgspec
 import structlog
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from libs.blobstore import BlobNotFound
 from libs.errors import Conflict, NotFound
@@ -115,9 +115,9 @@ async def get_audio(request: web.Request) -> web.StreamResponse:
             async for chunk in store.read_range(playable.key, span.first, span.last):
                 await response.write(chunk)
         await response.write_eof()
-    except ConnectionResetError:
-        # The player went away (a seek drops the request it no longer needs): the answer
-        # stands as sent; not an outage of Postgres or object storage.
+    except ClientConnectionResetError:
+        # Raised by our writes only: the player went away (a seek drops the request it no
+        # longer needs). The answer stands as sent; not an outage of Postgres or S3.
         log.info("audio_client_gone", audio_file_id=str(found.id))
     return response
 
