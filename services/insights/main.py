@@ -63,7 +63,13 @@ async def run(
         js = nc.jetstream()
         spec = streams.insights_consumer()
         await bus.ensure_consumer(js, streams.STREAM_NAME, spec)
-        worker = InsightsWorker(pool, objects, model=chat, model_slots=slots)
+        worker = InsightsWorker(
+            pool,
+            objects,
+            model=chat,
+            model_slots=slots,
+            redaction_timeout=settings.redaction_timeout,
+        )
         consumer = bus.PullConsumer(
             js,
             stream=streams.STREAM_NAME,

@@ -37,7 +37,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from libs import outbox
+from libs import apikeys, outbox
 from libs.blobstore import BlobNotFound, BlobStoreRefused, BlobStoreUnavailable
 from libs.bus import Delivery, Pause, Reject, Retry
 from libs.categories import store as categories
@@ -68,7 +68,9 @@ from libs.llm.insights import (
     Turn,
 )
 from libs.metrics import INSIGHTS, INSIGHTS_MODEL_UNAVAILABLE, INSIGHTS_TOKENS
+from libs.redaction import Policy
 from libs.transcript import Transcript
+from services.insights import redaction
 
 log = structlog.get_logger()
 
@@ -159,8 +161,10 @@ class InsightsWorker:
         model: InsightsModel | None,
         categorizer: Categorizer | None = None,
         model_slots: int | None = None,
+        redaction_timeout: float = 60.0,
     ) -> None:
         self._pool = pool
+        self._redaction_timeout = redaction_timeout
         self._objects = objects
         self._model = model
         self._categorizer = categorizer or KeyCategories()
@@ -212,10 +216,14 @@ class InsightsWorker:
             return Handled("not_completed")
         if await store.answered(self._pool, job.id, event.event_id):
             return Handled("already_answered")
+        key_row = await apikeys.get(self._pool, str(job.api_key_id))
+        policy = redaction.policy_for(job.redact, "" if key_row is None else key_row.redact)
         transcript = await self._transcript(event)
+        matches: tuple[CategoryMatch, ...] = ()
         if transcript is None:
-            matches: tuple[CategoryMatch, ...] = ()
             verdict = Verdict("failed", reason="transcript_unavailable")
+        elif (transcript := await self._redacted(transcript, policy)) is None:
+            verdict = Verdict("failed", reason=redaction.REDACTION_FAILED)
         else:
             call = Call.from_transcript(
                 transcript, _conversation(event, transcript), _counts(event)
@@ -227,6 +235,7 @@ class InsightsWorker:
                 verdict = Verdict("not_configured", reason=template)
             else:
                 verdict = await self._ask(template, _turns(call), job.campaign_name, delivery)
+                verdict = await self._redacted_answer(verdict, policy)
         ready = InsightsReady(
             event_id=new_event_id(),
             occurred_at=utcnow(),
@@ -260,6 +269,29 @@ class InsightsWorker:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("transcript_unreadable", key=loggable(event.keys.json), error=str(exc))
             return None
+
+    async def _redacted(self, transcript: Transcript, policy: Policy) -> Transcript | None:
+        """The call with the job's and its key's policy applied; None when redaction failed
+        (nothing of the call is then read, categorized or sent)."""
+        try:
+            return await redaction.redact_call(transcript, policy, timeout=self._redaction_timeout)
+        except redaction.RedactionFailed as exc:
+            log.error("insights_redaction_failed", side="call", error=str(exc))
+            return None
+
+    async def _redacted_answer(self, verdict: Verdict, policy: Policy) -> Verdict:
+        """The model's answer with its free text redacted; failed (keeping none of it) when
+        redaction failed."""
+        if verdict.insights is None:
+            return verdict
+        try:
+            insights = await redaction.redact_answer(
+                verdict.insights, policy, timeout=self._redaction_timeout
+            )
+        except redaction.RedactionFailed as exc:
+            log.error("insights_redaction_failed", side="answer", error=str(exc))
+            return Verdict("failed", reason=redaction.REDACTION_FAILED)
+        return Verdict(verdict.status, insights=insights, reason=verdict.reason)
 
     async def _template(
         self, conn: asyncpg.Connection, key_id: uuid.UUID, campaign: str
