@@ -74,7 +74,10 @@ async def _everything(pool: asyncpg.Pool, objects: S3BlobStore, job: Completed) 
 
 
 async def _redacting_job(
-    pool: asyncpg.Pool, objects: S3BlobStore, spec: str, call: tuple = CANCEL_CALL
+    pool: asyncpg.Pool,
+    objects: S3BlobStore,
+    spec: str,
+    call: tuple[tuple[str, float, float, str], ...] = CANCEL_CALL,
 ) -> Completed:
     key = await make_key(pool, webhook_url=None)
     job = await complete_job(pool, objects, key, call=transcript(call))
