@@ -12,7 +12,8 @@ Failures:
 - `InsightsFailed(reason)`, permanent for this call: `refused` (the model's refusal or a
   content filter), `truncated` (finish_reason length), `invalid_answer` (still invalid after the
   repair), `rejected` (the server refused the request as malformed, a 4xx other than the
-  ones below), `unredacted_card_number` (a turn holds what looks like a card number: nothing is
+  ones below), `unredacted_card_number` (the redaction detector finds a card number in the turns,
+  written or spoken, or cannot finish: nothing is
   sent), `template_too_large` (the template leaves no room for the call in the context).
 - `ModelUnavailable(retry_after)`, worth retrying later: 429, 5xx, timeouts and connection
   errors after INSIGHTS_MAX_ATTEMPTS attempts with backoff (Retry-After honoured; one longer

@@ -347,6 +347,28 @@ async def test_only_redacted_text_reaches_the_model(server: FakeOpenAIServer) ->
     assert "4111" not in received
 
 
+async def test_a_card_read_aloud_or_split_between_turns_never_reaches_the_model(
+    server: FakeOpenAIServer,
+) -> None:
+    spoken = " ".join(["four"] + ["one"] * 15)
+    calls = [
+        [Turn(start=0.0, end=5.0, role="customer", text=f"my card number is {spoken}")],
+        [
+            Turn(start=0.0, end=2.0, role="customer", text="it is 4111 1111"),
+            Turn(start=2.0, end=3.0, role="agent", text="go on"),
+            Turn(start=3.0, end=5.0, role="customer", text="1111 1111"),
+        ],
+        [Turn(start=0.0, end=5.0, role="customer", text="4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1")],
+    ]
+    model = insights_for(server)
+    for turns in calls:
+        with pytest.raises(InsightsFailed) as failed:
+            await model.ask(TEMPLATE, turns, campaign="")
+        assert failed.value.reason == "unredacted_card_number"
+    await model.aclose()
+    assert server.chat_requests == []
+
+
 async def test_nothing_asked_or_said_is_nothing_sent(server: FakeOpenAIServer) -> None:
     nothing = InsightTemplate(summary=False, reason=False, action_items=False, sentiment=False)
     model = insights_for(server)

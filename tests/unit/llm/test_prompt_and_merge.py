@@ -58,12 +58,33 @@ def test_split_keeps_order_and_budget() -> None:
     assert "".join(p.removeprefix("[00:00] Agent: ") for p in giant) == "x" * 10_000
 
 
+def _said(*texts: str, role: str = "customer") -> list[Turn]:
+    return [Turn(start=float(i), end=i + 1.0, role=role, text=t) for i, t in enumerate(texts)]
+
+
 def test_card_numbers_are_found_before_sending() -> None:
-    assert _has_card_number(["[00:01] Customer: it is 4111 1111 1111 1111 ok"])
-    assert _has_card_number(["[00:01] Customer: 4111-1111-1111-1111"])
-    assert _has_card_number(["[00:01] Customer: ref 99 4111111111111111"])
-    assert not _has_card_number(["[00:01] Customer: call 020 7946 0018 or 1234567890123"])
-    assert not _has_card_number(["[00:01] Customer: my card is [CREDIT_CARD]"])
+    assert _has_card_number(_said("it is 4111 1111 1111 1111 ok"))
+    assert _has_card_number(_said("4111-1111-1111-1111"))
+    assert _has_card_number(_said("ref 99 4111111111111111"))
+    assert not _has_card_number(_said("call 020 7946 0018 or 1234567890123"))
+    assert not _has_card_number(_said("my card is [CREDIT_CARD]"))
+    assert not _has_card_number(_said("card #### #### #### 1111, the last four are 1111"))
+
+
+def test_card_numbers_the_detector_reads_are_found_however_they_are_written_or_said() -> None:
+    # Each of these passed the old 13-19 digit regex (spoken, spaced, dotted, full-width,
+    # split across turns with the agent speaking in between).
+    spoken = " ".join(["four"] + ["one"] * 15)
+    assert _has_card_number(_said(f"my card number is {spoken}"))
+    assert _has_card_number(_said("4 1 1 1  1 1 1 1  1 1 1 1  1 1 1 1"))
+    assert _has_card_number(_said("4111.1111.1111.1111"))
+    assert _has_card_number(_said("\uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 " * 2))
+    split = [
+        Turn(start=0.0, end=2.0, role="customer", text="the card is 4111 1111"),
+        Turn(start=2.0, end=3.0, role="agent", text="got it"),
+        Turn(start=3.0, end=5.0, role="customer", text="1111 1111"),
+    ]
+    assert _has_card_number(split)
 
 
 def test_schema_and_decode() -> None:
