@@ -40,7 +40,7 @@ from openai import AsyncOpenAI
 from libs.contracts import Insights, TokenUsage
 from libs.llm import answer, merge, prompt
 from libs.llm.template import InsightTemplate
-from libs.redaction.detect import is_card_number
+from libs.redaction import EntityClass, RedactionTimeout, detect
 
 if TYPE_CHECKING:
     from libs.settings import Settings
@@ -55,9 +55,6 @@ MAX_RETRY_WAIT = 60.0
 CONNECT_TIMEOUT = 10.0
 # The SDK refuses to build a client without a key; self-hosted servers usually ignore it.
 PLACEHOLDER_API_KEY = "not-needed"
-
-# Runs of 13 to 19 digits, spaces or dashes between them allowed: a card number in the text.
-_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,18}")
 
 
 class Turn(msgspec.Struct, frozen=True, kw_only=True):
@@ -194,17 +191,30 @@ def _quiet(problem: str) -> str:
     return _QUOTED.sub("'…'", problem)[:200]
 
 
-def _has_card_number(lines: Sequence[str]) -> bool:
-    # One search over all lines (a newline is not a separator the runs take).
-    for run in _DIGIT_RUN.finditer("\n".join(lines)):
-        digits = re.sub(r"\D", "", run.group())
-        if any(
-            is_card_number(digits[i : i + n])
-            for n in range(13, 20)
-            for i in range(len(digits) - n + 1)
-        ):
-            return True
-    return False
+# How long the card check may take before the call is refused (fail closed).
+CARD_CHECK_SECONDS = 60.0
+
+
+def _has_card_number(turns: Sequence[Turn], *, deadline: float | None = None) -> bool:
+    """Whether the turns say a card number, as libs.redaction's detector reads one: written
+    in any spacing or script, or spoken ("four one one one ..."), across one speaker's turns
+    (the other party may speak inside it). Placeholders of an earlier redaction do not count.
+    Raises RedactionTimeout past `deadline`."""
+    cards = {EntityClass.CREDIT_CARD}
+    by_speaker: dict[str | None, list[str]] = {}
+    for t in turns:
+        by_speaker.setdefault(t.speaker or t.role, []).append(t.text)
+    texts = ["\n".join(t.text for t in turns), *(" ".join(v) for v in by_speaker.values())]
+    return any(f.digits for text in texts for f in detect(text, cards, deadline=deadline))
+
+
+async def _check_for_cards(turns: Sequence[Turn]) -> bool:
+    """`_has_card_number` off the event loop; True (refuse) when it cannot finish in time."""
+    deadline = time.monotonic() + CARD_CHECK_SECONDS
+    try:
+        return await asyncio.to_thread(_has_card_number, turns, deadline=deadline)
+    except RedactionTimeout:
+        return True
 
 
 class ChatInsights:
@@ -249,7 +259,7 @@ class ChatInsights:
         started = time.perf_counter()
         bound = log.bind(model=self.model, turns=len(turns))
         lines = [prompt.line(t) for t in turns]
-        if _has_card_number(lines):
+        if await _check_for_cards(turns):
             bound.error("insights_refused_unredacted", reason="unredacted_card_number")
             raise InsightsFailed(
                 "unredacted_card_number", "a turn holds what looks like a card number"
