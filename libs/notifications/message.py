@@ -2,8 +2,9 @@
 or a digest of many, as a Slack incoming-webhook payload or the parts of an e-mail. Pure code.
 
 Only what a policy let through ever gets here: evidence comes from the redacted event, and on
-top of that every free text is scrubbed (`scrubbed`: no run of six or more digits, no masked
-card group with its last digits, no control characters) and the phone number is masked
+top of that every free text is scrubbed (`scrubbed`: nothing the redaction detector finds, of
+any class, written or spoken; no run of six or more digits, no masked card group with its last
+digits, no control characters) and the phone number is masked
 (`masked_phone`). Failing closed: a notification loses a digit rather than leak one.
 """
 
@@ -12,10 +13,13 @@ from __future__ import annotations
 import html
 import math
 import re
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
+
+from libs.redaction import EntityClass, RedactionTimeout, detect
 
 # Slack's limits (api.slack.com/reference/block-kit): 50 blocks a message, 3000 characters in
 # a section's text, 150 in a header's, 2000 in a context element; the `text` fallback is cut
@@ -40,12 +44,40 @@ _MASKED = re.compile(r"#[#\s\-]*\d[\d\s\-]*")
 _DIGIT_RUN = re.compile(r"\d(?:[\s.\-]*\d){5,}")
 
 
+# How much of a text the detector reads (a few times what is kept: what follows is cut anyway),
+# and for how long: past it the whole text is withheld.
+_DETECT_FACTOR = 4
+_DETECT_SECONDS = 2.0
+_EVERY_CLASS = frozenset(EntityClass)
+
+
+def _detected(text: str) -> str:
+    """What libs.redaction's detector finds of any class (cards, phones, e-mail addresses,
+    ... written or spoken: "four one one one ...") replaced by [redacted], whatever the job's
+    policy: a notification tells people about a call, not its data. All withheld when the
+    detector cannot finish in time (fail closed)."""
+    try:
+        found = detect(text, _EVERY_CLASS, deadline=time.monotonic() + _DETECT_SECONDS)
+    except RedactionTimeout:
+        return "[redacted]"
+    out: list[str] = []
+    at = 0
+    for f in found:
+        out.append(text[at : f.start])
+        out.append("[redacted]")
+        at = f.end
+    out.append(text[at:])
+    return "".join(out)
+
+
 def scrubbed(text: str | None, limit: int = DETAIL_CHARS) -> str:
-    """One line of free text safe to send: control characters become spaces, masked cards and
-    long digit runs become [redacted], cut at `limit` characters."""
+    """One line of free text safe to send: control characters become spaces, what the redaction
+    detector finds (any class, written or spoken), masked cards and long digit runs become
+    [redacted], cut at `limit` characters."""
     if not text:
         return ""
-    out = _CONTROL.sub(" ", text)
+    out = _CONTROL.sub(" ", text[: limit * _DETECT_FACTOR])
+    out = _detected(out)
     out = _MASKED.sub("[redacted]", out)
     out = _DIGIT_RUN.sub("[redacted]", out)
     out = " ".join(out.split())

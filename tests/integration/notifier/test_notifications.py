@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
+import msgspec
 import pytest
 import structlog
 from nats.js import JetStreamContext
@@ -226,6 +227,48 @@ async def test_a_category_match_posts_one_slack_message_without_card_digits(
     await js.publish(subjects.insights_ready(job.key.tenant), encode(event))
     await _drained(js)
     assert len(slack.requests) == 1
+
+
+SPOKEN_CARD = "four one one one " + "one " * 11 + "one"
+SPOKEN_PHONE = "four one five five five five zero one three two"
+
+
+async def test_spoken_card_phone_and_email_in_evidence_or_an_error_never_reach_slack_or_mail(
+    npool: asyncpg.Pool,
+    js: JetStreamContext,
+    notifier: Notifier,
+    smtp_starttls: SmtpTestServer,
+    slack: SlackServer,
+) -> None:
+    # A job without a redaction policy: its evidence is the call's words as said. The
+    # notification still carries no card number, phone number or address, however said.
+    key = await make_key(npool, webhook_url=None)
+    await _rule(npool, key, ["category:cancel"], slack_url=slack.url, allow=slack.hostport)
+    await _rule(npool, key, ["failed"], emails=["ops@example.com"])
+    job = await make_job(npool, key)
+    (failed_job,) = await _failed_jobs(npool, key, 1)
+    _running(notifier, smtp_starttls, slack.hostport)
+    said = f"cancel it, my card is {SPOKEN_CARD}, call {SPOKEN_PHONE} or jo.doe@example.com"
+    await js.publish(subjects.insights_ready(job.key.tenant), encode(_insights(job, said)))
+    # An engine error that echoes what it was given.
+    failed = msgspec.structs.replace(
+        failed_event(failed_job), detail=f"engine rejected prompt: {said}"
+    )
+    await publish(js, failed)
+    (payload,) = await slack.wait_messages(1)
+    (received,) = await _mails(smtp_starttls, 1)
+    mail = received.message
+    sent = "\n".join(
+        [
+            json.dumps(payload),
+            mail["Subject"],
+            mail.get_body(("plain",)).get_content(),  # type: ignore[union-attr]
+            mail.get_body(("html",)).get_content(),  # type: ignore[union-attr]
+        ]
+    )
+    assert "cancel it, my card is [redacted]" in sent
+    for value in ("four one one one", "one one one one", "five five zero", "jo.doe", "example.com"):
+        assert value not in sent, value
 
 
 async def test_slack_404_no_service_disables_the_rule_with_the_reason(
