@@ -17,14 +17,17 @@ from libs import layout
 from libs.blobstore import S3BlobStore
 from libs.categories import store as category_store
 from libs.contracts import (
+    ActionItem,
     CategoryMatch,
     Evidence,
+    Insights,
     TranscriptionDeleted,
     TranscriptKeys,
     TranscriptReady,
     subjects,
 )
 from libs.db.migrate import load_migrations
+from libs.insights import store as insights_store
 from libs.jobs import deletion, lifecycle
 from libs.layout import transcript_keys
 from libs.settings import S3Settings
@@ -141,6 +144,59 @@ async def _deleted_events(api: Api, file_id: str) -> list[TranscriptionDeleted]:
     return [e for e in events if e.audio_file_id == file_id]
 
 
+async def _insights_and_notifications(
+    api: Api, store: S3BlobStore, job: lifecycle.ProcessingJob, key_id: uuid.UUID, words: str
+) -> None:
+    """What the session's new features keep of a job, each quoting `words`: the insights row
+    and its JSON beside the transcripts, speaker names, a notification item and a message."""
+    said = Insights(model="m", summary=words, action_items=(ActionItem(owner="agent", text=words),))
+    await store.put_bytes(
+        layout.insights_key(str(job.id), campaign=job.campaign_name, prefix=job.transcript_prefix),
+        msgspec.json.encode({"insights": said}),
+        "application/json",
+    )
+    rule_id = uuid.uuid4()
+    async with api.pool.acquire() as conn, conn.transaction():
+        await insights_store.save(
+            conn,
+            insights_store.NewInsights(
+                audio_file_id=job.id, tenant=job.tenant_prefix, status="completed", insights=said
+            ),
+        )
+        await conn.execute(
+            "INSERT INTO media_pipeline.speaker_names (audio_file_id, names) VALUES ($1, $2)",
+            job.id,
+            {"Channel 1": words},
+        )
+        await conn.execute(
+            "INSERT INTO media_pipeline.notification_rules"
+            " (id, api_key_id, tenant_prefix, events, target, emails)"
+            " VALUES ($1, $2, $3, ARRAY['completed'], 'email', ARRAY['ops@example.com'])",
+            rule_id,
+            key_id,
+            job.tenant_prefix,
+        )
+        await conn.execute(
+            "INSERT INTO media_pipeline.notification_items (rule_id, source, audio_file_id, item)"
+            " VALUES ($1, 'ev-1', $2, $3)",
+            rule_id,
+            job.id,
+            {"evidence": words},
+        )
+        await webhook_queue.schedule_notice(
+            conn,
+            webhook_queue.NewNotice(
+                event_id=uuid.uuid4(),
+                event_type="notification.completed",
+                audio_file_id=job.id,
+                api_key_id=key_id,
+                rule_id=rule_id,
+                channel="email",
+                payload=msgspec.json.encode({"text": words}),
+            ),
+        )
+
+
 async def test_delete_removes_every_object_and_all_personal_data(
     api: Api, upstream: Upstream, store: S3BlobStore, phone: str, secret_words: str
 ) -> None:
@@ -165,12 +221,23 @@ async def test_delete_removes_every_object_and_all_personal_data(
         await category_store.save_matches(
             conn, job.id, [CategoryMatch(name="c", matches=(evidence,))]
         )
-    assert len(await api.objects(key.tenant_prefix + "/")) == 5  # audio + 4 transcripts
+    await _insights_and_notifications(api, store, job, uuid.UUID(key.id), secret_words)
+    # audio + 4 transcripts + the insights JSON (issue #21)
+    assert len(await api.objects(key.tenant_prefix + "/")) == 6
     digits = phone.lstrip("+")
     assert len(await _leftovers(api, [prompt])) >= 2  # the job row and its AudioStored event
     found = await _leftovers(api, [digits, secret_words])  # the scan finds them before
     assert "search_utterances.text ~ " in found  # the search index (issue #20) among them
     assert "category_matches.matches ~ " in found  # and the category matches (issue #21)
+    # The model's insights (issue #21), the console's speaker names (issue #23), a notification
+    # waiting for its rule's quiet period and one already queued (issue #22).
+    for place in (
+        "insights.insights",
+        "speaker_names.names",
+        "notification_items.item",
+        "webhook_deliveries.payload",
+    ):
+        assert f"{place} ~ " in found, place
 
     status, body, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
     assert status == 200, body
@@ -191,11 +258,12 @@ async def test_delete_removes_every_object_and_all_personal_data(
     [event] = await _deleted_events(api, file_id)
     assert event.tenant == key.tenant_prefix and event.reason == "api"
     # The job's earlier deliveries are scrubbed (log kept, body gone).
-    [delivery] = await api.pool.fetch(
+    deliveries = await api.pool.fetch(
         "SELECT payload, status FROM media_pipeline.webhook_deliveries WHERE audio_file_id = $1",
         job.id,
     )
-    assert delivery["status"] == "cancelled"
+    # The webhook and the notification message.
+    assert [d["status"] for d in deliveries] == ["cancelled", "cancelled"]
 
     # Idempotent: the same answer, nothing new written.
     status, again, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
