@@ -81,11 +81,12 @@ def _answer(insights: Insights, policy: Policy, deadline: float) -> Insights:
     def optional(value: str | None) -> str | None:
         return None if value is None else text(value)
 
+    # `outcome` is one of the template's own values (an enum in the schema, validated), and
+    # `sentiment` a fixed word: neither can carry what the model made up.
     return msgspec.structs.replace(
         insights,
         summary=optional(insights.summary),
         reason=optional(insights.reason),
-        outcome=optional(insights.outcome),
         action_items=tuple(
             ActionItem(owner=item.owner, text=text(item.text)) for item in insights.action_items
         ),
