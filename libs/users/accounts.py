@@ -32,7 +32,11 @@ WHERE $1::uuid IS NULL OR u.api_key_id = $1 ORDER BY u.email_norm"""
 SELECT_BY_ID_OR_EMAIL = (
     f"SELECT {_COLUMNS} {_FROM} WHERE u.id::text = $1 OR u.email_norm = lower($1)"
 )
-SELECT_FOR_LOGIN = f"SELECT {_COLUMNS}, u.password_hash {_FROM} WHERE u.email_norm = $1"
+# `may_log_in`: enabled, and an operator user or one whose key is not revoked.
+SELECT_FOR_LOGIN = f"""SELECT {_COLUMNS}, u.password_hash,
+       u.disabled_at IS NULL AND (u.operator OR (k.id IS NOT NULL AND k.revoked_at IS NULL))
+           AS may_log_in
+{_FROM} WHERE u.email_norm = $1"""
 INSERT_USER = """
 INSERT INTO media_pipeline.console_users
     (id, email, email_norm, password_hash, role, api_key_id, operator, created_at,
@@ -158,9 +162,12 @@ async def list_users(
 async def for_login(
     conn: asyncpg.Connection | asyncpg.Pool, email_norm: str
 ) -> tuple[User, str] | None:
-    """The user with this lookup e-mail and their password hash."""
+    """The user with this lookup e-mail and their password hash, if they may log in: not
+    disabled, and acting as a key that is not revoked (or an operator user)."""
     row = await conn.fetchrow(SELECT_FOR_LOGIN, email_norm)
-    return (User.from_row(row), row["password_hash"]) if row else None
+    if row is None or not row["may_log_in"]:
+        return None
+    return User.from_row(row), row["password_hash"]
 
 
 async def rehash(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, password: str) -> None:

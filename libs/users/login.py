@@ -53,7 +53,7 @@ async def login(
     if attempt is None:
         raise RateLimited("too many failed logins; try again later", retry_after=wait or 1)
     found = await accounts.for_login(pool, norm)
-    if found is None or found[0].disabled or len(password) > passwords.MAX_CHARS:
+    if found is None or len(password) > passwords.MAX_CHARS:
         ok = await passwords.verify_nobody(password[: passwords.MAX_CHARS])
     else:
         ok = await passwords.verify(found[1], password)
