@@ -5,15 +5,20 @@ libs/users)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from libs import apikeys
-
-from tests.integration.ingest.conftest import Api, make_key
+from services.ingest import access
+from services.ingest.routes import ROUTE_MODULES
+from tests.integration.ingest.conftest import Api, Upstream, make_key
 from tests.integration.ingest.console.conftest import Browser, Clock, make_user
 
 pytestmark = pytest.mark.integration
@@ -72,3 +77,81 @@ async def test_a_user_whose_key_was_revoked_cannot_log_in(console: Api) -> None:
         uuid.UUID(user.id),
     )
     assert opened == 1  # only the first login's, which no request can use any more
+
+
+async def _job(api: Api, upstream: Upstream, key: str) -> str:
+    data = {"url": f"{upstream.url}/audio/{uuid.uuid4().hex}.wav"}
+    status, body, _ = await api.submit(data, key=key)
+    assert status == 200, body
+    return str(body["audio_file_id"])
+
+
+async def _logged_in(api: Api, **user: Any) -> Browser:
+    browser = Browser(api)
+    status, body, _ = await browser.login((await make_user(api, **user)).email)
+    assert status == 200, body
+    return browser
+
+
+async def test_operator_users_read_every_tenant_but_change_none(
+    console: Api, upstream: Upstream
+) -> None:
+    """An operator user acts as the bootstrap key, which reads every tenant's calls; the
+    changes stay with the owning key: another tenant's call is 404 to them."""
+    raw, _ = await make_key(console.pool)
+    theirs = await _job(console, upstream, raw)
+    operator = await _logged_in(console, key_id=None, operator=True, role="admin")
+    assert (await operator.call("GET", f"/api/media/status/{theirs}"))[0] == 200
+    for method, path, body in (
+        ("DELETE", f"/api/media/{theirs}", None),
+        ("POST", f"/api/media/rerun/{theirs}?force=true", None),
+        ("PUT", f"/api/media/{theirs}/speakers", {"names": {}}),
+    ):
+        status, answer, _ = await operator.call(method, path, json=body)
+        assert (status, answer["error"]) == (404, "not_found"), (path, answer)
+    status, job, _ = await console.request("GET", f"/api/media/status/{theirs}", key=raw)
+    assert status == 200 and job["status"] != "deleted"
+
+
+def _changing_routes() -> list[tuple[str, str]]:
+    app = web.Application()
+    for module in ROUTE_MODULES:
+        module.register(app)
+    found = set()
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method in access.SAFE_METHODS:
+            continue
+        found.add((route.method, resource.canonical))
+    found.discard(("POST", "/api/session"))  # login: no session yet (its Origin is checked)
+    return sorted(found)
+
+
+def _concrete(template: str) -> str:
+    """A path matching the route template, with a well-formed value for each parameter."""
+    values = {"name": "billing", "fmt": "txt"}
+    return re.sub(
+        r"\{([^}:]+)[^}]*\}", lambda m: values.get(m.group(1), str(uuid.uuid4())), template
+    )
+
+
+async def test_every_change_by_cookie_needs_the_csrf_token_and_our_origin(console: Api) -> None:
+    """Every state-changing route registered (those added later too) refuses a cookie request
+    without the session's X-CSRF-Token, or with a foreign Origin, before anything else; an
+    operator admin, whom the role table lets through everywhere, sends them."""
+    routes = _changing_routes()
+    assert ("POST", "/api/media/transcribe") in routes and len(routes) > 20
+    operator = await _logged_in(console, key_id=None, operator=True, role="admin")
+    for method, template in routes:
+        path = _concrete(template)
+        status, body, _ = await operator.call(method, path, csrf=False, json={})
+        assert (status, body["error"]) == (403, "csrf_failed"), (method, template, body)
+        status, body, _ = await operator.call(
+            method, path, json={}, headers={"Origin": "https://evil.example"}
+        )
+        assert (status, body["error"]) == (403, "csrf_failed"), (method, template, body)
+    # The multipart upload as a cross-site form would send it.
+    form = aiohttp.FormData()
+    form.add_field("file", b"RIFF", filename="x.wav", content_type="audio/wav")
+    status, body, _ = await operator.call("POST", "/api/media/transcribe", csrf=False, data=form)
+    assert (status, body["error"]) == (403, "csrf_failed")
