@@ -155,3 +155,24 @@ async def test_every_change_by_cookie_needs_the_csrf_token_and_our_origin(consol
     form.add_field("file", b"RIFF", filename="x.wav", content_type="audio/wav")
     status, body, _ = await operator.call("POST", "/api/media/transcribe", csrf=False, data=form)
     assert (status, body["error"]) == (403, "csrf_failed")
+
+
+async def test_an_admin_cannot_lock_themselves_out(console: Api) -> None:
+    """Disabling yourself (or lowering your own role) would end or cut the session doing it,
+    and can leave a tenant, or the operator, with no admin to undo it: refused; another admin
+    (or `transcribe users`) can."""
+    _, key = await make_key(console.pool)
+    user = await make_user(console, key_id=key.id, role="admin")
+    admin = Browser(console)
+    await admin.login(user.email)
+    mine = f"/api/users/{user.id}"
+    for change in ({"disabled": True}, {"role": "viewer"}, {"role": "supervisor"}):
+        status, body, _ = await admin.call("PATCH", mine, json=change)
+        assert (status, body["error"]) == (409, "own_account"), change
+    status, body, _ = await admin.call("PATCH", mine, json={"role": "admin", "disabled": False})
+    assert status == 200 and body["role"] == "admin" and body["disabled"] is False
+    assert (await admin.call("GET", "/api/users"))[0] == 200  # still logged in, still admin
+    # Another admin of the tenant may.
+    other = await _logged_in(console, key_id=key.id, role="admin")
+    status, body, _ = await other.call("PATCH", mine, json={"disabled": True})
+    assert status == 200 and body["disabled"] is True
