@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from libs import apikeys
 from libs.db import DuplicateRow
 from libs.errors import Conflict, InvalidInput
 from libs.formats import DateTime, Uuid
@@ -122,12 +123,21 @@ async def create(
     operator: bool,
     now: datetime,
 ) -> User:
-    """A new user of `api_key_id`'s tenant, or an operator user (exactly one of the two).
+    """A new user of `api_key_id`'s tenant, or an operator user (exactly one of the two; the
+    operator's bootstrap key takes only operator users: InvalidInput `invalid_key`).
     Conflict `email_taken` when the e-mail (in any case) is taken."""
     shown, norm = normalize_email(email)
     checked_role = check_role(role)
     if operator == (api_key_id is not None):
         raise InvalidInput("a user belongs to one key or is an operator user", code="invalid_user")
+    if api_key_id is not None:
+        key = await apikeys.get(conn, str(api_key_id))
+        if key is not None and key.is_bootstrap:
+            # A tenant user acting as the operator's key would read and manage every tenant
+            # without being an operator user (nor subject to its checks).
+            raise InvalidInput(
+                "that is the operator's key: make an operator user instead", code="invalid_key"
+            )
     digest = await passwords.hash_password(passwords.check_new(password))
     user_id = uuid.uuid4()
     try:

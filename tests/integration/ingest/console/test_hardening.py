@@ -18,7 +18,7 @@ from aiohttp import web
 from libs import apikeys
 from services.ingest import access
 from services.ingest.routes import ROUTE_MODULES
-from tests.integration.ingest.conftest import Api, Upstream, make_key
+from tests.integration.ingest.conftest import Api, Upstream, bootstrap_key_id, make_key
 from tests.integration.ingest.console.conftest import Browser, Clock, make_user
 
 pytestmark = pytest.mark.integration
@@ -176,3 +176,25 @@ async def test_an_admin_cannot_lock_themselves_out(console: Api) -> None:
     other = await _logged_in(console, key_id=key.id, role="admin")
     status, body, _ = await other.call("PATCH", mine, json={"disabled": True})
     assert status == 200 and body["disabled"] is True
+
+
+async def test_no_tenant_user_acts_as_the_operators_key(console: Api) -> None:
+    """A user bound to the bootstrap key would read every tenant and manage every tenant's
+    notification rules, templates and categories, without being an operator user (and so
+    without its checks): the operator's key takes an operator user (`operator: true`)."""
+    bootstrap = str(await bootstrap_key_id(console))
+    status, body, _ = await console.request(
+        "POST",
+        "/api/users",
+        json={
+            "email": f"half-{uuid.uuid4().hex[:8]}@example.org",
+            "role": "admin",
+            "key": bootstrap,
+        },
+    )
+    assert (status, body["error"]) == (400, "invalid_key"), body
+    users = await console.pool.fetchval(
+        "SELECT count(*) FROM media_pipeline.console_users WHERE api_key_id = $1",
+        uuid.UUID(bootstrap),
+    )
+    assert users == 0
