@@ -12,6 +12,9 @@
 8. `check_edge`: every header and query value the API reads passes the edge checks
 9. `translate_driver_errors`: a raw Postgres connection error that escaped the database
    boundary is still an outage, never a 500
+10. `keep_api_private`: an /api answer says no cache may keep it (`no-store`) unless its route
+   said otherwise: transcripts and call data must not outlive a console session in a shared
+   computer's browser cache, nor sit in a proxy's
 """
 
 from __future__ import annotations
@@ -202,6 +205,22 @@ async def translate_driver_errors(request: web.Request, handler: Handler) -> web
         raise error from exc
 
 
+API_PREFIX = "/api/"
+PRIVATE = "private, no-store"
+
+
+@web.middleware
+async def keep_api_private(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if (
+        request.path.startswith(API_PREFIX)
+        and not response.prepared
+        and "Cache-Control" not in response.headers
+    ):
+        response.headers["Cache-Control"] = PRIVATE
+    return response
+
+
 MIDDLEWARES = (
     assign_request_id,
     count_request,
@@ -212,4 +231,5 @@ MIDDLEWARES = (
     limit_in_flight,
     check_edge,
     translate_driver_errors,
+    keep_api_private,
 )

@@ -198,3 +198,27 @@ async def test_no_tenant_user_acts_as_the_operators_key(console: Api) -> None:
         uuid.UUID(bootstrap),
     )
     assert users == 0
+
+
+async def test_call_data_is_kept_by_no_cache(console: Api, upstream: Upstream) -> None:
+    """A call's data read with the cookie must not outlive the session in the browser's (a
+    shared computer's) cache, nor sit in a proxy: every /api answer is `private, no-store`
+    unless its route says otherwise."""
+    raw, key = await make_key(console.pool)
+    job = await _job(console, upstream, raw)
+    viewer = await _logged_in(console, key_id=key.id)
+    for path in (
+        f"/api/media/status/{job}",
+        "/api/media/jobs",
+        "/api/media/search?q=card",
+        "/api/categories",
+    ):
+        status, _, headers = await viewer.call("GET", path)
+        assert headers.get("Cache-Control") == "private, no-store", (path, status)
+    status, _, headers = await console.request("GET", f"/api/media/status/{job}", key=raw)
+    assert status == 200 and headers["Cache-Control"] == "private, no-store"
+    # Routes with their own policy keep it; the console's pages are not /api.
+    _, _, headers = await viewer.call("GET", "/api/session")
+    assert headers["Cache-Control"] == "no-store"
+    _, _, headers = await viewer.call("GET", "/console/")
+    assert headers["Cache-Control"] == "no-cache"
