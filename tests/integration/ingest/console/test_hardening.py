@@ -222,3 +222,27 @@ async def test_call_data_is_kept_by_no_cache(console: Api, upstream: Upstream) -
     assert headers["Cache-Control"] == "no-store"
     _, _, headers = await viewer.call("GET", "/console/")
     assert headers["Cache-Control"] == "no-cache"
+
+
+async def test_a_key_and_a_cookie_together_act_as_the_key(console: Api, upstream: Upstream) -> None:
+    """X-API-Key wins over the cookie: the key's tenant, no role table, no CSRF token (a page
+    of another origin cannot set the header); a bad key is refused, not replaced by the
+    cookie."""
+    raw_a, key_a = await make_key(console.pool)
+    raw_b, _ = await make_key(console.pool)
+    job_b = await _job(console, upstream, raw_b)
+    viewer_a = await _logged_in(console, key_id=key_a.id)
+    status, body, _ = await viewer_a.call("GET", f"/api/media/status/{job_b}")
+    assert status == 404
+    status, body, _ = await viewer_a.call(
+        "GET", f"/api/media/status/{job_b}", headers={"X-API-Key": raw_b}
+    )
+    assert status == 200, body
+    status, body, _ = await viewer_a.call(
+        "GET", "/api/media/jobs", headers={"X-API-Key": raw_a + "x"}
+    )
+    assert (status, body["error"]) == (401, "invalid_api_key")
+    status, body, _ = await viewer_a.call(
+        "DELETE", f"/api/media/{job_b}", csrf=False, headers={"X-API-Key": raw_b}
+    )
+    assert status == 200, body
