@@ -215,6 +215,9 @@ async def test_call_data_is_kept_by_no_cache(console: Api, upstream: Upstream) -
     ):
         status, _, headers = await viewer.call("GET", path)
         assert headers.get("Cache-Control") == "private, no-store", (path, status)
+        assert headers.get("X-Content-Type-Options") == "nosniff", path
+    status, _, headers = await console.request("GET", f"/api/media/transcript/{job}", key=raw)
+    assert headers["Cache-Control"] == "private, no-store", status  # an error answer too
     status, _, headers = await console.request("GET", f"/api/media/status/{job}", key=raw)
     assert status == 200 and headers["Cache-Control"] == "private, no-store"
     # Routes with their own policy keep it; the console's pages are not /api.
