@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from libs import apikeys
 from libs.db import DuplicateRow
 from libs.errors import Conflict, InvalidInput
 from libs.formats import DateTime, Uuid
@@ -32,7 +33,11 @@ WHERE $1::uuid IS NULL OR u.api_key_id = $1 ORDER BY u.email_norm"""
 SELECT_BY_ID_OR_EMAIL = (
     f"SELECT {_COLUMNS} {_FROM} WHERE u.id::text = $1 OR u.email_norm = lower($1)"
 )
-SELECT_FOR_LOGIN = f"SELECT {_COLUMNS}, u.password_hash {_FROM} WHERE u.email_norm = $1"
+# `may_log_in`: enabled, and an operator user or one whose key is not revoked.
+SELECT_FOR_LOGIN = f"""SELECT {_COLUMNS}, u.password_hash,
+       u.disabled_at IS NULL AND (u.operator OR (k.id IS NOT NULL AND k.revoked_at IS NULL))
+           AS may_log_in
+{_FROM} WHERE u.email_norm = $1"""
 INSERT_USER = """
 INSERT INTO media_pipeline.console_users
     (id, email, email_norm, password_hash, role, api_key_id, operator, created_at,
@@ -118,12 +123,21 @@ async def create(
     operator: bool,
     now: datetime,
 ) -> User:
-    """A new user of `api_key_id`'s tenant, or an operator user (exactly one of the two).
+    """A new user of `api_key_id`'s tenant, or an operator user (exactly one of the two; the
+    operator's bootstrap key takes only operator users: InvalidInput `invalid_key`).
     Conflict `email_taken` when the e-mail (in any case) is taken."""
     shown, norm = normalize_email(email)
     checked_role = check_role(role)
     if operator == (api_key_id is not None):
         raise InvalidInput("a user belongs to one key or is an operator user", code="invalid_user")
+    if api_key_id is not None:
+        key = await apikeys.get(conn, str(api_key_id))
+        if key is not None and key.is_bootstrap:
+            # A tenant user acting as the operator's key would read and manage every tenant
+            # without being an operator user (nor subject to its checks).
+            raise InvalidInput(
+                "that is the operator's key: make an operator user instead", code="invalid_key"
+            )
     digest = await passwords.hash_password(passwords.check_new(password))
     user_id = uuid.uuid4()
     try:
@@ -158,9 +172,12 @@ async def list_users(
 async def for_login(
     conn: asyncpg.Connection | asyncpg.Pool, email_norm: str
 ) -> tuple[User, str] | None:
-    """The user with this lookup e-mail and their password hash."""
+    """The user with this lookup e-mail and their password hash, if they may log in: not
+    disabled, and acting as a key that is not revoked (or an operator user)."""
     row = await conn.fetchrow(SELECT_FOR_LOGIN, email_norm)
-    return (User.from_row(row), row["password_hash"]) if row else None
+    if row is None or not row["may_log_in"]:
+        return None
+    return User.from_row(row), row["password_hash"]
 
 
 async def rehash(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, password: str) -> None:

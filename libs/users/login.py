@@ -47,24 +47,23 @@ async def login(
         _, norm = accounts.normalize_email(email)
     except InvalidInput:
         norm = email.strip().lower()[: accounts.MAX_EMAIL]
-    wait = await attempts.retry_after(
+    attempt, wait = await attempts.reserve(
         pool, norm, address, now=now, limit=policy.attempts, window=policy.window
     )
-    if wait is not None:
-        raise RateLimited("too many failed logins; try again later", retry_after=wait)
+    if attempt is None:
+        raise RateLimited("too many failed logins; try again later", retry_after=wait or 1)
     found = await accounts.for_login(pool, norm)
-    if found is None or found[0].disabled or len(password) > passwords.MAX_CHARS:
+    if found is None or len(password) > passwords.MAX_CHARS:
         ok = await passwords.verify_nobody(password[: passwords.MAX_CHARS])
     else:
         ok = await passwords.verify(found[1], password)
     if not ok or found is None:
-        await attempts.record(pool, norm, address, succeeded=False, now=now)
-        raise _refused()
+        raise _refused()  # the reserved attempt stays a failure
     user, stored = found
     if passwords.needs_rehash(stored):
         await accounts.rehash(pool, user.id, password)
     token = await sessions.open_session(
         pool, user.id, now=now, lifetime=policy.session_lifetime, address=address
     )
-    await attempts.record(pool, norm, address, succeeded=True, now=now)
+    await attempts.succeeded(pool, attempt)
     return LoggedIn(user=user, token=token)

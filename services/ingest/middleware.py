@@ -6,11 +6,15 @@
 3. `log_request`: one access-log line per request
 4. `close_after_timeout`: a 408 closes the connection (the rest of a trickling body is not
    worth reading)
-5. `answer_errors`: aiohttp's HTTP errors and domain errors as JSON `{error, detail}`
-6. `log_outages`: a dependency outage (or a refusal) is logged with its cause
-7. `limit_in_flight`: at most INGEST_MAX_CONNECTIONS requests in progress
-8. `check_edge`: every header and query value the API reads passes the edge checks
-9. `translate_driver_errors`: a raw Postgres connection error that escaped the database
+5. `keep_api_private`: an /api answer (an error too) says no cache may keep it (`no-store`)
+   unless its route said otherwise: transcripts and call data must not outlive a console
+   session in a shared computer's browser cache, nor sit in a proxy's; and `nosniff`, so a
+   transcript's words are never taken for a page
+6. `answer_errors`: aiohttp's HTTP errors and domain errors as JSON `{error, detail}`
+7. `log_outages`: a dependency outage (or a refusal) is logged with its cause
+8. `limit_in_flight`: at most INGEST_MAX_CONNECTIONS requests in progress
+9. `check_edge`: every header and query value the API reads passes the edge checks
+10. `translate_driver_errors`: a raw Postgres connection error that escaped the database
    boundary is still an outage, never a 500
 """
 
@@ -202,11 +206,25 @@ async def translate_driver_errors(request: web.Request, handler: Handler) -> web
         raise error from exc
 
 
+API_PREFIX = "/api/"
+PRIVATE = "private, no-store"
+
+
+@web.middleware
+async def keep_api_private(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if request.path.startswith(API_PREFIX) and not response.prepared:
+        response.headers.setdefault("Cache-Control", PRIVATE)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
 MIDDLEWARES = (
     assign_request_id,
     count_request,
     log_request,
     close_after_timeout,
+    keep_api_private,
     answer_errors,
     log_outages,
     limit_in_flight,

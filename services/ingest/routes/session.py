@@ -68,8 +68,8 @@ def _user(session: Session, key: apikeys.ApiKey) -> SessionUser:
             headers={"Set-Cookie": "tg_session=<token>; HttpOnly; SameSite=Strict; Path=/"},
         ),
         400: "the body is not the JSON object {email, password} (`invalid_json`), or " + HEADERS,
-        401: "`invalid_credentials`: the same for an unknown e-mail, a wrong password and a "
-        "disabled user",
+        401: "`invalid_credentials`: the same for an unknown e-mail, a wrong password, a "
+        "disabled user and a user whose key was revoked",
         403: "`csrf_failed`: an Origin header that is not this gateway's",
         415: "not application/json",
         429: "too many failed logins for this account or from this address; see Retry-After",

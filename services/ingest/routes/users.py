@@ -2,7 +2,8 @@
 
     GET   /api/users                  the tenant's users (an operator: every user)
     POST  /api/users                  {email, role, password?, key?, operator?}
-    PATCH /api/users/{user_id}        {role?, disabled?}  (disabling ends their sessions)
+    PATCH /api/users/{user_id}        {role?, disabled?}  (disabling ends their sessions;
+                                      not your own: 409 own_account)
     POST  /api/users/{user_id}/password  {password?}      (ends their sessions)
 
 A tenant admin (a key, or an admin user of its tenant) manages its own tenant's users: 404 for
@@ -17,7 +18,7 @@ import uuid
 from aiohttp import web
 
 from libs import apikeys, params
-from libs.errors import Forbidden, InvalidInput, NotFound
+from libs.errors import Conflict, Forbidden, InvalidInput, NotFound
 from libs.users import accounts, passwords
 from services.ingest import bodies, console_bodies
 from services.ingest.context import POOL, PRINCIPAL, authenticate, now
@@ -117,6 +118,7 @@ async def post_user(request: web.Request) -> web.Response:
         400: "bad body (`invalid_json`)",
         403: "not an admin",
         404: NO_SUCH_USER,
+        409: "`own_account`: disabling yourself or changing your own role",
         415: "not application/json",
     },
 )
@@ -124,6 +126,7 @@ async def patch_user(request: web.Request) -> web.Response:
     key = await authenticate(request)
     user = await _target(request, key)
     body = await console_bodies.read_json(request, console_bodies.UserChange)
+    _not_a_lockout(request, user, body)
     pool = request.app[POOL]
     async with pool.acquire() as conn:
         await accounts.update(
@@ -132,6 +135,21 @@ async def patch_user(request: web.Request) -> web.Response:
     changed = await accounts.get(pool, uuid.UUID(user.id))
     assert changed is not None
     return bodies.answer(changed)
+
+
+def _not_a_lockout(
+    request: web.Request, user: accounts.User, body: console_bodies.UserChange
+) -> None:
+    """A user may not disable themselves or change their own role: it would end or cut the
+    session doing it, and could leave the tenant (or the operator) without an admin."""
+    session = request[PRINCIPAL].session
+    if session is None or str(session.user_id) != user.id:
+        return
+    if body.disabled or (body.role is not None and body.role != user.role):
+        raise Conflict(
+            "you cannot disable yourself or change your own role; another admin can",
+            code="own_account",
+        )
 
 
 @ROUTES.post(
