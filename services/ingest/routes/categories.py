@@ -76,6 +76,12 @@ async def _rule(request: web.Request) -> rules.Rule:
         raise InvalidInput(f"the body: {exc}", code="invalid_body") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"the body is not JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        # The rule is read as any JSON value, so msgspec descends as deep as the client nests.
+        raise InvalidInput(
+            f"the body nests too deep (a rule nests at most {rules.MAX_DEPTH} deep)",
+            code="invalid_json",
+        ) from None
     return rules.parse(body.rule)
 
 

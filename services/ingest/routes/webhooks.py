@@ -53,6 +53,8 @@ async def _params(request: web.Request) -> dict[str, str]:
             body = msgspec.json.decode(await request.read())
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+        except RecursionError:  # any JSON value: msgspec descends as deep as the client nests
+            raise InvalidInput("the body nests too deep", code="invalid_json") from None
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object", code="invalid_json")
         values = {str(k): str(v) for k, v in body.items() if v is not None}
