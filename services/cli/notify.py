@@ -23,6 +23,7 @@ from libs.errors import InvalidInput
 from libs.notifications import items, rules
 from libs.settings import Settings
 from libs.webhooks import admin
+from services.cli.common import text
 from services.cli.webhooks import _run
 
 LIST_LIMIT = 200
@@ -114,7 +115,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     nsub = np.add_subparsers(dest="notify_command", required=True)
 
     p = nsub.add_parser("add", help="notify a Slack webhook or e-mail addresses on events")
-    p.add_argument("--key", required=True, help="key id or hint (KEY_ID_OR_HINT)")
+    p.add_argument("--key", required=True, type=text, help="key id or hint (KEY_ID_OR_HINT)")
     p.add_argument(
         "--on",
         action="append",
@@ -129,7 +130,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(fn=cmd_add)
 
     p = nsub.add_parser("list", help="rules (disabled ones with the reason)")
-    p.add_argument("--key", help="only this key's (id or hint); default: every key")
+    p.add_argument("--key", type=text, help="only this key's (id or hint); default: every key")
     p.set_defaults(fn=cmd_list)
 
     p = nsub.add_parser("remove", help="remove a rule")
