@@ -11,6 +11,7 @@ from aiohttp import web
 
 from libs.errors import InvalidInput, UnsupportedMedia
 from libs.formats import Uuid
+from libs.params import check_json_keys
 from libs.users.accounts import User as User
 from libs.users.roles import Role
 
@@ -24,9 +25,11 @@ async def read_json(request: web.Request, body_type: type[T]) -> T:
         raise UnsupportedMedia("send the body as application/json", code="unsupported_media")
     raw = await request.read()
     try:
-        return msgspec.json.decode(raw, type=body_type)
+        body = msgspec.json.decode(raw, type=body_type)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidInput(f"the body is not valid: {exc}", code="invalid_json") from exc
+    check_json_keys(raw)
+    return body
 
 
 class Login(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -24,7 +24,7 @@ from libs import apikeys
 from libs.categories import apply as category_apply
 from libs.categories import rules, store
 from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge
-from libs.params import parse_cursor, parse_since, parse_uuid
+from libs.params import check_json_keys, parse_cursor, parse_since, parse_uuid
 from services.ingest import bodies, category_bodies
 from services.ingest.context import POOL, authenticate
 from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
@@ -82,6 +82,7 @@ async def _rule(request: web.Request) -> rules.Rule:
             f"the body nests too deep (a rule nests at most {rules.MAX_DEPTH} deep)",
             code="invalid_json",
         ) from None
+    check_json_keys(raw)
     return rules.parse(body.rule)
 
 

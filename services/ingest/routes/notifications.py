@@ -21,7 +21,7 @@ from aiohttp import web
 from libs.errors import InvalidInput, TooLarge
 from libs.formats import Uuid
 from libs.notifications import items, rules
-from libs.params import parse_uuid, path_int_id, path_uuid
+from libs.params import check_json_keys, parse_uuid, path_int_id, path_uuid
 from libs.webhooks import admin
 from services.ingest import bodies
 from services.ingest.context import POOL, SETTINGS, authenticate
@@ -75,6 +75,7 @@ async def _new_rule(request: web.Request) -> rules.NewRule:
         raise InvalidInput(f"the rule is not valid: {exc}", code="invalid_rule") from exc
     except msgspec.DecodeError as exc:
         raise InvalidInput("the body is not a JSON object", code="invalid_json") from exc
+    check_json_keys(raw, "the rule")
     return rule.checked(request.app[SETTINGS].ssrf_allowlist)
 
 
