@@ -23,7 +23,7 @@ from aiohttp import web
 from libs import apikeys
 from libs.categories import apply as category_apply
 from libs.categories import rules, store
-from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge
+from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from libs.params import check_json_keys, parse_cursor, parse_since, parse_uuid
 from services.ingest import bodies, category_bodies
 from services.ingest.context import POOL, authenticate
@@ -67,6 +67,8 @@ def _name(request: web.Request) -> str:
 
 
 async def _rule(request: web.Request) -> rules.Rule:
+    if request.content_type != "application/json":
+        raise UnsupportedMedia("send the rule as application/json", code="unsupported_media")
     raw = await request.read()
     if len(raw) > MAX_BODY_BYTES:
         raise TooLarge(f"a rule is at most {rules.MAX_RULE_BYTES} bytes of JSON")
@@ -140,6 +142,7 @@ async def get_category(request: web.Request) -> web.Response:
         409: "the key would hold too many categories (`too_many_categories`) or phrases "
         "(`too_many_phrases`)",
         413: "a body over the rule's size limit",
+        415: "not application/json (`unsupported_media`)",
     },
 )
 async def put_category(request: web.Request) -> web.Response:

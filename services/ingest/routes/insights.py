@@ -17,7 +17,7 @@ from aiohttp import web
 
 from libs import apikeys
 from libs.apikeys import endpoints
-from libs.errors import Forbidden, InvalidInput, NotFound
+from libs.errors import Forbidden, InvalidInput, NotFound, UnsupportedMedia
 from libs.llm import template as templates
 from libs.params import parse_bool
 from services.ingest import bodies
@@ -114,12 +114,15 @@ async def get_template(request: web.Request) -> web.Response:
         f"(`invalid_template`, naming the bad part): {TEMPLATE_LIMITS}",
         403: "key names another key and the caller is not an operator",
         404: "no such key",
+        415: "not application/json (`unsupported_media`)",
     },
 )
 async def put_template(request: web.Request) -> web.Response:
     key = await authenticate(request)
     campaign = _campaign(request)
     key_id = await _key_id(request, key)
+    if request.content_type != "application/json":
+        raise UnsupportedMedia("send the template as application/json", code="unsupported_media")
     raw = await request.content.read(templates.MAX_TEMPLATE_BYTES + 1)
     template = templates.parse(raw)
     await templates.put(request.app[POOL], key_id, campaign, template)
