@@ -23,9 +23,9 @@ from aiohttp import web
 from libs import apikeys
 from libs.categories import apply as category_apply
 from libs.categories import rules, store
-from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge, UnsupportedMedia
+from libs.errors import Forbidden, InvalidInput, NotFound, UnsupportedMedia
 from libs.params import check_json_keys, parse_cursor, parse_since, parse_uuid
-from services.ingest import bodies, category_bodies
+from services.ingest import bodies, category_bodies, request_body
 from services.ingest.context import POOL, authenticate
 from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
 
@@ -69,9 +69,7 @@ def _name(request: web.Request) -> str:
 async def _rule(request: web.Request) -> rules.Rule:
     if request.content_type != "application/json":
         raise UnsupportedMedia("send the rule as application/json", code="unsupported_media")
-    raw = await request.read()
-    if len(raw) > MAX_BODY_BYTES:
-        raise TooLarge(f"a rule is at most {rules.MAX_RULE_BYTES} bytes of JSON")
+    raw = await request_body.read(request, limit=MAX_BODY_BYTES, what="a rule's JSON")
     try:
         body = msgspec.json.decode(raw, type=category_bodies.CategoryRule)
     except msgspec.ValidationError as exc:

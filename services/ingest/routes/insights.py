@@ -17,10 +17,10 @@ from aiohttp import web
 
 from libs import apikeys
 from libs.apikeys import endpoints
-from libs.errors import Forbidden, InvalidInput, NotFound, UnsupportedMedia
+from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from libs.llm import template as templates
 from libs.params import parse_bool
-from services.ingest import bodies
+from services.ingest import bodies, request_body
 from services.ingest.context import POOL, authenticate
 from services.ingest.insights_bodies import InsightsSwitch, TemplateAnswer
 from services.ingest.openapi import BOOLEAN, ApiRoutes, Param, Reply, in_query
@@ -123,7 +123,12 @@ async def put_template(request: web.Request) -> web.Response:
     key_id = await _key_id(request, key)
     if request.content_type != "application/json":
         raise UnsupportedMedia("send the template as application/json", code="unsupported_media")
-    raw = await request.content.read(templates.MAX_TEMPLATE_BYTES + 1)
+    try:
+        raw = await request_body.read(request, limit=templates.MAX_TEMPLATE_BYTES)
+    except TooLarge:  # documented as a bad template (400), as templates.parse says
+        raise InvalidInput(
+            f"a template is at most {templates.MAX_TEMPLATE_BYTES} bytes", code="invalid_template"
+        ) from None
     template = templates.parse(raw)
     await templates.put(request.app[POOL], key_id, campaign, template)
     return bodies.answer(await _answer(request, key_id, campaign))

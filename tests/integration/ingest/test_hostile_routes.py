@@ -7,12 +7,16 @@ on a raw socket (test_hostile_input.py), and a refused write leaves no row behin
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.ingest.conftest import Api, Upstream, bootstrap_key_id
+from libs.settings import Settings
+from tests.integration.ingest.conftest import Api, Upstream, bootstrap_key_id, serve_api
 from tests.integration.ingest.console.conftest import make_user
 from tests.integration.ingest.test_hostile_input import KEY, Raw, http, raw_request
 
@@ -504,3 +508,56 @@ async def test_a_hostile_console_path_serves_no_file_from_outside(api: Api, path
         _is_error(answer)
     assert b"[project]" not in answer.body and b"import " not in answer.body
     assert "set-cookie" not in answer.headers
+
+
+# --- bodies that arrive slowly ---------------------------------------------------------------
+
+# A JSON body each route takes, for the connection tests below.
+FINE_BODIES: dict[str, bytes] = {
+    "category": b'{"rule": {"said": ["a refund please"]}}',
+    "notification": b'{"events": ["failed"], "emails": ["slow@example.org"]}',
+    "template": b'{"outcomes": ["sale", "no sale"]}',
+    "new_user": b'{"email": "slow-USER@example.org", "role": "viewer", "operator": true}',
+}
+
+
+def _head(method: str, path: str, length: int) -> bytes:
+    head = http(method, path, [(b"X-API-Key", KEY), (b"Content-Type", JSON)])
+    return head.replace(b"Content-Length: 0\r\n", b"").replace(
+        b"\r\n\r\n", b"\r\nContent-Length: " + str(length).encode() + b"\r\n\r\n", 1
+    )
+
+
+@pytest.mark.parametrize("route_name", sorted(FINE_BODIES))
+async def test_a_json_body_that_trickles_is_408(ingest_settings: Settings, route_name: str) -> None:
+    async with serve_api(replace(ingest_settings, ingest_body_read_timeout=0.5)) as slow:
+        route = ROUTES[route_name]
+        before = await _snapshot(slow, TABLES[route_name])
+        body = FINE_BODIES[route_name]
+        started = time.monotonic()
+        # Content-Length promises more than is sent: the rest never comes.
+        answer = await raw_request(slow.base_url, _head(route.method, route.path, 1000) + body)
+        assert answer is not None and answer.status == 408, answer
+        assert answer.json()["error"] == "body_read_timeout"
+        assert answer.headers["connection"] == "close"
+        assert time.monotonic() - started < 4
+        assert await _snapshot(slow, TABLES[route_name]) == before
+
+
+@pytest.mark.parametrize("route_name", sorted(FINE_BODIES))
+async def test_a_json_body_in_pieces_is_read_whole(api: Api, route_name: str) -> None:
+    route = ROUTES[route_name]
+    body = FINE_BODIES[route_name].replace(b"USER", uuid.uuid4().hex[:8].encode())
+    parts = urlsplit(api.base_url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(_head(route.method, route.path, len(body)) + body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.2)  # a slow client: the rest comes in a later segment
+        writer.write(body[10:])
+        await writer.drain()
+        async with asyncio.timeout(20):
+            status_line = await reader.readline()
+    finally:
+        writer.close()
+    assert status_line.split()[1] in (b"200", b"201"), status_line
