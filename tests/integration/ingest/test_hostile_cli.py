@@ -219,3 +219,16 @@ async def test_a_missing_or_unreadable_file_is_a_usage_error(api: Api, tmp_path:
         code, err = await _cli(api, *argv)
         assert code == 2, (argv, err[-2000:])
         assert "Traceback" not in err, err[-3000:]
+
+
+@pytest.mark.parametrize(
+    "password",
+    [b"ab\xffcdefghijkl\n", b"ab\x00cdefghijkl\n", b"ab\x1b[2Jcdefghijkl\n", b"short\n", b"\n"],
+)
+async def test_a_hostile_password_on_stdin_is_refused(api: Api, password: bytes) -> None:
+    before = await _count(api, "console_users")
+    email = f"pw-{uuid.uuid4().hex[:8]}@example.org"
+    argv = ["users", "create", "--email", email, "--role", "viewer", "--operator"]
+    code, err = await _cli(api, *argv, "--password-stdin", stdin=password)
+    _refused(code, err)
+    assert await _count(api, "console_users") == before
