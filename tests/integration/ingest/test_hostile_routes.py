@@ -68,6 +68,8 @@ BODIES: dict[str, tuple[bytes, bytes | None]] = {
     "form": (b"a=b", b"application/x-www-form-urlencoded"),
     "no_type": (b"{}", None),
     "json_charset": (b"{}", b"application/json; charset=latin-1"),
+    "over_64k": (b'{"a": "' + b"a" * 70_000 + b'"}', JSON),
+    "over_1m": (b'{"a": "' + b"a" * 1_100_000 + b'"}', JSON),
 }
 
 
