@@ -19,6 +19,7 @@ import uuid
 
 import asyncpg
 
+from libs import params
 from libs.errors import InvalidInput
 from libs.notifications import items, rules
 from libs.settings import Settings
@@ -27,6 +28,8 @@ from services.cli.common import text
 from services.cli.webhooks import _run
 
 LIST_LIMIT = 200
+# `notify test --wait`: as long as the API's test route waits at most, and then some.
+MAX_WAIT_SECONDS = 300.0
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -34,6 +37,24 @@ def _uuid(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a rule id: {value!r}") from None
+
+
+def _delivery_id(value: str) -> int:
+    """A delivery id as the API takes one in a path: ASCII digits, at most 18 of them."""
+    if not (value.isascii() and value.isdigit()) or len(value) > params.MAX_ID_DIGITS:
+        raise argparse.ArgumentTypeError(f"not a delivery id: {value[:40]!a}")
+    return int(value)
+
+
+def _wait(value: str) -> float:
+    """Seconds to wait, 0 to MAX_WAIT_SECONDS (float() alone takes inf and nan)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise argparse.ArgumentTypeError(f"seconds from 0 to {MAX_WAIT_SECONDS:g}")
+    return seconds
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -143,7 +164,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = nsub.add_parser("test", help="send a rule a test message now")
     p.add_argument("rule", type=_uuid)
-    p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the answer")
+    p.add_argument("--wait", type=_wait, default=20.0, help="seconds to wait for the answer")
     p.set_defaults(fn=cmd_test)
 
     p = nsub.add_parser("deliveries", help="notification messages, with every attempt")
@@ -151,5 +172,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(fn=cmd_deliveries)
 
     p = nsub.add_parser("resend", help="send a notification message again")
-    p.add_argument("delivery", type=int)
+    p.add_argument("delivery", type=_delivery_id)
     p.set_defaults(fn=cmd_resend)

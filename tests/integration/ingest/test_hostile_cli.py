@@ -232,3 +232,24 @@ async def test_a_hostile_password_on_stdin_is_refused(api: Api, password: bytes)
     code, err = await _cli(api, *argv, "--password-stdin", stdin=password)
     _refused(code, err)
     assert await _count(api, "console_users") == before
+
+
+async def test_notify_numbers_are_bounded(api: Api) -> None:
+    status, rule, _ = await api.request(
+        "POST", "/api/notifications", json={"events": ["failed"], "emails": ["n@example.org"]}
+    )
+    assert status == 201, rule
+    for argv in (
+        # A delivery id Postgres's bigint cannot hold; a sign; digits of another script.
+        ["notify", "resend", "9" * 30],
+        ["notify", "resend", "-1"],
+        ["notify", "resend", "\u0661"],
+        # No notifier runs here: an unbounded wait would never end.
+        ["notify", "test", rule["id"], "--wait", "inf"],
+        ["notify", "test", rule["id"], "--wait", "nan"],
+        ["notify", "test", rule["id"], "--wait", "-1"],
+        ["notify", "test", rule["id"], "--wait", "1e9"],
+    ):
+        code, err = await _cli(api, *argv)
+        assert code == 2, (argv, code, err[-2000:])
+        assert "Traceback" not in err, err[-3000:]
