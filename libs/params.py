@@ -16,6 +16,9 @@ fields) and every option of the CLI. Pure functions raising domain errors (libs.
   number of seconds; at least 1 s, at most 100 years. Anything else: 400 `invalid_<name>`.
 - **Cursors** (`cursor` of a paginated list): opaque text the previous page answered; anything
   else (tampered, truncated, not ours) is 400 `invalid_cursor`.
+- **JSON bodies** name each key of an object once: `{"email": "a", "email": "b"}` is 400
+  `duplicate_key` (as a form field or query parameter sent twice is `duplicate_field`), never
+  silently the last one.
 - **Ids**: a job (`audio_file_id`) is a UUID; a dead letter or delivery is a positive integer of
   at most 18 digits. A malformed id in a query or body is 400 `invalid_<name>`; in a path it
   names nothing, so it is 404 like any unknown id.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -209,3 +213,23 @@ def parse_duration(value: str | None, name: str) -> int | None:
     if not 1 <= seconds <= MAX_DURATION_SECONDS:
         raise InvalidInput(f"{name} must be between 1s and 100 years", code=f"invalid_{name}")
     return seconds
+
+
+def check_json_keys(raw: bytes, what: str = "the body") -> None:
+    """400 `duplicate_key` when an object of the JSON document `raw` names a key twice (JSON
+    decoders keep the last one, so two readers of one body could disagree). Call it once the
+    body decoded: what is not JSON is the decoder's to name."""
+
+    def pairs(items: list[tuple[str, object]]) -> None:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise InvalidInput(
+                    f"{what} gives the key {key[:40]!a} more than once", code="duplicate_key"
+                )
+            seen.add(key)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return

@@ -310,7 +310,10 @@ def _by(raw: object, path: str) -> str:
 def _number(raw: object) -> float | None:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer of hundreds of digits, which JSON allows
+        return None
     return value if math.isfinite(value) else None
 
 

@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 
 from libs.errors import InvalidInput
+from libs.params import check_json_keys
 
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_OUTCOMES = 50
@@ -132,6 +133,7 @@ def parse(raw: bytes) -> InsightTemplate:
         raise InvalidInput(message, code="invalid_template") from exc
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"the body is not JSON: {exc}", code="invalid_json") from exc
+    check_json_keys(raw, "the template")
     return check(template)
 
 

@@ -29,6 +29,14 @@ class LoggedIn:
     token: str
 
 
+def _attempt_key(email: str) -> str:
+    """What the failed logins of a string that is no e-mail address count under: its lookup
+    form, with what Postgres text cannot hold (NUL) or UTF-8 cannot spell (a lone surrogate)
+    replaced, so the attempt is looked up and recorded like any other."""
+    folded = email.strip().lower()[: accounts.MAX_EMAIL]
+    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in folded)
+
+
 def _refused() -> Unauthenticated:
     return Unauthenticated("the e-mail or the password is wrong", code="invalid_credentials")
 
@@ -46,7 +54,7 @@ async def login(
     try:
         _, norm = accounts.normalize_email(email)
     except InvalidInput:
-        norm = email.strip().lower()[: accounts.MAX_EMAIL]
+        norm = _attempt_key(email)
     attempt, wait = await attempts.reserve(
         pool, norm, address, now=now, limit=policy.attempts, window=policy.window
     )

@@ -25,6 +25,7 @@ from libs import params
 from libs.errors import InvalidInput
 from libs.settings import Settings
 from services.cli import client
+from services.cli.common import text
 
 ACTIONS = ("set", "list", "get", "delete", "apply")
 
@@ -64,6 +65,9 @@ def cmd_categories(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         except ValueError as exc:
             print(f"error: {args.rule} is not JSON: {exc}", file=sys.stderr)
+            return 2
+        except RecursionError:
+            print(f"error: {args.rule} nests too deep to be a rule", file=sys.stderr)
             return 2
     since: str | None = None
     if args.action == "apply":
@@ -117,11 +121,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("action", choices=ACTIONS)
-    p.add_argument("name", nargs="?", help="the category")
+    p.add_argument("name", nargs="?", type=text, help="the category")
     p.add_argument("--rule", metavar="FILE", help="set: the rule's JSON file, - for stdin")
     p.add_argument(
         "--since", default="30d", help="apply: calls created since (an age like 30d, or ISO 8601)"
     )
-    p.add_argument("--key", help="another key's id (with the operator's key)")
+    p.add_argument("--key", type=text, help="another key's id (with the operator's key)")
     client.target_options(p)
     p.set_defaults(fn=cmd_categories)

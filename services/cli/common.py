@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
+import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,3 +50,12 @@ async def with_conn(settings: Settings, fn: Callable[[asyncpg.Connection], Await
         return await fn(conn)
     finally:
         await conn.close()
+
+
+def text(value: str) -> str:
+    """argparse `type=` of an argument that is text (a key id or hint, a user's e-mail, a
+    category name), not a file path: UTF-8 without control characters. Bytes of argv that are
+    not UTF-8 arrive as lone surrogates, which no database or URL can carry."""
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise argparse.ArgumentTypeError("must be UTF-8 text without control characters")
+    return value

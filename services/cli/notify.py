@@ -19,13 +19,17 @@ import uuid
 
 import asyncpg
 
+from libs import params
 from libs.errors import InvalidInput
 from libs.notifications import items, rules
 from libs.settings import Settings
 from libs.webhooks import admin
+from services.cli.common import text
 from services.cli.webhooks import _run
 
 LIST_LIMIT = 200
+# `notify test --wait`: as long as the API's test route waits at most, and then some.
+MAX_WAIT_SECONDS = 300.0
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -33,6 +37,24 @@ def _uuid(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a rule id: {value!r}") from None
+
+
+def _delivery_id(value: str) -> int:
+    """A delivery id as the API takes one in a path: ASCII digits, at most 18 of them."""
+    if not (value.isascii() and value.isdigit()) or len(value) > params.MAX_ID_DIGITS:
+        raise argparse.ArgumentTypeError(f"not a delivery id: {value[:40]!a}")
+    return int(value)
+
+
+def _wait(value: str) -> float:
+    """Seconds to wait, 0 to MAX_WAIT_SECONDS (float() alone takes inf and nan)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise argparse.ArgumentTypeError(f"seconds from 0 to {MAX_WAIT_SECONDS:g}")
+    return seconds
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,7 +136,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     nsub = np.add_subparsers(dest="notify_command", required=True)
 
     p = nsub.add_parser("add", help="notify a Slack webhook or e-mail addresses on events")
-    p.add_argument("--key", required=True, help="key id or hint (KEY_ID_OR_HINT)")
+    p.add_argument("--key", required=True, type=text, help="key id or hint (KEY_ID_OR_HINT)")
     p.add_argument(
         "--on",
         action="append",
@@ -129,7 +151,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(fn=cmd_add)
 
     p = nsub.add_parser("list", help="rules (disabled ones with the reason)")
-    p.add_argument("--key", help="only this key's (id or hint); default: every key")
+    p.add_argument("--key", type=text, help="only this key's (id or hint); default: every key")
     p.set_defaults(fn=cmd_list)
 
     p = nsub.add_parser("remove", help="remove a rule")
@@ -142,7 +164,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = nsub.add_parser("test", help="send a rule a test message now")
     p.add_argument("rule", type=_uuid)
-    p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the answer")
+    p.add_argument("--wait", type=_wait, default=20.0, help="seconds to wait for the answer")
     p.set_defaults(fn=cmd_test)
 
     p = nsub.add_parser("deliveries", help="notification messages, with every attempt")
@@ -150,5 +172,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(fn=cmd_deliveries)
 
     p = nsub.add_parser("resend", help="send a notification message again")
-    p.add_argument("delivery", type=int)
+    p.add_argument("delivery", type=_delivery_id)
     p.set_defaults(fn=cmd_resend)

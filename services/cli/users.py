@@ -24,7 +24,7 @@ from libs.errors import DomainError
 from libs.settings import Settings
 from libs.users import accounts, passwords
 from libs.users.roles import ROLES
-from services.cli.common import with_conn
+from services.cli.common import text, with_conn
 from services.cli.replay import with_embedded_stack
 
 
@@ -176,10 +176,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("users", help="web console users")
     usub = up.add_subparsers(dest="users_command", required=True)
     uc = usub.add_parser("create", help="create a console user")
-    uc.add_argument("--email", required=True)
+    uc.add_argument("--email", required=True, type=text)
     uc.add_argument("--role", required=True, choices=ROLES)
     owner = uc.add_mutually_exclusive_group(required=True)
-    owner.add_argument("--key", help="the API key (id or hint) whose tenant the user works in")
+    owner.add_argument(
+        "--key", type=text, help="the API key (id or hint) whose tenant the user works in"
+    )
     owner.add_argument(
         "--operator", action="store_true", help="an operator user: every tenant (acts as API_KEY)"
     )
@@ -187,12 +189,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     uc.set_defaults(fn=cmd_users_create)
     usub.add_parser("list", help="list console users").set_defaults(fn=cmd_users_list)
     ud = usub.add_parser("disable", help="disable a user (ends their sessions)")
-    ud.add_argument("user", help="id or e-mail")
+    ud.add_argument("user", type=text, help="id or e-mail")
     ud.set_defaults(fn=cmd_users_disable)
     ue = usub.add_parser("enable", help="enable a disabled user")
-    ue.add_argument("user", help="id or e-mail")
+    ue.add_argument("user", type=text, help="id or e-mail")
     ue.set_defaults(fn=cmd_users_enable)
     ur = usub.add_parser("reset-password", help="set a new password (ends their sessions)")
-    ur.add_argument("user", help="id or e-mail")
+    ur.add_argument("user", type=text, help="id or e-mail")
     _password_option(ur)
     ur.set_defaults(fn=cmd_users_reset_password)

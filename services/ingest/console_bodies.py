@@ -11,10 +11,14 @@ from aiohttp import web
 
 from libs.errors import InvalidInput, UnsupportedMedia
 from libs.formats import Uuid
+from libs.params import check_json_keys
 from libs.users.accounts import User as User
 from libs.users.roles import Role
+from services.ingest import request_body
 
 T = TypeVar("T")
+# More than any of these bodies holds (a password is at most 4096 characters).
+MAX_BODY_BYTES = 64 * 1024
 
 
 async def read_json(request: web.Request, body_type: type[T]) -> T:
@@ -22,11 +26,13 @@ async def read_json(request: web.Request, body_type: type[T]) -> T:
     `invalid_json` for anything that does not decode into it (the reason named)."""
     if request.content_type != "application/json":
         raise UnsupportedMedia("send the body as application/json", code="unsupported_media")
-    raw = await request.read()
+    raw = await request_body.read(request, limit=MAX_BODY_BYTES)
     try:
-        return msgspec.json.decode(raw, type=body_type)
+        body = msgspec.json.decode(raw, type=body_type)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidInput(f"the body is not valid: {exc}", code="invalid_json") from exc
+    check_json_keys(raw)
+    return body
 
 
 class Login(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -331,6 +331,9 @@ def _deep(n: int) -> dict[str, Any]:
         ({"said": ["a"], "first_seconds": 0}, "first_seconds: must be a number"),
         ({"said": ["a"], "last_seconds": True}, "last_seconds: must be a number"),
         ({"said": ["a"], "last_seconds": float("inf")}, "last_seconds: must be a number"),
+        # JSON integers have no size limit: one that no float can hold is still just too big.
+        ({"said": ["a"], "first_seconds": 10**400}, "first_seconds: must be a number"),
+        ({"metric": "duration", "min": 10**400}, "min: must be a number from 0"),
         ({"said": ["a"], "min": 1}, "min: unknown option of 'said'"),
         ({"said": ["a"], "bad\x00key": 1}, "?: unknown option of 'said'"),
         ({"metric": "loudness", "min": 1}, "metric: must be one of duration"),

@@ -23,9 +23,9 @@ from aiohttp import web
 from libs import apikeys
 from libs.categories import apply as category_apply
 from libs.categories import rules, store
-from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge
-from libs.params import parse_cursor, parse_since, parse_uuid
-from services.ingest import bodies, category_bodies
+from libs.errors import Forbidden, InvalidInput, NotFound, UnsupportedMedia
+from libs.params import check_json_keys, parse_cursor, parse_since, parse_uuid
+from services.ingest import bodies, category_bodies, request_body
 from services.ingest.context import POOL, authenticate
 from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
 
@@ -67,15 +67,22 @@ def _name(request: web.Request) -> str:
 
 
 async def _rule(request: web.Request) -> rules.Rule:
-    raw = await request.read()
-    if len(raw) > MAX_BODY_BYTES:
-        raise TooLarge(f"a rule is at most {rules.MAX_RULE_BYTES} bytes of JSON")
+    if request.content_type != "application/json":
+        raise UnsupportedMedia("send the rule as application/json", code="unsupported_media")
+    raw = await request_body.read(request, limit=MAX_BODY_BYTES, what="a rule's JSON")
     try:
         body = msgspec.json.decode(raw, type=category_bodies.CategoryRule)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"the body: {exc}", code="invalid_body") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"the body is not JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        # The rule is read as any JSON value, so msgspec descends as deep as the client nests.
+        raise InvalidInput(
+            f"the body nests too deep (a rule nests at most {rules.MAX_DEPTH} deep)",
+            code="invalid_json",
+        ) from None
+    check_json_keys(raw)
     return rules.parse(body.rule)
 
 
@@ -133,6 +140,7 @@ async def get_category(request: web.Request) -> web.Response:
         409: "the key would hold too many categories (`too_many_categories`) or phrases "
         "(`too_many_phrases`)",
         413: "a body over the rule's size limit",
+        415: "not application/json (`unsupported_media`)",
     },
 )
 async def put_category(request: web.Request) -> web.Response:

@@ -17,10 +17,10 @@ from aiohttp import web
 
 from libs import apikeys
 from libs.apikeys import endpoints
-from libs.errors import Forbidden, InvalidInput, NotFound
+from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from libs.llm import template as templates
 from libs.params import parse_bool
-from services.ingest import bodies
+from services.ingest import bodies, request_body
 from services.ingest.context import POOL, authenticate
 from services.ingest.insights_bodies import InsightsSwitch, TemplateAnswer
 from services.ingest.openapi import BOOLEAN, ApiRoutes, Param, Reply, in_query
@@ -114,13 +114,21 @@ async def get_template(request: web.Request) -> web.Response:
         f"(`invalid_template`, naming the bad part): {TEMPLATE_LIMITS}",
         403: "key names another key and the caller is not an operator",
         404: "no such key",
+        415: "not application/json (`unsupported_media`)",
     },
 )
 async def put_template(request: web.Request) -> web.Response:
     key = await authenticate(request)
     campaign = _campaign(request)
     key_id = await _key_id(request, key)
-    raw = await request.content.read(templates.MAX_TEMPLATE_BYTES + 1)
+    if request.content_type != "application/json":
+        raise UnsupportedMedia("send the template as application/json", code="unsupported_media")
+    try:
+        raw = await request_body.read(request, limit=templates.MAX_TEMPLATE_BYTES)
+    except TooLarge:  # documented as a bad template (400), as templates.parse says
+        raise InvalidInput(
+            f"a template is at most {templates.MAX_TEMPLATE_BYTES} bytes", code="invalid_template"
+        ) from None
     template = templates.parse(raw)
     await templates.put(request.app[POOL], key_id, campaign, template)
     return bodies.answer(await _answer(request, key_id, campaign))

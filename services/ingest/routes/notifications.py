@@ -18,12 +18,12 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from libs.errors import InvalidInput, TooLarge
+from libs.errors import InvalidInput
 from libs.formats import Uuid
 from libs.notifications import items, rules
-from libs.params import parse_uuid, path_int_id, path_uuid
+from libs.params import check_json_keys, parse_uuid, path_int_id, path_uuid
 from libs.webhooks import admin
-from services.ingest import bodies
+from services.ingest import bodies, request_body
 from services.ingest.context import POOL, SETTINGS, authenticate
 from services.ingest.openapi import UUID, ApiRoutes, Reply, in_path, in_query
 
@@ -64,17 +64,14 @@ def _rule_id(request: web.Request) -> uuid.UUID:
 async def _new_rule(request: web.Request) -> rules.NewRule:
     if request.content_type != "application/json":
         raise InvalidInput("send the rule as a JSON object", code="invalid_json")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise TooLarge(f"a rule is at most {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise TooLarge(f"a rule is at most {MAX_BODY} bytes")
+    raw = await request_body.read(request, limit=MAX_BODY, what="a rule")
     try:
         rule = _new_rule_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"the rule is not valid: {exc}", code="invalid_rule") from exc
     except msgspec.DecodeError as exc:
         raise InvalidInput("the body is not a JSON object", code="invalid_json") from exc
+    check_json_keys(raw, "the rule")
     return rule.checked(request.app[SETTINGS].ssrf_allowlist)
 
 

@@ -26,7 +26,7 @@ from aiohttp import web
 from libs.errors import InvalidInput
 from libs.params import parse_bool, parse_seconds, parse_time, parse_uuid, path_int_id
 from libs.webhooks import admin
-from services.ingest import bodies, edge
+from services.ingest import bodies, edge, request_body
 from services.ingest.context import POOL, SETTINGS, authenticate
 from services.ingest.form import parse_submit_form
 from services.ingest.openapi import DATE_TIME, URI, UUID, ApiRoutes, Reply, in_path, in_query
@@ -37,6 +37,8 @@ TEST_WAIT_DEFAULT = 20.0
 TEST_WAIT_MAX = 30.0
 
 ROUTES = ApiRoutes("webhooks")
+# A JSON body of these routes holds a URL and a few words.
+MAX_JSON_BODY = 64 * 1024
 DELIVERY_ID = in_path("delivery_id", "delivery id from the delivery list", {"type": "integer"})
 NO_SUCH_DELIVERY = "no such delivery for this key"
 ENDPOINT_STATE = "the key's endpoint: url, enabled, disabled reason, failure streak"
@@ -50,9 +52,11 @@ async def _params(request: web.Request) -> dict[str, str]:
         return params
     if request.content_type == "application/json":
         try:
-            body = msgspec.json.decode(await request.read())
+            body = msgspec.json.decode(await request_body.read(request, limit=MAX_JSON_BODY))
         except msgspec.DecodeError as exc:
             raise InvalidInput(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+        except RecursionError:  # any JSON value: msgspec descends as deep as the client nests
+            raise InvalidInput("the body nests too deep", code="invalid_json") from None
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object", code="invalid_json")
         values = {str(k): str(v) for k, v in body.items() if v is not None}
