@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from libs.settings import Settings
-from tests.integration.ingest.conftest import Api, Upstream, bootstrap_key_id, serve_api
+from tests.integration.ingest.conftest import Api, Upstream, serve_api
 from tests.integration.ingest.console.conftest import make_user
 from tests.integration.ingest.test_hostile_input import KEY, Raw, http, raw_request
 
@@ -239,7 +239,7 @@ class Targets:
 async def targets(api: Api, upstream: Upstream) -> Targets:
     status, body, _ = await api.submit({"url": f"{upstream.url}/audio/{uuid.uuid4().hex}.wav"})
     assert status == 200, body
-    user = await make_user(api, key_id=str(await bootstrap_key_id(api)), role="viewer")
+    user = await make_user(api, key_id=None, operator=True, role="viewer")
     return Targets(job=str(body["audio_file_id"]), user=user.id)
 
 
