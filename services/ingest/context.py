@@ -94,9 +94,10 @@ async def authenticate(request: web.Request) -> apikeys.ApiKey:
     return key
 
 
-def readable_owner(key: apikeys.ApiKey) -> uuid.UUID | None:
-    """Whose jobs `key` may read: its own, or every tenant's (None) for the operator's bootstrap
-    key, which operator console users act as. Writes stay with the owning key."""
+def tenant_scope(key: apikeys.ApiKey) -> uuid.UUID | None:
+    """The key whose data a request reaches: its own, or every tenant's (None) for the
+    operator's bootstrap key, which operator console users act as. Jobs are read so; writes to
+    a job stay with the key that owns it."""
     return None if key.is_bootstrap else uuid.UUID(key.id)
 
 

@@ -13,7 +13,7 @@ from libs.errors import Conflict, NotFound
 from libs.insights import store
 from libs.jobs import record
 from services.ingest import bodies, insights_bodies
-from services.ingest.context import POOL, authenticate, job_id, readable_owner
+from services.ingest.context import POOL, authenticate, job_id, tenant_scope
 from services.ingest.openapi import UUID, ApiRoutes, Reply, in_path
 
 ROUTES = ApiRoutes("insights")
@@ -36,7 +36,7 @@ JOB_ID = in_path("audio_file_id", "the job", UUID)
 async def get_insights(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
-    owner = readable_owner(key)
+    owner = tenant_scope(key)
     job = await record.load(pool, job_id(request), api_key_id=owner)
     if job is None:
         raise NotFound("no such job")

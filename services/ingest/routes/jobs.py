@@ -19,7 +19,7 @@ from services.ingest.context import (
     TRACE_ID,
     authenticate,
     job_id,
-    readable_owner,
+    tenant_scope,
 )
 from services.ingest.form import parse_submit_form
 from services.ingest.openapi import (
@@ -126,7 +126,7 @@ async def post_transcribe(request: web.Request) -> web.Response:
 )
 async def get_status(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    row = await views.status(request.app[POOL], job_id(request), readable_owner(key))
+    row = await views.status(request.app[POOL], job_id(request), tenant_scope(key))
     if row is None:
         raise NotFound("no such job")
     return bodies.answer(status_body(row))
@@ -194,7 +194,7 @@ async def get_jobs(request: web.Request) -> web.Response:
         after=params.parse_cursor(q.get("cursor")),
     )
     # One more than the page: whether there is a next page, without a count query.
-    rows = await views.list_jobs(request.app[POOL], readable_owner(key), where, limit=limit + 1)
+    rows = await views.list_jobs(request.app[POOL], tenant_scope(key), where, limit=limit + 1)
     page = rows[:limit]
     next_cursor = (
         params.encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
@@ -322,7 +322,7 @@ async def get_transcript(request: web.Request) -> web.Response:
     fmt = request.match_info.get("fmt") or request.query.get("format", "txt")
     if fmt not in FORMATS:
         raise InvalidInput(f"format must be one of {sorted(FORMATS)}", code="invalid_format")
-    row = await views.status(request.app[POOL], job_id(request), readable_owner(key))
+    row = await views.status(request.app[POOL], job_id(request), tenant_scope(key))
     if row is None:
         raise NotFound("no such job")
     if row.status == "deleted":

@@ -25,7 +25,7 @@ from services.ingest.context import (
     STORE,
     authenticate,
     job_id,
-    readable_owner,
+    tenant_scope,
 )
 from services.ingest.openapi import UUID, ApiRoutes, Reply, in_header, in_path
 
@@ -77,7 +77,7 @@ async def get_audio(request: web.Request) -> web.StreamResponse:
     """Streamed from object storage with one ranged GET: memory does not grow with the file."""
     key = await authenticate(request)
     pool, store, job = request.app[POOL], request.app[STORE], job_id(request)
-    owner = readable_owner(key)
+    owner = tenant_scope(key)
     found = await record.load(pool, job, api_key_id=owner)
     view = await views.status(pool, job, owner)
     if found is None or view is None:

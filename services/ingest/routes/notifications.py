@@ -24,7 +24,7 @@ from libs.notifications import items, rules
 from libs.params import check_json_keys, parse_uuid, path_int_id, path_uuid
 from libs.webhooks import admin
 from services.ingest import bodies, request_body
-from services.ingest.context import POOL, SETTINGS, authenticate
+from services.ingest.context import POOL, SETTINGS, authenticate, tenant_scope
 from services.ingest.openapi import UUID, ApiRoutes, Reply, in_path, in_query
 
 ROUTES = ApiRoutes("notifications")
@@ -53,10 +53,6 @@ class NotificationDeliveries(msgspec.Struct):
 _new_rule_decoder = msgspec.json.Decoder(rules.NewRule)
 
 
-def _scope(key_id: str, is_bootstrap: bool) -> uuid.UUID | None:
-    return None if is_bootstrap else uuid.UUID(key_id)
-
-
 def _rule_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request.match_info["rule_id"], "rule")
 
@@ -82,7 +78,7 @@ async def _new_rule(request: web.Request) -> rules.NewRule:
 )
 async def list_notification_rules(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    found = await rules.list_(request.app[POOL], _scope(key.id, key.is_bootstrap))
+    found = await rules.list_(request.app[POOL], tenant_scope(key))
     return bodies.answer(NotificationRules(rules=found))
 
 
@@ -118,7 +114,7 @@ async def create_notification_rule(request: web.Request) -> web.Response:
 )
 async def list_notification_deliveries(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    pool, scope = request.app[POOL], _scope(key.id, key.is_bootstrap)
+    pool, scope = request.app[POOL], tenant_scope(key)
     rule_id = parse_uuid(request.query.get("rule_id"), "rule_id", required=False)
     if rule_id is not None:
         await rules.get(pool, rule_id, scope)
@@ -136,7 +132,7 @@ async def resend_notification(request: web.Request) -> web.Response:
     key = await authenticate(request)
     pool = request.app[POOL]
     delivery_id = path_int_id(request.match_info["delivery_id"], "delivery")
-    scope = admin.Scope(_scope(key.id, key.is_bootstrap))
+    scope = admin.Scope(tenant_scope(key))
     delivery = await admin.get(pool, scope, delivery_id)
     if not delivery.event_type.startswith("notification."):
         raise admin.NotFound("no such notification delivery")
@@ -152,7 +148,7 @@ async def resend_notification(request: web.Request) -> web.Response:
 )
 async def get_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    rule = await rules.get(request.app[POOL], _rule_id(request), _scope(key.id, key.is_bootstrap))
+    rule = await rules.get(request.app[POOL], _rule_id(request), tenant_scope(key))
     return bodies.answer(rule)
 
 
@@ -165,7 +161,7 @@ async def get_notification_rule(request: web.Request) -> web.Response:
 async def delete_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
     rule_id = _rule_id(request)
-    await rules.delete(request.app[POOL], rule_id, _scope(key.id, key.is_bootstrap))
+    await rules.delete(request.app[POOL], rule_id, tenant_scope(key))
     return bodies.answer(NotificationRemoved(id=str(rule_id), removed=True))
 
 
@@ -177,7 +173,7 @@ async def delete_notification_rule(request: web.Request) -> web.Response:
 )
 async def test_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    pool, scope = request.app[POOL], _scope(key.id, key.is_bootstrap)
+    pool, scope = request.app[POOL], tenant_scope(key)
     rule_id = _rule_id(request)
     await rules.get(pool, rule_id, scope)
     base = request.app[SETTINGS].public_base_url
@@ -193,7 +189,7 @@ async def test_notification_rule(request: web.Request) -> web.Response:
 )
 async def enable_notification_rule(request: web.Request) -> web.Response:
     key = await authenticate(request)
-    pool, scope = request.app[POOL], _scope(key.id, key.is_bootstrap)
+    pool, scope = request.app[POOL], tenant_scope(key)
     rule_id = _rule_id(request)
     await rules.enable(pool, rule_id, scope)
     return bodies.answer(await rules.get(pool, rule_id, scope))

@@ -11,7 +11,7 @@ from libs.errors import Conflict, InvalidInput, NotFound
 from libs.jobs import record
 from libs.search import query
 from services.ingest import bodies, search_bodies
-from services.ingest.context import POOL, authenticate, job_id, readable_owner
+from services.ingest.context import POOL, authenticate, job_id, tenant_scope
 from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Param, Reply, in_path, in_query
 
 ROUTES = ApiRoutes("search")
@@ -87,7 +87,7 @@ async def get_search(request: web.Request) -> web.Response:
     the last hit: calls completed while a client pages never shift or repeat a hit."""
     key = await authenticate(request)
     search = query.parse(request.query)
-    page = await query.search(request.app[POOL], search, api_key_id=readable_owner(key))
+    page = await query.search(request.app[POOL], search, api_key_id=tenant_scope(key))
     return bodies.answer(search_bodies.page(page))
 
 
@@ -116,7 +116,7 @@ async def get_call_search(request: web.Request) -> web.Response:
         raise InvalidInput("give q, the words to find", code="missing_q")
     role = query.clean_role(request.query.get("role"))
     pool = request.app[POOL]
-    scope = readable_owner(key)
+    scope = tenant_scope(key)
     owner = await query.owner(pool, job)
     if owner is None or (scope is not None and owner != scope):
         known = await record.load(pool, job, api_key_id=scope)
