@@ -23,14 +23,21 @@ LEFT JOIN media_pipeline.transcriptions t ON t.audio_file_id = a.id
 WHERE a.id = $1
 """
 # A second copy of the same event (a replay or redelivery) re-sends with the same webhook-id:
-# the row is re-armed for a new round, its attempt history kept.
+# a finished row is re-armed for a new round, its attempt history kept. A row whose attempt is
+# in flight (leased, lease live) is marked `rearm`: FINISH starts the new round when that
+# attempt ends, so the replay is not overwritten by the old round's result. A row waiting for
+# a retry is left alone: its next attempt carries the replay.
 SCHEDULE = """
-INSERT INTO media_pipeline.webhook_deliveries
+INSERT INTO media_pipeline.webhook_deliveries AS d
     (event_id, event_type, audio_file_id, api_key_id, endpoint_url, payload)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (event_id, endpoint_url) DO UPDATE SET
-    status = 'pending', schedule_step = 0, next_attempt_at = now(), updated_at = now()
-WHERE media_pipeline.webhook_deliveries.status <> 'pending'
+    status = 'pending',
+    schedule_step = CASE WHEN d.status <> 'pending' THEN 0 ELSE d.schedule_step END,
+    next_attempt_at = CASE WHEN d.status <> 'pending' THEN now() ELSE d.next_attempt_at END,
+    rearm = (d.status = 'pending'),
+    updated_at = now()
+WHERE d.status <> 'pending' OR (d.leased_at IS NOT NULL AND d.next_attempt_at > now())
 """
 # The key's endpoint is disabled: keep a cancelled row, so its owner can recover the event
 # after re-enabling the endpoint.
@@ -55,7 +62,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED),
 claimed AS (
     UPDATE media_pipeline.webhook_deliveries d
-    SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+    SET next_attempt_at = now() + make_interval(secs => $2), leased_at = now(),
+        updated_at = now()
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.event_id, d.event_type, d.endpoint_url, d.payload, d.attempts,
               d.schedule_step, d.api_key_id, d.audio_file_id, d.channel, d.rule_id)
@@ -64,7 +72,7 @@ FROM claimed c LEFT JOIN media_pipeline.api_keys k ON k.id = c.api_key_id
 """
 # A notifier shutting down mid-POST hands its rows straight back instead of after the lease.
 RELEASE_LEASES = """
-UPDATE media_pipeline.webhook_deliveries SET next_attempt_at = now()
+UPDATE media_pipeline.webhook_deliveries SET next_attempt_at = now(), leased_at = NULL
 WHERE id = ANY($1::bigint[]) AND status = 'pending'
 """
 NEXT_DUE = """
@@ -75,16 +83,24 @@ RECORD_ATTEMPT = """
 INSERT INTO media_pipeline.webhook_attempts (delivery_id, attempt, status_code, latency_ms, error)
 VALUES ($1, $2, $3, $4, left($5, 500))
 """
+# The attempt's end. A replay that came while it was in flight (`rearm`) starts a new round
+# when this one succeeded or failed for good; a cancelled one (410, endpoint disabled) stays.
 FINISH = """
 UPDATE media_pipeline.webhook_deliveries
-SET status = $2, attempts = attempts + 1, schedule_step = schedule_step + 1,
+SET status = CASE WHEN rearm AND $2 IN ('succeeded', 'failed') THEN 'pending' ELSE $2 END,
+    schedule_step = CASE WHEN rearm AND $2 IN ('succeeded', 'failed') THEN 0
+                         ELSE schedule_step + 1 END,
+    next_attempt_at = CASE WHEN rearm AND $2 IN ('succeeded', 'failed') THEN now()
+                           ELSE next_attempt_at END,
+    attempts = attempts + 1, leased_at = NULL, rearm = false,
     last_status_code = $3, last_error = left($4, 500), last_latency_ms = $5, updated_at = now()
 WHERE id = $1
 """
+# A retry is scheduled: that retry carries any replay that came meanwhile.
 RESCHEDULE = """
 UPDATE media_pipeline.webhook_deliveries
 SET attempts = attempts + 1, schedule_step = schedule_step + 1, last_status_code = $2,
-    last_error = left($3, 500), last_latency_ms = $4,
+    last_error = left($3, 500), last_latency_ms = $4, leased_at = NULL, rearm = false,
     next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
 WHERE id = $1
 """
@@ -98,7 +114,7 @@ DELETE FROM media_pipeline.webhook_deliveries WHERE id IN (
 """
 CANCEL_PENDING_FOR_ENDPOINT = """
 UPDATE media_pipeline.webhook_deliveries SET status = 'cancelled', updated_at = now(),
-    last_error = 'endpoint disabled'
+    last_error = 'endpoint disabled', rearm = false
 WHERE api_key_id = $1 AND endpoint_url = $2 AND status = 'pending'
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -261,6 +262,88 @@ async def test_replayed_transcript_ready_resends_with_the_same_webhook_id(
 
     await eventually(two_attempts, timeout=5)
     assert [a["attempt"] for a in await attempt_rows(npool, row["id"])] == [1, 2]
+
+
+async def test_a_replay_during_the_first_attempt_is_sent_after_it(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    """The replay arrives while attempt 1 is being POSTed: the end of that attempt must not
+    overwrite the replay's new round (it did: the replay was lost when the receiver was slow)."""
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        r.gate = asyncio.Event()
+        job = await make_job(npool, key, callback_url=r.url)
+        notifier.configure(r.hostport).start()
+        event = ready_event(job)
+        await publish(js, event)
+        try:
+
+            async def in_flight() -> bool:
+                rows = await delivery_rows(npool, job)
+                return len(rows) == 1 and rows[0]["leased_at"] is not None
+
+            await eventually(in_flight, timeout=10)
+            await publish(js, event, msg_id=False)
+
+            async def replay_noted() -> bool:
+                [row] = await delivery_rows(npool, job)
+                return bool(row["rearm"])
+
+            await eventually(replay_noted, timeout=10)
+        finally:
+            r.gate.set()
+        hits = await r.wait_accepted(event.event_id, count=2)
+    assert [h.headers["webhook-id"] for h in hits] == [event.event_id] * 2
+
+    async def two_rounds_done() -> bool:
+        [row] = await delivery_rows(npool, job)
+        return bool(row["status"] == "succeeded" and row["attempts"] == 2 and not row["rearm"])
+
+    await eventually(two_rounds_done, timeout=10)
+
+
+async def test_a_replay_of_a_finished_or_waiting_delivery(npool: asyncpg.Pool) -> None:
+    """The queue's rules for a second copy of an event, on the real table: a finished row starts
+    a new round now; a row waiting for its retry is left as it is (that retry carries it)."""
+    from libs.webhooks import queue
+
+    key = await make_key(npool, webhook_url=None)
+    job = await make_job(npool, key, callback_url="https://receiver.example/hooks")
+    row = queue.NewDelivery(
+        event_id=uuid.uuid4(),
+        event_type="transcription.completed",
+        audio_file_id=job.id,
+        api_key_id=key.id,
+        endpoint_url="https://receiver.example/hooks",
+        payload=b"{}",
+    )
+    await queue.schedule(npool, [row])
+    [due] = await queue.claim_due(npool, 10, 30.0, [])
+    async with npool.acquire() as conn:
+        await queue.reschedule(
+            conn, due.id, status_code=503, error="HTTP 503", latency_ms=1, delay=600.0
+        )
+    await queue.schedule(npool, [row])  # the replay, while the retry waits
+    [waiting] = await delivery_rows(npool, job)
+    assert (waiting["status"], waiting["schedule_step"], waiting["rearm"]) == ("pending", 1, False)
+    assert waiting["leased_at"] is None
+    assert await queue.claim_due(npool, 10, 30.0, []) == []  # still 600 s away
+
+    await npool.execute(
+        "UPDATE media_pipeline.webhook_deliveries SET next_attempt_at = now() WHERE id = $1",
+        due.id,
+    )
+    [due] = await queue.claim_due(npool, 10, 30.0, [])
+    async with npool.acquire() as conn:
+        await queue.finish(conn, due.id, "succeeded", status_code=200, error=None, latency_ms=1)
+    [done] = await delivery_rows(npool, job)
+    assert (done["status"], done["attempts"], done["leased_at"]) == ("succeeded", 2, None)
+
+    await queue.schedule(npool, [row])  # a replay of a delivered event: one more round, now
+    [again] = await delivery_rows(npool, job)
+    assert (again["status"], again["schedule_step"], again["rearm"]) == ("pending", 0, False)
+    [due] = await queue.claim_due(npool, 10, 30.0, [])
+    assert due.id == again["id"]
 
 
 async def test_ssrf_blocked_targets_are_never_contacted(
