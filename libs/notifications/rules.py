@@ -206,6 +206,18 @@ def shown_slack_url(url: str | None) -> str | None:
     return f"{scheme}://{rest.split('/', 1)[0]}/…"
 
 
+def without_slack_url(text: str, url: str) -> str:
+    """`text` (an HTTP client's error, kept in the delivery log and the logs) with the secret
+    part of `url` (its path and query: the token) masked, wherever and however it appears."""
+    scheme, _, rest = url.partition("://")
+    host, _, secret = rest.partition("/")
+    shown = f"{scheme}://{host}/…"
+    for part in sorted({url, f"/{secret}", secret, secret.split("?", 1)[0]}, key=len, reverse=True):
+        if len(part) > 1:
+            text = text.replace(part, shown if part == url else "…")
+    return text
+
+
 class Rule(msgspec.Struct, frozen=True, kw_only=True):
     """A notification rule and its state (disabled with the reason, e.g. Slack's answer)."""
 

@@ -152,12 +152,13 @@ class Notices:
                 max_response_bytes=1024,
             )
         except BlockedUrl as exc:
+            # The URL's path is a secret: an HTTP client's message that quotes it is masked.
             return Posted(
-                error=f"blocked: {exc.code}: {exc.message}",
+                error=rules.without_slack_url(f"blocked: {exc.code}: {exc.message}", url),
                 permanent=exc.code != "unresolvable_host",
             )
         except UpstreamError as exc:
-            return Posted(error=f"{exc.code}: {exc.message}")
+            return Posted(error=rules.without_slack_url(f"{exc.code}: {exc.message}", url))
         verdict = slack.judge(result.status, result.body)
         return Posted(
             status=result.status,

@@ -131,6 +131,21 @@ def test_slack_url_is_never_shown_in_full() -> None:
     assert shown == "https://hooks.slack.com/…"
 
 
+def test_an_http_error_quoting_the_slack_url_keeps_its_token_out() -> None:
+    url = "https://hooks.slack.com/services/T1/B2/SECRETtoken?x=1"
+    for said in (
+        f"connect_failed: request failed: 500, message='x', url='{url}'",
+        "malformed_url: URL rejected by HTTP client: /services/T1/B2/SECRETtoken?x=1",
+        "protocol_error: services/T1/B2/SECRETtoken broke",
+    ):
+        kept = rules.without_slack_url(said, url)
+        assert "SECRET" not in kept and "T1/B2" not in kept, kept
+    assert rules.without_slack_url(f"x {url} y", url) == "x https://hooks.slack.com/… y"
+    assert rules.without_slack_url("timeout: no answer in 10 s", url) == (
+        "timeout: no answer in 10 s"
+    )
+
+
 # ---- what a message says ------------------------------------------------------------------
 
 
