@@ -440,6 +440,9 @@ async def test_a_hanging_receiver_does_not_hold_up_other_endpoints(
     async with receiver(key.secret) as slow, receiver(key.secret) as fast:
         slow.gate = asyncio.Event()
         policy = DeliveryPolicy(schedule=(0.2,), jitter=0.0, concurrency=4, per_endpoint=2)
+        # A POST timeout far beyond the wait below: on a loaded machine the fast delivery may
+        # take seconds, and the slow POSTs must still be hanging (not timed out) meanwhile.
+        notifier.settings = replace(notifier.settings, webhook_timeout=60.0)
         notifier.configure(slow.hostport, fast.hostport, policy=policy).start()
         stuck = [await make_job(npool, key, callback_url=slow.url) for _ in range(6)]
         for job in stuck:
@@ -458,8 +461,8 @@ async def test_a_hanging_receiver_does_not_hold_up_other_endpoints(
         event = ready_event(job)
         await publish(js, event)
         try:
-            # Well inside the 3 s POST timeout that would otherwise free the slots.
-            await fast.wait_accepted(event.event_id, timeout=2.0)
+            # Well inside the 60 s POST timeout that would otherwise free the slots.
+            await fast.wait_accepted(event.event_id, timeout=30.0)
             assert len(slow.hits) == 0  # the slow ones are all still hanging
         finally:
             slow.gate.set()  # also lets the receiver shut down promptly if this failed
