@@ -136,6 +136,9 @@ MIN_CONTEXT_CARD_DIGITS = 12
 # Anywhere, a run of this many digits (more than any phone number, E.164 has at most 15) with no
 # valid card in it is a card nonetheless.
 MIN_BARE_CARD_DIGITS = 16
+# ... and so is a shorter run down to this many (a card with a digit or two dropped, which no
+# reading validates) unless it is a phone number with its country code (see _is_dialled_abroad).
+MIN_SHORT_BARE_CARD_DIGITS = 13
 # ... and two runs a few words apart (see _CARD_CONTEXT_GAP) that together say 16 to this many.
 MAX_BARE_CARD_DIGITS = 24
 # ... and two runs at most this many words apart are read as one number.
@@ -261,11 +264,19 @@ def _whole_run_is_card(
         return True
     # Longer than any phone number and no valid card in it: a card misheard (or read
     # across the other party's words, whose "card number?" is not in this speaker's
-    # text). Failing closed.
+    # text). As long as a card with a digit or two dropped and not a phone number said with
+    # its country code: the same. Failing closed.
+    if not bare or hits:
+        return False
+    count = _count(items)
     return (
-        bare
-        and not hits
-        and _count(items) >= MIN_BARE_CARD_DIGITS
+        (
+            count >= MIN_BARE_CARD_DIGITS
+            or (
+                count >= MIN_SHORT_BARE_CARD_DIGITS
+                and not _is_dialled_abroad("".join(i.digits for i in items))
+            )
+        )
         and not _after_reference(tokens, items[0].first)
         and not _all_phones(items)
     )
@@ -617,6 +628,24 @@ def _is_phone(digits: str, international: bool) -> bool:
         return False
 
 
+# The international call prefixes said before a country code: 00 (most of the world) and 011
+# (the NANP), longest first.
+_IDD_PREFIXES = ("011", "00")
+# A number said with its country code and no "plus" has at least this many digits.
+_MIN_ABROAD_DIGITS = 11
+
+
+def _is_dialled_abroad(digits: str) -> bool:
+    """Said digits as a phone number with its country code but no "plus": after 00 or 011
+    ("double oh four four, seven seven ..."), or the country code straight away ("four nine,
+    one five one, ...")."""
+    for prefix in _IDD_PREFIXES:
+        if digits.startswith(prefix):
+            rest = digits[len(prefix) :]
+            return len(rest) >= _MIN_ABROAD_DIGITS - 1 and _is_phone(rest, True)
+    return len(digits) >= _MIN_ABROAD_DIGITS and _is_phone(digits, True)
+
+
 # The matcher reads the text in windows of about this many characters, so that the deadline is
 # checked between them (it cannot be inside the library). Windows overlap by more than the
 # longest written number: a match starting in the overlap is left to the next window, which
@@ -663,6 +692,10 @@ def _phones(
         international = first_tok > 0 and tokens[first_tok - 1].text in ("plus", "+")
         if _after_reference(tokens, first_tok):
             continue
+        if not international and _is_dialled_abroad(run.digits):
+            # The whole run is one number said with its country code and no "plus".
+            found.append(Finding(EntityClass.PHONE, items[0].start, items[-1].end, run.digits))
+            continue
         # Every number in the run, not only the first: fillers ("and", "hold on") join two
         # numbers said one after the other into one run.
         start = 0
@@ -672,9 +705,16 @@ def _phones(
             digits = ""
             for end in range(start, len(items)):
                 digits += items[end].digits
-                if len(digits) > 15:
+                if len(digits) > 18:  # 011 and the longest E.164 number
                     break
-                if len(digits) >= 10 and _is_phone(digits, international and start == 0):
+                if len(digits) >= 10 and (
+                    _is_phone(digits, international and start == 0)
+                    or (
+                        not international
+                        and digits.startswith(_IDD_PREFIXES)
+                        and _is_dialled_abroad(digits)
+                    )
+                ):
                     hit = end
             if hit is None:
                 start += 1

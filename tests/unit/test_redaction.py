@@ -27,7 +27,7 @@ from libs.transcript.render import FORMATS
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "redaction"
 SNIPPETS: list[dict[str, Any]] = [
     snippet
-    for name in ("calls.json", "heldout.json", "heldout2.json", "heldout3.json")
+    for name in ("calls.json", "heldout.json", "heldout2.json", "heldout3.json", "heldout4.json")
     for snippet in json.loads((CORPORA / name).read_text())["snippets"]
 ]
 ALL = frozenset(EntityClass)
@@ -108,6 +108,24 @@ MISHEARD_CARDS = frozenset(
         "4111111111111112",
         "5555555555554445",
         "5454545454545455",
+        # heldout4.json: a digit (or two) dropped, no card context (13 to 15 digits).
+        "555555555555444",
+        "601100099013942",
+        "37828224631005",
+        "37144963539843",
+        "510510510510510",
+        "401288888888181",
+        "111111111111111",
+        "42424242424242",
+        "222300312200322",
+        "35301113333000",
+        "545454545454545",
+        "400005665566556",
+        "620000000000005",
+        # ... and two numbers no reading tells from a card: a Luhn-valid 13-digit Visa number
+        # that is also a German mobile, and a UK drama-range number libphonenumber refuses.
+        "4915112345678",
+        "00447700900123",
     }
 )
 

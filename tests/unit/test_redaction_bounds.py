@@ -297,3 +297,41 @@ def test_two_phone_numbers_in_a_row_stay_phone_numbers() -> None:
     for said in ("I called 202 456 1111 and then 212 736 3100", "202-456-1111, 212-736-3100"):
         _, findings = redact_text(said, PCI_PII)
         assert [f.cls for f in findings] == [EntityClass.PHONE, EntityClass.PHONE], said
+
+
+CARDS_ONLY = Policy(classes=frozenset({EntityClass.CREDIT_CARD}))
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        # A 16-digit test card with one digit dropped, and with two: no reading validates it,
+        # and the "card number?" was the agent's, on the other channel.
+        "Yeah, it's four one one one, one one one one, one one one one, one one one.",
+        "Okay, 4242 4242 4242 42.",
+        "It's 3714 496353 9843.",  # an Amex (15) with a digit dropped
+    ],
+)
+def test_a_card_with_a_digit_dropped_is_a_card_without_context(said: str) -> None:
+    redacted, findings = redact_text(said, CARDS_ONLY)
+    assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD]
+    assert not any(c.isdigit() for c in redacted) and "one one" not in redacted
+
+
+@pytest.mark.parametrize(
+    ("said", "under_pii"),
+    [
+        ("Or my mobile, double oh four four, seven nine one one, one two three, four five six.", 1),
+        ("Dial oh one one, four four, two oh, seven nine four six, oh nine five eight.", 1),
+        ("In Brazil it's five five, one one, nine eight seven six, five four three two one.", 1),
+        ("It's 4111 1111 1111.", 0),  # twelve digits: shorter than a card with a digit dropped
+    ],
+)
+def test_a_phone_number_with_its_country_code_is_not_a_card(said: str, under_pii: int) -> None:
+    # Under a card-only policy it stays; under pii it is one phone number, whole.
+    assert redact_text(said, CARDS_ONLY) == (said, [])
+    redacted, findings = redact_text(said, PCI_PII)
+    assert [f.cls for f in findings] == [EntityClass.PHONE] * under_pii
+    if under_pii:
+        words = set(redacted.replace(",", " ").replace(".", " ").split())
+        assert not words & {"oh", "double", "one", "two", "four", "five", "seven", "nine"}
