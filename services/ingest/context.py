@@ -18,8 +18,9 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from libs import apikeys, params
+from libs.apikeys import endpoints
 from libs.blobstore import BlobStore
-from libs.errors import RateLimited, Unauthenticated
+from libs.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from libs.ratelimit import RateLimiter
 from libs.settings import Settings
 from libs.users import sessions
@@ -99,6 +100,21 @@ def tenant_scope(key: apikeys.ApiKey) -> uuid.UUID | None:
     operator's bootstrap key, which operator console users act as. Jobs are read so; writes to
     a job stay with the key that owns it."""
     return None if key.is_bootstrap else uuid.UUID(key.id)
+
+
+async def named_key(request: web.Request, key: apikeys.ApiKey) -> uuid.UUID:
+    """The key a per-key setting is about: the caller's own, or the one the operator's key
+    names with `?key=<key id or hint>` (403 `not_operator` for any other caller naming another
+    key; 404 `no_such_key` when no single active key has that id or hint)."""
+    named = request.query.get("key")
+    if not named or named == key.id:
+        return uuid.UUID(key.id)
+    if not key.is_bootstrap:
+        raise Forbidden("only the operator's key may name another key", code="not_operator")
+    found = await endpoints.find_key(request.app[POOL], named)
+    if len(found) != 1:
+        raise NotFound("no single active key with that id or hint", code="no_such_key")
+    return found[0]
 
 
 def job_id(request: web.Request) -> uuid.UUID:

@@ -20,14 +20,13 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from libs import apikeys
 from libs.categories import apply as category_apply
 from libs.categories import rules, store
-from libs.errors import Forbidden, InvalidInput, NotFound, UnsupportedMedia
-from libs.params import check_json_keys, parse_cursor, parse_since, parse_uuid
+from libs.errors import InvalidInput, NotFound, UnsupportedMedia
+from libs.params import check_json_keys, parse_cursor, parse_since
 from services.ingest import bodies, category_bodies, request_body
-from services.ingest.context import POOL, authenticate
-from services.ingest.openapi import DATE_TIME, UUID, ApiRoutes, Reply, in_path, in_query
+from services.ingest.context import POOL, authenticate, named_key
+from services.ingest.openapi import DATE_TIME, ApiRoutes, Reply, in_path, in_query
 
 ROUTES = ApiRoutes("categories")
 NAME = in_path(
@@ -39,9 +38,9 @@ NAME = in_path(
         "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     },
 )
-KEY = in_query("key", "another key's id (the operator's key only; default: the caller's)", UUID)
-BAD_NAME = "a malformed name (`invalid_category_name`) or key (`invalid_key`)"
-FOREIGN_KEY = "?key names another key and the caller is not the operator's key"
+KEY = in_query("key", "another key's id or hint (the operator's key only; default: the caller's)")
+BAD_NAME = "a malformed name (`invalid_category_name`)"
+FOREIGN_KEY = "?key names another key and the caller is not the operator's key (`not_operator`)"
 DEFAULT_SINCE = "30d"
 # The body is the rule plus a little: the rule's own limit is checked on its JSON as sent.
 MAX_BODY_BYTES = rules.MAX_RULE_BYTES + 1024
@@ -49,17 +48,8 @@ MAX_BODY_BYTES = rules.MAX_RULE_BYTES + 1024
 
 async def _owner(request: web.Request) -> uuid.UUID:
     """The key whose categories the request is about: the caller's, or ?key= for the
-    operator's key (404 when that key does not exist)."""
-    key = await authenticate(request)
-    own = uuid.UUID(key.id)
-    wanted = parse_uuid(request.query.get("key"), "key", required=False)
-    if wanted is None or wanted == own:
-        return own
-    if not key.is_bootstrap:
-        raise Forbidden("only the operator's key may name another key", code="forbidden_key")
-    if await apikeys.get(request.app[POOL], str(wanted)) is None:
-        raise NotFound("no such key", code="key_not_found")
-    return wanted
+    operator's key."""
+    return await named_key(request, await authenticate(request))
 
 
 def _name(request: web.Request) -> str:
@@ -94,7 +84,7 @@ async def _rule(request: web.Request) -> rules.Rule:
         200: Reply("the categories", category_bodies.CategoryList),
         400: BAD_NAME,
         403: FOREIGN_KEY,
-        404: "?key names no key (`key_not_found`)",
+        404: "?key names no single active key (`no_such_key`)",
     },
 )
 async def list_categories(request: web.Request) -> web.Response:

@@ -15,13 +15,11 @@ import uuid
 
 from aiohttp import web
 
-from libs import apikeys
-from libs.apikeys import endpoints
 from libs.errors import Forbidden, InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from libs.llm import template as templates
 from libs.params import parse_bool
 from services.ingest import bodies, request_body
-from services.ingest.context import POOL, authenticate
+from services.ingest.context import POOL, authenticate, named_key
 from services.ingest.insights_bodies import InsightsSwitch, TemplateAnswer
 from services.ingest.openapi import BOOLEAN, ApiRoutes, Param, Reply, in_query
 
@@ -40,21 +38,6 @@ TEMPLATE_LIMITS = (
     f"{templates.MAX_TEMPLATE_BYTES} bytes"
 )
 PARAMS: list[Param] = [CAMPAIGN, KEY]
-
-
-async def _key_id(request: web.Request, key: apikeys.ApiKey) -> uuid.UUID:
-    """The caller's key, or the one an operator names with ?key=."""
-    named = request.query.get("key")
-    if not named:
-        return uuid.UUID(key.id)
-    if not key.is_bootstrap:
-        if named == key.id:
-            return uuid.UUID(key.id)
-        raise Forbidden("only an operator key may name another key", code="not_operator")
-    found = await endpoints.find_key(request.app[POOL], named)
-    if len(found) != 1:
-        raise NotFound(f"no single active key with id or hint {named!r}", code="no_such_key")
-    return found[0]
 
 
 def _campaign(request: web.Request) -> str:
@@ -98,7 +81,7 @@ async def _answer(request: web.Request, key_id: uuid.UUID, campaign: str) -> Tem
 async def get_template(request: web.Request) -> web.Response:
     key = await authenticate(request)
     campaign = _campaign(request)
-    key_id = await _key_id(request, key)
+    key_id = await named_key(request, key)
     return bodies.answer(await _answer(request, key_id, campaign))
 
 
@@ -120,7 +103,7 @@ async def get_template(request: web.Request) -> web.Response:
 async def put_template(request: web.Request) -> web.Response:
     key = await authenticate(request)
     campaign = _campaign(request)
-    key_id = await _key_id(request, key)
+    key_id = await named_key(request, key)
     if request.content_type != "application/json":
         raise UnsupportedMedia("send the template as application/json", code="unsupported_media")
     try:
@@ -148,7 +131,7 @@ async def put_template(request: web.Request) -> web.Response:
 async def delete_template(request: web.Request) -> web.Response:
     key = await authenticate(request)
     campaign = _campaign(request)
-    key_id = await _key_id(request, key)
+    key_id = await named_key(request, key)
     if not await templates.delete(request.app[POOL], key_id, campaign):
         raise NotFound("no template stored for this key and campaign", code="no_template")
     return bodies.answer(await _answer(request, key_id, campaign))
@@ -179,7 +162,7 @@ async def set_enabled(request: web.Request) -> web.Response:
     if not request.query.get("enabled"):
         raise InvalidInput("give enabled=true or enabled=false", code="missing_enabled")
     enabled = parse_bool(request.query.get("enabled"), "enabled")
-    key_id = await _key_id(request, key)
+    key_id = await named_key(request, key)
     await templates.set_enabled(request.app[POOL], key_id, enabled)
     return bodies.answer(InsightsSwitch(key_id=str(key_id), enabled=enabled))
 

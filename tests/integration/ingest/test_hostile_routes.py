@@ -360,7 +360,7 @@ UUID0 = "00000000-0000-0000-0000-000000000000"
 # (method, path) -> the status answered. Query values are decoded strictly at the edge (%ff,
 # %00, a name twice: 400 for every route); these are the values each route reads itself.
 REQUESTS: dict[str, tuple[str, str, int]] = {
-    "categories_key_not_uuid": ("GET", "/api/categories?key=nope", 400),
+    "categories_key_unknown": ("GET", "/api/categories?key=nope", 404),
     "categories_key_nul": ("GET", "/api/categories?key=%00", 400),
     "categories_key_dup": ("GET", f"/api/categories?key={UUID0}&key={UUID0}", 400),
     "category_name_nul": ("GET", "/api/categories/a%00b", 400),
