@@ -3,7 +3,7 @@
     python -m bench.redaction_bench [--rounds 200] [--out bench/results/redaction.json]
 
 Corpora: tests/data/redaction/calls.json (the one the detectors were written against) and
-tests/data/redaction/heldout.json, heldout2.json, heldout3.json and heldout4.json (each written afterwards
+tests/data/redaction/heldout.json and heldout2.json to heldout5.json (each written afterwards
 and first measured before any fix: bench/results/redaction_heldout*_first_run.json, see
 bench/README.md). Every class is switched on (``pii``), as the strictest mix.
 
@@ -34,6 +34,7 @@ CORPORA = {
     "heldout2": REPO_ROOT / "tests" / "data" / "redaction" / "heldout2.json",
     "heldout3": REPO_ROOT / "tests" / "data" / "redaction" / "heldout3.json",
     "heldout4": REPO_ROOT / "tests" / "data" / "redaction" / "heldout4.json",
+    "heldout5": REPO_ROOT / "tests" / "data" / "redaction" / "heldout5.json",
 }
 RESULTS = REPO_ROOT / "bench" / "results" / "redaction.json"
 ALL = frozenset(EntityClass)

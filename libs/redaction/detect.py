@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, NamedTuple
 
 import phonenumbers
 from stdnum import luhn
@@ -61,6 +61,13 @@ class Finding(NamedTuple):
 # -- phrases -----------------------------------------------------------------------------------
 
 
+def _bare(word: str) -> str:
+    """The word without a trailing 's (is, has, or the possessive)."""
+    if len(word) > 2 and word[-2:] in ("'s", "’s"):
+        return word[:-2]
+    return word
+
+
 class Phrases:
     """Phrases of one or more words, indexed by their first word so that finding every
     occurrence is one pass over the tokens. A phrase is not counted after a word in
@@ -73,17 +80,18 @@ class Phrases:
         self.not_after = frozenset(not_after)
 
     def ends(self, tokens: Sequence[Token], clock: Clock = NO_DEADLINE) -> list[int]:
-        """Index just past each occurrence of any phrase (the first phrase listed wins)."""
+        """Index just past each occurrence of any phrase (the first phrase listed wins). A word
+        with 's ("expiry's", "birthday's", "social's") counts as the word."""
         ends: list[int] = []
         for i, token in enumerate(tokens):
             clock.tick()
-            candidates = self.by_first.get(token.text)
+            candidates = self.by_first.get(_bare(token.text))
             if candidates is None or (i > 0 and tokens[i - 1].text in self.not_after):
                 continue
             for phrase in candidates:
                 n = len(phrase)
                 if i + n <= len(tokens) and all(
-                    tokens[i + k].text == phrase[k] for k in range(1, n)
+                    _bare(tokens[i + k].text) == phrase[k] for k in range(1, n)
                 ):
                     ends.append(i + n)
                     break
@@ -349,6 +357,9 @@ _CVV_CONTEXT = Phrases(
         ("on", "the", "back"),
         ("the", "code", "is"),
         ("the", "code", "on", "it", "is"),
+        ("signature", "strip"),
+        ("signature", "panel"),
+        ("signature", "box"),
     ),
     not_after={"social"},
 )
@@ -393,6 +404,8 @@ _SSN_CONTEXT = Phrases(
         ("s", "s", "n"),
     )
 )
+# An SSN (nine digits) may start this many tokens after its context and the glue words.
+_SSN_REACH = 8
 # Words between a context phrase and its value ("the security code on the back is 1 2 3").
 _GLUE = frozenset(
     {"is", "it's", "its", "it", "the", "on", "of", "at", "in", "that's", "was", "are", "my"}
@@ -452,11 +465,19 @@ def _context_number(
     lengths: Collection[int],
     cls: EntityClass,
     clock: Clock,
+    reach: int = 0,
 ) -> list[Finding]:
     found: list[Finding] = []
     longest = max(lengths)
     for end in phrases.ends(tokens, clock):
-        at = index.at.get(_skip_glue(tokens, end))
+        start = _skip_glue(tokens, end)
+        at = index.at.get(start)
+        # A value as distinctive as an SSN may come a few words later ("your social to verify?
+        # Sure, two one nine ..."): the first number that starts within `reach` tokens.
+        for j in range(start + 1, min(start + reach, len(tokens)) + 1):
+            if at is not None:
+                break
+            at = index.at.get(j)
         if at is None:
             continue
         run, k = at
@@ -586,7 +607,11 @@ def _emails(tokens: Sequence[Token], clock: Clock = NO_DEADLINE) -> list[Finding
             continue
         while k > 0:
             clock.tick()
-            if tokens[k].text in _NUMBER_WORDS and _label(tokens[k - 1]):
+            if (
+                tokens[k].text in _NUMBER_WORDS
+                and _label(tokens[k - 1])
+                and tokens[k - 1].text not in _CONNECT
+            ):
                 k -= 1  # "jones eighty seven at ...": digits said after a name
             elif k >= 2 and _connector(tokens, k - 1) and _label(tokens[k - 2]):
                 k -= 2
@@ -610,23 +635,68 @@ _REGIONS = ("US", "GB")
 def _is_phone(digits: str, international: bool) -> bool:
     """Said digits as a valid number: with "plus", an international number; otherwise a
     national one, trunk prefix 0 for the UK, ten digits (or 1 and ten) for the NANP."""
+    return any(
+        _check_number(digits, region, phonenumbers.is_valid_number)
+        for region in _regions_for(digits, international)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_possible_phone(digits: str) -> bool:
+    """Said digits with the length and shape of a national number (the number itself may be
+    one the validator does not know, such as Ofcom's drama range): only after a phone
+    context ("my mobile is ...")."""
+    return any(
+        _check_number(digits, region, phonenumbers.is_possible_number)
+        for region in _regions_for(digits, False)
+    )
+
+
+# National numbers with a trunk 0: the UK's (10 or 11 digits) and those of the other countries
+# whose callers an English-speaking contact centre hears most (9 to 11 digits).
+_TRUNK_REGIONS = ("GB", "IE", "AU", "NZ", "ZA", "IN")
+
+
+def _regions_for(digits: str, international: bool) -> tuple[str | None, ...]:
+    """Where said digits may be a phone number: with "plus", anywhere; a trunk 0, the
+    _TRUNK_REGIONS; ten digits (or 1 and ten), the NANP; else nowhere."""
     if international:
-        candidate, region = f"+{digits}", None
-    elif digits.startswith("0"):
-        if len(digits) not in (10, 11):  # the UK's national numbers with their trunk 0
-            return False
-        candidate, region = digits, "GB"
-    elif len(digits) == 10 or (len(digits) == 11 and digits.startswith("1")):
-        if digits[-10] in "01":  # no NANP area code starts with 0 or 1
-            return False
-        candidate, region = digits, "US"
-    else:
-        return False
+        return (None,)
+    if digits.startswith("0"):
+        return _TRUNK_REGIONS if 9 <= len(digits) <= 11 else ()
+    if len(digits) == 10 or (len(digits) == 11 and digits.startswith("1")):
+        # No NANP area code starts with 0 or 1.
+        return () if digits[-10] in "01" else ("US",)
+    return ()
+
+
+def _check_number(digits: str, region: str | None, test: Callable[[Any], bool]) -> bool:
     try:
-        return bool(phonenumbers.is_valid_number(phonenumbers.parse(candidate, region)))
+        return bool(test(phonenumbers.parse(digits if region else f"+{digits}", region)))
     except phonenumbers.NumberParseException:
         return False
 
+
+# Words that announce a phone number; its digits start within _PHONE_CONTEXT_REACH tokens.
+_PHONE_CONTEXT = Phrases(
+    (
+        ("mobile",),
+        ("phone",),
+        ("cell",),
+        ("landline",),
+        ("telephone",),
+        ("my", "number"),
+        ("best", "number"),
+        ("contact", "number"),
+        ("call", "me", "on"),
+        ("call", "me", "at"),
+        ("reach", "me", "on"),
+        ("reach", "me", "at"),
+    )
+)
+_PHONE_CONTEXT_REACH = 6
+# At most this many digits left in a run after a phone number are taken as part of it.
+_PHONE_TAIL_DIGITS = 3
 
 # The international call prefixes said before a country code: 00 (most of the world) and 011
 # (the NANP), longest first.
@@ -686,10 +756,17 @@ def _phones(
     text: str, tokens: Sequence[Token], runs: Sequence[NumberRun], clock: Clock = NO_DEADLINE
 ) -> list[Finding]:
     found = _written_phones(text, clock)
+    contexts = bytearray(len(tokens) + 1)
+    for end in _PHONE_CONTEXT.ends(tokens, clock):
+        contexts[end] = 1
+    previous_end = 0
     for run in runs:
         items = run.items
         first_tok = items[0].first
         international = first_tok > 0 and tokens[first_tok - 1].text in ("plus", "+")
+        lo = max(previous_end, first_tok - _PHONE_CONTEXT_REACH)
+        in_context = contexts.find(1, lo, first_tok + 1) != -1
+        previous_end = items[-1].last + 1
         if _after_reference(tokens, first_tok):
             continue
         if not international and _is_dialled_abroad(run.digits):
@@ -707,18 +784,24 @@ def _phones(
                 digits += items[end].digits
                 if len(digits) > 18:  # 011 and the longest E.164 number
                     break
-                if len(digits) >= 10 and (
+                if len(digits) >= 9 and (
                     _is_phone(digits, international and start == 0)
                     or (
                         not international
                         and digits.startswith(_IDD_PREFIXES)
                         and _is_dialled_abroad(digits)
                     )
+                    or (in_context and start == 0 and _is_possible_phone(digits))
                 ):
                     hit = end
             if hit is None:
                 start += 1
                 continue
+            left = len(items) - hit - 1  # items, each at least one digit
+            if 0 < left <= _PHONE_TAIL_DIGITS and _count(items[hit + 1 :]) <= _PHONE_TAIL_DIGITS:
+                # A digit or two left after a number the validator knows one digit shorter
+                # ("oh two oh, seven nine four six, oh double oh one eight"): part of it.
+                hit = len(items) - 1
             said = "".join(i.digits for i in items[start : hit + 1])
             begin = items[start].start
             if international and start == 0:
@@ -773,7 +856,11 @@ def detect(
         ordered.append(_cards(tokens, runs, contexts, clock, bare=True))
     if EntityClass.SSN in classes:
         ordered.append(_written_ssns(text))
-        ordered.append(_context_number(tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock))
+        ordered.append(
+            _context_number(
+                tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock, reach=_SSN_REACH
+            )
+        )
     if EntityClass.CVV in classes:
         # Two digits too: an engine drops one of a code said in three ("seven three seven" as
         # "73"), and what is left of a security code is still card data.

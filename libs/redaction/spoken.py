@@ -268,6 +268,20 @@ def _scale_rest(tokens: Sequence[Token], j: int, width: int) -> tuple[str, int] 
     return _small(tokens, j)
 
 
+def _hundreds(tokens: Sequence[Token], said: str, last: int) -> tuple[str, int]:
+    """A teen or tens said before "hundred" is hundreds: "thirty-three hundred" 3300, "nineteen
+    hundred and five" 1905, as a card or a year is read in groups."""
+    j = last + 1
+    if j >= len(tokens) or tokens[j].text != "hundred":
+        return said, last
+    if j + 1 < len(tokens) and tokens[j + 1].text == "and":
+        j += 1
+    rest = _scale_rest(tokens, j + 1, 2)
+    if rest is not None and len(rest[0]) <= 2:
+        return said + rest[0].rjust(2, "0"), rest[1]
+    return said + "00", last + 1
+
+
 def word_number(
     tokens: Sequence[Token], i: int, *, tens_take_oh: bool = False
 ) -> tuple[str, int] | None:
@@ -281,9 +295,10 @@ def word_number(
     if t in REPEATS:
         return _small(tokens, i)
     if t in TEENS:
-        return TEENS[t], i
+        return _hundreds(tokens, TEENS[t], i)
     if t in TENS:
-        return _tens(tokens, i, tens_take_oh=tens_take_oh)
+        tens, last = _tens(tokens, i, tens_take_oh=tens_take_oh)
+        return _hundreds(tokens, tens, last)
     if t in UNITS:
         if _scaled(tokens, i):
             # "two thousand and one": a year; "three hundred and five"

@@ -27,7 +27,14 @@ from libs.transcript.render import FORMATS
 CORPORA = Path(__file__).resolve().parents[1] / "data" / "redaction"
 SNIPPETS: list[dict[str, Any]] = [
     snippet
-    for name in ("calls.json", "heldout.json", "heldout2.json", "heldout3.json", "heldout4.json")
+    for name in (
+        "calls.json",
+        "heldout.json",
+        "heldout2.json",
+        "heldout3.json",
+        "heldout4.json",
+        "heldout5.json",
+    )
     for snippet in json.loads((CORPORA / name).read_text())["snippets"]
 ]
 ALL = frozenset(EntityClass)
@@ -126,6 +133,15 @@ MISHEARD_CARDS = frozenset(
         # that is also a German mobile, and a UK drama-range number libphonenumber refuses.
         "4915112345678",
         "00447700900123",
+        # heldout5.json: a digit misheard ("one one seven one"), a correction said inside the
+        # number, the JCB number said as "thirty-three hundred" with a digit short, and two
+        # cards read in parts with the other party's words between ("the next eight", "the
+        # last five" read as digits of it: redacted with it).
+        "4111111111711111",
+        "5555555555555554444",
+        "3530111333000000",
+        "55555555855554444",
+        "3782822463510005",
     }
 )
 
