@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -18,6 +18,7 @@ from libs.contracts import (
     TranscriptionFailed,
     TranscriptReady,
 )
+from libs.formats import Uri, Uuid
 from libs.webhooks.queue import EventJob
 
 # Beyond this the body carries a link instead of the whole transcript.
@@ -38,7 +39,7 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     None default in a Struct with `omit_defaults`; every other key is always sent (null when
     unset)."""
 
-    timestamp: datetime
+    timestamp: Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 
 
 class TranscriptionCompletedData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -46,7 +47,7 @@ class TranscriptionCompletedData(msgspec.Struct, frozen=True, kw_only=True, omit
     null and `transcript_truncated` true: fetch `transcript_url`. `conversation` and `redaction`
     are present only when the job has them."""
 
-    audio_file_id: str
+    audio_file_id: Uuid
     recording_id: str | None
     status: Literal["completed"]
     b2_prefix: str
@@ -54,7 +55,7 @@ class TranscriptionCompletedData(msgspec.Struct, frozen=True, kw_only=True, omit
     phone: str | None
     transcript: str | None
     transcript_truncated: bool
-    transcript_url: str
+    transcript_url: Uri
     language: str | None
     duration: float
     model: str
@@ -73,6 +74,8 @@ class TranscriptionCompletedData(msgspec.Struct, frozen=True, kw_only=True, omit
 
 
 class TranscriptionCompletedWebhook(Webhook, frozen=True, kw_only=True, tag=COMPLETED):
+    """The body POSTed when a job's transcript is ready."""
+
     data: TranscriptionCompletedData
 
 
@@ -124,7 +127,7 @@ class TranscriptionFailure(msgspec.Struct, frozen=True, kw_only=True):
 class TranscriptionFailedData(msgspec.Struct, frozen=True, kw_only=True):
     """`data` of a `transcription.failed` webhook."""
 
-    audio_file_id: str
+    audio_file_id: Uuid
     recording_id: str | None
     status: Literal["failed"]
     b2_audio_key: str | None
@@ -136,6 +139,8 @@ class TranscriptionFailedData(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TranscriptionFailedWebhook(Webhook, frozen=True, kw_only=True, tag=FAILED):
+    """The body POSTed when a job failed."""
+
     data: TranscriptionFailedData
 
 
@@ -163,7 +168,7 @@ class TranscriptionDeletedData(msgspec.Struct, frozen=True, kw_only=True):
     """`data` of a `transcription.deleted` webhook: ids and who deleted the job (`reason`: "api"
     or "retention"), no personal data (the job has none left)."""
 
-    audio_file_id: str
+    audio_file_id: Uuid
     recording_id: str | None
     status: Literal["deleted"]
     b2_prefix: str
@@ -174,6 +179,8 @@ class TranscriptionDeletedData(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TranscriptionDeletedWebhook(Webhook, frozen=True, kw_only=True, tag=DELETED):
+    """The body POSTed when a job was deleted (by its key or by retention)."""
+
     data: TranscriptionDeletedData
 
 
@@ -196,7 +203,7 @@ class TranscriptionProgressData(msgspec.Struct, frozen=True, kw_only=True):
     """`data` of a `transcription.progress` webhook (opt-in per key): how far a running job got;
     `fraction`, `chunk`, `chunks` and `channel` are null when the stage has none."""
 
-    audio_file_id: str
+    audio_file_id: Uuid
     recording_id: str | None
     status: Literal["processing"]
     b2_prefix: str
@@ -209,6 +216,8 @@ class TranscriptionProgressData(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TranscriptionProgressWebhook(Webhook, frozen=True, kw_only=True, tag=PROGRESS):
+    """The body POSTed as a running job moves on (keys that opted in)."""
+
     data: TranscriptionProgressData
 
 
@@ -234,7 +243,7 @@ class TranscriptionInsightsData(msgspec.Struct, frozen=True, kw_only=True):
     model's insights (status `completed`), or why there are none (`failed` with `reason`,
     `not_configured`). Redacted text only: evidence and answers quote the redacted transcript."""
 
-    audio_file_id: str
+    audio_file_id: Uuid
     recording_id: str | None
     status: str
     b2_prefix: str
@@ -246,6 +255,8 @@ class TranscriptionInsightsData(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TranscriptionInsightsWebhook(Webhook, frozen=True, kw_only=True, tag=INSIGHTS):
+    """The body POSTed when a job's categories and insights are ready."""
+
     data: TranscriptionInsightsData
 
 
@@ -271,11 +282,13 @@ class WebhookTestData(msgspec.Struct, frozen=True, kw_only=True):
 
     test: bool
     message: str
-    webhook_id: str
+    webhook_id: Uuid
     api_key_hint: str
 
 
 class WebhookTestEvent(Webhook, frozen=True, kw_only=True, tag=TEST):
+    """The body POSTed by "send a test event" (POST /api/webhooks/test)."""
+
     data: WebhookTestData
 
 
