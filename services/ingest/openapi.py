@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 from aiohttp import web
 
+from libs.webhooks.payload import WEBHOOKS
 from services.ingest.bodies import ErrorBody
 
 TITLE = "Transcription gateway"
@@ -428,7 +429,8 @@ def build(app: web.Application, modules: Iterable[ModuleType] = ()) -> dict[str,
     """The document of every route registered in `app`: the ingest route modules' tables, plus
     those of `modules`."""
     tables, raw = _documented(_all_modules(modules))
-    schemas = components(op.bodies() for op in tables.values())
+    # The webhook bodies receivers get are schemas too, though no route answers them.
+    schemas = components([*(op.bodies() for op in tables.values()), WEBHOOKS])
     paths: dict[str, dict[str, Any]] = {}
     for path, method, route in _app_routes(app):
         op = tables.get((path, method))

@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from libs.contracts import TranscriptionFailed, TranscriptKeys, TranscriptReady
+from libs.contracts import (
+    Conversation,
+    SpeakerMetrics,
+    TranscriptionFailed,
+    TranscriptKeys,
+    TranscriptReady,
+)
 from libs.errors import DomainError
 from libs.webhooks import payload
 from libs.webhooks.queue import EventJob
@@ -128,9 +134,14 @@ def test_parse_time_rejects(raw: str) -> None:
 
 
 def test_completed_body_carries_the_conversation_when_there_is_one() -> None:
-    conversation = {"method": "channels", "speakers": [{"speaker": "Channel 0", "role": "agent"}]}
+    conversation = Conversation(
+        method="channels",
+        duration=2.0,
+        speakers=(SpeakerMetrics(speaker="Channel 0", role="agent"),),
+    )
     event = msgspec.structs.replace(ready(), conversation=conversation)
     body = msgspec.json.decode(payload.completed_body(event, JOB, "x", transcript_url="u"))
-    assert body["data"]["conversation"] == conversation
+    assert body["data"]["conversation"] == msgspec.json.decode(msgspec.json.encode(conversation))
+    assert body["data"]["conversation"]["speakers"][0]["role"] == "agent"
     plain = msgspec.json.decode(payload.completed_body(ready(), JOB, "x", transcript_url="u"))
     assert "conversation" not in plain["data"]
