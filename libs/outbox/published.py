@@ -120,12 +120,13 @@ def _kept(subject: str) -> bool:
 
 
 async def record(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection | asyncpg.Pool,
     events: Sequence[tuple[str, bytes]],
     positions: Sequence[tuple[str, int]],
 ) -> int:
     """Record where each published event (subject, payload) is: `positions[i]` = (stream, seq)
-    from its PubAck. Runs in the relay's transaction."""
+    from its PubAck. Runs in the relay's transaction (and after a dead letter's requeue or a
+    replay, for their copies)."""
     streams: list[str] = []
     seqs: list[int] = []
     jobs: list[uuid.UUID] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import nats
@@ -14,11 +15,14 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from libs import outbox
+from libs import outbox, replay
 from libs.blobstore import S3BlobStore
 from libs.bus import jetstream
 from libs.contracts import JobProgress, new_event_id, streams, subjects, utcnow
+from libs.deadletters import records as dead_letters
+from libs.deadletters.requeue import requeue
 from libs.outbox import OutboxRelay
+from services.cli import replay as replay_cli
 from services.ingest.sweeper import Sweeper
 from tests.integration.ingest.conftest import Api, Upstream, make_key
 from tests.integration.ingest.test_job_delete import _complete, _submit, _unique_phone
@@ -141,7 +145,7 @@ async def test_a_message_in_flight_when_erased_is_acked_without_error(
     api: Api, upstream: Upstream, store: S3BlobStore, nc: NATS
 ) -> None:
     js = nc.jetstream()
-    raw, tenant, file_id, digits = await _job_with_events(api, upstream, store, js)
+    raw, tenant, file_id, _digits = await _job_with_events(api, upstream, store, js)
     durable = f"inflight-{uuid.uuid4().hex[:8]}"
     sub = await js.pull_subscribe(subjects.audio_stored(tenant), durable=durable, stream=STREAM)
     [delivered] = await sub.fetch(1, timeout=5)  # the transcriber has it, not acked yet
@@ -241,3 +245,42 @@ async def test_rows_of_live_jobs_are_purged_after_the_streams_max_age(
     )
     await _sweeper(api, store, js).run_until_idle()
     assert await _recorded(api, file_id) == []
+
+
+async def test_copies_from_replays_and_requeues_are_erased_too(
+    api: Api, upstream: Upstream, store: S3BlobStore, nc: NATS
+) -> None:
+    """Copies published outside the outbox (`transcribe replay job|webhooks`, a dead letter's
+    requeue) are recorded as well, so the deletion erases them with the rest."""
+    js = nc.jetstream()
+    raw, tenant, file_id, digits = await _job_with_events(api, upstream, store, js)
+    await replay_cli.rerun_job(api.settings, file_id, force=True)
+    resent = await replay.resend_webhooks(js, since=utcnow() - timedelta(hours=1), tenant=tenant)
+    assert resent.republished == 1
+    await replay_cli.record_copies(api.settings, resent.stored)
+    # The original (the webhooks' resend is its copy).
+    ready = next(
+        e
+        for e in await replay.job_events(js, file_id, tenant=tenant)
+        if e.event_type == "transcript.ready"
+    )
+    dl_id = await dead_letters.insert(
+        api.pool,
+        dead_letters.NewDeadLetter(
+            kind="max_deliveries", stream=STREAM, consumer=streams.NOTIFIER_DURABLE,
+            stream_seq=ready.seq, deliveries=20, reason=None, subject=ready.subject,
+            event_type="transcript.ready", event_id=ready.json()["event_id"],
+            audio_file_id=uuid.UUID(file_id), tenant_prefix=tenant, payload=ready.data,
+            advisory={}, occurred_at=None,
+        ),
+    )  # fmt: skip
+    assert dl_id is not None
+    row = await dead_letters.get(api.pool, dl_id, api_key_id=None)
+    assert await requeue(api.pool, js, row) == "event_republished"
+    seqs = [r["seq"] for r in await _recorded(api, file_id)]
+    assert len(seqs) == 5  # AudioStored, TranscriptReady, and the three copies
+
+    status, _, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
+    assert status == 200
+    await _sweeper(api, store, js).run_until_idle()
+    await _assert_erased(api, js, tenant, file_id, digits, seqs)
