@@ -4,6 +4,7 @@ personal in it), with NATS down too; a consumer that is behind skips the erased 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,7 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from libs import outbox, replay
+from libs import bus, outbox, replay
 from libs.blobstore import S3BlobStore
 from libs.bus import jetstream
 from libs.contracts import JobProgress, new_event_id, streams, subjects, utcnow
@@ -139,6 +140,11 @@ async def test_delete_erases_the_jobs_events_from_the_stream(
     assert msg.subject == subjects.transcript_deleted(tenant)
     await msg.ack()
     await js.delete_consumer(STREAM, durable)
+    # Erasing what is gone already is done, not an error (a retry after a lost answer).
+    assert await jetstream.erase_message(js, STREAM, seqs[0]) is False
+    assert await jetstream.erase_message(js, "NO_SUCH_STREAM", 1) is False
+    last = (await js.stream_info(STREAM)).state.last_seq
+    assert await jetstream.erase_message(js, STREAM, last + 1000) is False
 
 
 async def test_a_message_in_flight_when_erased_is_acked_without_error(
@@ -284,3 +290,37 @@ async def test_copies_from_replays_and_requeues_are_erased_too(
     assert status == 200
     await _sweeper(api, store, js).run_until_idle()
     await _assert_erased(api, js, tenant, file_id, digits, seqs)
+
+
+async def test_the_dead_letter_stream_holds_no_copy_of_the_event(
+    api: Api, upstream: Upstream, store: S3BlobStore, nc: NATS
+) -> None:
+    """A dead-lettered message of the job leaves only JetStream's advisory in
+    TRANSCRIBE_DEADLETTERS: stream, consumer and sequence, nothing of the job or its caller."""
+    js = nc.jetstream()
+    raw, tenant, file_id, digits = await _job_with_events(api, upstream, store, js)
+    spec = streams.deadletter_stream_spec(
+        api.settings.stream_max_age_days, api.settings.stream_replicas
+    )
+    await bus.ensure_stream(js, spec)
+    durable = f"dl-{uuid.uuid4().hex[:8]}"
+    sub = await js.pull_subscribe(subjects.audio_stored(tenant), durable=durable, stream=STREAM)
+    [msg] = await sub.fetch(1, timeout=5)
+    await msg.term()  # what a consumer's Reject does: a dead letter
+    advisory_subject = f"{streams.ADVISORY_MSG_TERMINATED}.{STREAM}.{durable}"
+
+    async def advisory() -> Any:
+        try:
+            return await js.get_msg(spec.name, subject=advisory_subject)
+        except NotFoundError:
+            return None
+
+    found = await eventually(advisory, timeout=30)
+    assert msg.metadata.sequence.stream == json.loads(found.data)["stream_seq"]
+    assert file_id.encode() not in found.data and digits.encode() not in found.data
+    await js.delete_consumer(STREAM, durable)
+    status, _, _ = await api.request("DELETE", f"/api/media/{file_id}", key=raw)
+    assert status == 200
+    await _sweeper(api, store, js).run_until_idle()
+    with pytest.raises(NotFoundError):  # the original it points to is erased
+        await js.get_msg(STREAM, msg.metadata.sequence.stream)
