@@ -38,6 +38,7 @@ import structlog
 
 from libs.bus import BusUnavailable
 from libs.contracts import subjects
+from libs.metrics import STREAM_ERASED, STREAM_ERASURES_PENDING
 
 log = structlog.get_logger()
 
@@ -207,11 +208,13 @@ async def sweep(
         if run.erased + run.pending < batch or run.erased == 0:
             break
     await pool.execute(PURGE_AGED, max_age_days)
+    STREAM_ERASED.inc(erased)
+    STREAM_ERASURES_PENDING.set(await pending_count(pool))
     if erased or pending:
         log.info("stream_messages_erased", erased=erased, still_pending=pending)
     return ErasureRun(erased=erased, pending=pending)
 
 
-async def pending(pool: asyncpg.Pool) -> int:
+async def pending_count(pool: asyncpg.Pool) -> int:
     """Messages of deleted jobs not erased yet."""
     return int(await pool.fetchval(PENDING))

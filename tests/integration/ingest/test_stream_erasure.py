@@ -15,6 +15,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from prometheus_client import REGISTRY
 
 from libs import bus, outbox, replay
 from libs.blobstore import S3BlobStore
@@ -205,6 +206,7 @@ async def test_nats_down_leaves_the_erasure_due_until_it_is_back(
         rows = await _recorded(api, file_id)
         assert len(rows) == 2
         assert all(r["attempts"] == 1 and r["last_error"] for r in rows)
+        assert REGISTRY.get_sample_value("transcribe_stream_erasures_pending") >= 2
     finally:
         await nats_server.start()
     await eventually(lambda: _connected(nc), timeout=30)
