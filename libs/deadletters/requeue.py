@@ -23,6 +23,7 @@ from libs import errors
 from libs.bus import jetstream
 from libs.deadletters import records
 from libs.jobs import requeue as jobs_requeue
+from libs.outbox import published
 
 log = structlog.get_logger()
 
@@ -65,12 +66,14 @@ async def requeue(
     ):
         if row["payload"] is None or not row["subject"]:
             raise NotRequeueable("the original event is no longer in the stream")
-        await jetstream.publish(
+        position = await jetstream.publish(
             js,
             row["subject"],
             bytes(row["payload"]),
             headers={"Nats-Msg-Id": f"requeue-{uuid.uuid4()}"},
         )
+        # The copy is the job's too: erased with the rest if the job is deleted.
+        await published.record(pool, [(row["subject"], bytes(row["payload"]))], [position])
         await records.mark_requeued(pool, row["id"])
         action = "event_republished"
     else:

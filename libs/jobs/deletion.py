@@ -8,9 +8,10 @@ Two halves, so a deletion is never half-done:
    and chunk transcripts, webhook bodies, dead-letter payloads and its outbox events; a
    `job_deletions` row records every object key the job may have stored, and a
    TranscriptionDeleted event goes through the outbox (the `transcription.deleted` webhook).
-   A job still queued or running is thereby cancelled: the transcriber's guarded transitions
-   (lifecycle.py) skip a deleted job, so its message is acked without work and no result is
-   announced.
+   Its events already in the stream become due for erasure (libs/outbox/published.py; the
+   finisher erases them). A job still queued or running is thereby cancelled: the
+   transcriber's guarded transitions (lifecycle.py) skip a deleted job, so its message is acked
+   without work and no result is announced.
 2. `finish` / `finish_due`: remove the recorded objects; once every delete succeeded the row is
    finished (and forgets the keys). Object storage down: the row stays due, with a growing
    delay, and the finisher (services/ingest/sweeper.py, any number of replicas: rows are
@@ -51,6 +52,7 @@ from libs.layout import (
 )
 from libs.metrics import DELETIONS, DELETIONS_FINISHED
 from libs.notifications import items as notification_items
+from libs.outbox import published as published_events
 from libs.webhooks import queue as webhooks
 
 log = structlog.get_logger()
@@ -261,6 +263,7 @@ async def request(
         await notification_items.forget_job(conn, job_id)  # notifications (issue #22)
         if forget_events:
             await outbox.forget_job(conn, job_id)
+        await published_events.erase_job(conn, job_id)  # its events in the stream: erased
         event = TranscriptionDeleted(
             event_id=new_event_id(),
             occurred_at=utcnow(),

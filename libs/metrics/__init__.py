@@ -50,6 +50,13 @@ DELETION_LAG = Gauge(
     "transcribe_deletion_lag_seconds",
     "Age of the oldest deletion whose objects are not all removed yet (0: none)",
 )
+# Deleted jobs' events in the stream (libs/outbox/published.py).
+STREAM_ERASED = Counter(
+    "transcribe_stream_messages_erased_total", "Messages of deleted jobs erased from the stream"
+)
+STREAM_ERASURES_PENDING = Gauge(
+    "transcribe_stream_erasures_pending", "Messages of deleted jobs not erased from the stream yet"
+)
 RETENTION_REMOVED = Counter(
     "transcribe_retention_removed_total",
     "What retention removed: whole jobs (transcript TTL) and audio objects (audio TTL)",

@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from libs.bus import BusUnavailable, jetstream
 from libs.db import DatabaseUnavailable
 from libs.db.listen import Wakeup, sleep_until
+from libs.outbox import published
 
 log = structlog.get_logger()
 
@@ -78,15 +79,18 @@ class OutboxRelay:
                 return 0
             ids = [r["id"] for r in rows]
             # A failed publish raises out of the transaction: the rows stay unpublished.
-            await asyncio.gather(*(self._publish(r) for r in rows))
+            positions = await asyncio.gather(*(self._publish(r) for r in rows))
+            # Where each job's events are, so a deletion can erase them (published.py).
+            events = [(r["subject"], bytes(r["payload"])) for r in rows]
+            await published.record(conn, events, positions)
             await conn.execute(MARK_PUBLISHED, ids)
         self.published += len(rows)
         return len(rows)
 
-    async def _publish(self, row: asyncpg.Record) -> None:
+    async def _publish(self, row: asyncpg.Record) -> tuple[str, int]:
         headers: dict[str, Any] = dict(row["headers"] or {})
         try:
-            await jetstream.publish(
+            return await jetstream.publish(
                 self._js,
                 row["subject"],
                 bytes(row["payload"]),

@@ -5,6 +5,7 @@ and for the tests that keep those recipes honest."""
 from libs.replay.operations import (
     ReplayResult,
     job_events,
+    publish_copy,
     replay_audio,
     republish,
     resend_webhooks,
@@ -15,6 +16,7 @@ __all__ = [
     "ReplayResult",
     "StoredEvent",
     "job_events",
+    "publish_copy",
     "replay_audio",
     "republish",
     "resend_webhooks",

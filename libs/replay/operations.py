@@ -31,6 +31,9 @@ class ReplayResult:
     republished: int = 0
     # (stream seq of the original, Nats-Msg-Id of the copy)
     copies: list[tuple[int, str]] = field(default_factory=list)
+    # Each copy's (subject, data) and (stream, seq): for libs.outbox.published.record, so a
+    # deletion erases the copies too.
+    stored: list[tuple[tuple[str, bytes], tuple[str, int]]] = field(default_factory=list)
 
 
 def _token(tenant: str | None) -> str:
@@ -75,13 +78,21 @@ def replay_copy(event: StoredEvent, *, force: bool = False) -> tuple[bytes, str]
 
 
 async def republish(js: JetStreamContext, event: StoredEvent, *, force: bool = False) -> str:
+    msg_id, _data, _position = await publish_copy(js, event, force=force)
+    return msg_id
+
+
+async def publish_copy(
+    js: JetStreamContext, event: StoredEvent, *, force: bool = False
+) -> tuple[str, bytes, tuple[str, int]]:
+    """Publish a copy of `event`: its Nats-Msg-Id, its bytes and its (stream, seq)."""
     data, msg_id = replay_copy(event, force=force)
     headers = {"Nats-Msg-Id": msg_id}
     trace = event.headers.get("Trace-Id")
     if trace:
         headers["Trace-Id"] = trace
-    await jetstream.publish(js, event.subject, data, headers=headers)
-    return msg_id
+    position = await jetstream.publish(js, event.subject, data, headers=headers)
+    return msg_id, data, position
 
 
 async def replay_audio(
@@ -126,8 +137,13 @@ async def _republish_all(
         if dry_run:
             ids = ["(dry run)"] * len(window)
         else:
-            ids = list(await asyncio.gather(*(republish(js, e, force=force) for e in window)))
+            copies = await asyncio.gather(*(publish_copy(js, e, force=force) for e in window))
+            ids = [msg_id for msg_id, _, _ in copies]
             result.republished += len(window)
+            result.stored.extend(
+                ((e.subject, data), position)
+                for e, (_, data, position) in zip(window, copies, strict=True)
+            )
         result.copies.extend((e.seq, msg_id) for e, msg_id in zip(window, ids, strict=True))
 
 

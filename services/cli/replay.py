@@ -25,6 +25,7 @@ from libs.contracts import streams
 from libs.errors import InvalidInput
 from libs.jobs import record
 from libs.observability.collector import consumer_views
+from libs.outbox import published
 from libs.settings import Settings
 
 T = TypeVar("T")
@@ -109,9 +110,40 @@ async def rerun_job(settings: Settings, audio_file_id: str, *, force: bool) -> s
                 f"no AudioStored of {audio_file_id} left in the stream (aged out?): "
                 "use POST /api/media/rerun/{id} or transcribe jobs requeue-failed"
             )
-        return await replay.republish(js, found[-1], force=force)
+        msg_id, data, position = await replay.publish_copy(js, found[-1], force=force)
+        await record_copies(settings, [((found[-1].subject, data), position)])
+        return msg_id
 
     return await with_js(settings, go)
+
+
+async def record_copies(
+    settings: Settings, stored: list[tuple[tuple[str, bytes], tuple[str, int]]]
+) -> None:
+    """Record where the copies are (libs/outbox/published.py), so deleting their job erases
+    them from the stream too; without a database, say that they are not."""
+    if not stored:
+        return
+    if not settings.database_url:
+        print(
+            f"no DATABASE_URL: {len(stored)} copies not recorded, a later deletion of their "
+            "jobs leaves them in the stream until its max age",
+            file=sys.stderr,
+        )
+        return
+    conn = await db.connect(settings.database_url)
+    try:
+        await published.record(conn, [e for e, _ in stored], [p for _, p in stored])
+    finally:
+        await conn.close()
+
+
+async def _replayed(
+    settings: Settings, fn: Callable[[JetStreamContext], Awaitable[replay.ReplayResult]]
+) -> replay.ReplayResult:
+    result = await with_js(settings, fn)
+    await record_copies(settings, result.stored)
+    return result
 
 
 def _event_line(e: replay.StoredEvent) -> dict[str, Any]:
@@ -199,7 +231,7 @@ def cmd_audio(args: argparse.Namespace, settings: Settings) -> int:
         print("give exactly one of --since and --from-seq", file=sys.stderr)
         return 2
     result = asyncio.run(
-        with_js(
+        _replayed(
             settings,
             lambda js: replay.replay_audio(
                 js,
@@ -224,7 +256,7 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         print(exc, file=sys.stderr)
         return 2
     result = asyncio.run(
-        with_js(
+        _replayed(
             settings,
             lambda js: replay.resend_webhooks(
                 js,

@@ -25,6 +25,7 @@ from nats.aio.client import Client as NATS
 from libs import bus, db
 from libs.audio.limits import AudioLimits
 from libs.blobstore import BlobStore, S3BlobStore
+from libs.bus import jetstream
 from libs.ratelimit import PostgresRateLimiter
 from libs.settings import Settings
 from services.ingest import bodies
@@ -221,7 +222,13 @@ async def _open_clients(
 def _start_sweeper(app: web.Application, stack: AsyncExitStack) -> None:
     """Run the sweeper in the background; `stack` stops it and waits for it on cleanup."""
     stop = asyncio.Event()
-    task = asyncio.create_task(Sweeper(app[POOL], app[STORE]).run(stop))
+    sweeper = Sweeper(
+        app[POOL],
+        app[STORE],
+        eraser=jetstream.StreamEraser(app[NATS_CLIENT].jetstream()),
+        stream_max_age_days=app[SETTINGS].stream_max_age_days,
+    )
+    task = asyncio.create_task(sweeper.run(stop))
 
     async def stop_sweeper() -> None:
         stop.set()

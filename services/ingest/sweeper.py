@@ -1,7 +1,8 @@
 """The ingest process's background sweeper: carries out retention (expired jobs deleted,
 expired audio removed: libs/jobs/retention.py) and finishes deletions whose objects could not
-be removed at once (object storage was down, or the requesting process died); forgets console
-sessions and login attempts nobody needs any more (libs/users).
+be removed at once (object storage was down, or the requesting process died); erases deleted
+jobs' events from the stream (libs/outbox/published.py); forgets console sessions and login
+attempts nobody needs any more (libs/users).
 
 Safe with any number of ingest replicas: each batch leases its rows with FOR UPDATE SKIP
 LOCKED (libs/jobs/deletion.py). `run_until_idle` does the work of one wake-up with no waiting,
@@ -20,6 +21,7 @@ from libs import users
 from libs.db import DatabaseUnavailable
 from libs.jobs import deletion, retention
 from libs.metrics import DELETION_LAG, DELETIONS_PENDING, RETENTION_LAG
+from libs.outbox import published
 
 log = structlog.get_logger()
 
@@ -35,11 +37,16 @@ class Sweeper:
         *,
         interval: float = DEFAULT_INTERVAL,
         batch: int = BATCH,
+        eraser: published.MessageEraser | None = None,
+        stream_max_age_days: int = 30,
     ) -> None:
         self._pool = pool
         self._store = store
         self._interval = interval
         self._batch = batch
+        # Deleted jobs' events in the stream (None: left for a sweeper that has NATS).
+        self._eraser = eraser
+        self._stream_max_age_days = stream_max_age_days
 
     async def run_until_idle(self) -> deletion.FinishRun:
         """Carry out every expiry that has passed, then finish every deletion that is due now
@@ -67,6 +74,9 @@ class Sweeper:
         count, oldest = await deletion.lag(self._pool)
         DELETIONS_PENDING.set(count)
         DELETION_LAG.set(oldest)
+        await published.sweep(
+            self._pool, self._eraser, batch=self._batch, max_age_days=self._stream_max_age_days
+        )
         # Console sessions and login attempts nobody needs any more.
         await users.purge(self._pool, now=datetime.now(UTC))
         return deletion.FinishRun(finished=finished, pending=pending)
