@@ -51,7 +51,8 @@ ON CONFLICT (event_id, endpoint_url) DO NOTHING
 # back when the lease ends, and no two notifiers POST the same row at once. Endpoints that
 # already have their share of attempts in flight ($3) wait, so one slow receiver cannot take
 # every slot. The signing secrets are read at attempt time, so a rotation applies to queued
-# retries too.
+# retries too. A claimed attempt carries any replay noted (`rearm`) during an earlier attempt
+# whose lease was handed back or ran out: it is not one more round.
 CLAIM_DUE = """
 WITH due AS (
     SELECT id FROM media_pipeline.webhook_deliveries
@@ -63,7 +64,7 @@ WITH due AS (
 claimed AS (
     UPDATE media_pipeline.webhook_deliveries d
     SET next_attempt_at = now() + make_interval(secs => $2), leased_at = now(),
-        updated_at = now()
+        rearm = false, updated_at = now()
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.event_id, d.event_type, d.endpoint_url, d.payload, d.attempts,
               d.schedule_step, d.api_key_id, d.audio_file_id, d.channel, d.rule_id)

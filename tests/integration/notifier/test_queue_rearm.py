@@ -1,0 +1,64 @@
+"""The queue's re-arm rules on the real table, where a replay, a resend or a deletion meets an
+attempt in flight (libs/webhooks/queue.py: SCHEDULE, CLAIM_DUE, FINISH; libs/webhooks/admin.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from libs.webhooks import queue
+from tests.integration.notifier.harness import Job, delivery_rows, make_job, make_key
+
+pytestmark = pytest.mark.integration
+
+
+async def _scheduled(npool: asyncpg.Pool) -> tuple[queue.NewDelivery, Job]:
+    key = await make_key(npool, webhook_url=None)
+    url = f"https://receiver.example/hooks/{uuid.uuid4().hex}"
+    job = await make_job(npool, key, callback_url=url)
+    row = queue.NewDelivery(
+        event_id=uuid.uuid4(),
+        event_type="transcription.completed",
+        audio_file_id=job.id,
+        api_key_id=key.id,
+        endpoint_url=url,
+        payload=b'{"type":"transcription.completed","data":{}}',
+    )
+    await queue.schedule(npool, [row])
+    return row, job
+
+
+async def claim(npool: asyncpg.Pool, job: Job) -> list[queue.Due]:
+    """What a notifier claims now, of this job's rows only (other tests' rows stay put)."""
+    others = await npool.fetch(
+        "SELECT DISTINCT endpoint_url FROM media_pipeline.webhook_deliveries "
+        "WHERE audio_file_id IS DISTINCT FROM $1",
+        job.id,
+    )
+    return await queue.claim_due(npool, 10, 30.0, [r["endpoint_url"] for r in others])
+
+
+async def _succeed(npool: asyncpg.Pool, delivery_id: int) -> None:
+    async with npool.acquire() as conn:
+        await queue.finish(
+            conn, delivery_id, "succeeded", status_code=200, error=None, latency_ms=1
+        )
+
+
+async def test_a_handed_back_attempt_carries_the_replay_no_extra_round(
+    npool: asyncpg.Pool,
+) -> None:
+    """A replay during an attempt that is then handed back (a notifier stopping mid-POST, or
+    a lease that ran out): the next attempt sends the same body with the same webhook-id, so
+    its success ends the delivery. It used to start one more round (a second send)."""
+    row, job = await _scheduled(npool)
+    [due] = await claim(npool, job)
+    await queue.schedule(npool, [row])  # the replay, while the attempt is in flight
+    await queue.release_leases(npool, [due.id])  # the notifier stops mid-POST
+    [again] = await claim(npool, job)
+    await _succeed(npool, again.id)
+    [done] = await delivery_rows(npool, job)
+    assert (done["status"], done["rearm"]) == ("succeeded", False)
+    assert await claim(npool, job) == []
