@@ -85,14 +85,16 @@ INSERT INTO media_pipeline.webhook_attempts (delivery_id, attempt, status_code, 
 VALUES ($1, $2, $3, $4, left($5, 500))
 """
 # The attempt's end. A replay that came while it was in flight (`rearm`) starts a new round
-# when this one succeeded or failed for good; a cancelled one (410, endpoint disabled) stays.
+# when this one succeeded or failed for good; a cancelled one (410, endpoint disabled) stays,
+# and so does a row cancelled meanwhile (its job deleted and its body scrubbed, its rule off).
 FINISH = """
 UPDATE media_pipeline.webhook_deliveries
-SET status = CASE WHEN rearm AND $2 IN ('succeeded', 'failed') THEN 'pending' ELSE $2 END,
-    schedule_step = CASE WHEN rearm AND $2 IN ('succeeded', 'failed') THEN 0
-                         ELSE schedule_step + 1 END,
-    next_attempt_at = CASE WHEN rearm AND $2 IN ('succeeded', 'failed') THEN now()
-                           ELSE next_attempt_at END,
+SET status = CASE WHEN rearm AND status = 'pending' AND $2 IN ('succeeded', 'failed')
+                  THEN 'pending' ELSE $2 END,
+    schedule_step = CASE WHEN rearm AND status = 'pending' AND $2 IN ('succeeded', 'failed')
+                         THEN 0 ELSE schedule_step + 1 END,
+    next_attempt_at = CASE WHEN rearm AND status = 'pending' AND $2 IN ('succeeded', 'failed')
+                           THEN now() ELSE next_attempt_at END,
     attempts = attempts + 1, leased_at = NULL, rearm = false,
     last_status_code = $3, last_error = left($4, 500), last_latency_ms = $5, updated_at = now()
 WHERE id = $1

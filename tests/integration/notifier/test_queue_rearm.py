@@ -62,3 +62,20 @@ async def test_a_handed_back_attempt_carries_the_replay_no_extra_round(
     [done] = await delivery_rows(npool, job)
     assert (done["status"], done["rearm"]) == ("succeeded", False)
     assert await claim(npool, job) == []
+
+
+async def test_a_deleted_jobs_rearmed_delivery_is_not_sent_after_its_attempt(
+    npool: asyncpg.Pool,
+) -> None:
+    """A replay marks the in-flight row `rearm`; the job is deleted (the row is scrubbed and
+    cancelled) before the attempt ends. The attempt's end must not start a new round: it
+    would POST the scrubbed body of a deleted job."""
+    row, job = await _scheduled(npool)
+    [due] = await claim(npool, job)
+    await queue.schedule(npool, [row])
+    async with npool.acquire() as conn:
+        await queue.scrub_for_deleted_job(conn, job.id)
+    await _succeed(npool, due.id)
+    [done] = await delivery_rows(npool, job)
+    assert done["status"] != "pending"
+    assert await claim(npool, job) == []
