@@ -54,17 +54,29 @@ SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, left(error, 
 FROM media_pipeline.webhook_attempts WHERE delivery_id = ANY($1::bigint[])
 ORDER BY delivery_id, attempt, id
 """
-# A new round: the schedule starts again from "immediately"; the attempt log is kept.
+# A new round: the schedule starts again from "immediately"; the attempt log is kept. A row
+# whose attempt is in flight (lease live) is marked `rearm` instead: the new round starts when
+# that attempt ends (libs/webhooks/queue.py FINISH), never as a second POST beside it.
 REARM = """
-UPDATE media_pipeline.webhook_deliveries
-SET status = 'pending', schedule_step = 0, next_attempt_at = now(), updated_at = now()
+UPDATE media_pipeline.webhook_deliveries d
+SET status = 'pending',
+    schedule_step = CASE WHEN d.leased_at IS NOT NULL AND d.next_attempt_at > now()
+                         THEN d.schedule_step ELSE 0 END,
+    next_attempt_at = CASE WHEN d.leased_at IS NOT NULL AND d.next_attempt_at > now()
+                           THEN d.next_attempt_at ELSE now() END,
+    rearm = (d.leased_at IS NOT NULL AND d.next_attempt_at > now()), updated_at = now()
 WHERE id = $1
 """
 # Every failed (or cancelled) delivery created in [since, until) whose endpoint is not disabled.
 # Test events are left out: they were a question asked once.
 RECOVER = """
 UPDATE media_pipeline.webhook_deliveries d
-SET status = 'pending', schedule_step = 0, next_attempt_at = now(), updated_at = now()
+SET status = 'pending',
+    schedule_step = CASE WHEN d.leased_at IS NOT NULL AND d.next_attempt_at > now()
+                         THEN d.schedule_step ELSE 0 END,
+    next_attempt_at = CASE WHEN d.leased_at IS NOT NULL AND d.next_attempt_at > now()
+                           THEN d.next_attempt_at ELSE now() END,
+    rearm = (d.leased_at IS NOT NULL AND d.next_attempt_at > now()), updated_at = now()
 WHERE d.status IN ('failed', 'cancelled')
   AND d.created_at >= $1 AND d.created_at < coalesce($2::timestamptz, 'infinity')
   AND ($3::uuid IS NULL OR d.api_key_id = $3)

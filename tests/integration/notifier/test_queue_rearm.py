@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from libs.webhooks import queue
+from libs.webhooks import admin, queue
 from tests.integration.notifier.harness import Job, delivery_rows, make_job, make_key
 
 pytestmark = pytest.mark.integration
@@ -79,3 +79,33 @@ async def test_a_deleted_jobs_rearmed_delivery_is_not_sent_after_its_attempt(
     [done] = await delivery_rows(npool, job)
     assert done["status"] != "pending"
     assert await claim(npool, job) == []
+
+
+async def test_a_resend_during_an_attempt_waits_for_its_end(npool: asyncpg.Pool) -> None:
+    """Resend (the API's and the CLI's) while the delivery's attempt is in flight: the row is
+    not handed to a second concurrent POST; the new round starts when the attempt ends."""
+    _, job = await _scheduled(npool)
+    [due] = await claim(npool, job)
+    await admin.resend(npool, admin.OPERATOR, due.id)
+    assert await claim(npool, job) == []  # still in flight
+    await _succeed(npool, due.id)
+    [rearmed] = await delivery_rows(npool, job)
+    assert (rearmed["status"], rearmed["schedule_step"]) == ("pending", 0)
+    [again] = await claim(npool, job)
+    assert again.id == due.id
+
+
+async def test_a_resend_of_a_waiting_or_finished_delivery_starts_now(npool: asyncpg.Pool) -> None:
+    _, job = await _scheduled(npool)
+    [due] = await claim(npool, job)
+    async with npool.acquire() as conn:
+        await queue.reschedule(
+            conn, due.id, status_code=503, error="HTTP 503", latency_ms=1, delay=600.0
+        )
+    await admin.resend(npool, admin.OPERATOR, due.id)
+    [due] = await claim(npool, job)
+    await _succeed(npool, due.id)
+    await admin.resend(npool, admin.OPERATOR, due.id)
+    [row] = await delivery_rows(npool, job)
+    assert (row["status"], row["schedule_step"], row["rearm"]) == ("pending", 0, False)
+    assert [d.id for d in await claim(npool, job)] == [due.id]
