@@ -222,6 +222,7 @@ def _cards(
     clock: Clock = NO_DEADLINE,
     *,
     bare: bool = False,
+    phones: bool = True,
 ) -> list[Finding]:
     """Luhn-valid card numbers in each run, each taking the digits that continue it in the
     same run. With ``bare`` (a last pass, after every reading had its chance to validate), a
@@ -243,7 +244,7 @@ def _cards(
             and _in_card_context(contexts, items[0].first, previous_end)
         )
         previous_end = items[-1].last + 1
-        if _whole_run_is_card(tokens, items, hits, in_context=in_context, bare=bare):
+        if _whole_run_is_card(tokens, items, hits, in_context=in_context, bare=bare, phones=phones):
             hits = [(0, len(items) - 1)]
         elif not hits and r + 1 < len(runs):
             pair = _card_across(
@@ -266,8 +267,11 @@ def _whole_run_is_card(
     *,
     in_context: bool,
     bare: bool,
+    phones: bool = True,
 ) -> bool:
-    """Whether the run is one card from its first digit to its last (see ``_cards``)."""
+    """Whether the run is one card from its first digit to its last (see ``_cards``). Without
+    ``phones`` (the policy does not redact phone numbers), a short run that reads as a phone
+    number with its country code is a card all the same: nothing else would redact it."""
     if in_context and _count(items) >= MIN_CONTEXT_CARD_DIGITS:
         return True
     # Longer than any phone number and no valid card in it: a card misheard (or read
@@ -282,7 +286,7 @@ def _whole_run_is_card(
             count >= MIN_BARE_CARD_DIGITS
             or (
                 count >= MIN_SHORT_BARE_CARD_DIGITS
-                and not _is_dialled_abroad("".join(i.digits for i in items))
+                and not (phones and _is_dialled_abroad("".join(i.digits for i in items)))
             )
         )
         and not _after_reference(tokens, items[0].first)
@@ -853,7 +857,9 @@ def detect(
         other_reading = number_runs(tokens, tens_take_oh=True, clock=clock)
         ordered.append(_cards(tokens, other_reading, None, clock))
         # Last, what neither reading validates but is too long to be anything else.
-        ordered.append(_cards(tokens, runs, contexts, clock, bare=True))
+        ordered.append(
+            _cards(tokens, runs, contexts, clock, bare=True, phones=EntityClass.PHONE in classes)
+        )
     if EntityClass.SSN in classes:
         ordered.append(_written_ssns(text))
         ordered.append(

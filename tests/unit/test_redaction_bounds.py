@@ -328,10 +328,41 @@ def test_a_card_with_a_digit_dropped_is_a_card_without_context(said: str) -> Non
     ],
 )
 def test_a_phone_number_with_its_country_code_is_not_a_card(said: str, under_pii: int) -> None:
-    # Under a card-only policy it stays; under pii it is one phone number, whole.
-    assert redact_text(said, CARDS_ONLY) == (said, [])
+    # Under pii it is one phone number, whole. Under a card-only policy nothing would redact
+    # it as a phone number: 13 digits or more are a card, failing closed (a card with a digit
+    # dropped may read as such a number, test_a_card_that_reads_as_a_number_abroad...).
+    redacted, findings = redact_text(said, CARDS_ONLY)
+    assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD] * under_pii
+    if not under_pii:
+        assert redacted == said
     redacted, findings = redact_text(said, PCI_PII)
     assert [f.cls for f in findings] == [EntityClass.PHONE] * under_pii
     if under_pii:
         words = set(redacted.replace(",", " ").replace(".", " ").split())
         assert not words & {"oh", "double", "one", "two", "four", "five", "seven", "nine"}
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        # Visa test-like numbers with one digit dropped whose 15 digits read as German numbers
+        # (+49), and a Discover (6011) with its 6 dropped, after the NANP's 011.
+        "Yeah so it's four nine zero seven four three nine one five zero zero zero eight zero "
+        "eight, thanks.",
+        "It's 4996 2283 0388 365.",
+        "Right, it's oh one one nine one eight seven seven nine five two four eight nine eight.",
+    ],
+)
+@pytest.mark.parametrize("policy", [Policy.parse("pci"), CARDS_ONLY], ids=["pci", "credit_card"])
+def test_a_card_that_reads_as_a_number_abroad_is_a_card_when_phones_are_not_redacted(
+    said: str, policy: Policy
+) -> None:
+    """No "plus" and no card context: under pii the run is redacted as a phone number, but a
+    policy without phone numbers left the card's digits in clear."""
+    redacted, findings = redact_text(said, policy)
+    assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD]
+    words = set(redacted.replace(",", " ").replace(".", " ").split())
+    assert not any(c.isdigit() for c in redacted)
+    assert not words & {"oh", "one", "two", "four", "five", "seven", "eight", "nine", "zero"}
+    _, findings = redact_text(said, PCI_PII)
+    assert len(findings) == 1  # a phone number or a card: redacted either way
