@@ -862,11 +862,7 @@ def detect(
         )
     if EntityClass.SSN in classes:
         ordered.append(_written_ssns(text))
-        ordered.append(
-            _context_number(
-                tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock, reach=_SSN_REACH
-            )
-        )
+        ordered.append(_context_number(tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock))
     if EntityClass.CVV in classes:
         # Two digits too: an engine drops one of a code said in three ("seven three seven" as
         # "73"), and what is left of a security code is still card data.
@@ -881,6 +877,15 @@ def detect(
         ordered.append(_emails(tokens, clock))
     if EntityClass.PHONE in classes:
         ordered.append(_phones(text, tokens, runs, clock))
+    if EntityClass.SSN in classes:
+        # An SSN a few words after its context, after the phone numbers: the first nine digits
+        # of a phone number said there ("your social? my phone is oh two oh ...") are not one
+        # (taken as one, they left the number's other digits in clear).
+        ordered.append(
+            _context_number(
+                tokens, index, _SSN_CONTEXT, (9,), EntityClass.SSN, clock, reach=_SSN_REACH
+            )
+        )
     # Earlier classes win: a finding is kept only if none of its characters is taken.
     taken = bytearray(len(text))
     kept: list[Finding] = []

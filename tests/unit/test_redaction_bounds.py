@@ -366,3 +366,28 @@ def test_a_card_that_reads_as_a_number_abroad_is_a_card_when_phones_are_not_reda
     assert not words & {"oh", "one", "two", "four", "five", "seven", "eight", "nine", "zero"}
     _, findings = redact_text(said, PCI_PII)
     assert len(findings) == 1  # a phone number or a card: redacted either way
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I don't have my social with me, but my mobile is oh seven seven oh oh nine oh oh one "
+        "two three.",
+        "What's your social? My phone is oh two oh seven nine four six oh nine five eight.",
+        "Social media? Yes, call me on two oh two, four five six, one one one one.",
+    ],
+)
+def test_a_phone_number_a_few_words_after_social_is_redacted_whole(said: str) -> None:
+    """An SSN may come up to eight words after "social"; a phone number said there is not one:
+    its first nine digits taken as an SSN left the others in clear ("[SSN] five eight")."""
+    redacted, findings = redact_text(said, PII)
+    assert [f.cls for f in findings] == [EntityClass.PHONE], redacted
+    words = set(redacted.replace(",", " ").replace(".", " ").split())
+    assert not words & {"oh", "one", "two", "three", "five", "six", "seven", "eight", "nine"}
+
+
+def test_an_ssn_a_few_words_after_social_is_still_found() -> None:
+    said = "Your social to verify? Sure, two one nine, oh nine, nine nine nine nine."
+    redacted, findings = redact_text(said, PII)
+    assert [f.cls for f in findings] == [EntityClass.SSN]
+    assert redacted == "Your social to verify? Sure, [SSN]."
