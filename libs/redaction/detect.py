@@ -85,7 +85,9 @@ class Phrases:
         ends: list[int] = []
         for i, token in enumerate(tokens):
             clock.tick()
-            candidates = self.by_first.get(_bare(token.text))
+            # The word as said first: a phrase of its own ("card's") is not lost to its bare
+            # word's phrases ("card number").
+            candidates = self.by_first.get(token.text) or self.by_first.get(_bare(token.text))
             if candidates is None or (i > 0 and tokens[i - 1].text in self.not_after):
                 continue
             for phrase in candidates:

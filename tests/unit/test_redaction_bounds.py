@@ -391,3 +391,21 @@ def test_an_ssn_a_few_words_after_social_is_still_found() -> None:
     redacted, findings = redact_text(said, PII)
     assert [f.cls for f in findings] == [EntityClass.SSN]
     assert redacted == "Your social to verify? Sure, [SSN]."
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "My card's four five three two, one five one nine, one two three four, and that's it.",
+        "My card's 4532 1519 1234.",
+        "Okay my card's four five three two, one five one nine, the next ones are one two three "
+        "four five.",
+    ],
+)
+@pytest.mark.parametrize("policy", [Policy.parse("pci"), PII], ids=["pci", "pii"])
+def test_card_s_is_still_a_card_context(said: str, policy: Policy) -> None:
+    """'s is now read off context words ("expiry's"): "card's", a card context of its own, was
+    read as "card" and matched nothing, so 12 digits of a card after it stayed in clear."""
+    redacted, findings = redact_text(said, policy)
+    assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD], redacted
+    assert not any(c.isdigit() for c in redacted) and "five" not in redacted
