@@ -49,6 +49,14 @@ LEFT JOIN media_pipeline.api_keys k ON k.id = d.api_key_id
 WHERE d.id = $1 AND ($2::uuid IS NULL OR d.api_key_id = $2)
 """
 )
+# A deleted job's deliveries lost their bodies (libs/webhooks/queue.py SCRUB_FOR_DELETED_JOB)
+# and are never sent again; its transcription.deleted webhook, written after the scrub, is whole.
+OF_DELETED_JOB = """
+SELECT d.event_type <> 'transcription.deleted' AND a.status = 'deleted'
+FROM media_pipeline.webhook_deliveries d
+JOIN media_pipeline.audio_files a ON a.id = d.audio_file_id
+WHERE d.id = $1
+"""
 ATTEMPTS = """
 SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, left(error, 200) AS error
 FROM media_pipeline.webhook_attempts WHERE delivery_id = ANY($1::bigint[])
@@ -68,7 +76,7 @@ SET status = 'pending',
 WHERE id = $1
 """
 # Every failed (or cancelled) delivery created in [since, until) whose endpoint is not disabled.
-# Test events are left out: they were a question asked once.
+# Test events are left out: they were a question asked once; so are a deleted job's (scrubbed).
 RECOVER = """
 UPDATE media_pipeline.webhook_deliveries d
 SET status = 'pending',
@@ -85,6 +93,9 @@ WHERE d.status IN ('failed', 'cancelled')
       SELECT 1 FROM media_pipeline.api_keys k
       WHERE k.id = d.api_key_id AND k.webhook_url = d.endpoint_url
         AND k.webhook_disabled_at IS NOT NULL)
+  AND NOT (d.event_type <> 'transcription.deleted' AND EXISTS (
+      SELECT 1 FROM media_pipeline.audio_files a
+      WHERE a.id = d.audio_file_id AND a.status = 'deleted'))
 """
 INSERT_TEST = """
 INSERT INTO media_pipeline.webhook_deliveries
@@ -102,6 +113,12 @@ class EndpointDisabled(errors.Conflict):
     """The key's default endpoint is disabled: re-enable it before resending to it."""
 
     code = "endpoint_disabled"
+
+
+class JobDeleted(errors.Conflict):
+    """The delivery's job was deleted: its body is gone, it is not sent again."""
+
+    code = "job_deleted"
 
 
 class NoEndpoint(errors.Conflict):
@@ -267,6 +284,8 @@ async def resend(conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, delivery
         raise NotFound("no such delivery")
     if row["endpoint_disabled"]:
         raise EndpointDisabled("the endpoint is disabled; re-enable it first")
+    if await conn.fetchval(OF_DELETED_JOB, delivery_id):
+        raise JobDeleted("the delivery's job was deleted; its content is gone")
     await conn.execute(REARM, delivery_id)
 
 
@@ -276,7 +295,8 @@ async def recover(
     since: datetime,
     until: datetime | None = None,
 ) -> int:
-    """Re-arm every failed or cancelled delivery created since `since`; returns how many."""
+    """Re-arm every failed or cancelled delivery created since `since` (not a deleted job's);
+    returns how many."""
     return rows_affected(await conn.execute(RECOVER, since, until, scope.api_key_id))
 
 

@@ -4,6 +4,7 @@ attempt in flight (libs/webhooks/queue.py: SCHEDULE, CLAIM_DUE, FINISH; libs/web
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -109,3 +110,38 @@ async def test_a_resend_of_a_waiting_or_finished_delivery_starts_now(npool: asyn
     [row] = await delivery_rows(npool, job)
     assert (row["status"], row["schedule_step"], row["rearm"]) == ("pending", 0, False)
     assert [d.id for d in await claim(npool, job)] == [due.id]
+
+
+async def test_a_deleted_jobs_deliveries_are_not_recovered_or_resent(npool: asyncpg.Pool) -> None:
+    """A deleted job's deliveries keep their log but lose their bodies; recover (since a time)
+    re-armed its failed ones and resend any of them, POSTing the scrubbed body
+    ({"deleted": true}) as a transcription.completed webhook. Its transcription.deleted webhook
+    stays recoverable."""
+    row, job = await _scheduled(npool)
+    [due] = await claim(npool, job)
+    async with npool.acquire() as conn:
+        await queue.finish(conn, due.id, "failed", status_code=500, error="HTTP 500", latency_ms=1)
+        await conn.execute(
+            "UPDATE media_pipeline.audio_files SET status = 'deleted' WHERE id = $1", job.id
+        )
+        await queue.scrub_for_deleted_job(conn, job.id)
+    deleted = queue.NewDelivery(
+        event_id=uuid.uuid4(),
+        event_type="transcription.deleted",
+        audio_file_id=job.id,
+        api_key_id=job.key.id,
+        endpoint_url=row.endpoint_url,
+        payload=b'{"type":"transcription.deleted","data":{}}',
+    )
+    await queue.schedule(npool, [deleted])
+    [_, gone] = await delivery_rows(npool, job)
+    await npool.execute(
+        "UPDATE media_pipeline.webhook_deliveries SET status = 'failed' WHERE id = $1", gone["id"]
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+    assert await admin.recover(npool, admin.Scope.key(job.key.id), since) == 1
+    assert [d.event_type for d in await claim(npool, job)] == ["transcription.deleted"]
+    with pytest.raises(admin.JobDeleted):
+        await admin.resend(npool, admin.OPERATOR, due.id)
+    [scrubbed, _] = await delivery_rows(npool, job)
+    assert scrubbed["status"] == "failed"
