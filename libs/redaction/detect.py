@@ -192,15 +192,16 @@ def _valid_cards(items: Sequence[Item], clock: Clock) -> list[tuple[int, int]]:
     return hits
 
 
-def _all_phones(items: Sequence[Item]) -> bool:
+def _all_phones(items: Sequence[Item], trunk_regions: tuple[str, ...] | None = None) -> bool:
     """The run is valid phone numbers one after another ("202 456 1111 and 212 736 3100"):
-    long, but not a card."""
+    long, but not a card. `trunk_regions`: where a number with a trunk 0 may be from (default:
+    every region _phones knows)."""
     digits = ""
     for item in items:
         digits += item.digits
         if len(digits) > 11:
             return False
-        if _is_phone(digits, False):
+        if _is_phone(digits, False, trunk_regions):
             digits = ""
     return digits == "" and bool(items)
 
@@ -319,8 +320,8 @@ def _card_across(
         else bare
         and MIN_BARE_CARD_DIGITS <= digits <= MAX_BARE_CARD_DIGITS
         and not _after_reference(tokens, items[0].first)
-        and not _all_phones(items)
-        and not _all_phones(after)
+        and not _all_phones(items, _CARD_PART_TRUNK_REGIONS)
+        and not _all_phones(after, _CARD_PART_TRUNK_REGIONS)
     )
     if near and card_like and not _valid_cards(after, clock):
         said = run.digits + following.digits
@@ -638,12 +639,15 @@ _REGIONS = ("US", "GB")
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_phone(digits: str, international: bool) -> bool:
+def _is_phone(
+    digits: str, international: bool, trunk_regions: tuple[str, ...] | None = None
+) -> bool:
     """Said digits as a valid number: with "plus", an international number; otherwise a
-    national one, trunk prefix 0 for the UK, ten digits (or 1 and ten) for the NANP."""
+    national one, trunk prefix 0 for the _TRUNK_REGIONS (or `trunk_regions`), ten digits (or 1
+    and ten) for the NANP."""
     return any(
         _check_number(digits, region, phonenumbers.is_valid_number)
-        for region in _regions_for(digits, international)
+        for region in _regions_for(digits, international, trunk_regions)
     )
 
 
@@ -661,15 +665,21 @@ def _is_possible_phone(digits: str) -> bool:
 # National numbers with a trunk 0: the UK's (10 or 11 digits) and those of the other countries
 # whose callers an English-speaking contact centre hears most (9 to 11 digits).
 _TRUNK_REGIONS = ("GB", "IE", "AU", "NZ", "ZA", "IN")
+# ... but the part of a card read in two (_card_across) that a phone number excuses is the UK's
+# only: a card's second part starts with 0 one time in ten, and ten digits from 0 are often a
+# valid number in one of the others (an Australian mobile 04...), which left the card in clear.
+_CARD_PART_TRUNK_REGIONS = ("GB",)
 
 
-def _regions_for(digits: str, international: bool) -> tuple[str | None, ...]:
+def _regions_for(
+    digits: str, international: bool, trunk_regions: tuple[str, ...] | None = None
+) -> tuple[str | None, ...]:
     """Where said digits may be a phone number: with "plus", anywhere; a trunk 0, the
     _TRUNK_REGIONS; ten digits (or 1 and ten), the NANP; else nowhere."""
     if international:
         return (None,)
     if digits.startswith("0"):
-        return _TRUNK_REGIONS if 9 <= len(digits) <= 11 else ()
+        return (trunk_regions or _TRUNK_REGIONS) if 9 <= len(digits) <= 11 else ()
     if len(digits) == 10 or (len(digits) == 11 and digits.startswith("1")):
         # No NANP area code starts with 0 or 1.
         return () if digits[-10] in "01" else ("US",)

@@ -409,3 +409,23 @@ def test_card_s_is_still_a_card_context(said: str, policy: Policy) -> None:
     redacted, findings = redact_text(said, policy)
     assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD], redacted
     assert not any(c.isdigit() for c in redacted) and "five" not in redacted
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Yes it's four five three two one five, is that right, oh four one two three four five "
+        "six seven eight.",
+        "Sure, 4532 15, you got that?, 0412 345 678.",
+    ],
+)
+@pytest.mark.parametrize("policy", [Policy.parse("pci"), PII], ids=["pci", "pii"])
+def test_a_card_read_in_two_whose_second_part_reads_as_a_phone_abroad(
+    said: str, policy: Policy
+) -> None:
+    """Two runs a few words apart with 16 digits are a card unless one of them is a phone
+    number; with trunk-0 numbers of five more countries, a second part "oh four ..." read as an
+    Australian mobile: the card's first digits stayed in clear (all of it under pci)."""
+    redacted, findings = redact_text(said, policy)
+    assert [f.cls for f in findings] == [EntityClass.CREDIT_CARD], redacted
+    assert not any(c.isdigit() for c in redacted) and "five" not in redacted
