@@ -50,6 +50,10 @@ notifier_event_decoder: msgspec.json.Decoder[NotifierEvent] = msgspec.json.Decod
 CHANNEL = "media_pipeline_webhooks"
 DB_ERRORS = (DatabaseUnavailable,)
 PURGE_EVERY = 3600.0
+# A claimed row's lease outlasts its POST (WEBHOOK_TIMEOUT) by at least this much, the time to
+# record the outcome: a lease that ran out mid-POST let the row be claimed and POSTed again
+# beside the attempt still running (with WEBHOOK_TIMEOUT at or above the policy's 60 s).
+LEASE_MARGIN = 10.0
 MAX_ATTEMPTS = DEFAULT_POLICY.max_attempts
 __all__ = ["MAX_ATTEMPTS", "RETRY_SCHEDULE", "Deliverer", "Scheduler", "next_delay"]
 
@@ -244,6 +248,7 @@ class Deliverer:
         # NOTIFY is the fast path; polling covers notifications lost while LISTEN reconnects.
         self._poll_interval = poll_interval
         self._policy = policy
+        self._lease = max(policy.lease_seconds, timeout + LEASE_MARGIN)
         self._shutdown_grace = shutdown_grace
         self._wakeup = Wakeup(pool, CHANNEL)
         self._inflight: dict[asyncio.Task[None], repo.Due] = {}
@@ -255,7 +260,7 @@ class Deliverer:
 
     async def deliver_due(self) -> int:
         """Claim one batch of due deliveries and attempt them all (tests and burst runs)."""
-        due = await repo.claim_due(self._pool, self._concurrency, self._policy.lease_seconds)
+        due = await repo.claim_due(self._pool, self._concurrency, self._lease)
         if due:
             await asyncio.gather(*(self._attempt(d) for d in due))
         return len(due)
@@ -301,7 +306,7 @@ class Deliverer:
             return self._poll_interval
         busy = [u for u, n in self._per_endpoint.items() if n >= self._per_endpoint_limit]
         try:
-            due = await repo.claim_due(self._pool, free, self._policy.lease_seconds, busy)
+            due = await repo.claim_due(self._pool, free, self._lease, busy)
             extra = self._start(due)
             if extra:
                 # Over this endpoint's share: straight back to the queue, still due.

@@ -3,14 +3,28 @@ attempt in flight (libs/webhooks/queue.py: SCHEDULE, CLAIM_DUE, FINISH; libs/web
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from nats.js import JetStreamContext
 
 from libs.webhooks import admin, queue
-from tests.integration.notifier.harness import Job, delivery_rows, make_job, make_key
+from services.notifier.policy import DeliveryPolicy
+from tests.integration.notifier.harness import (
+    Job,
+    Notifier,
+    delivery_rows,
+    make_job,
+    make_key,
+    publish,
+    ready_event,
+    receiver,
+)
+from tests.stack_fixtures import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +159,30 @@ async def test_a_deleted_jobs_deliveries_are_not_recovered_or_resent(npool: asyn
         await admin.resend(npool, admin.OPERATOR, due.id)
     [scrubbed, _] = await delivery_rows(npool, job)
     assert scrubbed["status"] == "failed"
+
+
+async def test_the_lease_outlasts_a_long_post_timeout(
+    npool: asyncpg.Pool, js: JetStreamContext, notifier: Notifier
+) -> None:
+    """WEBHOOK_TIMEOUT above the policy's lease (60 s): the row must stay leased as long as
+    its POST may take, or it is claimed and POSTed again beside the attempt still hanging."""
+    key = await make_key(npool, webhook_url=None)
+    async with receiver(key.secret) as r:
+        r.gate = asyncio.Event()
+        job = await make_job(npool, key, callback_url=r.url)
+        notifier.settings = replace(notifier.settings, webhook_timeout=90.0)
+        notifier.configure(r.hostport, policy=DeliveryPolicy(lease_seconds=60.0)).start()
+        event = ready_event(job)
+        await publish(js, event)
+        try:
+
+            async def leased() -> asyncpg.Record | None:
+                rows = await delivery_rows(npool, job)
+                return rows[0] if len(rows) == 1 and rows[0]["leased_at"] is not None else None
+
+            row = await eventually(leased, timeout=10)
+            lease = (row["next_attempt_at"] - row["leased_at"]).total_seconds()
+            assert lease >= 90.0
+        finally:
+            r.gate.set()
+        await r.wait_accepted(event.event_id)
