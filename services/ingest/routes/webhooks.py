@@ -124,7 +124,9 @@ async def get_delivery(request: web.Request) -> web.Response:
     responses={
         202: Reply("queued", bodies.Resending),
         404: NO_SUCH_DELIVERY,
-        409: "the endpoint is disabled",
+        409: "the endpoint is disabled (`endpoint_disabled`), or the delivery's job was deleted "
+        "(`job_deleted`: its body was scrubbed; a delivery waiting for its attempt in flight "
+        "to end is sent after it)",
     },
 )
 async def resend(request: web.Request) -> web.Response:

@@ -69,7 +69,11 @@ def test_card_numbers_are_found_before_sending() -> None:
     assert not _has_card_number(_said("call 020 7946 0018 or 123456789012"))
     # 13 to 15 digits that no reading explains (a card with a digit dropped?): a card.
     assert _has_card_number(_said("call 020 7946 0018 or 1234567890123"))
-    assert not _has_card_number(_said("call 0044 7911 123456"))  # a phone, with its 00
+    # A phone number said with its country code but no "plus" reads like a card with a digit
+    # dropped, and only the card class is asked for here: refused (failing closed) ...
+    assert _has_card_number(_said("call 0044 7911 123456"))
+    # ... while with its "plus" it is a phone number, not a card.
+    assert not _has_card_number(_said("call +44 7911 123456"))
     assert not _has_card_number(_said("my card is [CREDIT_CARD]"))
     assert not _has_card_number(_said("card #### #### #### 1111, the last four are 1111"))
 
