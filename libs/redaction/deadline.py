@@ -8,9 +8,15 @@ text it was redacting may be stored or sent.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TypeVar
 
 from libs.errors import DomainError
+
+T = TypeVar("T")
 
 
 class RedactionTimeout(DomainError):
@@ -45,3 +51,19 @@ class Clock:
 
 
 NO_DEADLINE = Clock(None)
+
+
+async def run_bounded(
+    executor: Executor, call: Callable[[], T], timeout: float, failed: type[Exception]
+) -> T:
+    """`call` (a redaction given the deadline ``time.monotonic() + timeout``) on `executor`,
+    off the event loop; `failed` (the caller's fail-closed error) when it does not finish in
+    `timeout` seconds or stops on its deadline or its recursion limit. The message names the
+    error, never the text that was being redacted."""
+    try:
+        running = asyncio.get_running_loop().run_in_executor(executor, call)
+        return await asyncio.wait_for(running, timeout)
+    except TimeoutError as exc:
+        raise failed(f"redaction did not finish within {timeout:g} s") from exc
+    except (RecursionError, RedactionTimeout) as exc:
+        raise failed(f"redaction failed ({type(exc).__name__})") from exc

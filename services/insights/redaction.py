@@ -16,7 +16,6 @@ of time raises `RedactionFailed` and the caller keeps nothing of the text (fail 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Callable
@@ -26,7 +25,8 @@ from typing import TypeVar
 import msgspec
 
 from libs.contracts import ActionItem, Insights, QuestionAnswer
-from libs.redaction import EntityClass, Policy, RedactionTimeout, redact_text, redact_transcript
+from libs.redaction import EntityClass, Policy, redact_text, redact_transcript
+from libs.redaction.deadline import run_bounded
 from libs.transcript import Transcript
 
 T = TypeVar("T")
@@ -104,11 +104,4 @@ def _answer(insights: Insights, policy: Policy, deadline: float) -> Insights:
 
 
 async def _bounded(call: Callable[[], T], timeout: float) -> T:
-    try:
-        running = asyncio.get_running_loop().run_in_executor(_THREADS, call)
-        return await asyncio.wait_for(running, timeout)
-    except TimeoutError as exc:
-        raise RedactionFailed(f"redaction did not finish within {timeout:g} s") from exc
-    except (RecursionError, RedactionTimeout) as exc:
-        # The message names the error, never the text it was redacting.
-        raise RedactionFailed(f"redaction failed ({type(exc).__name__})") from exc
+    return await run_bounded(_THREADS, call, timeout, RedactionFailed)

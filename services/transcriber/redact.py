@@ -12,7 +12,6 @@ for it or uses what it returns, and a redaction given a deadline of its own stop
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Callable
@@ -23,10 +22,10 @@ from typing import Protocol, TypeVar
 from libs.redaction import (
     Policy,
     RedactionReport,
-    RedactionTimeout,
     redact_chunk,
     redact_transcript,
 )
+from libs.redaction.deadline import run_bounded
 from libs.transcript import Transcript, with_asked_timings
 from services.transcriber.failures import RedactionFailed
 
@@ -98,11 +97,4 @@ def _deadline(timeout: float) -> float:
 
 
 async def _bounded(call: Callable[[], T], timeout: float) -> T:
-    try:
-        running = asyncio.get_running_loop().run_in_executor(_THREADS, call)
-        return await asyncio.wait_for(running, timeout)
-    except TimeoutError as exc:
-        raise RedactionFailed(f"redaction did not finish within {timeout:g} s") from exc
-    except (RecursionError, RedactionTimeout) as exc:
-        # The message names the error, never the text it was redacting.
-        raise RedactionFailed(f"redaction failed ({type(exc).__name__})") from exc
+    return await run_bounded(_THREADS, call, timeout, RedactionFailed)
